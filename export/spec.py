@@ -1,0 +1,371 @@
+"""The portable model spec: what an exported LSTM is, independent of PyTorch.
+
+A :class:`ModelSpec` is a frozen, validated description of an ``nn.LSTM`` (optionally stacked,
+bidirectional, with ``proj_size``) and an optional ``nn.Linear`` head. It keeps PyTorch's gate
+order ``(i, f, g, o)`` explicitly: the rows of ``w_ih``/``w_hh``/biases are the four gate
+blocks of ``hidden_size`` rows each, in that order.
+
+It saves to and loads from a directory holding ``manifest.json`` (architecture, version) and
+``tensors.npz`` (float64 arrays, loaded with ``allow_pickle=False``). This module imports no
+torch: everything downstream (quant/, hw/) works from the spec alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "GATE_ORDER",
+    "SPEC_FORMAT",
+    "SPEC_VERSION",
+    "HeadSpec",
+    "LayerWeights",
+    "ModelSpec",
+    "SpecError",
+]
+
+GATE_ORDER = ("i", "f", "g", "o")
+SPEC_FORMAT = "lstmfpga.spec"
+SPEC_VERSION = 1
+HEAD_MODES = ("last", "all")
+
+
+class SpecError(ValueError):
+    """A model or artifact that cannot be turned into a valid spec (the message says why)."""
+
+
+def _as_matrix(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        array = np.array(value, dtype=np.float64)  # copy: the spec owns its tensors
+    except (TypeError, ValueError) as error:
+        raise SpecError(f"{name} must be a numeric array, not {type(value).__name__}") from error
+    if array.shape != shape:
+        raise SpecError(f"{name} must have shape {shape}, not {array.shape}")
+    if not np.all(np.isfinite(array)):
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        raise SpecError(f"{name} contains {bad} non-finite value(s) (NaN or Inf)")
+    array.setflags(write=False)
+    return array
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool):
+        raise SpecError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise SpecError(f"{name} must be >= {minimum}, not {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerWeights:
+    """Weights of one (layer, direction) of the LSTM, float64, read-only.
+
+    ``w_ih`` is ``(4H, I_l)``, ``w_hh`` is ``(4H, H_out)``, biases are ``(4H,)`` or ``None``
+    (``bias=False``), ``w_hr`` is ``(H_out, H)`` with a projection, else ``None``.
+    Rows follow :data:`GATE_ORDER`.
+    """
+
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray | None = None
+    b_hh: np.ndarray | None = None
+    w_hr: np.ndarray | None = None
+
+    @property
+    def bias(self) -> np.ndarray | None:
+        """The combined gate bias ``b_ih + b_hh`` (what the hardware adds), or ``None``."""
+        if self.b_ih is None:
+            return None
+        return self.b_ih + self.b_hh
+
+
+@dataclass(frozen=True, eq=False)
+class HeadSpec:
+    """An ``nn.Linear`` head: ``weight`` ``(out, D*H_out)``, ``bias`` ``(out,)`` or ``None``.
+
+    ``mode`` is ``"last"`` (applied to the output sequence at the last timestep,
+    i.e. ``output[:, -1]``) or ``"all"`` (applied at every timestep).
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None
+    mode: str
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSpec:
+    """A validated, framework-independent LSTM (+ optional head).
+
+    Parameters mirror ``nn.LSTM``: ``input_size``, ``hidden_size``, ``num_layers``,
+    ``bias``, ``bidirectional``, ``proj_size`` (0 = none). ``batch_first`` is not part of the
+    spec: every API here takes ``(batch, seq, features)``. ``dropout`` is recorded for
+    information only; it has no effect at inference.
+
+    ``layers[l][d]`` holds the weights of layer ``l``, direction ``d`` (0 forward, 1 reverse).
+    """
+
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    proj_size: int
+    bias: bool
+    layers: tuple[tuple[LayerWeights, ...], ...]
+    head: HeadSpec | None = None
+    dropout: float = 0.0
+    gate_order: tuple[str, ...] = field(default=GATE_ORDER)
+    source: str = ""
+
+    def __post_init__(self):
+        _check_int("input_size", self.input_size, 1)
+        _check_int("hidden_size", self.hidden_size, 1)
+        _check_int("num_layers", self.num_layers, 1)
+        _check_int("proj_size", self.proj_size, 0)
+        if self.proj_size >= self.hidden_size:
+            raise SpecError(
+                f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
+                f"not {self.proj_size}"
+            )
+        if tuple(self.gate_order) != GATE_ORDER:
+            raise SpecError(f"gate_order must be {GATE_ORDER}, not {tuple(self.gate_order)}")
+        if len(self.layers) != self.num_layers:
+            raise SpecError(f"expected {self.num_layers} layer(s), found {len(self.layers)}")
+        H, H_out, D = self.hidden_size, self.output_size, self.num_directions
+        layers = []
+        for index, directions in enumerate(self.layers):
+            if len(directions) != D:
+                raise SpecError(f"layer {index} must have {D} direction(s), not {len(directions)}")
+            checked = []
+            for d, lw in enumerate(directions):
+                if not isinstance(lw, LayerWeights):
+                    raise SpecError(f"layers[{index}][{d}] must be LayerWeights, not {lw!r}")
+                suffix = f"_l{index}" + ("_reverse" if d else "")
+                in_l = self.layer_input_size(index)
+                w_ih = _as_matrix("weight_ih" + suffix, lw.w_ih, (4 * H, in_l))
+                w_hh = _as_matrix("weight_hh" + suffix, lw.w_hh, (4 * H, H_out))
+                if self.bias:
+                    if lw.b_ih is None or lw.b_hh is None:
+                        raise SpecError(f"bias_ih{suffix}/bias_hh{suffix} missing (bias=True)")
+                    b_ih = _as_matrix("bias_ih" + suffix, lw.b_ih, (4 * H,))
+                    b_hh = _as_matrix("bias_hh" + suffix, lw.b_hh, (4 * H,))
+                else:
+                    if lw.b_ih is not None or lw.b_hh is not None:
+                        raise SpecError(f"bias_ih{suffix} given although bias=False")
+                    b_ih = b_hh = None
+                if self.proj_size:
+                    if lw.w_hr is None:
+                        raise SpecError(f"weight_hr{suffix} missing (proj_size={self.proj_size})")
+                    w_hr = _as_matrix("weight_hr" + suffix, lw.w_hr, (H_out, H))
+                else:
+                    if lw.w_hr is not None:
+                        raise SpecError(f"weight_hr{suffix} given although proj_size=0")
+                    w_hr = None
+                checked.append(LayerWeights(w_ih, w_hh, b_ih, b_hh, w_hr))
+            layers.append(tuple(checked))
+        object.__setattr__(self, "layers", tuple(layers))
+        object.__setattr__(self, "bidirectional", bool(self.bidirectional))
+        object.__setattr__(self, "bias", bool(self.bias))
+        object.__setattr__(self, "gate_order", GATE_ORDER)
+        if self.head is not None:
+            head = self.head
+            if not isinstance(head, HeadSpec):
+                raise SpecError(f"head must be a HeadSpec, not {head!r}")
+            if head.mode not in HEAD_MODES:
+                raise SpecError(f"head mode must be 'last' or 'all', not {head.mode!r}")
+            weight = np.asarray(head.weight)
+            if weight.ndim != 2:
+                raise SpecError(f"head weight must be 2-D, not {weight.ndim}-D")
+            out = weight.shape[0]
+            weight = _as_matrix("head weight", weight, (out, D * H_out))
+            bias = None if head.bias is None else _as_matrix("head bias", head.bias, (out,))
+            if out < 1:
+                raise SpecError("head weight must have at least one output row")
+            object.__setattr__(self, "head", HeadSpec(weight, bias, head.mode))
+
+    # -- derived geometry -------------------------------------------------------------------
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Size of each direction's ``h``: ``proj_size`` if set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    def layer_input_size(self, layer: int) -> int:
+        """Input width of ``layer``: ``input_size`` for layer 0, else ``D * output_size``."""
+        return self.input_size if layer == 0 else self.num_directions * self.output_size
+
+    @property
+    def sequence_output_size(self) -> int:
+        """Features per timestep of the LSTM's output sequence: ``D * output_size``."""
+        return self.num_directions * self.output_size
+
+    @property
+    def parameter_count(self) -> int:
+        count = 0
+        for directions in self.layers:
+            for lw in directions:
+                for t in (lw.w_ih, lw.w_hh, lw.b_ih, lw.b_hh, lw.w_hr):
+                    count += 0 if t is None else t.size
+        if self.head is not None:
+            count += self.head.weight.size + (0 if self.head.bias is None else self.head.bias.size)
+        return count
+
+    def describe(self) -> str:
+        """A few readable lines: architecture and parameter count."""
+        parts = [
+            f"LSTM input_size={self.input_size} hidden_size={self.hidden_size} "
+            f"num_layers={self.num_layers} bidirectional={self.bidirectional} "
+            f"proj_size={self.proj_size} bias={self.bias}",
+        ]
+        if self.head is None:
+            parts.append("head: none (output = full LSTM output sequence)")
+        else:
+            parts.append(
+                f"head: Linear({self.sequence_output_size} -> {self.head.out_features}, "
+                f"bias={self.head.bias is not None}) on {self.head.mode} timestep(s)"
+            )
+        parts.append(f"parameters: {self.parameter_count}")
+        if self.dropout:
+            parts.append(f"dropout={self.dropout} (ignored at inference)")
+        return "\n".join(parts)
+
+    # -- artifact ---------------------------------------------------------------------------
+    def tensors(self) -> dict[str, np.ndarray]:
+        """All tensors under PyTorch-like names (``weight_ih_l0_reverse``, ``head.weight``)."""
+        out = {}
+        for index, directions in enumerate(self.layers):
+            for d, lw in enumerate(directions):
+                suffix = f"_l{index}" + ("_reverse" if d else "")
+                out["weight_ih" + suffix] = lw.w_ih
+                out["weight_hh" + suffix] = lw.w_hh
+                if lw.b_ih is not None:
+                    out["bias_ih" + suffix] = lw.b_ih
+                    out["bias_hh" + suffix] = lw.b_hh
+                if lw.w_hr is not None:
+                    out["weight_hr" + suffix] = lw.w_hr
+        if self.head is not None:
+            out["head.weight"] = self.head.weight
+            if self.head.bias is not None:
+                out["head.bias"] = self.head.bias
+        return out
+
+    def manifest(self) -> dict:
+        return {
+            "format": SPEC_FORMAT,
+            "version": SPEC_VERSION,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "proj_size": self.proj_size,
+            "bias": self.bias,
+            "dropout": self.dropout,
+            "gate_order": list(GATE_ORDER),
+            "head": None
+            if self.head is None
+            else {
+                "mode": self.head.mode,
+                "out_features": self.head.out_features,
+                "bias": self.head.bias is not None,
+            },
+            "source": self.source,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path/manifest.json`` and ``path/tensors.npz``; returns ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "manifest.json").write_text(json.dumps(self.manifest(), indent=2) + "\n")
+        np.savez(path / "tensors.npz", **self.tensors())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelSpec:
+        """Load a spec directory written by :meth:`save`; raises :class:`SpecError`."""
+        manifest, tensors = read_artifact(path, SPEC_FORMAT, SPEC_VERSION)
+        return cls.from_tensors(manifest, tensors)
+
+    @classmethod
+    def from_tensors(cls, manifest: dict, tensors: dict[str, np.ndarray]) -> ModelSpec:
+        try:
+            num_layers = int(manifest["num_layers"])
+            bidirectional = bool(manifest["bidirectional"])
+            bias = bool(manifest["bias"])
+            proj = int(manifest["proj_size"])
+            layers = []
+            for index in range(num_layers):
+                directions = []
+                for d in range(2 if bidirectional else 1):
+                    suffix = f"_l{index}" + ("_reverse" if d else "")
+                    directions.append(
+                        LayerWeights(
+                            w_ih=tensors["weight_ih" + suffix],
+                            w_hh=tensors["weight_hh" + suffix],
+                            b_ih=tensors["bias_ih" + suffix] if bias else None,
+                            b_hh=tensors["bias_hh" + suffix] if bias else None,
+                            w_hr=tensors["weight_hr" + suffix] if proj else None,
+                        )
+                    )
+                layers.append(tuple(directions))
+            head = None
+            if manifest.get("head") is not None:
+                head = HeadSpec(
+                    weight=tensors["head.weight"],
+                    bias=tensors["head.bias"] if manifest["head"]["bias"] else None,
+                    mode=manifest["head"]["mode"],
+                )
+            return cls(
+                input_size=int(manifest["input_size"]),
+                hidden_size=int(manifest["hidden_size"]),
+                num_layers=num_layers,
+                bidirectional=bidirectional,
+                proj_size=proj,
+                bias=bias,
+                layers=tuple(layers),
+                head=head,
+                dropout=float(manifest.get("dropout", 0.0)),
+                source=str(manifest.get("source", "")),
+            )
+        except KeyError as error:
+            raise SpecError(f"artifact is missing {error.args[0]!r}") from None
+        except (TypeError, ValueError) as error:
+            if isinstance(error, SpecError):
+                raise
+            raise SpecError(f"artifact manifest is malformed: {error}") from None
+
+
+def read_artifact(path: str | Path, kind: str, version: int) -> tuple[dict, dict]:
+    """Read ``manifest.json`` + ``tensors.npz`` of a ``kind`` artifact, without pickle."""
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"{path}: no such file or directory")
+    if not path.is_dir() or not (path / "manifest.json").is_file():
+        raise SpecError(f"{path}: not an lstmfpga artifact (expected a directory with manifest.json)")
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise SpecError(f"{path}/manifest.json is not valid JSON: {error}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != kind:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise SpecError(f"{path}: expected a {kind} artifact, found {found!r}")
+    if manifest.get("version") != version:
+        raise SpecError(
+            f"{path}: {kind} version {manifest.get('version')!r} is not supported "
+            f"(this lstmfpga reads version {version})"
+        )
+    try:
+        with np.load(path / "tensors.npz", allow_pickle=False) as npz:
+            tensors = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError) as error:
+        raise SpecError(f"{path}/tensors.npz cannot be read: {error}") from None
+    return manifest, tensors
