@@ -1,0 +1,135 @@
+"""Calibration: choose fraction bits from weights and from float activity on sample inputs.
+
+Weights: each tensor gets the most fraction bits for which its largest magnitude still fits
+its role's width (at most ``bits`` fraction bits). Data roles: the float reference runs on the
+calibration inputs and records the largest magnitude per role; that range times
+``config.headroom`` picks the integer bits. ``gate`` defaults to ``bits - 2`` fraction bits
+(it must hold 1.0). Roles whose ``frac`` is fixed in the config are taken as given.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..export.reference import check_inputs, forward
+from ..export.spec import ModelSpec
+from .config import QuantConfig
+from .fixed import FixedFormat, FormatError
+from .model import QHead, QLayer, QuantizedModel, Tensor, describe_products
+
+__all__ = ["calibrate_ranges", "choose_frac", "quantize"]
+
+
+def choose_frac(max_abs: float, bits: int, headroom: float = 1.0) -> int:
+    """Most fraction bits such that ``max_abs * headroom`` fits a signed ``bits`` format."""
+    target = float(max_abs) * headroom
+    if target <= 0.0:
+        return bits - 1
+    # Largest frac with target * 2**frac <= 2**(bits-1) - 1.
+    frac = bits - 1 - math.ceil(math.log2(target))
+    while frac > -bits and target * 2.0**frac > (1 << (bits - 1)) - 1:
+        frac -= 1
+    return min(frac, bits)
+
+
+def calibrate_ranges(spec: ModelSpec, x) -> dict[str, float]:
+    """Largest magnitude per data role over the float reference run on ``x``."""
+    x = check_inputs(spec, x)
+    result = forward(spec, x, trace=True)
+    ranges = {"x": float(np.abs(x).max())}
+    traces = list(result.trace.values())
+    ranges["preact"] = max(float(np.abs(t["preact"]).max()) for t in traces)
+    ranges["cell"] = max(float(np.abs(t["c"]).max()) for t in traces)
+    ranges["hidden"] = max(
+        max(float(np.abs(t["m"]).max()), float(np.abs(t["h"]).max())) for t in traces
+    )
+    ranges["gate"] = 1.0
+    ranges["head_out"] = float(np.abs(result.head).max()) if result.head is not None else 0.0
+    return ranges
+
+
+def _weight(values: np.ndarray, rule, config: QuantConfig) -> tuple[Tensor, dict]:
+    max_abs = float(np.abs(values).max(initial=0.0))
+    frac = rule.frac if rule.frac is not None else choose_frac(max_abs, rule.bits)
+    fmt = FixedFormat(rule.bits, frac)
+    codes = fmt.quantize(values, config.rounding, "saturate")
+    return Tensor(codes, fmt), {"max_abs": max_abs, "format": str(fmt)}
+
+
+def quantize(spec: ModelSpec, calib_x, config: QuantConfig | None = None) -> QuantizedModel:
+    """Quantize ``spec`` with ``config`` (default ``q16``), calibrated on ``calib_x``.
+
+    The returned model's ``calibration`` dict records, per role and tensor, the range seen
+    and the format chosen (and why), for reports.
+    """
+    config = config or QuantConfig.preset("q16")
+    ranges = calibrate_ranges(spec, calib_x)
+    formats, notes = {}, {}
+    for role in ("x", "preact", "gate", "cell", "hidden", "head_out"):
+        rule = config.roles[role]
+        if rule.frac is not None:
+            frac, why = rule.frac, "fixed by config"
+        elif role == "gate":
+            frac, why = rule.bits - 2, "holds [-1, 1]"
+        else:
+            frac = choose_frac(ranges[role], rule.bits, config.headroom)
+            why = f"max |{role}| {ranges[role]:.4g} x headroom {config.headroom}"
+        if role == "gate" and frac > rule.bits - 2:
+            raise FormatError(f"gate format must hold 1.0: frac must be <= {rule.bits - 2}")
+        fmt = FixedFormat(rule.bits, frac)
+        formats[role] = fmt
+        notes[role] = {"max_abs": ranges[role], "format": str(fmt), "why": why}
+
+    layers, weights = [], {}
+    for index, directions in enumerate(spec.layers):
+        qdirs = []
+        for d, lw in enumerate(directions):
+            suffix = f"_l{index}" + ("_reverse" if d else "")
+            w_ih, weights["w_ih" + suffix] = _weight(lw.w_ih, config.roles["w_ih"], config)
+            w_hh, weights["w_hh" + suffix] = _weight(lw.w_hh, config.roles["w_hh"], config)
+            bias = w_hr = None
+            if lw.bias is not None:
+                bias, weights["bias" + suffix] = _weight(lw.bias, config.roles["bias"], config)
+            if lw.w_hr is not None:
+                w_hr, weights["w_hr" + suffix] = _weight(lw.w_hr, config.roles["w_hr"], config)
+            qdirs.append(QLayer(w_ih, w_hh, bias, w_hr))
+        layers.append(tuple(qdirs))
+    head = None
+    if spec.head is not None:
+        hw, weights["head_w"] = _weight(spec.head.weight, config.roles["head_w"], config)
+        hb = None
+        if spec.head.bias is not None:
+            hb, weights["head_b"] = _weight(spec.head.bias, config.roles["head_b"], config)
+        head = QHead(hw, hb, spec.head.mode)
+
+    draft = _Draft(spec, tuple(layers), head, formats)
+    acc = QuantizedModel.accumulator_format(describe_products(draft), config.acc_bits)
+    model = QuantizedModel(
+        input_size=spec.input_size,
+        hidden_size=spec.hidden_size,
+        num_layers=spec.num_layers,
+        bidirectional=spec.bidirectional,
+        proj_size=spec.proj_size,
+        has_bias=spec.bias,
+        layers=tuple(layers),
+        head=head,
+        formats=formats,
+        acc=acc,
+        config=config,
+        calibration={"roles": notes, "weights": weights, "acc": str(acc)},
+    )
+    model.validate()
+    return model
+
+
+class _Draft:
+    """The parts of a model that :func:`describe_products` reads, before ``acc`` is known."""
+
+    def __init__(self, spec, layers, head, formats):
+        self.layers, self.head, self.formats = layers, head, formats
+        self._spec = spec
+
+    def input_format(self, layer: int) -> FixedFormat:
+        return self.formats["x" if layer == 0 else "hidden"]

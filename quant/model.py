@@ -1,0 +1,431 @@
+"""The quantized model: integer weights, per-role formats, activation tables, alignment.
+
+A :class:`QuantizedModel` is everything the golden model and the hardware need, and nothing
+else: the geometry of the LSTM, integer weight codes with one format per tensor, one format
+per data role, the accumulator format, the activation tables, and the rounding/overflow
+rules. It saves as a versioned directory (``manifest.json`` + ``tensors.npz``, no pickle).
+
+Accumulator alignment (see ``docs/numerics.md``): every dot product accumulates in one
+accumulator format with ``acc_frac = max`` over all products of ``frac(w) + frac(v)`` (and
+the bias fractions). A product ``w * v`` enters the accumulator shifted left by
+``acc_frac - frac(w) - frac(v)``; a bias code by ``acc_frac - frac(b)``. No rounding happens
+before the accumulator is requantized.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..export.spec import SpecError, read_artifact
+from .activation import ActivationTable, make_table
+from .config import QuantConfig
+from .fixed import FixedFormat, FormatError, bits_for_range
+
+__all__ = ["QMODEL_FORMAT", "QMODEL_VERSION", "QHead", "QLayer", "QuantizedModel", "Tensor"]
+
+QMODEL_FORMAT = "lstmfpga.qmodel"
+QMODEL_VERSION = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Tensor:
+    """Integer codes and their format."""
+
+    codes: np.ndarray
+    fmt: FixedFormat
+
+    def __post_init__(self):
+        codes = np.array(self.codes, dtype=np.int64)
+        if np.any(self.fmt.overflows(codes)):
+            raise FormatError(f"tensor codes do not fit {self.fmt}")
+        codes.setflags(write=False)
+        object.__setattr__(self, "codes", codes)
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.fmt.dequantize(self.codes)
+
+
+@dataclass(frozen=True, eq=False)
+class QLayer:
+    """One (layer, direction): ``w_ih`` (4H, I_l), ``w_hh`` (4H, H_out), ``bias`` (4H,)
+    (``b_ih + b_hh`` quantized once) or None, ``w_hr`` (H_out, H) or None."""
+
+    w_ih: Tensor
+    w_hh: Tensor
+    bias: Tensor | None
+    w_hr: Tensor | None
+
+
+@dataclass(frozen=True, eq=False)
+class QHead:
+    weight: Tensor
+    bias: Tensor | None
+    mode: str
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.codes.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizedModel:
+    """A fixed-point LSTM. ``formats`` maps each data role (``x``, ``preact``, ``gate``,
+    ``cell``, ``hidden``, ``head_out``) to its format; ``acc`` is the accumulator format."""
+
+    input_size: int
+    hidden_size: int
+    num_layers: int
+    bidirectional: bool
+    proj_size: int
+    has_bias: bool
+    layers: tuple[tuple[QLayer, ...], ...]
+    head: QHead | None
+    formats: dict[str, FixedFormat]
+    acc: FixedFormat
+    config: QuantConfig
+    calibration: dict = field(default_factory=dict)
+
+    # -- geometry (same names as ModelSpec) ------------------------------------------------
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        return self.proj_size or self.hidden_size
+
+    def layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.num_directions * self.output_size
+
+    @property
+    def sequence_output_size(self) -> int:
+        return self.num_directions * self.output_size
+
+    @property
+    def output_format(self) -> FixedFormat:
+        """Format of what ``predict`` returns: ``head_out`` with a head, else ``hidden``."""
+        return self.formats["head_out" if self.head is not None else "hidden"]
+
+    @property
+    def rounding(self) -> str:
+        return self.config.rounding
+
+    @property
+    def overflow(self) -> str:
+        return self.config.overflow
+
+    # -- tables ----------------------------------------------------------------------------
+    def _table(self, function: str, in_role: str) -> ActivationTable:
+        rule = getattr(self.config, function)
+        return make_table(
+            function,
+            self.formats[in_role],
+            self.formats["gate"],
+            step_log2=rule.step_log2,
+            range_log2=rule.range_log2,
+            interpolate=rule.interpolate,
+            guard=rule.guard,
+        )
+
+    @property
+    def tables(self) -> dict[str, ActivationTable]:
+        """``sigmoid`` and ``tanh_gate`` (preact → gate) and ``tanh_cell`` (cell → gate)."""
+        cached = self.__dict__.get("_tables")
+        if cached is None:
+            cached = {
+                "sigmoid": self._table("sigmoid", "preact"),
+                "tanh_gate": self._table("tanh", "preact"),
+                "tanh_cell": self._table("tanh", "cell"),
+            }
+            object.__setattr__(self, "_tables", cached)
+        return cached
+
+    # -- alignment -------------------------------------------------------------------------
+    def input_format(self, layer: int) -> FixedFormat:
+        """Format of layer ``layer``'s input vector: ``x`` for layer 0, else ``hidden``."""
+        return self.formats["x" if layer == 0 else "hidden"]
+
+    def gate_shifts(self, layer: int, direction: int) -> tuple[int, int, int]:
+        """Left shifts into the accumulator for ``(w_ih * u, w_hh * h, bias)``."""
+        q = self.layers[layer][direction]
+        h = self.formats["hidden"]
+        s_in = self.acc.frac - q.w_ih.fmt.frac - self.input_format(layer).frac
+        s_rec = self.acc.frac - q.w_hh.fmt.frac - h.frac
+        s_b = self.acc.frac - q.bias.fmt.frac if q.bias is not None else 0
+        return s_in, s_rec, s_b
+
+    def proj_shift(self, layer: int, direction: int) -> int:
+        """Left shift into the accumulator for ``w_hr * m``."""
+        q = self.layers[layer][direction]
+        return self.acc.frac - q.w_hr.fmt.frac - self.formats["hidden"].frac
+
+    def head_shifts(self) -> tuple[int, int]:
+        """Left shifts into the accumulator for ``(head_w * h, head_b)``."""
+        s_w = self.acc.frac - self.head.weight.fmt.frac - self.formats["hidden"].frac
+        s_b = self.acc.frac - self.head.bias.fmt.frac if self.head.bias is not None else 0
+        return s_w, s_b
+
+    def aligned_gate_bias(self, layer: int, direction: int) -> np.ndarray:
+        """The gate bias as accumulator codes (``bias << s_b``), zeros when ``bias=False``."""
+        q = self.layers[layer][direction]
+        if q.bias is None:
+            return np.zeros(4 * self.hidden_size, np.int64)
+        return q.bias.codes << self.gate_shifts(layer, direction)[2]
+
+    def aligned_head_bias(self) -> np.ndarray:
+        """The head bias as accumulator codes (``head_b << s_b``), zeros without a bias."""
+        if self.head.bias is None:
+            return np.zeros(self.head.out_features, np.int64)
+        return self.head.bias.codes << self.head_shifts()[1]
+
+    def requant_shift(self, role: str) -> int:
+        """Right shift from the accumulator to data role ``role`` (may be negative)."""
+        return self.acc.frac - self.formats[role].frac
+
+    # -- construction helpers ----------------------------------------------------------------
+    @staticmethod
+    def accumulator_format(
+        products: list[tuple[list[tuple[int, int, int]], tuple[int, int] | None]],
+        requested_bits: int | None = None,
+    ) -> FixedFormat:
+        """The accumulator format for ``products``.
+
+        Each product is ``(segments, bias)``: ``segments`` a list of
+        ``(length, weight_fmt, vector_fmt)``-derived ``(length, frac_sum, magnitude)`` with
+        ``magnitude`` the largest ``|w*v|`` code product; ``bias`` ``(frac, magnitude)``.
+        """
+        frac = max(
+            max([f for _, f, _ in segments] + ([bias[0]] if bias else []))
+            for segments, bias in products
+        )
+        bound = 0
+        for segments, bias in products:
+            total = sum(n * mag << (frac - f) for n, f, mag in segments)
+            if bias is not None:
+                total += bias[1] << (frac - bias[0])
+            bound = max(bound, total)
+        bits = bits_for_range(-bound, bound)
+        if requested_bits is not None:
+            if requested_bits < bits:
+                raise FormatError(
+                    f"accumulator of {requested_bits} bits cannot hold a dot product: "
+                    f"needs {bits} bits"
+                )
+            bits = requested_bits
+        if bits > 62:
+            raise FormatError(f"accumulator would need {bits} bits (> 62): use narrower formats")
+        return FixedFormat(bits, frac)
+
+    def products(self):
+        """Describe every dot product for :meth:`accumulator_format`."""
+        return describe_products(self)
+
+    # -- summary ---------------------------------------------------------------------------
+    def describe(self) -> str:
+        lines = [
+            f"quantized LSTM ({self.config.name}) input_size={self.input_size} "
+            f"hidden_size={self.hidden_size} num_layers={self.num_layers} "
+            f"bidirectional={self.bidirectional} proj_size={self.proj_size} bias={self.has_bias}",
+            "head: none"
+            if self.head is None
+            else f"head: {self.head.out_features} outputs on {self.head.mode} timestep(s)",
+            f"rounding={self.rounding} overflow={self.overflow}",
+            "data formats: "
+            + ", ".join(f"{role}={fmt}" for role, fmt in self.formats.items())
+            + f", acc={self.acc}",
+        ]
+        for index, directions in enumerate(self.layers):
+            for d, q in enumerate(directions):
+                parts = [f"w_ih={q.w_ih.fmt}", f"w_hh={q.w_hh.fmt}"]
+                if q.bias is not None:
+                    parts.append(f"bias={q.bias.fmt}")
+                if q.w_hr is not None:
+                    parts.append(f"w_hr={q.w_hr.fmt}")
+                lines.append(f"layer {index}{' reverse' if d else ''}: " + ", ".join(parts))
+        if self.head is not None:
+            parts = [f"head_w={self.head.weight.fmt}"]
+            if self.head.bias is not None:
+                parts.append(f"head_b={self.head.bias.fmt}")
+            lines.append("head: " + ", ".join(parts))
+        for name, table in self.tables.items():
+            err = table.error()
+            lines.append(
+                f"table {name}: {table.in_fmt} -> {table.out_fmt}, {table.size + 1} entries, "
+                f"{'interpolated' if table.interpolate else 'direct'}, "
+                f"max error {err.max_lsb:.3f} LSB, mean {err.mean_lsb:.3f} LSB"
+            )
+        return "\n".join(lines)
+
+    @property
+    def weight_count(self) -> int:
+        n = 0
+        for directions in self.layers:
+            for q in directions:
+                for t in (q.w_ih, q.w_hh, q.bias, q.w_hr):
+                    n += 0 if t is None else t.codes.size
+        if self.head is not None:
+            n += self.head.weight.codes.size + (
+                0 if self.head.bias is None else self.head.bias.codes.size
+            )
+        return n
+
+    # -- artifact ----------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors, tensor_formats = {}, {}
+
+        def put(name, t):
+            if t is not None:
+                tensors[name] = t.codes
+                tensor_formats[name] = t.fmt.to_dict()
+
+        for index, directions in enumerate(self.layers):
+            for d, q in enumerate(directions):
+                suffix = f"_l{index}" + ("_reverse" if d else "")
+                put("w_ih" + suffix, q.w_ih)
+                put("w_hh" + suffix, q.w_hh)
+                put("bias" + suffix, q.bias)
+                put("w_hr" + suffix, q.w_hr)
+        if self.head is not None:
+            put("head_w", self.head.weight)
+            put("head_b", self.head.bias)
+        for name, table in self.tables.items():
+            tensors[f"table_{name}_entries"] = table.entries
+            tensors[f"table_{name}_slopes"] = table.slopes
+        manifest = {
+            "format": QMODEL_FORMAT,
+            "version": QMODEL_VERSION,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "proj_size": self.proj_size,
+            "bias": self.has_bias,
+            "head": None
+            if self.head is None
+            else {"mode": self.head.mode, "out_features": self.head.out_features},
+            "formats": {k: v.to_dict() for k, v in self.formats.items()},
+            "acc": self.acc.to_dict(),
+            "tensor_formats": tensor_formats,
+            "tables": {k: t.to_dict() for k, t in self.tables.items()},
+            "config": self.config.to_dict(),
+            "calibration": self.calibration,
+        }
+        (path / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        np.savez(path / "tensors.npz", **tensors)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> QuantizedModel:
+        manifest, tensors = read_artifact(path, QMODEL_FORMAT, QMODEL_VERSION)
+        try:
+            fmts = manifest["tensor_formats"]
+
+            def get(name):
+                if name not in fmts:
+                    return None
+                return Tensor(tensors[name], FixedFormat.from_dict(fmts[name]))
+
+            D = 2 if manifest["bidirectional"] else 1
+            layers = []
+            for index in range(int(manifest["num_layers"])):
+                directions = []
+                for d in range(D):
+                    suffix = f"_l{index}" + ("_reverse" if d else "")
+                    directions.append(
+                        QLayer(
+                            get("w_ih" + suffix),
+                            get("w_hh" + suffix),
+                            get("bias" + suffix),
+                            get("w_hr" + suffix),
+                        )
+                    )
+                layers.append(tuple(directions))
+            head = None
+            if manifest["head"] is not None:
+                head = QHead(get("head_w"), get("head_b"), manifest["head"]["mode"])
+            config = QuantConfig.from_dict(
+                {k: v for k, v in manifest["config"].items()}, source=f"{path} config"
+            )
+            model = cls(
+                input_size=int(manifest["input_size"]),
+                hidden_size=int(manifest["hidden_size"]),
+                num_layers=int(manifest["num_layers"]),
+                bidirectional=bool(manifest["bidirectional"]),
+                proj_size=int(manifest["proj_size"]),
+                has_bias=bool(manifest["bias"]),
+                layers=tuple(layers),
+                head=head,
+                formats={k: FixedFormat.from_dict(v) for k, v in manifest["formats"].items()},
+                acc=FixedFormat.from_dict(manifest["acc"]),
+                config=config,
+                calibration=manifest.get("calibration", {}),
+            )
+        except (KeyError, TypeError, AttributeError) as error:
+            raise SpecError(f"{path}: quantized model manifest is malformed ({error})") from None
+        model.validate()
+        # The tables are regenerated from the rules; they must equal the stored arrays.
+        for name, table in model.tables.items():
+            stored = tensors.get(f"table_{name}_entries")
+            if stored is None or not np.array_equal(stored, table.entries):
+                raise SpecError(f"{path}: activation table {name} does not match its rule")
+        return model
+
+    def validate(self) -> None:
+        """Check shapes, roles and that the accumulator holds every dot product."""
+        missing = {"x", "preact", "gate", "cell", "hidden", "head_out"} - set(self.formats)
+        if missing:
+            raise SpecError(f"quantized model lacks formats for {', '.join(sorted(missing))}")
+        H, H_out = self.hidden_size, self.output_size
+        for index, directions in enumerate(self.layers):
+            if len(directions) != self.num_directions:
+                raise SpecError(f"layer {index} has {len(directions)} directions")
+            for q in directions:
+                if q.w_ih.codes.shape != (4 * H, self.layer_input_size(index)):
+                    raise SpecError(f"layer {index} w_ih has shape {q.w_ih.codes.shape}")
+                if q.w_hh.codes.shape != (4 * H, H_out):
+                    raise SpecError(f"layer {index} w_hh has shape {q.w_hh.codes.shape}")
+                if (q.bias is not None) != self.has_bias:
+                    raise SpecError(f"layer {index} bias presence does not match bias flag")
+                if (q.w_hr is not None) != bool(self.proj_size):
+                    raise SpecError(f"layer {index} w_hr presence does not match proj_size")
+        needed = QuantizedModel.accumulator_format(self.products())
+        if needed.frac != self.acc.frac or needed.bits > self.acc.bits:
+            raise SpecError(f"accumulator {self.acc} cannot hold the dot products (needs {needed})")
+
+
+def _magnitude(fmt: FixedFormat) -> int:
+    return max(abs(fmt.min_code), abs(fmt.max_code))
+
+
+def describe_products(model) -> list:
+    """Every dot product of ``model`` as ``(segments, bias)`` for ``accumulator_format``."""
+    h = model.formats["hidden"]
+    products = []
+    for index, directions in enumerate(model.layers):
+        u = model.input_format(index)
+        for q in directions:
+            segments = [
+                (q.w_ih.codes.shape[1], q.w_ih.fmt.frac + u.frac,
+                 _magnitude(q.w_ih.fmt) * _magnitude(u)),
+                (q.w_hh.codes.shape[1], q.w_hh.fmt.frac + h.frac,
+                 _magnitude(q.w_hh.fmt) * _magnitude(h)),
+            ]  # fmt: skip
+            bias = None if q.bias is None else (q.bias.fmt.frac, _magnitude(q.bias.fmt))
+            products.append((segments, bias))
+            if q.w_hr is not None:
+                products.append(
+                    ([(q.w_hr.codes.shape[1], q.w_hr.fmt.frac + h.frac,
+                       _magnitude(q.w_hr.fmt) * _magnitude(h))], None)
+                )  # fmt: skip
+    if model.head is not None:
+        w, b = model.head.weight, model.head.bias
+        segments = [(w.codes.shape[1], w.fmt.frac + h.frac, _magnitude(w.fmt) * _magnitude(h))]
+        products.append((segments, None if b is None else (b.fmt.frac, _magnitude(b.fmt))))
+    return products

@@ -1,0 +1,45 @@
+"""The requantizer circuit equals quant.fixed.requantize on every input of a small width."""
+
+import itertools
+
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal, signed
+from amaranth.sim import Simulator
+
+from lstmfpga.hw.requant import requantize as hw_requantize
+from lstmfpga.quant.fixed import ROUNDING_MODES, FixedFormat, requantize
+
+
+@pytest.mark.parametrize(
+    ("shift", "rounding", "overflow"),
+    [
+        (s, r, o)
+        for s, r, o in itertools.product((-2, 0, 1, 3, 5), ROUNDING_MODES, ("saturate", "wrap"))
+    ],
+)
+def test_requantize_matches_golden_exhaustively(shift, rounding, overflow):
+    fmt = FixedFormat(5, 2)
+    value = Signal(signed(10))
+    code, over = hw_requantize(value, shift, fmt, rounding, overflow)
+    out, flag = Signal(signed(5)), Signal()
+    m = Module()
+    m.d.comb += [out.eq(code), flag.eq(over)]
+    inputs = np.arange(-512, 512, dtype=np.int64)
+    expected, _ = requantize(inputs, shift, fmt, rounding, overflow)
+    expected_flags = fmt.overflows(
+        requantize(inputs, shift, FixedFormat(40, 0), rounding, "saturate")[0]
+    )
+    got, got_flags = [], []
+
+    async def bench(ctx):
+        for v in inputs:
+            ctx.set(value, int(v))
+            got.append(ctx.get(out))
+            got_flags.append(ctx.get(flag))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == expected.tolist()
+    assert got_flags == expected_flags.astype(int).tolist()
