@@ -1,0 +1,223 @@
+"""Sigmoid/tanh lookup tables in hardware: exactly
+:meth:`lstmfpga.quant.activation.ActivationTable.lookup`.
+
+:class:`ActivationLUT` is the stream component; :func:`lookup_stages` builds the same datapath
+inside another stall-able pipeline (the cell datapath uses it for ``tanh_cell``).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..quant.activation import FUNCTIONS, LUT_ROUNDING, ActivationTable
+from .pipeline import delay, register, valid_chain
+from .requant import shift_round
+
+__all__ = ["ActivationLUT", "RomBank", "lookup_latency", "lookup_stages"]
+
+#: Cycles of an interpolating lookup: ROM read, ROM data register (multiplier inputs),
+#: product register, output register.
+INTERPOLATE_LATENCY = 4
+#: Cycles of a direct lookup: ROM read, output register.
+DIRECT_LATENCY = 2
+#: Read ports per ROM instance (a true dual-port block RAM); more users get another copy.
+PORTS_PER_ROM = 2
+
+
+def _interpolates(table: ActivationTable) -> bool:
+    # With shift == 0 the fraction r is always 0: the formula reduces to the direct one.
+    return bool(table.interpolate) and table.shift > 0
+
+
+def lookup_latency(tables) -> int:
+    """Latency of :func:`lookup_stages` for ``tables``: the deepest of their pipelines."""
+    if any(_interpolates(t) for t in tables):
+        return INTERPOLATE_LATENCY
+    return DIRECT_LATENCY
+
+
+class RomBank:
+    """The ROMs of a set of lookups: tables with equal contents share a memory, up to
+    :data:`PORTS_PER_ROM` read ports each."""
+
+    def __init__(self, m: Module, prefix: str):
+        self._m = m
+        self._prefix = prefix
+        self._roms: dict[tuple, list] = {}
+        self._count = 0
+
+    def _memory(self, values, bits: int, tag: str) -> Memory:
+        mem = Memory(shape=signed(bits), depth=len(values), init=[int(v) for v in values])
+        self._m.submodules[f"{self._prefix}_{tag}{self._count}"] = mem
+        return mem
+
+    def read_ports(self, table: ActivationTable):
+        """Synchronous read ports ``(entries, slopes)`` of ``table`` (``slopes`` is None for
+        direct tables)."""
+        interpolate = _interpolates(table)
+        key = (table.entries.tobytes(), table.slopes.tobytes() if interpolate else None)
+        group = self._roms.setdefault(key, [])
+        if not group or group[-1][2] == PORTS_PER_ROM:
+            entries = self._memory(table.entries, table.entry_bits, "entries")
+            slopes = self._memory(table.slopes, table.slope_bits, "slopes") if interpolate else None
+            self._count += 1
+            group.append([entries, slopes, 0])
+        rom = group[-1]
+        rom[2] += 1
+        entries, slopes = rom[0].read_port(), rom[1].read_port() if rom[1] is not None else None
+        return entries, slopes
+
+
+def lookup_stages(
+    m: Module,
+    table: ActivationTable,
+    code: Value,
+    advance: Value,
+    *,
+    latency: int,
+    roms: RomBank,
+    name: str,
+) -> Signal:
+    """Build ``table.lookup(code)`` as a ``latency``-stage pipeline enabled by ``advance``.
+
+    ``code`` is a signed value (any width; normally ``table.in_fmt.bits``) present in the
+    cycle its beat enters; the result, shape ``signed(table.out_fmt.bits)``, is a register that
+    holds the output ``latency`` stages later. ``latency`` must be at least
+    ``lookup_latency((table,))``; shorter pipelines are padded with output registers.
+    """
+    if latency < lookup_latency((table,)):
+        raise ValueError(
+            f"latency must be at least {lookup_latency((table,))} for this table, not {latency!r}"
+        )
+    code = Value.cast(code).as_signed()
+    width = len(code)
+    shift, size = table.shift, table.size
+
+    # Stage 0 (combinational): fold, bit-slice index, clamp beyond the range.
+    negative = code < 0
+    magnitude = Signal(unsigned(width), name=f"{name}_mag")
+    m.d.comb += magnitude.eq(Mux(negative, -code, code))
+    index = magnitude >> shift
+    beyond = index >= size
+    address = Mux(beyond, size, index)
+    entries_port, slopes_port = roms.read_ports(table)
+    m.d.comb += [entries_port.addr.eq(address), entries_port.en.eq(advance)]
+
+    if _interpolates(table):
+        m.d.comb += [slopes_port.addr.eq(address), slopes_port.en.eq(advance)]
+        fraction = Mux(beyond, 0, magnitude[:shift])
+        # Stage 1: ROM data; the fraction and sign wait beside it.
+        r1 = register(m, advance, fraction, name=f"{name}_r1")
+        n1 = register(m, advance, negative, name=f"{name}_neg1")
+        # Stage 2: multiplier input registers.
+        e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")
+        s2 = register(m, advance, slopes_port.data, name=f"{name}_slope2")
+        r2 = register(m, advance, r1, name=f"{name}_r2")
+        n2 = register(m, advance, n1, name=f"{name}_neg2")
+        # Stage 3: product register.
+        p3 = register(m, advance, s2 * r2, name=f"{name}_prod3")
+        e3 = register(m, advance, e2, name=f"{name}_entry3")
+        n3 = register(m, advance, n2, name=f"{name}_neg3")
+        extended = (e3 << shift) + p3
+        y = shift_round(extended, shift + table.guard, LUT_ROUNDING)
+        negative_last, stages = n3, 4
+    else:
+        n1 = register(m, advance, negative, name=f"{name}_neg1")
+        y = shift_round(entries_port.data, table.guard, LUT_ROUNDING)
+        negative_last, stages = n1, 2
+
+    # Last stage: unfold into the output register.
+    if table.function == "sigmoid":
+        unfolded = Mux(negative_last, table.one - y, y)
+    elif table.function == "tanh":
+        unfolded = Mux(negative_last, -y, y)
+    else:
+        raise ValueError(f"table function must be one of {FUNCTIONS}, not {table.function!r}")
+    out = Signal(signed(table.out_fmt.bits), name=f"{name}_y", reset_less=True)
+    with m.If(advance):
+        m.d.sync += out.eq(unfolded)
+    return delay(m, advance, out, latency - stages, name=f"{name}_y")
+
+
+class ActivationLUT(wiring.Component):
+    """A vector of sigmoid/tanh table lookups, one table per element, one vector per cycle.
+
+    Element ``e`` of each beat goes through ``tables[e]`` and the output equals
+    ``tables[e].lookup(code)`` bit for bit (fold, bit-slice index, linear interpolation or
+    direct entry with ``half_up`` rounding, unfold; see
+    :mod:`lstmfpga.quant.activation`). Every result fits ``out_fmt``.
+
+    Parameters
+    ----------
+    tables : tuple of ActivationTable
+        One table per vector element; all share ``in_fmt`` and ``out_fmt`` (function, size,
+        shift and interpolation may differ). Tables with equal contents share ROMs (two read
+        ports per ROM).
+
+    Members
+    -------
+    i : ``In(stream.Signature(ArrayLayout(signed(in_fmt.bits), n)))``
+        Input codes in ``in_fmt``, ``n = len(tables)``.
+    o : ``Out(stream.Signature(ArrayLayout(signed(out_fmt.bits), n)))``
+        Output codes in ``out_fmt``, in input order.
+
+    Timing: a pipeline that stalls as a whole (``i.ready = ~o.valid | o.ready``). With
+    ``o.ready`` held high it accepts one beat per cycle, and a beat transferred on ``i`` in
+    cycle ``t`` is valid on ``o`` in cycle ``t + latency``.
+    """
+
+    def __init__(self, tables):
+        if not isinstance(tables, tuple | list) or not all(
+            isinstance(t, ActivationTable) for t in tables
+        ):
+            raise TypeError(f"tables must be a tuple of ActivationTable, not {tables!r}")
+        tables = tuple(tables)
+        if not tables:
+            raise ValueError(f"tables must be a non-empty tuple of ActivationTable, not {tables!r}")
+        formats = [(str(t.in_fmt), str(t.out_fmt)) for t in tables]
+        if any(t.in_fmt != tables[0].in_fmt or t.out_fmt != tables[0].out_fmt for t in tables):
+            raise ValueError(f"tables must share one in_fmt and one out_fmt, not {formats!r}")
+        for t in tables:
+            if t.function not in FUNCTIONS:
+                raise ValueError(f"table function must be one of {FUNCTIONS}, not {t.function!r}")
+            if not t.in_fmt.signed or not t.out_fmt.signed:
+                raise ValueError(f"table formats must be signed, not {formats!r}")
+        self._tables = tables
+        self._latency = lookup_latency(tables)
+        n, in_bits, out_bits = len(tables), tables[0].in_fmt.bits, tables[0].out_fmt.bits
+        super().__init__(
+            {
+                "i": In(stream.Signature(data.ArrayLayout(signed(in_bits), n))),
+                "o": Out(stream.Signature(data.ArrayLayout(signed(out_bits), n))),
+            }
+        )
+
+    @property
+    def tables(self) -> tuple:
+        """The tables, one per vector element."""
+        return self._tables
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
+        ``o.ready`` high): 4 when any table interpolates, else 2."""
+        return self._latency
+
+    def elaborate(self, platform):
+        m = Module()
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        m.d.comb += self.o.valid.eq(
+            valid_chain(m, advance, self.i.valid, self._latency, name="lut")
+        )
+        roms = RomBank(m, "rom")
+        for e, table in enumerate(self._tables):
+            y = lookup_stages(
+                m, table, self.i.payload[e], advance, latency=self._latency, roms=roms,
+                name=f"e{e}",
+            )  # fmt: skip
+            m.d.comb += self.o.payload[e].eq(y)
+        return m

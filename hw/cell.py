@@ -1,0 +1,151 @@
+"""The LSTM cell update in hardware: exactly :meth:`lstmfpga.quant.golden.CellArithmetic.update`."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..quant.activation import ActivationTable
+from ..quant.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
+from ..quant.golden import CellArithmetic
+from .activation import RomBank, lookup_latency, lookup_stages
+from .pipeline import delay, register, valid_chain
+from .requant import requantize
+
+__all__ = ["CellDatapath"]
+
+#: Stages before the tanh lookup: input registers, products, aligned sum, requantized ``c``.
+_PRE_STAGES = 4
+#: Stages after it: the ``o * tanh(c)`` product, requantized ``m``.
+_POST_STAGES = 2
+
+
+class CellDatapath(wiring.Component):
+    """One hidden unit's cell update per cycle, bit-exact to ``arith.update``.
+
+    ``c = requant((f*c_prev << fc_shift) + (i*g << ig_shift), c_shift) → cell`` and
+    ``m = requant(o * tanh_cell(c), m_shift) → hidden``, where ``requant`` is
+    ``shift_round`` with ``arith.rounding`` followed by ``arith.overflow`` (saturate or wrap),
+    and ``tanh_cell`` is ``arith.tanh_cell.lookup``. Products and sums are exact (full width).
+
+    Parameters
+    ----------
+    arith : CellArithmetic
+        Formats ``gate`` (g bits), ``cell`` (c bits), ``hidden`` (h bits), all signed; the
+        rounding and overflow modes; the ``tanh_cell`` table.
+
+    Members
+    -------
+    i : ``In(stream.Signature(StructLayout(...)))``
+        Fields ``i``, ``f``, ``g``, ``o``: ``signed(g)`` gate activations in ``gate``;
+        ``c_prev``: ``signed(c)``, the previous cell state in ``cell``.
+    o : ``Out(stream.Signature(StructLayout(...)))``
+        Fields ``c``: ``signed(c)`` in ``cell``; ``m``: ``signed(h)`` in ``hidden``;
+        ``sat_c``, ``sat_m``: 1 bit each. The new cell state and the cell output; ``sat_c``
+        (``sat_m``) is 1 when the rounded ``c`` (``m``) did not fit its format and was
+        saturated or wrapped: exactly what the golden model adds to its ``"cell"``
+        (``"hidden"``) saturation counter for this unit.
+
+    Timing: a pipeline that stalls as a whole (``i.ready = ~o.valid | o.ready``). With
+    ``o.ready`` held high it accepts one beat per cycle, and a beat transferred on ``i`` in
+    cycle ``t`` is valid on ``o`` in cycle ``t + latency``.
+    """
+
+    def __init__(self, arith: CellArithmetic):
+        if not isinstance(arith, CellArithmetic):
+            raise TypeError(f"arith must be a CellArithmetic, not {arith!r}")
+        for role in ("gate", "cell", "hidden"):
+            fmt = getattr(arith, role)
+            if not isinstance(fmt, FixedFormat):
+                raise TypeError(f"arith.{role} must be a FixedFormat, not {fmt!r}")
+            if not fmt.signed:
+                raise ValueError(f"arith.{role} must be a signed format, not {fmt}")
+        if arith.rounding not in ROUNDING_MODES:
+            raise ValueError(
+                f"arith.rounding must be one of {ROUNDING_MODES}, not {arith.rounding!r}"
+            )
+        if arith.overflow not in OVERFLOW_MODES:
+            raise ValueError(
+                f"arith.overflow must be one of {OVERFLOW_MODES}, not {arith.overflow!r}"
+            )
+        table = arith.tanh_cell
+        if not isinstance(table, ActivationTable):
+            raise TypeError(f"arith.tanh_cell must be an ActivationTable, not {table!r}")
+        if table.function != "tanh":
+            raise ValueError(f"arith.tanh_cell must be a tanh table, not {table.function!r}")
+        self._arith = arith
+        self._lut_latency = lookup_latency((table,))
+        self._latency = _PRE_STAGES + self._lut_latency + _POST_STAGES
+        g, c, h = arith.gate.bits, arith.cell.bits, arith.hidden.bits
+        in_layout = data.StructLayout(
+            {"i": signed(g), "f": signed(g), "g": signed(g), "o": signed(g), "c_prev": signed(c)}
+        )
+        out_layout = data.StructLayout({"c": signed(c), "m": signed(h), "sat_c": 1, "sat_m": 1})
+        super().__init__(
+            {"i": In(stream.Signature(in_layout)), "o": Out(stream.Signature(out_layout))}
+        )
+
+    @property
+    def arith(self) -> CellArithmetic:
+        """The cell arithmetic this datapath implements."""
+        return self._arith
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
+        ``o.ready`` high): 10 with an interpolating ``tanh_cell`` table, 8 with a direct one."""
+        return self._latency
+
+    def elaborate(self, platform):
+        a = self._arith
+        m = Module()
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
+        m.d.comb += self.o.valid.eq(
+            valid_chain(m, advance, self.i.valid, self._latency, name="cell")
+        )
+        p = self.i.payload
+
+        # Stage 1: multiplier input registers.
+        i1, f1, g1, o1, cp1 = (
+            register(m, advance, getattr(p, k), name=f"{k}1")
+            for k in ("i", "f", "g", "o", "c_prev")
+        )
+        # Stage 2: product registers.
+        fc2 = register(m, advance, f1 * cp1, name="fc2")
+        ig2 = register(m, advance, i1 * g1, name="ig2")
+        o2 = register(m, advance, o1, name="o2")
+        # Stage 3: aligned sum.
+        total3 = register(m, advance, (fc2 << a.fc_shift) + (ig2 << a.ig_shift), name="total3")
+        o3 = register(m, advance, o2, name="o3")
+        # Stage 4: requantized c.
+        c_code, c_over = requantize(total3, a.c_shift, a.cell, a.rounding, a.overflow)
+        c4 = register(m, advance, c_code, name="c4")
+        sat_c4 = register(m, advance, c_over, name="sat_c4")
+        o4 = register(m, advance, o3, name="o4")
+        # Stages 5 .. 4 + L: tanh_cell(c), with o, c and its flag alongside.
+        lut = self._lut_latency
+        tc = lookup_stages(
+            m, a.tanh_cell, c4, advance, latency=lut, roms=RomBank(m, "rom"), name="tanh"
+        )
+        o_l = delay(m, advance, o4, lut, name="o")
+        c_l = delay(m, advance, c4, lut, name="c")
+        sat_c_l = delay(m, advance, sat_c4, lut, name="sat_c")
+        # Stage L + 5: product register.
+        om = register(m, advance, o_l * tc, name="om")
+        c_5 = register(m, advance, c_l, name="c_om")
+        sat_c_5 = register(m, advance, sat_c_l, name="sat_c_om")
+        # Stage L + 6: requantized m (the output register).
+        m_code, m_over = requantize(om, a.m_shift, a.hidden, a.rounding, a.overflow)
+        m_out = register(m, advance, m_code, name="m_out")
+        sat_m_out = register(m, advance, m_over, name="sat_m_out")
+        c_out = register(m, advance, c_5, name="c_out")
+        sat_c_out = register(m, advance, sat_c_5, name="sat_c_out")
+        m.d.comb += [
+            self.o.payload.c.eq(c_out),
+            self.o.payload.m.eq(m_out),
+            self.o.payload.sat_c.eq(sat_c_out),
+            self.o.payload.sat_m.eq(sat_m_out),
+        ]
+        return m

@@ -1,0 +1,304 @@
+"""The on-chip weight memory image: which word holds which weight, in which order.
+
+:meth:`WeightLayout.of` turns a :class:`~lstmfpga.quant.model.QuantizedModel` into the
+contents of two memories for a matrix-vector unit with ``P`` MAC lanes (pure Python/NumPy; no
+numbers are re-derived here, every shift and format comes from the model):
+
+* the **weight memory**: one word holds ``P`` weight codes (lane ``p`` in bits
+  ``[p*weight_bits, (p+1)*weight_bits)``, two's complement) of one column of one row group;
+* the **bias memory**: one word holds the ``P`` aligned biases (accumulator codes) of one
+  row group.
+
+Matrices are stored one after the other in program order: for each layer ``l`` and direction
+``d``, the ``gates`` matrix (``W_ih | W_hh``, rows in unit-major order), then the ``proj``
+matrix (``W_hr``, with a projection); then the ``head`` matrix (with a head). A matrix of
+``groups`` row groups and ``cols`` columns occupies the weight words
+``base .. base + groups*cols - 1``: word ``base + g*cols + k`` holds column ``k`` of rows
+``g*P .. g*P + P - 1``, so a linear counter streams the whole matrix. See ``docs/memory.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ..quant.fixed import FixedFormat
+from ..quant.model import QuantizedModel
+
+__all__ = [
+    "KINDS",
+    "Matrix",
+    "Segment",
+    "Target",
+    "WeightLayout",
+    "pack",
+    "select_bits",
+    "unit_major",
+]
+
+#: Matrix kinds, in the order they appear for one (layer, direction); ``head`` comes last.
+KINDS = ("gates", "proj", "head")
+
+
+class Segment(NamedTuple):
+    """Columns ``start .. start + length - 1`` of a matrix share one product shift:
+    ``product_shifts[shift_index] == shift`` (a left shift into the accumulator)."""
+
+    start: int
+    length: int
+    shift: int
+    shift_index: int
+
+
+class Target(NamedTuple):
+    """A requantization target: accumulator ``>> shift`` (rounded) into ``fmt`` (data ``role``)."""
+
+    role: str
+    shift: int
+    fmt: FixedFormat
+
+
+@dataclass(frozen=True, eq=False)
+class Matrix:
+    """One matrix of the program, as stored in the memories.
+
+    ``codes`` is ``(padded_rows, cols)`` int64 weight codes in layout row order (zero rows
+    pad ``rows`` up to ``padded_rows = groups * lanes``); ``bias`` is ``(padded_rows,)``
+    accumulator codes (zeros for padding and for matrices without a bias).
+    """
+
+    name: str
+    layer: int | None
+    direction: int | None
+    kind: str
+    rows: int
+    padded_rows: int
+    groups: int
+    cols: int
+    base: int
+    bias_base: int
+    segments: tuple[Segment, ...]
+    target: int
+    codes: np.ndarray
+    bias: np.ndarray
+
+    @property
+    def words(self) -> int:
+        """Weight words (= beats, = cycles to stream it): ``groups * cols``."""
+        return self.groups * self.cols
+
+    def shift_index(self, col: int) -> int:
+        """Index into ``product_shifts`` of the segment holding column ``col``."""
+        for seg in self.segments:
+            if seg.start <= col < seg.start + seg.length:
+                return seg.shift_index
+        raise ValueError(f"col must be in 0..{self.cols - 1}, not {col!r}")
+
+
+def unit_major(rows: np.ndarray, hidden_size: int) -> np.ndarray:
+    """Reorder gate rows from PyTorch's gate-major order to unit-major order.
+
+    Row ``4*j + q`` of the result is row ``q*H + j`` of ``rows`` (``q`` in ``i, f, g, o``
+    order), so the four gates of hidden unit ``j`` are adjacent.
+    """
+    H = hidden_size
+    order = (np.arange(4)[None, :] * H + np.arange(H)[:, None]).reshape(-1)
+    return np.asarray(rows)[order]
+
+
+def select_bits(count: int) -> int:
+    """Width of a select signal choosing one of ``count`` items (at least one bit)."""
+    return max(1, (count - 1).bit_length())
+
+
+def pack(words, bits: int) -> list[int]:
+    """Pack each row of ``words`` (``(depth, lanes)`` signed codes) into one integer.
+
+    Lane ``p`` occupies bits ``[p*bits, (p+1)*bits)`` in two's complement; the result is a
+    list of non-negative Python ints (a :class:`~amaranth.lib.memory.Memory` ``init``).
+    """
+    words = np.asarray(words, dtype=np.int64)
+    if words.ndim != 2:
+        raise ValueError(f"words must be a 2-D array, not {words.ndim}-D")
+    mask = (1 << bits) - 1
+    packed = []
+    for row in words.tolist():
+        value = 0
+        for p, code in enumerate(row):
+            value |= (int(code) & mask) << (p * bits)
+        packed.append(value)
+    return packed
+
+
+@dataclass(frozen=True, eq=False)
+class WeightLayout:
+    """The memory image for ``lanes`` MAC lanes. Build it with :meth:`of`.
+
+    Members
+    -------
+    lanes : int
+        ``P``, the number of MAC lanes (weights per memory word).
+    matrices : tuple of Matrix
+        In program order; a matrix's index in this tuple is its command code.
+    weight_bits : int
+        Width of one weight code (signed): the widest weight tensor of the model.
+    acc : FixedFormat
+        Accumulator format (the bias words hold ``acc.bits``-wide codes).
+    product_shifts : tuple of int
+        The distinct left shifts of ``w * v`` products into the accumulator (sorted).
+    targets : tuple of Target
+        The requantization targets ``(role, shift, fmt)``, ``shift = model.requant_shift(role)``.
+    weight_words, bias_words : numpy.ndarray
+        ``(depth, P)`` and ``(bias_depth, P)`` int64 codes, lane-major.
+    vector_bits : int
+        Width of the vector elements fed with the weights (``x`` and ``hidden``).
+    rounding, overflow : str
+        The model's requantization rules.
+    head_mode : str or None
+        The head's mode (``"last"`` or ``"all"``), ``None`` without a head.
+    """
+
+    lanes: int
+    matrices: tuple[Matrix, ...]
+    weight_bits: int
+    acc: FixedFormat
+    product_shifts: tuple[int, ...]
+    targets: tuple[Target, ...]
+    weight_words: np.ndarray
+    bias_words: np.ndarray
+    vector_bits: int
+    rounding: str
+    overflow: str
+    head_mode: str | None = None
+
+    @property
+    def depth(self) -> int:
+        """Weight memory depth (words)."""
+        return int(self.weight_words.shape[0])
+
+    @property
+    def bias_depth(self) -> int:
+        """Bias memory depth (words, one per row group)."""
+        return int(self.bias_words.shape[0])
+
+    @property
+    def acc_bits(self) -> int:
+        return self.acc.bits
+
+    @property
+    def total_beats(self) -> int:
+        """Beats to stream every matrix once (``depth``)."""
+        return self.depth
+
+    def index(self, kind: str, layer: int | None = None, direction: int | None = None) -> int:
+        """Command code of the ``kind`` matrix of ``(layer, direction)`` (``head``: no args)."""
+        for i, m in enumerate(self.matrices):
+            if m.kind == kind and m.layer == layer and m.direction == direction:
+                return i
+        raise KeyError(f"no {kind} matrix for layer {layer!r}, direction {direction!r}")
+
+    def matrix(self, name: str) -> Matrix:
+        for m in self.matrices:
+            if m.name == name:
+                return m
+        raise KeyError(f"no matrix named {name!r}")
+
+    def packed_weights(self) -> list[int]:
+        """The weight memory ``init`` (see :func:`pack`)."""
+        return pack(self.weight_words, self.weight_bits)
+
+    def packed_biases(self) -> list[int]:
+        """The bias memory ``init`` (see :func:`pack`)."""
+        return pack(self.bias_words, self.acc.bits)
+
+    @classmethod
+    def of(cls, model: QuantizedModel, lanes: int) -> WeightLayout:
+        """Lay out every matrix of ``model`` for ``lanes`` MAC lanes.
+
+        Raises ``TypeError``/``ValueError`` for a bad ``model`` or ``lanes``; ``lanes`` must
+        divide ``4 * hidden_size`` (so a row group never mixes two gate matrices' padding).
+        """
+        if not isinstance(model, QuantizedModel):
+            raise TypeError(f"model must be a QuantizedModel, not {model!r}")
+        if not isinstance(lanes, int) or isinstance(lanes, bool):
+            raise TypeError(f"lanes must be an integer, not {lanes!r}")
+        if lanes < 1:
+            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+        H = model.hidden_size
+        if (4 * H) % lanes:
+            raise ValueError(f"lanes must divide 4*hidden_size ({4 * H}), not {lanes!r}")
+        P = lanes
+        H_out, D = model.output_size, model.num_directions
+
+        # (name, layer, direction, kind, codes (rows, cols) layout order, bias (rows,),
+        #  [(length, shift)], role)
+        raw = []
+        for l, directions in enumerate(model.layers):
+            for d, q in enumerate(directions):
+                suffix = f"l{l}" + ("_reverse" if d else "")
+                s_in, s_rec, _ = model.gate_shifts(l, d)
+                codes = np.concatenate([q.w_ih.codes, q.w_hh.codes], axis=1)
+                raw.append((f"{suffix}_gates", l, d, "gates", unit_major(codes, H),
+                            unit_major(model.aligned_gate_bias(l, d), H),
+                            [(q.w_ih.codes.shape[1], s_in), (q.w_hh.codes.shape[1], s_rec)],
+                            "preact"))  # fmt: skip
+                if q.w_hr is not None:
+                    raw.append((f"{suffix}_proj", l, d, "proj", q.w_hr.codes,
+                                np.zeros(H_out, np.int64), [(H, model.proj_shift(l, d))],
+                                "hidden"))  # fmt: skip
+        if model.head is not None:
+            raw.append(("head", None, None, "head", model.head.weight.codes,
+                        model.aligned_head_bias(), [(D * H_out, model.head_shifts()[0])],
+                        "head_out"))  # fmt: skip
+
+        product_shifts = tuple(sorted({s for r in raw for _, s in r[6]}))
+        roles = [r[7] for r in raw]
+        target_roles = [role for role in ("preact", "hidden", "head_out") if role in roles]
+        targets = tuple(
+            Target(role, model.requant_shift(role), model.formats[role]) for role in target_roles
+        )
+        weight_bits = max(
+            t.fmt.bits
+            for directions in model.layers
+            for q in directions
+            for t in (q.w_ih, q.w_hh, q.w_hr)
+            if t is not None
+        )
+        if model.head is not None:
+            weight_bits = max(weight_bits, model.head.weight.fmt.bits)
+
+        matrices, weight_blocks, bias_blocks = [], [], []
+        base = bias_base = 0
+        for name, l, d, kind, codes, bias, segs, role in raw:
+            rows, cols = codes.shape
+            groups = -(-rows // P)
+            padded = groups * P
+            pcodes = np.zeros((padded, cols), np.int64)
+            pcodes[:rows] = codes
+            pbias = np.zeros(padded, np.int64)
+            pbias[:rows] = bias
+            pcodes.setflags(write=False)
+            pbias.setflags(write=False)
+            segments, start = [], 0
+            for length, shift in segs:
+                segments.append(Segment(start, length, shift, product_shifts.index(shift)))
+                start += length
+            matrices.append(
+                Matrix(name, l, d, kind, rows, padded, groups, cols, base, bias_base,
+                       tuple(segments), target_roles.index(role), pcodes, pbias)
+            )  # fmt: skip
+            # word g*cols + k, lane p  <-  row g*P + p, column k
+            weight_blocks.append(pcodes.reshape(groups, P, cols).transpose(0, 2, 1).reshape(-1, P))
+            bias_blocks.append(pbias.reshape(groups, P))
+            base += groups * cols
+            bias_base += groups
+        weight_words = np.concatenate(weight_blocks).astype(np.int64)
+        bias_words = np.concatenate(bias_blocks).astype(np.int64)
+        weight_words.setflags(write=False)
+        bias_words.setflags(write=False)
+        vector_bits = max(model.formats["x"].bits, model.formats["hidden"].bits)
+        return cls(P, tuple(matrices), weight_bits, model.acc, product_shifts, targets,
+                   weight_words, bias_words, vector_bits, model.rounding, model.overflow,
+                   None if model.head is None else model.head.mode)  # fmt: skip

@@ -1,0 +1,285 @@
+"""The weight memory: streams the matrices of a :class:`~lstmfpga.hw.layout.WeightLayout`.
+
+One command (a matrix index) makes :class:`WeightMemory` emit every beat of that matrix, row
+group by row group, column by column: exactly the order the
+:class:`~lstmfpga.hw.mvu.MatrixVectorUnit` consumes. A load port rewrites words at run time.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .layout import WeightLayout, select_bits
+
+__all__ = ["WeightMemory"]
+
+
+class WeightMemory(wiring.Component):
+    """Weight and bias memories with a matrix streamer.
+
+    Parameters
+    ----------
+    layout : WeightLayout
+        The memory image (initial contents), ``P = layout.lanes``.
+
+    Members
+    -------
+    cmd : ``In(stream.Signature(range(len(layout.matrices))))``
+        A matrix index (its position in ``layout.matrices``). Out-of-range codes select the
+        last matrix.
+    o : ``Out(stream.Signature(beat_layout))``
+        For every accepted command, ``groups * cols`` beats in order ``for g in groups: for k
+        in cols``. Fields:
+
+        * ``weights``: ``ArrayLayout(signed(weight_bits), P)``, lane ``p`` = layout row
+          ``g*P + p``, column ``k``;
+        * ``bias``: ``ArrayLayout(signed(acc.bits), P)``, the row group's aligned biases
+          (accumulator codes), the same on every beat of the group;
+        * ``col`` (``k``), ``group`` (``g``): unsigned;
+        * ``shift_sel``: index into ``layout.product_shifts`` of the segment holding ``k``;
+        * ``target_sel``: index into ``layout.targets`` of the matrix's requantization target;
+        * ``first`` (``k == 0``), ``last`` (``k == cols - 1``), ``end`` (last beat of the
+          matrix).
+    load : ``In(stream.Signature(load_layout))``
+        Rewrites one word; always ready, written at the clock edge where ``valid`` is
+        high. Fields: ``bias`` (1: bias memory, 0: weight memory), ``addr`` (word address),
+        ``data`` (the word packed lane-major as :func:`~lstmfpga.hw.layout.pack` does: lane
+        ``p`` in bits ``[p*w, (p+1)*w)`` with ``w = weight_bits`` or ``acc.bits``; unused
+        high bits ignored). Loads may be issued at any time, also while streaming: a beat
+        whose memory read happens after the write edge sees the new word. A read of the word
+        being written in the same cycle returns the old word here, but that is not part of
+        the contract (treat it as undefined; do not load a matrix while it is streamed).
+
+    Timing
+    ------
+    ``latency`` = 2: a command accepted in cycle ``c`` gives its first beat valid in cycle
+    ``c + 2`` (if ``o`` is not stalled). Throughput: one beat per cycle sustained; a
+    command accepted while the previous matrix's last beat is issued continues without a
+    bubble, so back-to-back commands stream back-to-back beats. ``cmd.ready`` is high when the
+    streamer is idle, or (combinationally from ``o.ready``) when the previous matrix's last
+    beat is being issued. Back-pressure on ``o`` stalls the memory reads (their ``en`` is the
+    pipeline advance ``~o.valid | o.ready``): nothing is lost or duplicated.
+    """
+
+    #: Cycles from a command accepted to its first beat valid.
+    latency = 2
+
+    def __init__(self, layout: WeightLayout):
+        if not isinstance(layout, WeightLayout):
+            raise TypeError(f"layout must be a WeightLayout, not {layout!r}")
+        self._layout = layout
+        P = layout.lanes
+        max_cols = max(m.cols for m in layout.matrices)
+        max_groups = max(m.groups for m in layout.matrices)
+        self._beat_layout = data.StructLayout(
+            {
+                "weights": data.ArrayLayout(signed(layout.weight_bits), P),
+                "bias": data.ArrayLayout(signed(layout.acc.bits), P),
+                "col": unsigned(select_bits(max_cols)),
+                "group": unsigned(select_bits(max_groups)),
+                "shift_sel": unsigned(select_bits(len(layout.product_shifts))),
+                "target_sel": unsigned(select_bits(len(layout.targets))),
+                "first": 1,
+                "last": 1,
+                "end": 1,
+            }
+        )
+        self._load_layout = data.StructLayout(
+            {
+                "bias": 1,
+                "addr": unsigned(select_bits(max(layout.depth, layout.bias_depth))),
+                "data": unsigned(P * max(layout.weight_bits, layout.acc.bits)),
+            }
+        )
+        super().__init__(
+            {
+                "cmd": In(stream.Signature(range(len(layout.matrices)))),
+                "o": Out(stream.Signature(self._beat_layout)),
+                "load": In(stream.Signature(self._load_layout)),
+            }
+        )
+
+    @property
+    def layout(self) -> WeightLayout:
+        return self._layout
+
+    @property
+    def lanes(self) -> int:
+        return self._layout.lanes
+
+    @property
+    def beat_layout(self) -> data.StructLayout:
+        """Payload layout of ``o``."""
+        return self._beat_layout
+
+    @property
+    def load_layout(self) -> data.StructLayout:
+        """Payload layout of ``load``."""
+        return self._load_layout
+
+    def elaborate(self, platform):
+        layout = self._layout
+        P = layout.lanes
+        wbits, abits = layout.weight_bits, layout.acc.bits
+        matrices = layout.matrices
+        beat = self._beat_layout
+        max_segments = max(len(mat.segments) for mat in matrices)
+        m = Module()
+
+        m.submodules.weights = wmem = Memory(
+            shape=unsigned(P * wbits), depth=layout.depth, init=layout.packed_weights()
+        )
+        m.submodules.biases = bmem = Memory(
+            shape=unsigned(P * abits), depth=layout.bias_depth, init=layout.packed_biases()
+        )
+        w_rd, b_rd = wmem.read_port(), bmem.read_port()
+        w_wr, b_wr = wmem.write_port(), bmem.write_port()
+
+        # -- load port: always ready, written directly --------------------------------------
+        load = self.load.payload
+        m.d.comb += [
+            self.load.ready.eq(1),
+            w_wr.addr.eq(load.addr),
+            w_wr.data.eq(load.data),
+            w_wr.en.eq(self.load.valid & ~load.bias),
+            b_wr.addr.eq(load.addr),
+            b_wr.data.eq(load.data),
+            b_wr.en.eq(self.load.valid & load.bias),
+        ]
+
+        # -- per-matrix constants, selected by the command ----------------------------------
+        addr_shape = w_rd.addr.shape()
+        baddr_shape = b_rd.addr.shape()
+        col_shape, group_shape = beat["col"].shape, beat["group"].shape
+        shift_sel_shape, target_sel_shape = beat["shift_sel"].shape, beat["target_sel"].shape
+        params = data.StructLayout(
+            {
+                "base": addr_shape,
+                "bias_base": baddr_shape,
+                "cols_m1": col_shape,
+                "groups_m1": group_shape,
+                "target": target_sel_shape,
+                # segment s covers columns bound[s-1] .. bound[s]-1 (bound[-1] = cols)
+                "bounds": data.ArrayLayout(unsigned(col_shape.width + 1), max_segments),
+                "sels": data.ArrayLayout(shift_sel_shape, max_segments),
+            }
+        )
+        next_params = Signal(params)
+        cur = Signal(params)
+
+        def assign(mat):
+            bounds = [seg.start + seg.length for seg in mat.segments]
+            sels = [seg.shift_index for seg in mat.segments]
+            bounds += [mat.cols] * (max_segments - len(bounds))
+            sels += [sels[-1]] * (max_segments - len(sels))
+            return next_params.eq(
+                params.const(
+                    {
+                        "base": mat.base,
+                        "bias_base": mat.bias_base,
+                        "cols_m1": mat.cols - 1,
+                        "groups_m1": mat.groups - 1,
+                        "target": mat.target,
+                        "bounds": bounds,
+                        "sels": sels,
+                    }
+                )
+            )
+
+        if len(matrices) == 1:
+            m.d.comb += assign(matrices[0])
+        else:
+            with m.Switch(self.cmd.payload):
+                for index, mat in enumerate(matrices):
+                    if index == len(matrices) - 1:
+                        with m.Default():
+                            m.d.comb += assign(mat)
+                    else:
+                        with m.Case(index):
+                            m.d.comb += assign(mat)
+
+        # -- stage A: the address counter ---------------------------------------------------
+        active = Signal()
+        addr = Signal(addr_shape)
+        baddr = Signal(baddr_shape)
+        k = Signal(col_shape)
+        g = Signal(group_shape)
+        adv = Signal()
+        m.d.comb += adv.eq(~self.o.valid | self.o.ready)
+        at_last = Signal()
+        at_end = Signal()
+        m.d.comb += [
+            at_last.eq(k == cur.cols_m1),
+            at_end.eq(at_last & (g == cur.groups_m1)),
+            self.cmd.ready.eq(~active | (adv & at_end)),
+        ]
+        shift_sel = Signal.like(cur.sels[0])
+        m.d.comb += shift_sel.eq(cur.sels[max_segments - 1])
+        for s in reversed(range(max_segments - 1)):
+            with m.If(k < cur.bounds[s]):
+                m.d.comb += shift_sel.eq(cur.sels[s])
+
+        with m.If(self.cmd.valid & self.cmd.ready):
+            m.d.sync += [
+                cur.eq(next_params),
+                active.eq(1),
+                addr.eq(next_params.base),
+                baddr.eq(next_params.bias_base),
+                k.eq(0),
+                g.eq(0),
+            ]
+        with m.Elif(active):
+            with m.If(at_end):
+                m.d.sync += active.eq(0)
+            with m.Elif(at_last):
+                m.d.sync += [k.eq(0), g.eq(g + 1), baddr.eq(baddr + 1), addr.eq(addr + 1)]
+            with m.Else():
+                m.d.sync += [k.eq(k + 1), addr.eq(addr + 1)]
+
+        # -- stage B: memory read + registered beat fields ------------------------------------
+        meta = Signal(
+            data.StructLayout(
+                {
+                    "col": col_shape,
+                    "group": group_shape,
+                    "shift_sel": shift_sel_shape,
+                    "target_sel": target_sel_shape,
+                    "first": 1,
+                    "last": 1,
+                    "end": 1,
+                }
+            )
+        )
+        m.d.comb += [
+            w_rd.en.eq(adv),
+            w_rd.addr.eq(addr),
+            b_rd.en.eq(adv),
+            b_rd.addr.eq(baddr),
+        ]
+        with m.If(adv):
+            m.d.sync += [
+                self.o.valid.eq(active),
+                meta.col.eq(k),
+                meta.group.eq(g),
+                meta.shift_sel.eq(shift_sel),
+                meta.target_sel.eq(cur.target),
+                meta.first.eq(k == 0),
+                meta.last.eq(at_last),
+                meta.end.eq(at_end),
+            ]
+        o = self.o.payload
+        m.d.comb += [
+            o.weights.eq(w_rd.data),
+            o.bias.eq(b_rd.data),
+            o.col.eq(meta.col),
+            o.group.eq(meta.group),
+            o.shift_sel.eq(meta.shift_sel),
+            o.target_sel.eq(meta.target_sel),
+            o.first.eq(meta.first),
+            o.last.eq(meta.last),
+            o.end.eq(meta.end),
+        ]
+        return m

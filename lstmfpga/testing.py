@@ -1,0 +1,74 @@
+"""Random models for tests, benchmarks and examples (NumPy only, seeded)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .export.spec import HeadSpec, LayerWeights, ModelSpec
+from .quant.calibrate import quantize
+from .quant.config import QuantConfig
+
+__all__ = ["random_inputs", "random_qmodel", "random_spec"]
+
+
+def random_spec(
+    seed: int = 0,
+    *,
+    input_size: int = 3,
+    hidden_size: int = 4,
+    num_layers: int = 1,
+    bidirectional: bool = False,
+    proj_size: int = 0,
+    bias: bool = True,
+    head: str | None = None,
+    head_out: int = 3,
+    head_bias: bool = True,
+    scale: float = 0.5,
+) -> ModelSpec:
+    """A ModelSpec with normally distributed weights (std ``scale / sqrt(fan_in)``-ish)."""
+    rng = np.random.default_rng(seed)
+    H, Ho = hidden_size, proj_size or hidden_size
+    D = 2 if bidirectional else 1
+    layers = []
+    for layer in range(num_layers):
+        fan_in = input_size if layer == 0 else D * Ho
+        directions = []
+        for _ in range(D):
+            directions.append(
+                LayerWeights(
+                    w_ih=rng.normal(0, scale * 2 / np.sqrt(fan_in + Ho), (4 * H, fan_in)),
+                    w_hh=rng.normal(0, scale * 2 / np.sqrt(fan_in + Ho), (4 * H, Ho)),
+                    b_ih=rng.normal(0, scale * 0.3, 4 * H) if bias else None,
+                    b_hh=rng.normal(0, scale * 0.3, 4 * H) if bias else None,
+                    w_hr=rng.normal(0, scale * 2 / np.sqrt(H), (Ho, H)) if proj_size else None,
+                )
+            )
+        layers.append(tuple(directions))
+    head_spec = None
+    if head is not None:
+        head_spec = HeadSpec(
+            weight=rng.normal(0, scale * 2 / np.sqrt(D * Ho), (head_out, D * Ho)),
+            bias=rng.normal(0, scale * 0.3, head_out) if head_bias else None,
+            mode=head,
+        )
+    return ModelSpec(
+        input_size=input_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        bias=bias,
+        layers=tuple(layers),
+        head=head_spec,
+    )
+
+
+def random_inputs(seed: int, batch: int, seq: int, features: int) -> np.ndarray:
+    return np.random.default_rng(seed + 10_000).normal(0, 1, (batch, seq, features))
+
+
+def random_qmodel(seed: int = 0, preset: str = "q16", calib_batch: int = 16, **kwargs):
+    """``(spec, qmodel)``: a random spec quantized with ``preset``, calibrated on random data."""
+    spec = random_spec(seed, **kwargs)
+    calib = random_inputs(seed, calib_batch, 12, spec.input_size)
+    return spec, quantize(spec, calib, QuantConfig.preset(preset))

@@ -1,0 +1,147 @@
+"""Stream drivers and small models for the weight memory and matrix-vector unit tests.
+
+Producers and consumers act per beat (``ctx.tick().until(...)``), inserting random idle
+cycles from a seeded ``numpy`` generator; a free-running cycle counter in :class:`Harness`
+time-stamps every transfer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Elaboratable, Module, Signal
+
+from lstmfpga.export.spec import HeadSpec, LayerWeights, ModelSpec
+from lstmfpga.quant.calibrate import quantize
+from lstmfpga.quant.config import QuantConfig
+
+
+class Harness(Elaboratable):
+    """Wraps ``dut`` with a free-running ``cycle`` counter (cycle 0 is the first cycle)."""
+
+    def __init__(self, dut, extra=None):
+        self.dut = dut
+        self.extra = extra
+        self.cycle = Signal(32)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = self.dut
+        m.d.sync += self.cycle.eq(self.cycle + 1)
+        if self.extra is not None:
+            self.extra(m)
+        return m
+
+
+def _idle(rng, probability: float) -> int:
+    """Number of idle cycles before the next beat (geometric, mean p/(1-p))."""
+    if rng is None or probability <= 0.0:
+        return 0
+    n = 0
+    while rng.random() < probability:
+        n += 1
+    return n
+
+
+async def put_all(ctx, stream, payloads, *, rng=None, idle=0.0, cycle=None) -> list[int]:
+    """Send ``payloads`` in order; ``idle`` is the chance of an idle cycle before each beat.
+
+    Returns the cycle in which each beat was accepted (when ``cycle`` is given).
+    """
+    accepted = []
+    for payload in payloads:
+        gap = _idle(rng, idle)
+        if gap:
+            ctx.set(stream.valid, 0)
+            await ctx.tick().repeat(gap)
+        ctx.set(stream.valid, 1)
+        ctx.set(stream.payload, payload)
+        if cycle is None:
+            await ctx.tick().until(stream.ready)
+        else:
+            (when,) = await ctx.tick().sample(cycle).until(stream.ready)
+            accepted.append(when)
+    ctx.set(stream.valid, 0)
+    return accepted
+
+
+async def get_n(ctx, stream, count: int, *, rng=None, stall=0.0, cycle=None) -> list:
+    """Receive ``count`` beats; ``ready`` is low in each cycle with probability ``stall``
+    (drawn every cycle, independent of ``valid``, so a pending beat really is held back).
+
+    Returns the payloads, or ``(payload, cycle)`` pairs when ``cycle`` is given.
+    """
+    received = []
+    probes = (stream.payload,) if cycle is None else (stream.payload, cycle)
+    if rng is None or stall <= 0.0:
+        ctx.set(stream.ready, 1)
+        for _ in range(count):
+            values = await ctx.tick().sample(*probes).until(stream.valid)
+            received.append(values[0] if cycle is None else tuple(values))
+    else:
+        while len(received) < count:
+            ready = int(rng.random() >= stall)
+            ctx.set(stream.ready, ready)
+            _, _, valid, *values = await ctx.tick().sample(stream.valid, *probes)
+            if valid and ready:
+                received.append(values[0] if cycle is None else tuple(values))
+    ctx.set(stream.ready, 0)
+    return received
+
+
+async def expect_quiet(ctx, stream, cycles: int) -> None:
+    """Hold ``ready`` high for ``cycles`` cycles and check nothing more comes out."""
+    ctx.set(stream.ready, 1)
+    for _ in range(cycles):
+        _, _, valid = await ctx.tick().sample(stream.valid)
+        assert not valid, "unexpected beat after the expected ones"
+    ctx.set(stream.ready, 0)
+
+
+def array(const, n: int) -> list[int]:
+    """The elements of an ``ArrayLayout`` constant as a list of ints."""
+    return [int(const[p]) for p in range(n)]
+
+
+def make_spec(
+    input_size=3,
+    hidden_size=4,
+    num_layers=1,
+    bidirectional=False,
+    proj_size=0,
+    bias=True,
+    head=3,
+    seed=0,
+) -> tuple[ModelSpec, np.ndarray]:
+    """A ``ModelSpec`` with random weights, and calibration inputs ``(2, 5, input_size)``."""
+    rng = np.random.default_rng(seed)
+    H, D = hidden_size, 2 if bidirectional else 1
+    H_out = proj_size or hidden_size
+    layers = []
+    for index in range(num_layers):
+        in_l = input_size if index == 0 else D * H_out
+        directions = []
+        for _ in range(D):
+            directions.append(
+                LayerWeights(
+                    rng.normal(0, 0.5, (4 * H, in_l)),
+                    rng.normal(0, 0.5, (4 * H, H_out)),
+                    rng.normal(0, 0.2, 4 * H) if bias else None,
+                    rng.normal(0, 0.2, 4 * H) if bias else None,
+                    rng.normal(0, 0.5, (H_out, H)) if proj_size else None,
+                )
+            )
+        layers.append(tuple(directions))
+    head_spec = None
+    if head:
+        head_spec = HeadSpec(
+            rng.normal(0, 0.5, (head, D * H_out)), rng.normal(0, 0.2, head), "last"
+        )
+    spec = ModelSpec(input_size, H, num_layers, bidirectional, proj_size, bias, tuple(layers),
+                     head_spec)  # fmt: skip
+    return spec, rng.normal(0, 1.0, (2, 5, input_size))
+
+
+def make_model(preset="w8a16", **kwargs):
+    """A calibrated :class:`QuantizedModel` from :func:`make_spec` (and its inputs)."""
+    spec, x = make_spec(**kwargs)
+    return quantize(spec, x, QuantConfig.preset(preset)), x

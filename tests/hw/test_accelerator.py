@@ -1,0 +1,101 @@
+# amaranth: UnusedElaboratable=no
+"""The whole accelerator equals the golden model bit for bit (Amaranth simulator).
+
+Each case builds a random model, quantizes it, runs several sequences back to back through
+``s_axis``/``m_axis`` (optionally with random valid/ready stalls) and compares every output
+element with ``quant.golden.run`` by integer equality.
+"""
+
+import numpy as np
+import pytest
+
+from lstmfpga.hw.accelerator import LSTMAccelerator
+from lstmfpga.quant import golden
+from lstmfpga.sim.amaranth_sim import run_amaranth
+from lstmfpga.sim.streams import StreamGeometry, pack_outputs
+from lstmfpga.testing import random_inputs, random_qmodel
+
+CASES = {
+    # name: (model kwargs, lanes, T, batch, build options)
+    "uni-nohead-P4": (dict(input_size=3, hidden_size=4), 4, 5, 2, {}),
+    "P1-odd": (dict(input_size=2, hidden_size=3, head="last"), 1, 3, 2, {}),
+    "P2-head-all-nobias": (
+        dict(input_size=3, hidden_size=3, bias=False, head="all", head_bias=False),
+        2, 4, 2, {},
+    ),
+    "P4H-bidir": (dict(input_size=3, hidden_size=2, bidirectional=True, head="last"), 8, 4, 2, {}),
+    "2layer-proj": (dict(input_size=4, hidden_size=5, num_layers=2, proj_size=2), 4, 3, 2, {}),
+    "3layer-bidir-proj-states": (
+        dict(input_size=2, hidden_size=4, num_layers=3, bidirectional=True, proj_size=3,
+             head="all", head_out=2),
+        8, 3, 2, dict(with_states=True, initial_state=True),
+    ),
+}  # fmt: skip
+
+
+def _check(acc, x, h0=None, c0=None, **run_kwargs):
+    q = acc.model
+    x_codes = golden.quantize_inputs(q, x)
+    expected = golden.run(q, x_codes, h0, c0)
+    result = run_amaranth(acc, x_codes, h0, c0, **run_kwargs)
+    geom = StreamGeometry.of(q, with_states=acc.with_states, initial_state=acc.initial_state)
+    assert not result.error
+    for b, got in enumerate(result.outputs):
+        want = pack_outputs(geom, expected.prediction, b, expected.h_n, expected.c_n)
+        mismatch = np.flatnonzero(got != want)
+        assert got.shape == want.shape and mismatch.size == 0, (
+            f"sequence {b}: {mismatch.size} mismatches, first at {mismatch[:5]}: "
+            f"rtl {got[mismatch[:5]]} golden {want[mismatch[:5]]}"
+        )
+    return result
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_accelerator_is_bit_exact(name):
+    kwargs, lanes, T, batch, options = CASES[name]
+    seed = sum(map(ord, name))
+    _, q = random_qmodel(seed, **kwargs)
+    acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=8, **options)
+    x = random_inputs(seed, batch, T, q.input_size)
+    h0 = c0 = None
+    if options.get("initial_state"):
+        rng = np.random.default_rng(seed)
+        LD = q.num_layers * q.num_directions
+        h0 = q.formats["hidden"].quantize(rng.normal(0, 0.3, (LD, batch, q.output_size)))
+        c0 = q.formats["cell"].quantize(rng.normal(0, 0.3, (LD, batch, q.hidden_size)))
+    _check(acc, x, h0, c0)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_stalls_on_both_streams_lose_nothing(seed):
+    _, q = random_qmodel(seed, input_size=3, hidden_size=4, head="all", head_out=2)
+    acc = LSTMAccelerator(q, lanes=4, max_seq_len=8)
+    x = random_inputs(seed, 3, 4, 3)
+    _check(acc, x, in_stall=0.4, out_stall=0.5, seed=seed)
+
+
+def test_long_sequence_of_length_50():
+    _, q = random_qmodel(7, input_size=2, hidden_size=2, head="last")
+    acc = LSTMAccelerator(q, lanes=8, max_seq_len=64)
+    _check(acc, random_inputs(7, 1, 50, 2))
+
+
+def test_sequence_of_length_one_and_max_length():
+    _, q = random_qmodel(8, input_size=2, hidden_size=3, bidirectional=True)
+    acc = LSTMAccelerator(q, lanes=4, max_seq_len=6)
+    _check(acc, random_inputs(8, 2, 1, 2))
+    _check(acc, random_inputs(9, 1, 6, 2))
+
+
+def test_lanes_must_divide_gate_rows():
+    _, q = random_qmodel(3, input_size=2, hidden_size=3)
+    with pytest.raises(ValueError, match="lanes"):
+        LSTMAccelerator(q, lanes=5)
+
+
+def test_bad_arguments_are_rejected():
+    _, q = random_qmodel(3, input_size=2, hidden_size=3)
+    with pytest.raises(TypeError, match="model must be a QuantizedModel"):
+        LSTMAccelerator("model.q")
+    with pytest.raises(ValueError, match="max_seq_len must be a positive integer"):
+        LSTMAccelerator(q, lanes=4, max_seq_len=0)
