@@ -223,9 +223,11 @@ class ModelSpec:
     def describe(self) -> str:
         """A few readable lines: architecture and parameter count."""
         parts = [
-            f"LSTM input_size={self.input_size} hidden_size={self.hidden_size} "
-            f"num_layers={self.num_layers} bidirectional={self.bidirectional} "
-            f"proj_size={self.proj_size} bias={self.bias}",
+            (
+                f"LSTM input_size={self.input_size} hidden_size={self.hidden_size} "
+                f"num_layers={self.num_layers} bidirectional={self.bidirectional} "
+                f"proj_size={self.proj_size} bias={self.bias}"
+            ),
         ]
         if self.head is None:
             parts.append("head: none (output = full LSTM output sequence)")
@@ -350,7 +352,9 @@ def read_artifact(path: str | Path, kind: str, version: int) -> tuple[dict, dict
     if not path.exists():
         raise SpecError(f"{path}: no such file or directory")
     if not path.is_dir() or not (path / "manifest.json").is_file():
-        raise SpecError(f"{path}: not an lstmfpga artifact (expected a directory with manifest.json)")
+        raise SpecError(
+            f"{path}: not an lstmfpga artifact (expected a directory with manifest.json)"
+        )
     try:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -231,7 +231,7 @@ class WeightMemory(wiring.Component):
                 k.eq(0),
                 g.eq(0),
             ]
-        with m.Elif(active):
+        with m.Elif(active & adv):
             with m.If(at_end):
                 m.d.sync += active.eq(0)
             with m.Elif(at_last):

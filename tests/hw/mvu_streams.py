@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.sim import Simulator
 
 from lstmfpga.export.spec import HeadSpec, LayerWeights, ModelSpec
 from lstmfpga.quant.calibrate import quantize
@@ -30,6 +31,22 @@ class Harness(Elaboratable):
         if self.extra is not None:
             self.extra(m)
         return m
+
+
+def simulate(harness, *benches, timeout: int = 100_000) -> None:
+    """Run ``benches`` (async testbenches) on ``harness`` with a 10 ns clock; fail instead of
+    hanging when they have not finished after ``timeout`` cycles (a lost beat)."""
+
+    async def watchdog(ctx):
+        await ctx.delay(timeout * 1e-8)
+        raise AssertionError(f"simulation did not finish within {timeout} cycles")
+
+    sim = Simulator(harness)
+    sim.add_clock(1e-8)
+    for bench in benches:
+        sim.add_testbench(bench)
+    sim.add_testbench(watchdog, background=True)
+    sim.run()
 
 
 def _idle(rng, probability: float) -> int:

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from amaranth.hdl import Array, Const, Fragment, Signal, signed
-from amaranth.sim import Simulator
-from mvu_streams import Harness, array, expect_quiet, get_n, make_model, put_all
+from mvu_streams import Harness, array, expect_quiet, get_n, make_model, put_all, simulate
 
 from lstmfpga.hw.layout import Target, WeightLayout
 from lstmfpga.hw.mvu import MatrixVectorUnit
@@ -127,11 +126,7 @@ def run_mvu(dut, jobs, seed, idle=0.0, stall=0.0):
                                  stall=stall, cycle=harness.cycle)  # fmt: skip
         await expect_quiet(ctx, dut.o, dut.latency + 2)
 
-    sim = Simulator(harness)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(harness, producer, consumer)
     return got["in"], got["out"]
 
 
@@ -298,10 +293,7 @@ def test_weight_memory_feeds_mvu_and_matches_golden_trace():
             got.append((layout.matrices[matrix].name, codes[: len(expected)]))
         await expect_quiet(ctx, mvu.o, 8)
 
-    sim = Simulator(harness)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    simulate(harness, bench)
     assert got == [(layout.matrices[m].name, e.tolist()) for m, _, e in jobs]
 
 

@@ -3,8 +3,7 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
-from mvu_streams import Harness, array, expect_quiet, get_n, make_model, put_all
+from mvu_streams import Harness, array, expect_quiet, get_n, make_model, put_all, simulate
 
 from lstmfpga.hw.layout import WeightLayout, pack
 from lstmfpga.hw.weights import WeightMemory
@@ -81,11 +80,7 @@ def run_program(dut, commands, seed, idle=0.0, stall=0.0, loads=()):
         got["beats"] = [(as_dict(p, dut.lanes), c) for p, c in beats]
         await expect_quiet(ctx, dut.o, 4)
 
-    sim = Simulator(harness)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(harness, producer, consumer)
     return got["beats"], got["cmd"]
 
 

@@ -1,0 +1,955 @@
+"""PyTorch → :class:`ModelSpec`: the only module of lstmfpga that imports torch.
+
+Three entry points, all returning a validated :class:`~lstmfpga.export.spec.ModelSpec` and
+raising :class:`~lstmfpga.export.spec.SpecError` (one-line message) for anything they
+cannot represent exactly:
+
+* :func:`from_module` — a live ``nn.LSTM``, or an ``nn.Module`` holding one ``nn.LSTM`` and
+  at most one ``nn.Linear`` head;
+* :func:`from_state_dict` — a mapping of parameter names to tensors (or NumPy arrays); the
+  architecture is inferred from the key names and shapes;
+* :func:`load_model` — a file: a ``state_dict`` saved with ``torch.save``, a TorchScript
+  archive (``torch.jit.save``) or a ``torch.export`` program (``torch.export.save``, ``.pt2``).
+
+What is supported
+-----------------
+One ``nn.LSTM`` with any of its options (``input_size``, ``hidden_size``, ``num_layers``,
+``bias``, ``batch_first``, ``bidirectional``, ``proj_size``, ``dropout``) and an optional
+``nn.Linear`` head applied either to the last timestep (``head="last"``) or to every
+timestep (``head="all"``). ``batch_first`` does not appear in the spec (every lstmfpga API
+takes ``(batch, seq, features)``); ``dropout`` is recorded but has no effect at inference.
+
+Modules are classified by type, never by running them:
+
+* ``nn.LSTM`` and ``nn.Linear`` (exact types, or subclasses that do not override
+  ``forward``) are the model;
+* ``nn.Dropout*``, ``nn.Identity``, ``nn.Flatten``, containers (``Sequential``,
+  ``ModuleList``, ``ModuleDict``) and loss modules are ignored: they do not change the
+  inference numerics (``Flatten`` only reshapes, dropout is off in ``eval()``);
+* every other ``torch.nn`` module is refused, with or without parameters: an activation,
+  normalization or second recurrent layer changes the numerics;
+* user-defined modules are taken as containers: refused if they own parameters or buffers
+  themselves.
+
+The ``forward`` code is *not* inspected: the spec assumes the model computes
+``lstm(x)`` followed by the head on ``output[:, -1]`` (``"last"``) or on every timestep
+(``"all"``). A functional activation written inside ``forward`` is not detected.
+
+Safety of model files
+---------------------
+No file is ever unpickled with arbitrary globals, and no code stored in a file is run:
+
+* state_dicts are read with ``torch.load(weights_only=True)``; a pickle that would call
+  anything else (``os.system``, a whole pickled ``nn.Module``) is refused;
+* TorchScript archives are *not* passed to ``torch.jit.load`` (a TorchScript program is
+  code, and PyTorch advises loading only trusted archives). Their ``data.pkl`` is parsed
+  with a restricted unpickler that knows module records and tensor storages only;
+* ``.pt2`` archives are *not* passed to ``torch.export.load``, which falls back to plain
+  pickle for some payloads and ``eval``\\ s symbolic-shape strings through sympy. The
+  weights are read from the archive's JSON payload config and raw storage records, the
+  module structure from the ``nn_module_stack`` of the serialized graph (plain JSON),
+  when the graph carries that metadata.
+  Archives with pickled payloads or tensor constants are refused.
+
+Tests pin both readers against ``torch.jit.load`` / ``torch.export.load`` on trusted files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickle
+import pickletools
+import re
+import warnings
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .spec import HEAD_MODES, HeadSpec, LayerWeights, ModelSpec, SpecError
+
+__all__ = ["detect_format", "from_module", "from_state_dict", "load_model"]
+
+SUPPORTED = "lstmfpga supports one nn.LSTM and an optional nn.Linear head"
+
+_LSTM_QUALNAME = "torch.nn.modules.rnn.LSTM"
+_LINEAR_QUALNAME = "torch.nn.modules.linear.Linear"
+#: torch.nn classes (by short name) that do not change inference numerics.
+_IGNORED_TORCH_MODULES = frozenset(
+    {
+        "Dropout",
+        "Dropout1d",
+        "Dropout2d",
+        "Dropout3d",
+        "AlphaDropout",
+        "FeatureAlphaDropout",
+        "Identity",
+        "Flatten",
+        "Sequential",
+        "ModuleList",
+        "ModuleDict",
+    }
+)
+_LSTM_KEY = re.compile(
+    r"^(?P<prefix>(?:.*\.)?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)"
+    r"_l(?P<layer>0|[1-9][0-9]*)(?P<reverse>_reverse)?$"
+)
+
+
+# -- head mode ---------------------------------------------------------------------------------
+def _check_head_mode(name: str, value) -> str | None:
+    if value is not None and value not in HEAD_MODES:
+        raise SpecError(f"{name} must be 'last' or 'all', not {value!r}")
+    return value
+
+
+# -- module structure --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _ModuleEntry:
+    """One module of a model, as far as the classification needs: see the module docstring."""
+
+    path: str  # dotted path, "" for the root
+    qualname: str  # "torch.nn.modules.rnn.LSTM", "__main__.MyModel", ...
+    kind: str | None  # "lstm", "linear", or None (decided from qualname)
+    own_tensors: tuple[str, ...]  # names of parameters/buffers owned directly
+
+
+def _describe_module(entry: _ModuleEntry) -> str:
+    short = entry.qualname.rsplit(".", 1)[-1]
+    # A torch.ao quantized "LSTM" must not read like the supported nn.LSTM.
+    label = entry.qualname if short in ("LSTM", "Linear") else short
+    where = f"layer {entry.path!r}" if entry.path else "model"
+    return f"{where} ({label})"
+
+
+def _check_structure(entries: Iterable[_ModuleEntry], model: str) -> tuple[str, str | None]:
+    """Classify modules; return ``(lstm path, head path or None)`` or raise :class:`SpecError`."""
+    lstms, linears = [], []
+    for entry in entries:
+        if entry.kind == "lstm":
+            lstms.append(entry.path)
+        elif entry.kind == "linear":
+            linears.append(entry.path)
+        elif entry.qualname.startswith("torch."):
+            short = entry.qualname.rsplit(".", 1)[-1]
+            ignored = short in _IGNORED_TORCH_MODULES and entry.qualname.startswith("torch.nn.")
+            if not (ignored or entry.qualname.startswith("torch.nn.modules.loss.")):
+                raise SpecError(f"unsupported {_describe_module(entry)}: {SUPPORTED}")
+        elif entry.own_tensors:
+            names = ", ".join(repr(n) for n in entry.own_tensors)
+            raise SpecError(
+                f"unsupported parameter(s) {names} of {_describe_module(entry)}: {SUPPORTED}"
+            )
+    if not lstms:
+        raise SpecError(f"no nn.LSTM found in {model}: {SUPPORTED}")
+    if len(lstms) > 1:
+        paths = ", ".join(repr(p) for p in lstms)
+        raise SpecError(f"found {len(lstms)} nn.LSTM modules ({paths}): {SUPPORTED}")
+    if len(linears) > 1:
+        paths = ", ".join(repr(p) for p in linears)
+        raise SpecError(f"found {len(linears)} nn.Linear modules ({paths}): {SUPPORTED}")
+    return lstms[0], (linears[0] if linears else None)
+
+
+def _live_kind(module: nn.Module, base: type[nn.Module]) -> bool:
+    return isinstance(module, base) and type(module).forward is base.forward
+
+
+def _live_entries(module: nn.Module) -> list[_ModuleEntry]:
+    entries = []
+    for path, sub in module.named_modules():
+        cls = type(sub)
+        qualname = f"{cls.__module__}.{cls.__qualname__}"
+        kind = None
+        if _live_kind(sub, nn.LSTM):
+            kind = "lstm"
+        elif _live_kind(sub, nn.Linear):
+            kind = "linear"
+        elif isinstance(sub, nn.LSTM | nn.Linear):
+            label = "nn.LSTM" if isinstance(sub, nn.LSTM) else "nn.Linear"
+            where = f"layer {path!r}" if path else "model"
+            raise SpecError(
+                f"unsupported {where} ({cls.__name__}): a subclass of {label} that "
+                f"overrides forward; {SUPPORTED}"
+            )
+        own = [n for n, _ in sub.named_parameters(recurse=False)]
+        own += [n for n, _ in sub.named_buffers(recurse=False)]
+        entries.append(_ModuleEntry(path, qualname, kind, tuple(own)))
+    return entries
+
+
+def _qualname_kind(qualname: str) -> str | None:
+    return {_LSTM_QUALNAME: "lstm", _LINEAR_QUALNAME: "linear"}.get(qualname)
+
+
+def _entries_from_tensor_owners(
+    modules: Mapping[str, str], keys: Iterable[str]
+) -> list[_ModuleEntry]:
+    """Entries for ``{path: qualname}``, owning the ``keys`` whose parent path they are."""
+    owned: dict[str, list[str]] = {}
+    for key in keys:
+        parent, _, name = key.rpartition(".")
+        owned.setdefault(parent, []).append(name)
+    return [
+        _ModuleEntry(path, qualname, _qualname_kind(qualname), tuple(owned.get(path, ())))
+        for path, qualname in modules.items()
+    ]
+
+
+# -- tensors -----------------------------------------------------------------------------------
+def _to_float64(name: str, value) -> np.ndarray:
+    """A float64 NumPy copy of a floating-point tensor or array."""
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point():
+            raise SpecError(f"{name} must be a floating-point tensor, not {value.dtype}")
+        try:
+            return value.detach().to(device="cpu", dtype=torch.float64).numpy().copy()
+        except (RuntimeError, NotImplementedError, TypeError) as error:
+            raise SpecError(f"{name} cannot be read: {_first_line(error)}") from None
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind != "f":
+            raise SpecError(f"{name} must be a floating-point array, not {value.dtype}")
+        return value.astype(np.float64)
+    raise SpecError(f"{name} must be a tensor, not {type(value).__name__}")
+
+
+def _shape(name: str, value) -> tuple[int, ...]:
+    if not isinstance(value, torch.Tensor | np.ndarray):
+        raise SpecError(f"state_dict value {name!r} must be a tensor, not {type(value).__name__}")
+    return tuple(int(n) for n in value.shape)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    line = text.splitlines()[0].strip() if text else ""
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
+
+
+# -- state_dict --------------------------------------------------------------------------------
+def from_state_dict(state_dict: Mapping, head: str | None = None) -> ModelSpec:
+    """Build a :class:`ModelSpec` from an ``nn.LSTM`` (+ ``nn.Linear``) state_dict.
+
+    Parameters
+    ----------
+    state_dict:
+        Mapping of names to tensors or float NumPy arrays. The LSTM keys are PyTorch's
+        (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``,
+        ``weight_hr_l{k}``, each optionally with ``_reverse``), all under one common prefix
+        (``""``, ``"lstm."``, ``"encoder.rnn."``, ...). The architecture (``input_size``,
+        ``hidden_size``, ``num_layers``, ``bias``, ``bidirectional``, ``proj_size``) is
+        inferred from the keys and shapes. A head is the one remaining 2-D ``*.weight``
+        (with its ``*.bias`` if present).
+    head:
+        ``"last"`` or ``"all"``; ``None`` means ``"last"`` when the state_dict has a head.
+        Giving a mode for a state_dict without head weights is an error.
+
+    Raises :class:`SpecError` for inconsistent shapes, missing tensors, non-float or
+    non-finite values, more than one LSTM or head candidate, and unknown keys (named).
+    ``dropout`` is not part of a state_dict: the spec records ``0.0``.
+    """
+    return _spec_from_state_dict(state_dict, head, source="state_dict")
+
+
+def _spec_from_state_dict(
+    state_dict: Mapping,
+    head: str | None,
+    *,
+    source: str,
+    dropout: float = 0.0,
+) -> ModelSpec:
+    if not isinstance(state_dict, Mapping):
+        raise SpecError(f"state_dict must be a mapping, not {type(state_dict).__name__}")
+    _check_head_mode("head", head)
+    for key in state_dict:
+        if not isinstance(key, str):
+            raise SpecError(f"state_dict keys must be strings, not {key!r}")
+    shapes = {key: _shape(key, value) for key, value in state_dict.items()}
+
+    lstm: dict[tuple[int, int], dict[str, str]] = {}
+    prefixes = set()
+    for key in state_dict:
+        match = _LSTM_KEY.match(key)
+        if match is None:
+            continue
+        prefixes.add(match["prefix"])
+        cell = lstm.setdefault((int(match["layer"]), 1 if match["reverse"] else 0), {})
+        cell[match["kind"]] = key
+    if not lstm:
+        found = ", ".join(repr(k) for k in list(state_dict)[:4]) or "nothing"
+        raise SpecError(
+            f"state_dict holds no LSTM weights (expected keys like 'weight_ih_l0' or "
+            f"'lstm.weight_ih_l0', found {found}): {SUPPORTED}"
+        )
+    if len(prefixes) > 1:
+        names = ", ".join(repr(p.rstrip(".")) for p in sorted(prefixes))
+        raise SpecError(f"state_dict holds LSTM weights of several modules ({names}): {SUPPORTED}")
+    prefix = prefixes.pop()
+
+    num_layers = 1 + max(layer for layer, _ in lstm)
+    missing_layers = sorted(set(range(num_layers)) - {layer for layer, _ in lstm})
+    if missing_layers:
+        raise SpecError(
+            f"state_dict has LSTM layers up to {num_layers - 1} but no weights for "
+            f"layer(s) {missing_layers}"
+        )
+    reverse = {layer for layer, d in lstm if d == 1}
+    if reverse and reverse != set(range(num_layers)):
+        raise SpecError(
+            f"state_dict has _reverse weights for layer(s) {sorted(reverse)} only, "
+            f"not for all {num_layers} layer(s)"
+        )
+    bidirectional = bool(reverse)
+    kinds = {kind for cell in lstm.values() for kind in cell}
+    bias = "bias_ih" in kinds or "bias_hh" in kinds
+    projection = "weight_hr" in kinds
+    expected = {"weight_ih", "weight_hh"} | ({"bias_ih", "bias_hh"} if bias else set())
+    expected |= {"weight_hr"} if projection else set()
+    for layer in range(num_layers):
+        for d in range(2 if bidirectional else 1):
+            for kind in sorted(expected - set(lstm.get((layer, d), {}))):
+                suffix = f"_l{layer}" + ("_reverse" if d else "")
+                raise SpecError(f"state_dict is missing {prefix}{kind}{suffix}")
+
+    w_ih, w_hh = shapes[lstm[0, 0]["weight_ih"]], shapes[lstm[0, 0]["weight_hh"]]
+    for key, shape in ((lstm[0, 0]["weight_ih"], w_ih), (lstm[0, 0]["weight_hh"], w_hh)):
+        if len(shape) != 2:
+            raise SpecError(f"{key} must be 2-D, not {shape}")
+    rows, output_size = w_hh
+    hint = ""
+    if not projection and rows == 3 * output_size:
+        hint = " (3*hidden rows: a GRU?)"
+    elif not projection and rows == output_size:
+        hint = " (hidden rows: an RNN?)"
+    if rows == 0 or rows % 4:
+        raise SpecError(
+            f"{lstm[0, 0]['weight_hh']} must have 4*hidden_size rows (gates i, f, g, o), "
+            f"not {rows}{hint}"
+        )
+    hidden_size = rows // 4
+    proj_size = output_size if projection else 0
+    if not projection and output_size != hidden_size:
+        raise SpecError(
+            f"{lstm[0, 0]['weight_hh']} has shape {w_hh}, but an LSTM without "
+            f"projection has weight_hh of shape (4*hidden, hidden){hint}"
+        )
+
+    used = {key for cell in lstm.values() for key in cell.values()}
+    head_weight, head_bias = _find_head(state_dict, shapes, used)
+    if head_weight is None:
+        if head is not None:
+            raise SpecError(f"head={head!r} given, but the model has no nn.Linear head")
+        head_spec = None
+    else:
+        head_spec = HeadSpec(
+            weight=_to_float64(head_weight, state_dict[head_weight]),
+            bias=None if head_bias is None else _to_float64(head_bias, state_dict[head_bias]),
+            mode=head or "last",
+        )
+        width = (2 if bidirectional else 1) * output_size
+        if shapes[head_weight][1:] != (width,):
+            raise SpecError(
+                f"head {head_weight} has shape {shapes[head_weight]}, but the LSTM output "
+                f"has {width} features"
+            )
+
+    def tensor(layer: int, d: int, kind: str) -> np.ndarray | None:
+        key = lstm[layer, d].get(kind)
+        return None if key is None else _to_float64(key, state_dict[key])
+
+    layers = tuple(
+        tuple(
+            LayerWeights(
+                w_ih=tensor(layer, d, "weight_ih"),
+                w_hh=tensor(layer, d, "weight_hh"),
+                b_ih=tensor(layer, d, "bias_ih"),
+                b_hh=tensor(layer, d, "bias_hh"),
+                w_hr=tensor(layer, d, "weight_hr"),
+            )
+            for d in range(2 if bidirectional else 1)
+        )
+        for layer in range(num_layers)
+    )
+    return ModelSpec(
+        input_size=w_ih[1],
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        bias=bias,
+        layers=layers,
+        head=head_spec,
+        dropout=float(dropout),
+        source=source,
+    )
+
+
+def _find_head(
+    state_dict: Mapping, shapes: Mapping[str, tuple[int, ...]], used: set[str]
+) -> tuple[str | None, str | None]:
+    """The ``(weight key, bias key or None)`` of the head, or ``(None, None)``."""
+    rest = [key for key in state_dict if key not in used]
+    weights = [k for k in rest if k.rpartition(".")[2] == "weight" and len(shapes[k]) == 2]
+    if len(weights) > 1:
+        names = ", ".join(repr(k) for k in weights)
+        raise SpecError(f"found {len(weights)} candidate head weights ({names}): {SUPPORTED}")
+    weight = weights[0] if weights else None
+    bias = None
+    if weight is not None:
+        candidate = weight[: -len("weight")] + "bias"
+        bias = candidate if candidate in state_dict else None
+    unknown = [k for k in rest if k not in (weight, bias)]
+    if unknown:
+        names = ", ".join(repr(k) for k in unknown)
+        raise SpecError(f"unknown state_dict key(s) {names}: {SUPPORTED}")
+    if bias is not None and len(shapes[bias]) != 1:
+        raise SpecError(f"head bias {bias} must be 1-D, not {shapes[bias]}")
+    return weight, bias
+
+
+def _check_head_given(head: str | None, declared: str | None, has_head: bool, model: str):
+    """A head mode given (argument) or declared (``head_mode``) needs an nn.Linear head."""
+    if has_head:
+        return
+    if head is not None:
+        raise SpecError(f"head={head!r} given, but {model} has no nn.Linear head")
+    if declared is not None:
+        raise SpecError(f"head_mode={declared!r} declared, but {model} has no nn.Linear head")
+
+
+# -- live modules ------------------------------------------------------------------------------
+def from_module(module: nn.Module, head: str | None = None) -> ModelSpec:
+    """Build a :class:`ModelSpec` from a live module (weights copied as float64).
+
+    ``module`` is an ``nn.LSTM``, or an ``nn.Module`` whose ``named_modules()`` hold exactly
+    one ``nn.LSTM`` and at most one ``nn.Linear`` (the head); see the module docstring for
+    which other modules are ignored or refused. The head mode is ``head`` if given, else the
+    module's ``head_mode`` attribute if it has one, else ``"last"``. ``dropout`` is copied
+    from the LSTM (ignored at inference); ``batch_first`` does not matter.
+
+    Raises :class:`TypeError` if ``module`` is not an ``nn.Module``, :class:`SpecError` for
+    an unsupported structure, a head mode without a head, or non-finite weights.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, not {module!r}")
+    _check_head_mode("head", head)
+    declared = _check_head_mode("head_mode", getattr(module, "head_mode", None))
+    model = type(module).__name__
+    lstm_path, head_path = _check_structure(_live_entries(module), model)
+    _check_head_given(head, declared, head_path is not None, model)
+    # Only the LSTM and the head: every other module was checked to hold no tensors
+    # that matter (a loss module's class weights, say, are not part of the model).
+    state_dict = {}
+    for path in (lstm_path, head_path):
+        if path is not None:
+            prefix = f"{path}." if path else ""
+            for name, value in module.get_submodule(path).state_dict().items():
+                state_dict[prefix + name] = value
+    lstm = module.get_submodule(lstm_path)
+    return _spec_from_state_dict(
+        state_dict,
+        head or declared,
+        source=f"torch module {model}",
+        dropout=lstm.dropout,
+    )
+
+
+# -- files -------------------------------------------------------------------------------------
+def detect_format(path: str | Path) -> str:
+    """The kind of model file at ``path``: ``"state_dict"``, ``"torchscript"``, ``"torch.export"``.
+
+    Decided from the content, not the extension: a TorchScript archive is a zip holding
+    ``constants.pkl`` or ``code/``; a ``torch.export`` archive holds ``archive_format`` or
+    ``models/``; anything else (a ``torch.save`` zip, or a legacy non-zip pickle) is read
+    as a state_dict. Raises :class:`SpecError` for a missing path, a directory, an empty
+    file or a zip archive that is none of these.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"{path}: no such file")
+    if path.is_dir():
+        hint = (
+            " (a spec directory? use ModelSpec.load)" if (path / "manifest.json").is_file() else ""
+        )
+        raise SpecError(
+            f"{path} is a directory, not a model file (.pt/.pth, TorchScript or .pt2){hint}"
+        )
+    if path.stat().st_size == 0:
+        raise SpecError(f"{path}: empty file, not a model")
+    if not zipfile.is_zipfile(path):
+        return "state_dict"
+    _, names = _zip_names(path)
+    if "constants.pkl" in names or any(n.startswith("code/") for n in names):
+        return "torchscript"
+    if "archive_format" in names or any(n.startswith("models/") for n in names):
+        return "torch.export"
+    if "data.pkl" in names:
+        return "state_dict"
+    raise SpecError(
+        f"{path}: a zip archive, but not a PyTorch file (no data.pkl, TorchScript code or "
+        f"torch.export program)"
+    )
+
+
+def load_model(path: str | Path, head: str | None = None) -> ModelSpec:
+    """Read a model file (see :func:`detect_format`) into a :class:`ModelSpec`.
+
+    * state_dict (``torch.save(model.state_dict())``, also a training checkpoint dict with
+      a ``"state_dict"`` or ``"model_state_dict"`` entry): ``torch.load(weights_only=True)``
+      then :func:`from_state_dict`. A pickle needing anything beyond tensors and containers
+      (code, a whole pickled ``nn.Module``) is refused.
+    * TorchScript archive: module structure and tensors read without running TorchScript;
+      a ``head_mode`` string attribute of the root module is honoured like in
+      :func:`from_module`.
+    * ``torch.export`` archive: weights and module structure read without
+      ``torch.export.load`` (see the module docstring).
+
+    ``head`` is as in :func:`from_state_dict`. ``dropout`` is recorded as ``0.0`` (files
+    do not hold it in a form read here). Raises :class:`SpecError` for a missing, corrupt,
+    refused or unsupported file; its message starts with ``"{path}: "``.
+    """
+    _check_head_mode("head", head)
+    path = Path(path)
+    kind = detect_format(path)
+    try:
+        return _load_model(path, kind, head)
+    except SpecError as error:
+        if str(error).startswith(f"{path}:"):
+            raise
+        raise SpecError(f"{path}: {error}") from None
+
+
+def _load_model(path: Path, kind: str, head: str | None) -> ModelSpec:
+    if kind == "state_dict":
+        state_dict = _load_state_dict_file(path)
+        return _spec_from_state_dict(state_dict, head, source=f"state_dict {path.name}")
+    elif kind == "torchscript":
+        modules, tensors, declared = _read_torchscript(path)
+        model = modules.get("", "model")
+        _, head_path = _check_structure(_entries_from_tensor_owners(modules, tensors), model)
+        _check_head_mode("head_mode", declared)
+        _check_head_given(head, declared, head_path is not None, model)
+        return _spec_from_state_dict(
+            tensors, head or declared, source=f"TorchScript archive {path.name}"
+        )
+    elif kind == "torch.export":
+        modules, tensors = _read_export_archive(path)
+        if modules:  # graphs without nn_module_stack metadata: the state_dict checks remain
+            model = modules.get("", "model")
+            _check_structure(_entries_from_tensor_owners(modules, tensors), model)
+        return _spec_from_state_dict(tensors, head, source=f"torch.export program {path.name}")
+    else:
+        raise AssertionError(f"unhandled model file kind {kind!r}")  # pragma: no cover
+
+
+def _zip_names(path: Path) -> tuple[str, set[str]]:
+    """``(root folder, names below it)`` of a PyTorch zip archive (one top-level folder)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise SpecError(f"{path}: corrupt zip archive ({_first_line(error)})") from None
+    roots = {name.split("/", 1)[0] for name in names}
+    if len(roots) != 1:
+        raise SpecError(f"{path}: not a PyTorch archive (expected one top-level folder)")
+    root = roots.pop()
+    return root, {name[len(root) + 1 :] for name in names if "/" in name}
+
+
+def _load_state_dict_file(path: Path) -> dict:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        reason = _weights_only_reason(str(error))
+        if any(g.startswith("torch.nn.modules.") for g in _pickled_globals(path)):
+            raise SpecError(
+                f"{path}: refused: a whole pickled nn.Module (torch.save(model)), not a plain "
+                f"state_dict; save model.state_dict(), a TorchScript or a torch.export archive"
+            ) from None
+        raise SpecError(
+            f"{path}: refused: not a plain state_dict (weights_only load failed: {reason})"
+        ) from None
+    except Exception as error:  # torch.load raises anything on corrupt input
+        raise SpecError(
+            f"{path}: not a readable PyTorch file (torch.load failed: {_first_line(error)})"
+        ) from None
+    if isinstance(obj, nn.Module):  # possible only with user-registered safe globals
+        raise SpecError(
+            f"{path}: refused: a whole pickled nn.Module (torch.save(model)), not a plain "
+            f"state_dict"
+        )
+    if not isinstance(obj, Mapping):
+        raise SpecError(
+            f"{path}: expected a state_dict (a dict of tensors), not {type(obj).__name__}"
+        )
+    if not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        nested = [k for k in ("state_dict", "model_state_dict") if isinstance(obj.get(k), Mapping)]
+        if len(nested) == 1:
+            return dict(obj[nested[0]])
+    return dict(obj)
+
+
+def _pickled_globals(path: Path) -> set[str]:
+    """Globals named by the ``data.pkl`` of a ``torch.save`` zip (opcodes only, nothing runs).
+
+    Only used to word an error message; any problem gives an empty set.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl"))
+            ops = list(pickletools.genops(archive.read(name)))
+    except Exception:  # best effort: a corrupt file is reported elsewhere
+        return set()
+    found, strings = set(), []
+    for op, arg, _ in ops:
+        if op.name == "GLOBAL":
+            found.add(str(arg).replace(" ", "."))
+        elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+            found.add(f"{strings[-2]}.{strings[-1]}")
+        if isinstance(arg, str):
+            strings.append(arg)
+    return found
+
+
+def _weights_only_reason(message: str) -> str:
+    """The one informative sentence of torch's multi-paragraph weights_only error."""
+    boilerplate = (
+        "Weights only load failed",
+        "(1)",
+        "(2)",
+        "Please file an issue",
+        "Check the documentation",
+        "In PyTorch 2.6",
+    )
+    for line in message.splitlines():
+        line = line.strip()
+        if not line or line.startswith(boilerplate):
+            continue
+        line = line.removeprefix("WeightsUnpickler error:").strip()
+        if line:
+            return line.split(". ")[0].rstrip(".")
+    return "unsupported pickle content"
+
+
+# -- raw tensors -------------------------------------------------------------------------------
+_BFLOAT16 = "bfloat16"  # NumPy has no bfloat16: stored as uint16, widened on read
+
+
+def _strided_copy(
+    name: str,
+    raw: bytes,
+    dtype: str,
+    sizes: tuple[int, ...],
+    strides: tuple[int, ...],
+    offset: int,
+) -> np.ndarray:
+    """Copy a strided view of a raw little-endian storage, with every index bounds-checked."""
+    storage_dtype = np.dtype("<u2" if dtype == _BFLOAT16 else dtype)
+    if len(raw) % storage_dtype.itemsize:
+        raise SpecError(f"{name}: storage size {len(raw)} is not a multiple of {storage_dtype}")
+    flat = np.frombuffer(raw, dtype=storage_dtype)
+    if len(sizes) != len(strides) or min((*sizes, *strides, offset), default=0) < 0:
+        raise SpecError(f"{name}: invalid tensor geometry {sizes}/{strides}+{offset}")
+    count = math.prod(sizes)
+    if count == 0:
+        array = np.zeros(sizes, dtype=storage_dtype)
+    else:
+        last = offset + sum((n - 1) * s for n, s in zip(sizes, strides, strict=True))
+        if last >= flat.size or count > flat.size:
+            raise SpecError(
+                f"{name}: tensor {sizes} does not fit its storage of {flat.size} element(s)"
+            )
+        array = np.array(
+            np.lib.stride_tricks.as_strided(
+                flat[offset:],
+                shape=sizes,
+                strides=tuple(s * storage_dtype.itemsize for s in strides),
+                writeable=False,
+            )
+        )
+    if dtype == _BFLOAT16:
+        array = (array.astype(np.uint32) << 16).view(np.float32)
+    return array
+
+
+# -- TorchScript archives ----------------------------------------------------------------------
+_TS_STORAGES = {
+    "FloatStorage": "<f4",
+    "DoubleStorage": "<f8",
+    "HalfStorage": "<f2",
+    "BFloat16Storage": _BFLOAT16,
+    "LongStorage": "<i8",
+    "IntStorage": "<i4",
+    "ShortStorage": "<i2",
+    "CharStorage": "i1",
+    "ByteStorage": "u1",
+    "BoolStorage": "?",
+}
+_MANGLE = re.compile(r"\.___torch_mangle_\d+")
+
+
+class _ScriptObject:
+    """A TorchScript object record from ``data.pkl``: its class name and attributes."""
+
+    qualname = ""
+
+    def __setstate__(self, state):
+        self.state = state
+
+
+@dataclass(frozen=True)
+class _StorageType:
+    dtype: str
+
+
+@dataclass(frozen=True)
+class _Storage:
+    key: str
+    dtype: str
+    raw: bytes
+
+
+class _Function:
+    """A callable the restricted unpickler hands out; refuses to be modified by BUILD."""
+
+    def __init__(self, function: Callable):
+        self._function = function
+
+    def __call__(self, *args):
+        return self._function(*args)
+
+    def __setstate__(self, state):
+        raise pickle.UnpicklingError("BUILD applied to a function")
+
+
+class _TorchScriptUnpickler(pickle.Unpickler):
+    """Reads TorchScript ``data.pkl``: module records, tensors and a few list builders.
+
+    Every global other than TorchScript classes (``__torch__.*``), ``torch.*Storage``,
+    ``torch._utils._rebuild_tensor_v2``, ``collections.OrderedDict`` and the
+    ``torch.jit._pickle`` list builders is refused. TorchScript classes become inert
+    :class:`_ScriptObject` records: no code from the archive runs.
+    """
+
+    def __init__(self, data: bytes, read_record: Callable[[str], bytes], path: Path):
+        super().__init__(io.BytesIO(data))
+        self._read_record = read_record
+        self._path = path
+        self._classes: dict[str, type] = {}
+        self._functions = {
+            ("torch._utils", "_rebuild_tensor_v2"): _Function(self._rebuild_tensor),
+            ("collections", "OrderedDict"): _Function(OrderedDict),
+            ("torch.jit._pickle", "restore_type_tag"): _Function(lambda value, _type: value),
+        }
+        for builder in ("tensorlist", "intlist", "doublelist", "boollist", "genericlist"):
+            self._functions["torch.jit._pickle", f"build_{builder}"] = _Function(list)
+
+    def find_class(self, module: str, name: str):
+        if module == "__torch__" or module.startswith("__torch__."):
+            qualname = _MANGLE.sub("", f"{module}.{name}").removeprefix("__torch__.")
+            if qualname not in self._classes:
+                self._classes[qualname] = type(name, (_ScriptObject,), {"qualname": qualname})
+            return self._classes[qualname]
+        if module == "torch" and name in _TS_STORAGES:
+            return _StorageType(_TS_STORAGES[name])
+        if (module, name) in self._functions:
+            return self._functions[module, name]
+        raise SpecError(
+            f"{self._path}: refused: the TorchScript archive references {module}.{name}, "
+            f"which lstmfpga does not read"
+        )
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unsupported persistent id {pid!r}")
+        _, storage_type, key, _location, numel = pid
+        if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
+            raise pickle.UnpicklingError(f"unsupported storage {pid!r}")
+        raw = self._read_record(f"data/{key}")
+        itemsize = 2 if storage_type.dtype == _BFLOAT16 else np.dtype(storage_type.dtype).itemsize
+        if not isinstance(numel, int) or len(raw) < numel * itemsize:
+            raise pickle.UnpicklingError(f"storage {key} is shorter than {numel!r} element(s)")
+        return _Storage(key, storage_type.dtype, raw[: numel * itemsize])
+
+    def _rebuild_tensor(self, storage, offset, size, stride, *_rest):
+        if not isinstance(storage, _Storage):
+            raise pickle.UnpicklingError("tensor without storage")
+        for value in (offset, *size, *stride):
+            if not isinstance(value, int):
+                raise pickle.UnpicklingError(f"tensor geometry must be integers, not {value!r}")
+        return _strided_copy(
+            f"storage {storage.key}", storage.raw, storage.dtype, tuple(size), tuple(stride), offset
+        )
+
+
+def _read_torchscript(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray], str | None]:
+    """``({module path: qualname}, {tensor name: array}, root head_mode)`` of an archive."""
+    root, _ = _zip_names(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+
+            def read_record(name: str) -> bytes:
+                try:
+                    return archive.read(f"{root}/{name}")
+                except KeyError:
+                    raise SpecError(f"{path}: TorchScript archive is missing {name}") from None
+
+            byteorder = f"{root}/byteorder"
+            if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
+                raise SpecError(f"{path}: big-endian TorchScript archives are not supported")
+            unpickler = _TorchScriptUnpickler(read_record("data.pkl"), read_record, path)
+            top = unpickler.load()
+    except SpecError:
+        raise
+    except Exception as error:  # malformed pickles raise anything
+        raise SpecError(f"{path}: corrupt TorchScript archive ({_first_line(error)})") from None
+    if not isinstance(top, _ScriptObject):
+        raise SpecError(f"{path}: TorchScript archive does not hold a module")
+
+    modules: dict[str, str] = {}
+    tensors: dict[str, np.ndarray] = {}
+    pending, seen = [("", top)], set()
+    while pending:
+        prefix, obj = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        state = getattr(obj, "state", {})
+        if not isinstance(state, dict):
+            raise SpecError(
+                f"{path}: TorchScript object {prefix!r} ({obj.qualname}) has custom state: "
+                f"{SUPPORTED}"
+            )
+        modules[prefix] = obj.qualname
+        for name, value in state.items():
+            full = f"{prefix}.{name}" if prefix else str(name)
+            if isinstance(value, np.ndarray):
+                tensors[full] = value
+            elif isinstance(value, _ScriptObject):
+                pending.append((full, value))
+    declared = top.state.get("head_mode") if isinstance(top.state, dict) else None
+    return modules, tensors, declared if isinstance(declared, str) else None
+
+
+# -- torch.export archives ---------------------------------------------------------------------
+#: ``torch._export.serde.schema.ScalarType`` codes of the floating-point dtypes read here.
+_PT2_DTYPES = {6: "<f2", 7: "<f4", 8: "<f8", 13: _BFLOAT16}
+_PT2_MODEL = "model"
+
+
+def _as_int(value, what: str) -> int:
+    if isinstance(value, dict) and isinstance(value.get("as_int"), int):
+        return value["as_int"]
+    raise SpecError(f"{what} must be a static integer, not {value!r}")
+
+
+def _read_export_archive(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
+    """``({module path: qualname}, {weight name: array})`` of a ``torch.export.save`` archive."""
+    root, names = _zip_names(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+
+            def read(name: str) -> bytes:
+                try:
+                    return archive.read(f"{root}/{name}")
+                except KeyError:
+                    raise SpecError(f"{path}: torch.export archive is missing {name}") from None
+
+            def read_json(name: str):
+                try:
+                    return json.loads(read(name))
+                except (UnicodeDecodeError, json.JSONDecodeError) as error:
+                    raise SpecError(f"{path}: {name} is not valid JSON ({error})") from None
+
+            archive_format = read("archive_format").decode(errors="replace").strip()
+            version = read("archive_version").decode(errors="replace").strip()
+            if archive_format != "pt2" or version != "0":
+                raise SpecError(
+                    f"{path}: torch.export archive format {archive_format!r} version "
+                    f"{version!r} is not supported (lstmfpga reads 'pt2' version '0')"
+                )
+            if "byteorder" in names and read("byteorder").strip() != b"little":
+                raise SpecError(f"{path}: big-endian torch.export archives are not supported")
+            models = sorted(n for n in names if n.startswith("models/") and n.endswith(".json"))
+            if models != [f"models/{_PT2_MODEL}.json"]:
+                raise SpecError(
+                    f"{path}: expected one exported program models/{_PT2_MODEL}.json, "
+                    f"found {models}"
+                )
+            program = read_json(f"models/{_PT2_MODEL}.json")
+            weights_config = read_json(f"data/weights/{_PT2_MODEL}_weights_config.json")
+            constants_config = read_json(f"data/constants/{_PT2_MODEL}_constants_config.json")
+
+            constants = (
+                constants_config.get("config") if isinstance(constants_config, dict) else None
+            )
+            if constants:
+                listed = ", ".join(repr(k) for k in constants)
+                raise SpecError(
+                    f"{path}: the exported program holds constant(s) {listed}: {SUPPORTED}"
+                )
+            config = weights_config.get("config") if isinstance(weights_config, dict) else None
+            if not isinstance(config, dict):
+                raise SpecError(f"{path}: malformed weights config")
+            tensors = {}
+            for fqn, entry in config.items():
+                tensors[fqn] = _read_export_weight(path, fqn, entry, read)
+    except SpecError:
+        raise
+    except (OSError, zipfile.BadZipFile, KeyError, TypeError, AttributeError) as error:
+        raise SpecError(f"{path}: corrupt torch.export archive ({_first_line(error)})") from None
+    return _export_modules(path, program), tensors
+
+
+def _read_export_weight(path: Path, fqn: str, entry, read: Callable[[str], bytes]) -> np.ndarray:
+    if not isinstance(entry, dict) or not isinstance(entry.get("tensor_meta"), dict):
+        raise SpecError(f"{path}: malformed weights config entry {fqn!r}")
+    if entry.get("use_pickle"):
+        raise SpecError(
+            f"{path}: refused: weight {fqn!r} is stored as a pickle (only raw tensor payloads "
+            f"are read)"
+        )
+    meta = entry["tensor_meta"]
+    dtype = _PT2_DTYPES.get(meta.get("dtype"))
+    if dtype is None:
+        raise SpecError(
+            f"{path}: weight {fqn!r} must be floating-point, not dtype code {meta.get('dtype')!r}"
+        )
+    sizes = tuple(_as_int(v, f"{fqn} size") for v in meta.get("sizes", ()))
+    strides = tuple(_as_int(v, f"{fqn} stride") for v in meta.get("strides", ()))
+    offset = _as_int(meta.get("storage_offset"), f"{fqn} storage offset")
+    name = entry.get("path_name")
+    if not isinstance(name, str) or not re.fullmatch(r"weight_\d+", name):
+        raise SpecError(f"{path}: weight {fqn!r} has an invalid payload name {name!r}")
+    return _strided_copy(
+        f"{path}: weight {fqn!r}", read(f"data/weights/{name}"), dtype, sizes, strides, offset
+    )
+
+
+def _export_modules(path: Path, program) -> dict[str, str]:
+    """``{module path: qualname}`` from the ``nn_module_stack`` metadata of the graph nodes."""
+    try:
+        nodes = program["graph_module"]["graph"]["nodes"]
+        stacks = {(node.get("metadata") or {}).get("nn_module_stack") for node in nodes}
+    except (KeyError, TypeError, AttributeError):
+        raise SpecError(f"{path}: malformed exported program (no graph nodes)") from None
+    modules: dict[str, str] = {}
+    for stack in stacks:
+        if not stack:
+            continue
+        if not isinstance(stack, str):
+            raise SpecError(f"{path}: malformed nn_module_stack {stack!r}")
+        for item in stack.split(";"):
+            parts = item.split(",")
+            if len(parts) != 3:
+                raise SpecError(f"{path}: malformed nn_module_stack entry {item!r}")
+            modules[parts[1]] = parts[2]
+    return modules

@@ -1,0 +1,1 @@
+"""Subcommands of ``lstmfpga``: one module per command, see :mod:`lstmfpga.cli`."""

@@ -1,0 +1,42 @@
+"""``lstmfpga export MODEL [--head last|all] -o SPEC``: a PyTorch model → a spec directory.
+
+MODEL is a state_dict (``.pt``/``.pth``), a TorchScript archive or a ``torch.export``
+archive (``.pt2``), read by ``lstmfpga.export.torch_loader.load_model``, which never runs
+code stored in the file. SPEC is a directory (created) holding ``manifest.json`` and
+``tensors.npz``. Prints the spec summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from lstmfpga.commands._common import description
+
+HEAD_CHOICES = ("last", "all")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="convert a PyTorch LSTM model file into an lstmfpga spec",
+        description=description(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL", help="state_dict .pt/.pth, TorchScript or .pt2")
+    parser.add_argument(
+        "--head",
+        choices=HEAD_CHOICES,
+        help="apply the nn.Linear head to the last timestep or to all timesteps "
+        "(default: last, or the model's head_mode)",
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="SPEC", help="spec directory")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from lstmfpga.export.torch_loader import load_model  # imports torch: only when needed
+
+    spec = load_model(args.model, head=args.head)
+    spec.save(args.output)
+    print(spec.describe())
+    print(f"wrote {args.output}")

@@ -1,0 +1,92 @@
+"""``lstmfpga predict SPEC --inputs X.npy -o Y.npy [--states S.npz] [--h0c0 INIT.npz]``.
+
+X is a ``(batch, seq, features)`` float array (``.npy``, read without pickle). Y is the
+head output, ``(batch, out)`` for a ``last`` head or ``(batch, seq, out)`` for ``all``;
+without a head, the LSTM output sequence ``(batch, seq, D*H_out)``. ``--states`` writes
+the final states ``h_n`` ``(L*D, batch, H_out)`` and ``c_n`` ``(L*D, batch, H)`` to an
+``.npz``; ``--h0c0`` reads initial states from an ``.npz`` holding ``h0`` and ``c0`` of
+those shapes (default: zeros). A spec is run with the float64 NumPy reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from lstmfpga.commands._common import (
+    artifact_format,
+    description,
+    load_npy,
+    load_npz,
+    save_npy,
+    save_npz,
+)
+from lstmfpga.errors import CLIError
+from lstmfpga.export import reference
+from lstmfpga.export.spec import SPEC_FORMAT, ModelSpec
+
+__all__ = ["Prediction", "predict_artifact"]
+
+
+class Prediction(NamedTuple):
+    """What ``predict`` writes: ``output`` (head output, else output sequence), final states."""
+
+    output: np.ndarray
+    h_n: np.ndarray
+    c_n: np.ndarray
+
+
+def predict_artifact(path: str | Path, x, h0=None, c0=None) -> Prediction:
+    """Run the artifact at ``path`` on ``x``, dispatching on its manifest ``format``.
+
+    ``x`` is ``(batch, seq, features)``; ``h0``/``c0`` are initial states or ``None`` for
+    zeros. Each format validates ``x`` and the states itself (one-line errors).
+    """
+    fmt = artifact_format(path)
+    if fmt == SPEC_FORMAT:
+        return _predict_spec(path, x, h0, c0)
+    else:
+        raise CLIError(
+            f"{path}: cannot predict with a {fmt!r} artifact (this lstmfpga predicts with: "
+            f"{SPEC_FORMAT})"
+        )
+
+
+def _predict_spec(path: str | Path, x, h0, c0) -> Prediction:
+    spec = ModelSpec.load(path)
+    result = reference.forward(spec, x, h0, c0)
+    return Prediction(result.prediction, result.h_n, result.c_n)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="run an exported model on inputs from a .npy file",
+        description=description(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("artifact", metavar="SPEC", help="spec directory (lstmfpga export)")
+    parser.add_argument(
+        "--inputs", required=True, metavar="X.npy", help="(batch, seq, features) float array"
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="Y.npy", help="prediction")
+    parser.add_argument("--states", metavar="S.npz", help="write final states h_n, c_n")
+    parser.add_argument("--h0c0", metavar="INIT.npz", help="initial states h0, c0")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    x = load_npy(args.inputs, "--inputs")
+    h0 = c0 = None
+    if args.h0c0 is not None:
+        states = load_npz(args.h0c0, "--h0c0", ("h0", "c0"))
+        h0, c0 = states["h0"], states["c0"]
+    prediction = predict_artifact(args.artifact, x, h0, c0)
+    save_npy(args.output, prediction.output)
+    print(f"wrote {args.output}: {prediction.output.shape} {prediction.output.dtype}")
+    if args.states is not None:
+        save_npz(args.states, h_n=prediction.h_n, c_n=prediction.c_n)
+        print(f"wrote {args.states}: h_n {prediction.h_n.shape}, c_n {prediction.c_n.shape}")

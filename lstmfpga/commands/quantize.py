@@ -1,0 +1,143 @@
+"""``lstmfpga quantize SPEC --calib X.npy [--preset q16|w8a16] [--config FILE.toml] -o QMODEL``.
+
+Quantizes the spec directory SPEC (``lstmfpga export``) to fixed point. X is a
+``(batch, seq, features)`` float array (``.npy``, read without pickle) of representative
+inputs: the float reference runs on it and the observed ranges choose the data formats.
+``--preset`` picks the base configuration (default q16); ``--config`` reads a TOML file of
+overrides (see docs/numerics.md), based on the preset it names, else on ``--preset``.
+QMODEL is a directory (created) holding ``manifest.json`` and ``tensors.npz``.
+
+Prints the chosen formats, the activation-table errors, and how many values saturated
+when the bit-exact golden model runs on the calibration data.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from lstmfpga.commands._common import description, load_npy
+from lstmfpga.quant.config import PRESETS
+
+__all__ = ["QPrediction", "describe_qmodel", "predict_qmodel", "register", "run"]
+
+
+class QPrediction(NamedTuple):
+    """A quantized model's prediction, shaped like a spec's (see ``lstmfpga predict``).
+
+    ``output`` is the head output (else the output sequence), ``h_n`` ``(L*D, batch, H_out)``
+    and ``c_n`` ``(L*D, batch, H)``: dequantized ``float64``, or ``int64`` codes when raw.
+    ``saturation`` counts the values that did not fit their format, per role.
+    """
+
+    output: np.ndarray
+    h_n: np.ndarray
+    c_n: np.ndarray
+    saturation: dict[str, int]
+
+
+def predict_qmodel(path: str | Path, x, h0=None, c0=None, raw: bool = False) -> QPrediction:
+    """Run the quantized model at ``path`` with the golden model.
+
+    ``x`` ``(batch, seq, features)`` and the optional initial states ``h0``/``c0`` are floats
+    (quantized with the model's rules). With ``raw`` the outputs are the integer codes
+    (``output`` in the ``head_out`` format with a head, else ``hidden``; ``h_n`` in
+    ``hidden``, ``c_n`` in ``cell``), else their dequantized values. Raises
+    :class:`~lstmfpga.export.spec.SpecError` for a bad artifact, inputs or states.
+    """
+    from lstmfpga.quant import golden
+    from lstmfpga.quant.model import QuantizedModel
+
+    model = QuantizedModel.load(path)
+    _, result = golden.predict(model, x, h0, c0)
+    if raw:
+        return QPrediction(result.prediction, result.h_n, result.c_n, result.saturation)
+    return QPrediction(
+        model.output_format.dequantize(result.prediction),
+        model.formats["hidden"].dequantize(result.h_n),
+        model.formats["cell"].dequantize(result.c_n),
+        result.saturation,
+    )
+
+
+def describe_qmodel(path: str | Path) -> str:
+    """What ``lstmfpga info`` prints for a quantized model: formats, tables, sizes."""
+    from lstmfpga.quant.model import QuantizedModel
+
+    model = QuantizedModel.load(path)
+    rom = sum(table.rom_bits for table in model.tables.values())
+    weight_bits = sum(
+        t.codes.size * t.fmt.bits
+        for directions in model.layers
+        for q in directions
+        for t in (q.w_ih, q.w_hh, q.bias, q.w_hr)
+        if t is not None
+    )
+    if model.head is not None:
+        weight_bits += model.head.weight.codes.size * model.head.weight.fmt.bits
+        if model.head.bias is not None:
+            weight_bits += model.head.bias.codes.size * model.head.bias.fmt.bits
+    return "\n".join(
+        [
+            model.describe(),
+            f"weights: {model.weight_count} codes, {weight_bits} bits; "
+            f"activation tables: {rom} ROM bits",
+        ]
+    )
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "quantize",
+        help="quantize a spec to fixed point, calibrated on sample inputs",
+        description=description(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("spec", metavar="SPEC", help="spec directory (lstmfpga export)")
+    parser.add_argument(
+        "--calib",
+        required=True,
+        metavar="X.npy",
+        help="(batch, seq, features) float array of representative inputs",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=PRESETS,
+        help="base configuration (default: q16, or the preset named by --config)",
+    )
+    parser.add_argument("--config", metavar="FILE.toml", help="configuration overrides")
+    parser.add_argument(
+        "-o", "--output", required=True, metavar="QMODEL", help="quantized model directory"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lstmfpga.export.spec import ModelSpec
+    from lstmfpga.quant import golden
+    from lstmfpga.quant.calibrate import quantize
+    from lstmfpga.quant.config import load_config
+
+    spec = ModelSpec.load(args.spec)
+    calib = load_npy(args.calib, "--calib")
+    config = load_config(args.config, args.preset)
+    model = quantize(spec, calib, config)
+    _, result = golden.predict(model, calib)
+    model.save(args.output)
+    print(model.describe())
+    counts = ", ".join(f"{role}={result.saturation.get(role, 0)}" for role in _ROLES)
+    total = sum(result.saturation.values())
+    print(f"saturation on the calibration data ({calib.shape[0]} sequences): {counts}")
+    if total:
+        print(
+            f"warning: {total} value(s) saturated on the calibration data; raise the "
+            "config's headroom or the widths of the roles above"
+        )
+    print(f"wrote {args.output}")
+    return 0
+
+
+_ROLES = ("x", "preact", "cell", "hidden", "head_out")

@@ -1,0 +1,202 @@
+"""``ModelSpec`` artifacts: a save/load round trip is exact; bad artifacts are refused.
+
+NumPy only: the spec never needs torch.
+"""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lstmfpga.export.spec import (
+    SPEC_FORMAT,
+    SPEC_VERSION,
+    HeadSpec,
+    LayerWeights,
+    ModelSpec,
+    SpecError,
+    read_artifact,
+)
+
+
+def build_spec(
+    seed: int,
+    *,
+    input_size=3,
+    hidden_size=4,
+    num_layers=1,
+    bidirectional=False,
+    proj_size=0,
+    bias=True,
+    head=None,
+    head_bias=True,
+    dropout=0.0,
+) -> ModelSpec:
+    rng = np.random.default_rng(seed)
+    H, Ho, D = hidden_size, proj_size or hidden_size, 2 if bidirectional else 1
+    layers = tuple(
+        tuple(
+            LayerWeights(
+                w_ih=rng.normal(size=(4 * H, input_size if layer == 0 else D * Ho)),
+                w_hh=rng.normal(size=(4 * H, Ho)),
+                b_ih=rng.normal(size=4 * H) if bias else None,
+                b_hh=rng.normal(size=4 * H) if bias else None,
+                w_hr=rng.normal(size=(Ho, H)) if proj_size else None,
+            )
+            for _ in range(D)
+        )
+        for layer in range(num_layers)
+    )
+    head_spec = None
+    if head is not None:
+        head_spec = HeadSpec(
+            rng.normal(size=(2, D * Ho)), rng.normal(size=2) if head_bias else None, head
+        )
+    return ModelSpec(
+        input_size=input_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=proj_size,
+        bias=bias,
+        layers=layers,
+        head=head_spec,
+        dropout=dropout,
+        source="test",
+    )
+
+
+ROUND_TRIP = {
+    "minimal": dict(input_size=1, hidden_size=1),
+    "head-last": dict(head="last"),
+    "head-all-no-bias": dict(head="all", head_bias=False, bias=False),
+    "3-layers-bidir-proj": dict(num_layers=3, bidirectional=True, proj_size=2, head="last"),
+    "dropout": dict(num_layers=2, dropout=0.25),
+}
+
+
+@pytest.mark.parametrize("name", list(ROUND_TRIP))
+def test_save_load_round_trip_is_exact(name, tmp_path):
+    spec = build_spec(1, **ROUND_TRIP[name])
+    loaded = ModelSpec.load(spec.save(tmp_path / "spec"))
+    assert loaded.manifest() == spec.manifest()
+    tensors, expected = loaded.tensors(), spec.tensors()
+    assert tensors.keys() == expected.keys()
+    for key in expected:
+        assert tensors[key].dtype == np.float64
+        assert np.array_equal(tensors[key], expected[key]), key
+    assert loaded.describe() == spec.describe()
+
+
+def test_manifest_records_the_architecture(tmp_path):
+    spec = build_spec(0, num_layers=2, bidirectional=True, proj_size=1, head="all")
+    manifest = json.loads((spec.save(tmp_path / "s") / "manifest.json").read_text())
+    assert manifest["format"] == SPEC_FORMAT and manifest["version"] == SPEC_VERSION
+    assert manifest["gate_order"] == ["i", "f", "g", "o"]
+    assert manifest["head"] == {"mode": "all", "out_features": 2, "bias": True}
+
+
+def test_spec_tensors_are_read_only_copies():
+    w = np.zeros((4, 1))
+    spec = ModelSpec(1, 1, 1, False, 0, False, ((LayerWeights(w, np.zeros((4, 1))),),))
+    w[0, 0] = 1.0
+    assert spec.layers[0][0].w_ih[0, 0] == 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        spec.layers[0][0].w_ih[0, 0] = 2.0
+
+
+def _edit_manifest(path, **changes):
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest.update(changes)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_version_mismatch_is_refused(tmp_path):
+    path = build_spec(0).save(tmp_path / "spec")
+    _edit_manifest(path, version=SPEC_VERSION + 1)
+    with pytest.raises(
+        SpecError,
+        match=rf"lstmfpga.spec version {SPEC_VERSION + 1} is not supported "
+        rf"\(this lstmfpga reads version {SPEC_VERSION}\)$",
+    ):
+        ModelSpec.load(path)
+
+
+def test_format_mismatch_is_refused(tmp_path):
+    path = build_spec(0).save(tmp_path / "spec")
+    _edit_manifest(path, format="lstmfpga.qmodel")
+    with pytest.raises(SpecError, match=r"expected a lstmfpga.spec artifact, found 'lstmfpga.q"):
+        ModelSpec.load(path)
+
+
+def test_bad_artifacts_are_refused(tmp_path):
+    with pytest.raises(SpecError, match=r"nope: no such file or directory$"):
+        ModelSpec.load(tmp_path / "nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SpecError, match=r"not an lstmfpga artifact"):
+        ModelSpec.load(tmp_path / "file")
+
+    path = build_spec(0).save(tmp_path / "bad-json")
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(SpecError, match=r"manifest.json is not valid JSON"):
+        ModelSpec.load(path)
+
+    path = build_spec(0).save(tmp_path / "no-tensors")
+    (path / "tensors.npz").unlink()
+    with pytest.raises(SpecError, match=r"tensors.npz cannot be read"):
+        ModelSpec.load(path)
+
+    path = build_spec(0).save(tmp_path / "missing-key")
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["hidden_size"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SpecError, match=r"^artifact is missing 'hidden_size'$"):
+        ModelSpec.load(path)
+
+    path = build_spec(0).save(tmp_path / "wrong-shape")
+    _edit_manifest(path, hidden_size=5)
+    with pytest.raises(SpecError, match=r"^weight_ih_l0 must have shape \(20, 3\), not \(16, 3\)$"):
+        ModelSpec.load(path)
+
+
+def test_pickled_tensors_are_never_loaded(tmp_path):
+    path = build_spec(0).save(tmp_path / "spec")
+    tensors = dict(np.load(path / "tensors.npz"))
+    tensors["weight_ih_l0"] = np.array([object()], dtype=object)
+    np.savez(path / "tensors.npz", **tensors)
+    with pytest.raises(SpecError, match=r"tensors.npz cannot be read: .*allow_pickle=False"):
+        read_artifact(path, SPEC_FORMAT, SPEC_VERSION)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(hidden_size=0), r"^hidden_size must be >= 1, not 0$"),
+        (dict(num_layers=True), r"^num_layers must be an integer, not True$"),
+        (dict(proj_size=4), r"^proj_size must be smaller than hidden_size \(4\), not 4$"),
+        (dict(layers=()), r"^expected 1 layer\(s\), found 0$"),
+    ],
+)
+def test_constructor_validates_geometry(changes, message):
+    spec = build_spec(0)
+    fields = dict(
+        input_size=3, hidden_size=4, num_layers=1, bidirectional=False, proj_size=0,
+        bias=True, layers=spec.layers,
+    )  # fmt: skip
+    fields.update(changes)
+    with pytest.raises(SpecError, match=message):
+        ModelSpec(**fields)
+
+
+def test_spec_reference_and_cli_parser_never_import_torch():
+    """Everything downstream of export/ works from the spec alone, without torch."""
+    code = (
+        "import sys\n"
+        "import lstmfpga.export.spec, lstmfpga.export.reference, lstmfpga.cli\n"
+        "lstmfpga.cli.build_parser()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
