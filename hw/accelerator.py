@@ -163,6 +163,67 @@ class LSTMAccelerator(wiring.Component):
             n += LD * (q.output_size + q.hidden_size)
         return n
 
+    def buffer_plan(self) -> dict[str, tuple[int, int]]:
+        """On-chip data buffers: ``{name: (width, depth)}`` (only those this build needs)."""
+        q, Tmax = self._model, self._max_seq_len
+        f = q.formats
+        H, Ho, D, L = q.hidden_size, q.output_size, q.num_directions, q.num_layers
+        LD = L * D
+        plan = {"xbuf": (f["x"].bits, Tmax * q.input_size)}
+        for bank in range(min(L, 2)):
+            plan[f"obuf{bank}"] = (f["hidden"].bits, Tmax * D * Ho)
+        plan["cmem"] = (f["cell"].bits, LD * H)
+        if q.proj_size:
+            plan["mbuf"] = (f["hidden"].bits, H)
+        if self._initial_state:
+            plan["h0buf"] = (f["hidden"].bits, LD * Ho)
+        if self._with_states:
+            plan["hnbuf"] = (f["hidden"].bits, LD * Ho)
+        if q.head is not None:
+            rows = q.head.out_features * (Tmax if q.head.mode == "all" else 1)
+            plan["headbuf"] = (f["head_out"].bits, rows)
+        return plan
+
+    def memory_plan(self) -> list[dict]:
+        """Every memory of the design: weights, biases, activation ROMs and buffers."""
+        layout, P = self._layout, self._lanes
+        mems = [
+            {"name": "weights", "kind": "ram", "width": P * layout.weight_bits,
+             "depth": layout.depth},
+            {"name": "biases", "kind": "ram", "width": P * layout.acc.bits,
+             "depth": layout.bias_depth},
+        ]  # fmt: skip
+        for name, table in self._model.tables.items():
+            width = table.entry_bits + (table.slope_bits if table.interpolate else 0)
+            mems.append({"name": f"table_{name}", "kind": "rom", "width": width,
+                         "depth": table.size + 1})  # fmt: skip
+        for name, (width, depth) in self.buffer_plan().items():
+            mems.append({"name": name, "kind": "ram", "width": width, "depth": depth})
+        return mems
+
+    def multiplier_plan(self) -> list[dict]:
+        """Hardware multipliers: where, how many, operand widths."""
+        q, layout = self._model, self._layout
+        f = q.formats
+        vec_bits = max(f["x"].bits, f["hidden"].bits)
+        muls = [{"where": "matrix-vector unit lanes", "count": self._lanes,
+                 "a_bits": layout.weight_bits, "b_bits": vec_bits}]  # fmt: skip
+        tables = q.tables
+        for where, table, count in (
+            ("gate activation interpolation", tables["sigmoid"], 4),
+            ("cell tanh interpolation", tables["tanh_cell"], 1),
+        ):
+            if table.interpolate:
+                muls.append({"where": where, "count": count, "a_bits": table.slope_bits,
+                             "b_bits": table.shift + 1})  # fmt: skip
+        muls += [
+            {"where": "cell f*c_prev", "count": 1, "a_bits": f["gate"].bits,
+             "b_bits": f["cell"].bits},
+            {"where": "cell i*g and o*tanh(c)", "count": 2, "a_bits": f["gate"].bits,
+             "b_bits": f["gate"].bits},
+        ]  # fmt: skip
+        return muls
+
     # -- hardware -----------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
@@ -191,16 +252,12 @@ class LSTMAccelerator(wiring.Component):
             m.submodules[name] = mem
             return mem
 
-        xbuf = memory("xbuf", f["x"].bits, Tmax * I)
-        obufs = [memory(f"obuf{b}", f["hidden"].bits, Tmax * DHo) for b in range(min(L, 2))]
-        cmem = memory("cmem", f["cell"].bits, LD * H)
-        mbuf = memory("mbuf", f["hidden"].bits, H) if has_proj else None
-        h0buf = memory("h0buf", f["hidden"].bits, LD * Ho) if self._initial_state else None
-        hnbuf = memory("hnbuf", f["hidden"].bits, LD * Ho) if self._with_states else None
-        headbuf = None
-        if head is not None:
-            depth = out_rows * (Tmax if head.mode == "all" else 1)
-            headbuf = memory("headbuf", f["head_out"].bits, depth)
+        plan = self.buffer_plan()
+        mems = {name: memory(name, width, depth) for name, (width, depth) in plan.items()}
+        xbuf, cmem = mems["xbuf"], mems["cmem"]
+        obufs = [mems[name] for name in ("obuf0", "obuf1") if name in mems]
+        mbuf, h0buf = mems.get("mbuf"), mems.get("h0buf")
+        hnbuf, headbuf = mems.get("hnbuf"), mems.get("headbuf")
 
         x_w, x_r = xbuf.write_port(), xbuf.read_port()
         o_w = [mem.write_port() for mem in obufs]
@@ -239,7 +296,7 @@ class LSTMAccelerator(wiring.Component):
 
         # ---- LOAD: s_axis → xbuf (and h0buf, cmem) --------------------------------------------
         n_h0, n_c0 = (LD * Ho, LD * H) if self._initial_state else (0, 0)
-        init_idx = Signal(range(n_h0 + n_c0 + 1))
+        init_idx = Signal(range(max(2, n_h0 + n_c0 + 1)))
         in_init = Signal()
         feat = Signal(range(I))
         tpos = Signal(range(Tmax + 1))
@@ -248,8 +305,9 @@ class LSTMAccelerator(wiring.Component):
         m.d.comb += [
             self.s_axis_tready.eq(phase == LOAD),
             accept.eq(self.s_axis_tvalid & (phase == LOAD)),
-            in_init.eq(init_idx < n_h0 + n_c0),
         ]
+        if n_h0 + n_c0:
+            m.d.comb += in_init.eq(init_idx < n_h0 + n_c0)
         load_c_en, load_c_addr = Signal(), Signal(range(max(2, LD * H)))
         with m.If(accept):
             with m.If(in_init):
@@ -400,10 +458,16 @@ class LSTMAccelerator(wiring.Component):
         m.d.comb += full.eq(filled == need)
         pos = Signal(range(width + 1))  # unit (gates) or row (others) index within the chunk
         chunk_done = Signal()
-        m.d.comb += mvu.o.ready.eq(~full)
-        with m.If(mvu.o.valid & mvu.o.ready):
+        accept_beat = Signal()
+        slot = Signal.like(filled)  # where an accepted beat goes: a finished chunk restarts
+        m.d.comb += [
+            mvu.o.ready.eq(~full | chunk_done),
+            accept_beat.eq(mvu.o.valid & mvu.o.ready),
+            slot.eq(Mux(chunk_done, 0, filled)),
+        ]
+        with m.If(accept_beat):
             m.d.sync += filled.eq(filled + 1)
-            with m.Switch(filled):
+            with m.Switch(slot):
                 for b in range(max(1, 4 // P)):
                     with m.Case(b):
                         m.d.sync += [chunk[b * P + e].eq(mvu.o.payload.data[e]) for e in range(P)]
@@ -479,7 +543,7 @@ class LSTMAccelerator(wiring.Component):
                     m.d.comb += chunk_done.eq(1)
 
         with m.If(chunk_done):  # last: overrides the increments above
-            m.d.sync += [filled.eq(0), pos.eq(0)]
+            m.d.sync += [filled.eq(accept_beat), pos.eq(0)]
 
         # ---- cell input: activations + c_prev ------------------------------------------------
         a_c_addr = fifo_a.r_data[: len(c_addr_w)]

@@ -13,7 +13,7 @@ from .activation import RomBank, lookup_latency, lookup_stages
 from .pipeline import delay, register, valid_chain
 from .requant import requantize
 
-__all__ = ["CellDatapath"]
+__all__ = ["CellDatapath", "cell_latency"]
 
 #: Stages before the tanh lookup: input registers, products, aligned sum, requantized ``c``.
 _PRE_STAGES = 4
@@ -76,7 +76,7 @@ class CellDatapath(wiring.Component):
             raise ValueError(f"arith.tanh_cell must be a tanh table, not {table.function!r}")
         self._arith = arith
         self._lut_latency = lookup_latency((table,))
-        self._latency = _PRE_STAGES + self._lut_latency + _POST_STAGES
+        self._latency = cell_latency(table)
         g, c, h = arith.gate.bits, arith.cell.bits, arith.hidden.bits
         in_layout = data.StructLayout(
             {"i": signed(g), "f": signed(g), "g": signed(g), "o": signed(g), "c_prev": signed(c)}
@@ -149,3 +149,8 @@ class CellDatapath(wiring.Component):
             self.o.payload.sat_m.eq(sat_m_out),
         ]
         return m
+
+
+def cell_latency(tanh_cell) -> int:
+    """Latency of a :class:`CellDatapath` whose ``tanh_cell`` table is ``tanh_cell``."""
+    return _PRE_STAGES + lookup_latency((tanh_cell,)) + _POST_STAGES

@@ -1,0 +1,149 @@
+"""The analytic cycle model of :class:`~lstmfpga.hw.accelerator.LSTMAccelerator`.
+
+Every matrix item of the schedule streams ``groups * cols`` weight beats, one per cycle
+(``groups = ceil(rows / P)``; ``cols = I_l + H_out`` for gates, ``H`` for the projection,
+``D * H_out`` for the head). Between items the fetch stage stalls only for true dependencies,
+for the *tail* of the item it depends on: the cycles from that item's last beat leaving the
+weight memory until its last result is written back.
+
+* ``tail_gates = 1 (fetch) + L_mvu + 1 (regroup) + (P/4 - 1) + L_act + L_cell``;
+* ``tail_rows = 1 + L_mvu + 1 + (rows - 1) mod P`` (projection and head rows are written one
+  per cycle).
+
+Stalls before an item (nothing else ever waits):
+
+* gates of step ``s > 0``: ``max(0, tail(previous item) - I_l)``: the input part ``W_ih·u``
+  (``I_l`` beats) overlaps the previous step's tail; only the recurrent part waits;
+* gates of step 0 of a new layer: ``tail(previous item)`` (its input is the previous layer);
+  step 0 of the reverse direction of the same layer: no stall (``h0`` does not wait);
+* projection: ``tail_gates`` of the same step; first head item: ``tail(previous item)``.
+
+A sequence of ``T`` steps then costs, from its ``tlast`` being accepted to the first result
+on ``m_axis``: ``START + sum(stalls + beats) + tail(last item) + DRAIN_START`` cycles, and
+the results take one cycle per element (without back-pressure). Loading takes one cycle per
+input element. The model is exact: tests compare it with simulated cycle counts.
+
+For one layer step without projection this is ``ceil(4H/P) * (I_l + H_out) +
+max(0, tail_gates - I_l)``: within 10 % of the ideal ``ceil(4H/P) * (I_l + H_out)`` whenever
+the tail is small against the step (H >= 32 with P <= H/2 for typical I).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["CycleModel"]
+
+#: From ``tlast`` accepted to the first weight beat (phase change, command, memory latency).
+START = 4
+#: From the last write-back to the first result valid on ``m_axis`` (phase change, read).
+DRAIN_START = 2
+
+
+@dataclass(frozen=True)
+class CycleModel:
+    lanes: int
+    items: tuple  # per schedule pass: (kind, layer, single_step, ((kind, beats, tail), ...))
+    input_sizes: tuple[int, ...]  # I_l per layer
+    output_elements: int  # per sequence, excluding T-dependence (see result_length)
+    tail_gates: int
+    accelerator: object
+
+    @classmethod
+    def of(cls, accelerator) -> CycleModel:
+        from .activation import lookup_latency
+        from .cell import cell_latency
+        from .mvu import MatrixVectorUnit
+
+        q, layout, P = accelerator.model, accelerator.layout, accelerator.lanes
+        tables = q.tables
+        l_act = lookup_latency((tables["sigmoid"], tables["tanh_gate"]))
+        l_cell = cell_latency(tables["tanh_cell"])
+        l_mvu = MatrixVectorUnit.latency
+        tail_gates = 1 + l_mvu + 1 + max(0, P // 4 - 1) + l_act + l_cell
+        passes = []
+        for p in accelerator.schedule.passes:
+            entries = []
+            for index in p.matrices:
+                mx = layout.matrices[index]
+                beats = mx.groups * mx.cols
+                if mx.kind == "gates":
+                    tail = tail_gates
+                else:
+                    tail = 1 + l_mvu + 1 + (mx.rows - 1) % P
+                entries.append((mx.kind, beats, tail))
+            passes.append((p.kind, p.layer, p.single_step, tuple(entries)))
+        sizes = tuple(q.layer_input_size(layer) for layer in range(q.num_layers))
+        return cls(P, tuple(passes), sizes, 0, tail_gates, accelerator)
+
+    def compute(self, T: int) -> int:
+        """Cycles from the input's ``tlast`` accepted to the first result valid."""
+        if T < 1:
+            raise ValueError(f"T must be >= 1, not {T!r}")
+        t = START
+        previous_tail, previous_layer = 0, None
+        for _kind, layer, single, entries in self.items:
+            steps = 1 if single else T
+            for s in range(steps):
+                for item_kind, beats, tail in entries:
+                    if item_kind == "gates":
+                        if s > 0:
+                            stall = max(0, previous_tail - self.input_sizes[layer])
+                        elif previous_layer is not None and layer != previous_layer:
+                            stall = previous_tail
+                        else:
+                            stall = 0
+                    elif item_kind == "proj":
+                        stall = previous_tail
+                    else:  # head
+                        stall = previous_tail if s == 0 else 0
+                    t += stall + beats
+                    previous_tail = tail
+            previous_layer = layer
+        return t + previous_tail + DRAIN_START
+
+    def sequence(self, T: int) -> int:
+        """Cycles for one whole sequence without stalls: load + compute + drain."""
+        acc = self.accelerator
+        return acc.input_length(T) + self.compute(T) + acc.result_length(T)
+
+    def step(self, layer: int = 0) -> int:
+        """Steady-state cycles of one step of ``layer`` (gates, and projection if any)."""
+        for kind, lay, _, entries in self.items:
+            if kind == "lstm" and lay == layer:
+                total, previous_tail = 0, None
+                for item_kind, beats, tail in entries:
+                    if item_kind == "gates":
+                        stall = max(0, entries[-1][2] - self.input_sizes[layer])
+                    else:
+                        stall = previous_tail
+                    total += stall + beats
+                    previous_tail = tail
+                return total
+        raise ValueError(f"layer must be in 0..{len(self.input_sizes) - 1}, not {layer!r}")
+
+    def ideal_step(self, layer: int = 0) -> int:
+        """The bound the issue sets: ``ceil(4H/P) * (I_l + H_out)`` (gates only)."""
+        for kind, lay, _, entries in self.items:
+            if kind == "lstm" and lay == layer:
+                return entries[0][1]
+        raise ValueError(f"layer must be in 0..{len(self.input_sizes) - 1}, not {layer!r}")
+
+    def to_dict(self) -> dict:
+        acc = self.accelerator
+        samples = sorted({1, min(8, acc.max_seq_len), acc.max_seq_len})
+        return {
+            "formula": (
+                "compute(T) = START + sum over items (stall + groups*cols) + tail + DRAIN_START; "
+                f"steady layer-0 step = {self.step(0)} cycles "
+                f"(ideal ceil(4H/P)*(I+H_out) = {self.ideal_step(0)}); "
+                "load = input elements, drain = output elements (1 per cycle)"
+            ),
+            "tail_gates": self.tail_gates,
+            "step": {str(layer): self.step(layer) for layer in range(len(self.input_sizes))},
+            "ideal_step": {
+                str(layer): self.ideal_step(layer) for layer in range(len(self.input_sizes))
+            },
+            "compute": {str(T): self.compute(T) for T in samples},
+            "per_sequence": {str(T): self.sequence(T) for T in samples},
+        }
