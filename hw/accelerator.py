@@ -79,12 +79,20 @@ class LSTMAccelerator(wiring.Component):
         with_states: bool = False,
         initial_state: bool = False,
     ):
-        if not isinstance(model, QuantizedModel):
-            raise TypeError(f"model must be a QuantizedModel, not {model!r}")
-        if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
-            raise ValueError(f"max_seq_len must be a positive integer, not {max_seq_len!r}")
+        try:
+            if not isinstance(model, QuantizedModel):
+                raise TypeError(f"model must be a QuantizedModel, not {model!r}")
+            if (
+                not isinstance(max_seq_len, int)
+                or isinstance(max_seq_len, bool)
+                or max_seq_len < 1
+            ):
+                raise ValueError(f"max_seq_len must be a positive integer, not {max_seq_len!r}")
+            self._layout = WeightLayout.of(model, lanes)  # validates lanes
+        except (TypeError, ValueError):
+            self._MustUse__silence = True  # a rejected design is not an unused one
+            raise
         self._model = model
-        self._layout = WeightLayout.of(model, lanes)  # validates lanes
         self._lanes = lanes
         self._max_seq_len = max_seq_len
         self._with_states = bool(with_states)

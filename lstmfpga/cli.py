@@ -26,7 +26,7 @@ from lstmfpga.errors import REPORTED_ERRORS
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Subcommand modules under ``lstmfpga.commands``, in ``--help`` order.
-COMMANDS = ["export", "info", "predict", "generate"]
+COMMANDS = ["export", "info", "predict", "quantize", "generate"]
 
 EXIT_ERROR = 2
 

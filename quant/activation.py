@@ -29,7 +29,14 @@ from .fixed import FixedFormat, FormatError, shift_round
 __all__ = ["FUNCTIONS", "ActivationTable", "TableError", "make_table"]
 
 FUNCTIONS = ("sigmoid", "tanh")
+#: Rounding of the interpolation (step 3 of the rule): fixed, whatever the model's
+#: rounding mode.
 LUT_ROUNDING = "half_up"
+#: :meth:`ActivationTable.lookup` caches the result of every input code up to this width.
+CODE_MAP_BITS = 18
+#: :meth:`ActivationTable.error` checks every input code up to this width.
+EXHAUSTIVE_BITS = 24
+_CHUNK = 1 << 20
 
 
 def _eval(function: str, x: np.ndarray) -> np.ndarray:
@@ -46,6 +53,7 @@ class TableError:
 
     max_lsb: float
     mean_lsb: float
+    exhaustive: bool = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,8 +111,40 @@ class ActivationTable:
 
     # -- evaluation --------------------------------------------------------------------------
     def lookup(self, codes) -> np.ndarray:
-        """Apply the table to input codes (any shape), returning output codes (``int64``)."""
+        """Apply the table to input codes (any shape), returning output codes (``int64``).
+
+        Follows the rule in the module docstring for any ``int64`` code. For input formats of
+        at most :data:`CODE_MAP_BITS` bits the results for every code are computed once by
+        that rule and then read back (same values, faster).
+        """
         p = np.asarray(codes, dtype=np.int64)
+        code_map = self._code_map()
+        if code_map is not None and p.ndim and p.size:
+            if p.min() >= self.in_fmt.min_code and p.max() <= self.in_fmt.max_code:
+                return code_map[p]
+        return self._lookup_rule(p)
+
+    def lookup_in_range(self, codes: np.ndarray) -> np.ndarray:
+        """:meth:`lookup` for ``int64`` codes already known to lie in ``in_fmt`` (no check)."""
+        code_map = self._code_map()
+        return self._lookup_rule(codes) if code_map is None else code_map[codes]
+
+    def _code_map(self) -> np.ndarray | None:
+        """Output code of every input code, indexed by the code itself (negative codes index
+        from the end, as NumPy does), or None when ``in_fmt`` is wider than CODE_MAP_BITS."""
+        if self.in_fmt.bits > CODE_MAP_BITS:
+            return None
+        cached = self.__dict__.get("_map")
+        if cached is None:
+            n = 1 << self.in_fmt.bits
+            p = np.arange(n, dtype=np.int64)
+            p[p > self.in_fmt.max_code] -= n  # p[j] = j, or j - n for negative codes
+            cached = self._lookup_rule(p)
+            cached.setflags(write=False)
+            object.__setattr__(self, "_map", cached)
+        return cached
+
+    def _lookup_rule(self, p: np.ndarray) -> np.ndarray:
         a = np.abs(p)
         k = a >> self.shift
         r = a & ((1 << self.shift) - 1)
@@ -124,11 +164,36 @@ class ActivationTable:
         return y.astype(np.int64)
 
     def error(self) -> TableError:
-        """Max and mean error over every input code, in output LSBs, against float64 ``f``."""
-        p = np.arange(self.in_fmt.min_code, self.in_fmt.max_code + 1, dtype=np.int64)
-        exact = _eval(self.function, self.in_fmt.dequantize(p)) * 2.0**self.out_fmt.frac
-        err = np.abs(self.lookup(p) - exact)
-        return TableError(float(err.max()), float(err.mean()))
+        """Max and mean error over every input code, in output LSBs, against float64 ``f``.
+
+        Input formats wider than :data:`EXHAUSTIVE_BITS` bits are checked on every code of
+        the table's range boundaries and interval ends plus an even sample of the rest
+        (``TableError.exhaustive`` is then false).
+        """
+        fmt = self.in_fmt
+        scale = 2.0**self.out_fmt.frac
+        if fmt.bits <= EXHAUSTIVE_BITS:
+            chunks = (
+                np.arange(lo, min(lo + _CHUNK, fmt.max_code + 1), dtype=np.int64)
+                for lo in range(fmt.min_code, fmt.max_code + 1, _CHUNK)
+            )
+            total = 1 << fmt.bits
+            exhaustive = True
+        else:
+            # Interval ends (k << shift and the code before), the last in-range code, the
+            # extremes, and an even sample in between; both signs.
+            ends = np.arange(self.size + 1, dtype=np.int64) << self.shift
+            sample = np.linspace(0, fmt.max_code, 1 << 20).astype(np.int64)
+            mags = np.unique(np.concatenate([ends, ends - 1, sample, [0, fmt.max_code]]))
+            mags = mags[(mags >= 0) & (mags <= fmt.max_code)]
+            p = np.concatenate([mags, -mags, [fmt.min_code]])
+            chunks, total, exhaustive = (p,), p.size, False
+        worst, acc = 0.0, 0.0
+        for p in chunks:
+            exact = _eval(self.function, fmt.dequantize(p)) * scale
+            err = np.abs(self.lookup(p) - exact)
+            worst, acc = max(worst, float(err.max())), acc + float(err.sum())
+        return TableError(worst, acc / total, exhaustive)
 
     @property
     def rom_bits(self) -> int:

@@ -13,37 +13,59 @@ import math
 
 import numpy as np
 
-from ..export.reference import check_inputs, forward
-from ..export.spec import ModelSpec
+from ..export.reference import check_inputs, check_states, forward
+from ..export.spec import ModelSpec, SpecError
 from .config import QuantConfig
-from .fixed import FixedFormat, FormatError
+from .fixed import MAX_BITS, FixedFormat, FormatError
 from .model import QHead, QLayer, QuantizedModel, Tensor, describe_products
 
 __all__ = ["calibrate_ranges", "choose_frac", "quantize"]
 
 
 def choose_frac(max_abs: float, bits: int, headroom: float = 1.0) -> int:
-    """Most fraction bits such that ``max_abs * headroom`` fits a signed ``bits`` format."""
+    """Most fraction bits such that ``max_abs * headroom`` fits a signed ``bits`` format.
+
+    That is the largest ``frac`` with ``max_abs * headroom * 2**frac <= 2**(bits-1) - 1``,
+    capped at ``bits`` (``bits - 1`` for a zero range). Raises :class:`FormatError` when
+    even ``frac = -62`` cannot hold the range.
+    """
     target = float(max_abs) * headroom
     if target <= 0.0:
         return bits - 1
+    if not math.isfinite(target):
+        raise FormatError(f"cannot choose a format for a non-finite range {max_abs!r}")
     # Largest frac with target * 2**frac <= 2**(bits-1) - 1.
     frac = bits - 1 - math.ceil(math.log2(target))
-    while frac > -bits and target * 2.0**frac > (1 << (bits - 1)) - 1:
+    while frac >= -MAX_BITS and target * 2.0**frac > (1 << (bits - 1)) - 1:
         frac -= 1
+    if frac < -MAX_BITS:
+        raise FormatError(f"a range of {max_abs:.3g} does not fit any {bits}-bit format")
     return min(frac, bits)
 
 
-def calibrate_ranges(spec: ModelSpec, x) -> dict[str, float]:
-    """Largest magnitude per data role over the float reference run on ``x``."""
-    x = check_inputs(spec, x)
-    result = forward(spec, x, trace=True)
+def calibrate_ranges(spec: ModelSpec, x, h0=None, c0=None) -> dict[str, float]:
+    """Largest magnitude per data role over the float reference run on ``x``.
+
+    ``x`` is ``(batch, seq, input_size)`` finite floats; anything else raises
+    :class:`SpecError` (``"calibration data: ..."``). Optional initial states ``h0``/``c0``
+    (shapes as for :func:`lstmfpga.export.reference.forward`) are used in the run and count
+    towards the ``hidden``/``cell`` ranges.
+    """
+    try:
+        x = check_inputs(spec, x)
+        h0, c0 = check_states(spec, x.shape[0], h0, c0)
+    except SpecError as error:
+        raise SpecError(f"calibration data: {error}") from None
+    result = forward(spec, x, h0, c0, trace=True)
     ranges = {"x": float(np.abs(x).max())}
     traces = list(result.trace.values())
     ranges["preact"] = max(float(np.abs(t["preact"]).max()) for t in traces)
-    ranges["cell"] = max(float(np.abs(t["c"]).max()) for t in traces)
+    ranges["cell"] = max(
+        max(float(np.abs(t["c"]).max()) for t in traces), float(np.abs(c0).max(initial=0.0))
+    )
     ranges["hidden"] = max(
-        max(float(np.abs(t["m"]).max()), float(np.abs(t["h"]).max())) for t in traces
+        max(max(float(np.abs(t["m"]).max()), float(np.abs(t["h"]).max())) for t in traces),
+        float(np.abs(h0).max(initial=0.0)),
     )
     ranges["gate"] = 1.0
     ranges["head_out"] = float(np.abs(result.head).max()) if result.head is not None else 0.0
@@ -58,14 +80,23 @@ def _weight(values: np.ndarray, rule, config: QuantConfig) -> tuple[Tensor, dict
     return Tensor(codes, fmt), {"max_abs": max_abs, "format": str(fmt)}
 
 
-def quantize(spec: ModelSpec, calib_x, config: QuantConfig | None = None) -> QuantizedModel:
+def quantize(
+    spec: ModelSpec, calib_x, config: QuantConfig | None = None, *, h0=None, c0=None
+) -> QuantizedModel:
     """Quantize ``spec`` with ``config`` (default ``q16``), calibrated on ``calib_x``.
 
+    ``calib_x`` is ``(batch, seq, input_size)`` finite floats; ``h0``/``c0`` are optional
+    initial states of the calibration run (pass the kind of states used at inference).
     The returned model's ``calibration`` dict records, per role and tensor, the range seen
     and the format chosen (and why), for reports.
     """
-    config = config or QuantConfig.preset("q16")
-    ranges = calibrate_ranges(spec, calib_x)
+    if config is None:
+        config = QuantConfig.preset("q16")
+    elif not isinstance(config, QuantConfig):
+        raise TypeError(f"config must be a QuantConfig, not {config!r}")
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
+    ranges = calibrate_ranges(spec, calib_x, h0, c0)
     formats, notes = {}, {}
     for role in ("x", "preact", "gate", "cell", "hidden", "head_out"):
         rule = config.roles[role]

@@ -10,12 +10,18 @@ float reference run on calibration inputs). Presets ship as TOML files in ``pres
 Example (``[roles]`` entries override the preset named by ``preset``)::
 
     preset = "q16"
-    rounding = "half_even"
+    rounding = "half_even"          # half_even | half_up | truncate
+    overflow = "saturate"           # saturate | wrap
+    headroom = 1.25                 # calibrated ranges are multiplied by this
+    acc_bits = 40                   # optional: at least the width quantization derives
     [roles]
-    w_ih = { bits = 12 }
+    w_ih = { bits = 12 }            # bits 2..32; frac (optional) -62..bits
     cell = { bits = 18, frac = 12 }
     [activation]
-    sigmoid = { step_log2 = -5, range_log2 = 4 }
+    sigmoid = { step_log2 = -5, range_log2 = 4, interpolate = true, guard = 4 }
+
+Every impossible setting raises :class:`~lstmfpga.quant.fixed.FormatError` with a one-line
+message naming the source and the key (``docs/numerics.md``, "Configuration").
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
+from .activation import FUNCTIONS
 from .fixed import MAX_BITS, OVERFLOW_MODES, ROUNDING_MODES, FormatError
 
 __all__ = [
@@ -45,6 +52,18 @@ WEIGHT_ROLES = ("w_ih", "w_hh", "bias", "w_hr", "head_w", "head_b")
 DATA_ROLES = ("x", "preact", "gate", "cell", "hidden", "head_out")
 ROLES = WEIGHT_ROLES + DATA_ROLES
 PRESETS = ("q16", "w8a16")
+#: Widths a role may have (the accumulator, derived, may be wider: up to 62 bits).
+MIN_ROLE_BITS, MAX_ROLE_BITS = 2, 32
+_TOP_KEYS = (
+    "preset",
+    "name",
+    "rounding",
+    "overflow",
+    "headroom",
+    "acc_bits",
+    "roles",
+    "activation",
+)
 
 
 @dataclass(frozen=True)
@@ -55,22 +74,55 @@ class RoleRule:
     frac: int | None = None
 
     def __post_init__(self):
-        if not isinstance(self.bits, int) or isinstance(self.bits, bool):
+        if not _is_int(self.bits):
             raise FormatError(f"bits must be an integer, not {self.bits!r}")
-        if not 2 <= self.bits <= 32:
-            raise FormatError(f"bits must be in 2..32, not {self.bits!r}")
-        if self.frac is not None and (not isinstance(self.frac, int) or self.frac >= MAX_BITS):
-            raise FormatError(f"frac must be an integer below {MAX_BITS}, not {self.frac!r}")
+        if not MIN_ROLE_BITS <= self.bits <= MAX_ROLE_BITS:
+            raise FormatError(
+                f"bits must be in {MIN_ROLE_BITS}..{MAX_ROLE_BITS}, not {self.bits!r}"
+            )
+        if self.frac is not None:
+            if not _is_int(self.frac):
+                raise FormatError(f"frac must be an integer, not {self.frac!r}")
+            if not -MAX_BITS <= self.frac <= self.bits:
+                raise FormatError(
+                    f"frac must be in -{MAX_BITS}..{self.bits} (at most bits), not {self.frac!r}"
+                )
 
 
 @dataclass(frozen=True)
 class ActivationRule:
-    """How a sigmoid/tanh table is built (see :func:`lstmfpga.quant.activation.make_table`)."""
+    """How a sigmoid/tanh table is built (see :func:`lstmfpga.quant.activation.make_table`).
+
+    ``step_log2``: table spacing ``2**step_log2``; ``range_log2``: inputs with
+    ``|x| >= 2**range_log2`` read the last entry (``None``: the whole input format);
+    ``interpolate``: linear interpolation between entries; ``guard``: extra fraction bits of
+    interpolating entries, 0..16.
+    """
 
     step_log2: int = -6
     range_log2: int | None = None
     interpolate: bool = True
     guard: int = 4
+
+    def __post_init__(self):
+        if not _is_int(self.step_log2) or not -MAX_BITS <= self.step_log2 <= MAX_BITS:
+            raise FormatError(
+                f"step_log2 must be an integer in -{MAX_BITS}..{MAX_BITS}, not {self.step_log2!r}"
+            )
+        if self.range_log2 is not None and (
+            not _is_int(self.range_log2) or not -MAX_BITS <= self.range_log2 <= MAX_BITS
+        ):
+            raise FormatError(
+                f"range_log2 must be an integer in -{MAX_BITS}..{MAX_BITS}, not {self.range_log2!r}"
+            )
+        if not isinstance(self.interpolate, bool):
+            raise FormatError(f"interpolate must be true or false, not {self.interpolate!r}")
+        if not _is_int(self.guard) or not 0 <= self.guard <= 16:
+            raise FormatError(f"guard must be an integer in 0..16, not {self.guard!r}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -92,33 +144,58 @@ class QuantConfig:
     tanh: ActivationRule = ActivationRule(step_log2=-7, range_log2=3)
 
     def __post_init__(self):
-        missing = [r for r in ROLES if r not in self.roles]
+        if not isinstance(self.name, str):
+            raise FormatError(f"name must be a string, not {self.name!r}")
+        if not isinstance(self.roles, dict):
+            raise FormatError(f"roles must be a dict of RoleRule, not {self.roles!r}")
         unknown = [r for r in self.roles if r not in ROLES]
         if unknown:
             raise FormatError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
+        missing = [r for r in ROLES if r not in self.roles]
         if missing:
-            raise FormatError(f"config is missing role(s) {', '.join(missing)}")
+            raise FormatError(
+                f"missing role(s) {', '.join(missing)} (name a preset or give every role)"
+            )
+        for role, rule in self.roles.items():
+            if not isinstance(rule, RoleRule):
+                raise FormatError(f"role {role} must be a RoleRule, not {rule!r}")
+        for fn in FUNCTIONS:
+            if not isinstance(getattr(self, fn), ActivationRule):
+                raise FormatError(f"{fn} must be an ActivationRule, not {getattr(self, fn)!r}")
         if self.rounding not in ROUNDING_MODES:
             raise FormatError(f"rounding must be one of {ROUNDING_MODES}, not {self.rounding!r}")
         if self.overflow not in OVERFLOW_MODES:
             raise FormatError(f"overflow must be one of {OVERFLOW_MODES}, not {self.overflow!r}")
-        if not (isinstance(self.headroom, int | float) and 1.0 <= self.headroom <= 16.0):
+        if isinstance(self.headroom, bool) or not (
+            isinstance(self.headroom, int | float) and 1.0 <= self.headroom <= 16.0
+        ):
             raise FormatError(f"headroom must be a number in 1..16, not {self.headroom!r}")
         if self.acc_bits is not None and not (
-            isinstance(self.acc_bits, int) and 2 <= self.acc_bits <= MAX_BITS
+            _is_int(self.acc_bits) and 2 <= self.acc_bits <= MAX_BITS
         ):
             raise FormatError(
                 f"acc_bits must be an integer in 2..{MAX_BITS}, not {self.acc_bits!r}"
             )
+        if self.acc_bits is not None:
+            # Every model has these products; one product alone needs bits(w) + bits(v).
+            for w, v in (("w_ih", "x"), ("w_hh", "hidden")):
+                need = self.roles[w].bits + self.roles[v].bits
+                if self.acc_bits < need:
+                    raise FormatError(
+                        f"acc_bits {self.acc_bits} cannot hold a {w} x {v} product "
+                        f"(needs at least {need} bits)"
+                    )
         gate = self.roles["gate"]
-        if gate.frac is not None and gate.frac > gate.bits - 2:
+        if gate.frac is not None and not 0 <= gate.frac <= gate.bits - 2:
             raise FormatError(
-                f"gate format must hold 1.0: frac must be <= bits - 2 ({gate.bits - 2}), "
+                f"gate format must hold 1.0: frac must be in 0..bits - 2 ({gate.bits - 2}), "
                 f"not {gate.frac}"
             )
 
     def to_dict(self) -> dict:
-        def rule(r):
+        """A JSON-able dict that :meth:`from_dict` turns back into an equal config."""
+
+        def role(r):
             return {k: v for k, v in r.__dict__.items() if v is not None}
 
         return {
@@ -127,8 +204,12 @@ class QuantConfig:
             "overflow": self.overflow,
             "headroom": self.headroom,
             "acc_bits": self.acc_bits,
-            "roles": {k: rule(v) for k, v in self.roles.items()},
-            "activation": {"sigmoid": rule(self.sigmoid), "tanh": rule(self.tanh)},
+            "roles": {k: role(v) for k, v in self.roles.items()},
+            # Keep range_log2 = None: dropping it would restore the class default.
+            "activation": {
+                "sigmoid": dict(self.sigmoid.__dict__),
+                "tanh": dict(self.tanh.__dict__),
+            },
         }
 
     @classmethod
@@ -148,17 +229,40 @@ class QuantConfig:
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> QuantConfig:
-        known = {"preset", "name", "rounding", "overflow", "headroom", "acc_bits", "roles"}
-        known |= {"activation"}
-        unknown = sorted(set(data) - known)
+        """Build a config from a TOML-like dict; raises :class:`FormatError` naming ``source``.
+
+        ``preset`` (optional) names the base config; ``roles``, ``activation`` and the scalar
+        keys override it. Without a preset every role must be given.
+        """
+        if not isinstance(data, dict):
+            raise FormatError(f"{source}: a config must be a table, not {type(data).__name__}")
+        unknown = sorted(set(data) - set(_TOP_KEYS))
         if unknown:
-            raise FormatError(f"{source}: unknown key(s) {', '.join(unknown)}")
-        base = cls.preset(data["preset"]) if "preset" in data else None
+            raise FormatError(
+                f"{source}: unknown key(s) {', '.join(unknown)}; keys are {', '.join(_TOP_KEYS)}"
+            )
+        base = None
+        if "preset" in data:
+            try:
+                base = cls.preset(data["preset"])
+            except FormatError as error:
+                raise FormatError(f"{source}: {error}") from None
         roles = dict(base.roles) if base else {}
-        for role, value in data.get("roles", {}).items():
-            if not isinstance(value, dict) or set(value) - {"bits", "frac"}:
-                raise FormatError(f"{source}: role {role} must be {{bits = N, frac = M}}")
-            roles[role] = RoleRule(**value)
+        table = data.get("roles", {})
+        if not isinstance(table, dict):
+            raise FormatError(f"{source}: roles must be a table, not {table!r}")
+        for role, value in table.items():
+            if role not in ROLES:
+                raise FormatError(f"{source}: unknown role {role!r}; roles are {', '.join(ROLES)}")
+            if not isinstance(value, dict) or "bits" not in value or set(value) - {"bits", "frac"}:
+                raise FormatError(
+                    f"{source}: role {role} must be {{bits = N}} or {{bits = N, frac = M}}, "
+                    f"not {value!r}"
+                )
+            try:
+                roles[role] = RoleRule(**value)
+            except FormatError as error:
+                raise FormatError(f"{source}: role {role}: {error}") from None
         kwargs = {"roles": roles}
         for key in ("name", "rounding", "overflow", "headroom", "acc_bits"):
             if key in data:
@@ -166,12 +270,24 @@ class QuantConfig:
         if "name" not in data:
             kwargs["name"] = base.name if base else "custom"
         activation = data.get("activation", {})
-        for fn in ("sigmoid", "tanh"):
+        if not isinstance(activation, dict) or set(activation) - set(FUNCTIONS):
+            raise FormatError(
+                f"{source}: activation must be a table with keys {', '.join(FUNCTIONS)}, "
+                f"not {activation!r}"
+            )
+        for fn in FUNCTIONS:
             rule = getattr(base, fn) if base else getattr(cls, fn)
             if fn in activation:
+                value = activation[fn]
+                fields = set(ActivationRule.__dataclass_fields__)
+                if not isinstance(value, dict) or set(value) - fields:
+                    raise FormatError(
+                        f"{source}: activation.{fn} must be a table with keys among "
+                        f"{', '.join(sorted(fields))}, not {value!r}"
+                    )
                 try:
-                    rule = replace(rule, **activation[fn])
-                except TypeError as error:
+                    rule = replace(rule, **value)
+                except FormatError as error:
                     raise FormatError(f"{source}: activation.{fn}: {error}") from None
             kwargs[fn] = rule
         if base is not None:
@@ -182,7 +298,7 @@ class QuantConfig:
             kwargs.setdefault("acc_bits", base.acc_bits)
         try:
             return cls(**kwargs)
-        except TypeError as error:
+        except FormatError as error:
             raise FormatError(f"{source}: {error}") from None
 
 

@@ -131,21 +131,36 @@ class FixedFormat:
     ) -> np.ndarray:
         """Float values → integer codes (``int64``) with ``rounding`` and ``overflow``."""
         _check_mode(rounding, overflow)
+        return self.fit(self.round_codes(values, rounding), overflow)
+
+    def round_codes(self, values, rounding: str = "half_even") -> np.ndarray:
+        """Float values → integer codes (``int64``) rounded per ``rounding``, before overflow.
+
+        The codes are exact: ``round(v * 2**frac)`` computed without double rounding. Codes
+        beyond ``±2**62`` are clipped to ``±2**62`` (far outside any format). Raises
+        :class:`FormatError` for NaN or infinite values.
+        """
+        _check_mode(rounding)
         values = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(values)):
             raise FormatError("cannot quantize non-finite values (NaN or Inf)")
-        scaled = np.ldexp(values, self.frac)
+        limit = float(2**MAX_BITS)
+        with np.errstate(over="ignore"):  # overflow to inf: clipped below
+            scaled = np.clip(np.ldexp(values, self.frac), -limit, limit)
         if rounding == "half_even":
             codes = np.rint(scaled)
         elif rounding == "half_up":
-            codes = np.floor(scaled + 0.5)
+            # floor(scaled + 0.5) would round 0.49999999999999994 up (the sum rounds to 1.0);
+            # ``scaled - floor(scaled)`` is exact, so compare the fraction instead.
+            codes = np.floor(scaled)
+            codes = codes + (scaled - codes >= 0.5)
         elif rounding == "truncate":
             codes = np.floor(scaled)
+            # ldexp may underflow a tiny negative value to -0.0: its floor is still -1.
+            codes = codes - ((scaled == 0) & (values < 0))
         else:  # pragma: no cover - _check_mode guards
-            raise FormatError(f"unknown rounding {rounding!r}")
-        limit = float(2**MAX_BITS)
-        codes = np.clip(codes, -limit, limit).astype(np.int64)
-        return self.fit(codes, overflow)
+            raise FormatError(f"rounding must be one of {ROUNDING_MODES}, not {rounding!r}")
+        return codes.astype(np.int64)
 
     def dequantize(self, codes) -> np.ndarray:
         """Integer codes → float64 values."""
@@ -191,9 +206,20 @@ def shift_round(codes, shift: int, rounding: str = "half_even") -> np.ndarray:
     """Arithmetic shift of integer codes by ``shift`` bits with rounding.
 
     ``shift > 0`` divides by ``2**shift`` and rounds per ``rounding``; ``shift <= 0``
-    multiplies by ``2**-shift`` (exact). Codes and results are ``int64``.
+    multiplies by ``2**-shift`` (exact while the result fits ``int64``). ``shift`` is in
+    ``-62..62``. Codes and results are ``int64``. With ``q = floor(code / 2**shift)`` and
+    ``r = code - q * 2**shift`` (``0 <= r < 2**shift``):
+
+    * ``truncate``: ``q``;
+    * ``half_up``: ``q + (r >= 2**(shift-1))``;
+    * ``half_even``: ``q + (r > 2**(shift-1) or (r == 2**(shift-1) and q is odd))``.
     """
     _check_mode(rounding)
+    if not isinstance(shift, int | np.integer) or isinstance(shift, bool):
+        raise FormatError(f"shift must be an integer, not {shift!r}")
+    if not -MAX_BITS <= shift <= MAX_BITS:
+        raise FormatError(f"shift must be in -{MAX_BITS}..{MAX_BITS}, not {shift!r}")
+    shift = int(shift)
     codes = np.asarray(codes, dtype=np.int64)
     if shift <= 0:
         return codes << -shift
@@ -216,10 +242,16 @@ def requantize(
     rounding: str = "half_even",
     overflow: str = "saturate",
 ) -> tuple[np.ndarray, int]:
-    """``shift_round`` then fit into ``fmt``; returns ``(codes, overflow_count)``."""
+    """``shift_round`` then fit into ``fmt``; returns ``(codes, overflow_count)``.
+
+    ``overflow_count`` is the number of rounded codes outside ``fmt``'s range (the ones that
+    were saturated or wrapped).
+    """
     shifted = shift_round(codes, shift, rounding)
-    count = int(np.count_nonzero(fmt.overflows(shifted)))
-    return fmt.fit(shifted, overflow), count
+    if overflow == "saturate":
+        fitted = saturate(shifted, fmt)
+        return fitted, int(np.count_nonzero(fitted != shifted))
+    return fmt.fit(shifted, overflow), int(np.count_nonzero(fmt.overflows(shifted)))
 
 
 def bits_for_range(low: int, high: int) -> int:

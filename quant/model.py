@@ -25,7 +25,15 @@ from .activation import ActivationTable, make_table
 from .config import QuantConfig
 from .fixed import FixedFormat, FormatError, bits_for_range
 
-__all__ = ["QMODEL_FORMAT", "QMODEL_VERSION", "QHead", "QLayer", "QuantizedModel", "Tensor"]
+__all__ = [
+    "QMODEL_FORMAT",
+    "QMODEL_VERSION",
+    "QHead",
+    "QLayer",
+    "QuantizedModel",
+    "Tensor",
+    "cell_sum_bits",
+]
 
 QMODEL_FORMAT = "lstmfpga.qmodel"
 QMODEL_VERSION = 1
@@ -228,9 +236,12 @@ class QuantizedModel:
     # -- summary ---------------------------------------------------------------------------
     def describe(self) -> str:
         lines = [
-            f"quantized LSTM ({self.config.name}) input_size={self.input_size} "
-            f"hidden_size={self.hidden_size} num_layers={self.num_layers} "
-            f"bidirectional={self.bidirectional} proj_size={self.proj_size} bias={self.has_bias}",
+            (
+                f"quantized LSTM ({self.config.name}) input_size={self.input_size} "
+                f"hidden_size={self.hidden_size} num_layers={self.num_layers} "
+                f"bidirectional={self.bidirectional} proj_size={self.proj_size} "
+                f"bias={self.has_bias}"
+            ),
             "head: none"
             if self.head is None
             else f"head: {self.head.out_features} outputs on {self.head.mode} timestep(s)",
@@ -258,6 +269,7 @@ class QuantizedModel:
                 f"table {name}: {table.in_fmt} -> {table.out_fmt}, {table.size + 1} entries, "
                 f"{'interpolated' if table.interpolate else 'direct'}, "
                 f"max error {err.max_lsb:.3f} LSB, mean {err.mean_lsb:.3f} LSB"
+                + ("" if err.exhaustive else " (sampled)")
             )
         return "\n".join(lines)
 
@@ -330,7 +342,13 @@ class QuantizedModel:
             def get(name):
                 if name not in fmts:
                     return None
-                return Tensor(tensors[name], FixedFormat.from_dict(fmts[name]))
+                codes = tensors[name]
+                if codes.dtype.kind not in "iu":
+                    raise SpecError(f"{path}: tensor {name} must hold integer codes")
+                try:
+                    return Tensor(codes, FixedFormat.from_dict(fmts[name]))
+                except FormatError as error:
+                    raise SpecError(f"{path}: tensor {name}: {error}") from None
 
             D = 2 if manifest["bidirectional"] else 1
             layers = []
@@ -372,9 +390,12 @@ class QuantizedModel:
         model.validate()
         # The tables are regenerated from the rules; they must equal the stored arrays.
         for name, table in model.tables.items():
-            stored = tensors.get(f"table_{name}_entries")
-            if stored is None or not np.array_equal(stored, table.entries):
-                raise SpecError(f"{path}: activation table {name} does not match its rule")
+            for part in ("entries", "slopes"):
+                stored = tensors.get(f"table_{name}_{part}")
+                if stored is None or not np.array_equal(stored, getattr(table, part)):
+                    raise SpecError(
+                        f"{path}: activation table {name} ({part}) does not match its rule"
+                    )
         return model
 
     def validate(self) -> None:
@@ -395,9 +416,44 @@ class QuantizedModel:
                     raise SpecError(f"layer {index} bias presence does not match bias flag")
                 if (q.w_hr is not None) != bool(self.proj_size):
                     raise SpecError(f"layer {index} w_hr presence does not match proj_size")
+                if q.bias is not None and q.bias.codes.shape != (4 * H,):
+                    raise SpecError(f"layer {index} bias has shape {q.bias.codes.shape}")
+                if q.w_hr is not None and q.w_hr.codes.shape != (H_out, H):
+                    raise SpecError(f"layer {index} w_hr has shape {q.w_hr.codes.shape}")
+        if self.head is not None:
+            shape = self.head.weight.codes.shape
+            if len(shape) != 2 or shape[1] != self.sequence_output_size or shape[0] < 1:
+                raise SpecError(f"head weight has shape {shape}")
+            if self.head.bias is not None and self.head.bias.codes.shape != shape[:1]:
+                raise SpecError(f"head bias has shape {self.head.bias.codes.shape}")
+            if self.head.mode not in ("last", "all"):
+                raise SpecError(f"head mode must be 'last' or 'all', not {self.head.mode!r}")
         needed = QuantizedModel.accumulator_format(self.products())
         if needed.frac != self.acc.frac or needed.bits > self.acc.bits:
             raise SpecError(f"accumulator {self.acc} cannot hold the dot products (needs {needed})")
+        gate = self.formats["gate"]
+        if gate.frac < 0 or gate.max_code < (1 << gate.frac):
+            raise FormatError(f"gate format {gate} cannot hold 1.0 (frac must be in 0..bits - 2)")
+        sum_bits = cell_sum_bits(gate, self.formats["cell"])
+        if sum_bits > 62:
+            raise FormatError(
+                f"the cell update f*c + i*g would need {sum_bits} bits (> 62) with "
+                f"gate={gate} and cell={self.formats['cell']}: use narrower formats"
+            )
+
+
+def cell_sum_bits(gate: FixedFormat, cell: FixedFormat) -> int:
+    """Signed width of the aligned cell sum ``(f*c_prev << fc) + (i*g << ig)``.
+
+    Gate activations lie in ``[-ONE, ONE]`` (``ONE = 2**gate.frac``) whatever the gate width;
+    ``c_prev`` is any ``cell`` code. Shifts as in :class:`lstmfpga.quant.golden.CellArithmetic`.
+    """
+    sum_frac = gate.frac + max(cell.frac, gate.frac)
+    one = 1 << gate.frac
+    bound = (one * _magnitude(cell) << (sum_frac - gate.frac - cell.frac)) + (
+        one * one << (sum_frac - 2 * gate.frac)
+    )
+    return bits_for_range(-bound, bound)
 
 
 def _magnitude(fmt: FixedFormat) -> int:

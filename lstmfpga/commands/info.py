@@ -13,6 +13,7 @@ from pathlib import Path
 from lstmfpga.commands._common import artifact_format, description
 from lstmfpga.errors import CLIError
 from lstmfpga.export.spec import SPEC_FORMAT, ModelSpec
+from lstmfpga.quant.model import QMODEL_FORMAT
 
 
 def register(subparsers) -> None:
@@ -49,9 +50,15 @@ def run(args: argparse.Namespace) -> None:
             spec = ModelSpec.load(path)
             print(f"{path}: {SPEC_FORMAT} artifact")
             print(describe_spec(spec))
+        elif fmt == QMODEL_FORMAT:
+            from lstmfpga.commands.quantize import describe_qmodel
+
+            print(f"{path}: {QMODEL_FORMAT} artifact")
+            print(describe_qmodel(path))
         else:
             raise CLIError(
-                f"{path}: unknown artifact format {fmt!r} (this lstmfpga reads: {SPEC_FORMAT})"
+                f"{path}: unknown artifact format {fmt!r} "
+                f"(this lstmfpga reads: {SPEC_FORMAT}, {QMODEL_FORMAT})"
             )
     else:
         from lstmfpga.export.torch_loader import detect_format, load_model

@@ -1,11 +1,13 @@
-"""``lstmfpga predict SPEC --inputs X.npy -o Y.npy [--states S.npz] [--h0c0 INIT.npz]``.
+"""``lstmfpga predict SPEC|QMODEL --inputs X.npy -o Y.npy [--states S.npz] [--h0c0 INIT.npz]
+[--raw]``.
 
 X is a ``(batch, seq, features)`` float array (``.npy``, read without pickle). Y is the
 head output, ``(batch, out)`` for a ``last`` head or ``(batch, seq, out)`` for ``all``;
 without a head, the LSTM output sequence ``(batch, seq, D*H_out)``. ``--states`` writes
 the final states ``h_n`` ``(L*D, batch, H_out)`` and ``c_n`` ``(L*D, batch, H)`` to an
 ``.npz``; ``--h0c0`` reads initial states from an ``.npz`` holding ``h0`` and ``c0`` of
-those shapes (default: zeros). A spec is run with the float64 NumPy reference.
+those shapes (default: zeros). A spec is run with the float64 NumPy reference; a quantized
+model with the bit-exact golden model (dequantized floats, or integer codes with ``--raw``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lstmfpga.commands._common import (
 from lstmfpga.errors import CLIError
 from lstmfpga.export import reference
 from lstmfpga.export.spec import SPEC_FORMAT, ModelSpec
+from lstmfpga.quant.model import QMODEL_FORMAT
 
 __all__ = ["Prediction", "predict_artifact"]
 
@@ -39,19 +42,28 @@ class Prediction(NamedTuple):
     c_n: np.ndarray
 
 
-def predict_artifact(path: str | Path, x, h0=None, c0=None) -> Prediction:
+def predict_artifact(path: str | Path, x, h0=None, c0=None, raw: bool = False) -> Prediction:
     """Run the artifact at ``path`` on ``x``, dispatching on its manifest ``format``.
 
     ``x`` is ``(batch, seq, features)``; ``h0``/``c0`` are initial states or ``None`` for
-    zeros. Each format validates ``x`` and the states itself (one-line errors).
+    zeros. Each format validates ``x`` and the states itself (one-line errors). A quantized
+    model runs the bit-exact golden model: dequantized floats, or integer codes with
+    ``raw=True`` (a float spec has no codes: ``raw`` is an error there).
     """
     fmt = artifact_format(path)
     if fmt == SPEC_FORMAT:
+        if raw:
+            raise CLIError(f"{path}: --raw needs a quantized model (lstmfpga quantize)")
         return _predict_spec(path, x, h0, c0)
+    elif fmt == QMODEL_FORMAT:
+        from lstmfpga.commands.quantize import predict_qmodel
+
+        result = predict_qmodel(path, x, h0, c0, raw=raw)
+        return Prediction(result.output, result.h_n, result.c_n)
     else:
         raise CLIError(
             f"{path}: cannot predict with a {fmt!r} artifact (this lstmfpga predicts with: "
-            f"{SPEC_FORMAT})"
+            f"{SPEC_FORMAT}, {QMODEL_FORMAT})"
         )
 
 
@@ -68,13 +80,20 @@ def register(subparsers) -> None:
         description=description(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("artifact", metavar="SPEC", help="spec directory (lstmfpga export)")
+    parser.add_argument(
+        "artifact",
+        metavar="SPEC",
+        help="spec directory (lstmfpga export) or quantized model (lstmfpga quantize)",
+    )
     parser.add_argument(
         "--inputs", required=True, metavar="X.npy", help="(batch, seq, features) float array"
     )
     parser.add_argument("-o", "--output", required=True, metavar="Y.npy", help="prediction")
     parser.add_argument("--states", metavar="S.npz", help="write final states h_n, c_n")
     parser.add_argument("--h0c0", metavar="INIT.npz", help="initial states h0, c0")
+    parser.add_argument(
+        "--raw", action="store_true", help="quantized model: write integer codes, not floats"
+    )
     parser.set_defaults(func=run)
 
 
@@ -84,7 +103,7 @@ def run(args: argparse.Namespace) -> None:
     if args.h0c0 is not None:
         states = load_npz(args.h0c0, "--h0c0", ("h0", "c0"))
         h0, c0 = states["h0"], states["c0"]
-    prediction = predict_artifact(args.artifact, x, h0, c0)
+    prediction = predict_artifact(args.artifact, x, h0, c0, raw=args.raw)
     save_npy(args.output, prediction.output)
     print(f"wrote {args.output}: {prediction.output.shape} {prediction.output.dtype}")
     if args.states is not None:

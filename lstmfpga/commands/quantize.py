@@ -83,8 +83,10 @@ def describe_qmodel(path: str | Path) -> str:
     return "\n".join(
         [
             model.describe(),
-            f"weights: {model.weight_count} codes, {weight_bits} bits; "
-            f"activation tables: {rom} ROM bits",
+            (
+                f"weights: {model.weight_count} codes, {weight_bits} bits; "
+                f"activation tables: {rom} ROM bits"
+            ),
         ]
     )
 

@@ -1,4 +1,3 @@
-# amaranth: UnusedElaboratable=no
 """The whole accelerator equals the golden model bit for bit (Amaranth simulator).
 
 Each case builds a random model, quantizes it, runs several sequences back to back through

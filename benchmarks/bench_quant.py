@@ -1,0 +1,332 @@
+"""Quantization benchmarks: accuracy on a real task, table errors, tolerance, golden-model speed.
+
+    python benchmarks/bench_quant.py            # full sizes; rewrites the "quant" section
+                                                # of benchmarks/RESULTS.md
+    python benchmarks/bench_quant.py --smoke    # tiny sizes, prints only (what CI runs)
+
+Sections (all measured in one run, on this machine):
+
+* digits: the ``examples/digits.py`` LSTM classifier (seed 0, hidden 32), test accuracy of
+  the float64 reference and of the golden model with the ``q16`` and ``w8a16`` presets
+  (calibrated on 256 training images);
+* activation tables: max/mean error in output LSBs over every input code, per preset and
+  table, for the formats the digits model calibrated, and the worst over every
+  ``s16.f`` input format (``f`` = 0..15) that calibration can choose;
+* tolerance: ``max |golden - float| / max(1, max |float|)`` over random models
+  (``lstmfpga.testing.random_spec``: 1-3 layers, uni/bidirectional, projections, with and
+  without bias, head last/all/none, initial states or zeros, inputs N(0, 1), calibrated on
+  the data they run on), per preset: median, 99th percentile and maximum;
+* speed: ``golden.run`` against ``torch.nn.LSTM`` (float32, ``inference_mode``) on the same
+  inputs, batch 256, 50 steps, input 16, hidden 64: the median of interleaved runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from lstmfpga.export.reference import forward
+from lstmfpga.quant import golden
+from lstmfpga.quant.activation import make_table
+from lstmfpga.quant.calibrate import quantize
+from lstmfpga.quant.config import QuantConfig
+from lstmfpga.quant.fixed import FixedFormat
+from lstmfpga.testing import random_inputs, random_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SECTION = "quant"
+PRESETS = ("q16", "w8a16")
+HEADER = (
+    "# Benchmark results\n\n"
+    "Each section is written by the script it names, between `<!-- NAME:begin -->` and\n"
+    "`<!-- NAME:end -->`; re-run that script to update it (other sections are kept).\n"
+)
+
+
+def _example(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"example_{name}", ROOT / "examples" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- digits ----------------------------------------------------------------------------------------
+def bench_digits(smoke: bool) -> tuple[list[str], dict]:
+    from lstmfpga.export.torch_loader import from_module
+
+    digits = _example("digits")
+    epochs = 2 if smoke else 30
+    start = time.perf_counter()
+    model, (x_train, _, x_test, y_test) = digits.train_digits_model(
+        seed=0, hidden=32, epochs=epochs
+    )
+    train_time = time.perf_counter() - start
+    spec = from_module(model, head="last")
+    float_acc = digits.accuracy(forward(spec, x_test).head, y_test)
+    lines = [
+        "### Digits classifier (examples/digits.py)",
+        "",
+        (
+            f"LSTM(8 -> 32) + Linear(32 -> 10) on the last of 8 row steps, seed 0, {epochs} epochs "
+            f"({train_time:.1f} s to train); {len(y_test)} test images; calibration on 256 "
+            "training images."
+        ),
+        "",
+        "| model | test accuracy | drop vs float | saturated values |",
+        "|---|---|---|---|",
+        f"| float64 reference | {float_acc:.2f}% | | |",
+    ]
+    models = {}
+    for preset in PRESETS:
+        qmodel = quantize(spec, x_train[:256], QuantConfig.preset(preset))
+        logits, result = golden.predict(qmodel, x_test)
+        acc = digits.accuracy(logits, y_test)
+        lines.append(
+            f"| golden {preset} | {acc:.2f}% | {float_acc - acc:.2f} points | "
+            f"{sum(result.saturation.values())} |"
+        )
+        models[preset] = qmodel
+    return lines, models
+
+
+# -- tables ----------------------------------------------------------------------------------------
+def bench_tables(models: dict) -> list[str]:
+    lines = [
+        "### Activation tables",
+        "",
+        (
+            "Error against float64 sigmoid/tanh over every input code, in output LSBs (gate "
+            "format s16.14, LSB 2^-14). Top: the digits model's tables; bottom: the worst over "
+            "every input format s16.0 .. s16.15."
+        ),
+        "",
+        "| preset | table | input -> output | entries | ROM bits | max LSB | mean LSB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for preset, model in models.items():
+        for name, table in model.tables.items():
+            err = table.error()
+            lines.append(
+                f"| {preset} | {name} | {table.in_fmt} -> {table.out_fmt} | {table.size + 1} | "
+                f"{table.rom_bits} | {err.max_lsb:.3f} | {err.mean_lsb:.3f} |"
+            )
+    lines += [
+        "",
+        "| preset | function | worst max LSB | at input | mean LSB there |",
+        "|---|---|---|---|---|",
+    ]
+    for preset in PRESETS:
+        config = QuantConfig.preset(preset)
+        for function in ("sigmoid", "tanh"):
+            rule = getattr(config, function)
+            worst = None
+            for frac in range(16):
+                table = make_table(
+                    function,
+                    FixedFormat(16, frac),
+                    FixedFormat(16, 14),
+                    step_log2=rule.step_log2,
+                    range_log2=rule.range_log2,
+                    interpolate=rule.interpolate,
+                    guard=rule.guard,
+                )
+                err = table.error()
+                if worst is None or err.max_lsb > worst[0].max_lsb:
+                    worst = (err, table.in_fmt)
+            lines.append(
+                f"| {preset} | {function} | {worst[0].max_lsb:.3f} | {worst[1]} | "
+                f"{worst[0].mean_lsb:.3f} |"
+            )
+    return lines
+
+
+# -- tolerance -------------------------------------------------------------------------------------
+def tolerance_sweep(count: int, max_seq: int, seed: int = 123) -> dict[str, np.ndarray]:
+    """Relative errors ``max |golden - float| / max(1, max |float|)`` per preset."""
+    rng = np.random.default_rng(seed)
+    errors = {preset: [] for preset in PRESETS}
+    for index in range(count):
+        hidden = int(rng.integers(1, 17))
+        kwargs = {
+            "input_size": int(rng.integers(1, 9)),
+            "hidden_size": hidden,
+            "num_layers": int(rng.integers(1, 4)),
+            "bidirectional": bool(rng.integers(2)),
+            "bias": bool(rng.integers(2)),
+            "head": [None, "last", "all"][int(rng.integers(3))],
+        }
+        if hidden > 1 and rng.integers(2):
+            kwargs["proj_size"] = int(rng.integers(1, hidden))
+        spec = random_spec(index, **kwargs)
+        batch, seq = 8, int(rng.integers(1, max_seq + 1))
+        x = random_inputs(index, batch, seq, spec.input_size)
+        h0 = c0 = None
+        if rng.integers(2):
+            LD = spec.num_layers * spec.num_directions
+            h0 = np.tanh(rng.normal(0, 0.5, (LD, batch, spec.output_size)))
+            c0 = rng.normal(0, 0.5, (LD, batch, spec.hidden_size))
+        ref = forward(spec, x, h0, c0).prediction
+        for preset in PRESETS:
+            model = quantize(spec, x, QuantConfig.preset(preset), h0=h0, c0=c0)
+            y, _ = golden.predict(model, x, h0, c0)
+            errors[preset].append(np.abs(y - ref).max() / max(1.0, np.abs(ref).max()))
+    return {preset: np.array(v) for preset, v in errors.items()}
+
+
+def bench_tolerance(smoke: bool) -> list[str]:
+    count, max_seq = (20, 8) if smoke else (1000, 30)
+    start = time.perf_counter()
+    errors = tolerance_sweep(count, max_seq)
+    elapsed = time.perf_counter() - start
+    lines = [
+        "### Golden model vs float64 reference",
+        "",
+        (
+            f"`max |golden - float| / max(1, max |float|)` over {count} random models "
+            f"(sequences of 1..{max_seq} steps, batch 8; {elapsed:.0f} s)."
+        ),
+        "",
+        "| preset | median | 99th percentile | max |",
+        "|---|---|---|---|",
+    ]
+    for preset, e in errors.items():
+        lines.append(
+            f"| {preset} | {np.median(e):.2e} | {np.quantile(e, 0.99):.2e} | {e.max():.2e} |"
+        )
+    return lines
+
+
+# -- speed -----------------------------------------------------------------------------------------
+def bench_speed(smoke: bool) -> tuple[list[str], float]:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    batch, seq, inputs, hidden, repeats = (8, 5, 4, 8, 3) if smoke else (256, 50, 16, 64, 21)
+    spec = random_spec(0, input_size=inputs, hidden_size=hidden)
+    x = random_inputs(0, batch, seq, inputs)
+    model = quantize(spec, x[:32])
+    codes = golden.quantize_inputs(model, x)
+    lstm = torch.nn.LSTM(inputs, hidden, batch_first=True)
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    default_threads = torch.get_num_threads()
+    rows, ratios = [], {}
+    for threads in sorted({1, default_threads}):
+        golden_times, torch_times = [], []
+        torch.set_num_threads(threads)
+        with threadpool_limits(limits=threads), torch.inference_mode():
+            for _ in range(2):  # warm up both
+                golden.run(model, codes)
+                lstm(xt)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                golden.run(model, codes)
+                golden_times.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                lstm(xt)
+                torch_times.append(time.perf_counter() - start)
+        torch.set_num_threads(default_threads)
+        g, t = statistics.median(golden_times), statistics.median(torch_times)
+        ratios[threads] = g / t
+        rows.append(
+            f"| {threads} | {g * 1e3:.1f} ms | {t * 1e3:.1f} ms | **{g / t:.1f}x** | "
+            f"{min(golden_times) * 1e3:.1f} ms | {min(torch_times) * 1e3:.1f} ms | "
+            f"{min(golden_times) / min(torch_times):.1f}x |"
+        )
+    lines = [
+        "### Golden model speed",
+        "",
+        (
+            f"`golden.run` (q16, integer codes in and out) against `torch.nn.LSTM` (float32, "
+            f"`inference_mode`): batch {batch}, {seq} steps, input {inputs}, hidden {hidden}; "
+            f"{repeats} interleaved runs after 2 warm-up runs each, with the BLAS (NumPy) and "
+            f"torch thread counts limited alike; torch {torch.__version__}, NumPy "
+            f"{np.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), "
+            f"load average {os.getloadavg()[0]:.1f} when done. The golden model's element-wise "
+            "work is single-threaded in any case."
+        ),
+        "",
+        (
+            "| threads | golden (median) | torch (median) | ratio | golden (fastest) | torch "
+            "(fastest) | ratio |"
+        ),
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+    return lines, ratios[1]
+
+
+# -- RESULTS.md ------------------------------------------------------------------------------------
+def update_section(path: Path, name: str, body: str) -> None:
+    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``path``
+    (appending the section if absent, creating the file with a header if missing)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}\n"
+    text = path.read_text() if path.exists() else HEADER
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        text = head + block + tail.lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    path.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (CI)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help=f"markdown file to update (default: {RESULTS.relative_to(ROOT)}, not with --smoke)",
+    )
+    args = parser.parse_args(argv)
+    results = args.results if args.results or args.smoke else RESULTS
+    command = "python benchmarks/bench_quant.py" + (" --smoke" if args.smoke else "")
+    digits, models = bench_digits(args.smoke)
+    sections = [
+        "## Quantization",
+        "",
+        (
+            f"Written by `{command}` on {time.strftime('%Y-%m-%d')} (Python "
+            f"{platform.python_version()}). Definitions: docs/numerics.md."
+        ),
+        "",
+        *digits,
+        "",
+        *bench_tables(models),
+        "",
+        *bench_tolerance(args.smoke),
+        "",
+    ]
+    speed, ratio = bench_speed(args.smoke)
+    verdict = "met" if ratio <= 5 else "missed"
+    sections += [
+        *speed,
+        "",
+        (
+            f"Target: median ratio <= 5x on one thread ({verdict}). One thread each is the fair "
+            "and stable comparison: on a busy machine multi-threaded torch stalls on small "
+            "matrices."
+        ),
+    ]
+    body = "\n".join(sections)
+    print(body)
+    if results is not None:
+        update_section(results, SECTION, body)
+        print(f"\nupdated the {SECTION} section of {results}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

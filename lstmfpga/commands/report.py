@@ -1,0 +1,35 @@
+"""``lstmfpga report R.json [--html OUT.html]``: show a bit-accuracy report.
+
+Prints the summary of a report written by ``lstmfpga simulate`` (see docs/report.md);
+``--html`` also writes it as one self-contained HTML page with inline SVG plots (error
+histogram in LSBs, error per timestep, activation-table error curves, fixed vs float).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from lstmfpga.commands._common import description
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="show a simulation report (text, or HTML with plots)",
+        description=description(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("report", metavar="R.json", help="report from lstmfpga simulate")
+    parser.add_argument("--html", metavar="OUT.html", help="also write an HTML page")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from lstmfpga.sim.report import load_report, render_html, render_text
+
+    report = load_report(args.report)
+    print(render_text(report), end="")
+    if args.html is not None:
+        Path(args.html).write_text(render_html(report))
+        print(f"wrote {args.html}")
