@@ -6,7 +6,7 @@
 
 Sections (all measured in one run, on this machine):
 
-* digits: the ``examples/digits.py`` LSTM classifier (seed 0, hidden 32), test accuracy of
+* digits: the ``lstmfpga.digits`` LSTM classifier (seed 0, hidden 32), test accuracy of
   the float64 reference and of the golden model with the ``q16`` and ``w8a16`` presets
   (calibrated on 256 training images);
 * activation tables: max/mean error in output LSBs over every input code, per preset and
@@ -23,7 +23,6 @@ Sections (all measured in one run, on this machine):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
@@ -52,20 +51,11 @@ HEADER = (
 )
 
 
-def _example(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"example_{name}", ROOT / "examples" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # -- digits ----------------------------------------------------------------------------------------
 def bench_digits(smoke: bool) -> tuple[list[str], dict]:
+    from lstmfpga import digits
     from lstmfpga.export.torch_loader import from_module
 
-    digits = _example("digits")
     epochs = 2 if smoke else 30
     start = time.perf_counter()
     model, (x_train, _, x_test, y_test) = digits.train_digits_model(
@@ -75,7 +65,7 @@ def bench_digits(smoke: bool) -> tuple[list[str], dict]:
     spec = from_module(model, head="last")
     float_acc = digits.accuracy(forward(spec, x_test).head, y_test)
     lines = [
-        "### Digits classifier (examples/digits.py)",
+        "### Digits classifier (lstmfpga.digits)",
         "",
         (
             f"LSTM(8 -> 32) + Linear(32 -> 10) on the last of 8 row steps, seed 0, {epochs} epochs "

@@ -1,97 +1,15 @@
-"""An LSTM classifier on scikit-learn's digits, trained with PyTorch: a small real task.
+"""Digits classifier: train an LSTM on scikit-learn's digits, quantize it, compare accuracy.
 
-Each 8x8 image is read row by row as a sequence of 8 timesteps with 8 features (pixels
-scaled to [0, 1]); an ``nn.LSTM`` runs over the rows and an ``nn.Linear`` head classifies
-the last step. The data set ships with scikit-learn (nothing is downloaded).
-
-``python examples/digits.py`` trains the model, exports it, quantizes it with the ``q16``
-and ``w8a16`` presets and prints the test accuracy of the float model and of the golden
-(bit-exact) fixed-point models. The functions are reusable (tests, benchmarks, demos).
+Run ``python examples/digits.py``. The model and data live in ``lstmfpga.digits`` (also
+used by ``lstmfpga demo``): each 8x8 image is 8 timesteps of 8 features.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from torch import nn
-
-__all__ = ["DigitsLSTM", "accuracy", "load_data", "train_digits_model"]
+from lstmfpga.digits import accuracy, train_digits_model
 
 
-class DigitsLSTM(nn.Module):
-    """``nn.LSTM(8, hidden)`` over the image rows, ``nn.Linear(hidden, 10)`` on the last step."""
-
-    head_mode = "last"  # read by lstmfpga.export.torch_loader.from_module
-
-    def __init__(self, hidden: int = 32):
-        super().__init__()
-        self.lstm = nn.LSTM(8, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output, _ = self.lstm(x)
-        return self.head(output[:, -1])
-
-
-def load_data(seed: int = 0):
-    """``(x_train, y_train, x_test, y_test)``: images as ``(n, 8, 8)`` float64 in [0, 1],
-    labels ``int64``; a stratified 75/25 split fixed by ``seed``."""
-    digits = load_digits()
-    x = digits.images.astype(np.float64) / 16.0
-    y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.25, random_state=seed, stratify=y
-    )
-    return x_train, y_train, x_test, y_test
-
-
-def train_digits_model(seed: int = 0, hidden: int = 32, epochs: int = 30, batch_size: int = 64):
-    """Train :class:`DigitsLSTM` with Adam; returns ``(model, (x_train, y_train, x_test,
-    y_test))`` with the model in eval mode.
-
-    Trains on one CPU thread (about 2 s): the model is too small to gain from more, a busy
-    machine slows multi-threaded training down by an order of magnitude, and one thread
-    keeps the result reproducible for a given ``seed``.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _train(seed, hidden, epochs, batch_size)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _train(seed: int, hidden: int, epochs: int, batch_size: int):
-    torch.manual_seed(seed)
-    data = load_data(seed)
-    x_train, y_train = (torch.as_tensor(a) for a in data[:2])
-    x_train = x_train.float()
-    model = DigitsLSTM(hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x_train), generator=generator)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            optimizer.zero_grad()
-            loss_fn(model(x_train[batch]), y_train[batch]).backward()
-            optimizer.step()
-        scheduler.step()
-    model.eval()
-    return model, data
-
-
-def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Percentage of rows whose largest logit is the label."""
-    return 100.0 * float(np.mean(np.argmax(logits, axis=-1) == labels))
-
-
-def main() -> None:  # pragma: no cover - a demo
+def main() -> None:
     from lstmfpga.export.reference import forward
     from lstmfpga.export.torch_loader import from_module
     from lstmfpga.quant import golden
@@ -109,5 +27,5 @@ def main() -> None:  # pragma: no cover - a demo
         print(f"{preset} golden model: {score:.2f}%, saturation {result.saturation}")
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":
     main()

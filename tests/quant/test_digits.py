@@ -1,6 +1,6 @@
 """A real task: the digits LSTM classifier keeps its accuracy when quantized.
 
-The model is trained with PyTorch by ``examples/digits.py`` (seed 0, hidden 32, a few
+The model is trained with PyTorch by ``lstmfpga.digits`` (seed 0, hidden 32, a few
 seconds), exported with ``lstmfpga.export.torch_loader.from_module``, calibrated on 256
 training images and evaluated on the 450 test images with the golden model.
 """
@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from quant_helpers import load_example
+import torch
 
+from lstmfpga import digits as digits_module
 from lstmfpga.export.reference import forward
 from lstmfpga.quant import golden
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("sklearn")
 
 #: Largest accepted accuracy drop against the float model, in percentage points.
 MAX_DROP = {"q16": 0.5, "w8a16": 1.5}
@@ -27,7 +25,7 @@ MAX_DROP = {"q16": 0.5, "w8a16": 1.5}
 def trained():
     from lstmfpga.export.torch_loader import from_module
 
-    digits = load_example("digits")
+    digits = digits_module
     model, data = digits.train_digits_model(seed=0, hidden=32)
     return digits, model, from_module(model, head="last"), data
 
