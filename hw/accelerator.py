@@ -378,9 +378,9 @@ class LSTMAccelerator(wiring.Component):
                 m.d.comb += dep_ok.eq(Mux(is_rec, rec_ready, layer_ready))
             with m.Case(KIND_PROJ):
                 m.d.comb += dep_ok.eq(wb.at_or_past(m, fetch.p, fetch.s, 1))
-            with m.Case(KIND_HEAD):
-                hp = sched.head_pass if sched.head_pass is not None else 0
-                m.d.comb += dep_ok.eq(wb.at_or_past(m, hp))
+            if sched.head_pass is not None:
+                with m.Case(KIND_HEAD):
+                    m.d.comb += dep_ok.eq(wb.at_or_past(m, sched.head_pass))
 
         src = Signal(range(6))
         o_addr = Signal(range(max(2, Tmax * DHo)))

@@ -26,7 +26,16 @@ from lstmfpga.errors import REPORTED_ERRORS
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Subcommand modules under ``lstmfpga.commands``, in ``--help`` order.
-COMMANDS = ["export", "info", "predict", "quantize", "generate"]
+COMMANDS = [
+    "export",
+    "info",
+    "predict",
+    "quantize",
+    "generate",
+    "simulate",
+    "report",
+    "compare",
+]
 
 EXIT_ERROR = 2
 

