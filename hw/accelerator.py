@@ -82,11 +82,7 @@ class LSTMAccelerator(wiring.Component):
         try:
             if not isinstance(model, QuantizedModel):
                 raise TypeError(f"model must be a QuantizedModel, not {model!r}")
-            if (
-                not isinstance(max_seq_len, int)
-                or isinstance(max_seq_len, bool)
-                or max_seq_len < 1
-            ):
+            if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
                 raise ValueError(f"max_seq_len must be a positive integer, not {max_seq_len!r}")
             self._layout = WeightLayout.of(model, lanes)  # validates lanes
         except (TypeError, ValueError):
@@ -256,7 +252,7 @@ class LSTMAccelerator(wiring.Component):
 
         # ---- buffers ------------------------------------------------------------------------
         def memory(name, fmt_bits, depth):
-            mem = Memory(shape=signed(fmt_bits), depth=max(1, depth), init=[])
+            mem = Memory(shape=signed(fmt_bits), depth=max(2, depth), init=[])  # no 0-bit addr
             m.submodules[name] = mem
             return mem
 
@@ -306,7 +302,7 @@ class LSTMAccelerator(wiring.Component):
         n_h0, n_c0 = (LD * Ho, LD * H) if self._initial_state else (0, 0)
         init_idx = Signal(range(max(2, n_h0 + n_c0 + 1)))
         in_init = Signal()
-        feat = Signal(range(I))
+        feat = Signal(range(max(2, I)))
         tpos = Signal(range(Tmax + 1))
         x_addr = Signal(range(Tmax * I + 1))
         accept = Signal()
@@ -475,10 +471,6 @@ class LSTMAccelerator(wiring.Component):
         ]
         with m.If(accept_beat):
             m.d.sync += filled.eq(filled + 1)
-            with m.Switch(slot):
-                for b in range(max(1, 4 // P)):
-                    with m.Case(b):
-                        m.d.sync += [chunk[b * P + e].eq(mvu.o.payload.data[e]) for e in range(P)]
         j = Signal(range(max(H, out_rows, Ho, 1) + 1))  # unit or row index within the item
         # gates: one hidden unit (i, f, g, o) per cycle
         units = max(1, width // 4)
@@ -514,12 +506,12 @@ class LSTMAccelerator(wiring.Component):
             fifo_b.w_en.eq(gate_fire),
         ]
         m.d.comb += fifo_b.w_data.eq(Cat(*wb_fields))
-        with m.Switch(pos):
-            for u in range(units):
-                with m.Case(u):
-                    m.d.comb += [act.i.payload[g].eq(chunk[4 * u + g]) for g in range(4)]
+        # The next unit is always chunk[0..3] (the chunk shifts down as units leave): the
+        # activation inputs come straight from flip-flops, off the critical path.
+        m.d.comb += [act.i.payload[g].eq(chunk[g]) for g in range(4)]
         with m.If(gate_fire):
             m.d.sync += pos.eq(pos + 1)
+            m.d.sync += [chunk[k].eq(chunk[k + 4]) for k in range(width - 4)]
             with m.If(j == H - 1):
                 m.d.sync += j.eq(0)
                 m.d.comb += post.advance.eq(1)
@@ -534,13 +526,11 @@ class LSTMAccelerator(wiring.Component):
         rows = Signal(range(max(Ho, out_rows, 1) + 1))
         m.d.comb += rows.eq(Mux(post.kind == KIND_PROJ, Ho, max(out_rows, 1)))
         m.d.comb += row_valid.eq(full & (post.kind != KIND_GATES) & computing)
-        with m.Switch(pos):
-            for e in range(P):
-                with m.Case(e):
-                    m.d.comb += row_data.eq(chunk[e])
+        m.d.comb += row_data.eq(chunk[0])  # rows leave from chunk[0], the chunk shifts down
         direct_en = Signal()
         with m.If(row_valid):
             m.d.sync += pos.eq(pos + 1)
+            m.d.sync += [chunk[k].eq(chunk[k + 1]) for k in range(width - 1)]
             m.d.comb += direct_en.eq(1)
             with m.If(j == rows - 1):
                 m.d.sync += j.eq(0)
@@ -550,6 +540,11 @@ class LSTMAccelerator(wiring.Component):
                 with m.If(pos == P - 1):
                     m.d.comb += chunk_done.eq(1)
 
+        with m.If(accept_beat):  # after the shifts: a new beat overrides them
+            with m.Switch(slot):
+                for b in range(max(1, 4 // P)):
+                    with m.Case(b):
+                        m.d.sync += [chunk[b * P + e].eq(mvu.o.payload.data[e]) for e in range(P)]
         with m.If(chunk_done):  # last: overrides the increments above
             m.d.sync += [filled.eq(accept_beat), pos.eq(0)]
 

@@ -7,7 +7,7 @@ inside another stall-able pipeline (the cell datapath uses it for ``tanh_cell``)
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -50,7 +50,14 @@ class RomBank:
         self._count = 0
 
     def _memory(self, values, bits: int, tag: str) -> Memory:
-        mem = Memory(shape=signed(bits), depth=len(values), init=[int(v) for v in values])
+        # Block RAM, also for small tables: synthesis would otherwise build them from LUTs,
+        # whose address decoding lands in series with the fold on the lookup's first stage.
+        mem = Memory(
+            shape=signed(bits),
+            depth=len(values),
+            init=[int(v) for v in values],
+            attrs={"rom_style": "block", "ram_style": "block"},
+        )
         self._m.submodules[f"{self._prefix}_{tag}{self._count}"] = mem
         return mem
 
@@ -69,6 +76,24 @@ class RomBank:
         rom[2] += 1
         entries, slopes = rom[0].read_port(), rom[1].read_port() if rom[1] is not None else None
         return entries, slopes
+
+
+def _extend(value: Value, width: int) -> Value:
+    """Signed ``value`` sign-extended to at least ``width`` bits."""
+    return Cat(value, *([value[-1]] * (width - len(value)))).as_signed()
+
+
+def _beyond(code: Value, shift: int, size: int) -> Value:
+    """``(|code| >> shift) >= size`` for a power-of-two ``size``, from ``code``'s bits."""
+    k, width = shift + size.bit_length() - 1, len(code)  # |code| >= 2**k
+    if k >= width:
+        return Const(0, 1)
+    upper = code[k:]  # includes the sign bit
+    positive_beyond = code[k : width - 1].any() if k < width - 1 else Const(0, 1)
+    lower_nonzero = code[:k].any() if k > 0 else Const(0, 1)
+    # negative: |code| >= 2**k unless every bit from k up is set and the rest is not zero
+    negative_beyond = ~(upper.all() & lower_nonzero)
+    return Mux(code[-1], negative_beyond, positive_beyond)
 
 
 def lookup_stages(
@@ -93,24 +118,55 @@ def lookup_stages(
             f"latency must be at least {lookup_latency((table,))} for this table, not {latency!r}"
         )
     code = Value.cast(code).as_signed()
-    width = len(code)
     shift, size = table.shift, table.size
 
-    # Stage 0 (combinational): fold, bit-slice index, clamp beyond the range.
-    negative = code < 0
-    magnitude = Signal(unsigned(width), name=f"{name}_mag")
-    m.d.comb += magnitude.eq(Mux(negative, -code, code))
-    index = magnitude >> shift
-    beyond = index >= size
-    address = Mux(beyond, size, index)
+    # Stage 0 (combinational): fold, bit-slice index, clamp beyond the range, arranged for a
+    # short path into the ROM address (no comparator, no adder behind another). The fold
+    # ``|code| = (code ^ sign) + sign`` is split at the slice: the fraction
+    # ``|code| mod 2**shift`` is its own short adder, and the index ``|code| >> shift`` of a
+    # negative code is ``~high`` or, when the fraction bits are all zero, ``~high + 1``.
+    # For a power-of-two ``size = 2**z`` the range check reads the code's bits directly,
+    # both index candidates are only ``z`` bits wide (an index in range fits them), and
+    # ``address = Cat(0 if beyond else index, beyond)``.
+    negative = code[-1]
+    fraction = None
+    if shift == 0:
+        high, carry = code.as_unsigned(), negative
+    else:
+        low, high = code[:shift], code[shift:]
+        carry = negative & ~low.any()
+        fraction = Signal(unsigned(shift), name=f"{name}_fraction")
+        m.d.comb += fraction.eq((low ^ negative.replicate(shift)) + negative)
+    beyond = Signal(name=f"{name}_beyond")
+    if size & (size - 1) == 0:
+        z = size.bit_length() - 1
+        hz = _extend(high.as_signed(), z)[:z] if len(high) else Const(0, z)
+        ones, plus_one = Signal(z, name=f"{name}_ones"), Signal(z, name=f"{name}_plus1")
+        m.d.comb += [ones.eq(~hz), plus_one.eq(~hz + 1)]
+        if not len(high):  # shift >= width: every |code| >> shift is 0
+            negative_index = Const(0, z)
+        elif shift == 0:
+            negative_index = plus_one
+        else:
+            negative_index = Mux(low.any(), ones, plus_one)
+        index = Signal(unsigned(z), name=f"{name}_index")
+        m.d.comb += [
+            beyond.eq(_beyond(code, shift, size)),
+            index.eq(Mux(negative, negative_index, hz)),
+        ]
+        address = Cat(index & ~beyond.replicate(z), beyond)
+    else:
+        folded = high ^ negative.replicate(len(high))
+        index = Signal(unsigned(len(high) + 1), name=f"{name}_index")
+        m.d.comb += [index.eq(folded + carry), beyond.eq(index >= size)]
+        address = Mux(beyond, size, index)
     entries_port, slopes_port = roms.read_ports(table)
     m.d.comb += [entries_port.addr.eq(address), entries_port.en.eq(advance)]
 
     if _interpolates(table):
         m.d.comb += [slopes_port.addr.eq(address), slopes_port.en.eq(advance)]
-        fraction = Mux(beyond, 0, magnitude[:shift])
         # Stage 1: ROM data; the fraction and sign wait beside it.
-        r1 = register(m, advance, fraction, name=f"{name}_r1")
+        r1 = register(m, advance, Mux(beyond, 0, fraction), name=f"{name}_r1")
         n1 = register(m, advance, negative, name=f"{name}_neg1")
         # Stage 2: multiplier input registers.
         e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -90,13 +90,19 @@ class MatrixVectorUnit(wiring.Component):
     Timing
     ------
     Pipeline: input register (multiplier operands), product register, accumulator,
-    output register. ``latency`` = 4: the result of a row group whose ``last`` beat is
-    accepted in cycle ``c`` is valid on ``o`` in cycle ``c + latency``. Throughput: one beat
-    per cycle, row groups back to back with no bubble (``i.ready`` stays high unless ``o``
-    stalls), so a matrix of ``groups`` row groups and ``cols`` columns streamed without gaps
-    occupies ``groups * cols + latency`` cycles from its first beat to its last result.
-    Stall-able: every stage advances only when ``~o.valid | o.ready`` (that is also
-    ``i.ready``, combinationally from ``o.ready``): back-pressure loses nothing.
+    output register, plus a skid register beside the output. ``latency`` = 4: the result of
+    a row group whose ``last`` beat is accepted in cycle ``c`` is valid on ``o`` in cycle
+    ``c + latency`` (when ``o`` has not stalled). Throughput: one beat per cycle, row groups
+    back to back with no bubble (``i.ready`` stays high unless ``o`` stalls), so a matrix of
+    ``groups`` row groups and ``cols`` columns streamed without gaps occupies
+    ``groups * cols + latency`` cycles from its first beat to its last result.
+    Stall-able, with a registered ``i.ready``: when ``o`` stalls, the result on ``o`` moves
+    into the skid register (and is presented from there until taken) while the pipeline
+    advances once more; then every stage, ``i.ready`` included, holds until the skid
+    register empties. ``i.ready`` is a flip-flop output, never combinational from
+    ``o.ready``, so the unit breaks the ready chain of the datapath around it (with a
+    stalled output the pipeline accepts one beat earlier than a pure global-enable pipeline
+    would; ``o`` sees the same beats at the same cycles). Back-pressure loses nothing.
     """
 
     #: Cycles from a row group's ``last`` beat accepted to its result valid.
@@ -244,8 +250,11 @@ class MatrixVectorUnit(wiring.Component):
         prod_shape = signed(self._weight_bits + self._vector_bits)
         m = Module()
 
+        # The stages advance unless the skid register holds a result: ``adv`` (and so
+        # ``i.ready``) is a register output, independent of ``o.ready`` in the same cycle.
         adv = Signal()
-        m.d.comb += [adv.eq(~self.o.valid | self.o.ready), self.i.ready.eq(adv)]
+        skid_valid = Signal()
+        m.d.comb += [adv.eq(~skid_valid), self.i.ready.eq(adv)]
 
         # -- stage 1: operand registers (the multiplier's input registers) ------------------
         valid1 = Signal()
@@ -294,9 +303,10 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += accs[p].eq(start + shifted)
 
         # -- stage 4: requantize into the output register ------------------------------------
-        out = self.o.payload
+        out = Signal(self._out_layout)
+        out_valid = Signal()
         with m.If(adv):
-            m.d.sync += self.o.valid.eq(done3)
+            m.d.sync += out_valid.eq(done3)
             with m.Switch(target3):
                 for index, target in enumerate(self._targets):
                     last = index == len(self._targets) - 1
@@ -309,4 +319,19 @@ class MatrixVectorUnit(wiring.Component):
                             m.d.sync += out.data[p].eq(code)
                             flags.append(over)
                         m.d.sync += out.saturated.eq(Cat(*flags))
+
+        # -- skid register: parks the output register's result while ``o`` stalls -------------
+        # (it copies the output register whenever it is empty: only ``skid_valid`` depends on
+        # ``o.ready``, not the enable of the data bits)
+        skid = Signal(self._out_layout)
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(out)
+            with m.If(out_valid & ~self.o.ready):
+                m.d.sync += skid_valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += skid_valid.eq(0)
+        m.d.comb += [
+            self.o.valid.eq(skid_valid | out_valid),
+            self.o.payload.eq(Mux(skid_valid, skid, out)),
+        ]
         return m

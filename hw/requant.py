@@ -8,7 +8,7 @@ result. The shift is a constant (selected per use by the caller).
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux, Value
+from amaranth.hdl import Cat, Const, Mux, Value
 
 from ..quant.fixed import FixedFormat, FormatError
 
@@ -20,6 +20,7 @@ def shift_round(value: Value, shift: int, rounding: str) -> Value:
     value = value.as_signed()
     if shift <= 0:
         return value << -shift
+    value = _sign_extend(value, shift + 1)  # the remainder needs shift bits of the code
     floor = value >> shift  # arithmetic: floor division
     if rounding == "truncate":
         return floor
@@ -34,25 +35,59 @@ def shift_round(value: Value, shift: int, rounding: str) -> Value:
     return floor + up
 
 
+def _sign_extend(value: Value, width: int) -> Value:
+    """``value`` (signed) sign-extended to at least ``width`` bits."""
+    value = value.as_signed()
+    return Cat(value, *([value[-1]] * (width - len(value)))).as_signed()
+
+
 def requantize(
     value: Value, shift: int, fmt: FixedFormat, rounding: str, overflow: str
 ) -> tuple[Value, Value]:
-    """Return ``(code, overflowed)``: ``code`` has shape ``signed(fmt.bits)``.
+    """``shift_round`` then saturate (or wrap) into ``fmt``: returns ``(code, overflowed)``.
 
-    ``overflowed`` is 1 when the rounded value did not fit ``fmt`` (then saturated or
-    wrapped, per ``overflow``).
+    ``code`` has shape ``signed(fmt.bits)``; ``overflowed`` is 1 when the rounded value did
+    not fit ``fmt``. Bit for bit :func:`lstmfpga.quant.fixed.requantize`, built for a short
+    critical path: instead of comparing the rounded
+    value with ``fmt``'s bounds (synthesis maps each comparison to a carry chain, in series
+    with the rounding adder), the range checks are bit reductions on the floor
+    ``f = value >> shift`` that run beside the rounding increment ``f + up``: ``f`` fits
+    ``fmt`` when its bits from ``fmt.bits - 1`` up are all equal; ``f + up`` is too high
+    when ``f`` is positive and does not fit, or ``up`` and ``f == max_code``; too low when
+    ``f`` is negative and does not fit, unless ``up`` and ``f == min_code - 1``. Only the
+    ``fmt.bits``-wide increment remains a carry chain.
     """
     if not fmt.signed:
         raise FormatError(f"hardware formats must be signed, not {fmt}")
-    rounded = shift_round(value, shift, rounding)
-    low, high = fmt.min_code, fmt.max_code
-    too_high = rounded > high
-    too_low = rounded < low
-    overflowed = too_high | too_low
+    value = Value.cast(value).as_signed()
+    b = fmt.bits
+    if shift > 0:
+        value = _sign_extend(value, shift + 1)
+        floor, remainder = value[shift:].as_signed(), value[:shift]  # floor division
+        if rounding == "truncate":
+            up = Const(0, 1)
+        elif rounding == "half_up":
+            up = remainder[-1]
+        elif rounding == "half_even":
+            rest = remainder[:-1].any() if shift > 1 else Const(0, 1)
+            up = remainder[-1] & (rest | floor[0])
+        else:
+            raise FormatError(f"rounding must be half_even, half_up or truncate, not {rounding!r}")
+    else:
+        floor, up = value << -shift, Const(0, 1)
+    f = _sign_extend(floor, b + 1)
+    upper = f[b - 1 :]
+    negative = f[-1]
+    fits = upper.all() | ~upper.any()
+    is_max = ~upper.any() & f[: b - 1].all()
+    is_min_minus_1 = f[b:].all() & ~f[b - 1] & f[: b - 1].all()
+    too_high = (~negative & ~fits) | (up & is_max)
+    too_low = negative & ~fits & ~(up & is_min_minus_1)
+    rounded = (f[:b] + up)[:b].as_signed()
     if overflow == "saturate":
-        code = Mux(too_high, high, Mux(too_low, low, rounded))
+        code = Mux(too_high, fmt.max_code, Mux(too_low, fmt.min_code, rounded))
     elif overflow == "wrap":
         code = rounded
     else:
         raise FormatError(f"overflow must be saturate or wrap, not {overflow!r}")
-    return code[: fmt.bits].as_signed(), overflowed
+    return code.as_signed()[:b].as_signed(), too_high | too_low

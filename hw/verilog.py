@@ -38,10 +38,14 @@ _ASSIGN = re.compile(
 )
 
 
+def _check_name(name: str) -> None:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+
+
 def to_verilog(accelerator: LSTMAccelerator, name: str = "lstm_accel") -> str:
     """The accelerator as Verilog text (via Amaranth's Yosys backend)."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValueError(f"name must be a Verilog identifier, not {name!r}")
+    _check_name(name)
     return verilog.convert(accelerator, name=name, emit_src=False)
 
 
@@ -203,6 +207,7 @@ def generate(
     """
     if memories not in MEMORY_MODES:
         raise ValueError(f"memories must be one of {MEMORY_MODES}, not {memories!r}")
+    _check_name(name)
     acc = LSTMAccelerator(
         model,
         lanes=lanes,

@@ -7,7 +7,7 @@ group by row group, column by column: exactly the order the
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -59,9 +59,13 @@ class WeightMemory(wiring.Component):
     ``c + 2`` (if ``o`` is not stalled). Throughput: one beat per cycle sustained; a
     command accepted while the previous matrix's last beat is issued continues without a
     bubble, so back-to-back commands stream back-to-back beats. ``cmd.ready`` is high when the
-    streamer is idle, or (combinationally from ``o.ready``) when the previous matrix's last
-    beat is being issued. Back-pressure on ``o`` stalls the memory reads (their ``en`` is the
-    pipeline advance ``~o.valid | o.ready``): nothing is lost or duplicated.
+    streamer is idle, or when the previous matrix's last beat is being issued. Back-pressure
+    on ``o``: the beat on ``o`` moves into a skid register (and is presented from there until
+    taken) while the streamer advances once more; then the streamer and the memory reads
+    (their ``en``) hold until the skid register empties. Nothing is lost or duplicated, and
+    neither ``cmd.ready`` nor the memories' ``en`` depends combinationally on ``o.ready``
+    (they follow flip-flops only), which keeps the consumer's ready logic off the memories'
+    timing paths.
     """
 
     #: Cycles from a command accepted to its first beat valid.
@@ -96,7 +100,7 @@ class WeightMemory(wiring.Component):
         )
         super().__init__(
             {
-                "cmd": In(stream.Signature(range(len(layout.matrices)))),
+                "cmd": In(stream.Signature(range(max(2, len(layout.matrices))))),
                 "o": Out(stream.Signature(self._beat_layout)),
                 "load": In(stream.Signature(self._load_layout)),
             }
@@ -129,11 +133,14 @@ class WeightMemory(wiring.Component):
         max_segments = max(len(mat.segments) for mat in matrices)
         m = Module()
 
+        # Depths of at least 2 keep every address at least one bit wide (no 0-bit ports).
         m.submodules.weights = wmem = Memory(
-            shape=unsigned(P * wbits), depth=layout.depth, init=layout.packed_weights()
+            shape=unsigned(P * wbits), depth=max(2, layout.depth), init=layout.packed_weights()
         )
         m.submodules.biases = bmem = Memory(
-            shape=unsigned(P * abits), depth=layout.bias_depth, init=layout.packed_biases()
+            shape=unsigned(P * abits),
+            depth=max(2, layout.bias_depth),
+            init=layout.packed_biases(),
         )
         w_rd, b_rd = wmem.read_port(), bmem.read_port()
         w_wr, b_wr = wmem.write_port(), bmem.write_port()
@@ -207,8 +214,10 @@ class WeightMemory(wiring.Component):
         baddr = Signal(baddr_shape)
         k = Signal(col_shape)
         g = Signal(group_shape)
+        # The streamer advances unless the skid register holds a beat (a flip-flop).
         adv = Signal()
-        m.d.comb += adv.eq(~self.o.valid | self.o.ready)
+        skid_valid = Signal()
+        m.d.comb += adv.eq(~skid_valid)
         at_last = Signal()
         at_end = Signal()
         m.d.comb += [
@@ -259,9 +268,10 @@ class WeightMemory(wiring.Component):
             b_rd.en.eq(adv),
             b_rd.addr.eq(baddr),
         ]
+        pipe_valid = Signal()
         with m.If(adv):
             m.d.sync += [
-                self.o.valid.eq(active),
+                pipe_valid.eq(active),
                 meta.col.eq(k),
                 meta.group.eq(g),
                 meta.shift_sel.eq(shift_sel),
@@ -270,7 +280,7 @@ class WeightMemory(wiring.Component):
                 meta.last.eq(at_last),
                 meta.end.eq(at_end),
             ]
-        o = self.o.payload
+        o = Signal(beat)  # the beat of stage B
         m.d.comb += [
             o.weights.eq(w_rd.data),
             o.bias.eq(b_rd.data),
@@ -281,5 +291,19 @@ class WeightMemory(wiring.Component):
             o.first.eq(meta.first),
             o.last.eq(meta.last),
             o.end.eq(meta.end),
+        ]
+
+        # -- skid register: parks stage B's beat while ``o`` stalls ---------------------------
+        # (it copies stage B whenever it is empty: only ``skid_valid`` depends on ``o.ready``)
+        skid = Signal(beat)
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(o)
+            with m.If(pipe_valid & ~self.o.ready):
+                m.d.sync += skid_valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += skid_valid.eq(0)
+        m.d.comb += [
+            self.o.valid.eq(skid_valid | pipe_valid),
+            self.o.payload.eq(Mux(skid_valid, skid, o)),
         ]
         return m

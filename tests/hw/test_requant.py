@@ -8,14 +8,17 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from lstmfpga.hw.requant import requantize as hw_requantize
-from lstmfpga.quant.fixed import ROUNDING_MODES, FixedFormat, requantize
+from lstmfpga.hw.requant import shift_round as hw_shift_round
+from lstmfpga.quant.fixed import ROUNDING_MODES, FixedFormat, requantize, shift_round
 
 
 @pytest.mark.parametrize(
     ("shift", "rounding", "overflow"),
     [
         (s, r, o)
-        for s, r, o in itertools.product((-2, 0, 1, 3, 5), ROUNDING_MODES, ("saturate", "wrap"))
+        for s, r, o in itertools.product(
+            (-2, 0, 1, 3, 5, 10, 12), ROUNDING_MODES, ("saturate", "wrap")
+        )
     ],
 )
 def test_requantize_matches_golden_exhaustively(shift, rounding, overflow):
@@ -43,3 +46,24 @@ def test_requantize_matches_golden_exhaustively(shift, rounding, overflow):
     sim.run()
     assert got == expected.tolist()
     assert got_flags == expected_flags.astype(int).tolist()
+
+
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+@pytest.mark.parametrize("shift", [1, 4, 8, 9, 11])  # including shifts wider than the value
+def test_shift_round_matches_golden_exhaustively(shift, rounding):
+    value = Signal(signed(8))
+    out = Signal(signed(12))
+    m = Module()
+    m.d.comb += out.eq(hw_shift_round(value, shift, rounding))
+    inputs = np.arange(-128, 128, dtype=np.int64)
+    got = []
+
+    async def bench(ctx):
+        for v in inputs:
+            ctx.set(value, int(v))
+            got.append(ctx.get(out))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == shift_round(inputs, shift, rounding).tolist()
