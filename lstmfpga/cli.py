@@ -35,6 +35,8 @@ COMMANDS = [
     "simulate",
     "report",
     "compare",
+    "synth",
+    "demo",
 ]
 
 EXIT_ERROR = 2

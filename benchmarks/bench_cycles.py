@@ -1,0 +1,126 @@
+"""Cycles per timestep: measured in Verilator vs the analytic cycle model, and MAC efficiency.
+
+For H in {16, 32, 64, 128} and P in {1, 4, 16} (I = 16, one layer, no head), the step cost is
+measured as the difference of the compute cycles of sequences of 2 and 1 timesteps (each the
+median over a few sequences), and compared with ``CycleModel.step`` and with the bound
+``1.10 * ceil(4H/P) * (I + H)``. MAC efficiency = useful MACs / (P x cycles).
+
+    python benchmarks/bench_cycles.py            # full sweep, updates its section of RESULTS.md
+    python benchmarks/bench_cycles.py --smoke    # one small point, prints only (what CI runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+SECTION = "cycles"
+INPUT = 16
+
+
+def measure(hidden: int, lanes: int, simulator: str = "verilator") -> dict:
+    from lstmfpga.hw.accelerator import LSTMAccelerator
+    from lstmfpga.hw.cycles import CycleModel
+    from lstmfpga.quant import golden
+    from lstmfpga.sim.cocotb_flow import run_cocotb
+    from lstmfpga.testing import random_inputs, random_qmodel
+
+    _, q = random_qmodel(hidden, input_size=INPUT, hidden_size=hidden)
+    acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=2)
+    model = CycleModel.of(acc)
+    compute = {}
+    for T in (1, 2):
+        x = golden.quantize_inputs(q, random_inputs(T, 3, T, INPUT))
+        run = run_cocotb(acc, x, simulator=simulator)
+        expected = golden.run(q, x).output.reshape(3, -1)
+        if not all(np.array_equal(o, e) for o, e in zip(run.outputs, expected, strict=True)):
+            raise SystemExit(f"H={hidden} P={lanes}: RTL differs from the golden model")
+        compute[T] = int(np.median([c.compute for c in run.cycles]))
+    step = compute[2] - compute[1]
+    ideal = math.ceil(4 * hidden / lanes) * (INPUT + hidden)
+    macs = 4 * hidden * (INPUT + hidden)
+    return {
+        "H": hidden,
+        "P": lanes,
+        "measured": step,
+        "model": model.step(0),
+        "ideal": ideal,
+        "ratio": step / ideal,
+        "efficiency": macs / (lanes * step),
+    }
+
+
+def table(rows: list[dict]) -> list[str]:
+    lines = [
+        (
+            "| H | P | measured cycles/step | model | ideal ceil(4H/P)*(I+H) | measured/ideal "
+            "| MAC efficiency |"
+        ),
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ok = "" if r["H"] < 32 or r["ratio"] <= 1.10 else " (above 1.10)"
+        lines.append(
+            f"| {r['H']} | {r['P']} | {r['measured']} | {r['model']} | {r['ideal']} | "
+            f"{r['ratio']:.3f}{ok} | {100 * r['efficiency']:.1f}% |"
+        )
+    return lines
+
+
+def write_section(path: Path, name: str, body: list[str]) -> None:
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = "\n".join([begin, *body, end])
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="one small point, prints only")
+    parser.add_argument("--results", type=Path, help="markdown file to update")
+    args = parser.parse_args(argv)
+    points = [(16, 4)] if args.smoke else [(h, p) for h in (16, 32, 64, 128) for p in (1, 4, 16)]
+    started = time.perf_counter()
+    rows = []
+    for hidden, lanes in points:
+        rows.append(measure(hidden, lanes))
+        print(f"H={hidden:3d} P={lanes:2d}: {rows[-1]['measured']} cycles/step", file=sys.stderr)
+    mismatched = [r for r in rows if r["measured"] != r["model"]]
+    command = "python benchmarks/bench_cycles.py" + (" --smoke" if args.smoke else "")
+    body = [
+        "## Cycles per timestep (Verilator)",
+        "",
+        (
+            f"Written by `{command}` ({time.perf_counter() - started:.0f} s). One layer, "
+            f"I = {INPUT}, no head, q16; a step measured as compute(T=2) - compute(T=1), each "
+            "the median of 3 sequences; `model` is `CycleModel.step`. The goal (H >= 32): "
+            "measured/ideal <= 1.10."
+        ),
+        "",
+        *table(rows),
+        "",
+        "measured == model for every point"
+        if not mismatched
+        else f"MODEL MISMATCH at {[(r['H'], r['P']) for r in mismatched]}",
+    ]
+    print("\n".join(body))
+    results = args.results if args.results or args.smoke else RESULTS
+    if results is not None:
+        write_section(results, SECTION, body)
+    return 1 if mismatched else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

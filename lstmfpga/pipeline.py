@@ -1,0 +1,230 @@
+"""The whole flow in one call: export → quantize → generate → simulate → report (→ synth).
+
+:func:`run_flow` is what ``lstmfpga demo`` and ``examples/sunspots.py`` run; each stage is
+the same code as its CLI command. :func:`run_demo` is the embedded default: the digits
+classifier (``lstmfpga.digits``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["FlowResult", "run_demo", "run_flow", "summary"]
+
+
+@dataclass
+class FlowResult:
+    """``report`` (the bit-accuracy report, with ``synthesis`` when run), ``predictions``
+    (``float``, ``fixed``, ``rtl``: dequantized, in ``predict``'s shapes), ``paths`` of what
+    was written, the ``spec`` and ``qmodel``."""
+
+    report: dict
+    predictions: dict[str, np.ndarray]
+    paths: dict[str, Path]
+    spec: object
+    qmodel: object
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+def run_flow(
+    model,
+    *,
+    calib,
+    inputs,
+    out: str | Path,
+    head: str | None = None,
+    labels=None,
+    lanes: int = 8,
+    preset: str = "q16",
+    simulator: str = "verilator",
+    amaranth_sequences: int = 0,
+    synthesize: bool = False,
+    target: str = "ecp5",
+    log: Callable[[str], None] = print,
+) -> FlowResult:
+    """Run every stage on ``model`` (a PyTorch module or a ``ModelSpec``) and write the
+    artifacts into ``out``: ``spec/``, ``qmodel/``, ``verilog/`` (Verilog + manifest),
+    ``report.json`` and ``report.html``.
+
+    ``calib``: calibration inputs; ``inputs``: the sequences simulated (all of them, in
+    ``simulator``); ``amaranth_sequences``: how many of them to run again in Amaranth's
+    simulator (a cross-check of the generated Verilog against the Amaranth design);
+    ``synthesize``: run Yosys + nextpnr for ``target`` and merge the result.
+    """
+    from lstmfpga.commands.simulate import simulate_model
+    from lstmfpga.export.spec import ModelSpec
+    from lstmfpga.hw.verilog import generate
+    from lstmfpga.quant import golden
+    from lstmfpga.quant.calibrate import quantize
+    from lstmfpga.quant.config import QuantConfig
+    from lstmfpga.sim.report import render_html, save_report
+    from lstmfpga.sim.streams import StreamGeometry
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("spec", "qmodel", "verilog")}
+    paths |= {"report": out / "report.json", "html": out / "report.html"}
+    stages = {}
+
+    def stage(name):
+        stages[name] = time.perf_counter()
+        log(f"[{name}]")
+
+    def done(name):
+        stages[name] = time.perf_counter() - stages[name]
+
+    stage("export")
+    if isinstance(model, ModelSpec):
+        spec = model
+    else:
+        from lstmfpga.export.torch_loader import from_module
+
+        spec = from_module(model, head=head)
+    spec.save(paths["spec"])
+    log(spec.describe())
+    done("export")
+
+    stage("quantize")
+    qmodel = quantize(spec, calib, QuantConfig.preset(preset))
+    qmodel.save(paths["qmodel"])
+    log(qmodel.describe())
+    done("quantize")
+
+    inputs = np.asarray(inputs, dtype=np.float64)
+    T = inputs.shape[1]
+    stage("generate")
+    manifest = generate(qmodel, paths["verilog"], lanes=lanes, max_seq_len=T)
+    log(f"wrote {paths['verilog'] / manifest['files'][0]} ({manifest['ram_bits']} RAM bits)")
+    done("generate")
+
+    stage(f"simulate ({simulator}, {len(inputs)} sequences)")
+    report, arrays = simulate_model(
+        qmodel, inputs, simulator=simulator, lanes=lanes, max_seq_len=T, spec=spec,
+        labels=labels, progress=True,
+    )  # fmt: skip
+    done(f"simulate ({simulator}, {len(inputs)} sequences)")
+
+    if amaranth_sequences:
+        name = f"simulate (amaranth, {amaranth_sequences} sequences)"
+        stage(name)
+        check, _ = simulate_model(
+            qmodel, inputs[:amaranth_sequences], simulator="amaranth", lanes=lanes,
+            max_seq_len=T,
+        )  # fmt: skip
+        report["cross_checks"] = [
+            {
+                "simulator": "amaranth",
+                "sequences": amaranth_sequences,
+                "bit_exact": check["bit_exact"],
+                "cycles_per_sequence": check["cycles"]["per_sequence"],
+            }
+        ]
+        report["bit_exact"] = bool(report["bit_exact"] and check["bit_exact"])
+        done(name)
+
+    if synthesize:
+        from lstmfpga.synth import synthesize as run_synthesis
+
+        stage(f"synthesize ({target})")
+        report["synthesis"] = run_synthesis(paths["verilog"], target=target, progress=None)
+        done(f"synthesize ({target})")
+
+    report["stages_seconds"] = {k: round(v, 2) for k, v in stages.items()}
+    save_report(report, paths["report"])
+    paths["html"].write_text(render_html(report))
+
+    geometry = StreamGeometry.of(qmodel)
+    shape = (len(inputs), *geometry.prediction_shape(T))
+    n = int(np.prod(shape[1:]))
+    fmt = qmodel.output_format
+    fixed, _ = golden.predict(qmodel, inputs)
+    predictions = {
+        "float": arrays["float"],
+        "fixed": fixed,
+        "rtl": fmt.dequantize(arrays["rtl"][:, :n].reshape(shape)),
+    }
+    return FlowResult(report, predictions, paths, spec, qmodel, stages)
+
+
+def summary(report: dict) -> str:
+    """The demo's closing lines: accuracy, bit-exactness, cycles, latency, resources."""
+    lines = []
+    acc = report.get("accuracy", {})
+    if acc.get("available"):
+        lines.append(
+            "accuracy: "
+            + ", ".join(
+                f"{k} {100 * acc[k]:.2f}%"
+                for k in ("float", "fixed", "rtl")
+                if isinstance(acc.get(k), float)
+            )
+        )
+    outputs = report["outputs"]
+    lines.append(
+        f"bit-exact: {'yes' if report['bit_exact'] else 'NO'} "
+        f"({outputs['total'] - outputs['mismatched']}/{outputs['total']} outputs equal the "
+        "golden model)"
+    )
+    for check in report.get("cross_checks", []):
+        lines.append(
+            f"cross-check in {check['simulator']}: {check['sequences']} sequences, "
+            f"bit-exact: {'yes' if check['bit_exact'] else 'NO'}"
+        )
+    cycles = report["cycles"]
+    per_seq = cycles["per_sequence"]
+    exact = "exact" if cycles.get("model_exact") else "differs"
+    lines.append(
+        f"cycles per sequence: {per_seq:.0f} (load + compute {cycles['compute']:.0f} + drain); "
+        f"compute per timestep {cycles['per_timestep']:.1f}, analytic model "
+        f"{cycles['model_per_timestep']:.1f} ({exact}); "
+        f"MAC efficiency {100 * cycles['mac_efficiency']:.1f}%"
+    )
+    syn = report.get("synthesis")
+    if syn:
+        fmax = syn.get("fmax_mhz")
+        if fmax:
+            lines.append(
+                f"latency at {fmax:.1f} MHz: {per_seq / fmax:.2f} us per sequence "
+                f"({fmax * 1e6 / per_seq:,.0f} sequences/s)"
+            )
+        lines.append(
+            f"{syn['target']} {syn['device']}: {syn['luts']} LUTs, {syn['ffs']} FFs, "
+            f"{syn['dsps']} DSPs, {syn['brams']} block RAMs"
+            + (f", Fmax {fmax:.1f} MHz" if fmax else "")
+        )
+    return "\n".join(lines)
+
+
+def run_demo(
+    out: str | Path = "out/demo",
+    *,
+    lanes: int = 8,
+    synthesize: bool = True,
+    amaranth_sequences: int = 4,
+    log: Callable[[str], None] = print,
+) -> FlowResult:
+    """The embedded default: train the digits classifier (seed 0, a few seconds), then
+    :func:`run_flow` with every test image simulated in Verilator, a few in Amaranth, and
+    ECP5 synthesis."""
+    from lstmfpga.digits import train_digits_model
+
+    log("[train] LSTM(8 -> 32) + Linear(32 -> 10) on scikit-learn digits, seed 0")
+    model, (x_train, _, x_test, y_test) = train_digits_model(seed=0, hidden=32)
+    return run_flow(
+        model,
+        head="last",
+        calib=x_train[:256],
+        inputs=x_test,
+        labels=y_test,
+        out=out,
+        lanes=lanes,
+        simulator="verilator",
+        amaranth_sequences=amaranth_sequences,
+        synthesize=synthesize,
+        log=log,
+    )
