@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_md import update_section  # benchmarks/results_md.py
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -74,18 +75,6 @@ def table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def write_section(path: Path, name: str, body: list[str]) -> None:
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = "\n".join([begin, *body, end])
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="one small point, prints only")
@@ -118,7 +107,7 @@ def main(argv=None) -> int:
     print("\n".join(body))
     results = args.results if args.results or args.smoke else RESULTS
     if results is not None:
-        write_section(results, SECTION, body)
+        update_section(results, SECTION, "\n".join(body))
     return 1 if mismatched else 0
 
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_md import update_section  # benchmarks/results_md.py
 
 from lstmfpga.export.reference import forward
 from lstmfpga.quant import golden
@@ -44,11 +45,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "quant"
 PRESETS = ("q16", "w8a16")
-HEADER = (
-    "# Benchmark results\n\n"
-    "Each section is written by the script it names, between `<!-- NAME:begin -->` and\n"
-    "`<!-- NAME:end -->`; re-run that script to update it (other sections are kept).\n"
-)
 
 
 # -- digits ----------------------------------------------------------------------------------------
@@ -257,21 +253,6 @@ def bench_speed(smoke: bool) -> tuple[list[str], float]:
 
 
 # -- RESULTS.md ------------------------------------------------------------------------------------
-def update_section(path: Path, name: str, body: str) -> None:
-    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``path``
-    (appending the section if absent, creating the file with a header if missing)."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else HEADER
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail.lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (CI)")

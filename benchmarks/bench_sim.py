@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_md import update_section  # benchmarks/results_md.py
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.cycles import CycleModel
@@ -41,11 +42,6 @@ from lstmfpga.testing import random_inputs, random_qmodel
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "sim"
-HEADER = (
-    "# Benchmark results\n\n"
-    "Each section is written by the script it names, between `<!-- NAME:begin -->` and\n"
-    "`<!-- NAME:end -->`; re-run that script to update it (other sections are kept).\n"
-)
 TARGET = 1_000_000  # Verilator cycles/s on the full design, many sequences
 
 #: (model kwargs, lanes, T, {flow: sequences}) for the full run and for --smoke.
@@ -134,21 +130,6 @@ def bench(smoke: bool, repeats: int, build_dir) -> tuple[list[str], float]:
         *rows,
     ]
     return lines, verilator_rate
-
-
-def update_section(path: Path, name: str, body: str) -> None:
-    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``path``
-    (appending the section if absent, creating the file with a header if missing)."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else HEADER
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        text = head + block + tail.lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:

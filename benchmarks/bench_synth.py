@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_md import update_section  # benchmarks/results_md.py
+
 from lstmfpga.hw.verilog import generate
 from lstmfpga.synth import synthesize
 from lstmfpga.testing import random_qmodel
@@ -39,11 +41,6 @@ from lstmfpga.testing import random_qmodel
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "synth"
-HEADER = (
-    "# Benchmark results\n\n"
-    "Each section is written by the script it names, between `<!-- NAME:begin -->` and\n"
-    "`<!-- NAME:end -->`; re-run that script to update it (other sections are kept).\n"
-)
 DEMO = dict(input_size=8, hidden_size=32, head="last", head_out=10)
 SMOKE = dict(input_size=2, hidden_size=4, head="last", head_out=3)
 T = 16
@@ -114,22 +111,6 @@ def table(rows: list[dict]) -> list[str]:
             f"| {r['seconds']:.0f} s |"
         )
     return lines
-
-
-def update_section(path: Path, name: str, body: str) -> None:
-    """Replace the text between ``<!-- name:begin -->`` and ``<!-- name:end -->`` in ``path``
-    (appending the section if absent, creating the file with a header if missing)."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    block = f"{begin}\n{body.rstrip()}\n{end}\n"
-    text = path.read_text() if path.exists() else HEADER
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        tail = tail.lstrip("\n")
-        text = head + block + ("\n" + tail if tail else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
