@@ -23,6 +23,7 @@ __all__ = [
     "SPEC_FORMAT",
     "SPEC_VERSION",
     "HeadSpec",
+    "LSTMGeometry",
     "LayerWeights",
     "ModelSpec",
     "SpecError",
@@ -100,8 +101,33 @@ class HeadSpec:
         return int(self.weight.shape[0])
 
 
+class LSTMGeometry:
+    """Derived sizes of an LSTM, shared by :class:`ModelSpec` and the quantized model.
+
+    Needs ``input_size``, ``hidden_size``, ``bidirectional`` and ``proj_size`` attributes.
+    """
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self) -> int:
+        """Size of each direction's ``h``: ``proj_size`` if set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    def layer_input_size(self, layer: int) -> int:
+        """Input width of ``layer``: ``input_size`` for layer 0, else ``D * output_size``."""
+        return self.input_size if layer == 0 else self.num_directions * self.output_size
+
+    @property
+    def sequence_output_size(self) -> int:
+        """Features per timestep of the LSTM's output sequence: ``D * output_size``."""
+        return self.num_directions * self.output_size
+
+
 @dataclass(frozen=True, eq=False)
-class ModelSpec:
+class ModelSpec(LSTMGeometry):
     """A validated, framework-independent LSTM (+ optional head).
 
     Parameters mirror ``nn.LSTM``: ``input_size``, ``hidden_size``, ``num_layers``,
@@ -189,25 +215,6 @@ class ModelSpec:
             if out < 1:
                 raise SpecError("head weight must have at least one output row")
             object.__setattr__(self, "head", HeadSpec(weight, bias, head.mode))
-
-    # -- derived geometry -------------------------------------------------------------------
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    @property
-    def output_size(self) -> int:
-        """Size of each direction's ``h``: ``proj_size`` if set, else ``hidden_size``."""
-        return self.proj_size or self.hidden_size
-
-    def layer_input_size(self, layer: int) -> int:
-        """Input width of ``layer``: ``input_size`` for layer 0, else ``D * output_size``."""
-        return self.input_size if layer == 0 else self.num_directions * self.output_size
-
-    @property
-    def sequence_output_size(self) -> int:
-        """Features per timestep of the LSTM's output sequence: ``D * output_size``."""
-        return self.num_directions * self.output_size
 
     @property
     def parameter_count(self) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.spec import SpecError, read_artifact
+from ..export.spec import LSTMGeometry, SpecError, read_artifact
 from .activation import ActivationTable, make_table
 from .config import QuantConfig
 from .fixed import FixedFormat, FormatError, bits_for_range
@@ -81,7 +81,7 @@ class QHead:
 
 
 @dataclass(frozen=True, eq=False)
-class QuantizedModel:
+class QuantizedModel(LSTMGeometry):
     """A fixed-point LSTM. ``formats`` maps each data role (``x``, ``preact``, ``gate``,
     ``cell``, ``hidden``, ``head_out``) to its format; ``acc`` is the accumulator format."""
 
@@ -97,22 +97,6 @@ class QuantizedModel:
     acc: FixedFormat
     config: QuantConfig
     calibration: dict = field(default_factory=dict)
-
-    # -- geometry (same names as ModelSpec) ------------------------------------------------
-    @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    @property
-    def output_size(self) -> int:
-        return self.proj_size or self.hidden_size
-
-    def layer_input_size(self, layer: int) -> int:
-        return self.input_size if layer == 0 else self.num_directions * self.output_size
-
-    @property
-    def sequence_output_size(self) -> int:
-        return self.num_directions * self.output_size
 
     @property
     def output_format(self) -> FixedFormat:
