@@ -8,29 +8,12 @@ time-stamps every transfer.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
+from streams import Harness, expect_quiet, put_all  # noqa: F401 (re-exported)
 
 from lstmfpga.export.spec import HeadSpec, LayerWeights, ModelSpec
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig
-
-
-class Harness(Elaboratable):
-    """Wraps ``dut`` with a free-running ``cycle`` counter (cycle 0 is the first cycle)."""
-
-    def __init__(self, dut, extra=None):
-        self.dut = dut
-        self.extra = extra
-        self.cycle = Signal(32)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.dut = self.dut
-        m.d.sync += self.cycle.eq(self.cycle + 1)
-        if self.extra is not None:
-            self.extra(m)
-        return m
 
 
 def simulate(harness, *benches, timeout: int = 100_000) -> None:
@@ -47,38 +30,6 @@ def simulate(harness, *benches, timeout: int = 100_000) -> None:
         sim.add_testbench(bench)
     sim.add_testbench(watchdog, background=True)
     sim.run()
-
-
-def _idle(rng, probability: float) -> int:
-    """Number of idle cycles before the next beat (geometric, mean p/(1-p))."""
-    if rng is None or probability <= 0.0:
-        return 0
-    n = 0
-    while rng.random() < probability:
-        n += 1
-    return n
-
-
-async def put_all(ctx, stream, payloads, *, rng=None, idle=0.0, cycle=None) -> list[int]:
-    """Send ``payloads`` in order; ``idle`` is the chance of an idle cycle before each beat.
-
-    Returns the cycle in which each beat was accepted (when ``cycle`` is given).
-    """
-    accepted = []
-    for payload in payloads:
-        gap = _idle(rng, idle)
-        if gap:
-            ctx.set(stream.valid, 0)
-            await ctx.tick().repeat(gap)
-        ctx.set(stream.valid, 1)
-        ctx.set(stream.payload, payload)
-        if cycle is None:
-            await ctx.tick().until(stream.ready)
-        else:
-            (when,) = await ctx.tick().sample(cycle).until(stream.ready)
-            accepted.append(when)
-    ctx.set(stream.valid, 0)
-    return accepted
 
 
 async def get_n(ctx, stream, count: int, *, rng=None, stall=0.0, cycle=None) -> list:
@@ -103,15 +54,6 @@ async def get_n(ctx, stream, count: int, *, rng=None, stall=0.0, cycle=None) -> 
                 received.append(values[0] if cycle is None else tuple(values))
     ctx.set(stream.ready, 0)
     return received
-
-
-async def expect_quiet(ctx, stream, cycles: int) -> None:
-    """Hold ``ready`` high for ``cycles`` cycles and check nothing more comes out."""
-    ctx.set(stream.ready, 1)
-    for _ in range(cycles):
-        _, _, valid = await ctx.tick().sample(stream.valid)
-        assert not valid, "unexpected beat after the expected ones"
-    ctx.set(stream.ready, 0)
 
 
 def array(const, n: int) -> list[int]:

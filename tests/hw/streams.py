@@ -33,16 +33,20 @@ __all__ = [
 
 
 class Harness(Elaboratable):
-    """Wraps ``dut`` with a free-running 32-bit ``cycle`` counter (0 in the first cycle)."""
+    """Wraps ``dut`` with a free-running 32-bit ``cycle`` counter (0 in the first cycle);
+    ``extra(m)``, when given, adds more logic around it."""
 
-    def __init__(self, dut):
+    def __init__(self, dut, extra=None):
         self.dut = dut
+        self.extra = extra
         self.cycle = Signal(32)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.dut = self.dut
         m.d.sync += self.cycle.eq(self.cycle + 1)
+        if self.extra is not None:
+            self.extra(m)
         return m
 
 

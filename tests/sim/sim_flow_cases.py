@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Shared pieces of the tests/sim tests: models, golden expectations and the build cache.
 
 Every test module points the cocotb flow at one cache directory per test session (shared by
