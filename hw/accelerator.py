@@ -464,13 +464,10 @@ class LSTMAccelerator(wiring.Component):
         chunk_done = Signal()
         accept_beat = Signal()
         slot = Signal.like(filled)  # where an accepted beat goes: a finished chunk restarts
-        # A new beat is taken only once the chunk is fully consumed (no same-cycle bypass from
-        # the consumers back to mvu.o.ready: it was a critical path). The emitter still keeps
-        # up: it needs P/4 (units) or P (rows) cycles per beat, the MVU gives one per `cols`.
         m.d.comb += [
-            mvu.o.ready.eq(~full),
+            mvu.o.ready.eq(~full | chunk_done),
             accept_beat.eq(mvu.o.valid & mvu.o.ready),
-            slot.eq(filled),
+            slot.eq(Mux(chunk_done, 0, filled)),
         ]
         with m.If(accept_beat):
             m.d.sync += filled.eq(filled + 1)
@@ -549,7 +546,7 @@ class LSTMAccelerator(wiring.Component):
                     with m.Case(b):
                         m.d.sync += [chunk[b * P + e].eq(mvu.o.payload.data[e]) for e in range(P)]
         with m.If(chunk_done):  # last: overrides the increments above
-            m.d.sync += [filled.eq(0), pos.eq(0)]
+            m.d.sync += [filled.eq(accept_beat), pos.eq(0)]
 
         # ---- cell input: activations + c_prev ------------------------------------------------
         a_c_addr = fifo_a.r_data[: len(c_addr_w)]

@@ -15,8 +15,8 @@ CONFIGS = {
     "uni-P1": (dict(input_size=3, hidden_size=4), 1),
     "wide-input": (dict(input_size=12, hidden_size=4), 16),
     "proj": (dict(input_size=3, hidden_size=8, proj_size=3), 8),
-    "head-last": (dict(input_size=3, hidden_size=5, head="last", head_out=5), 4),
-    "head-all": (dict(input_size=3, hidden_size=5, head="all", head_out=5), 4),
+    "head-last": (dict(input_size=3, hidden_size=4, head="last", head_out=5), 4),
+    "head-all": (dict(input_size=3, hidden_size=4, head="all", head_out=5), 4),
     "bidir": (dict(input_size=3, hidden_size=4, bidirectional=True), 4),
     "2-layer": (dict(input_size=3, hidden_size=4, num_layers=2), 4),
     "everything": (
@@ -54,7 +54,7 @@ def test_step_cost_is_the_difference_between_consecutive_lengths():
     assert model.step(0) == model.ideal_step(0) + max(0, model.tail_gates - 5)
 
 
-def test_head_with_as_many_lanes_as_columns_makes_the_model_a_lower_bound():
+def test_head_rows_wider_than_columns_make_the_model_a_lower_bound():
     _, q = random_qmodel(3, input_size=3, hidden_size=2, bidirectional=True, head="last")
     acc = LSTMAccelerator(q, lanes=8, max_seq_len=4)  # head has 4 columns < 8 lanes
     assert _measure(acc, 2).compute >= CycleModel.of(acc).compute(2)
