@@ -14,7 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FlowResult", "run_demo", "run_flow", "summary"]
+from lstmfpga.errors import CLIError
+
+__all__ = ["SIMULATORS", "FlowResult", "run_demo", "run_flow", "simulate_model", "summary"]
+
+SIMULATORS = ("amaranth", "icarus", "verilator")
 
 
 @dataclass
@@ -29,6 +33,117 @@ class FlowResult:
     spec: object
     qmodel: object
     stages: dict[str, float] = field(default_factory=dict)
+
+
+def simulate_model(
+    model,
+    x,
+    *,
+    simulator: str,
+    lanes: int = 8,
+    max_seq_len: int | None = None,
+    stall: float = 0.0,
+    seed: int = 0,
+    waves=None,
+    build_dir=None,
+    spec=None,
+    labels=None,
+    progress=None,
+):
+    """Quantize ``x``, run ``simulator`` and the golden model, build the report.
+
+    Returns ``(report, arrays)``; ``arrays`` holds ``rtl``, ``golden`` (per-sequence element
+    codes, ``(B, n)``), ``float`` (the spec's prediction, when ``spec`` is given) and
+    ``scale``.
+    """
+    from lstmfpga.hw.accelerator import LSTMAccelerator
+    from lstmfpga.hw.cycles import CycleModel
+    from lstmfpga.quant import golden
+    from lstmfpga.sim.report import build_report
+    from lstmfpga.sim.streams import StreamGeometry, pack_outputs
+
+    if simulator not in SIMULATORS:
+        raise CLIError(f"--sim must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    if not 0 <= stall < 1:
+        raise CLIError(f"--stall must be in [0, 1), not {stall}")
+    if simulator == "amaranth" and waves is not None and not str(waves).endswith(".vcd"):
+        raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {waves}")
+    if simulator != "amaranth":
+        from lstmfpga.sim.cocotb_flow import check_simulator
+
+        check_simulator(simulator)  # before building anything
+    sat: dict = {}
+    x_codes = golden.quantize_inputs(model, x, sat)
+    B, T, _ = x_codes.shape
+    max_seq_len = T if max_seq_len is None else max_seq_len
+    if max_seq_len < T:
+        raise CLIError(f"--max-seq-len {max_seq_len} is shorter than the inputs' {T} steps")
+    acc = LSTMAccelerator(model, lanes=lanes, max_seq_len=max_seq_len)
+    expected = golden.run(model, x_codes)
+    if simulator == "amaranth":
+        from amaranth import __version__ as amaranth_version
+
+        from lstmfpga.sim.amaranth_sim import run_amaranth
+
+        started = time.perf_counter()
+        result = run_amaranth(
+            acc, x_codes, in_stall=stall, out_stall=stall, seed=seed,
+            waves=None if waves is None else str(waves),
+        )  # fmt: skip
+        result.wall_seconds = time.perf_counter() - started
+        version = amaranth_version
+    else:
+        from lstmfpga.sim.cocotb_flow import run_cocotb
+
+        result = run_cocotb(
+            acc, x_codes, simulator=simulator, in_stall=stall, out_stall=stall, seed=seed,
+            waves=waves, build_dir=build_dir, progress=progress,
+        )  # fmt: skip
+        version = result.meta["simulator_version"]
+    float_prediction = None
+    if spec is not None:
+        from lstmfpga.export import reference
+
+        for name in ("input_size", "hidden_size", "num_layers", "bidirectional", "proj_size"):
+            if getattr(spec, name) != getattr(model, name):
+                raise CLIError(
+                    f"--spec does not match the quantized model: {name} is "
+                    f"{getattr(spec, name)!r}, the model's {getattr(model, name)!r}"
+                )
+        float_prediction = reference.forward(spec, x).prediction
+    geometry = StreamGeometry.of(model)
+    report = build_report(
+        model=model,
+        geometry=geometry,
+        T=T,
+        rtl=result.outputs,
+        golden=expected,
+        simulator=simulator,
+        simulator_version=version,
+        lanes=lanes,
+        max_seq_len=max_seq_len,
+        run_cycles=result.cycles,
+        total_cycles=result.total_cycles,
+        wall_seconds=result.wall_seconds,
+        cycle_model=CycleModel.of(acc),
+        rtl_error=result.error,
+        float_prediction=float_prediction,
+        labels=labels,
+        input_saturation=sat.get("x", 0),
+        settings={"stall": stall, "seed": seed},
+    )
+    n = geometry.output_length(T)
+    rtl = np.full((B, n), 0, dtype=np.int64)
+    for b, out in enumerate(result.outputs):
+        rtl[b, : min(n, out.size)] = out[:n]
+    arrays = {
+        "rtl": rtl,
+        "golden": np.stack([pack_outputs(geometry, expected.prediction, b) for b in range(B)]),
+        "scale": np.float64(model.output_format.lsb),
+    }
+    if float_prediction is not None:
+        arrays["float"] = np.asarray(float_prediction, dtype=np.float64)
+    return report, arrays
 
 
 def run_flow(
@@ -56,7 +171,6 @@ def run_flow(
     simulator (a cross-check of the generated Verilog against the Amaranth design);
     ``synthesize``: run Yosys + nextpnr for ``target`` and merge the result.
     """
-    from lstmfpga.commands.simulate import simulate_model
     from lstmfpga.export.spec import ModelSpec
     from lstmfpga.hw.verilog import generate
     from lstmfpga.quant import golden
