@@ -12,6 +12,7 @@ torch: everything downstream (quant/, hw/) works from the spec alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,6 +290,22 @@ class ModelSpec(LSTMGeometry):
             },
             "source": self.source,
         }
+
+    def content_hash(self) -> str:
+        """SHA-256 (hex) of what defines the model: geometry, options and every tensor.
+
+        Independent of where the spec came from (``source``) and of how it was saved, so the
+        same weights always give the same hash. A qmodel records it at quantization
+        (``spec_hash``) and ``simulate --spec`` refuses a spec whose hash differs.
+        """
+        digest = hashlib.sha256()
+        manifest = {k: v for k, v in self.manifest().items() if k != "source"}
+        digest.update(json.dumps(manifest, sort_keys=True).encode())
+        for name, array in sorted(self.tensors().items()):
+            array = np.ascontiguousarray(array, dtype=np.float64)
+            digest.update(f"\n{name}:{array.shape}\n".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
 
     def save(self, path: str | Path) -> Path:
         """Write ``path/manifest.json`` and ``path/tensors.npz``; returns ``path``."""

@@ -150,6 +150,7 @@ def quantize(
         acc=acc,
         config=config,
         calibration={"roles": notes, "weights": weights, "acc": str(acc)},
+        spec_hash=spec.content_hash(),
     )
     model.validate()
     return model

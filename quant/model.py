@@ -97,6 +97,9 @@ class QuantizedModel(LSTMGeometry):
     acc: FixedFormat
     config: QuantConfig
     calibration: dict = field(default_factory=dict)
+    #: :meth:`ModelSpec.content_hash` of the spec this model was quantized from (None when
+    #: unknown, e.g. a qmodel saved before the hash was recorded).
+    spec_hash: str | None = None
 
     @property
     def output_format(self) -> FixedFormat:
@@ -312,6 +315,7 @@ class QuantizedModel(LSTMGeometry):
             "tables": {k: t.to_dict() for k, t in self.tables.items()},
             "config": self.config.to_dict(),
             "calibration": self.calibration,
+            "spec_hash": self.spec_hash,
         }
         (path / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         np.savez(path / "tensors.npz", **tensors)
@@ -368,6 +372,7 @@ class QuantizedModel(LSTMGeometry):
                 acc=FixedFormat.from_dict(manifest["acc"]),
                 config=config,
                 calibration=manifest.get("calibration", {}),
+                spec_hash=_optional_hash(manifest.get("spec_hash")),
             )
         except (KeyError, TypeError, AttributeError) as error:
             raise SpecError(f"{path}: quantized model manifest is malformed ({error})") from None
@@ -424,6 +429,18 @@ class QuantizedModel(LSTMGeometry):
                 f"the cell update f*c + i*g would need {sum_bits} bits (> 62) with "
                 f"gate={gate} and cell={self.formats['cell']}: use narrower formats"
             )
+
+
+def _optional_hash(value) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or len(value) != 64
+        or any(c not in "0123456789abcdef" for c in value)
+    ):
+        raise SpecError(f"spec_hash must be a 64-digit hex SHA-256, not {value!r}")
+    return value
 
 
 def cell_sum_bits(gate: FixedFormat, cell: FixedFormat) -> int:
