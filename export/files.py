@@ -152,7 +152,7 @@ def _check_header(stream: IO[bytes], where: str) -> tuple:
         else:  # pragma: no cover - read_magic only returns these
             raise ValueError(f"unknown .npy version {version}")
     except (ValueError, OSError, EOFError, SyntaxError, TypeError) as error:
-        raise FileFormatError(f"{where}: not a NumPy .npy file ({_reason(error)})") from None
+        raise FileFormatError(f"{where}: not a NumPy file ({_reason(error)})") from None
     if dtype.hasobject:
         raise FileFormatError(f"{where}: object arrays (pickles) are refused")
     if any(not isinstance(n, int) or n < 0 for n in shape):
@@ -242,8 +242,11 @@ def load_arrays(
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as error:
-        hint = "a .npy array file, not" if _is_npy(path) else "not"
-        raise FileFormatError(f"{where} is {hint} an .npz archive ({_reason(error)})") from None
+        if _is_npy(path):
+            raise FileFormatError(
+                f"{where} must be an .npz archive, not a .npy array file"
+            ) from None
+        raise FileFormatError(f"{where} is not an .npz archive ({_reason(error)})") from None
     with archive:
         check_zip_members(archive, where)
         names = {}

@@ -8,12 +8,12 @@ Commands dispatch on :func:`artifact_format` with an ``if``/``elif`` chain that 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from lstmfpga.errors import CLIError
+from lstmfpga.export import files
 
 __all__ = [
     "artifact_format",
@@ -40,59 +40,22 @@ def artifact_format(path: str | Path) -> str:
         raise CLIError(
             f"{path}: not an lstmfpga artifact (expected a directory with manifest.json)"
         )
-    try:
-        data = json.loads(manifest.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CLIError(f"{manifest} is not valid JSON: {error}") from None
+    data = files.read_json(manifest, "artifact manifest", require_object=False)
     fmt = data.get("format") if isinstance(data, dict) else None
     if not isinstance(fmt, str):
         raise CLIError(f"{manifest} must have a string 'format' field, not {fmt!r}")
     return fmt
 
 
-def _load(path: str | Path, what: str):
-    path = Path(path)
-    if not path.is_file():
-        problem = "is a directory" if path.is_dir() else "no such file"
-        raise CLIError(f"{what} {path}: {problem}")
-    try:
-        return np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        reason = " ".join(str(error).split()) or type(error).__name__
-        raise CLIError(f"{what} {path}: not a NumPy file ({reason})") from None
-
-
 def load_npy(path: str | Path, what: str) -> np.ndarray:
-    """Load one array from a ``.npy`` file (never unpickles); ``what`` names it in errors."""
-    value = _load(path, what)
-    if not isinstance(value, np.ndarray):
-        value.close()
-        raise CLIError(f"{what} {path} must be a .npy array file, not a zip/.npz archive")
-    return value
+    """Load one array from a ``.npy`` file (header checked first, never unpickles)."""
+    return files.load_array(path, what)
 
 
 def load_npz(path: str | Path, what: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Load exactly the arrays ``keys`` from a ``.npz`` archive (never unpickles)."""
-    value = _load(path, what)
-    if isinstance(value, np.ndarray):
-        raise CLIError(f"{what} {path} must be an .npz archive, not a .npy array file")
-    with value:
-        found = sorted(value.files)
-        if found != sorted(keys):
-            raise CLIError(f"{what} {path} must hold arrays {list(keys)}, not {found}")
-        try:
-            return {key: value[key] for key in keys}
-        except ValueError as error:
-            raise CLIError(f"{what} {path}: {error}") from None
+    """Load exactly the arrays ``keys`` from a ``.npz`` archive (members checked first)."""
+    return files.load_arrays(path, what, keys)
 
 
-def save_npy(path: str | Path, array: np.ndarray) -> None:
-    """Write ``array`` to exactly ``path`` (NumPy would append ``.npy`` to a bare name)."""
-    with open(path, "wb") as file:
-        np.save(file, array, allow_pickle=False)
-
-
-def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
-    """Write ``arrays`` to exactly ``path`` (NumPy would append ``.npz`` to a bare name)."""
-    with open(path, "wb") as file:
-        np.savez(file, **arrays)
+save_npy = files.save_npy
+save_npz = files.save_npz

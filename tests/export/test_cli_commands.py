@@ -166,7 +166,7 @@ BAD_INPUTS = {
     "NaN": (np.full((1, 2, 3), np.nan), "inputs contain non-finite values (NaN or Inf)"),
     "empty sequence": (np.zeros((1, 0, 3)), "at least one sequence and one timestep"),
     "text file": (b"1 2 3\n", "not a NumPy file"),
-    "pickled objects": (np.array([{"a": 1}], dtype=object), "allow_pickle=False"),
+    "pickled objects": (np.array([{"a": 1}], dtype=object), "object arrays (pickles) are refused"),
 }
 
 
