@@ -36,6 +36,7 @@ from .fixed import MAX_BITS, OVERFLOW_MODES, ROUNDING_MODES, FormatError
 
 __all__ = [
     "DATA_ROLES",
+    "MAX_CONFIG_BYTES",
     "PRESETS",
     "ROLES",
     "WEIGHT_ROLES",
@@ -221,11 +222,7 @@ class QuantConfig:
 
     @classmethod
     def from_toml(cls, text: str, source: str = "config") -> QuantConfig:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise FormatError(f"{source} is not valid TOML: {error}") from None
-        return cls.from_dict(data, source)
+        return cls.from_dict(_parse_toml(text, source), source)
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> QuantConfig:
@@ -302,18 +299,37 @@ class QuantConfig:
             raise FormatError(f"{source}: {error}") from None
 
 
+#: Largest configuration file read (bytes); a real one is well under 2 kB.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _parse_toml(text: str, source: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise FormatError(f"{source} is not valid TOML: {' '.join(str(error).split())}") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise FormatError(f"{source} is not valid TOML: nested too deeply") from None
+
+
 def load_config(path: str | Path | None = None, preset: str | None = None) -> QuantConfig:
     """The config from a TOML file (which may name a preset), else the named preset (q16)."""
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise FormatError(f"cannot read config {path}: is a directory")
         try:
-            text = path.read_text()
+            size = path.stat().st_size
+            if size > MAX_CONFIG_BYTES:
+                raise FormatError(
+                    f"config {path} is {size} bytes, more than the {MAX_CONFIG_BYTES}-byte limit"
+                )
+            text = path.read_bytes().decode("utf-8")
         except OSError as error:
             raise FormatError(f"cannot read config {path}: {error.strerror}") from None
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise FormatError(f"{path} is not valid TOML: {error}") from None
+        except UnicodeDecodeError:
+            raise FormatError(f"config {path} is not UTF-8 text") from None
+        data = _parse_toml(text, str(path))
         if preset is not None and "preset" not in data:
             data["preset"] = preset
         return QuantConfig.from_dict(data, source=str(path))

@@ -20,9 +20,18 @@ from typing import NamedTuple
 import numpy as np
 
 from lstmfpga.commands._common import description, load_npy
+from lstmfpga.errors import CLIError
+from lstmfpga.export import files
 from lstmfpga.quant.config import PRESETS
 
-__all__ = ["QPrediction", "describe_qmodel", "predict_qmodel", "register", "run"]
+__all__ = [
+    "QPrediction",
+    "check_output_dir",
+    "describe_qmodel",
+    "predict_qmodel",
+    "register",
+    "run",
+]
 
 
 class QPrediction(NamedTuple):
@@ -91,6 +100,25 @@ def describe_qmodel(path: str | Path) -> str:
     )
 
 
+def check_output_dir(path: str | Path, option: str, kind: str) -> Path:
+    """Refuse an output folder that cannot hold a ``kind`` artifact: an existing file, or a
+    folder holding another kind of artifact (its ``manifest.json`` would be overwritten)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"{option} {path} must be a directory, not an existing file")
+    manifest = path / "manifest.json"
+    if manifest.is_symlink() or (manifest.exists() and not manifest.is_file()):
+        raise CLIError(f"{option} {path}: manifest.json must be a regular file")
+    if manifest.is_file():
+        found = files.read_json(manifest, "existing manifest", require_object=False)
+        found = found.get("format") if isinstance(found, dict) else None
+        if found != kind:
+            raise CLIError(
+                f"{option} {path} holds a {found!r} artifact, not {kind!r}: choose another folder"
+            )
+    return path
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "quantize",
@@ -122,7 +150,9 @@ def run(args: argparse.Namespace) -> int:
     from lstmfpga.quant import golden
     from lstmfpga.quant.calibrate import quantize
     from lstmfpga.quant.config import load_config
+    from lstmfpga.quant.model import QMODEL_FORMAT
 
+    check_output_dir(args.output, "-o", QMODEL_FORMAT)
     spec = ModelSpec.load(args.spec)
     calib = load_npy(args.calib, "--calib")
     config = load_config(args.config, args.preset)

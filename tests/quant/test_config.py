@@ -219,6 +219,26 @@ def test_load_config_errors_name_the_file(tmp_path):
         load_config(bad)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"x = " + b"[" * 50_000 + b"]" * 50_000, "{path} is not valid TOML: nested too deeply"),
+        (b"name = '\xff\xfe'", "config {path} is not UTF-8 text"),
+        (b"# " + b"x" * (1 << 20), "config {path} is 1048578 bytes, more than the 1048576-byte"),
+    ],
+    ids=["deeply-nested", "not-utf8", "oversized"],
+)
+def test_hostile_config_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "c.toml"
+    path.write_bytes(content)
+    with pytest.raises(FormatError, match=exactly(message.format(path=path), False)):
+        load_config(path)
+    with pytest.raises(
+        FormatError, match=exactly(f"cannot read config {tmp_path}: is a directory")
+    ):
+        load_config(tmp_path)
+
+
 def test_role_rule_frac_may_not_exceed_bits():
     assert RoleRule(8, 8).frac == 8
     assert RoleRule(8, -4).frac == -4

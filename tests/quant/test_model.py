@@ -158,23 +158,208 @@ def test_tampered_tensors_are_refused(tmp_path):
         QuantizedModel.load(path)
     path = _saved(tmp_path / "2")
     _edit_tensors(path, lambda t: t.update(head_w=t["head_w"] + 0.5))
-    with pytest.raises(SpecError, match=exactly(f"{path}: tensor head_w must hold integer codes")):
-        QuantizedModel.load(path)
-
-
-def test_a_malformed_manifest_is_refused(tmp_path):
-    path = _saved(tmp_path)
-    _edit_manifest(path, lambda m: m.pop("formats"))
     with pytest.raises(
-        SpecError, match=exactly(f"{path}: quantized model manifest is malformed", whole=False)
+        SpecError, match=exactly(f"{path}: tensor head_w must hold integer codes, not float64")
     ):
         QuantizedModel.load(path)
+
+
+def _drop_formats(m):
+    m["tensor_formats"].pop("w_ih_l0")
+
+
+# Each case edits a saved qmodel's manifest; the load must fail with this message (after the
+# artifact path).
+MALFORMED = {
+    "missing formats": (
+        lambda m: m.pop("formats"),
+        "quantized model manifest lacks the field 'formats'",
+    ),
+    "a layer without its format": (_drop_formats, "tensor_formats lacks tensor w_ih_l0"),
+    "formats not an object": (
+        lambda m: m.update(formats=[1, 2]),
+        "formats must be a JSON object, not [1, 2]",
+    ),
+    "a role missing": (
+        lambda m: m["formats"].pop("cell"),
+        "formats must name exactly the roles x, preact",
+    ),
+    "format bits a string": (
+        lambda m: m["formats"]["x"].update(bits="16"),
+        "format of x bits must be an integer, not '16'",
+    ),
+    "format without frac": (
+        lambda m: m["formats"]["x"].pop("frac"),
+        "format of x must be an object with 'bits', 'frac'",
+    ),
+    "unsigned format": (
+        lambda m: m["formats"]["x"].update(signed=False),
+        "format of x must be signed, not False",
+    ),
+    "frac above bits": (
+        lambda m: m["formats"]["hidden"].update(frac=17),
+        "format of hidden s16.17: frac must be at most bits (16), not 17",
+    ),
+    "width unlike the config": (
+        lambda m: m["formats"]["cell"].update(bits=12),
+        "format of cell s12.",
+    ),
+    "weight width unlike the config": (
+        lambda m: m["tensor_formats"]["head_w"].update(bits=8),
+        "tensor head_w format s8.",
+    ),
+    "num_layers 0": (lambda m: m.update(num_layers=0), "num_layers must be an integer >= 1, not 0"),
+    "num_layers huge": (
+        lambda m: m.update(num_layers=10**12),
+        "num_layers 1000000000000 needs at least 2000000000000 weight tensors",
+    ),
+    "num_layers a float": (
+        lambda m: m.update(num_layers=1.0),
+        "num_layers must be an integer >= 1, not 1.0",
+    ),
+    "hidden_size a bool": (
+        lambda m: m.update(hidden_size=True),
+        "hidden_size must be an integer >= 1, not True",
+    ),
+    "bidirectional a string": (
+        lambda m: m.update(bidirectional="no"),
+        "bidirectional must be true or false, not 'no'",
+    ),
+    "proj_size too large": (
+        lambda m: m.update(proj_size=4),
+        "proj_size must be smaller than hidden_size (4), not 4",
+    ),
+    "unknown head mode": (
+        lambda m: m["head"].update(mode="first"),
+        "head mode must be 'last' or 'all', not 'first'",
+    ),
+    "head not an object": (
+        lambda m: m.update(head="last"),
+        "head must be null or an object with 'mode' and 'out_features', not 'last'",
+    ),
+    "head out_features wrong": (
+        lambda m: m["head"].update(out_features=7),
+        "head out_features 7 does not match head_w (3, 4)",
+    ),
+    "no head but head tensors": (
+        lambda m: m.update(head=None),
+        "tensor_formats names tensor(s) this geometry lacks: ['head_b', 'head_w']",
+    ),
+    "bias flag off": (
+        lambda m: m.update(bias=False),
+        "tensor bias_l0 must not exist in this geometry",
+    ),
+    "tables not an object": (
+        lambda m: m.update(tables=None),
+        "tables must be a JSON object, not None",
+    ),
+    "table description changed": (
+        lambda m: m["tables"]["sigmoid"].update(size=3),
+        "activation table sigmoid (manifest) does not match its rule",
+    ),
+    "config not an object": (lambda m: m.update(config=3), "config must be a JSON object, not 3"),
+    "config with an unknown rounding": (
+        lambda m: m["config"].update(rounding="up"),
+        "config: rounding must be one of",
+    ),
+    "calibration a list": (
+        lambda m: m.update(calibration=[]),
+        "calibration must be a JSON object, not []",
+    ),
+    "unknown field": (
+        lambda m: m.update(extra=1),
+        "quantized model manifest has unknown field(s) extra",
+    ),
+    "bad spec_hash": (
+        lambda m: m.update(spec_hash="abc"),
+        "spec_hash must be a 64-digit hex SHA-256, not 'abc'",
+    ),
+    "version a bool": (
+        lambda m: m.update(version=True),
+        "lstmfpga.qmodel version True is not supported",
+    ),
+    "accumulator wider than derived": (
+        lambda m: m["acc"].update(bits=m["acc"]["bits"] + 1),
+        "accumulator s",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_manifest_is_refused_with_one_line(tmp_path, case):
+    edit, message = MALFORMED[case]
+    path = _saved(tmp_path)
+    _edit_manifest(path, edit)
+    with pytest.raises((SpecError, FormatError)) as info:
+        QuantizedModel.load(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: {message}"), text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.pop("w_hh_l0"), "tensors.npz lacks tensor w_hh_l0"),
+        (
+            lambda t: t.update(extra=np.zeros(2, np.int64)),
+            "tensors.npz holds unexpected array(s) ['extra']",
+        ),
+        (
+            lambda t: t.update(w_ih_l0=t["w_ih_l0"].reshape(-1)),
+            "tensor w_ih_l0 must be 2-dimensional, not of shape (48,)",
+        ),
+        (lambda t: t.update(bias_l0=t["bias_l0"][:-1]), "layer 0 bias has shape (15,)"),
+        (
+            lambda t: t.update(head_w=t["head_w"].astype(np.uint64) + np.uint64(2**63)),
+            "tensor head_w: tensor codes do not fit",
+        ),
+        (
+            lambda t: t.update(head_w=t["head_w"] > 0),
+            "tensor head_w must hold integer codes, not bool",
+        ),
+        (
+            lambda t: t.pop("table_tanh_cell_slopes"),
+            "activation table tanh_cell (slopes) does not match its rule",
+        ),
+    ],
+)
+def test_malformed_tensors_are_refused_with_one_line(tmp_path, edit, message):
+    path = _saved(tmp_path)
+    _edit_tensors(path, edit)
+    with pytest.raises(SpecError) as info:
+        QuantizedModel.load(path)
+    assert str(info.value).startswith(f"{path}: {message}"), str(info.value)
+
+
+def test_a_truncated_tensor_archive_is_refused(tmp_path):
+    path = _saved(tmp_path)
+    data = (path / "tensors.npz").read_bytes()
+    (path / "tensors.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"qmodel tensors .*tensors\.npz"):
+        QuantizedModel.load(path)
+
+
+def test_a_deeply_nested_manifest_is_refused(tmp_path):
+    path = _saved(tmp_path)
+    (path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nests 100000 levels deep"):
+        QuantizedModel.load(path)
+
+
+def test_save_writes_through_temporary_files(tmp_path):
+    path = _saved(tmp_path)
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "tensors.npz"]
+    (tmp_path / "file").write_text("x")
+    _, model = random_qmodel(1, "q16", head="last")
+    with pytest.raises(SpecError, match="exists and is not a directory"):
+        model.save(tmp_path / "file")
 
 
 def test_a_manifest_with_a_too_narrow_accumulator_is_refused(tmp_path):
     path = _saved(tmp_path)
     _edit_manifest(path, lambda m: m["acc"].update(bits=m["acc"]["bits"] - 1))
-    with pytest.raises(SpecError, match=exactly("accumulator s", whole=False)):
+    with pytest.raises(SpecError, match=exactly(f"{path}: accumulator s", whole=False)):
         QuantizedModel.load(path)
 
 
