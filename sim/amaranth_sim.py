@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth.sim import Simulator
 
+from ..export.files import atomic_write
+from .budget import CycleBudget, SimulationError
 from .streams import StreamGeometry, pack_inputs
 
 __all__ = ["RunResult", "SequenceCycles", "run_amaranth"]
@@ -58,12 +60,23 @@ def run_amaranth(
     out_stall: float = 0.0,
     seed: int = 0,
     waves: str | None = None,
-    max_cycles: int | None = None,
+    cycle_budget: int | None = None,
 ) -> RunResult:
     """Drive ``accelerator`` (an :class:`~lstmfpga.hw.accelerator.LSTMAccelerator`) with the
     sequences of ``x_codes`` ``(B, T, I)`` back to back and collect the ``m_axis`` elements of
-    each. ``in_stall``/``out_stall`` are the probabilities of idling ``tvalid``/``tready`` on a
-    cycle (random, seeded by ``seed``)."""
+    each. ``h0``/``c0``: initial-state codes for a design built with ``initial_state``
+    (``(L*D, B, H_out)``, ``(L*D, B, H)``; default zeros). ``in_stall``/``out_stall`` are the
+    probabilities of idling ``tvalid``/``tready`` on a cycle (random, seeded by ``seed``).
+
+    Each sequence gets a cycle budget from the cycle model (:mod:`lstmfpga.sim.budget`;
+    ``cycle_budget`` overrides it): a sequence that exceeds it stops the simulation with
+    :class:`~lstmfpga.sim.budget.SimulationStuck`; a ``tlast`` at the wrong element with
+    :class:`~lstmfpga.sim.budget.SimulationError`."""
+    from ..hw.cycles import CycleModel
+
+    for name, value in (("in_stall", in_stall), ("out_stall", out_stall)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), not {value!r}")
     x_codes = np.asarray(x_codes, dtype=np.int64)
     B, T, _ = x_codes.shape
     geom = StreamGeometry.of(
@@ -73,15 +86,19 @@ def run_amaranth(
     )
     inputs = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
     n_out = geom.output_length(T)
+    budget = CycleBudget.of(
+        CycleModel.of(accelerator).compute(T), inputs[0].size, n_out,
+        in_stall=in_stall, out_stall=out_stall, override=cycle_budget,
+    )  # fmt: skip
     rng_in = np.random.default_rng(seed)
     rng_out = np.random.default_rng(seed + 1)
-    if max_cycles is None:
-        max_cycles = 200_000 + 50 * B * (n_out + inputs[0].size) * max(1, T)
     dut = accelerator
     in_marks: list[tuple[int, int]] = []
     outputs: list[list[int]] = [[] for _ in range(B)]
     out_marks: list[list[int]] = [[] for _ in range(B)]
-    clock = {"now": 0}
+    # "now": cycles so far; "problem": the error that ends the run early (both testbenches
+    # return when it is set, so that no coroutine is left suspended).
+    state: dict = {"now": 0, "problem": None}
 
     async def producer(ctx):
         for elems in inputs:
@@ -90,39 +107,51 @@ def run_amaranth(
                 while in_stall and rng_in.random() < in_stall:
                     ctx.set(dut.s_axis_tvalid, 0)
                     await ctx.tick()
+                    if state["problem"] is not None:
+                        return
                 ctx.set(dut.s_axis_tdata, int(value))
                 ctx.set(dut.s_axis_tlast, index == elems.size - 1)
                 ctx.set(dut.s_axis_tvalid, 1)
-                await ctx.tick().until(dut.s_axis_tready)
+                while True:
+                    _, _, ready = await ctx.tick().sample(dut.s_axis_tready)
+                    if ready:
+                        break
+                    if state["problem"] is not None:
+                        return
                 if first is None:
-                    first = clock["now"]
-            in_marks.append((first, clock["now"]))
+                    first = state["now"]
+            in_marks.append((first, state["now"]))
             ctx.set(dut.s_axis_tvalid, 0)
 
     async def consumer(ctx):
         b = 0
+        started = 0  # the cycle the current sequence's window opened
         while b < B:
             ready = not (out_stall and rng_out.random() < out_stall)
             ctx.set(dut.m_axis_tready, ready)
             _, _, valid, data, last = await ctx.tick().sample(
                 dut.m_axis_tvalid, dut.m_axis_tdata, dut.m_axis_tlast
             )
-            clock["now"] += 1
-            if clock["now"] > max_cycles:
-                raise RuntimeError(
-                    f"simulation exceeded {max_cycles} cycles at sequence {b} with "
-                    f"{len(outputs[b])}/{n_out} outputs (seed {seed})"
-                )
+            state["now"] += 1
             if valid and ready:
                 outputs[b].append(int(data))
-                out_marks[b].append(clock["now"])
+                out_marks[b].append(state["now"])
                 if last or len(outputs[b]) == n_out:
                     if not last or len(outputs[b]) != n_out:
-                        raise RuntimeError(
-                            f"sequence {b}: tlast after {len(outputs[b])} outputs, "
-                            f"expected {n_out} (seed {seed})"
+                        state["problem"] = SimulationError(
+                            f"amaranth simulation: sequence {b} ended (tlast) after "
+                            f"{len(outputs[b])} results, expected {n_out} (seed {seed})"
                         )
+                        break
                     b += 1
+                    started = state["now"]
+                    continue
+            if state["now"] - started >= budget.cycles:
+                state["problem"] = budget.stuck(
+                    simulator="amaranth", sequence=b, sequences=B, received=len(outputs[b]),
+                    expected_outputs=n_out, waited=state["now"] - started, seed=seed,
+                )  # fmt: skip
+                break
         ctx.set(dut.m_axis_tready, 0)
         error["flag"] = bool(ctx.get(dut.error))
 
@@ -133,11 +162,13 @@ def run_amaranth(
     error = {}
     started = time.perf_counter()
     if waves:
-        with sim.write_vcd(waves):
+        with atomic_write(waves, "w") as vcd, sim.write_vcd(vcd):
             sim.run()
     else:
         sim.run()
     wall = time.perf_counter() - started
+    if state["problem"] is not None:
+        raise state["problem"]
     cycles = [
         SequenceCycles(in_marks[b][0], in_marks[b][1], out_marks[b][0], out_marks[b][-1])
         for b in range(B)
@@ -145,7 +176,8 @@ def run_amaranth(
     return RunResult(
         outputs=[np.array(o, dtype=np.int64) for o in outputs],
         cycles=cycles,
-        total_cycles=clock["now"],
+        total_cycles=state["now"],
         wall_seconds=wall,
         error=bool(error.get("flag")),
+        meta={"cycle_budget": budget.cycles, "expected_cycles": budget.expected},
     )

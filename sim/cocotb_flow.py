@@ -54,7 +54,17 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CLIError
+from ..export.files import (
+    FileFormatError,
+    atomic_write,
+    load_arrays,
+    read_json,
+    save_npz,
+    write_json,
+    write_text,
+)
 from .amaranth_sim import RunResult, SequenceCycles
+from .budget import CycleBudget, SimulationError
 from .streams import StreamGeometry, pack_inputs
 
 __all__ = [
@@ -74,6 +84,8 @@ __all__ = [
 SIMULATORS = ("icarus", "verilator")
 #: Written last into a build directory: its presence means the build is complete.
 BUILD_MARKER = "lstmfpga-build.json"
+#: The compiled model the cocotb runner starts, per simulator (in the build directory).
+SIMULATOR_BINARY = {"icarus": "sim.vvp", "verilator": "lstmfpga_tb"}
 #: Bump when the bench or the build recipe changes in a way the key does not capture.
 _RECIPE = 1
 TEST_MODULE = "lstmfpga.sim.cocotb_tb"
@@ -193,33 +205,46 @@ class Design:
         manifest_path = path / "manifest.json"
         if not manifest_path.is_file():
             raise CLIError(f"{path}: not a generated design (no manifest.json)")
-        info = json.loads(manifest_path.read_text())
+        info = read_json(manifest_path, "hardware manifest")
         if info.get("format") != "lstmfpga.hardware":
             raise CLIError(f"{manifest_path}: format must be 'lstmfpga.hardware'")
+        try:
+            return cls._from_manifest(path, info)
+        except (KeyError, TypeError, AttributeError, ValueError) as error:
+            if isinstance(error, CLIError):
+                raise
+            raise CLIError(
+                f"{manifest_path}: not a valid hardware manifest ({type(error).__name__}: {error})"
+            ) from None
+
+    @classmethod
+    def _from_manifest(cls, path: Path, info: dict) -> Design:
         top = info["top"]
         m = info["model"]
         D = 2 if m["bidirectional"] else 1
         output_size = m["proj_size"] or m["hidden_size"]
         head = m["head"]
         geometry = StreamGeometry(
-            input_size=m["input_size"],
-            hidden_size=m["hidden_size"],
-            output_size=output_size,
-            states=m["num_layers"] * D,
-            head_out=0 if head is None else head["out_features"],
+            input_size=int(m["input_size"]),
+            hidden_size=int(m["hidden_size"]),
+            output_size=int(output_size),
+            states=int(m["num_layers"]) * D,
+            head_out=0 if head is None else int(head["out_features"]),
             head_mode=None if head is None else head["mode"],
-            sequence_output_size=D * output_size,
-            with_states=info["with_states"],
-            initial_state=info["initial_state"],
+            sequence_output_size=D * int(output_size),
+            with_states=bool(info["with_states"]),
+            initial_state=bool(info["initial_state"]),
         )
-        hex_files = {
-            name: (path / name).read_text()
-            for name in info.get("files", [])
-            if name.endswith(".hex")
-        }
+        names = [str(top) + ".v", *(n for n in info.get("files", []) if n.endswith(".hex"))]
+        for name in names:
+            if Path(name).name != name or name.startswith("."):
+                raise CLIError(f"{path}: file names in the manifest must be plain, not {name!r}")
+        hex_files = {name: (path / name).read_text() for name in names[1:]}
         samples = {int(T): int(n) for T, n in info["cycles"]["compute"].items()}
+        if not samples:
+            raise CLIError(f"{path}: the manifest has no cycle samples")
         return cls(
-            verilog=(path / f"{top}.v").read_text(),
+            verilog=(path / names[0]).read_text(),
             top=top,
             geometry=geometry,
             hex_files=hex_files,
@@ -476,7 +501,7 @@ def _compile(runner, simulator: str, directory: Path, design: Design, waves: str
     """Invoke the simulator's compiler through the cocotb runner (the step the cache skips)."""
     files, sources, build_args = _build_inputs(simulator, design, waves)
     for name, text in files.items():
-        (directory / name).write_text(text)
+        write_text(directory / name, text)
     runner.build(
         sources=[directory / source for source in sources],
         hdl_toplevel=TB_TOP,
@@ -517,7 +542,7 @@ def prepare(
     marker = directory / BUILD_MARKER
     with open(root / f".{simulator}-{key[:16]}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.is_file() and json.loads(marker.read_text()).get("key") == key:
+        if _complete(simulator, directory, key):
             return Build(simulator, directory, design.top, waves, key, version, True, 0.0)
         if directory.exists():
             shutil.rmtree(directory)
@@ -535,10 +560,28 @@ def prepare(
                     + _tail(directory / "build.log")
                 ) from None
         seconds = time.perf_counter() - started
+        for header in directory.glob("*.gch"):  # precompiled headers (~100 MB each):
+            header.unlink()  # needed only while compiling
         info = {"key": key, "top": design.top, "seconds": round(seconds, 3), **recipe}
+        info["binary"] = SIMULATOR_BINARY[simulator]
         info.pop("waivers", None)
-        marker.write_text(json.dumps(info, indent=2) + "\n")
+        write_json(marker, info)
     return Build(simulator, directory, design.top, waves, key, version, False, seconds)
+
+
+def _complete(simulator: str, directory: Path, key: str) -> bool:
+    """Whether ``directory`` holds a finished build of ``key``: a readable marker naming the
+    key, and the simulator's binary. Anything else (no marker, a truncated or corrupt one,
+    a deleted binary) means "build again", never an error."""
+    marker = directory / BUILD_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        info = read_json(marker, "build marker")
+    except FileFormatError:
+        return False
+    binary = directory / SIMULATOR_BINARY[simulator]
+    return info.get("key") == key and binary.is_file() and binary.stat().st_size > 0
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -573,12 +616,6 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _max_cycles(design: Design, B: int, T: int, n_in: int, n_out: int, in_stall, out_stall):
-    compute = design.compute(T) if design.compute else 50 * n_in * n_out
-    stream = n_in / max(1e-3, 1 - in_stall) + n_out / max(1e-3, 1 - out_stall)
-    return int(2 * B * (compute + stream) + 10_000)
-
-
 def _run_chunk(
     build: Build,
     design: Design,
@@ -588,7 +625,9 @@ def _run_chunk(
     in_stall: float,
     out_stall: float,
     seed: int,
-    max_cycles: int,
+    budget: CycleBudget,
+    first: int,
+    sequences: int,
     waves: Path | None,
 ):
     from cocotb_tools.runner import get_runner
@@ -602,19 +641,18 @@ def _run_chunk(
         "in_stall": float(in_stall),
         "out_stall": float(out_stall),
         "seed": int(seed),
-        "max_cycles": int(max_cycles),
+        "cycle_budget": int(budget.cycles),
     }
-    (run_dir / "run.json").write_text(json.dumps(config, indent=2) + "\n")
+    write_json(run_dir / "run.json", config)
     lengths = [x.size for x in inputs]
-    with open(run_dir / "inputs.npz", "wb") as file:
-        np.savez(
-            file,
-            elements=np.concatenate(inputs).astype(np.int64),
-            offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            out_lengths=np.full(len(inputs), n_out, dtype=np.int64),
-        )
+    save_npz(
+        run_dir / "inputs.npz",
+        elements=np.concatenate(inputs).astype(np.int64),
+        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        out_lengths=np.full(len(inputs), n_out, dtype=np.int64),
+    )
     for name, text in design.hex_files.items():
-        (run_dir / name).write_text(text)
+        write_text(run_dir / name, text)
     test_args: list[str] = []
     trace_file = None
     runner = get_runner(build.simulator)
@@ -651,17 +689,31 @@ def _run_chunk(
             f"{build.simulator} run failed ({failure or 'no results'}); log: "
             f"{run_dir / 'sim.log'}\n{_tail(run_dir / 'sim.log')}"
         )
-    info = json.loads(info_path.read_text())
-    if info["status"] != "ok" or failure:
+    info = read_json(info_path, f"{build.simulator} results")
+    status = info.get("status")
+    if status == "timeout":
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise budget.stuck(
+            simulator=build.simulator, sequence=first + int(info["sequence"]),
+            sequences=sequences, received=int(info["received"]), expected_outputs=n_out,
+            waited=int(info["waited"]), seed=seed,
+        )  # fmt: skip
+    if status == "protocol":
+        raise SimulationError(
+            f"{build.simulator} simulation: {info['message']} (seed {seed}; "
+            f"log: {run_dir / 'sim.log'})"
+        )
+    if status != "ok" or failure:
         raise RuntimeError(
-            f"{build.simulator} run failed ({info['status']}: {info['message']}, seed {seed}); "
+            f"{build.simulator} run failed ({status}: {info.get('message')}, seed {seed}); "
             f"log: {run_dir / 'sim.log'}"
         )
-    with np.load(run_dir / "results.npz", allow_pickle=False) as data:
-        flat, offsets, stamps = data["outputs"], data["out_offsets"], data["stamps"]
+    data = load_arrays(run_dir / "results.npz", f"{build.simulator} results")
+    flat, offsets, stamps = data["outputs"], data["out_offsets"], data["stamps"]
     outputs = [flat[offsets[b] : offsets[b + 1]].copy() for b in range(len(inputs))]
     if trace_file is not None:
-        shutil.copyfile(trace_file, waves)
+        with open(trace_file, "rb") as source, atomic_write(waves) as target:
+            shutil.copyfileobj(source, target)
     shutil.rmtree(run_dir, ignore_errors=True)
     return outputs, stamps, int(info["total_cycles"]), wall, info
 
@@ -691,7 +743,7 @@ def run_cocotb(
     build_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | bool | None = None,
     chunk_size: int | None = None,
-    max_cycles: int | None = None,
+    cycle_budget: int | None = None,
 ) -> RunResult:
     """Stream the sequences of ``x_codes`` ``(B, T, I)`` through ``design`` in ``simulator``.
 
@@ -703,6 +755,10 @@ def run_cocotb(
     (forces a single chunk). ``build_dir``: cache root (see the module docstring).
     ``progress``: ``True`` for a bar on stderr, or ``callback(done, total)`` called after each
     chunk; with progress the run is split into about 10 chunks unless ``chunk_size`` says.
+    ``cycle_budget``: cycles each sequence may take, instead of the budget computed from the
+    cycle model (:mod:`lstmfpga.sim.budget`); a sequence over budget raises
+    :class:`~lstmfpga.sim.budget.SimulationStuck`, a broken stream protocol
+    :class:`~lstmfpga.sim.budget.SimulationError`.
 
     Returns a :class:`RunResult`; ``meta`` holds ``simulator``, ``simulator_version``,
     ``build`` (directory, cached, seconds) and ``chunks``; ``wall_seconds`` counts the
@@ -746,11 +802,12 @@ def run_cocotb(
     info: dict = {}
     if progress is not None:
         progress(0, B)
+    budget = CycleBudget.of(
+        design.compute(T) if design.compute else None, inputs[0].size, n_out,
+        in_stall=in_stall, out_stall=out_stall, override=cycle_budget,
+    )  # fmt: skip
     for start in range(0, B, chunk_size):
         part = inputs[start : start + chunk_size]
-        limit = max_cycles or _max_cycles(
-            design, len(part), T, part[0].size, n_out, in_stall, out_stall
-        )
         got, stamps, total, seconds, info = _run_chunk(
             build,
             design,
@@ -759,7 +816,9 @@ def run_cocotb(
             in_stall=in_stall,
             out_stall=out_stall,
             seed=seed + start,
-            max_cycles=limit,
+            budget=budget,
+            first=start,
+            sequences=B,
             waves=Path(waves) if waves is not None else None,
         )
         outputs += got
@@ -786,5 +845,7 @@ def run_cocotb(
                 "seconds": round(build.seconds, 3),
             },
             "chunks": chunks,
+            "cycle_budget": budget.cycles,
+            "expected_cycles": budget.expected,
         },
     )
