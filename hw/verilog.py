@@ -10,10 +10,14 @@
   ``initial`` assignments inside the Verilog;
 * ``manifest.json`` and ``manifest.md``: ports, formats, latency and cycle model, memories,
   multipliers and RAM bits (:func:`manifest`).
+
+Every file is written to a temporary name and renamed, the manifest last; an earlier
+design's files in the same folder are removed (:func:`write_design`).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import re
 from pathlib import Path
@@ -21,12 +25,26 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.hdl import Shape
 
+from ..export import files
 from ..quant.model import QuantizedModel
 from .accelerator import LSTMAccelerator
 
-__all__ = ["MEMORY_MODES", "externalize_memories", "generate", "manifest", "to_verilog"]
+__all__ = [
+    "HARDWARE_FORMAT",
+    "MEMORY_MODES",
+    "check_output",
+    "externalize_memories",
+    "generate",
+    "manifest",
+    "to_verilog",
+    "write_design",
+]
 
 MEMORY_MODES = ("inline", "readmemh")
+#: ``format`` of a design folder's ``manifest.json``.
+HARDWARE_FORMAT = "lstmfpga.hardware"
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 _MEMORY = re.compile(
     r"^(?P<indent>[ \t]*)reg \[(?P<msb>\d+):0\] (?P<name>[\w$\\.\[\]]+) \[(?P<hi>\d+):0\];\n"
@@ -39,7 +57,7 @@ _ASSIGN = re.compile(
 
 
 def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise ValueError(f"name must be a Verilog identifier, not {name!r}")
 
 
@@ -55,7 +73,7 @@ def externalize_memories(text: str, prefix: str) -> tuple[str, dict[str, str]]:
 
     Files are named ``<prefix>_<module>_<memory>.hex`` (memories of different modules may
     share a name)."""
-    files = {}
+    contents = {}
     module = prefix
 
     def replace(match: re.Match) -> str:
@@ -69,7 +87,7 @@ def externalize_memories(text: str, prefix: str) -> tuple[str, dict[str, str]]:
         digits = (width + 3) // 4
         safe = re.sub(r"\W+", "_", f"{module}_{name}").strip("_")
         file_name = f"{safe}.hex" if safe.startswith(prefix) else f"{prefix}_{safe}.hex"
-        files[file_name] = "".join(f"{w:0{digits}x}\n" for w in words)
+        contents[file_name] = "".join(f"{w:0{digits}x}\n" for w in words)
         indent = match["indent"]
         return (
             f"{indent}reg [{width - 1}:0] {name} [{depth - 1}:0];\n"
@@ -82,7 +100,7 @@ def externalize_memories(text: str, prefix: str) -> tuple[str, dict[str, str]]:
         header = re.match(r"module\s+([^\s(]+)", piece)
         module = header.group(1) if header else prefix
         out.append(_MEMORY.sub(replace, piece))
-    return "".join(out), files
+    return "".join(out), contents
 
 
 def _ports(acc: LSTMAccelerator) -> list[dict]:
@@ -125,7 +143,7 @@ def manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> dict:
     memories = acc.memory_plan()
     ram_bits = sum(mem["width"] * mem["depth"] for mem in memories)
     return {
-        "format": "lstmfpga.hardware",
+        "format": HARDWARE_FORMAT,
         "version": 1,
         "top": name,
         "lanes": acc.lanes,
@@ -204,10 +222,12 @@ def generate(
     """Write Verilog, memory files and the manifest for ``model`` into ``outdir``.
 
     Returns the manifest, with ``files`` listing what was written (relative to ``outdir``).
+    See :func:`write_design` for how an existing folder is treated.
     """
     if memories not in MEMORY_MODES:
         raise ValueError(f"memories must be one of {MEMORY_MODES}, not {memories!r}")
     _check_name(name)
+    check_output(outdir)  # before the accelerator exists (a refused one would be "unused")
     acc = LSTMAccelerator(
         model,
         lanes=lanes,
@@ -215,18 +235,83 @@ def generate(
         with_states=with_states,
         initial_state=initial_state,
     )
+    return write_design(acc, outdir, memories=memories, name=name)
+
+
+def check_output(outdir: str | Path) -> list[str]:
+    """Check that ``outdir`` may receive a design; returns the files of the design already
+    there (from its ``manifest.json``; empty for a new or empty folder).
+
+    Refused (``ValueError``, one line): ``outdir`` is an existing file; its ``manifest.json``
+    is not a hardware manifest (another artifact, unreadable, or a link); the manifest lists
+    a name that is not a plain file name in the folder.
+    """
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise ValueError(f"output {outdir} must be a directory, not an existing file")
+    manifest = outdir / "manifest.json"
+    if not (manifest.exists() or manifest.is_symlink()):
+        return []
+    if manifest.is_symlink() or not manifest.is_file():
+        raise ValueError(f"{manifest} must be a regular file")
+    old = files.read_json(manifest, "existing manifest")
+    if old.get("format") != HARDWARE_FORMAT:
+        raise ValueError(
+            f"output {outdir} holds a {old.get('format')!r} artifact, not a design: choose "
+            "another folder"
+        )
+    listed = old.get("files", [])
+    if not isinstance(listed, list) or not all(
+        isinstance(n, str) and _FILE_NAME.fullmatch(n) for n in listed
+    ):
+        raise ValueError(f"{manifest}: files must be a list of plain file names")
+    top = old.get("top")
+    if isinstance(top, str) and _IDENTIFIER.fullmatch(top):
+        listed = [*listed, f"{top}.v"]
+    return listed
+
+
+def write_design(
+    acc: LSTMAccelerator, outdir: str | Path, *, memories: str = "inline", name: str = "lstm_accel"
+) -> dict:
+    """Write the design of ``acc`` into ``outdir`` (created); returns the manifest.
+
+    Every file is written to a temporary name and renamed, ``manifest.json`` last, so a
+    folder whose manifest is new holds the whole new design. A folder holding an earlier
+    design is reused: after the new files are written, the earlier design's files that the
+    new one did not write (those its manifest listed, and ``<top>.v`` / ``<top>_*.hex`` of
+    the earlier and the new top name) are removed, so no stale Verilog or ``.hex`` file is
+    left beside the new design. A folder holding anything else is refused before anything
+    is written (:func:`check_output`).
+    """
+    if memories not in MEMORY_MODES:
+        raise ValueError(f"memories must be one of {MEMORY_MODES}, not {memories!r}")
+    _check_name(name)
+    outdir = Path(outdir)
+    previous = check_output(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     text = to_verilog(acc, name)
-    files = {}
+    hex_files = {}
     if memories == "readmemh":
-        text, files = externalize_memories(text, name)
-    (outdir / f"{name}.v").write_text(text)
-    for file_name, contents in files.items():
-        (outdir / file_name).write_text(contents)
+        text, hex_files = externalize_memories(text, name)
     info = manifest(acc, name)
     info["memory_files"] = memories
-    info["files"] = [f"{name}.v", *sorted(files), "manifest.json", "manifest.md"]
-    (outdir / "manifest.json").write_text(json.dumps(info, indent=2) + "\n")
-    (outdir / "manifest.md").write_text(_markdown(info))
+    info["files"] = [f"{name}.v", *sorted(hex_files), "manifest.json", "manifest.md"]
+    files.write_text(outdir / f"{name}.v", text)
+    for file_name, contents in hex_files.items():
+        files.write_text(outdir / file_name, contents)
+    files.write_text(outdir / "manifest.md", _markdown(info))
+    files.write_json(outdir / "manifest.json", info)
+    _remove_stale(outdir, previous, name, set(info["files"]))
     return info
+
+
+def _remove_stale(outdir: Path, previous: list[str], name: str, keep: set[str]) -> None:
+    stale = set(previous)
+    for top in {name, *(n[:-2] for n in previous if n.endswith(".v"))}:
+        stale |= {p.name for p in outdir.glob(f"{glob.escape(top)}_*.hex")}
+        stale.add(f"{top}.v")
+    for file_name in sorted(stale - keep):
+        path = outdir / file_name
+        if _FILE_NAME.fullmatch(file_name) and (path.is_symlink() or path.is_file()):
+            path.unlink()  # a link is removed, never followed

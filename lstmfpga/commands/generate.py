@@ -5,6 +5,12 @@ Writes into OUTDIR the top-level Verilog ``<name>.v`` (AXI4-Stream ports ``s_axi
 ``m_axis_t*``, ``clk``, synchronous ``rst``), the weight and table contents (inline, or as
 ``$readmemh`` files with ``--memories readmemh``), and ``manifest.json`` / ``manifest.md``
 (ports, formats, latency and cycle model, memory sizes, multipliers, RAM bits).
+
+Refused before the design is built: ``--lanes`` that does not divide 4 * hidden_size,
+``--max-seq-len`` outside 1..2**24, a ``--name`` that is not an identifier, an OUTDIR that
+is a file or holds another artifact, and a design whose memories need more RAM bits than
+the largest supported device has. An OUTDIR holding an earlier design is reused: the
+earlier design's Verilog and .hex files are removed once the new ones are written.
 """
 
 from __future__ import annotations
@@ -42,25 +48,52 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> None:
-    from lstmfpga.hw.verilog import generate
-    from lstmfpga.quant.model import QuantizedModel
+#: Longest ``--max-seq-len`` accepted before any other check (the RAM check refuses far
+#: shorter ones for all but the smallest models).
+MAX_SEQ_LEN = 1 << 24
 
-    if args.lanes < 1:
+
+def run(args: argparse.Namespace) -> None:
+    from lstmfpga.hw.accelerator import LSTMAccelerator
+    from lstmfpga.hw.layout import WeightLayout
+    from lstmfpga.hw.verilog import check_output, write_design
+    from lstmfpga.quant.model import QuantizedModel
+    from lstmfpga.synth import check_identifier, check_ram_fits
+
+    # Cheap checks first: options, the output folder, then the model and its RAM budget,
+    # all before the design is elaborated (which takes minutes for a large memory).
+    if not 1 <= args.lanes:
         raise CLIError(f"--lanes must be a positive integer, not {args.lanes}")
-    if args.max_seq_len < 1:
-        raise CLIError(f"--max-seq-len must be a positive integer, not {args.max_seq_len}")
+    if not 1 <= args.max_seq_len <= MAX_SEQ_LEN:
+        raise CLIError(
+            f"--max-seq-len must be an integer in 1..{MAX_SEQ_LEN}, not {args.max_seq_len}"
+        )
+    check_identifier(args.name, "--name")
+    try:
+        check_output(args.output)
+    except ValueError as error:
+        raise CLIError(f"-o: {error}") from None
     model = QuantizedModel.load(args.qmodel)
-    info = generate(
+    try:
+        WeightLayout.of(model, args.lanes)  # the lanes rule of the hardware
+    except ValueError as error:
+        raise CLIError(f"--lanes: {error}") from None
+    acc = LSTMAccelerator(
         model,
-        args.output,
         lanes=args.lanes,
         max_seq_len=args.max_seq_len,
         with_states=args.with_states,
         initial_state=args.initial_state,
-        memories=args.memories,
-        name=args.name,
     )
+    ram_bits = sum(mem["width"] * mem["depth"] for mem in acc.memory_plan())
+    try:
+        check_ram_fits(
+            ram_bits, f"a design for {args.qmodel} with --max-seq-len {args.max_seq_len}"
+        )
+    except CLIError:
+        acc._MustUse__silence = True  # refused before elaboration: not an unused design
+        raise
+    info = write_design(acc, args.output, memories=args.memories, name=args.name)
     cycles = info["cycles"]
     print(
         f"{info['top']}: {info['lanes']} lanes, max_seq_len {info['max_seq_len']}, "

@@ -6,7 +6,13 @@ iCE40, place-and-route with nextpnr (yowasp-nextpnr-*) at the requested clock; X
 (7-series) stops after synthesis. Without ``--device`` the smallest device that holds the
 design is chosen. Logs, netlists and nextpnr reports are written into OUTDIR. With
 ``--json REPORT`` the result is stored under the key "synthesis" of that JSON report (other
-keys are kept; the file is created if missing).
+keys are kept; a missing file is created as an "lstmfpga.synthesis" file).
+
+Before any tool runs, OUTDIR's manifest.json must be a "lstmfpga.hardware" manifest whose
+top is an identifier, every file it lists and every file the Verilog reads ($readmemh,
+`include) must be a plain name inside OUTDIR (no "..", no absolute path, no link leading
+out), and REPORT, when given, must be an lstmfpga report or synthesis file in a writable
+place. Tools get argument lists, never a shell.
 """
 
 from __future__ import annotations
@@ -77,7 +83,20 @@ def table(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    from lstmfpga.synth import merge_report, synthesize
+    from lstmfpga.synth import (
+        check_arguments,
+        check_design,
+        check_report_target,
+        merge_report,
+        synthesize,
+    )
+
+    # Everything is checked before a minute of synthesis: the options, the design folder
+    # (manifest, names, file references) and the --json report.
+    check_arguments(args.target, args.device, args.freq, args.seed)
+    check_design(args.outdir)
+    if args.json:
+        check_report_target(args.json)
 
     def progress(command: str) -> None:
         print(f"$ {command}", file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ environment also compiles its WebAssembly (tens of seconds, cached afterwards).
 
 import fcntl
 import json
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -20,7 +21,11 @@ from lstmfpga.hw.verilog import generate
 from lstmfpga.synth import (
     AUTO_ORDER,
     DEVICES,
+    check_design,
+    check_ram_fits,
+    check_report_target,
     count_resources,
+    largest_ram,
     merge_report,
     misfit,
     parse_fmax,
@@ -30,6 +35,7 @@ from lstmfpga.synth import (
 from lstmfpga.testing import random_qmodel
 
 TINY = dict(input_size=2, hidden_size=4, head="last", head_out=3)
+MANIFEST = '{"format": "lstmfpga.hardware", "version": 1, "top": "%s"}'
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -86,7 +92,7 @@ def test_ecp5_flow_picks_the_smallest_device_and_measures_fmax(tmp_path, monkeyp
 def test_xilinx_is_resources_only_and_the_cli_merges_into_a_report(tmp_path, monkeypatch, capsys):
     out = _design(tmp_path / "design")
     report = tmp_path / "report.json"
-    report.write_text(json.dumps({"format": "lstmfpga.report", "bit_exact": True}))
+    report.write_text(json.dumps({"format": "lstmfpga.report", "version": 1, "bit_exact": True}))
     code = _main(["synth", str(out), "--target", "xilinx", "--json", str(report)], monkeypatch)
     assert code == 0
     merged = json.loads(report.read_text())
@@ -115,11 +121,11 @@ def test_a_design_that_fits_no_device_is_a_one_line_error(tmp_path, monkeypatch,
 def test_bad_arguments_are_one_line_errors(tmp_path):
     with pytest.raises(CLIError, match="target must be one of"):
         synthesize(tmp_path, "gowin")
-    with pytest.raises(CLIError, match="freq_mhz must be a positive number, not 0"):
+    with pytest.raises(CLIError, match=r"freq_mhz must be a number in \(0, 10000\], not 0"):
         synthesize(tmp_path, "ecp5", freq_mhz=0)
     with pytest.raises(CLIError, match=r"no manifest\.json"):
         synthesize(tmp_path, "ecp5")
-    (tmp_path / "manifest.json").write_text('{"top": "lstm_accel"}')
+    (tmp_path / "manifest.json").write_text(MANIFEST % "lstm_accel")
     with pytest.raises(CLIError, match=r"lstm_accel\.v: no such file"):
         synthesize(tmp_path, "ecp5")
     (tmp_path / "lstm_accel.v").write_text("module lstm_accel; endmodule\n")
@@ -128,7 +134,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path):
 
 
 def test_yosys_failure_quotes_the_error_line(tmp_path):
-    (tmp_path / "manifest.json").write_text('{"top": "broken"}')
+    (tmp_path / "manifest.json").write_text(MANIFEST % "broken")
     (tmp_path / "broken.v").write_text("module broken(input a; endmodule\n")
     with pytest.raises(CLIError, match=r"yosys failed \(xilinx, see .*\): .*ERROR"):
         synthesize(tmp_path, "xilinx")
@@ -177,13 +183,173 @@ def test_fmax_is_the_final_figure_per_clock():
 def test_merge_report_keeps_other_keys_and_creates_missing_files(tmp_path):
     path = tmp_path / "r.json"
     merge_report(path, {"device": "25k"})
-    assert json.loads(path.read_text()) == {"synthesis": {"device": "25k"}}
-    path.write_text(json.dumps({"accuracy": 0.9, "synthesis": {"device": "old"}}))
+    created = {"format": "lstmfpga.synthesis", "version": 1, "synthesis": {"device": "25k"}}
+    assert json.loads(path.read_text()) == created
+    merge_report(path, {"device": "85k"})
+    assert json.loads(path.read_text())["synthesis"] == {"device": "85k"}
+    report = {"format": "lstmfpga.report", "version": 1, "accuracy": 0.9, "synthesis": {}}
+    path.write_text(json.dumps(report))
     merge_report(path, {"device": "45k"})
-    assert json.loads(path.read_text()) == {"accuracy": 0.9, "synthesis": {"device": "45k"}}
-    path.write_text("[1, 2]")
-    with pytest.raises(CLIError, match="must hold a JSON object, not list"):
+    assert json.loads(path.read_text()) == dict(report, synthesis={"device": "45k"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("[1, 2]", "must hold a JSON object, not list"),
+        ("{not json", "is not valid JSON"),
+        ('{"accuracy": 0.9}', "must be an lstmfpga report ('lstmfpga.report') or a synthesis"),
+        ('{"format": "lstmfpga.report", "version": 7}', "report version must be 1, not 7"),
+        ('{"format": "lstmfpga.synthesis", "version": "1"}', "version must be 1, not '1'"),
+        ("[" * 10_000 + "]" * 10_000, "nests 10000 levels deep"),
+    ],
+)
+def test_merge_report_refuses_a_tampered_file_and_leaves_it(tmp_path, content, message):
+    path = tmp_path / "r.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=re.escape(message)):
         merge_report(path, {})
-    path.write_text("{not json")
-    with pytest.raises(CLIError, match="is not valid JSON"):
-        merge_report(path, {})
+    assert path.read_text() == content
+
+
+def test_report_targets_are_checked_before_synthesis(tmp_path):
+    assert check_report_target(tmp_path / "new.json") is None
+    with pytest.raises(CLIError, match="must be a file, not a directory"):
+        check_report_target(tmp_path)
+    with pytest.raises(CLIError, match="does not exist"):
+        check_report_target(tmp_path / "missing" / "r.json")
+    (tmp_path / "dangling.json").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(CLIError, match="dangling"):
+        check_report_target(tmp_path / "dangling.json")
+
+
+# -- what reaches the tools -----------------------------------------------------------------------
+def _folder(tmp_path, top="lstm_accel", **fields):
+    folder = tmp_path / "design"
+    folder.mkdir()
+    manifest = {"format": "lstmfpga.hardware", "version": 1, "top": top, **fields}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "lstm_accel.v").write_text("module lstm_accel; endmodule\n")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "top",
+    [
+        "a; tee -o ../../X help; echo",
+        "lstm_accel\nwrite_verilog /tmp/x",
+        "lstm accel",
+        "../lstm_accel",
+        "/abs/lstm_accel",
+        "2top",
+        "",
+        7,
+        None,
+    ],
+)
+def test_a_top_that_is_not_an_identifier_is_refused_before_any_tool(tmp_path, top):
+    folder = _folder(tmp_path, top=top)
+    with pytest.raises(CLIError, match=r"top must be an identifier \(\[A-Za-z_\]"):
+        check_design(folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["lstm_accel.v", "manifest.json"]
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        (["lstm_accel.v", "../secret.hex"], "must be a plain file name inside the design folder"),
+        (["lstm_accel.v", "/etc/passwd"], "must be a plain file name inside the design folder"),
+        (["lstm_accel.v", "sub/x.hex"], "must be a plain file name inside the design folder"),
+        (["lstm_accel.v", ".hidden"], "must be a plain file name inside the design folder"),
+        (["lstm_accel.v", 3], "must be a plain file name inside the design folder, not 3"),
+        ("lstm_accel.v", "files must be a list of file names"),
+        (["manifest.json"], "files must list the top's Verilog lstm_accel.v"),
+        (["lstm_accel.v", "gone.hex"], "gone.hex: no such file"),
+    ],
+)
+def test_manifest_file_lists_stay_inside_the_folder(tmp_path, files, message):
+    with pytest.raises(CLIError, match=re.escape(message)):
+        check_design(_folder(tmp_path, files=files))
+
+
+def test_links_out_of_the_folder_are_refused(tmp_path):
+    outside = tmp_path / "outside.v"
+    outside.write_text("module lstm_accel; endmodule\n")
+    folder = _folder(tmp_path)
+    (folder / "lstm_accel.v").unlink()
+    (folder / "lstm_accel.v").symlink_to(outside)
+    with pytest.raises(CLIError, match=r"top Verilog 'lstm_accel\.v' is a link to .*outside"):
+        check_design(folder)
+    (folder / "lstm_accel.v").unlink()
+    (folder / "real.v").write_text("module lstm_accel; endmodule\n")
+    (folder / "lstm_accel.v").symlink_to("real.v")  # a link inside the folder is fine
+    assert check_design(folder)[1] == "lstm_accel"
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        'initial $readmemh("/etc/passwd", mem);',
+        'initial $readmemb("../x.hex", mem);',
+        '`include "../../secret.vh"',
+        "`include </usr/include/x.vh>",
+    ],
+)
+def test_files_the_verilog_reads_stay_inside_the_folder(tmp_path, reference):
+    folder = _folder(tmp_path)
+    (folder / "lstm_accel.v").write_text(f"module lstm_accel;\n{reference}\nendmodule\n")
+    with pytest.raises(CLIError, match="must be a plain file name inside the design folder"):
+        check_design(folder)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        (
+            {"format": "lstmfpga.qmodel"},
+            "format must be 'lstmfpga.hardware', not 'lstmfpga.qmodel'",
+        ),
+        ({"format": None}, "format must be 'lstmfpga.hardware', not None"),
+        ({"version": 2}, "version must be 1, not 2"),
+    ],
+)
+def test_the_manifest_format_is_checked(tmp_path, fields, message):
+    folder = _folder(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text()) | fields
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CLIError, match=re.escape(message)):
+        check_design(folder)
+
+
+def test_stale_outputs_that_are_links_are_refused(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / "stat_ecp5.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(CLIError, match="must not be a link or a folder"):
+        synthesize(folder, "ecp5")
+    assert not (tmp_path / "elsewhere.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"device": "25k; rm -rf /"}, "device must be one of ['25k', '45k', '85k'] for ecp5"),
+        ({"device": "up5k"}, "device must be one of ['25k', '45k', '85k'] for ecp5"),
+        ({"freq_mhz": float("nan")}, "freq_mhz must be a number in (0, 10000], not nan"),
+        ({"freq_mhz": 1e300}, "freq_mhz must be a number in (0, 10000], not 1e+300"),
+        ({"seed": -1}, "seed must be an integer in 0..2147483647 or None, not -1"),
+        ({"seed": 2**40}, "seed must be an integer in 0..2147483647 or None"),
+    ],
+)
+def test_options_are_checked_against_the_tables(tmp_path, kwargs, message):
+    with pytest.raises(CLIError, match=re.escape(message)):
+        synthesize(_folder(tmp_path), "ecp5", **kwargs)
+
+
+def test_the_largest_ram_bounds_what_generate_accepts():
+    device = largest_ram()
+    assert (device.target, device.name) == ("xilinx", "xc7a200t")
+    assert device.ram_bits == 730 * 18432
+    check_ram_fits(device.ram_bits)
+    with pytest.raises(CLIError, match=f"needs {device.ram_bits + 1} RAM bits, more than the"):
+        check_ram_fits(device.ram_bits + 1)

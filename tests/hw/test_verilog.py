@@ -93,3 +93,51 @@ def test_bad_names_and_memory_modes_are_rejected(tmp_path):
         generate(q, tmp_path, lanes=4, memories="bram")
     with pytest.raises(ValueError, match="name must be a Verilog identifier"):
         generate(q, tmp_path, lanes=4, name="2fast")
+
+
+def test_a_folder_with_an_earlier_design_keeps_only_the_new_one(tmp_path):
+    _, q = random_qmodel(7, input_size=2, hidden_size=2, head="last")
+    first = generate(q, tmp_path, lanes=4, max_seq_len=2, memories="readmemh", name="old")
+    old_hex = [f for f in first["files"] if f.endswith(".hex")]
+    assert old_hex and all((tmp_path / f).is_file() for f in old_hex)
+    (tmp_path / "notes.txt").write_text("mine")  # not part of any design: left alone
+    second = generate(q, tmp_path, lanes=4, max_seq_len=2, name="new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*second["files"], "notes.txt"])
+    assert json.loads((tmp_path / "manifest.json").read_text())["top"] == "new"
+
+
+def test_leftover_hex_files_of_the_same_top_are_removed(tmp_path):
+    _, q = random_qmodel(7, input_size=2, hidden_size=2, head="last")
+    generate(q, tmp_path, lanes=4, max_seq_len=2, memories="readmemh")
+    (tmp_path / "lstm_accel_interrupted.hex").write_text("0\n")
+    info = generate(q, tmp_path, lanes=4, max_seq_len=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(info["files"])
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporaries
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("file", "must be a directory, not an existing file"),
+        ("qmodel", "holds a 'lstmfpga.qmodel' artifact, not a design"),
+        ("bad-json", "existing manifest"),
+        ("bad-files", "files must be a list of plain file names"),
+    ],
+)
+def test_an_output_that_is_not_a_design_folder_is_refused_untouched(tmp_path, setup, message):
+    _, q = random_qmodel(7, input_size=2, hidden_size=2)
+    out = tmp_path / "out"
+    if setup == "file":
+        out.write_text("x")
+    else:
+        out.mkdir()
+        manifest = {
+            "qmodel": '{"format": "lstmfpga.qmodel"}',
+            "bad-json": "{",
+            "bad-files": '{"format": "lstmfpga.hardware", "files": ["../../etc/passwd"]}',
+        }[setup]
+        (out / "manifest.json").write_text(manifest)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match=message):
+        generate(q, out, lanes=4, max_seq_len=2)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
