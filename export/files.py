@@ -51,6 +51,7 @@ __all__ = [
     "json_depth",
     "load_array",
     "load_arrays",
+    "parse_json",
     "read_json",
     "save_npy",
     "save_npz",
@@ -126,17 +127,29 @@ def read_json(path: str | Path, what: str, *, require_object: bool = True) -> An
         data = path.read_bytes()
     except OSError as error:
         raise FileFormatError(f"{what} {path}: {_reason(error)}") from None
+    return parse_json(data, f"{what} {path}", require_object=require_object)
+
+
+def parse_json(data: bytes | str, where: str, *, require_object: bool = False) -> Any:
+    """Parse JSON ``data`` (e.g. an archive member) within the size and depth limits.
+
+    ``where`` names the data in errors (``"model.pt2: models/model.json"``).
+    """
+    if len(data) > MAX_JSON_BYTES:
+        raise FileFormatError(
+            f"{where} is {len(data)} bytes, more than the {MAX_JSON_BYTES}-byte limit"
+        )
     depth = json_depth(data)
     if depth > MAX_JSON_DEPTH:
         raise FileFormatError(
-            f"{what} {path} nests {depth} levels deep, more than the limit of {MAX_JSON_DEPTH}"
+            f"{where} nests {depth} levels deep, more than the limit of {MAX_JSON_DEPTH}"
         )
     try:
         value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise FileFormatError(f"{what} {path} is not valid JSON: {_reason(error)}") from None
+        raise FileFormatError(f"{where} is not valid JSON: {_reason(error)}") from None
     if require_object and not isinstance(value, dict):
-        raise FileFormatError(f"{what} {path} must hold a JSON object, not {type(value).__name__}")
+        raise FileFormatError(f"{where} must hold a JSON object, not {type(value).__name__}")
     return value
 
 

@@ -31,9 +31,13 @@ Modules are classified by type, never by running them:
 * user-defined modules are taken as containers: refused if they own parameters or buffers
   themselves.
 
-The ``forward`` code is *not* inspected: the spec assumes the model computes
-``lstm(x)`` followed by the head on ``output[:, -1]`` (``"last"``) or on every timestep
-(``"all"``). A functional activation written inside ``forward`` is not detected.
+For a live module the ``forward`` code is *not* inspected: the spec assumes the model
+computes ``lstm(x)`` followed by the head on ``output[:, -1]`` (``"last"``) or on every
+timestep (``"all"``). For TorchScript and ``torch.export`` archives it is: the archive's
+graph is read (never run) by :mod:`lstmfpga.export.forward_check` and must be exactly one of
+those patterns (``y[:, -1]``, ``y[-1]`` time-major, ``h_n[-1]`` unidirectional, ``Linear`` on
+every step, no head); anything else is refused naming the op (``aten::relu``, ...), and the
+head mode is the one the graph computes (a contradicting ``head`` argument is refused).
 
 Safety of model files
 ---------------------
@@ -56,12 +60,13 @@ Tests pin both readers against ``torch.jit.load`` / ``torch.export.load`` on tru
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import json
 import math
 import pickle
 import pickletools
 import re
+import typing
 import warnings
 import zipfile
 from collections import OrderedDict
@@ -73,6 +78,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import files
+from .forward_check import (
+    FORWARD_SUPPORTED,
+    LSTMSignature,
+    ScriptModule,
+    check_export_graph,
+    check_torchscript,
+    parse_classes,
+)
 from .spec import HEAD_MODES, HeadSpec, LayerWeights, ModelSpec, SpecError
 
 __all__ = ["detect_format", "from_module", "from_state_dict", "load_model"]
@@ -530,30 +544,88 @@ def _load_model(path: Path, kind: str, head: str | None) -> ModelSpec:
         state_dict = _load_state_dict_file(path)
         return _spec_from_state_dict(state_dict, head, source=f"state_dict {path.name}")
     elif kind == "torchscript":
-        modules, tensors, declared = _read_torchscript(path)
+        modules, tensors, root, code = _read_torchscript_program(path)
+        declared = root.state.get("head_mode")
+        declared = declared if isinstance(declared, str) else None
         model = modules.get("", "model")
         _, head_path = _check_structure(_entries_from_tensor_owners(modules, tensors), model)
         _check_head_mode("head_mode", declared)
         _check_head_given(head, declared, head_path is not None, model)
-        return _spec_from_state_dict(
+        spec = _spec_from_state_dict(
             tensors, head or declared, source=f"TorchScript archive {path.name}"
         )
+        classes = parse_classes(str(path), code)
+        mode = check_torchscript(str(path), root, classes, _lstm_signature(spec, tensors))
+        return _with_graph_head(path, spec, mode, head)
     elif kind == "torch.export":
-        modules, tensors = _read_export_archive(path)
+        modules, tensors, program = _read_export_archive(path)
         if modules:  # graphs without nn_module_stack metadata: the state_dict checks remain
             model = modules.get("", "model")
             _check_structure(_entries_from_tensor_owners(modules, tensors), model)
-        return _spec_from_state_dict(tensors, head, source=f"torch.export program {path.name}")
+        spec = _spec_from_state_dict(tensors, head, source=f"torch.export program {path.name}")
+        mode = check_export_graph(str(path), program, _lstm_signature(spec, tensors))
+        return _with_graph_head(path, spec, mode, head)
     else:
         raise AssertionError(f"unhandled model file kind {kind!r}")  # pragma: no cover
 
 
+def _lstm_signature(spec: ModelSpec, tensors: Mapping[str, object]) -> LSTMSignature:
+    """The parameter names the graph's LSTM and head calls must use, from the file's tensors."""
+    prefix = ""
+    for key in tensors:
+        match = _LSTM_KEY.match(key)
+        if match is not None:
+            prefix = match["prefix"]
+            break
+    kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if spec.bias else [])
+    kinds += ["weight_hr"] if spec.proj_size else []
+    params = tuple(
+        f"{prefix}{kind}_l{layer}{'_reverse' if d else ''}"
+        for layer in range(spec.num_layers)
+        for d in range(spec.num_directions)
+        for kind in kinds
+    )
+    rest = [key for key in tensors if _LSTM_KEY.match(key) is None]
+    head = None
+    if spec.head is not None:
+        weight = next(k for k in rest if k.rpartition(".")[2] == "weight")
+        bias = weight[: -len("weight")] + "bias"
+        head = (weight, bias if bias in tensors else None)
+    return LSTMSignature(spec.num_layers, spec.bidirectional, spec.bias, params, head)
+
+
+def _with_graph_head(path: Path, spec: ModelSpec, mode: str | None, head: str | None) -> ModelSpec:
+    """``spec`` with the head mode the graph computes; a contradicting ``head`` is refused."""
+    if mode is None:
+        if spec.head is not None:
+            raise SpecError(
+                f"{path}: unsupported forward: the nn.Linear head is never applied to the "
+                f"LSTM output; {FORWARD_SUPPORTED}"
+            )
+        return spec
+    if head is not None and head != mode:
+        where = "the last timestep" if mode == "last" else "every timestep"
+        raise SpecError(
+            f"{path}: head={head!r} given, but the model's forward applies its head to {where}"
+        )
+    if spec.head.mode == mode:
+        return spec
+    return dataclasses.replace(spec, head=HeadSpec(spec.head.weight, spec.head.bias, mode))
+
+
 def _zip_names(path: Path) -> tuple[str, set[str]]:
-    """``(root folder, names below it)`` of a PyTorch zip archive (one top-level folder)."""
+    """``(root folder, names below it)`` of a PyTorch zip archive (one top-level folder).
+
+    The members' declared sizes are checked first (:func:`files.check_zip_members`: oversized
+    members and deflate bombs are refused before anything is read).
+    """
     try:
         with zipfile.ZipFile(path) as archive:
+            files.check_zip_members(archive, str(path))
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError) as error:
+    except files.FileFormatError as error:
+        raise SpecError(str(error)) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
         raise SpecError(f"{path}: corrupt zip archive ({_first_line(error)})") from None
     roots = {name.split("/", 1)[0] for name in names}
     if len(roots) != 1:
@@ -692,6 +764,8 @@ _TS_STORAGES = {
     "CharStorage": "i1",
     "ByteStorage": "u1",
     "BoolStorage": "?",
+    "ComplexFloatStorage": "<c8",
+    "ComplexDoubleStorage": "<c16",
 }
 _MANGLE = re.compile(r"\.___torch_mangle_\d+")
 
@@ -700,6 +774,8 @@ class _ScriptObject:
     """A TorchScript object record from ``data.pkl``: its class name and attributes."""
 
     qualname = ""
+    raw_qualname = ""
+    state: typing.ClassVar[dict] = {}  # replaced per object by BUILD; never mutated
 
     def __setstate__(self, state):
         self.state = state
@@ -755,9 +831,11 @@ class _TorchScriptUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if module == "__torch__" or module.startswith("__torch__."):
             qualname = _MANGLE.sub("", f"{module}.{name}").removeprefix("__torch__.")
-            if qualname not in self._classes:
-                self._classes[qualname] = type(name, (_ScriptObject,), {"qualname": qualname})
-            return self._classes[qualname]
+            raw = f"{module}.{name}"
+            if raw not in self._classes:
+                attrs = {"qualname": qualname, "raw_qualname": raw}
+                self._classes[raw] = type(name, (_ScriptObject,), attrs)
+            return self._classes[raw]
         if module == "torch" and name in _TS_STORAGES:
             return _StorageType(_TS_STORAGES[name])
         if (module, name) in self._functions:
@@ -790,23 +868,44 @@ class _TorchScriptUnpickler(pickle.Unpickler):
         )
 
 
+#: Largest total size of the TorchScript source (``code/``) read from one archive.
+MAX_CODE_BYTES = 16 << 20
+
+
 def _read_torchscript(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray], str | None]:
     """``({module path: qualname}, {tensor name: array}, root head_mode)`` of an archive."""
-    root, _ = _zip_names(path)
+    modules, tensors, root, _ = _read_torchscript_program(path)
+    declared = root.state.get("head_mode")
+    return modules, tensors, declared if isinstance(declared, str) else None
+
+
+def _read_torchscript_program(path: Path):
+    """``(modules, tensors, root ScriptModule, {code member: source bytes})`` of an archive."""
+    root_dir, _ = _zip_names(path)
     try:
         with zipfile.ZipFile(path) as archive:
 
             def read_record(name: str) -> bytes:
                 try:
-                    return archive.read(f"{root}/{name}")
+                    return archive.read(f"{root_dir}/{name}")
                 except KeyError:
                     raise SpecError(f"{path}: TorchScript archive is missing {name}") from None
 
-            byteorder = f"{root}/byteorder"
+            byteorder = f"{root_dir}/byteorder"
             if byteorder in archive.namelist() and archive.read(byteorder).strip() != b"little":
                 raise SpecError(f"{path}: big-endian TorchScript archives are not supported")
             unpickler = _TorchScriptUnpickler(read_record("data.pkl"), read_record, path)
             top = unpickler.load()
+            code, total = {}, 0
+            for info in archive.infolist():
+                relative = info.filename[len(root_dir) + 1 :]
+                if relative.startswith("code/") and relative.endswith(".py"):
+                    total += info.file_size
+                    if total > MAX_CODE_BYTES:
+                        raise SpecError(
+                            f"{path}: TorchScript code is more than {MAX_CODE_BYTES} bytes"
+                        )
+                    code[relative.removeprefix("code/")] = archive.read(info)
     except SpecError:
         raise
     except Exception as error:  # malformed pickles raise anything
@@ -816,27 +915,47 @@ def _read_torchscript(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]
 
     modules: dict[str, str] = {}
     tensors: dict[str, np.ndarray] = {}
-    pending, seen = [("", top)], set()
+    records: dict[int, ScriptModule] = {}
+    pending = [("", top)]
     while pending:
         prefix, obj = pending.pop()
-        if id(obj) in seen:
+        if id(obj) in records:
             continue
-        seen.add(id(obj))
         state = getattr(obj, "state", {})
         if not isinstance(state, dict):
             raise SpecError(
                 f"{path}: TorchScript object {prefix!r} ({obj.qualname}) has custom state: "
                 f"{SUPPORTED}"
             )
+        record = ScriptModule(prefix, obj.qualname, obj.raw_qualname)
+        records[id(obj)] = record
         modules[prefix] = obj.qualname
+        own = []
         for name, value in state.items():
             full = f"{prefix}.{name}" if prefix else str(name)
             if isinstance(value, np.ndarray):
                 tensors[full] = value
+                own.append(str(name))
             elif isinstance(value, _ScriptObject):
                 pending.append((full, value))
-    declared = top.state.get("head_mode") if isinstance(top.state, dict) else None
-    return modules, tensors, declared if isinstance(declared, str) else None
+            else:
+                record.state[str(name)] = value
+        record.tensors = frozenset(own)
+    _link_children(top, records)
+    return modules, tensors, records[id(top)], code
+
+
+def _link_children(top: _ScriptObject, records: dict[int, ScriptModule]) -> None:
+    pending, seen = [top], set()
+    while pending:
+        obj = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        for name, value in obj.state.items():
+            if isinstance(value, _ScriptObject):
+                records[id(obj)].children[str(name)] = records[id(value)]
+                pending.append(value)
 
 
 # -- torch.export archives ---------------------------------------------------------------------
@@ -851,8 +970,11 @@ def _as_int(value, what: str) -> int:
     raise SpecError(f"{what} must be a static integer, not {value!r}")
 
 
-def _read_export_archive(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray]]:
-    """``({module path: qualname}, {weight name: array})`` of a ``torch.export.save`` archive."""
+def _read_export_archive(path: Path) -> tuple[dict[str, str], dict[str, np.ndarray], dict]:
+    """``({module path: qualname}, {weight name: array}, program)`` of a ``.pt2`` archive.
+
+    ``program`` is the parsed JSON of ``models/model.json`` (the graph, never evaluated).
+    """
     root, names = _zip_names(path)
     try:
         with zipfile.ZipFile(path) as archive:
@@ -865,9 +987,9 @@ def _read_export_archive(path: Path) -> tuple[dict[str, str], dict[str, np.ndarr
 
             def read_json(name: str):
                 try:
-                    return json.loads(read(name))
-                except (UnicodeDecodeError, json.JSONDecodeError) as error:
-                    raise SpecError(f"{path}: {name} is not valid JSON ({error})") from None
+                    return files.parse_json(read(name), f"{path}: {name}")
+                except files.FileFormatError as error:
+                    raise SpecError(str(error)) from None
 
             archive_format = read("archive_format").decode(errors="replace").strip()
             version = read("archive_version").decode(errors="replace").strip()
@@ -906,7 +1028,9 @@ def _read_export_archive(path: Path) -> tuple[dict[str, str], dict[str, np.ndarr
         raise
     except (OSError, zipfile.BadZipFile, KeyError, TypeError, AttributeError) as error:
         raise SpecError(f"{path}: corrupt torch.export archive ({_first_line(error)})") from None
-    return _export_modules(path, program), tensors
+    if not isinstance(program, dict):
+        raise SpecError(f"{path}: malformed exported program (not a JSON object)")
+    return _export_modules(path, program), tensors, program
 
 
 def _read_export_weight(path: Path, fqn: str, entry, read: Callable[[str], bytes]) -> np.ndarray:

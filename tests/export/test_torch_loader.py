@@ -145,7 +145,7 @@ def test_torchscript_reader_matches_torch_jit_load(route, tmp_path):
 def test_export_reader_matches_torch_export_load(tmp_path):
     model = make_model(3, head="last", input_size=3, hidden_size=4, bidirectional=True)
     path = save_route(model, "torch_export", tmp_path / "model.pt2")
-    modules, tensors = torch_loader._read_export_archive(path)
+    modules, tensors, _ = torch_loader._read_export_archive(path)
     trusted = torch.export.load(path)  # our own file: trusted
     expected = {k: v.detach().numpy() for k, v in trusted.state_dict.items()}
     assert tensors.keys() == expected.keys()
@@ -173,11 +173,23 @@ def test_head_mode_attribute_is_the_default_and_head_argument_overrides_it(tmp_p
     model = make_model(5, head="all", input_size=2, hidden_size=3)
     assert from_module(model).head.mode == "all"
     assert from_module(model, head="last").head.mode == "last"
-    scripted = save_route(model, "jit_script", tmp_path / "model.ts")
-    assert load_model(scripted).head.mode == "all"
-    assert load_model(scripted, head="last").head.mode == "last"
     state_dict = save_route(model, "state_dict", tmp_path / "model.pt")
     assert load_model(state_dict).head.mode == "last"  # a state_dict cannot declare it
+    assert load_model(state_dict, head="all").head.mode == "all"
+
+
+@pytest.mark.parametrize("route", ["jit_script", "jit_trace", "torch_export"])
+def test_archive_head_mode_comes_from_its_forward(route, tmp_path):
+    """An archive's forward fixes the head mode: a contradicting head argument is refused."""
+    for mode, other in (("all", "last"), ("last", "all")):
+        model = make_model(5, head=mode, input_size=2, hidden_size=3, batch_first=True)
+        path = save_route(model, route, tmp_path / f"model-{mode}")
+        assert load_model(path).head.mode == mode
+        assert load_model(path, head=mode).head.mode == mode
+        where = "the last timestep" if mode == "last" else "every timestep"
+        message = rf"head={other!r} given, but the model's forward applies its head to {where}$"
+        with pytest.raises(SpecError, match=message):
+            load_model(path, head=other)
 
 
 def test_head_defaults_to_last_without_attribute():
