@@ -16,7 +16,21 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-__all__ = ["DigitsLSTM", "accuracy", "load_data", "train_digits_model"]
+__all__ = [
+    "CLASSES",
+    "FEATURES",
+    "HIDDEN",
+    "STEPS",
+    "DigitsLSTM",
+    "accuracy",
+    "load_data",
+    "train_digits_model",
+]
+
+#: The demo model's geometry: ``STEPS`` rows of ``FEATURES`` pixels, ``nn.LSTM(FEATURES,
+#: HIDDEN)``, ``nn.Linear(HIDDEN, CLASSES)``. ``lstmfpga demo`` checks its options against it
+#: before training.
+FEATURES, STEPS, HIDDEN, CLASSES = 8, 8, 32, 10
 
 
 class DigitsLSTM(nn.Module):
@@ -24,10 +38,10 @@ class DigitsLSTM(nn.Module):
 
     head_mode = "last"  # read by lstmfpga.export.torch_loader.from_module
 
-    def __init__(self, hidden: int = 32):
+    def __init__(self, hidden: int = HIDDEN):
         super().__init__()
-        self.lstm = nn.LSTM(8, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, 10)
+        self.lstm = nn.LSTM(FEATURES, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, CLASSES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output, _ = self.lstm(x)
@@ -46,7 +60,7 @@ def load_data(seed: int = 0):
     return x_train, y_train, x_test, y_test
 
 
-def train_digits_model(seed: int = 0, hidden: int = 32, epochs: int = 30, batch_size: int = 64):
+def train_digits_model(seed: int = 0, hidden: int = HIDDEN, epochs: int = 30, batch_size: int = 64):
     """Train :class:`DigitsLSTM` with Adam; returns ``(model, (x_train, y_train, x_test,
     y_test))`` with the model in eval mode.
 

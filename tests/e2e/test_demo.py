@@ -5,6 +5,9 @@ nextpnr) on every digits test image in Verilator and two images in Amaranth's si
 """
 
 import json
+import time
+
+import pytest
 
 from lstmfpga.cli import main
 from lstmfpga.pipeline import run_demo, summary
@@ -28,7 +31,29 @@ def test_demo_flow_is_bit_exact_and_keeps_accuracy(tmp_path):
     assert "bit-exact: yes" in summary(report)
 
 
-def test_demo_command_line_rejects_bad_lanes(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--lanes", "3", "--no-synth"]) == 2
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lanes", "3"], "--lanes for the digits model (hidden_size 32): lanes must divide"),
+        (["--lanes", "256"], "--lanes for the digits model (hidden_size 32): lanes must divide"),
+        (["--lanes", "0"], "--lanes must be a positive integer, not 0"),
+        (["--out", "{tmp}/file"], "--out {tmp}/file must be a directory, not an existing file"),
+        (
+            ["--out", "{tmp}/taken"],
+            "--out {tmp}/taken/spec holds a 'lstmfpga.qmodel' artifact, not 'lstmfpga.spec'",
+        ),
+    ],
+)
+def test_demo_command_line_refuses_bad_options_before_training(tmp_path, capsys, argv, message):
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "taken" / "spec").mkdir(parents=True)
+    (tmp_path / "taken" / "spec" / "manifest.json").write_text('{"format": "lstmfpga.qmodel"}')
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    if "--out" not in argv:
+        argv += ["--out", str(tmp_path / "demo")]
+    started = time.perf_counter()
+    assert main(["demo", *argv, "--no-synth"]) == 2
+    assert time.perf_counter() - started < 20  # refused before training and simulation
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "lanes" in err[-1]
+    assert len(err) == 1 and err[0].startswith(f"lstmfpga: error: {message.format(tmp=tmp_path)}")
+    assert not (tmp_path / "demo").exists()
