@@ -16,7 +16,16 @@ import numpy as np
 
 from lstmfpga.errors import CLIError
 
-__all__ = ["SIMULATORS", "FlowResult", "run_demo", "run_flow", "simulate_model", "summary"]
+__all__ = [
+    "SIMULATORS",
+    "FlowResult",
+    "check_labels",
+    "check_spec",
+    "run_demo",
+    "run_flow",
+    "simulate_model",
+    "summary",
+]
 
 SIMULATORS = ("amaranth", "icarus", "verilator")
 
@@ -35,6 +44,67 @@ class FlowResult:
     stages: dict[str, float] = field(default_factory=dict)
 
 
+def check_spec(model, spec) -> dict:
+    """Check that ``spec`` is the spec ``model`` was quantized from; return the report's
+    ``spec`` section.
+
+    A model that records ``spec_hash`` (every model quantized by this lstmfpga) must match
+    ``spec.content_hash()`` exactly, else :class:`~lstmfpga.errors.CLIError`. A model
+    quantized before hashes were recorded (``spec_hash`` None) cannot be checked: the spec
+    is accepted when its geometry matches, and the section says it was not checked."""
+    for name in ("input_size", "hidden_size", "num_layers", "bidirectional", "proj_size"):
+        if getattr(spec, name) != getattr(model, name):
+            raise CLIError(
+                f"--spec does not match the quantized model: {name} is "
+                f"{getattr(spec, name)!r}, the model's {getattr(model, name)!r}"
+            )
+    spec_head = None if spec.head is None else (spec.head.mode, spec.head.out_features)
+    model_head = None if model.head is None else (model.head.mode, model.head.out_features)
+    if spec_head != model_head:
+        raise CLIError(
+            f"--spec does not match the quantized model: its head is {spec_head!r}, "
+            f"the model's {model_head!r}"
+        )
+    digest = spec.content_hash()
+    if model.spec_hash is None:
+        return {
+            "checked": False,
+            "hash": digest,
+            "note": (
+                "the quantized model records no spec_hash (it predates them): the spec's "
+                "geometry matches, its weights could not be checked; quantize again to "
+                "record the hash"
+            ),
+        }
+    if digest != model.spec_hash:
+        raise CLIError(
+            f"--spec is not the spec the quantized model was quantized from: its content "
+            f"hash is {digest[:16]}..., the model's spec_hash {model.spec_hash[:16]}..."
+        )
+    return {"checked": True, "hash": digest, "note": "spec_hash of the quantized model matches"}
+
+
+def check_labels(model, labels, batch: int) -> np.ndarray:
+    """``labels`` as int64 class indices, one per sequence, for a ``last``-head classifier;
+    else :class:`~lstmfpga.errors.CLIError` (one line)."""
+    if model.head is None or model.head.mode != "last":
+        raise CLIError("--labels needs a model with a 'last' head")
+    n = model.head.out_features
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.shape != (batch,):
+        raise CLIError(
+            f"--labels must be {batch} integer class indices (shape ({batch},)), not "
+            f"{labels.dtype} {labels.shape}"
+        )
+    bad = np.flatnonzero((labels < 0) | (labels >= n))
+    if bad.size:
+        raise CLIError(
+            f"--labels must be class indices in 0..{n - 1}, not {int(labels[bad[0]])} "
+            f"(sequence {int(bad[0])}; {bad.size} out of range)"
+        )
+    return labels.astype(np.int64)
+
+
 def simulate_model(
     model,
     x,
@@ -48,38 +118,70 @@ def simulate_model(
     build_dir=None,
     spec=None,
     labels=None,
+    h0=None,
+    c0=None,
+    with_states: bool = False,
+    cycle_budget: int | None = None,
     progress=None,
 ):
-    """Quantize ``x``, run ``simulator`` and the golden model, build the report.
+    """Quantize ``x`` (and ``h0``/``c0``), run ``simulator`` and the golden model, build the
+    report.
 
-    Returns ``(report, arrays)``; ``arrays`` holds ``rtl``, ``golden`` (per-sequence element
-    codes, ``(B, n)``), ``float`` (the spec's prediction, when ``spec`` is given) and
-    ``scale``.
+    ``x`` ``(batch, seq, features)`` floats; ``h0`` ``(L*D, batch, H_out)`` and ``c0``
+    ``(L*D, batch, H)`` float initial states, quantized as ``predict --h0c0`` does (the
+    hardware is then built with ``initial_state`` and streams them in); ``with_states``:
+    build the hardware with ``with_states``, so that its final states are checked too.
+    ``spec``: the float spec (checked with :func:`check_spec`) for fixed-vs-float errors;
+    ``labels``: class per sequence (:func:`check_labels`). ``cycle_budget``: cycles each
+    sequence may take (default from the cycle model, :mod:`lstmfpga.sim.budget`).
+
+    Returns ``(report, arrays)``. ``arrays`` are in ``predict``'s shapes, so that they
+    compare with ``np.array_equal`` to what ``predict --raw`` writes: ``rtl`` and ``golden``
+    (prediction codes: ``(batch, out)`` for a ``last`` head, ``(batch, seq, out)`` for
+    ``all``, ``(batch, seq, D*H_out)`` without a head); with ``with_states`` also
+    ``rtl_h_n``, ``rtl_c_n``, ``golden_h_n``, ``golden_c_n`` (as ``predict --raw --states``:
+    ``(L*D, batch, H_out)``, ``(L*D, batch, H)``) and their scales ``hidden_scale``,
+    ``cell_scale``; ``float`` (the spec's prediction, with ``spec``) and ``scale`` (value =
+    code * scale).
     """
     from lstmfpga.hw.accelerator import LSTMAccelerator
     from lstmfpga.hw.cycles import CycleModel
     from lstmfpga.quant import golden
     from lstmfpga.sim.report import build_report
-    from lstmfpga.sim.streams import StreamGeometry, pack_outputs
+    from lstmfpga.sim.streams import StreamGeometry, unpack_outputs
 
     if simulator not in SIMULATORS:
         raise CLIError(f"--sim must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
     if not 0 <= stall < 1:
         raise CLIError(f"--stall must be in [0, 1), not {stall}")
+    if cycle_budget is not None and (isinstance(cycle_budget, bool) or cycle_budget < 1):
+        raise CLIError(f"--cycle-budget must be a positive number of cycles, not {cycle_budget}")
     if simulator == "amaranth" and waves is not None and not str(waves).endswith(".vcd"):
         raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {waves}")
     if simulator != "amaranth":
         from lstmfpga.sim.cocotb_flow import check_simulator
 
         check_simulator(simulator)  # before building anything
-    sat: dict = {}
-    x_codes = golden.quantize_inputs(model, x, sat)
+    spec_check = None if spec is None else check_spec(model, spec)
+    # The golden model first: it validates x and the states (one-line errors) and is
+    # exactly what ``predict --raw`` computes.
+    _, expected = golden.predict(model, x, h0, c0)
+    x_codes = golden.quantize_inputs(model, x)
     B, T, _ = x_codes.shape
+    if labels is not None:
+        labels = check_labels(model, labels, B)
+    initial_state = h0 is not None or c0 is not None
+    h0_codes, c0_codes = (
+        None if value is None else model.formats[role].quantize(value, model.rounding)
+        for value, role in ((h0, "hidden"), (c0, "cell"))
+    )
     max_seq_len = T if max_seq_len is None else max_seq_len
     if max_seq_len < T:
         raise CLIError(f"--max-seq-len {max_seq_len} is shorter than the inputs' {T} steps")
-    acc = LSTMAccelerator(model, lanes=lanes, max_seq_len=max_seq_len)
-    expected = golden.run(model, x_codes)
+    acc = LSTMAccelerator(
+        model, lanes=lanes, max_seq_len=max_seq_len, with_states=with_states,
+        initial_state=initial_state,
+    )  # fmt: skip
     if simulator == "amaranth":
         from amaranth import __version__ as amaranth_version
 
@@ -87,8 +189,8 @@ def simulate_model(
 
         started = time.perf_counter()
         result = run_amaranth(
-            acc, x_codes, in_stall=stall, out_stall=stall, seed=seed,
-            waves=None if waves is None else str(waves),
+            acc, x_codes, h0_codes, c0_codes, in_stall=stall, out_stall=stall, seed=seed,
+            waves=None if waves is None else str(waves), cycle_budget=cycle_budget,
         )  # fmt: skip
         result.wall_seconds = time.perf_counter() - started
         version = amaranth_version
@@ -96,22 +198,21 @@ def simulate_model(
         from lstmfpga.sim.cocotb_flow import run_cocotb
 
         result = run_cocotb(
-            acc, x_codes, simulator=simulator, in_stall=stall, out_stall=stall, seed=seed,
-            waves=waves, build_dir=build_dir, progress=progress,
+            acc, x_codes, h0_codes, c0_codes, simulator=simulator, in_stall=stall,
+            out_stall=stall, seed=seed, waves=waves, build_dir=build_dir, progress=progress,
+            cycle_budget=cycle_budget,
         )  # fmt: skip
         version = result.meta["simulator_version"]
     float_prediction = None
     if spec is not None:
         from lstmfpga.export import reference
 
-        for name in ("input_size", "hidden_size", "num_layers", "bidirectional", "proj_size"):
-            if getattr(spec, name) != getattr(model, name):
-                raise CLIError(
-                    f"--spec does not match the quantized model: {name} is "
-                    f"{getattr(spec, name)!r}, the model's {getattr(model, name)!r}"
-                )
-        float_prediction = reference.forward(spec, x).prediction
-    geometry = StreamGeometry.of(model)
+        float_prediction = reference.forward(spec, x, h0, c0).prediction
+    geometry = StreamGeometry.of(model, with_states=with_states, initial_state=initial_state)
+    settings = {"stall": stall, "seed": seed}
+    settings |= {"initial_state": initial_state, "with_states": bool(with_states)}
+    if cycle_budget is not None:
+        settings["cycle_budget"] = int(cycle_budget)
     report = build_report(
         model=model,
         geometry=geometry,
@@ -129,18 +230,30 @@ def simulate_model(
         rtl_error=result.error,
         float_prediction=float_prediction,
         labels=labels,
-        input_saturation=sat.get("x", 0),
-        settings={"stall": stall, "seed": seed},
+        settings=settings,
+        spec_check=spec_check,
     )
+    # The hardware's elements in predict's shapes (missing elements, if any, as 0: the
+    # report counts them as mismatches).
     n = geometry.output_length(T)
-    rtl = np.full((B, n), 0, dtype=np.int64)
-    for b, out in enumerate(result.outputs):
-        rtl[b, : min(n, out.size)] = out[:n]
+    parts = []
+    for out in result.outputs:
+        padded = np.zeros(n, dtype=np.int64)
+        padded[: min(n, out.size)] = out[:n]
+        parts.append(unpack_outputs(geometry, padded, T))
+    shape = (B, *geometry.prediction_shape(T))
     arrays = {
-        "rtl": rtl,
-        "golden": np.stack([pack_outputs(geometry, expected.prediction, b) for b in range(B)]),
+        "rtl": np.stack([p["prediction"] for p in parts]).reshape(shape),
+        "golden": np.asarray(expected.prediction, dtype=np.int64),
         "scale": np.float64(model.output_format.lsb),
     }
+    if with_states:
+        arrays["rtl_h_n"] = np.stack([p["h_n"] for p in parts], axis=1)
+        arrays["rtl_c_n"] = np.stack([p["c_n"] for p in parts], axis=1)
+        arrays["golden_h_n"] = np.asarray(expected.h_n, dtype=np.int64)
+        arrays["golden_c_n"] = np.asarray(expected.c_n, dtype=np.int64)
+        arrays["hidden_scale"] = np.float64(model.formats["hidden"].lsb)
+        arrays["cell_scale"] = np.float64(model.formats["cell"].lsb)
     if float_prediction is not None:
         arrays["float"] = np.asarray(float_prediction, dtype=np.float64)
     return report, arrays
@@ -171,13 +284,13 @@ def run_flow(
     simulator (a cross-check of the generated Verilog against the Amaranth design);
     ``synthesize``: run Yosys + nextpnr for ``target`` and merge the result.
     """
+    from lstmfpga.export.files import write_text
     from lstmfpga.export.spec import ModelSpec
     from lstmfpga.hw.verilog import generate
     from lstmfpga.quant import golden
     from lstmfpga.quant.calibrate import quantize
     from lstmfpga.quant.config import QuantConfig
     from lstmfpga.sim.report import render_html, save_report
-    from lstmfpga.sim.streams import StreamGeometry
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -250,17 +363,13 @@ def run_flow(
 
     report["stages_seconds"] = {k: round(v, 2) for k, v in stages.items()}
     save_report(report, paths["report"])
-    paths["html"].write_text(render_html(report))
+    write_text(paths["html"], render_html(report))
 
-    geometry = StreamGeometry.of(qmodel)
-    shape = (len(inputs), *geometry.prediction_shape(T))
-    n = int(np.prod(shape[1:]))
-    fmt = qmodel.output_format
     fixed, _ = golden.predict(qmodel, inputs)
     predictions = {
         "float": arrays["float"],
         "fixed": fixed,
-        "rtl": fmt.dequantize(arrays["rtl"][:, :n].reshape(shape)),
+        "rtl": qmodel.output_format.dequantize(arrays["rtl"]),
     }
     return FlowResult(report, predictions, paths, spec, qmodel, stages)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CLIError
+from ..export.files import read_json, write_json
 from .streams import StreamGeometry, pack_outputs
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "render_html",
     "render_text",
     "save_report",
+    "validate_report",
 ]
 
 REPORT_FORMAT = "lstmfpga.report"
@@ -225,6 +227,7 @@ def build_report(
     labels=None,
     input_saturation: int = 0,
     settings: dict | None = None,
+    spec_check: dict | None = None,
     limit: int = MISMATCH_LIMIT,
 ) -> dict:
     """The report of one simulation run (see ``docs/report.md`` for every field).
@@ -236,7 +239,9 @@ def build_report(
     ``float_prediction``: the float reference's prediction of the same inputs (else
     ``fixed_vs_float`` says it is unavailable); ``labels``: class per sequence (accuracy of
     ``last`` heads); ``input_saturation``: inputs clipped by quantization; ``settings``:
-    free-form run settings (stalls, seed) recorded as given.
+    free-form run settings (stalls, seed) recorded as given; ``spec_check``: the result of
+    :func:`lstmfpga.pipeline.check_spec` (the report's ``spec`` section, when a spec was
+    given).
     """
     B = len(rtl)
     expected = [
@@ -250,6 +255,8 @@ def build_report(
 
     report: dict = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "bit_exact": bit_exact}
     report["outputs"] = outputs
+    if spec_check is not None:
+        report["spec"] = dict(spec_check)
 
     if float_prediction is not None:
         report["fixed_vs_float"] = _fixed_vs_float(model, golden.prediction, float_prediction)
@@ -355,25 +362,176 @@ def build_report(
 
 # -- files --------------------------------------------------------------------------------------
 def save_report(report: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    """Write ``report`` as JSON, atomically (an interrupted write leaves no report)."""
+    write_json(path, report)
 
 
 def load_report(path: str | Path) -> dict:
-    """Read a report, checking its ``format`` and ``version`` (one-line ``CLIError``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CLIError(f"report {path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CLIError(f"report {path} is not valid JSON: {error}") from None
+    """Read a report (bounded, :func:`lstmfpga.export.files.read_json`) and check its
+    structure (:func:`validate_report`); any problem is a one-line ``CLIError``."""
+    data = read_json(path, "report")
+    validate_report(data, f"report {path}")
+    return data
+
+
+# -- the schema (docs/report.md) ------------------------------------------------------------------
+# Rules: a type name ("int": a non-negative integer, "code": any integer, "num": a finite
+# number, "bool", "str", "dict": any object), a trailing "?" allows null; a dict rule is an
+# object with those keys (a key ending in "?" is optional); a one-element list is a list
+# of that rule; ("map", rule) is an object whose values follow rule.
+_MISMATCH = {
+    "sequence": "int", "tensor": "str", "timestep": "int?", "index": "int", "rtl": "code",
+    "golden": "code",
+}  # fmt: skip
+_SCHEMA = {
+    "format": "str",
+    "version": "int",
+    "bit_exact": "bool",
+    "outputs": {
+        "total": "int", "mismatched": "int", "missing": "int", "max_lsb_error": "int",
+        "lsb_error_counts": ("map", "int"), "first_mismatches": [_MISMATCH],
+        "mismatches_per_timestep": ["int"], "sequences": "int", "timesteps": "int",
+        "error_flag": "bool",
+    },
+    "spec?": {"checked": "bool", "hash": "str?", "note": "str"},
+    "fixed_vs_float": {"available": "bool", "note?": "str"},
+    "accuracy": {"available": "bool", "note?": "str"},
+    "cycles": {
+        "total": "int", "per_sequence?": "num", "compute?": "num", "per_timestep?": "num",
+        "macs_per_sequence?": "int", "mac_efficiency?": "num", "model_compute?": "int",
+        "model_per_timestep?": "num", "model_step?": ("map", "int"), "model_exact?": "bool",
+    },
+    "saturation": ("map", "int"),
+    "model": {
+        "input_size": "int", "hidden_size": "int", "num_layers": "int", "bidirectional": "bool",
+        "proj_size": "int", "bias": "bool", "head": "head?", "weights": "int",
+    },
+    "quantization": {
+        "preset": "str", "rounding": "str", "overflow": "str", "formats": ("map", "str"),
+        "acc": "str", "output_format": "str",
+        "tables": ("map", {"function": "str", "in_fmt": "str", "out_fmt": "str",
+                           "entries": "int", "interpolate": "bool", "max_lsb": "num",
+                           "mean_lsb": "num"}),
+    },
+    "activation_tables": ("map", {"x": ["num"], "error_lsb": ["num"]}),
+    "lanes": "int",
+    "max_seq_len": "int",
+    "simulator": {"name": "str", "version": "str"},
+    "settings": "dict",
+    "wall_seconds": "num",
+    "cycles_per_second": "num?",
+    "cross_checks?": [{"simulator": "str", "sequences": "int", "bit_exact": "bool",
+                       "cycles_per_sequence": "num"}],
+    "stages_seconds?": ("map", "num"),
+    "synthesis?": "dict",
+}  # fmt: skip
+_FIXED_VS_FLOAT = {
+    "max_abs": "num", "mean_abs": "num", "rmse": "num", "snr_db": "num?", "max_lsb": "num",
+    "output_lsb": "num", "histogram_lsb": {"edges": ["num"], "counts": ["int"]},
+    "per_timestep_max_abs": ["num"], "scatter": {"float": ["num"], "fixed": ["num"]},
+}  # fmt: skip
+_ACCURACY = {"count": "int", "float": "num?", "fixed": "num", "rtl": "num"}
+_HEAD = {"mode": "str", "out_features": "int"}
+_WHAT = {
+    "int": "a non-negative integer", "code": "an integer", "num": "a finite number",
+    "bool": "true or false", "str": "a string", "dict": "an object", "head": "an object",
+}  # fmt: skip
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _shown(value) -> str:
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check(value, rule, where: str) -> None:
+    if isinstance(rule, str):
+        optional = rule.endswith("?")
+        kind = rule.rstrip("?")
+        if value is None and optional:
+            return
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = {
+            "int": isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+            "code": isinstance(value, int) and not isinstance(value, bool),
+            "num": number and math.isfinite(value),
+            "bool": isinstance(value, bool),
+            "str": isinstance(value, str),
+            "dict": isinstance(value, dict),
+            "head": isinstance(value, dict),
+        }[kind]
+        if not ok:
+            null = " or null" if optional else ""
+            raise _Invalid(f"{where} must be {_WHAT[kind]}{null}, not {_shown(value)}")
+        if kind == "head":
+            _check(value, _HEAD, where)
+    elif isinstance(rule, dict):
+        if not isinstance(value, dict):
+            raise _Invalid(f"{where} must be an object, not {_shown(value)}")
+        for key, sub in rule.items():
+            name = key.rstrip("?")
+            if name not in value:
+                if key.endswith("?"):
+                    continue
+                raise _Invalid(f"{where or 'the report'} has no field {name!r}")
+            _check(value[name], sub, f"{where}.{name}" if where else name)
+    elif isinstance(rule, list):
+        if not isinstance(value, list):
+            raise _Invalid(f"{where} must be a list, not {_shown(value)}")
+        for index, item in enumerate(value):
+            _check(item, rule[0], f"{where}[{index}]")
+    elif isinstance(rule, tuple) and rule[0] == "map":
+        if not isinstance(value, dict):
+            raise _Invalid(f"{where} must be an object, not {_shown(value)}")
+        for key, item in value.items():
+            _check(item, rule[1], f"{where}.{key}")
+    else:  # pragma: no cover - the schema is fixed
+        raise TypeError(f"unknown schema rule {rule!r}")
+
+
+def _same_length(where: str, a: str, b: str, xs: list, ys: list, offset: int = 0) -> None:
+    if len(xs) != len(ys) + offset:
+        more = f" + {offset}" if offset else ""
+        raise _Invalid(
+            f"{where}: {a} must have len({b}){more} = {len(ys) + offset} entries, not {len(xs)}"
+        )
+
+
+def validate_report(data, where: str = "report") -> None:
+    """Check that ``data`` is a version-1 report with every field the renderers read, of
+    the right type (schema: ``docs/report.md``); unknown fields are allowed. Raises a
+    one-line ``CLIError`` naming the first bad field (``report R.json: outputs.total must
+    be a non-negative integer, not "12"``)."""
     if not isinstance(data, dict) or data.get("format") != REPORT_FORMAT:
-        raise CLIError(f"{path} is not an lstmfpga report (format must be {REPORT_FORMAT!r})")
+        raise CLIError(f"{where} is not an lstmfpga report (format must be {REPORT_FORMAT!r})")
     if data.get("version") != REPORT_VERSION:
         raise CLIError(
-            f"{path}: report version must be {REPORT_VERSION}, not {data.get('version')!r}"
+            f"{where}: report version must be {REPORT_VERSION}, not {_shown(data.get('version'))}"
         )
-    return data
+    try:
+        _check(data, _SCHEMA, "")
+        if data["fixed_vs_float"]["available"]:
+            _check(data["fixed_vs_float"], _FIXED_VS_FLOAT, "fixed_vs_float")
+            f = data["fixed_vs_float"]
+            hist, scatter = f["histogram_lsb"], f["scatter"]
+            _same_length("fixed_vs_float.histogram_lsb", "edges", "counts", hist["edges"],
+                         hist["counts"], 1)  # fmt: skip
+            _same_length("fixed_vs_float.scatter", "fixed", "float", scatter["fixed"],
+                         scatter["float"])  # fmt: skip
+        if data["accuracy"]["available"]:
+            _check(data["accuracy"], _ACCURACY, "accuracy")
+        for name, curve in data["activation_tables"].items():
+            _same_length(f"activation_tables.{name}", "error_lsb", "x", curve["error_lsb"],
+                         curve["x"])  # fmt: skip
+    except _Invalid as error:
+        raise CLIError(f"{where}: {error}") from None
 
 
 # -- text ---------------------------------------------------------------------------------------
@@ -422,6 +580,9 @@ def render_text(report: dict) -> str:
             f"  mismatch: sequence {mismatch['sequence']} {mismatch['tensor']} timestep {step} "
             f"index {mismatch['index']}: rtl {mismatch['rtl']} golden {mismatch['golden']}"
         )
+    spec = report.get("spec")
+    if spec is not None:
+        lines.append(f"spec: {'checked' if spec['checked'] else 'NOT checked'} ({spec['note']})")
     f = report["fixed_vs_float"]
     if f.get("available"):
         lines.append(
@@ -438,7 +599,9 @@ def render_text(report: dict) -> str:
         )
     cyc = f"cycles: total {_fmt(c['total'])}"
     if "per_timestep" in c:
-        cyc += f", per sequence {_fmt(c['per_sequence'])}, per timestep {_fmt(c['per_timestep'])}"
+        cyc += (
+            f", per sequence {_fmt(c.get('per_sequence'))}, per timestep {_fmt(c['per_timestep'])}"
+        )
     if "model_per_timestep" in c:
         cyc += f" (model {_fmt(c['model_per_timestep'])}"
         cyc += ", exact)" if c.get("model_exact") else ")"
@@ -701,7 +864,7 @@ def _svg_timesteps(report: dict) -> str:
 
 
 def _svg_tables(report: dict) -> str:
-    curves = report.get("activation_tables", {})
+    curves = {k: c for k, c in report.get("activation_tables", {}).items() if c["x"]}
     if not curves:
         return _empty_svg("Activation tables", "no curve data in this report")
     xs = [x for c in curves.values() for x in c["x"]]

@@ -8,9 +8,9 @@ histogram in LSBs, error per timestep, activation-table error curves, fixed vs f
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from lstmfpga.commands._common import description
+from lstmfpga.export.files import write_text
 
 
 def register(subparsers) -> None:
@@ -26,10 +26,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from lstmfpga.commands.simulate import check_output
     from lstmfpga.sim.report import load_report, render_html, render_text
 
+    if args.html is not None:
+        check_output(args.html, "--html")
     report = load_report(args.report)
     print(render_text(report), end="")
     if args.html is not None:
-        Path(args.html).write_text(render_html(report))
+        write_text(args.html, render_html(report))
         print(f"wrote {args.html}")

@@ -8,11 +8,24 @@ Icarus Verilog or Verilator (builds cached by content; ``--build-dir`` moves the
 Every output element is compared with the golden model by integer equality.
 
 Writes the bit-accuracy report R.json (see docs/report.md; ``lstmfpga report R.json``
-renders it). ``--spec SPEC`` adds the float reference (fixed-vs-float error, float accuracy);
-``--labels Y.npy`` (one class per sequence, models with a ``last`` head) adds accuracies.
+renders it). ``--spec SPEC`` adds the float reference (fixed-vs-float error, float
+accuracy); it must be the spec the model was quantized from (its content hash is checked
+against the model's spec_hash; a model quantized before hashes were recorded is accepted
+and the report says the spec was not checked). ``--labels Y.npy`` (one integer class in
+0..out-1 per sequence, models with a ``last`` head) adds accuracies.
+
+``--h0c0 INIT.npz`` streams initial states ``h0`` ``(L*D, batch, H_out)`` and ``c0``
+``(L*D, batch, H)`` (floats, as for ``predict --h0c0``) into hardware built with
+``initial_state``; ``--states S.npz`` builds it with ``with_states``, checks its final
+states too and writes them (integer codes ``h_n``, ``c_n``, as ``predict --raw --states``).
+
 ``--stall P`` idles ``tvalid`` and drops ``tready`` with probability P (seeded by
-``--seed``). ``--waves FILE.vcd|.fst`` writes a waveform (amaranth: VCD only). ``--dump
-OUT.npz`` writes ``rtl`` and ``golden`` codes (sequence x element), ``float`` (with --spec)
+``--seed``). Each sequence may take a cycle budget derived from the cycle model (4 x its
+expected cycles + 1000); a sequence over budget ends the run with a one-line error.
+``--cycle-budget N`` sets the budget to N cycles per sequence instead. ``--waves
+FILE.vcd|.fst`` writes a waveform (amaranth: VCD only). ``--dump OUT.npz`` writes ``rtl``
+and ``golden`` prediction codes in the shape ``predict --raw`` writes (with ``--states``
+also ``rtl_h_n``, ``rtl_c_n``, ``golden_h_n``, ``golden_c_n``), ``float`` (with --spec)
 and ``scale`` (value = code * scale). Exits 1 after writing the report if any output
 mismatched or the design raised its error flag.
 """
@@ -21,8 +34,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from lstmfpga.commands._common import description, load_npy, save_npz
+from lstmfpga.commands._common import description, load_npy, load_npz, save_npz
 from lstmfpga.errors import CLIError
 from lstmfpga.pipeline import SIMULATORS, simulate_model
 
@@ -47,16 +61,37 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--max-seq-len", type=int, metavar="T", help="longest sequence (default: that of X)"
     )
+    parser.add_argument("--h0c0", metavar="INIT.npz", help="initial states h0, c0 (floats)")
+    parser.add_argument(
+        "--states", metavar="S.npz", help="check the final states and write them (h_n, c_n codes)"
+    )
     parser.add_argument(
         "--stall", type=float, default=0.0, metavar="P",
         help="probability of an idle/back-pressured beat on both streams (default 0)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="stall seed")
+    parser.add_argument(
+        "--cycle-budget", type=int, metavar="N",
+        help="cycles each sequence may take (default: 4 x the cycle model's + 1000)",
+    )  # fmt: skip
     parser.add_argument("--waves", metavar="FILE", help="write a .vcd or .fst waveform")
-    parser.add_argument("--dump", metavar="OUT.npz", help="write rtl/golden/float/scale arrays")
+    parser.add_argument(
+        "--dump", metavar="OUT.npz", help="write rtl/golden codes (predict --raw shapes)"
+    )
     parser.add_argument("--build-dir", metavar="DIR", help="simulator build cache directory")
     parser.add_argument("--report", required=True, metavar="R.json", help="report to write")
     parser.set_defaults(func=run)
+
+
+def check_output(path: str | Path, what: str) -> Path:
+    """``path`` can be written: its folder exists and it is not itself a folder (checked
+    before any work, so that a typo does not cost a simulation)."""
+    path = Path(path)
+    if path.is_dir():
+        raise CLIError(f"{what} {path} is a directory, not a file")
+    if not path.parent.is_dir():
+        raise CLIError(f"{what} {path}: no such directory {str(path.parent)!r}")
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,18 +102,23 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--lanes must be a positive integer, not {args.lanes}")
     if args.max_seq_len is not None and args.max_seq_len < 1:
         raise CLIError(f"--max-seq-len must be a positive integer, not {args.max_seq_len}")
+    if args.cycle_budget is not None and args.cycle_budget < 1:
+        raise CLIError(
+            f"--cycle-budget must be a positive number of cycles, not {args.cycle_budget}"
+        )
+    outputs = {"--report": args.report, "--dump": args.dump, "--states": args.states}
+    for what, path in outputs.items():
+        if path is not None:
+            check_output(path, what)
+    if args.waves is not None:
+        check_output(args.waves, "--waves")
     model = QuantizedModel.load(args.qmodel)
     x = load_npy(args.inputs, "--inputs")
-    labels = None
-    if args.labels is not None:
-        labels = load_npy(args.labels, "--labels")
-        if labels.dtype.kind not in "iu" or labels.ndim != 1 or labels.size != len(x):
-            raise CLIError(
-                f"--labels must be {len(x)} integer class indices, not {labels.dtype} "
-                f"{labels.shape}"
-            )
-        if model.head is None or model.head.mode != "last":
-            raise CLIError("--labels needs a model with a 'last' head")
+    labels = None if args.labels is None else load_npy(args.labels, "--labels")
+    h0 = c0 = None
+    if args.h0c0 is not None:
+        states = load_npz(args.h0c0, "--h0c0", ("h0", "c0"))
+        h0, c0 = states["h0"], states["c0"]
     spec = None
     if args.spec is not None:
         from lstmfpga.export.spec import ModelSpec
@@ -96,11 +136,20 @@ def run(args: argparse.Namespace) -> int:
         build_dir=args.build_dir,
         spec=spec,
         labels=labels,
+        h0=h0,
+        c0=c0,
+        with_states=args.states is not None,
+        cycle_budget=args.cycle_budget,
         progress=True if sys.stderr.isatty() else None,
     )
     save_report(report, args.report)
+    written = [args.report]
     if args.dump is not None:
         save_npz(args.dump, **arrays)
+        written.append(args.dump)
+    if args.states is not None:
+        save_npz(args.states, h_n=arrays["rtl_h_n"], c_n=arrays["rtl_c_n"])
+        written.append(args.states)
     print(render_text(report), end="")
-    print(f"wrote {args.report}" + (f" and {args.dump}" if args.dump else ""))
+    print(f"wrote {', '.join(map(str, written))}")
     return 0 if report["bit_exact"] else 1

@@ -211,6 +211,7 @@ def test_save_and_load_check_format_and_version(made, tmp_path):
     path = tmp_path / "r.json"
     save_report(report, path)
     assert load_report(path) == json.loads(json.dumps(report))
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temporary file left
     path.write_text(json.dumps(report | {"version": 99}))
     with pytest.raises(CLIError, match="report version must be 1, not 99"):
         load_report(path)
@@ -218,7 +219,67 @@ def test_save_and_load_check_format_and_version(made, tmp_path):
     with pytest.raises(CLIError, match="not an lstmfpga report"):
         load_report(path)
     path.write_text("{")
-    with pytest.raises(CLIError, match="not valid JSON"):
+    with pytest.raises(ValueError, match="not valid JSON"):
         load_report(path)
-    with pytest.raises(CLIError, match="no such file"):
+    with pytest.raises(ValueError, match="no such file"):
         load_report(tmp_path / "missing.json")
+
+
+def _tampered(report, path, value):
+    """A deep copy of ``report`` with the field at dotted ``path`` set to ``value`` (or
+    removed when ``value`` is ``DELETE``)."""
+    report = json.loads(json.dumps(report))
+    *parents, last = path.split(".")
+    node = report
+    for key in parents:
+        node = node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return report
+
+
+DELETE = object()
+#: (field, bad value, what the one-line error says).
+TAMPERED = [
+    ("outputs", DELETE, "the report has no field 'outputs'"),
+    ("outputs.total", "12", 'outputs.total must be a non-negative integer, not "12"'),
+    ("outputs.total", -1, "outputs.total must be a non-negative integer, not -1"),
+    ("bit_exact", 1, "bit_exact must be true or false, not 1"),
+    ("outputs.first_mismatches", {}, "outputs.first_mismatches must be a list, not an object"),
+    ("cycles.total", None, "cycles.total must be a non-negative integer, not null"),
+    ("cycles.per_timestep", "fast", 'cycles.per_timestep must be a finite number, not "fast"'),
+    ("fixed_vs_float.rmse", float("nan"), "fixed_vs_float.rmse must be a finite number, not NaN"),
+    ("fixed_vs_float.histogram_lsb.counts", [1], "edges must have len(counts) + 1 = 2 entries"),
+    ("accuracy.rtl", [0.5], "accuracy.rtl must be a finite number, not a list of 1"),
+    ("model.head", "last", 'model.head must be an object or null, not "last"'),
+    ("model.head.out_features", 2.5, "model.head.out_features must be a non-negative integer"),
+    ("simulator.name", 7, "simulator.name must be a string, not 7"),
+    ("activation_tables.sigmoid.x", [0.0], "error_lsb must have len(x) = 1 entries"),
+    ("quantization.tables", [], "quantization.tables must be an object, not a list of 0"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), TAMPERED, ids=[t[0] for t in TAMPERED])
+def test_a_tampered_report_is_refused_naming_the_field(made, tmp_path, field, value, message):
+    _, report = made
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(_tampered(report, field, value)))
+    with pytest.raises(CLIError) as error:
+        load_report(path)
+    text = str(error.value)
+    assert text.startswith(f"report {path}: ") and "\n" not in text
+    assert message in text
+
+
+def test_unknown_fields_are_ignored_and_optional_ones_may_be_missing(made, tmp_path):
+    _, report = made
+    extended = _tampered(report, "future_field", {"anything": [1, 2]})
+    for optional in ("cycles.model_exact", "cycles.per_sequence", "fixed_vs_float.snr_db"):
+        extended = _tampered(extended, optional, DELETE if "snr" not in optional else None)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(extended))
+    assert load_report(path) == extended
+    render_html(extended)  # the renderers cope with what the schema allows
+    render_text(extended)
