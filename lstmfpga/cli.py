@@ -36,6 +36,7 @@ COMMANDS = [
     "report",
     "compare",
     "synth",
+    "explore",
     "demo",
 ]
 

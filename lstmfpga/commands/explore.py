@@ -1,0 +1,154 @@
+"""``lstmfpga explore QMODEL --inputs X.npy [--labels Y.npy] --lanes 1,2,4,8 [--simd 1]
+[--preset q16,w8a16 --spec SPEC] --target ecp5[:25k|:85k],ice40 [--seeds 1,2,3] -o DIR``.
+
+Design-space exploration on Dask: every combination of lanes, presets, targets and nextpnr
+seeds is generated, simulated (bit-exact check against the golden model, cycles, accuracy
+with --labels) and synthesized, as Dask tasks on a local cluster (--workers N, default 2) or
+an existing one (--scheduler tcp://HOST:PORT). Finished tasks are cached in DIR/cache by
+content hash, so a rerun or an extended sweep recomputes nothing already done; a failed
+point is recorded with its one-line error. Writes DIR/explore.json (every point, with its
+Pareto flags) and DIR/explore.html (Pareto fronts: latency vs LUTs, latency vs DSPs,
+accuracy vs bits; a sortable table). One progress line per finished task goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lstmfpga.commands._common import description
+from lstmfpga.errors import CLIError
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers, not {text!r}"
+        ) from None
+    return values
+
+
+def _str_list(text: str) -> tuple[str, ...]:
+    values = tuple(v.strip() for v in text.split(",") if v.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"must be a comma-separated list, not {text!r}")
+    return values
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "explore",
+        help="sweep lanes x presets x devices x seeds on Dask (Pareto fronts)",
+        description=description(__doc__),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("qmodel", metavar="QMODEL", help="quantized model (lstmfpga quantize)")
+    parser.add_argument(
+        "--inputs",
+        required=True,
+        metavar="X.npy",
+        help="(batch, seq, features) float inputs to simulate",
+    )
+    parser.add_argument("--labels", metavar="Y.npy", help="class per sequence (accuracy)")
+    parser.add_argument(
+        "--lanes",
+        type=_int_list,
+        required=True,
+        metavar="P,P,...",
+        help="MAC lane counts, e.g. 1,2,4,8",
+    )
+    parser.add_argument(
+        "--simd",
+        type=_int_list,
+        default=(1,),
+        metavar="S,...",
+        help="columns per cycle (1 with this accelerator)",
+    )
+    parser.add_argument(
+        "--preset",
+        type=_str_list,
+        default=(),
+        metavar="NAME,...",
+        help="presets to requantize the spec with (needs --spec)",
+    )
+    parser.add_argument("--spec", metavar="SPEC", help="the float model QMODEL came from")
+    parser.add_argument("--calib", metavar="X.npy", help="calibration inputs (default --inputs)")
+    parser.add_argument(
+        "--target",
+        type=_str_list,
+        required=True,
+        metavar="T[:DEV],...",
+        help="e.g. ecp5, ecp5:85k, ice40:up5k",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=_int_list,
+        default=(1,),
+        metavar="N,...",
+        help="nextpnr placement seeds (default 1)",
+    )
+    parser.add_argument(
+        "--freq",
+        type=float,
+        default=100.0,
+        metavar="MHZ",
+        help="target clock for place and route (default 100)",
+    )
+    parser.add_argument(
+        "--sim",
+        default="verilator",
+        metavar="SIM",
+        help="amaranth, icarus or verilator (default verilator)",
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--workers", type=int, metavar="N", help="local Dask workers (default 2)")
+    group.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler")
+    parser.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from lstmfpga.explore import Sweep, explore
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"-o {out} must be a directory, not a file")
+    sweep = Sweep(
+        lanes=args.lanes, targets=args.target, simd=args.simd, presets=args.preset, seeds=args.seeds
+    )
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    result = explore(
+        args.qmodel,
+        args.inputs,
+        sweep,
+        out,
+        labels=args.labels,
+        spec=args.spec,
+        calib=args.calib,
+        simulator=args.sim,
+        freq_mhz=args.freq,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        progress=None if args.quiet else progress,
+    )
+    failed = sum(1 for p in result.points if p["error"])
+    print(
+        f"{len(result.points)} points ({failed} failed; {result.computed} tasks computed, "
+        f"{result.cached} cached) in {result.wall_seconds:.1f} s: "
+        f"{result.paths['json']}, {result.paths['html']}"
+    )
+    best = [p for p in result.points if p["pareto"]["latency_luts"]]
+    for p in sorted(best, key=lambda p: p["latency_us"]):
+        print(
+            f"  pareto: {p['preset']} lanes {p['lanes']} {p['target']} {p['device']} seed "
+            f"{p['seed']}: {p['latency_us']:.2f} us, {p['luts']} LUTs, {p['dsps']} DSPs, "
+            f"{p['fmax_mhz']:.1f} MHz"
+        )
