@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import files
+
 __all__ = [
     "GATE_ORDER",
     "SPEC_FORMAT",
@@ -41,6 +43,8 @@ class SpecError(ValueError):
 
 
 def _as_matrix(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "fiu":
+        raise SpecError(f"{name} must be a real numeric array, not {value.dtype}")
     try:
         array = np.array(value, dtype=np.float64)  # copy: the spec owns its tensors
     except (TypeError, ValueError) as error:
@@ -308,26 +312,85 @@ class ModelSpec(LSTMGeometry):
         return digest.hexdigest()
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path/manifest.json`` and ``path/tensors.npz``; returns ``path``."""
+        """Write ``path/manifest.json`` and ``path/tensors.npz`` atomically; returns ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / "manifest.json").write_text(json.dumps(self.manifest(), indent=2) + "\n")
-        np.savez(path / "tensors.npz", **self.tensors())
+        files.save_npz(path / "tensors.npz", **self.tensors())
+        files.write_json(path / "manifest.json", self.manifest())
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:
         """Load a spec directory written by :meth:`save`; raises :class:`SpecError`."""
         manifest, tensors = read_artifact(path, SPEC_FORMAT, SPEC_VERSION)
-        return cls.from_tensors(manifest, tensors)
+        try:
+            return cls.from_tensors(manifest, tensors)
+        except SpecError as error:
+            raise SpecError(f"{path}: {error}") from None
 
     @classmethod
     def from_tensors(cls, manifest: dict, tensors: dict[str, np.ndarray]) -> ModelSpec:
+        """A spec from an artifact's manifest and tensors, every field checked.
+
+        A ``gate_order`` other than ``i, f, g, o`` (a permutation of those four gates) is
+        honoured: the gate blocks of ``w_ih``/``w_hh``/biases are permuted into PyTorch's
+        order. Tensors must be floating-point arrays; missing, extra, complex, boolean,
+        integer or string tensors are refused by name.
+        """
+        if not isinstance(manifest, dict):
+            raise SpecError(f"artifact manifest must be a JSON object, not {manifest!r:.40}")
         try:
-            num_layers = int(manifest["num_layers"])
-            bidirectional = bool(manifest["bidirectional"])
-            bias = bool(manifest["bias"])
-            proj = int(manifest["proj_size"])
+            num_layers = _check_int("num_layers", manifest["num_layers"], 1)
+            hidden = _check_int("hidden_size", manifest["hidden_size"], 1)
+            input_size = _check_int("input_size", manifest["input_size"], 1)
+            proj = _check_int("proj_size", manifest["proj_size"], 0)
+            bidirectional = _check_bool("bidirectional", manifest["bidirectional"])
+            bias = _check_bool("bias", manifest["bias"])
+            dropout = manifest.get("dropout", 0.0)
+            if not isinstance(dropout, int | float) or isinstance(dropout, bool):
+                raise SpecError(f"dropout must be a number, not {dropout!r:.40}")
+            if not 0 <= dropout <= 1:
+                raise SpecError(f"dropout must be between 0 and 1, not {dropout!r}")
+            source = manifest.get("source", "")
+            if not isinstance(source, str):
+                raise SpecError(f"source must be a string, not {source!r:.40}")
+            order = _gate_order(manifest.get("gate_order", list(GATE_ORDER)))
+            head_info = manifest.get("head")
+            if head_info is not None and not (
+                isinstance(head_info, dict)
+                and isinstance(head_info.get("mode"), str)
+                and isinstance(head_info.get("bias"), bool)
+            ):
+                raise SpecError(
+                    f"head must be null or an object with a string 'mode' and a boolean 'bias', "
+                    f"not {head_info!r:.60}"
+                )
+            expected = []
+            for index in range(num_layers):
+                for d in range(2 if bidirectional else 1):
+                    suffix = f"_l{index}" + ("_reverse" if d else "")
+                    kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
+                    expected += [k + suffix for k in kinds + (["weight_hr"] if proj else [])]
+            if head_info is not None:
+                expected += ["head.weight"] + (["head.bias"] if head_info["bias"] else [])
+            missing = [name for name in expected if name not in tensors]
+            if missing:
+                raise SpecError(f"artifact is missing tensor(s) {', '.join(map(repr, missing))}")
+            extra = sorted(set(tensors) - set(expected))
+            if extra:
+                raise SpecError(f"artifact has unexpected tensor(s) {', '.join(map(repr, extra))}")
+            for name in expected:
+                kind = np.asarray(tensors[name]).dtype
+                if kind.kind != "f":
+                    raise SpecError(f"tensor {name!r} must be floating-point, not {kind}")
+            gates = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+            def tensor(name: str) -> np.ndarray:
+                array = np.asarray(tensors[name])
+                if name.startswith(gates) and order != GATE_ORDER:
+                    array = _permute_gates(array, order, hidden)
+                return array
+
             layers = []
             for index in range(num_layers):
                 directions = []
@@ -335,43 +398,71 @@ class ModelSpec(LSTMGeometry):
                     suffix = f"_l{index}" + ("_reverse" if d else "")
                     directions.append(
                         LayerWeights(
-                            w_ih=tensors["weight_ih" + suffix],
-                            w_hh=tensors["weight_hh" + suffix],
-                            b_ih=tensors["bias_ih" + suffix] if bias else None,
-                            b_hh=tensors["bias_hh" + suffix] if bias else None,
-                            w_hr=tensors["weight_hr" + suffix] if proj else None,
+                            w_ih=tensor("weight_ih" + suffix),
+                            w_hh=tensor("weight_hh" + suffix),
+                            b_ih=tensor("bias_ih" + suffix) if bias else None,
+                            b_hh=tensor("bias_hh" + suffix) if bias else None,
+                            w_hr=tensor("weight_hr" + suffix) if proj else None,
                         )
                     )
                 layers.append(tuple(directions))
             head = None
-            if manifest.get("head") is not None:
+            if head_info is not None:
                 head = HeadSpec(
-                    weight=tensors["head.weight"],
-                    bias=tensors["head.bias"] if manifest["head"]["bias"] else None,
-                    mode=manifest["head"]["mode"],
+                    weight=tensor("head.weight"),
+                    bias=tensor("head.bias") if head_info["bias"] else None,
+                    mode=head_info["mode"],
                 )
             return cls(
-                input_size=int(manifest["input_size"]),
-                hidden_size=int(manifest["hidden_size"]),
+                input_size=input_size,
+                hidden_size=hidden,
                 num_layers=num_layers,
                 bidirectional=bidirectional,
                 proj_size=proj,
                 bias=bias,
                 layers=tuple(layers),
                 head=head,
-                dropout=float(manifest.get("dropout", 0.0)),
-                source=str(manifest.get("source", "")),
+                dropout=float(dropout),
+                source=source,
             )
         except KeyError as error:
-            raise SpecError(f"artifact is missing {error.args[0]!r}") from None
-        except (TypeError, ValueError) as error:
-            if isinstance(error, SpecError):
-                raise
-            raise SpecError(f"artifact manifest is malformed: {error}") from None
+            raise SpecError(f"artifact manifest is missing {error.args[0]!r}") from None
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise SpecError(f"{name} must be true or false, not {value!r:.40}")
+    return bool(value)
+
+
+def _gate_order(value) -> tuple[str, ...]:
+    """A manifest's ``gate_order``: a permutation of ``i, f, g, o``."""
+    if (
+        not isinstance(value, list | tuple)
+        or len(value) != 4
+        or not all(isinstance(g, str) for g in value)
+        or sorted(value) != sorted(GATE_ORDER)
+    ):
+        raise SpecError(
+            f"gate_order must be a permutation of {list(GATE_ORDER)}, not {value!r:.60}"
+        )
+    return tuple(value)
+
+
+def _permute_gates(array: np.ndarray, order: tuple[str, ...], hidden: int) -> np.ndarray:
+    """Rows of ``array`` (four gate blocks in ``order``) in :data:`GATE_ORDER`."""
+    if array.ndim < 1 or array.shape[0] != 4 * hidden:
+        return array  # the shape check of ModelSpec reports it
+    blocks = array.reshape(4, hidden, *array.shape[1:])
+    return blocks[[order.index(g) for g in GATE_ORDER]].reshape(array.shape)
 
 
 def read_artifact(path: str | Path, kind: str, version: int) -> tuple[dict, dict]:
-    """Read ``manifest.json`` + ``tensors.npz`` of a ``kind`` artifact, without pickle."""
+    """Read ``manifest.json`` + ``tensors.npz`` of a ``kind`` artifact, without pickle.
+
+    Both go through :mod:`lstmfpga.export.files` (JSON size and depth limits; ``.npz``
+    members, sizes and headers checked before anything is allocated).
+    """
     path = Path(path)
     if not path.exists():
         raise SpecError(f"{path}: no such file or directory")
@@ -380,20 +471,15 @@ def read_artifact(path: str | Path, kind: str, version: int) -> tuple[dict, dict
             f"{path}: not an lstmfpga artifact (expected a directory with manifest.json)"
         )
     try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise SpecError(f"{path}/manifest.json is not valid JSON: {error}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != kind:
-        found = manifest.get("format") if isinstance(manifest, dict) else None
-        raise SpecError(f"{path}: expected a {kind} artifact, found {found!r}")
-    if manifest.get("version") != version:
-        raise SpecError(
-            f"{path}: {kind} version {manifest.get('version')!r} is not supported "
-            f"(this lstmfpga reads version {version})"
-        )
-    try:
-        with np.load(path / "tensors.npz", allow_pickle=False) as npz:
-            tensors = {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, EOFError) as error:
-        raise SpecError(f"{path}/tensors.npz cannot be read: {error}") from None
+        manifest = files.read_json(path / "manifest.json", f"{kind} manifest")
+        if manifest.get("format") != kind:
+            raise SpecError(f"{path}: expected a {kind} artifact, found {manifest.get('format')!r}")
+        if manifest.get("version") != version:
+            raise SpecError(
+                f"{path}: {kind} version {manifest.get('version')!r} is not supported "
+                f"(this lstmfpga reads version {version})"
+            )
+        tensors = files.load_arrays(path / "tensors.npz", f"{kind} tensors")
+    except files.FileFormatError as error:
+        raise SpecError(str(error)) from None
     return manifest, tensors

@@ -634,7 +634,65 @@ def _zip_names(path: Path) -> tuple[str, set[str]]:
     return root, {name[len(root) + 1 :] for name in names if "/" in name}
 
 
+def _check_legacy_storages(path: Path) -> None:
+    """Refuse a legacy (non-zip) ``torch.save`` file whose storages declare too many bytes.
+
+    ``torch.load`` allocates each storage at the size its pickle declares before reading it, so
+    the declared sizes are read first from the pickle opcodes (nothing is unpickled).
+    """
+    size = path.stat().st_size
+    if size > files.MAX_ARCHIVE_BYTES:
+        raise SpecError(f"{path}: {size} bytes, more than the {files.MAX_ARCHIVE_BYTES}-byte limit")
+    try:
+        with open(path, "rb") as stream:
+            for _ in range(3):  # magic number, protocol version, system info
+                for _ in pickletools.genops(stream):
+                    pass
+            ops = list(pickletools.genops(stream))
+    except Exception:  # not a legacy torch file: torch.load reports it
+        return
+    integers = {"BININT", "BININT1", "BININT2", "LONG1", "LONG4", "INT", "LONG"}
+    total, marks, last_tuple = 0, [], []
+    for index, (op, _arg, _) in enumerate(ops):
+        if op.name == "MARK":
+            marks.append(index)
+        elif op.name == "TUPLE" and marks:
+            last_tuple = ops[marks.pop() + 1 : index]
+        elif op.name in ("LIST", "DICT", "SETITEMS", "APPENDS", "POP_MARK", "FROZENSET") and marks:
+            marks.pop()
+        elif op.name == "BINPERSID":
+            names = " ".join(a for o, a, _ in last_tuple if isinstance(a, str))
+            numbers = [a for o, a, _ in last_tuple if o.name in integers]
+            if not numbers or not names.startswith("storage"):
+                continue
+            itemsize = 16 if "ComplexDouble" in names else 8
+            total += numbers[-1] * itemsize
+            if numbers[-1] * itemsize > files.MAX_ARRAY_BYTES or total > files.MAX_ARCHIVE_BYTES:
+                raise SpecError(
+                    f"{path}: a storage declares {numbers[-1]} elements, more than the "
+                    f"{files.MAX_ARRAY_BYTES}-byte limit"
+                )
+
+
+def _check_tensor_geometry(path: Path, name: str, tensor: torch.Tensor) -> None:
+    """Refuse expanded (stride-0) views and tensors declaring more than the array limit."""
+    shape = tuple(tensor.shape)
+    nbytes = tensor.numel() * 8  # what the float64 copy would take
+    if nbytes > files.MAX_ARRAY_BYTES:
+        raise SpecError(
+            f"{path}: tensor {name!r} declares shape {shape} ({tensor.numel()} elements), more "
+            f"than the {files.MAX_ARRAY_BYTES}-byte limit"
+        )
+    if any(stride == 0 and n > 1 for n, stride in zip(shape, tensor.stride(), strict=True)):
+        raise SpecError(
+            f"{path}: tensor {name!r} of shape {shape} is a stride-0 (expanded) view with "
+            f"strides {tuple(tensor.stride())}, not a stored weight"
+        )
+
+
 def _load_state_dict_file(path: Path) -> dict:
+    if not zipfile.is_zipfile(path):
+        _check_legacy_storages(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -665,7 +723,10 @@ def _load_state_dict_file(path: Path) -> dict:
     if not any(isinstance(v, torch.Tensor) for v in obj.values()):
         nested = [k for k in ("state_dict", "model_state_dict") if isinstance(obj.get(k), Mapping)]
         if len(nested) == 1:
-            return dict(obj[nested[0]])
+            obj = obj[nested[0]]
+    for key, value in obj.items():
+        if isinstance(value, torch.Tensor):
+            _check_tensor_geometry(path, str(key), value)
     return dict(obj)
 
 

@@ -145,19 +145,23 @@ def test_bad_artifacts_are_refused(tmp_path):
 
     path = build_spec(0).save(tmp_path / "no-tensors")
     (path / "tensors.npz").unlink()
-    with pytest.raises(SpecError, match=r"tensors.npz cannot be read"):
+    with pytest.raises(SpecError, match=r"^lstmfpga.spec tensors .*tensors.npz: no such file$"):
         ModelSpec.load(path)
 
     path = build_spec(0).save(tmp_path / "missing-key")
     manifest = json.loads((path / "manifest.json").read_text())
     del manifest["hidden_size"]
     (path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(SpecError, match=r"^artifact is missing 'hidden_size'$"):
+    with pytest.raises(
+        SpecError, match=r"missing-key: artifact manifest is missing 'hidden_size'$"
+    ):
         ModelSpec.load(path)
 
     path = build_spec(0).save(tmp_path / "wrong-shape")
     _edit_manifest(path, hidden_size=5)
-    with pytest.raises(SpecError, match=r"^weight_ih_l0 must have shape \(20, 3\), not \(16, 3\)$"):
+    with pytest.raises(
+        SpecError, match=r"wrong-shape: weight_ih_l0 must have shape \(20, 3\), not \(16, 3\)$"
+    ):
         ModelSpec.load(path)
 
 
@@ -166,8 +170,146 @@ def test_pickled_tensors_are_never_loaded(tmp_path):
     tensors = dict(np.load(path / "tensors.npz"))
     tensors["weight_ih_l0"] = np.array([object()], dtype=object)
     np.savez(path / "tensors.npz", **tensors)
-    with pytest.raises(SpecError, match=r"tensors.npz cannot be read: .*allow_pickle=False"):
+    with pytest.raises(
+        SpecError, match=r"\[weight_ih_l0\]: object arrays \(pickles\) are refused$"
+    ):
         read_artifact(path, SPEC_FORMAT, SPEC_VERSION)
+
+
+def _save_tensors(path, **changes):
+    tensors = dict(np.load(path / "tensors.npz"))
+    for name, value in changes.items():
+        name = name.replace("__", ".")
+        if value is None:
+            del tensors[name]
+        else:
+            tensors[name] = value
+    np.savez(path / "tensors.npz", **tensors)
+
+
+@pytest.mark.parametrize(
+    "order", [["f", "i", "g", "o"], ["o", "g", "f", "i"], ["i", "f", "o", "g"]]
+)
+def test_gate_order_of_an_artifact_is_honoured(order, tmp_path):
+    """An artifact whose rows are in another gate order loads as the same model."""
+    spec = build_spec(3, num_layers=2, bidirectional=True, head="last")
+    path = spec.save(tmp_path / "spec")
+    H = spec.hidden_size
+    permuted = {}
+    for name, array in spec.tensors().items():
+        if name.startswith(("weight_ih", "weight_hh", "bias_ih", "bias_hh")):
+            blocks = array.reshape(4, H, *array.shape[1:])
+            array = blocks[["ifgo".index(g) for g in order]].reshape(array.shape)
+        permuted[name] = array
+    np.savez(path / "tensors.npz", **permuted)
+    _edit_manifest(path, gate_order=order)
+    loaded = ModelSpec.load(path)
+    assert loaded.gate_order == ("i", "f", "g", "o")
+    for name, array in spec.tensors().items():
+        assert np.array_equal(loaded.tensors()[name], array), name
+    assert loaded.content_hash() == spec.content_hash()
+
+
+@pytest.mark.parametrize(
+    "order", [["i", "f", "g"], ["i", "i", "g", "o"], "ifgo", ["i", "f", "g", "c"], None]
+)
+def test_bad_gate_order_is_refused(order, tmp_path):
+    path = build_spec(0).save(tmp_path / "spec")
+    _edit_manifest(path, gate_order=order)
+    with pytest.raises(
+        SpecError, match=r"spec: gate_order must be a permutation of \['i', 'f', 'g', 'o'\], not "
+    ):
+        ModelSpec.load(path)
+
+
+BAD_TENSORS = {
+    "complex": (
+        dict(weight_hh_l0=np.zeros((16, 4), np.complex128)),
+        r"'weight_hh_l0' .*complex128$",
+    ),
+    "bool": (
+        dict(bias_ih_l0=np.ones(16, bool)),
+        r"spec: tensor 'bias_ih_l0' must be floating-point, not bool$",
+    ),
+    "string": (
+        dict(weight_ih_l0=np.full((16, 3), "1.0")),
+        r"spec: tensor 'weight_ih_l0' .*, not <U3$",
+    ),
+    "integer": (
+        dict(weight_ih_l0=np.ones((16, 3), np.int64)),
+        r"spec: tensor 'weight_ih_l0' .*, not int64$",
+    ),
+    "missing": (dict(bias_hh_l0=None), r"spec: artifact is missing tensor\(s\) 'bias_hh_l0'$"),
+    "extra": (dict(bn__mean=np.zeros(3)), r"spec: artifact has unexpected tensor\(s\) 'bn.mean'$"),
+    "NaN": (
+        dict(weight_ih_l0=np.full((16, 3), np.nan)),
+        r"spec: weight_ih_l0 contains 48 non-finite",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_TENSORS))
+def test_bad_tensors_are_refused_by_name(name, tmp_path):
+    changes, message = BAD_TENSORS[name]
+    path = build_spec(0).save(tmp_path / "spec")
+    _save_tensors(path, **changes)
+    with pytest.raises(SpecError, match=message):
+        ModelSpec.load(path)
+
+
+BAD_MANIFESTS = {
+    "num_layers 0": (dict(num_layers=0), r"spec: num_layers must be >= 1, not 0$"),
+    "num_layers string": (dict(num_layers="1"), r"spec: num_layers must be an integer, not '1'$"),
+    "num_layers float": (dict(num_layers=1.5), r"spec: num_layers must be an integer, not 1.5$"),
+    "bias string": (dict(bias="false"), r"spec: bias must be true or false, not 'false'$"),
+    "bidirectional int": (
+        dict(bidirectional=0),
+        r"spec: bidirectional must be true or false, not 0$",
+    ),
+    "dropout": (dict(dropout=2.0), r"spec: dropout must be between 0 and 1, not 2.0$"),
+    "head": (
+        dict(head={"mode": "last"}),
+        r"spec: head must be null or an object with a string 'mode'",
+    ),
+    "head without tensors": (
+        dict(head={"mode": "last", "bias": True}),
+        r"spec: artifact is missing tensor\(s\) 'head.weight', 'head.bias'$",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_MANIFESTS))
+def test_bad_manifest_fields_are_refused(name, tmp_path):
+    changes, message = BAD_MANIFESTS[name]
+    path = build_spec(0).save(tmp_path / "spec")
+    _edit_manifest(path, **changes)
+    with pytest.raises(SpecError, match=message):
+        ModelSpec.load(path)
+
+
+def test_truncated_tensors_and_deep_manifest_are_refused(tmp_path):
+    path = build_spec(0).save(tmp_path / "truncated")
+    data = (path / "tensors.npz").read_bytes()
+    (path / "tensors.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        SpecError, match=r"^lstmfpga.spec tensors .*tensors.npz is not an .npz archive"
+    ):
+        ModelSpec.load(path)
+    path = build_spec(0).save(tmp_path / "deep")
+    (path / "manifest.json").write_text(
+        '{"format": "lstmfpga.spec", "x": ' + "[" * 100000 + "]" * 100000 + "}"
+    )
+    with pytest.raises(
+        SpecError, match=r"manifest.json nests 100001 levels deep, more than the limit"
+    ):
+        ModelSpec.load(path)
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    spec = build_spec(1, head="all")
+    path = spec.save(tmp_path / "spec")
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "tensors.npz"]
+    assert ModelSpec.load(spec.save(path)).content_hash() == spec.content_hash()
 
 
 @pytest.mark.parametrize(

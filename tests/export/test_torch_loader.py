@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -654,3 +655,49 @@ def test_export_archive_version_is_checked(dynamic_export, tmp_path):
     bad = rewrite_zip(path, tmp_path / "bad.pt2", {"archive_version": b"1"})
     with pytest.raises(SpecError, match=r"format 'pt2' version '1' is not supported"):
         load_model(bad)
+
+
+# -- sizes and geometry checked before allocating ----------------------------------------------
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+def test_expanded_and_oversized_tensors_are_refused(legacy, tmp_path):
+    state_dict = lstm_state_dict(**BASE)
+    huge = dict(state_dict, weight_ih_l0=torch.zeros(1).expand(10**6, 10**6))
+    small = dict(state_dict, weight_ih_l0=torch.zeros(16, 1).expand(16, 3))
+    for name, value in (("huge.pt", huge), ("small.pt", small)):
+        torch.save(value, tmp_path / name, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(SpecError, match=r"huge.pt: tensor 'weight_ih_l0' declares shape "):
+        load_model(tmp_path / "huge.pt")
+    with pytest.raises(
+        SpecError, match=r"small.pt: tensor 'weight_ih_l0' of shape \(16, 3\) is a "
+    ):
+        load_model(tmp_path / "small.pt")
+
+
+def test_zip_members_are_checked_before_reading(tmp_path, monkeypatch):
+    path = save_route(make_lstm(0, input_size=2, hidden_size=2), "jit_script", tmp_path / "a.ts")
+    monkeypatch.setattr(torch_loader.files, "MAX_ARRAY_BYTES", 100)
+    with pytest.raises(
+        SpecError, match=r"a.ts: member '.*' declares \d+ bytes, more than the 100-"
+    ):
+        load_model(path)
+
+
+@pytest.mark.parametrize("route", ["state_dict", "jit_script"])
+def test_complex_and_bool_tensors_are_refused_by_name(route, tmp_path):
+    for dtype, name in ((torch.complex64, "complex64"), (torch.bool, "bool")):
+        model = make_model(0, head="last", input_size=2, hidden_size=3)
+        model.fc.weight = nn.Parameter(torch.zeros(3, 3, dtype=dtype), requires_grad=False)
+        path = tmp_path / f"m-{name}"
+        if route == "state_dict":
+            torch.save(model.state_dict(), path)
+        else:
+            torch.jit.script(model).save(str(path))
+        with pytest.raises(SpecError) as info:
+            load_model(path)
+        message = str(info.value)
+        assert "\n" not in message
+        assert re.search(
+            rf"m-{name}: fc.weight must be a floating-point \w+, not \S*{name}$", message
+        )
