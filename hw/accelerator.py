@@ -33,6 +33,8 @@ regroups its outputs into hidden units (four gate pre-activations) for
 
 from __future__ import annotations
 
+import math
+
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -48,10 +50,24 @@ from .mvu import MatrixVectorUnit
 from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor
 from .weights import WeightMemory
 
-__all__ = ["LSTMAccelerator"]
+__all__ = ["LSTMAccelerator", "emitter_cycles"]
 
 _SRC_ZERO, _SRC_X, _SRC_O0, _SRC_O1, _SRC_M, _SRC_H0 = range(6)
 _SIDEBAND_DEPTH = 32
+_KIND_CODES = {"gates": KIND_GATES, "proj": KIND_PROJ, "head": KIND_HEAD}
+
+
+def emitter_cycles(kind: str, lanes: int, rows: int) -> int:
+    """Cycles the emitter needs to pass on one row group's results: a ``gates`` group of
+    ``lanes`` rows completes at most ``ceil(lanes / 4)`` hidden units (one per cycle); a
+    ``proj`` or ``head`` group leaves one row per cycle, ``rows`` of them (its padding rows
+    are dropped with its last row). The fetch stage spaces the last beats of consecutive
+    groups by at least this much (see :mod:`.cycles`)."""
+    if kind == "gates":
+        return -(-lanes // 4)
+    if kind in ("proj", "head"):
+        return rows
+    raise ValueError(f"kind must be 'gates', 'proj' or 'head', not {kind!r}")
 
 
 class LSTMAccelerator(wiring.Component):
@@ -410,9 +426,32 @@ class LSTMAccelerator(wiring.Component):
         st_src = Signal.like(src)
         advance = Signal()
         take = Signal()
+        # Pacing: the last beat of a row group is taken at least ``emitter_cycles`` cycles
+        # after the previous group's, so that the emitter has made room for its rows when
+        # the result leaves the MVU (the MVU never stalls; the cycle model stays exact).
+        paced = Signal()
+        spacing = {kind: emitter_cycles(kind, P, P) for kind in ("gates", "proj", "head")}
+        last_spacing = {mx.kind: emitter_cycles(mx.kind, P, mx.last_group_rows)
+                        for mx in layout.matrices}  # fmt: skip
+        longest = max(max(spacing.values()), max(last_spacing.values()))
+        if longest > 1:
+            gap = Signal(range(longest))  # cycles until the next group's last beat may go
+            gap_load = Signal.like(gap)
+            with m.Switch(fetch.kind):
+                for kind, code in _KIND_CODES.items():
+                    if kind in last_spacing:
+                        with m.Case(code):
+                            m.d.comb += gap_load.eq(
+                                Mux(beat.end, last_spacing[kind], spacing[kind]) - 1
+                            )
+            m.d.comb += paced.eq(beat.last & (gap != 0))
+            with m.If(take & beat.last):
+                m.d.sync += gap.eq(gap_load)
+            with m.Elif(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
         m.d.comb += [
             advance.eq(~st_valid | mvu.i.ready),
-            wmem.o.ready.eq(computing & advance & dep_ok),
+            wmem.o.ready.eq(computing & advance & dep_ok & ~paced),
             take.eq(wmem.o.valid & wmem.o.ready),
             fetch.advance.eq(take & beat.end),
         ]
@@ -451,30 +490,33 @@ class LSTMAccelerator(wiring.Component):
         ]
 
         # ---- post: regroup MVU rows into hidden units (gates) or single rows -----------------
-        data_shape = mvu.o.payload.data.shape()
-        width = max(P, 4)
-        out_bits = data_shape.elem_shape.width
-        chunk = [Signal(signed(out_bits), name=f"chunk{e}") for e in range(width)]
-        filled = Signal(range(5))  # beats in the chunk
-        need = Signal(range(5))
-        m.d.comb += need.eq(Mux(post.kind == KIND_GATES, max(1, 4 // P), 1))
-        full = Signal()
-        m.d.comb += full.eq(filled == need)
-        pos = Signal(range(width + 1))  # unit (gates) or row (others) index within the chunk
-        chunk_done = Signal()
-        accept_beat = Signal()
-        slot = Signal.like(filled)  # where an accepted beat goes: a finished chunk restarts
-        m.d.comb += [
-            mvu.o.ready.eq(~full | chunk_done),
-            accept_beat.eq(mvu.o.valid & mvu.o.ready),
-            slot.eq(Mux(chunk_done, 0, filled)),
-        ]
-        with m.If(accept_beat):
-            m.d.sync += filled.eq(filled + 1)
+        # A row buffer row0 .. row{cap-1} holds the MVU rows not yet emitted, oldest first.
+        # Gate rows are unit-major, so a group of P rows may end inside a hidden unit: up to
+        # ``spare = 4 - gcd(P, 4)`` rows of a partly received unit wait for the next group
+        # (``cap = P + spare``; for P a multiple of 4 no unit straddles two groups). A unit
+        # (4 rows) leaves per cycle when 4 rows are buffered; a projection/head row leaves
+        # per cycle, and the last row of an item takes the group's padding rows with it. An
+        # MVU beat is taken when its P rows fit after this cycle's departure. The fetch stage
+        # paces the groups (see ``emitter_cycles``) so that the MVU never waits here.
+        out_bits = mvu.o.payload.data.shape().elem_shape.width
+        spare = 4 - math.gcd(P, 4)
+        cap = P + spare
+        rowbuf = [Signal(signed(out_bits), name=f"row{e}") for e in range(cap)]
+        count = Signal(range(cap + 1))  # rows buffered
+        pads = {  # padding rows of the last group of a projection / head item
+            _KIND_CODES[mx.kind]: mx.padded_rows - mx.rows
+            for mx in layout.matrices
+            if mx.kind != "gates"
+        }
         j = Signal(range(max(H, out_rows, Ho, 1) + 1))  # unit or row index within the item
+        rows = Signal(range(max(Ho, out_rows, 1) + 1))
+        m.d.comb += rows.eq(Mux(post.kind == KIND_PROJ, Ho, max(out_rows, 1)))
+        gate_valid, row_valid = Signal(), Signal()
+        m.d.comb += [
+            gate_valid.eq((count >= 4) & (post.kind == KIND_GATES) & computing),
+            row_valid.eq((count >= 1) & (post.kind != KIND_GATES) & computing),
+        ]
         # gates: one hidden unit (i, f, g, o) per cycle
-        units = max(1, width // 4)
-        gate_valid = Signal()
         c_addr_w = Signal(range(max(2, LD * H)))
         fifo_a = SyncFIFOBuffered(width=len(c_addr_w) + 1, depth=_SIDEBAND_DEPTH)
         m.submodules.sideband_cell = fifo_a
@@ -498,7 +540,6 @@ class LSTMAccelerator(wiring.Component):
         )
         gate_fire = Signal()
         m.d.comb += [
-            gate_valid.eq(full & (post.kind == KIND_GATES) & computing),
             act.i.valid.eq(gate_valid & fifo_a.w_rdy & fifo_b.w_rdy),
             gate_fire.eq(act.i.valid & act.i.ready),
             fifo_a.w_en.eq(gate_fire),
@@ -506,47 +547,68 @@ class LSTMAccelerator(wiring.Component):
             fifo_b.w_en.eq(gate_fire),
         ]
         m.d.comb += fifo_b.w_data.eq(Cat(*wb_fields))
-        # The next unit is always chunk[0..3] (the chunk shifts down as units leave): the
+        # The next unit is always row0..row3 (the buffer shifts down as rows leave): the
         # activation inputs come straight from flip-flops, off the critical path.
-        m.d.comb += [act.i.payload[g].eq(chunk[g]) for g in range(4)]
+        m.d.comb += [act.i.payload[g].eq(rowbuf[g]) for g in range(4)]
+        # projection / head: one row per cycle, written directly, from row0
+        row_data = Signal(signed(out_bits))
+        row_end = Signal()
+        direct_en = Signal()
+        m.d.comb += [
+            row_data.eq(rowbuf[0]),
+            direct_en.eq(row_valid),
+            row_end.eq(row_valid & (j == rows - 1)),
+        ]
         with m.If(gate_fire):
-            m.d.sync += pos.eq(pos + 1)
-            m.d.sync += [chunk[k].eq(chunk[k + 4]) for k in range(width - 4)]
             with m.If(j == H - 1):
                 m.d.sync += j.eq(0)
                 m.d.comb += post.advance.eq(1)
             with m.Else():
                 m.d.sync += j.eq(j + 1)
-            with m.If((pos == units - 1) | (j == H - 1)):
-                m.d.comb += chunk_done.eq(1)
-
-        # projection / head: one row per cycle, written directly
-        row_valid = Signal()
-        row_data = Signal(signed(out_bits))
-        rows = Signal(range(max(Ho, out_rows, 1) + 1))
-        m.d.comb += rows.eq(Mux(post.kind == KIND_PROJ, Ho, max(out_rows, 1)))
-        m.d.comb += row_valid.eq(full & (post.kind != KIND_GATES) & computing)
-        m.d.comb += row_data.eq(chunk[0])  # rows leave from chunk[0], the chunk shifts down
-        direct_en = Signal()
         with m.If(row_valid):
-            m.d.sync += pos.eq(pos + 1)
-            m.d.sync += [chunk[k].eq(chunk[k + 1]) for k in range(width - 1)]
-            m.d.comb += direct_en.eq(1)
-            with m.If(j == rows - 1):
+            with m.If(row_end):
                 m.d.sync += j.eq(0)
-                m.d.comb += [post.advance.eq(1), chunk_done.eq(1)]
+                m.d.comb += post.advance.eq(1)
             with m.Else():
                 m.d.sync += j.eq(j + 1)
-                with m.If(pos == P - 1):
-                    m.d.comb += chunk_done.eq(1)
-
-        with m.If(accept_beat):  # after the shifts: a new beat overrides them
-            with m.Switch(slot):
-                for b in range(max(1, 4 // P)):
-                    with m.Case(b):
-                        m.d.sync += [chunk[b * P + e].eq(mvu.o.payload.data[e]) for e in range(P)]
-        with m.If(chunk_done):  # last: overrides the increments above
-            m.d.sync += [filled.eq(accept_beat), pos.eq(0)]
+        # departures this cycle: (condition, rows); at most one holds
+        departures = {4: [gate_fire]}
+        departures.setdefault(1, []).append(row_valid & ~row_end)
+        for kind, pad in pads.items():
+            departures.setdefault(1 + pad, []).append(row_end & (post.kind == kind))
+        if not pads:
+            departures[1].append(row_end)
+        leave = []
+        for rows_out, conditions in sorted(departures.items()):
+            cond = Signal(name=f"leave{rows_out}")
+            m.d.comb += cond.eq(Cat(*conditions).any())
+            leave.append((rows_out, cond))
+        keep = Signal(range(cap + 1))  # rows still buffered after this cycle's departure
+        m.d.comb += keep.eq(count)
+        for rows_out, cond in leave:
+            with m.If(cond):
+                m.d.comb += keep.eq(count - rows_out)
+        accept_beat = Signal()
+        m.d.comb += [
+            mvu.o.ready.eq(keep <= spare),
+            accept_beat.eq(mvu.o.valid & mvu.o.ready),
+        ]
+        m.d.sync += count.eq(keep + Mux(accept_beat, P, 0))
+        data_in = mvu.o.payload.data
+        for k in range(cap):
+            with m.If(accept_beat & (keep <= k)):  # the new beat's rows go behind the kept ones
+                offsets = range(max(0, k - P + 1), min(k, spare) + 1)
+                if len(offsets) == 1:
+                    m.d.sync += rowbuf[k].eq(data_in[k - offsets[0]])
+                else:
+                    with m.Switch(keep):
+                        for off in offsets:
+                            with m.Case(off):
+                                m.d.sync += rowbuf[k].eq(data_in[k - off])
+            for rows_out, cond in leave:
+                if k + rows_out < cap:
+                    with m.Elif(cond):
+                        m.d.sync += rowbuf[k].eq(rowbuf[k + rows_out])
 
         # ---- cell input: activations + c_prev ------------------------------------------------
         a_c_addr = fifo_a.r_data[: len(c_addr_w)]

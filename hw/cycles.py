@@ -43,7 +43,9 @@ DRAIN_START = 2
 @dataclass(frozen=True)
 class CycleModel:
     lanes: int
-    items: tuple  # per schedule pass: (kind, layer, single_step, ((kind, beats, tail), ...))
+    #: per schedule pass: ``(kind, layer, single_step, entries)``, one entry per item of a
+    #: step: ``(kind, beats, tail, cols, spacing, last_spacing)`` (see the module docstring)
+    items: tuple
     input_sizes: tuple[int, ...]  # I_l per layer
     output_elements: int  # per sequence, excluding T-dependence (see result_length)
     tail_gates: int
@@ -51,6 +53,7 @@ class CycleModel:
 
     @classmethod
     def of(cls, accelerator) -> CycleModel:
+        from .accelerator import emitter_cycles
         from .activation import lookup_latency
         from .cell import cell_latency
         from .mvu import MatrixVectorUnit
@@ -60,32 +63,43 @@ class CycleModel:
         l_act = lookup_latency((tables["sigmoid"], tables["tanh_gate"]))
         l_cell = cell_latency(tables["tanh_cell"])
         l_mvu = MatrixVectorUnit.latency
-        tail_gates = 1 + l_mvu + 1 + max(0, P // 4 - 1) + l_act + l_cell
+        tail_gates = 1 + l_mvu + 1 + (emitter_cycles("gates", P, P) - 1) + l_act + l_cell
         passes = []
         for p in accelerator.schedule.passes:
             entries = []
             for index in p.matrices:
                 mx = layout.matrices[index]
                 beats = mx.groups * mx.cols
+                last_rows = mx.last_group_rows
                 if mx.kind == "gates":
                     tail = tail_gates
                 else:
-                    tail = 1 + l_mvu + 1 + (mx.rows - 1) % P
-                entries.append((mx.kind, beats, tail))
+                    tail = 1 + l_mvu + 1 + (last_rows - 1)
+                spacing = emitter_cycles(mx.kind, P, P)
+                last_spacing = emitter_cycles(mx.kind, P, last_rows)
+                entries.append((mx.kind, beats, tail, mx.cols, spacing, last_spacing))
             passes.append((p.kind, p.layer, p.single_step, tuple(entries)))
         sizes = tuple(q.layer_input_size(layer) for layer in range(q.num_layers))
         return cls(P, tuple(passes), sizes, 0, tail_gates, accelerator)
+
+    @staticmethod
+    def _item(stall: int, previous_spacing: int, entry: tuple) -> int:
+        """Cycles from the previous item's last beat to this item's last beat."""
+        _, beats, _, cols, spacing, _ = entry
+        groups = beats // cols
+        return max(stall + cols, previous_spacing) + (groups - 1) * max(cols, spacing)
 
     def compute(self, T: int) -> int:
         """Cycles from the input's ``tlast`` accepted to the first result valid."""
         if T < 1:
             raise ValueError(f"T must be >= 1, not {T!r}")
         t = START
-        previous_tail, previous_layer = 0, None
+        previous_tail, previous_spacing, previous_layer = 0, 0, None
         for _kind, layer, single, entries in self.items:
             steps = 1 if single else T
             for s in range(steps):
-                for item_kind, beats, tail in entries:
+                for entry in entries:
+                    item_kind, tail = entry[0], entry[2]
                     if item_kind == "gates":
                         if s > 0:
                             stall = max(0, previous_tail - self.input_sizes[layer])
@@ -97,8 +111,8 @@ class CycleModel:
                         stall = previous_tail
                     else:  # head
                         stall = previous_tail if s == 0 else 0
-                    t += stall + beats
-                    previous_tail = tail
+                    t += self._item(stall, previous_spacing, entry)
+                    previous_tail, previous_spacing = tail, entry[5]
             previous_layer = layer
         return t + previous_tail + DRAIN_START
 
@@ -111,14 +125,15 @@ class CycleModel:
         """Steady-state cycles of one step of ``layer`` (gates, and projection if any)."""
         for kind, lay, _, entries in self.items:
             if kind == "lstm" and lay == layer:
-                total, previous_tail = 0, None
-                for item_kind, beats, tail in entries:
-                    if item_kind == "gates":
-                        stall = max(0, entries[-1][2] - self.input_sizes[layer])
+                total = 0
+                previous_tail, previous_spacing = entries[-1][2], entries[-1][5]
+                for entry in entries:
+                    if entry[0] == "gates":
+                        stall = max(0, previous_tail - self.input_sizes[layer])
                     else:
                         stall = previous_tail
-                    total += stall + beats
-                    previous_tail = tail
+                    total += self._item(stall, previous_spacing, entry)
+                    previous_tail, previous_spacing = entry[2], entry[5]
                 return total
         raise ValueError(f"layer must be in 0..{len(self.input_sizes) - 1}, not {layer!r}")
 

@@ -85,6 +85,11 @@ class Matrix:
     bias: np.ndarray
 
     @property
+    def last_group_rows(self) -> int:
+        """Rows of the last row group that are not padding (``P`` when nothing is padded)."""
+        return self.rows - (self.groups - 1) * (self.padded_rows // self.groups)
+
+    @property
     def words(self) -> int:
         """Weight words (= beats, = cycles to stream it): ``groups * cols``."""
         return self.groups * self.cols

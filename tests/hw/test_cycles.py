@@ -54,7 +54,31 @@ def test_step_cost_is_the_difference_between_consecutive_lengths():
     assert model.step(0) == model.ideal_step(0) + max(0, model.tail_gates - 5)
 
 
-def test_head_rows_wider_than_columns_make_the_model_a_lower_bound():
-    _, q = random_qmodel(3, input_size=3, hidden_size=2, bidirectional=True, head="last")
-    acc = LSTMAccelerator(q, lanes=8, max_seq_len=4)  # head has 4 columns < 8 lanes
-    assert _measure(acc, 2).compute >= CycleModel.of(acc).compute(2)
+@pytest.mark.parametrize(
+    ("kwargs", "lanes"),
+    [
+        (dict(input_size=3, hidden_size=2, bidirectional=True, head="last"), 8),
+        (dict(input_size=1, hidden_size=4, head="all", head_out=7), 16),
+        (dict(input_size=1, hidden_size=12, proj_size=1, head="all", head_out=3), 24),
+    ],
+    ids=["head-4-cols-P8", "head-all-7-rows-P16", "proj-1-row-P24"],
+)
+def test_more_lanes_than_rows_or_columns_keep_the_model_exact(kwargs, lanes):
+    # The fetch stage paces row groups to the emitter (one row, or one unit, per cycle), so
+    # the matrix-vector unit never waits for it and the model stays exact.
+    _, q = random_qmodel(3, **kwargs)
+    acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=4)
+    model = CycleModel.of(acc)
+    for T in (1, 3):
+        assert _measure(acc, T).compute == model.compute(T), f"T={T}"
+
+
+@pytest.mark.parametrize(
+    ("hidden", "lanes", "tail"),
+    [(4, 1, 20), (4, 4, 20), (4, 16, 23), (6, 3, 20), (6, 6, 21), (5, 10, 22)],
+)
+def test_gate_tail_grows_by_one_cycle_per_extra_unit_in_a_row_group(hidden, lanes, tail):
+    # tail_gates = 20 + ceil(P/4) - 1 with the default (interpolating) tables
+    _, q = random_qmodel(4, input_size=2, hidden_size=hidden)
+    model = CycleModel.of(LSTMAccelerator(q, lanes=lanes, max_seq_len=4))
+    assert model.tail_gates == tail
