@@ -33,6 +33,7 @@ mismatched or the design raised its error flag.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -56,22 +57,24 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--labels", metavar="Y.npy", help="class per sequence (last heads)")
     parser.add_argument("--spec", metavar="SPEC", help="float spec for fixed-vs-float errors")
-    parser.add_argument("--sim", required=True, choices=SIMULATORS, help="simulator")
-    parser.add_argument("--lanes", type=int, default=8, metavar="P", help="MAC lanes (default 8)")
+    # Values are parsed in run() (not by argparse types), so that a bad one is a one-line
+    # ``lstmfpga: error:`` like every other bad input.
     parser.add_argument(
-        "--max-seq-len", type=int, metavar="T", help="longest sequence (default: that of X)"
+        "--sim", required=True, metavar="SIM", help=f"simulator: {', '.join(SIMULATORS)}"
     )
+    parser.add_argument("--lanes", default="8", metavar="P", help="MAC lanes (default 8)")
+    parser.add_argument("--max-seq-len", metavar="T", help="longest sequence (default: that of X)")
     parser.add_argument("--h0c0", metavar="INIT.npz", help="initial states h0, c0 (floats)")
     parser.add_argument(
         "--states", metavar="S.npz", help="check the final states and write them (h_n, c_n codes)"
     )
     parser.add_argument(
-        "--stall", type=float, default=0.0, metavar="P",
+        "--stall", default="0", metavar="P",
         help="probability of an idle/back-pressured beat on both streams (default 0)",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, metavar="N", help="stall seed")
+    parser.add_argument("--seed", default="0", metavar="N", help="stall seed (default 0)")
     parser.add_argument(
-        "--cycle-budget", type=int, metavar="N",
+        "--cycle-budget", metavar="N",
         help="cycles each sequence may take (default: 4 x the cycle model's + 1000)",
     )  # fmt: skip
     parser.add_argument("--waves", metavar="FILE", help="write a .vcd or .fst waveform")
@@ -81,6 +84,19 @@ def register(subparsers) -> None:
     parser.add_argument("--build-dir", metavar="DIR", help="simulator build cache directory")
     parser.add_argument("--report", required=True, metavar="R.json", help="report to write")
     parser.set_defaults(func=run)
+
+
+def _integer(text, what: str, rule: str, low: int, high: int | None = None) -> int | None:
+    """``text`` (an option's value, or None when not given) as an integer in ``low..high``."""
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        raise CLIError(f"{what} must be {rule}, not {text!r}")
+    return value
 
 
 def check_output(path: str | Path, what: str) -> Path:
@@ -98,14 +114,18 @@ def run(args: argparse.Namespace) -> int:
     from lstmfpga.quant.model import QuantizedModel
     from lstmfpga.sim.report import render_text, save_report
 
-    if args.lanes < 1:
-        raise CLIError(f"--lanes must be a positive integer, not {args.lanes}")
-    if args.max_seq_len is not None and args.max_seq_len < 1:
-        raise CLIError(f"--max-seq-len must be a positive integer, not {args.max_seq_len}")
-    if args.cycle_budget is not None and args.cycle_budget < 1:
-        raise CLIError(
-            f"--cycle-budget must be a positive number of cycles, not {args.cycle_budget}"
-        )
+    if args.sim not in SIMULATORS:
+        raise CLIError(f"--sim must be one of {', '.join(SIMULATORS)}, not {args.sim!r}")
+    lanes = _integer(args.lanes, "--lanes", "a positive integer", 1)
+    max_seq_len = _integer(args.max_seq_len, "--max-seq-len", "a positive integer", 1)
+    seed = _integer(args.seed, "--seed", "an integer in 0..2**32-1", 0, 2**32 - 1)
+    cycle_budget = _integer(args.cycle_budget, "--cycle-budget", "a positive number of cycles", 1)
+    try:
+        stall = float(args.stall)
+    except ValueError:
+        stall = math.nan
+    if not 0 <= stall < 1:  # NaN too
+        raise CLIError(f"--stall must be a probability in [0, 1), not {args.stall!r}")
     outputs = {"--report": args.report, "--dump": args.dump, "--states": args.states}
     for what, path in outputs.items():
         if path is not None:
@@ -128,10 +148,10 @@ def run(args: argparse.Namespace) -> int:
         model,
         x,
         simulator=args.sim,
-        lanes=args.lanes,
-        max_seq_len=args.max_seq_len,
-        stall=args.stall,
-        seed=args.seed,
+        lanes=lanes,
+        max_seq_len=max_seq_len,
+        stall=stall,
+        seed=seed,
         waves=args.waves,
         build_dir=args.build_dir,
         spec=spec,
@@ -139,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         h0=h0,
         c0=c0,
         with_states=args.states is not None,
-        cycle_budget=args.cycle_budget,
+        cycle_budget=cycle_budget,
         progress=True if sys.stderr.isatty() else None,
     )
     save_report(report, args.report)

@@ -150,7 +150,7 @@ def test_bad_arguments(files, tmp_path):
     with pytest.raises(CLIError, match="--labels must be 4 integer class indices"):
         _main("simulate", root / "qmodel", "--inputs", root / "x.npy", "--sim", "amaranth",
               "--labels", tmp_path / "bad_labels.npy", "--report", tmp_path / "r.json")  # fmt: skip
-    with pytest.raises(CLIError, match="--stall must be in"):
+    with pytest.raises(CLIError, match=r"--stall must be a probability in \[0, 1\), not '1\.5'"):
         _main("simulate", root / "qmodel", "--inputs", root / "x.npy", "--sim", "amaranth",
               "--lanes", LANES, "--stall", "1.5", "--report", tmp_path / "r.json")  # fmt: skip
     with pytest.raises(CLIError, match=r"must be a \.vcd file"):
