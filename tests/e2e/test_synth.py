@@ -18,6 +18,8 @@ import pytest
 from lstmfpga import cli
 from lstmfpga.errors import CLIError
 from lstmfpga.hw.verilog import generate
+from lstmfpga.pipeline import simulate_model
+from lstmfpga.sim.report import save_report
 from lstmfpga.synth import (
     AUTO_ORDER,
     DEVICES,
@@ -32,7 +34,7 @@ from lstmfpga.synth import (
     synthesize,
     tool_command,
 )
-from lstmfpga.testing import random_qmodel
+from lstmfpga.testing import random_inputs, random_qmodel
 
 TINY = dict(input_size=2, hidden_size=4, head="last", head_out=3)
 MANIFEST = '{"format": "lstmfpga.hardware", "version": 1, "top": "%s"}'
@@ -55,6 +57,14 @@ def _compiled_tools():
 def _design(path, lanes=2):
     _, qmodel = random_qmodel(0, **TINY)
     generate(qmodel, path, lanes=lanes, max_seq_len=4, memories="readmemh")
+    return path
+
+
+def _report(path):
+    """A real bit-accuracy report of the tiny design (two sequences in Amaranth's simulator)."""
+    _, qmodel = random_qmodel(0, **TINY)
+    report, _ = simulate_model(qmodel, random_inputs(0, 2, 3, 2), simulator="amaranth", lanes=2)
+    save_report(report, path)
     return path
 
 
@@ -91,8 +101,7 @@ def test_ecp5_flow_picks_the_smallest_device_and_measures_fmax(tmp_path, monkeyp
 
 def test_xilinx_is_resources_only_and_the_cli_merges_into_a_report(tmp_path, monkeypatch, capsys):
     out = _design(tmp_path / "design")
-    report = tmp_path / "report.json"
-    report.write_text(json.dumps({"format": "lstmfpga.report", "version": 1, "bit_exact": True}))
+    report = _report(tmp_path / "report.json")
     code = _main(["synth", str(out), "--target", "xilinx", "--json", str(report)], monkeypatch)
     assert code == 0
     merged = json.loads(report.read_text())
@@ -187,8 +196,7 @@ def test_merge_report_keeps_other_keys_and_creates_missing_files(tmp_path):
     assert json.loads(path.read_text()) == created
     merge_report(path, {"device": "85k"})
     assert json.loads(path.read_text())["synthesis"] == {"device": "85k"}
-    report = {"format": "lstmfpga.report", "version": 1, "accuracy": 0.9, "synthesis": {}}
-    path.write_text(json.dumps(report))
+    report = json.loads(_report(path).read_text())
     merge_report(path, {"device": "45k"})
     assert json.loads(path.read_text()) == dict(report, synthesis={"device": "45k"})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary left
