@@ -10,6 +10,8 @@ Errors listed in :data:`lstmfpga.errors.REPORTED_ERRORS` (``SpecError``, ``CLIEr
 any ``ValueError``/``OSError``) are printed as one line ``lstmfpga: error: <message>`` on
 stderr with exit code 2; ``LSTMFPGA_DEBUG=1`` re-raises them with their traceback.
 Usage errors found by argparse also exit with code 2 (argparse's own message).
+``MemoryError`` and ``RecursionError`` (which bounded readers should make impossible) are
+reported the same way, as one line.
 """
 
 from __future__ import annotations
@@ -90,6 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _debug():
             raise
         print(f"lstmfpga: error: {_one_line(error)}", file=sys.stderr)
+        return EXIT_ERROR
+    except (MemoryError, RecursionError) as error:
+        # A last line of defence: inputs are bounded before use, so this means a bug or a
+        # limit set too high; still one line, not a traceback.
+        if _debug():
+            raise
+        what = "out of memory" if isinstance(error, MemoryError) else "input nested too deeply"
+        print(f"lstmfpga: error: {what} ({type(error).__name__})", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("lstmfpga: interrupted", file=sys.stderr)

@@ -468,3 +468,24 @@ def test_demo_refuses_bad_options_before_training(built, tmp_path, argv, message
     assert_refused(run_cli(case, "demo", *argv, "--no-synth"), case, match=message)
     assert time.perf_counter() - started < FAST
     assert not (case.out / "demo").exists()
+
+
+# -- the last line of defence ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (MemoryError(), "lstmfpga: error: out of memory (MemoryError)"),
+        (RecursionError("deep"), "lstmfpga: error: input nested too deeply (RecursionError)"),
+    ],
+)
+def test_memory_and_recursion_errors_are_one_line(monkeypatch, capsys, error, message):
+    from lstmfpga import cli
+    from lstmfpga.commands import info
+
+    def explode(args):
+        raise error
+
+    monkeypatch.delenv("LSTMFPGA_DEBUG", raising=False)
+    monkeypatch.setattr(info, "run", explode)
+    assert cli.main(["info", "anything"]) == 2
+    assert capsys.readouterr().err == message + "\n"
