@@ -209,6 +209,13 @@ def _huge_header(case: Case):
     return _write(case, "calib.npy", _npy_member("(100000, 100000, 100000)"))
 
 
+def _npy_v2_header(length: int) -> bytes:
+    """A version-2 ``.npy`` whose header claims ``length`` bytes (a valid dict, padded)."""
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 2), }"
+    body = header.ljust(min(length, 200_000) - 1) + b"\n" if length < 200_000 else header
+    return b"\x93NUMPY\x02\x00" + length.to_bytes(4, "little") + body + b"\0" * 96
+
+
 def _truncated_calib(case: Case, built):
     data = built["calib"].read_bytes()
     return _write(case, "calib.npy", data[: len(data) - 40])
@@ -246,6 +253,14 @@ QUANTIZE_CASES = {
         "is a directory",
     ),
     "calib with a huge header": (lambda c, b: ["--calib", _huge_header(c)], "more than the"),
+    "calib header length of 2 GB": (
+        lambda c, b: ["--calib", _write(c, "calib.npy", _npy_v2_header(2**31))],
+        "not a NumPy file",
+    ),
+    "calib header of 100 kB": (
+        lambda c, b: ["--calib", _write(c, "calib.npy", _npy_v2_header(100_000))],
+        "not a NumPy file",
+    ),
     "truncated calib": (lambda c, b: ["--calib", _truncated_calib(c, b)], "truncated"),
     "pickled calib": (
         lambda c, b: ["--calib", _calib_npy(c, np.array([Payload(c.marker)]), allow_pickle=True)],
