@@ -276,8 +276,9 @@ def write_design(
 ) -> dict:
     """Write the design of ``acc`` into ``outdir`` (created); returns the manifest.
 
-    Every file is written to a temporary name and renamed, ``manifest.json`` last, so a
-    folder whose manifest is new holds the whole new design. A folder holding an earlier
+    Every file is written to a temporary name and renamed; the earlier ``manifest.json`` is
+    removed first and the new one written last, so a folder with a manifest holds that
+    manifest's whole design. A folder holding an earlier
     design is reused: after the new files are written, the earlier design's files that the
     new one did not write (those its manifest listed, and ``<top>.v`` / ``<top>_*.hex`` of
     the earlier and the new top name) are removed, so no stale Verilog or ``.hex`` file is
@@ -297,6 +298,9 @@ def write_design(
     info = manifest(acc, name)
     info["memory_files"] = memories
     info["files"] = [f"{name}.v", *sorted(hex_files), "manifest.json", "manifest.md"]
+    # No manifest while the files change: an interrupted write leaves no folder that looks
+    # like a (mismatched) design.
+    (outdir / "manifest.json").unlink(missing_ok=True)
     files.write_text(outdir / f"{name}.v", text)
     for file_name, contents in hex_files.items():
         files.write_text(outdir / file_name, contents)

@@ -281,8 +281,9 @@ class QuantizedModel(LSTMGeometry):
     # -- artifact ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path/manifest.json`` and ``path/tensors.npz`` (each to a temporary name,
-        then renamed: an interrupted save never leaves a half-written file). The tensors are
-        written first, so a folder with a new manifest always has its tensors."""
+        then renamed: an interrupted save never leaves a half-written file). An earlier
+        manifest is removed first and the new one written last, so a folder with a manifest
+        always holds that manifest's tensors (an interrupted save leaves no artifact)."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise SpecError(f"{path}: exists and is not a directory")
@@ -319,6 +320,7 @@ class QuantizedModel(LSTMGeometry):
             "calibration": self.calibration,
             "spec_hash": self.spec_hash,
         }
+        (path / "manifest.json").unlink(missing_ok=True)
         files.save_npz(path / "tensors.npz", **tensors)
         files.write_json(path / "manifest.json", manifest)
         return path

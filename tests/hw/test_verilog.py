@@ -141,3 +141,20 @@ def test_an_output_that_is_not_a_design_folder_is_refused_untouched(tmp_path, se
     with pytest.raises(ValueError, match=message):
         generate(q, out, lanes=4, max_seq_len=2)
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_an_interrupted_write_leaves_no_manifest_beside_mixed_files(tmp_path, monkeypatch):
+    _, q = random_qmodel(7, input_size=2, hidden_size=2, head="last")
+    generate(q, tmp_path, lanes=4, max_seq_len=2)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lstmfpga.export.files.write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate(q, tmp_path, lanes=2, max_seq_len=2)
+    assert not (tmp_path / "manifest.json").exists()
+    monkeypatch.undo()
+    info = generate(q, tmp_path, lanes=2, max_seq_len=2)  # the folder heals
+    assert json.loads((tmp_path / "manifest.json").read_text())["lanes"] == info["lanes"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(info["files"])

@@ -479,3 +479,20 @@ def test_describe_names_formats_and_table_errors(qmodel):
     assert f"acc={qmodel.acc}" in text
     assert text.count("table ") == 3 and "max error " in text
     assert qmodel.weight_count == sum(t.codes.size for t in _tensors(qmodel).values())
+
+
+def test_an_interrupted_save_leaves_no_artifact_that_looks_valid(tmp_path, monkeypatch):
+    path = _saved(tmp_path)
+    _, other = random_qmodel(2, "q16", head="last")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("lstmfpga.export.files.save_npz", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        other.save(path)
+    assert not (path / "manifest.json").exists()  # not the old manifest beside new tensors
+    with pytest.raises(SpecError, match="not an lstmfpga artifact"):
+        QuantizedModel.load(path)
+    monkeypatch.undo()
+    assert QuantizedModel.load(other.save(path)).describe() == other.describe()
