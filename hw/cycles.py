@@ -2,11 +2,16 @@
 
 Every matrix item of the schedule streams ``groups * cols`` weight beats, one per cycle
 (``groups = ceil(rows / P)``; ``cols = I_l + H_out`` for gates, ``H`` for the projection,
-``D * H_out`` for the head). Between items the fetch stage stalls only for true dependencies,
-for the *tail* of the item it depends on: the cycles from that item's last beat leaving the
-weight memory until its last result is written back.
+``D * H_out`` for the head). The emitter passes on at most one hidden unit (gates) or one row
+(projection, head) per cycle, so the fetch stage takes the last beat of a row group at least
+``spacing`` cycles after the previous group's last beat (:func:`~.accelerator.emitter_cycles`:
+``ceil(P/4)`` after a gate group; after a projection/head group its real rows, ``P`` or, in
+an item's padded last group, fewer); the matrix-vector unit then never waits. Between
+items the fetch stage stalls only for true dependencies, for the *tail* of the item it
+depends on: the cycles from that item's last beat leaving the weight memory until its last
+result is written back.
 
-* ``tail_gates = 1 (fetch) + L_mvu + 1 (regroup) + (P/4 - 1) + L_act + L_cell``;
+* ``tail_gates = 1 (fetch) + L_mvu + 1 (regroup) + (ceil(P/4) - 1) + L_act + L_cell``;
 * ``tail_rows = 1 + L_mvu + 1 + (rows - 1) mod P`` (projection and head rows are written one
   per cycle).
 
@@ -18,10 +23,14 @@ Stalls before an item (nothing else ever waits):
   step 0 of the reverse direction of the same layer: no stall (``h0`` does not wait);
 * projection: ``tail_gates`` of the same step; first head item: ``tail(previous item)``.
 
-A sequence of ``T`` steps then costs, from its ``tlast`` being accepted to the first result
-on ``m_axis``: ``START + sum(stalls + beats) + tail(last item) + DRAIN_START`` cycles, and
-the results take one cycle per element (without back-pressure). Loading takes one cycle per
-input element. The model is exact: tests compare it with simulated cycle counts.
+An item then ends ``max(stall + cols, spacing(previous group)) + (groups - 1) * max(cols,
+spacing)`` cycles after the previous one (``stall + groups * cols`` whenever the spacing does
+not bind, i.e. ``cols`` is at least ``ceil(P/4)`` for gates and ``P`` for projection/head).
+A sequence of ``T`` steps costs, from its ``tlast`` being accepted to the first result on
+``m_axis``: ``START + sum(item costs) + tail(last item) + DRAIN_START`` cycles, and the
+results take one cycle per element (without back-pressure). Loading takes one cycle per input
+element. The model is exact, for every ``P`` dividing ``4H``: tests compare it with simulated
+cycle counts.
 
 For one layer step without projection this is ``ceil(4H/P) * (I_l + H_out) +
 max(0, tail_gates - I_l)``: within 10 % of the ideal ``ceil(4H/P) * (I_l + H_out)`` whenever

@@ -1,0 +1,97 @@
+# amaranth: UnusedElaboratable=no
+"""Lane counts that are neither a divisor nor a multiple of 4, as generated Verilog in
+Verilator: lint-clean, bit-exact against the golden model with and without random
+valid/ready stalls on both streams, and cycle-exact against the cycle model.
+
+A sample of the divisor grid of ``tests/hw/test_lane_divisors.py`` (which runs every divisor
+in Amaranth's simulator): row groups straddling hidden units (P = 3, 6, 10), with a head on
+every step, a projection with a last head and initial/final states, and two bidirectional
+layers without a head.
+"""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from sim_flow_cases import assert_outputs_equal, cache_root, expected_outputs
+
+from lstmfpga.hw.accelerator import LSTMAccelerator
+from lstmfpga.hw.cycles import CycleModel
+from lstmfpga.hw.verilog import generate
+from lstmfpga.quant import golden
+from lstmfpga.sim.cocotb_flow import _tool_environment, check_simulator, run_cocotb
+from lstmfpga.testing import random_inputs, random_qmodel
+
+WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
+
+CASES = {
+    # name: (model kwargs, lanes, T, batch, accelerator options)
+    "H6-P3-nobias-head-all": (
+        dict(input_size=2, hidden_size=6, bias=False, head="all", head_out=2), 3, 5, 3, {},
+    ),
+    "H5-P10-proj-head-last-states": (
+        dict(input_size=3, hidden_size=5, proj_size=2, head="last", head_out=3), 10, 4, 3,
+        dict(with_states=True, initial_state=True),
+    ),
+    "H3-P6-bidir-2layers": (
+        dict(input_size=2, hidden_size=3, num_layers=2, bidirectional=True), 6, 4, 3, {},
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return cache_root(tmp_path_factory)
+
+
+def build(name):
+    kwargs, lanes, T, batch, options = CASES[name]
+    seed = sum(map(ord, name))
+    _, q = random_qmodel(seed, **kwargs)
+    acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=T, **options)
+    x = golden.quantize_inputs(q, random_inputs(seed, batch, T, q.input_size))
+    h0 = c0 = None
+    if options.get("initial_state"):
+        rng = np.random.default_rng(seed)
+        LD = q.num_layers * q.num_directions
+        h0 = q.formats["hidden"].quantize(rng.normal(0, 0.3, (LD, batch, q.output_size)))
+        c0 = q.formats["cell"].quantize(rng.normal(0, 0.3, (LD, batch, q.hidden_size)))
+    return seed, q, acc, x, h0, c0
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_odd_lanes_are_bit_and_cycle_exact_in_verilator(name, cache):
+    seed, _, acc, x, h0, c0 = build(name)
+    assert 4 % acc.lanes and acc.lanes % 4, "the sample is about lanes straddling units"
+    want = expected_outputs(acc, x, h0, c0)
+    T = x.shape[1]
+    plain = run_cocotb(acc, x, h0, c0, simulator="verilator", build_dir=cache)
+    assert not plain.error
+    assert_outputs_equal(plain.outputs, want, f"{name} in verilator")
+    model = CycleModel.of(acc).compute(T)
+    for b, cycles in enumerate(plain.cycles):
+        assert cycles.compute == model, f"{name}, sequence {b}: {cycles}"
+        assert cycles.last_out - cycles.first_out + 1 == acc.result_length(T)
+    stalled = run_cocotb(
+        acc, x, h0, c0, simulator="verilator", in_stall=0.3, out_stall=0.4, seed=seed,
+        build_dir=cache,
+    )  # fmt: skip
+    assert not stalled.error
+    assert_outputs_equal(stalled.outputs, want, f"{name} in verilator with stalls (seed {seed})")
+    assert stalled.total_cycles > plain.total_cycles, "no stall happened"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_odd_lane_verilog_is_lint_clean(name, tmp_path):
+    kwargs, lanes, T, _, options = CASES[name]
+    _, q = random_qmodel(sum(map(ord, name)), **kwargs)
+    generate(q, tmp_path, lanes=lanes, max_seq_len=T, **options)
+    check_simulator("verilator")
+    with _tool_environment("verilator"):
+        lint = subprocess.run(
+            [shutil.which("verilator"), "--lint-only", "-Wall", WAIVERS, "lstm_accel.v",
+             "--top-module", "lstm_accel"],
+            cwd=tmp_path, capture_output=True, text=True,
+        )  # fmt: skip
+    assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr[:3000]
