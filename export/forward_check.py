@@ -682,4 +682,10 @@ def parse_classes(where: str, sources: Mapping[str, bytes]) -> dict[str, ast.Cla
         for item in tree.body:
             if isinstance(item, ast.ClassDef):
                 classes[f"{module}.{item.name}"] = item
+            elif not isinstance(item, ast.FunctionDef):
+                raise SpecError(
+                    f"{where}: refused: TorchScript code {member} has a top-level "
+                    f"{type(item).__name__} statement (TorchScript code holds only classes "
+                    f"and functions)"
+                )
     return classes

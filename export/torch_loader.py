@@ -60,6 +60,7 @@ Tests pin both readers against ``torch.jit.load`` / ``torch.export.load`` on tru
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import io
 import math
@@ -730,6 +731,51 @@ def _load_state_dict_file(path: Path) -> dict:
     return dict(obj)
 
 
+#: Globals a tensor pickle (TorchScript constants/debug/traced inputs, .pt2 sample inputs) may
+#: name; anything else (``os.system``, ``builtins.eval``, ...) makes the archive refused.
+_TENSOR_PICKLE_GLOBALS = frozenset(
+    ["torch._utils._rebuild_tensor_v2", "collections.OrderedDict"]
+    + [f"torch.jit._pickle.{n}" for n in ("restore_type_tag", "build_intlist")]
+    + [f"torch.jit._pickle.build_{n}list" for n in ("tensor", "double", "bool", "generic")]
+)  # and the torch.*Storage classes of _TS_STORAGES
+
+
+def _pickle_globals(data: bytes) -> list[str]:
+    """The globals a pickle names, from its opcodes alone (nothing is unpickled).
+
+    ``STACK_GLOBAL`` whose module and name are not the two string literals just before it
+    gives ``"<computed global>"`` (refused by the callers: it could name anything).
+    """
+    found, pushed = [], []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("GLOBAL", "INST"):
+            found.append(str(arg).replace(" ", "."))
+        elif op.name == "STACK_GLOBAL":
+            ok = len(pushed) >= 2 and all(isinstance(a, str) for a in pushed[-2:])
+            found.append(f"{pushed[-2]}.{pushed[-1]}" if ok else "<computed global>")
+        if op.name in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"):
+            continue
+        pushed.append(arg if op.name.endswith("UNICODE") or op.name.endswith("STRING") else None)
+        del pushed[:-2]
+    return found
+
+
+def _check_tensor_pickle(path: Path, member: str, data: bytes) -> None:
+    """Refuse a pickle member that names anything but tensor-rebuilding globals."""
+    try:
+        names = _pickle_globals(data)
+    except Exception as error:  # malformed opcodes
+        raise SpecError(
+            f"{path}: {member} is not a readable pickle ({_first_line(error)})"
+        ) from None
+    for name in names:
+        storage = name.startswith("torch.") and name[len("torch.") :] in _TS_STORAGES
+        if name not in _TENSOR_PICKLE_GLOBALS and not storage:
+            raise SpecError(
+                f"{path}: refused: {member} references {name}, which lstmfpga does not read"
+            )
+
+
 def _pickled_globals(path: Path) -> set[str]:
     """Globals named by the ``data.pkl`` of a ``torch.save`` zip (opcodes only, nothing runs).
 
@@ -960,6 +1006,8 @@ def _read_torchscript_program(path: Path):
             code, total = {}, 0
             for info in archive.infolist():
                 relative = info.filename[len(root_dir) + 1 :]
+                if relative.endswith(("pkl", ".pt")) and relative != "data.pkl":
+                    _check_tensor_pickle(path, relative, archive.read(info))
                 if relative.startswith("code/") and relative.endswith(".py"):
                     total += info.file_size
                     if total > MAX_CODE_BYTES:
@@ -1068,6 +1116,10 @@ def _read_export_archive(path: Path) -> tuple[dict[str, str], dict[str, np.ndarr
                     f"found {models}"
                 )
             program = read_json(f"models/{_PT2_MODEL}.json")
+            for name in sorted(names):
+                if name.endswith((".pkl", ".pt")):
+                    _check_pt2_pickle(path, name, read(name))
+            _check_symbolic_expressions(path, program)
             weights_config = read_json(f"data/weights/{_PT2_MODEL}_weights_config.json")
             constants_config = read_json(f"data/constants/{_PT2_MODEL}_constants_config.json")
 
@@ -1092,6 +1144,84 @@ def _read_export_archive(path: Path) -> tuple[dict[str, str], dict[str, np.ndarr
     if not isinstance(program, dict):
         raise SpecError(f"{path}: malformed exported program (not a JSON object)")
     return _export_modules(path, program), tensors, program
+
+
+def _check_pt2_pickle(path: Path, name: str, data: bytes) -> None:
+    """A ``.pt2`` pickle member (sample inputs): a ``torch.save`` zip or a plain pickle, whose
+    pickles may only rebuild tensors (``torch.export.load`` would unpickle it)."""
+    if not data.startswith(b"PK"):
+        _check_tensor_pickle(path, name, data)
+        return
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as inner:
+            files.check_zip_members(inner, f"{path}: {name}")
+            for info in inner.infolist():
+                if info.filename.endswith(".pkl"):
+                    _check_tensor_pickle(path, f"{name}/{info.filename}", inner.read(info))
+    except files.FileFormatError as error:
+        raise SpecError(str(error)) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise SpecError(f"{path}: {name} is a corrupt zip ({_first_line(error)})") from None
+
+
+#: Names a symbolic-shape expression of a ``.pt2`` graph may use (sympy's ``srepr`` form and
+#: torch's shape functions). ``torch.export.load`` evaluates these strings; lstmfpga never does,
+#: and refuses archives whose expressions are anything else (they could be code).
+_SYMPY_NAMES = frozenset(
+    "Symbol Integer Rational Float Mul Add Pow Mod Max Min Abs FloorDiv CeilToInt FloorToInt "
+    "TruncToInt RoundToInt CleanDiv IntTrueDiv FloatTrueDiv PythonMod ModularIndexing "
+    "Eq Ne Lt Le Gt Ge StrictLessThan LessThan StrictGreaterThan GreaterThan And Or Not "
+    "true false oo S Identity ToFloat".split()
+)
+_SYMBOL_NAME = re.compile(r"^[a-z]+[0-9]+$")
+
+
+def _check_symbolic_expressions(path: Path, program) -> None:
+    pending = [program]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key == "expr_str":
+                    _check_expression(path, item)
+                else:
+                    pending.append(item)
+        elif isinstance(value, list):
+            pending.extend(value)
+    guards = program.get("guards_code") if isinstance(program, dict) else None
+    if guards:
+        raise SpecError(f"{path}: refused: the exported program carries guard code")
+
+
+def _check_expression(path: Path, text) -> None:
+    def refuse(why: str) -> SpecError:
+        return SpecError(
+            f"{path}: refused: symbolic shape expression {str(text)[:60]!r} {why} (only plain "
+            f"sympy expressions are accepted; lstmfpga never evaluates them)"
+        )
+
+    if not isinstance(text, str) or len(text) > 10_000:
+        raise refuse("is not a short string")
+    try:
+        tree = ast.parse(text, mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        raise refuse("does not parse") from None
+    allowed = (ast.Expression, ast.Call, ast.Constant, ast.keyword, ast.Load, ast.BinOp,
+               ast.UnaryOp, ast.operator, ast.unaryop)  # fmt: skip
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            if node.id not in _SYMPY_NAMES and not _SYMBOL_NAME.match(node.id):
+                raise refuse(f"uses the name {node.id!r}")
+        elif isinstance(node, ast.Call):
+            if not isinstance(node.func, ast.Name):
+                raise refuse("calls something other than a sympy class")
+        elif isinstance(node, ast.Constant):
+            if not isinstance(node.value, int | float | str | bool) or (
+                isinstance(node.value, str) and not _SYMBOL_NAME.match(node.value)
+            ):
+                raise refuse(f"holds the constant {node.value!r:.30}")
+        elif not isinstance(node, allowed):
+            raise refuse(f"holds a {type(node).__name__}")
 
 
 def _read_export_weight(path: Path, fqn: str, entry, read: Callable[[str], bytes]) -> np.ndarray:

@@ -600,22 +600,32 @@ def dynamic_export(tmp_path_factory) -> tuple[Path, ModelSpec]:
 
 
 def test_export_archive_code_paths_are_never_evaluated(dynamic_export, tmp_path):
-    """torch.export.load would eval the graph's sympy strings and unpickle sample inputs."""
+    """torch.export.load would eval the graph's sympy strings and unpickle sample inputs:
+    lstmfpga reads neither, and refuses archives where they are anything but plain data."""
     path, expected = dynamic_export
+    assert_same_spec(load_model(path), expected)
     marker = tmp_path / "marker"
     program = zip_member(path, "models/model.json").decode()
     symbol = "Symbol('s77', positive=True, integer=True)"
     assert symbol in program  # the symbolic batch size of this torch version
     payload = f"({symbol} if __import__('os').system('touch {marker}') == 0 else None)"
-    evil = rewrite_zip(
+    evil_graph = rewrite_zip(
         path,
-        tmp_path / "evil.pt2",
-        {
-            "models/model.json": program.replace(json.dumps(symbol)[1:-1], payload, 1).encode(),
-            "data/sample_inputs/model.pt": pickle.dumps(WritesMarker(marker), protocol=2),
-        },
+        tmp_path / "evil-graph.pt2",
+        {"models/model.json": program.replace(json.dumps(symbol)[1:-1], payload, 1).encode()},
     )
-    assert_same_spec(load_model(evil), expected)
+    with pytest.raises(SpecError, match=r"evil-graph.pt2: refused: symbolic shape expression "):
+        load_model(evil_graph)
+    evil_inputs = rewrite_zip(
+        path,
+        tmp_path / "evil-inputs.pt2",
+        {"data/sample_inputs/model.pt": pickle.dumps(WritesMarker(marker), protocol=2)},
+    )
+    with pytest.raises(
+        SpecError,
+        match=r"evil-inputs.pt2: refused: data/sample_inputs/model.pt references io.open, ",
+    ):
+        load_model(evil_inputs)
     assert not marker.exists()
 
 
