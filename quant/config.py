@@ -318,6 +318,8 @@ def load_config(path: str | Path | None = None, preset: str | None = None) -> Qu
         path = Path(path)
         if path.is_dir():
             raise FormatError(f"cannot read config {path}: is a directory")
+        if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+            raise FormatError(f"cannot read config {path}: not a regular file")
         try:
             size = path.stat().st_size
             if size > MAX_CONFIG_BYTES:

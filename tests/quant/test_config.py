@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 from quant_helpers import exactly
@@ -237,6 +238,12 @@ def test_hostile_config_files_are_one_line_errors(tmp_path, content, message):
         FormatError, match=exactly(f"cannot read config {tmp_path}: is a directory")
     ):
         load_config(tmp_path)
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(
+        FormatError, match=exactly(f"cannot read config {fifo}: not a regular file")
+    ):
+        load_config(fifo)
 
 
 def test_role_rule_frac_may_not_exceed_bits():
