@@ -223,7 +223,11 @@ async def _watch(bench: _Bench) -> dict | None:
                 "waited": bench.cycle() - bench.window,
             }
         bench.advanced.clear()
-        await First(bench.done.wait(), bench.advanced.wait(), Timer(remaining * period, unit="ns"))
+        timer = Timer(remaining * period, unit="ns")
+        if await First(bench.done.wait(), bench.advanced.wait(), timer) is timer:
+            # The timer ends on a clock edge: let that edge's handshakes happen first (a
+            # sequence finishing on the budget's last cycle is in time, as in Amaranth).
+            await ReadOnly()
     return None
 
 

@@ -2,8 +2,10 @@
 """The generated Verilog under cocotb (Icarus and Verilator) equals the golden model and the
 Amaranth simulation bit for bit and cycle for cycle; builds are cached by content."""
 
+import dataclasses
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.verilog import generate
 from lstmfpga.sim import cocotb_flow
 from lstmfpga.sim.amaranth_sim import run_amaranth
+from lstmfpga.sim.budget import CycleBudget, SimulationStuck
 from lstmfpga.sim.cocotb_flow import (
     BUILD_MARKER,
     Design,
@@ -227,3 +230,81 @@ def test_bad_arguments_are_rejected(cases):
         run_cocotb(acc, x_codes[..., :1], simulator="icarus")
     with pytest.raises(TypeError, match="design must be an LSTMAccelerator"):
         Design.of(42)
+
+
+def _truncate_marker(build):
+    marker = build.directory / BUILD_MARKER
+    marker.write_text(marker.read_text()[:20])  # '{\n  "key": "7e934f9' : not JSON
+
+
+def _remove_binary(build):
+    (build.directory / cocotb_flow.SIMULATOR_BINARY[build.simulator]).unlink()
+
+
+@pytest.mark.parametrize("damage", [_truncate_marker, _remove_binary], ids=["marker", "binary"])
+@pytest.mark.parametrize("simulator", COCOTB_SIMULATORS)
+def test_a_damaged_cached_build_is_rebuilt(simulator, damage, cases, cache, tmp_path, monkeypatch):
+    """A truncated build marker, or a simulator binary gone under an intact marker, means
+    "build again", never an error."""
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    shared = prepare(acc, simulator, build_dir=cache)
+    private = tmp_path / "cache"
+    shutil.copytree(shared.directory, private / shared.directory.name, ignore=_RUNS)
+    assert prepare(acc, simulator, build_dir=private).cached  # the copy is a valid cache
+    damage(dataclasses.replace(shared, directory=private / shared.directory.name))
+    compiles = []
+    real_compile = cocotb_flow._compile
+
+    def counted(*args, **kwargs):
+        compiles.append(args[1])
+        return real_compile(*args, **kwargs)
+
+    monkeypatch.setattr(cocotb_flow, "_compile", counted)
+    rebuilt = prepare(acc, simulator, build_dir=private)
+    assert compiles == [simulator] and not rebuilt.cached and rebuilt.key == shared.key
+    result = run_cocotb(acc, x_codes, simulator=simulator, build_dir=private)
+    assert result.meta["build"]["cached"] is True and compiles == [simulator]
+    assert_outputs_equal(result.outputs, expected_outputs(acc, x_codes), f"rebuilt {simulator}")
+
+
+_RUNS = shutil.ignore_patterns("runs")
+
+
+@pytest.mark.parametrize("simulator", ["amaranth", *COCOTB_SIMULATORS])
+def test_a_sequence_over_its_budget_stops_the_run_with_one_line(simulator, cases, cache):
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    run = run_amaranth if simulator == "amaranth" else run_cocotb
+    kwargs = {} if simulator == "amaranth" else {"simulator": simulator, "build_dir": cache}
+    with pytest.raises(SimulationStuck) as error:
+        run(acc, x_codes, cycle_budget=40, **kwargs)
+    stuck = error.value
+    expected = CycleBudget.of(
+        CycleModel.of(acc).compute(3), acc.input_length(3), acc.result_length(3)
+    ).expected
+    assert (stuck.sequence, stuck.waited, stuck.received, stuck.budget.expected) == (
+        0, 40, 0, expected,
+    )  # fmt: skip
+    assert str(stuck) == (
+        f"{simulator} simulation stuck: sequence 0 (of 2) produced 0 of "
+        f"{acc.result_length(3)} results after waiting 40 cycles; the cycle model expects "
+        f"{expected} cycles per sequence, the budget was set to 40 cycles (seed 0)"
+    )
+
+
+@pytest.mark.parametrize("simulator", ["amaranth", *COCOTB_SIMULATORS])
+def test_the_budget_counts_from_the_previous_sequences_last_result(simulator, cases, cache):
+    """A budget of exactly the longest per-sequence window passes; one cycle less stops at
+    that sequence (the budget is per sequence, not for the whole run)."""
+    _, _, acc, x_codes, _, _ = cases["P1-odd"]
+    x4 = np.concatenate([x_codes, x_codes])
+    run = run_amaranth if simulator == "amaranth" else run_cocotb
+    kwargs = {} if simulator == "amaranth" else {"simulator": simulator, "build_dir": cache}
+    plain = run(acc, x4, **kwargs)
+    ends = [0] + [c.last_out for c in plain.cycles]
+    windows = np.diff(ends)
+    assert plain.meta["cycle_budget"] > windows.max()  # the default budget has room
+    run(acc, x4, cycle_budget=int(windows.max()), **kwargs)
+    worst = int(np.argmax(windows))
+    with pytest.raises(SimulationStuck) as error:
+        run(acc, x4, cycle_budget=int(windows.max()) - 1, **kwargs)
+    assert error.value.sequence == worst and error.value.waited == windows.max() - 1
