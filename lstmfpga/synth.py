@@ -292,7 +292,7 @@ def check_identifier(value, what: str) -> str:
     """``value`` if it is a Verilog/Yosys identifier (``[A-Za-z_][A-Za-z0-9_]*``), else a
     one-line :class:`CLIError`."""
     if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
-        raise CLIError(f"{what} must be an identifier ([A-Za-z_][A-Za-z0-9_]*), not {value!r}")
+        raise CLIError(f"{what} must be an identifier ([A-Za-z_][A-Za-z0-9_]*), not {value!r:.80}")
     return value
 
 
@@ -300,7 +300,9 @@ def _inside(outdir: Path, name, what: str, *, must_exist: bool = True) -> Path:
     """``outdir / name`` for a plain file name whose real path stays inside ``outdir`` (no
     separators, no ``..``, no absolute path, no symlink leading out of the folder)."""
     if not isinstance(name, str) or not _FILE_NAME.fullmatch(name):
-        raise CLIError(f"{what} must be a plain file name inside the design folder, not {name!r}")
+        raise CLIError(
+            f"{what} must be a plain file name inside the design folder, not {name!r:.80}"
+        )
     path = outdir / name
     if path.is_symlink() or path.exists():
         real, root = path.resolve(), outdir.resolve()
@@ -328,13 +330,12 @@ def check_design(outdir: str | Path) -> tuple[Path, str, Path]:
     if not manifest_path.is_file():
         raise CLIError(f"{outdir}: no manifest.json (write the design with lstmfpga generate)")
     manifest = files.read_json(manifest_path, "hardware manifest")
-    if manifest.get("format") != HARDWARE_FORMAT:
-        raise CLIError(
-            f"{manifest_path}: format must be {HARDWARE_FORMAT!r}, not {manifest.get('format')!r}"
-        )
+    found = manifest.get("format")
+    if found != HARDWARE_FORMAT:
+        raise CLIError(f"{manifest_path}: format must be {HARDWARE_FORMAT!r}, not {found!r:.80}")
     version = manifest.get("version")
     if version != HARDWARE_VERSION or isinstance(version, bool):
-        raise CLIError(f"{manifest_path}: version must be {HARDWARE_VERSION}, not {version!r}")
+        raise CLIError(f"{manifest_path}: version must be {HARDWARE_VERSION}, not {version!r:.80}")
     if "top" not in manifest:
         raise CLIError(f"{manifest_path}: no 'top' field")
     top = check_identifier(manifest["top"], f"{manifest_path}: top")
@@ -401,7 +402,7 @@ def check_report_target(path: str | Path) -> dict | None:
         if data.get("version") != SYNTHESIS_VERSION or isinstance(data.get("version"), bool):
             raise CLIError(
                 f"--json {path}: {SYNTHESIS_FORMAT} version must be {SYNTHESIS_VERSION}, "
-                f"not {data.get('version')!r}"
+                f"not {data.get('version')!r:.80}"
             )
     else:
         from lstmfpga.sim.report import REPORT_FORMAT, load_report
@@ -409,7 +410,7 @@ def check_report_target(path: str | Path) -> dict | None:
         if fmt != REPORT_FORMAT:
             raise CLIError(
                 f"--json {path} must be an lstmfpga report ({REPORT_FORMAT!r}) or a synthesis "
-                f"result ({SYNTHESIS_FORMAT!r}), not format {fmt!r}"
+                f"result ({SYNTHESIS_FORMAT!r}), not format {fmt!r:.80}"
             )
         data = load_report(path)
     if not os.access(path, os.W_OK):
