@@ -33,6 +33,7 @@ COMMANDS = [
     "info",
     "predict",
     "quantize",
+    "finetune",
     "generate",
     "simulate",
     "report",
