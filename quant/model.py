@@ -424,7 +424,7 @@ def _optional_hash(value) -> str | None:
         or len(value) != 64
         or any(c not in "0123456789abcdef" for c in value)
     ):
-        raise SpecError(f"spec_hash must be a 64-digit hex SHA-256, not {value!r}")
+        raise SpecError(f"spec_hash must be a 64-digit hex SHA-256, not {_short(value)}")
     return value
 
 
@@ -495,12 +495,12 @@ def _read_qmodel(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
     manifest = files.read_json(path / "manifest.json", "qmodel manifest")
     if manifest.get("format") != QMODEL_FORMAT:
         raise SpecError(
-            f"{path}: expected a {QMODEL_FORMAT} artifact, found {manifest.get('format')!r}"
+            f"{path}: expected a {QMODEL_FORMAT} artifact, found {_short(manifest.get('format'))}"
         )
     version = manifest.get("version")
     if version != QMODEL_VERSION or isinstance(version, bool):
         raise SpecError(
-            f"{path}: {QMODEL_FORMAT} version {version!r} is not supported "
+            f"{path}: {QMODEL_FORMAT} version {_short(version)} is not supported "
             f"(this lstmfpga reads version {QMODEL_VERSION})"
         )
     tensors = files.load_arrays(path / "tensors.npz", "qmodel tensors")
@@ -516,14 +516,14 @@ def _field(manifest: dict, key: str):
 def _int_field(manifest: dict, key: str, minimum: int) -> int:
     value = _field(manifest, key)
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SpecError(f"{key} must be an integer >= {minimum}, not {value!r}")
+        raise SpecError(f"{key} must be an integer >= {minimum}, not {_short(value)}")
     return value
 
 
 def _bool_field(manifest: dict, key: str) -> bool:
     value = _field(manifest, key)
     if not isinstance(value, bool):
-        raise SpecError(f"{key} must be true or false, not {value!r}")
+        raise SpecError(f"{key} must be true or false, not {_short(value)}")
     return value
 
 
