@@ -325,7 +325,8 @@ def check_design(outdir: str | Path) -> tuple[Path, str, Path]:
     """
     outdir = Path(outdir)
     if not outdir.is_dir():
-        raise CLIError(f"{outdir}: no such directory (write the design with lstmfpga generate)")
+        problem = "not a directory" if outdir.exists() else "no such directory"
+        raise CLIError(f"{outdir}: {problem} (write the design with lstmfpga generate)")
     manifest_path = outdir / "manifest.json"
     if not manifest_path.is_file():
         raise CLIError(f"{outdir}: no manifest.json (write the design with lstmfpga generate)")
