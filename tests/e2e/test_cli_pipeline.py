@@ -55,6 +55,15 @@ def test_export_quantize_predict_generate(tmp_path, capsys):
     assert (tmp_path / "rtl" / "lstm_accel.v").is_file()
     assert (tmp_path / "rtl" / "manifest.json").is_file()
 
+    # The hardware, simulated: its dump compares as it is with predict --raw's codes.
+    assert main(["simulate", str(tmp_path / "q"), "--inputs", str(tmp_path / "x.npy"),
+                 "--sim", "amaranth", "--lanes", "4", "--dump", str(tmp_path / "d.npz"),
+                 "--report", str(tmp_path / "r.json")]) == 0  # fmt: skip
+    with np.load(tmp_path / "d.npz") as dump:
+        assert dump["rtl"].shape == (4, 7, 2) and np.array_equal(dump["rtl"], codes)
+    assert main(["report", str(tmp_path / "r.json")]) == 0
+    assert capsys.readouterr().out.count("bit-exact: yes") == 2  # simulate, then report
+
 
 def test_predict_raw_on_a_float_spec_is_a_one_line_error(tmp_path, capsys):
     torch.save(torch.nn.LSTM(2, 3).state_dict(), tmp_path / "m.pt")

@@ -315,3 +315,19 @@ def test_a_run_over_its_cycle_budget_is_one_line(files, simulator):
     expected = stuck.budget.expected
     assert f"the cycle model expects {expected} cycles per sequence" in message
     assert expected > 25
+
+
+def test_the_dump_of_a_model_without_head_has_predicts_shape(tmp_path):
+    """No head: the output sequence ``(batch, seq, D*H_out)``, as predict --raw writes it."""
+    _, q = random_qmodel(5, input_size=2, hidden_size=2, bidirectional=True)
+    q.save(tmp_path / "q")
+    np.save(tmp_path / "x.npy", random_inputs(5, 2, 3, 2))
+    assert _main("predict", tmp_path / "q", "--inputs", tmp_path / "x.npy", "--raw",
+                 "-o", tmp_path / "want.npy") == 0  # fmt: skip
+    code = _main("simulate", tmp_path / "q", "--inputs", tmp_path / "x.npy", "--sim", "amaranth",
+                 "--dump", tmp_path / "d.npz", "--report", tmp_path / "r.json")  # fmt: skip
+    assert code == 0
+    want = np.load(tmp_path / "want.npy")
+    with np.load(tmp_path / "d.npz") as dump:
+        assert want.shape == dump["rtl"].shape == (2, 3, 4)
+        assert np.array_equal(dump["rtl"], want) and np.array_equal(dump["golden"], want)
