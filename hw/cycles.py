@@ -158,7 +158,8 @@ class CycleModel:
         samples = sorted({1, min(8, acc.max_seq_len), acc.max_seq_len})
         return {
             "formula": (
-                "compute(T) = START + sum over items (stall + groups*cols) + tail + DRAIN_START; "
+                "compute(T) = START + sum over items (stall + groups*cols, or the emitter "
+                "pacing when it binds) + tail + DRAIN_START; "
                 f"steady layer-0 step = {self.step(0)} cycles "
                 f"(ideal ceil(4H/P)*(I+H_out) = {self.ideal_step(0)}); "
                 "load = input elements, drain = output elements (1 per cycle)"

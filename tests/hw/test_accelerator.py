@@ -29,6 +29,18 @@ CASES = {
              head="all", head_out=2),
         8, 3, 2, dict(with_states=True, initial_state=True),
     ),
+    # lane counts that are neither divisors nor multiples of 4: row groups end inside units
+    "P6-3layer-bidir-proj-states": (
+        dict(input_size=2, hidden_size=3, num_layers=3, bidirectional=True, proj_size=2,
+             head="all", head_out=3),
+        6, 3, 2, dict(with_states=True, initial_state=True),
+    ),
+    "P3-H6-nobias-head-all": (
+        dict(input_size=2, hidden_size=6, bias=False, head="all", head_out=2), 3, 4, 2, {},
+    ),
+    "P10-H5-proj-head-last": (
+        dict(input_size=3, hidden_size=5, proj_size=3, head="last", head_out=4), 10, 3, 2, {},
+    ),
 }  # fmt: skip
 
 
@@ -65,10 +77,10 @@ def test_accelerator_is_bit_exact(name):
     _check(acc, x, h0, c0)
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_random_stalls_on_both_streams_lose_nothing(seed):
-    _, q = random_qmodel(seed, input_size=3, hidden_size=4, head="all", head_out=2)
-    acc = LSTMAccelerator(q, lanes=4, max_seq_len=8)
+@pytest.mark.parametrize(("seed", "lanes"), [(1, 4), (2, 4), (3, 6), (4, 3)])
+def test_random_stalls_on_both_streams_lose_nothing(seed, lanes):
+    _, q = random_qmodel(seed, input_size=3, hidden_size=6, head="all", head_out=2)
+    acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=8)
     x = random_inputs(seed, 3, 4, 3)
     _check(acc, x, in_stall=0.4, out_stall=0.5, seed=seed)
 
