@@ -52,7 +52,7 @@ WEIGHT_ROLES = ("w_ih", "w_hh", "bias", "w_hr", "head_w", "head_b")
 #: ``gate`` is the output of sigmoid/tanh (holds 1.0); ``hidden`` is h (and o*tanh(c)).
 DATA_ROLES = ("x", "preact", "gate", "cell", "hidden", "head_out")
 ROLES = WEIGHT_ROLES + DATA_ROLES
-PRESETS = ("q16", "w8a16")
+PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
 #: Widths a role may have (the accumulator, derived, may be wider: up to 62 bits).
 MIN_ROLE_BITS, MAX_ROLE_BITS = 2, 32
 _TOP_KEYS = (

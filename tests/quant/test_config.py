@@ -31,7 +31,10 @@ def test_presets_load_with_every_role(name):
     assert (config.rounding, config.overflow, config.headroom) == ("half_even", "saturate", 1.25)
     assert config.acc_bits is None
     assert config.roles["gate"] == RoleRule(16, 14)
-    assert all(config.roles[r].bits == 16 for r in DATA_ROLES)
+    eight = {"x", "hidden", "head_out"} if name in ("w8a8", "w4a8") else set()
+    assert {r: config.roles[r].bits for r in DATA_ROLES} == {
+        r: 8 if r in eight else 16 for r in DATA_ROLES
+    }
     assert config.sigmoid == ActivationRule(step_log2=-5, range_log2=4, interpolate=True, guard=4)
     assert config.tanh == ActivationRule(step_log2=-7, range_log2=3, interpolate=True, guard=4)
 
@@ -39,13 +42,15 @@ def test_presets_load_with_every_role(name):
 def test_preset_weight_widths():
     q16, w8a16 = QuantConfig.preset("q16"), QuantConfig.preset("w8a16")
     assert all(q16.roles[r].bits == 16 for r in WEIGHT_ROLES)
-    assert {r: w8a16.roles[r].bits for r in WEIGHT_ROLES} == {
-        "w_ih": 8,
-        "w_hh": 8,
-        "bias": 16,
-        "w_hr": 8,
-        "head_w": 8,
-        "head_b": 16,
+    eight = {"w_ih": 8, "w_hh": 8, "bias": 16, "w_hr": 8, "head_w": 8, "head_b": 16}
+    assert {r: w8a16.roles[r].bits for r in WEIGHT_ROLES} == eight
+    assert {r: QuantConfig.preset("w8a8").roles[r].bits for r in WEIGHT_ROLES} == eight
+    # w4a8: 4-bit LSTM weights, the head keeps 8 bits
+    assert {r: QuantConfig.preset("w4a8").roles[r].bits for r in WEIGHT_ROLES} == {
+        **eight,
+        "w_ih": 4,
+        "w_hh": 4,
+        "w_hr": 4,
     }
 
 
@@ -153,7 +158,7 @@ def _toml_error(text: str) -> str:
             "c.toml: acc_bits 24 cannot hold a w_ih x x product (needs at least 32 bits)",
         ),
         ('preset = "q16"\nacc_bits = 63', "c.toml: acc_bits must be an integer in 2..62, not 63"),
-        ('preset = "q17"', "c.toml: preset must be one of q16, w8a16, not 'q17'"),
+        ('preset = "q17"', "c.toml: preset must be one of q16, w8a16, w8a8, w4a8, not 'q17'"),
         (
             'preset = "q16"\nbits = 16',
             (
