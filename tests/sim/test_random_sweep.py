@@ -2,8 +2,9 @@
 
 Marked ``slow``. CI runs it at its small size (``LSTMFPGA_SWEEP=small``, the default: 4
 models); ``LSTMFPGA_SWEEP=large`` runs 24. Each model draws its layers (1-3), directions,
-projection, bias, head (none/last/all), odd or even I and H, a lane count dividing 4H and a
-sequence length from a seeded generator; the seed is in the test id.
+projection, bias, head (none/last/all), odd or even I and H, a lane count among all the
+divisors of 4H (not only powers of two) and a sequence length from a seeded generator; the
+seed is in the test id.
 """
 
 import os
@@ -21,10 +22,15 @@ SIZES = {"small": 4, "large": 24}
 COUNT = SIZES[os.environ.get("LSTMFPGA_SWEEP", "small")]
 
 
+def divisors(n: int) -> list[int]:
+    """Every lane count the hardware takes for ``4*hidden_size == n`` (not only powers of 2)."""
+    return [p for p in range(1, n + 1) if n % p == 0]
+
+
 def draw(seed: int):
     rng = np.random.default_rng(seed)
     hidden = int(rng.integers(1, 9))
-    lanes = int(rng.choice([p for p in (1, 2, 4, 8, 16, 32) if (4 * hidden) % p == 0]))
+    lanes = int(rng.choice(divisors(4 * hidden)))
     kwargs = dict(
         input_size=int(rng.integers(1, 7)),
         hidden_size=hidden,
