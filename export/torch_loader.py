@@ -60,6 +60,7 @@ Tests pin both readers against ``torch.jit.load`` / ``torch.export.load`` on tru
 
 from __future__ import annotations
 
+import _compat_pickle
 import ast
 import dataclasses
 import io
@@ -749,15 +750,22 @@ def _pickle_globals(data: bytes) -> list[str]:
     found, pushed = [], []
     for op, arg, _ in pickletools.genops(data):
         if op.name in ("GLOBAL", "INST"):
-            found.append(str(arg).replace(" ", "."))
+            module, _, name = str(arg).partition(" ")
+            found.append(_python3_name(module, name))
         elif op.name == "STACK_GLOBAL":
             ok = len(pushed) >= 2 and all(isinstance(a, str) for a in pushed[-2:])
-            found.append(f"{pushed[-2]}.{pushed[-1]}" if ok else "<computed global>")
+            found.append(_python3_name(*pushed[-2:]) if ok else "<computed global>")
         if op.name in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"):
             continue
         pushed.append(arg if op.name.endswith("UNICODE") or op.name.endswith("STRING") else None)
         del pushed[:-2]
     return found
+
+
+def _python3_name(module: str, name: str) -> str:
+    """``module.name`` as unpickling resolves it (protocol-2 pickles say ``__builtin__``)."""
+    module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+    return f"{_compat_pickle.IMPORT_MAPPING.get(module, module)}.{name}"
 
 
 def _check_tensor_pickle(path: Path, member: str, data: bytes) -> None:
@@ -948,8 +956,8 @@ class _TorchScriptUnpickler(pickle.Unpickler):
         if (module, name) in self._functions:
             return self._functions[module, name]
         raise SpecError(
-            f"{self._path}: refused: the TorchScript archive references {module}.{name}, "
-            f"which lstmfpga does not read"
+            f"{self._path}: refused: the TorchScript archive references "
+            f"{_python3_name(module, name)}, which lstmfpga does not read"
         )
 
     def persistent_load(self, pid):
@@ -1158,6 +1166,8 @@ def _check_pt2_pickle(path: Path, name: str, data: bytes) -> None:
             for info in inner.infolist():
                 if info.filename.endswith(".pkl"):
                     _check_tensor_pickle(path, f"{name}/{info.filename}", inner.read(info))
+    except SpecError:
+        raise
     except files.FileFormatError as error:
         raise SpecError(str(error)) from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
