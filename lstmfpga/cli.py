@@ -9,7 +9,9 @@ write that module and append its name to :data:`COMMANDS`. Import heavy dependen
 Errors listed in :data:`lstmfpga.errors.REPORTED_ERRORS` (``SpecError``, ``CLIError``,
 any ``ValueError``/``OSError``) are printed as one line ``lstmfpga: error: <message>`` on
 stderr with exit code 2; ``LSTMFPGA_DEBUG=1`` re-raises them with their traceback.
-Usage errors found by argparse also exit with code 2 (argparse's own message).
+Usage errors found by argparse (a missing option, an invalid choice or number) are one line
+too, ``lstmfpga: error: lstmfpga CMD: <argparse's message> (see lstmfpga CMD --help)``,
+exit code 2.
 ``MemoryError`` and ``RecursionError`` (which bounded readers should make impossible) are
 reported the same way, as one line.
 """
@@ -53,9 +55,18 @@ def _version() -> str:
         return "unknown"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (subcommand parsers inherit the class)."""
+
+    def error(self, message: str):
+        message = " ".join(message.split())
+        print(f"lstmfpga: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(EXIT_ERROR)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every command of :data:`COMMANDS` registered."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lstmfpga",
         description="Turn a PyTorch-trained LSTM into verified, bit-exact FPGA hardware.",
     )

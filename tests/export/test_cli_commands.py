@@ -70,10 +70,26 @@ def test_no_command_prints_help_and_fails(capsys):
     assert "usage: lstmfpga" in err
 
 
-def test_usage_error_exits_2(capsys):
-    code, _, err = run_cli(capsys, "export", "model.pt")  # -o missing
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("export", "model.pt"),
+            "lstmfpga export: the following arguments are required: -o/--output",
+        ),
+        (
+            ("generate", "q", "--lanes", "abc", "-o", "x"),
+            "argument --lanes: invalid int value: 'abc'",
+        ),
+        (("nosuchcommand",), "argument COMMAND: invalid choice: 'nosuchcommand'"),
+        (("synth", "d", "--target", "asic"), "argument --target: invalid choice: 'asic'"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_2(capsys, args, message):
+    code, _, err = run_cli(capsys, *args)
     assert code == 2
-    assert "the following arguments are required: -o/--output" in err
+    assert err.count("\n") == 1 and err.startswith("lstmfpga: error: "), err
+    assert message in err and err.rstrip().endswith("--help)")
 
 
 @pytest.mark.parametrize("head", ["last", "all"])
