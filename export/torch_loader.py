@@ -845,6 +845,16 @@ def _strided_copy(
     flat = np.frombuffer(raw, dtype=storage_dtype)
     if len(sizes) != len(strides) or min((*sizes, *strides, offset), default=0) < 0:
         raise SpecError(f"{name}: invalid tensor geometry {sizes}/{strides}+{offset}")
+    if max((*sizes, *strides, offset), default=0) > flat.size:
+        raise SpecError(
+            f"{name}: tensor {sizes} (strides {strides}, offset {offset}) does not fit its "
+            f"storage of {flat.size} element(s)"
+        )
+    if any(stride == 0 and n > 1 for n, stride in zip(sizes, strides, strict=True)):
+        raise SpecError(
+            f"{name}: tensor {sizes} is a stride-0 (expanded) view with strides {strides}, "
+            f"not a stored weight"
+        )
     count = math.prod(sizes)
     if count == 0:
         array = np.zeros(sizes, dtype=storage_dtype)

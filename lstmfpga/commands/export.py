@@ -2,8 +2,10 @@
 
 MODEL is a state_dict (``.pt``/``.pth``), a TorchScript archive or a ``torch.export``
 archive (``.pt2``), read by ``lstmfpga.export.torch_loader.load_model``, which never runs
-code stored in the file. SPEC is a directory (created) holding ``manifest.json`` and
-``tensors.npz``. Prints the spec summary.
+code stored in the file. An archive's forward must be exactly LSTM -> optional last timestep
+(y[:, -1], y[-1] time-major, h_n[-1]) -> optional nn.Linear; anything else is refused naming
+the op. SPEC is a directory (created; an existing file or another kind of artifact there is
+refused) holding ``manifest.json`` and ``tensors.npz``. Prints the spec summary.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from lstmfpga.commands.quantize import check_output_dir
+    from lstmfpga.export.spec import SPEC_FORMAT
+
+    # The output folder is checked before the model is read: an existing file or another
+    # kind of artifact there (a qmodel, a design) is refused, never overwritten.
+    check_output_dir(args.output, "-o", SPEC_FORMAT)
     from lstmfpga.export.torch_loader import load_model  # imports torch: only when needed
 
     spec = load_model(args.model, head=args.head)

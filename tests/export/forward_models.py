@@ -220,3 +220,11 @@ class Reversed(_Base):
     def forward(self, x):
         y, _ = self.lstm(x)
         return self.fc(y.flip(1)[:, -1])
+
+
+class WithStates(_Base):
+    """``fc(y[:, -1])`` of ``lstm(x, (h0, c0))``: initial states straight from the inputs."""
+
+    def forward(self, x, h0, c0):
+        y, _ = self.lstm(x, (h0, c0))
+        return self.fc(y[:, -1])

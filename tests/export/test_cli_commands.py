@@ -298,3 +298,17 @@ def test_console_script_reports_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr == f"lstmfpga: error: {tmp_path / 'nowhere'}: no such file or directory\n"
     assert result.stdout == ""
+
+
+def test_export_refuses_an_output_that_is_not_a_spec_folder(tmp_path, model_file, capsys):
+    """Checked before the model is read: nothing is overwritten."""
+    (tmp_path / "file").write_text("keep")
+    code, _, err = run_cli(capsys, "export", model_file[0], "-o", tmp_path / "file")
+    assert_one_line_error(code, err, "must be a directory, not an existing file")
+    assert (tmp_path / "file").read_text() == "keep"
+    other = tmp_path / "q"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"format": "lstmfpga.qmodel"}))
+    code, _, err = run_cli(capsys, "export", model_file[0], "-o", other)
+    assert_one_line_error(code, err, "holds a 'lstmfpga.qmodel' artifact, not 'lstmfpga.spec'")
+    assert sorted(p.name for p in other.iterdir()) == ["manifest.json"]

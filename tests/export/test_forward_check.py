@@ -200,3 +200,26 @@ def test_parse_classes_refuses_unparsable_code():
         forward_check.parse_classes("m.pt", {"a.py": deep})
     classes = forward_check.parse_classes("m.pt", {"__torch__/a.py": b"class B(Module):\n  pass\n"})
     assert isinstance(classes["__torch__.a.B"], ast.ClassDef)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_initial_states_passed_from_the_inputs_are_supported(route, tmp_path):
+    kwargs = dict(BF, num_layers=2, bidirectional=True)
+    model = fm.WithStates(**kwargs).eval()
+    rng = np.random.default_rng(4)
+    x = layout_input(kwargs, 4)
+    h0, c0 = rng.normal(0, 0.5, (2, 4, BATCH, 4))
+    args = tuple(torch.from_numpy(a).float() for a in (x, h0, c0))
+    path = tmp_path / "states.bin"
+    if route == "jit_script":
+        torch.jit.script(model).save(str(path))
+    elif route == "jit_trace":
+        torch.jit.trace(model, args).save(str(path))
+    else:
+        torch.export.save(torch.export.export(model, args), path)
+    spec = load_model(path)
+    assert spec.head.mode == "last"
+    with torch.no_grad():
+        expected = model.double()(*(torch.from_numpy(a) for a in (x, h0, c0))).numpy()
+    got = reference.forward(spec, x, h0, c0).prediction
+    assert np.max(np.abs(got - expected)) <= TOLERANCE, route

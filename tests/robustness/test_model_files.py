@@ -406,18 +406,36 @@ def _(c, good):
     return export(c, path), "a storage declares 100000000000 elements"
 
 
-@case(".pt2 weight: stride-0 view larger than its storage")
+@case(".pt2 weight: stride-0 (expanded) view")
 def _(c, good):
     config = json.loads(mf.read_member(good.pt2, "data/weights/model_weights_config.json"))
     meta = config["config"]["lstm.weight_hh_l0"]["tensor_meta"]
-    meta["sizes"] = [{"as_int": 10**6}, {"as_int": 10**6}]
-    meta["strides"] = [{"as_int": 0}, {"as_int": 0}]
+    meta["strides"] = [{"as_int": 0}, {"as_int": 1}]
     bad = mf.rewrite(
         good.pt2,
         c.inputs / "bad.pt2",
         {"data/weights/model_weights_config.json": json.dumps(config).encode()},
     )
-    return export(c, bad), "does not fit its storage"
+    return export(c, bad), "is a stride-0 (expanded) view"
+
+
+@case(".pt2 weight: view past the end of its storage")
+def _(c, good):
+    config = json.loads(mf.read_member(good.pt2, "data/weights/model_weights_config.json"))
+    meta = config["config"]["fc.weight"]["tensor_meta"]
+    meta["sizes"] = [{"as_int": 2}, {"as_int": 10**30}]
+    bad = mf.rewrite(
+        good.pt2,
+        c.inputs / "bad.pt2",
+        {"data/weights/model_weights_config.json": json.dumps(config).encode()},
+    )
+    return info(c, bad), "does not fit its storage of 8 element(s)"
+
+
+@case("zip .pt: storage member declaring 300 MiB")
+def _(c, good):
+    bad = mf.declare_size(mf.rewrite(good.sd, c.inputs / "big.pt"), "data/0", 300 << 20, 300 << 20)
+    return export(c, bad), "declares 314572800 bytes, more than the 268435456-byte limit"
 
 
 @case("zip .pt: bzip2 bomb storage member")
