@@ -555,9 +555,9 @@ def prepare(
             try:
                 _compile(runner, simulator, directory, design, waves)
             except (RuntimeError, SystemExit) as error:
-                raise RuntimeError(
-                    f"{simulator} build failed ({error}); log: {directory / 'build.log'}\n"
-                    + _tail(directory / "build.log")
+                raise SimulationError(
+                    f"{simulator} build failed ({error}): {_last_error(directory / 'build.log')} "
+                    f"(log: {directory / 'build.log'})"
                 ) from None
         seconds = time.perf_counter() - started
         for header in directory.glob("*.gch"):  # precompiled headers (~100 MB each):
@@ -584,11 +584,19 @@ def _complete(simulator: str, directory: Path, key: str) -> bool:
     return info.get("key") == key and binary.is_file() and binary.stat().st_size > 0
 
 
-def _tail(path: Path, lines: int = 30) -> str:
+def _last_error(path: Path, width: int = 200) -> str:
+    """The first line near the end of a tool's log that mentions an error (else its last
+    line), for a one-line message; the log itself keeps everything."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        with open(path, "rb") as file:
+            file.seek(max(0, file.seek(0, os.SEEK_END) - 65536))  # the end is enough
+            lines = [line.strip() for line in file.read().decode(errors="replace").splitlines()]
     except OSError:
-        return ""
+        return "no log"
+    lines = [line for line in lines if line]
+    errors = [line for line in lines if "error" in line.lower()]
+    line = errors[0] if errors else (lines or ["empty log"])[-1]
+    return line if len(line) <= width else line[: width - 3] + "..."
 
 
 # -- runs ---------------------------------------------------------------------------------------
@@ -685,9 +693,9 @@ def _run_chunk(
     wall = time.perf_counter() - started
     info_path = run_dir / "results.json"
     if not info_path.is_file():
-        raise RuntimeError(
-            f"{build.simulator} run failed ({failure or 'no results'}); log: "
-            f"{run_dir / 'sim.log'}\n{_tail(run_dir / 'sim.log')}"
+        raise SimulationError(
+            f"{build.simulator} run failed ({failure or 'no results'}): "
+            f"{_last_error(run_dir / 'sim.log')} (log: {run_dir / 'sim.log'})"
         )
     info = read_json(info_path, f"{build.simulator} results")
     status = info.get("status")
@@ -704,7 +712,7 @@ def _run_chunk(
             f"log: {run_dir / 'sim.log'})"
         )
     if status != "ok" or failure:
-        raise RuntimeError(
+        raise SimulationError(
             f"{build.simulator} run failed ({status}: {info.get('message')}, seed {seed}); "
             f"log: {run_dir / 'sim.log'}"
         )

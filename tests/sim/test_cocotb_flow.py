@@ -22,7 +22,7 @@ from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.verilog import generate
 from lstmfpga.sim import cocotb_flow
 from lstmfpga.sim.amaranth_sim import run_amaranth
-from lstmfpga.sim.budget import CycleBudget, SimulationStuck
+from lstmfpga.sim.budget import CycleBudget, SimulationError, SimulationStuck
 from lstmfpga.sim.cocotb_flow import (
     BUILD_MARKER,
     Design,
@@ -308,3 +308,20 @@ def test_the_budget_counts_from_the_previous_sequences_last_result(simulator, ca
     with pytest.raises(SimulationStuck) as error:
         run(acc, x4, cycle_budget=int(windows.max()) - 1, **kwargs)
     assert error.value.sequence == worst and error.value.waited == windows.max() - 1
+
+
+@pytest.mark.parametrize("simulator", COCOTB_SIMULATORS)
+def test_a_failing_build_is_one_line_naming_its_log_and_is_not_cached(simulator, cases, tmp_path):
+    _, _, acc, _, _, _ = cases["P1-odd"]
+    good = Design.of(acc)
+    broken = Design(
+        verilog=good.verilog.replace("endmodule", "this is not verilog;\nendmodule", 1),
+        top=good.top,
+        geometry=good.geometry,
+    )
+    with pytest.raises(SimulationError) as error:
+        prepare(broken, simulator, build_dir=tmp_path)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"{simulator} build failed")
+    assert message.endswith("build.log)") and "error" in message.lower()
+    assert not list(tmp_path.glob(f"{simulator}-*/{BUILD_MARKER}"))
