@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_md import update_section  # benchmarks/results_md.py
+from results_md import publish  # benchmarks/results_md.py
 
 from lstmfpga.explore import Sweep, explore
 from lstmfpga.export import files
@@ -109,10 +109,7 @@ def main(argv=None) -> int:
         ),
     ]
     body = "## Design-space exploration (Dask)\n\n" + "\n".join(lines)
-    print(body)
-    if args.smoke and args.results == RESULTS:
-        return 0
-    update_section(args.results, SECTION, body)
+    publish(None if args.smoke and args.results == RESULTS else args.results, SECTION, body)
     return 0
 
 

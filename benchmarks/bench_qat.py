@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from results_md import update_section  # benchmarks/results_md.py
+from results_md import publish  # benchmarks/results_md.py
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
@@ -166,10 +166,7 @@ def main(argv=None) -> int:
         ),
     ]
     body = "## Accuracy per preset: post-training vs bit-exact fine-tuning\n\n" + "\n".join(lines)
-    print(body)
-    if args.smoke and args.results == RESULTS:
-        return 0
-    update_section(args.results, SECTION, body)
+    publish(None if args.smoke and args.results == RESULTS else args.results, SECTION, body)
     return 0
 
 

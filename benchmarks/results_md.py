@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -26,3 +27,12 @@ def update_section(path: Path, name: str, body: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
+
+
+def publish(results: Path | None, name: str, body: str) -> None:
+    """Print ``body``; with ``results`` (None for a smoke run on the real file), also write it
+    there as section ``name``."""
+    print(body)
+    if results is not None:
+        update_section(results, name, body)
+        print(f"\nupdated the {name} section of {results}", file=sys.stderr)

@@ -34,7 +34,7 @@ from pathlib import Path
 from lstmfpga.export import files
 
 from .page import render_html
-from .pareto import FRONTS, pareto_mask, with_fronts
+from .points import FRONTS, POINT_FIELDS, pareto_mask, with_fronts
 from .sweep import ExploreError, Sweep, Target
 from .tasks import artifact_hash, design_task, digest, one_line, synth_task, version
 
@@ -54,29 +54,6 @@ __all__ = [
 
 EXPLORE_FORMAT = "lstmfpga.explore"
 EXPLORE_VERSION = 1
-
-#: The fields of every point in ``explore.json`` (``error`` is None for a finished point).
-POINT_FIELDS = (
-    "lanes",
-    "simd",
-    "preset",
-    "target",
-    "device",
-    "seed",
-    "bit_exact",
-    "luts",
-    "ffs",
-    "dsps",
-    "brams",
-    "fmax_mhz",
-    "cycles",
-    "latency_us",
-    "throughput",
-    "accuracy",
-    "weight_bits",
-    "pareto",
-    "error",
-)
 
 
 # -- the driver -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from .pareto import FRONTS
+from .points import FRONTS, POINT_FIELDS
 
 __all__ = ["render_html"]
 
@@ -27,25 +27,8 @@ document.querySelectorAll('th[data-col]').forEach(function (th) {
 });
 """
 
-_COLUMNS = (
-    "lanes",
-    "simd",
-    "preset",
-    "target",
-    "device",
-    "seed",
-    "bit_exact",
-    "luts",
-    "ffs",
-    "dsps",
-    "brams",
-    "fmax_mhz",
-    "cycles",
-    "latency_us",
-    "throughput",
-    "accuracy",
-    "weight_bits",
-)
+#: The table's columns: every field of a point but its Pareto flags and error.
+_COLUMNS = tuple(f for f in POINT_FIELDS if f not in ("pareto", "error"))
 
 
 def _front_svg(points: list[dict], name: str) -> str:

@@ -1,4 +1,4 @@
-"""Pareto fronts of a sweep's points."""
+"""The points of a sweep: their fields and their Pareto fronts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,30 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["FRONTS", "pareto_mask", "with_fronts"]
+__all__ = ["FRONTS", "POINT_FIELDS", "pareto_mask", "with_fronts"]
+
+#: The fields of every point in ``explore.json`` (``error`` is None for a finished point).
+POINT_FIELDS = (
+    "lanes",
+    "simd",
+    "preset",
+    "target",
+    "device",
+    "seed",
+    "bit_exact",
+    "luts",
+    "ffs",
+    "dsps",
+    "brams",
+    "fmax_mhz",
+    "cycles",
+    "latency_us",
+    "throughput",
+    "accuracy",
+    "weight_bits",
+    "pareto",
+    "error",
+)
 
 #: The Pareto fronts: name → (x field, y field, x sense, y sense); "min" or "max".
 FRONTS = {
