@@ -78,6 +78,12 @@ def run_amaranth(
         if not 0 <= value < 1:
             raise ValueError(f"{name} must be in [0, 1), not {value!r}")
     x_codes = np.asarray(x_codes, dtype=np.int64)
+    input_size = accelerator.model.input_size
+    if x_codes.ndim != 3 or x_codes.shape[2] != input_size or 0 in x_codes.shape:
+        raise ValueError(
+            f"x_codes must have shape (batch, seq, {input_size}) with batch, seq >= 1, "
+            f"not {x_codes.shape}"
+        )
     B, T, _ = x_codes.shape
     geom = StreamGeometry.of(
         accelerator.model,

@@ -190,7 +190,7 @@ class Design:
                 design.model, with_states=design.with_states, initial_state=design.initial_state
             )
             cache[name] = cls(
-                verilog=to_verilog(design, name),
+                verilog=_convert(design, name, to_verilog),
                 top=name,
                 geometry=geometry,
                 # Without the accelerator: the cache's value must not keep its key alive.
@@ -255,6 +255,21 @@ class Design:
 
 
 _VERILOG: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _convert(design, name: str, to_verilog) -> str:
+    """``to_verilog(design, name)``; a failure of Amaranth's Yosys (e.g. WebAssembly out of
+    memory) becomes a one-line :class:`SimulationError`."""
+    from amaranth.back.verilog import YosysError
+
+    try:
+        return to_verilog(design, name)
+    except YosysError as error:
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = ([line for line in lines if "rror" in line] or lines or ["no message"])[-1]
+        raise SimulationError(
+            f"converting the design to Verilog failed (Amaranth's Yosys): {reason[:200]}"
+        ) from None
 
 
 def _affine(samples: dict[int, int]) -> Callable[[int], int]:
@@ -786,6 +801,8 @@ def run_cocotb(
             f"x_codes must have shape (batch, seq, {design.geometry.input_size}), "
             f"not {x_codes.shape}"
         )
+    if 0 in x_codes.shape:
+        raise ValueError(f"x_codes must hold at least one sequence and step, not {x_codes.shape}")
     B, T, _ = x_codes.shape
     build = prepare(design, simulator, waves=wave_format, build_dir=build_dir)
     geom = design.geometry
