@@ -98,6 +98,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from lstmfpga.commands.simulate import check_output
+
+    check_output(args.output, "-o")
+    if args.states is not None:
+        check_output(args.states, "--states")
     x = load_npy(args.inputs, "--inputs")
     h0 = c0 = None
     if args.h0c0 is not None:

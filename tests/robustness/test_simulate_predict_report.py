@@ -297,6 +297,10 @@ CASES = {
         "h0 must have shape"),
     "predict-h0c0-missing-key": lambda c, b: (
         _predict(b, "--h0c0", _npz(c, "s.npz", c0=np.zeros((1, B, H)))), "['h0', 'c0']"),
+    "predict-output-in-missing-folder": lambda c, b: (
+        [*_predict(b)[:-2], "-o", "no/y.npy"], "-o no/y.npy: no such directory"),
+    "predict-states-is-a-folder": lambda c, b: (
+        _predict(b, "--states", "."), "--states . is a directory"),
     "predict-spec-scalar": lambda c, b: (
         _predict(b, inputs=_npy(c, "x.npy", np.float64(2)), artifact=b["spec"]), "not ()"),
     # -- report -----------------------------------------------------------------------------
