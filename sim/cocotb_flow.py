@@ -719,7 +719,7 @@ def _run_chunk(
         raise budget.stuck(
             simulator=build.simulator, sequence=first + int(info["sequence"]),
             sequences=sequences, received=int(info["received"]), expected_outputs=n_out,
-            waited=int(info["waited"]), seed=seed,
+            waited=int(info["waited"]), seed=seed - first,  # the run's seed (chunks add first)
         )  # fmt: skip
     if status == "protocol":
         raise SimulationError(
