@@ -395,6 +395,11 @@ _SCALAR_OPS: dict[str, Callable] = {
     "torch.ne": lambda a, b: a != b,
     "torch.__is__": lambda a, b: a is b,
     "torch.__isnot__": lambda a, b: a is not b,
+    "torch.__contains__": lambda a, b: b in a,
+    "torch.lt": lambda a, b: a < b,
+    "torch.le": lambda a, b: a <= b,
+    "torch.gt": lambda a, b: a > b,
+    "torch.ge": lambda a, b: a >= b,
 }
 
 
@@ -404,7 +409,7 @@ class _Return(Exception):
 
 
 class _TorchScript:
-    def __init__(self, flow: _Flow, classes: Mapping[str, ast.ClassDef]):
+    def __init__(self, flow: _Flow, classes: Mapping[str, ast.AST]):
         self.flow = flow
         self.classes = classes
 
@@ -414,7 +419,7 @@ class _TorchScript:
     # -- modules
     def find(self, module: ScriptModule, name: str) -> ast.FunctionDef | None:
         cls = self.classes.get(module.raw_qualname)
-        if cls is None:
+        if not isinstance(cls, ast.ClassDef):
             raise SpecError(f"{self.flow.where}: TorchScript code for {module.qualname} is missing")
         for item in cls.body:
             if isinstance(item, ast.FunctionDef) and item.name == name:
@@ -430,7 +435,7 @@ class _TorchScript:
     def constant(self, module: ScriptModule, name: str):
         """A ``name : Final[T] = value`` class constant, or ``None``."""
         cls = self.classes.get(module.raw_qualname)
-        for item in cls.body if cls else ():
+        for item in cls.body if isinstance(cls, ast.ClassDef) else ():
             if (
                 isinstance(item, ast.AnnAssign)
                 and isinstance(item.target, ast.Name)
@@ -443,44 +448,37 @@ class _TorchScript:
     def call_module(self, module: ScriptModule, method: str, args: list, depth: int):
         qualname = module.qualname
         label = f"{qualname.rsplit('.', 1)[-1]} {module.path!r}" if module.path else qualname
-        if qualname == _LIBRARY_LSTM:
-            if method not in ("forward", "forward__0"):
-                raise self.refuse(f"nn.LSTM.{method}", "(packed sequences are not supported)")
-            function = self.find(module, method)
-            if method == "forward" and function is not None and not _has_control_flow(function):
-                return self.run(module, function, args, depth)  # traced: straight-line code
-            if self.find(module, "forward__0" if method == "forward" else method) is None:
-                raise self.refuse(f"nn.LSTM {module.path!r}.{method}", "(no such method)")
-            if len(args) not in (1, 2):
-                raise self.refuse(f"nn.LSTM {module.path!r}", f"called with {len(args)} arguments")
-            hx = args[1] if len(args) == 2 else None
-            flags = {"batch_first": self.constant(module, "batch_first")}
-            seq, h_n, c_n = self.flow.lstm(f"nn.LSTM {module.path!r}", args[0], hx, None, flags)
-            return (seq, (h_n, c_n))
+        if qualname == _LIBRARY_LSTM and method == "forward__1":
+            raise self.refuse(f"nn.LSTM.{method}", "(packed sequences are not supported)")
+        if qualname == _LIBRARY_LSTM and method == "forward" and self.find(module, method) is None:
+            method = "forward__0"  # scripted nn.LSTM: forward is the overload for tensors
         short = qualname.rsplit(".", 1)[-1]
-        readable = qualname == _LIBRARY_LINEAR or short in _NEUTRAL
+        readable = qualname in (_LIBRARY_LINEAR, _LIBRARY_LSTM) or short in _NEUTRAL
         if qualname.startswith("torch.") and not (readable or qualname.startswith(_INTERPRETED)):
             raise self.refuse(label, "(a module that changes the numerics)")
         return self.run(module, self.method(module, method), args, depth)
 
     # -- code
-    def run(self, module: ScriptModule, function: ast.FunctionDef, args: list, depth: int):
+    def run(self, module: ScriptModule | None, function: ast.FunctionDef, args: list, depth: int):
+        """Walk ``function`` (a method of ``module``, or a free function when ``None``)."""
+        where = f"{module.qualname if module else 'function'}.{function.name}"
         if depth > _MAX_DEPTH:
-            raise self.refuse(f"{module.qualname}.{function.name}", "(calls nested too deeply)")
+            raise self.refuse(where, "(calls nested too deeply)")
         params = [a.arg for a in function.args.args]
         defaults = function.args.defaults
-        if len(args) + 1 > len(params):
-            raise self.refuse(f"{module.qualname}.{function.name}", "(too many arguments)")
-        env: dict[str, object] = {params[0]: module} if params else {}
+        bound = 1 if module is not None else 0
+        if len(args) + bound > len(params):
+            raise self.refuse(where, "(too many arguments)")
+        env: dict[str, object] = {params[0]: module} if bound and params else {}
         first_default = len(params) - len(defaults)
-        for index, name in enumerate(params[1:], start=1):
-            if index - 1 < len(args):
-                env[name] = args[index - 1]
+        for index, name in enumerate(params[bound:], start=bound):
+            if index - bound < len(args):
+                env[name] = args[index - bound]
             elif index >= first_default:
                 default = defaults[index - first_default]
                 env[name] = default.value if isinstance(default, ast.Constant) else _OPAQUE
             else:
-                raise self.refuse(f"{module.qualname}.{function.name}", "(missing argument)")
+                raise self.refuse(where, "(missing argument)")
         try:
             self.block(function.body, env, depth)
         except _Return as done:
@@ -499,7 +497,15 @@ class _TorchScript:
             elif isinstance(statement, ast.If):
                 test = self.expr(statement.test, env, depth)
                 if not isinstance(test, bool):
-                    raise self.refuse("if", f"on {_describe(test)} (data-dependent control flow)")
+                    # A shape check (``if size != expected: raise``) on values known only at
+                    # run time: the model is analysed on the path that does not raise.
+                    if _raises(statement.body) and not _raises(statement.orelse):
+                        test = False
+                    elif _raises(statement.orelse) and not _raises(statement.body):
+                        test = True
+                    else:
+                        what = _describe(test)
+                        raise self.refuse("if", f"on {what} (data-dependent control flow)")
                 self.block(statement.body if test else statement.orelse, env, depth)
             elif isinstance(statement, ast.Pass):
                 continue
@@ -556,6 +562,9 @@ class _TorchScript:
                 return base.children[name]
             if name in base.tensors:
                 return _Val("param", name=_join(base.path, name))
+            if name == "_flat_weights" and isinstance(base.state.get("_flat_weights_names"), list):
+                names = base.state["_flat_weights_names"]
+                return [_Val("param", name=_join(base.path, str(n))) for n in names]
             if name in base.state:
                 value = base.state[name]
                 plain = value is None or isinstance(value, bool | int | float | str)
@@ -584,16 +593,30 @@ class _TorchScript:
             callee = self.expr(func, env, depth)
         if not isinstance(callee, _Dotted):
             raise self.refuse("a call", f"of {_describe(callee)}")
+        if callee.name in ("annotate", "unchecked_cast") and len(node.args) == 2:
+            return self.expr(node.args[1], env, depth)  # the first argument is a type
         args = [self.expr(a, env, depth) for a in node.args]
         kwargs = {k.arg: self.expr(k.value, env, depth) for k in node.keywords}
+        function = self.classes.get(callee.name)
+        if isinstance(function, ast.FunctionDef):  # a function of the archive's code/
+            if kwargs:
+                raise self.refuse(callee.name, "(keyword arguments)")
+            return self.run(None, function, args, depth + 1)
         return self.op(callee.name, args, kwargs)
 
     def op(self, name: str, args: list, kwargs: dict):
         aten = "aten::" + name.removeprefix("torch.") if name.startswith("torch.") else name
         flow = self.flow
+        if name in ("torch.__is__", "torch.__isnot__") and len(args) == 2 and None in args:
+            is_none = args[0] is None and args[1] is None  # a tensor or tuple is not None
+            return is_none if name == "torch.__is__" else not is_none
         if name in _SCALAR_OPS:
-            if any(isinstance(a, _Val | ScriptModule) for a in args) or len(args) > 2:
+            leaves = _flatten(args)
+            tensors = [a for a in leaves if isinstance(a, ScriptModule) or a_tensor(a)]
+            if tensors or len(args) > 2:
                 raise self.refuse(aten, f"on {_describe(tuple(args))}")
+            if any(a is _OPAQUE or (isinstance(a, _Val) and a.kind == "opaque") for a in leaves):
+                return _OPAQUE  # a comparison of sizes known only at run time
             try:
                 return _SCALAR_OPS[name](*args)
             except TypeError:
@@ -618,19 +641,23 @@ class _TorchScript:
             return flow.slice(aten, args[0], dim, start, end, step)
         if name == "torch.transpose" and len(args) == 3:
             return flow.transpose(aten, args[0], args[1:])
-        if name in ("torch.dropout", "torch.feature_dropout", "torch.alpha_dropout",
-                    "__torch__.torch.nn.functional.dropout"):  # fmt: skip
+        if name in ("torch.dropout", "torch.feature_dropout", "torch.alpha_dropout"):
             return flow.identity(aten, args[0] if args else None)
+        if name == "torch.dim" and len(args) == 1:
+            rank = {"input": 3, "state": 3, "zeros": 3, "seq": 3, "h_n": 3, "c_n": 3, "last": 2}
+            value = args[0]
+            if isinstance(value, _Val) and value.kind in rank:
+                return rank[value.kind]
+            raise self.refuse(aten, f"on {_describe(value)}")
+        if name in ("torch.format", "torch.list", "torch.len") and not kwargs:
+            return _OPAQUE
         if name in ("torch.contiguous", "torch.detach") and args:
             return flow.identity(aten, args[0])
         if name == "torch.zeros":
             return _Val("zeros")
         if name in ("torch.size", "torch.device", "ops.prim.NumToTensor", "ops.prim.dtype",
                     "ops.prim.device", "int"):  # fmt: skip
-            sizes_of = ("input", "state", "opaque")
-            if any(isinstance(a, _Val) and a.kind not in sizes_of for a in args):
-                raise self.refuse(aten, f"on {_describe(tuple(args))}")
-            return _OPAQUE
+            return _OPAQUE  # sizes, dtypes, devices: never data
         if name == "ops.prim.RaiseException":
             raise self.refuse("prim::RaiseException", "(forward raises an exception)")
         if name.startswith("ops."):
@@ -643,12 +670,22 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _has_control_flow(function: ast.FunctionDef) -> bool:
-    return any(isinstance(n, ast.If | ast.For | ast.While) for n in ast.walk(function))
+def a_tensor(value) -> bool:
+    return isinstance(value, _Val) and value.kind != "opaque"
+
+
+def _raises(statements: list) -> bool:
+    """Whether a block is a raise: it calls ``ops.prim.RaiseException`` at its top level."""
+    for statement in statements:
+        if isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call):
+            func = statement.value.func
+            if isinstance(func, ast.Attribute) and func.attr == "RaiseException":
+                return True
+    return False
 
 
 def check_torchscript(
-    where: str, root: ScriptModule, classes: Mapping[str, ast.ClassDef], lstm: LSTMSignature
+    where: str, root: ScriptModule, classes: Mapping[str, ast.AST], lstm: LSTMSignature
 ) -> str | None:
     """Walk the root module's ``forward``; return the head mode (``None``: no head) or raise."""
     flow = _Flow(where, lstm)
@@ -667,9 +704,9 @@ def check_torchscript(
     return flow.result(value)
 
 
-def parse_classes(where: str, sources: Mapping[str, bytes]) -> dict[str, ast.ClassDef]:
+def parse_classes(where: str, sources: Mapping[str, bytes]) -> dict[str, ast.AST]:
     """``{"__torch__.a.b.Class": ClassDef}`` from ``code/`` members (parsed, never run)."""
-    classes: dict[str, ast.ClassDef] = {}
+    classes: dict[str, ast.AST] = {}
     for member, data in sources.items():
         module = member.removesuffix(".py").replace("/", ".")
         try:
@@ -682,7 +719,9 @@ def parse_classes(where: str, sources: Mapping[str, bytes]) -> dict[str, ast.Cla
         for item in tree.body:
             if isinstance(item, ast.ClassDef):
                 classes[f"{module}.{item.name}"] = item
-            elif not isinstance(item, ast.FunctionDef):
+            elif isinstance(item, ast.FunctionDef):
+                classes[f"{module}.{item.name}"] = item
+            else:
                 raise SpecError(
                     f"{where}: refused: TorchScript code {member} has a top-level "
                     f"{type(item).__name__} statement (TorchScript code holds only classes "

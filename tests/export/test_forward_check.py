@@ -162,12 +162,12 @@ def test_bidirectional_h_n_is_refused_before_the_graph(tmp_path):
         load_model(path)
 
 
-def _rewrite_code(source: Path, target: Path, edit) -> Path:
-    """Copy a TorchScript archive, passing the root module's code through ``edit``."""
+def _rewrite_code(source: Path, target: Path, edit, member: str = "forward_models.py") -> Path:
+    """Copy a TorchScript archive, passing the code of ``member`` through ``edit``."""
     with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w") as zout:
         for info in zin.infolist():
             data = zin.read(info.filename)
-            if info.filename.endswith("forward_models.py"):
+            if info.filename.endswith(member):
                 data = edit(data.decode()).encode()
             zout.writestr(info.filename, data)
     return target
@@ -223,3 +223,32 @@ def test_initial_states_passed_from_the_inputs_are_supported(route, tmp_path):
         expected = model.double()(*(torch.from_numpy(a) for a in (x, h0, c0))).numpy()
     got = reference.forward(spec, x, h0, c0).prediction
     assert np.max(np.abs(got - expected)) <= TOLERANCE, route
+
+
+@pytest.mark.parametrize("route", ["jit_script", "jit_trace"])
+def test_edited_library_code_is_read_too(route, tmp_path):
+    """nn.LSTM's and nn.Linear's code in the archive is walked like the model's own."""
+    model = fm.LastStep(**BF).eval()
+    good = save_route(model, route, to_model_layout(layout_input(BF, 2), BF).float(),
+                      tmp_path / "good.pt")  # fmt: skip
+    assert load_model(good).head.mode == "last"
+    lstm = "modules/rnn.py" if route == "jit_script" else ".py"
+
+    def scale_lstm_input(code: str) -> str:
+        if "torch.lstm(" not in code:
+            return code
+        head, _, rest = code.partition("torch.lstm(")
+        first, _, tail = rest.partition(",")
+        return f"{head}torch.lstm(torch.mul({first}, 2),{tail}"
+
+    edited = _rewrite_code(good, tmp_path / "lstm.pt", scale_lstm_input, member=lstm)
+    with pytest.raises(SpecError, match=r"unsupported forward: aten::mul"):
+        load_model(edited)
+    relu_head = _rewrite_code(
+        good, tmp_path / "linear.pt",
+        lambda code: code.replace("torch.linear(", "torch.relu(torch.linear(").replace(
+            "bias)\n", "bias))\n"),
+        member="linear.py" if route == "jit_script" else ".py",
+    )  # fmt: skip
+    with pytest.raises(SpecError, match=r"unsupported forward: aten::relu"):
+        load_model(relu_head)
