@@ -43,17 +43,27 @@ Safety of model files
 ---------------------
 No file is ever unpickled with arbitrary globals, and no code stored in a file is run:
 
+* every zip container (``torch.save`` zip, TorchScript, ``.pt2``, and a ``.pt2``'s nested
+  sample-input zip) has its members' declared sizes checked first
+  (:func:`lstmfpga.export.files.check_zip_members`: oversized members, deflate/bzip2 bombs);
 * state_dicts are read with ``torch.load(weights_only=True)``; a pickle that would call
-  anything else (``os.system``, a whole pickled ``nn.Module``) is refused;
+  anything else (``os.system``, a whole pickled ``nn.Module``) is refused. For a legacy
+  (non-zip) file the storage sizes its pickle declares are read from the opcodes first
+  (``torch.load`` would allocate them); stride-0 (expanded) and oversized tensors are refused;
 * TorchScript archives are *not* passed to ``torch.jit.load`` (a TorchScript program is
   code, and PyTorch advises loading only trusted archives). Their ``data.pkl`` is parsed
-  with a restricted unpickler that knows module records and tensor storages only;
+  with a restricted unpickler that knows module records and tensor storages only; every
+  other pickle member (``constants.pkl``, ``*.debug_pkl``, ``traced_inputs.pkl``) is scanned
+  by opcode and refused if it names anything but tensor rebuilders; ``code/`` is parsed with
+  :func:`ast.parse` (never compiled) and walked by :mod:`lstmfpga.export.forward_check`;
 * ``.pt2`` archives are *not* passed to ``torch.export.load``, which falls back to plain
   pickle for some payloads and ``eval``\\ s symbolic-shape strings through sympy. The
   weights are read from the archive's JSON payload config and raw storage records, the
-  module structure from the ``nn_module_stack`` of the serialized graph (plain JSON),
-  when the graph carries that metadata.
-  Archives with pickled payloads or tensor constants are refused.
+  module structure from the ``nn_module_stack`` of the serialized graph (plain JSON, within
+  the size and depth limits of :func:`lstmfpga.export.files.parse_json`), when the graph
+  carries that metadata. Archives with pickled payloads or tensor constants, pickle members
+  naming anything but tensor rebuilders, or symbolic shapes that are not plain sympy
+  expressions are refused.
 
 Tests pin both readers against ``torch.jit.load`` / ``torch.export.load`` on trusted files.
 """
@@ -1088,6 +1098,8 @@ def _link_children(top: _ScriptObject, records: dict[int, ScriptModule]) -> None
 # -- torch.export archives ---------------------------------------------------------------------
 #: ``torch._export.serde.schema.ScalarType`` codes of the floating-point dtypes read here.
 _PT2_DTYPES = {6: "<f2", 7: "<f4", 8: "<f8", 13: _BFLOAT16}
+_PT2_DTYPE_NAMES = {1: "uint8", 2: "int8", 3: "int16", 4: "int32", 5: "int64",
+                    9: "complex32", 10: "complex64", 11: "complex128", 12: "bool"}  # fmt: skip
 _PT2_MODEL = "model"
 
 
@@ -1255,9 +1267,10 @@ def _read_export_weight(path: Path, fqn: str, entry, read: Callable[[str], bytes
     meta = entry["tensor_meta"]
     dtype = _PT2_DTYPES.get(meta.get("dtype"))
     if dtype is None:
-        raise SpecError(
-            f"{path}: weight {fqn!r} must be floating-point, not dtype code {meta.get('dtype')!r}"
-        )
+        code = meta.get("dtype")
+        label = _PT2_DTYPE_NAMES.get(code) if isinstance(code, int) else None
+        label = label or f"dtype code {code!r:.20}"
+        raise SpecError(f"{path}: weight {fqn!r} must be floating-point, not {label}")
     sizes = tuple(_as_int(v, f"{fqn} size") for v in meta.get("sizes", ()))
     strides = tuple(_as_int(v, f"{fqn} stride") for v in meta.get("strides", ()))
     offset = _as_int(meta.get("storage_offset"), f"{fqn} storage offset")

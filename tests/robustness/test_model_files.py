@@ -555,6 +555,18 @@ def _(c, good):
     return info(c, c.inputs / "bool.pt"), "fc.weight must be a floating-point array, not bool"
 
 
+@case("complex weight in a .pt2")
+def _(c, good):
+    config = json.loads(mf.read_member(good.pt2, "data/weights/model_weights_config.json"))
+    config["config"]["lstm.bias_ih_l0"]["tensor_meta"]["dtype"] = 10
+    bad = mf.rewrite(
+        good.pt2,
+        c.inputs / "complex.pt2",
+        {"data/weights/model_weights_config.json": json.dumps(config).encode()},
+    )
+    return export(c, bad), "weight 'lstm.bias_ih_l0' must be floating-point, not complex64"
+
+
 @case("forward: relu (TorchScript)")
 def _(c, good):
     mf.save(mf.Relu(), "script", c.inputs / "relu.pt")
