@@ -19,10 +19,11 @@ The head applies ``requant((W·h << s_w) + (b << s_b), acc.frac - head_out.frac)
 
 How it computes (not part of the contract): when every intermediate value is an integer of
 magnitude below 2**52 (accumulator at most 53 bits wide, see ``_FloatDatapath.exact_for``)
-the step runs on float64 arrays holding the integer codes, with BLAS matmuls; every
-product, sum, power-of-two scaling and rounding is then exact, so the codes are those of the
-int64 path (``_IntDatapath``: the primitives above, used otherwise and for ``wrap``). The
-tests check that both paths agree bit for bit.
+the step runs on float64 arrays holding the integer codes, with one BLAS product per step
+and in-place element-wise passes over preallocated buffers; every product, sum,
+power-of-two scaling and rounding is then exact, so the codes are those of the int64 path
+(``_IntDatapath``: the primitives above, used otherwise and for ``wrap``). The tests check
+that both paths agree bit for bit.
 """
 
 from __future__ import annotations
@@ -214,67 +215,38 @@ def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False
     c0 = np.zeros((LD, B, H), np.int64) if c0 is None else _check_codes(
         "c0", c0, (LD, B, H), fmts["cell"])  # fmt: skip
     dp = _FloatDatapath(model) if _FloatDatapath.exact_for(model) else _IntDatapath(model)
-    dtype = dp.dtype
     sat = _Saturation()
     h_n = np.empty_like(h0)
     c_n = np.empty_like(c0)
     traces = {}
-    # The recurrence works in (feature, batch) layout with the gate rows reordered to
-    # (i, f, o, g), so that the sigmoid and tanh blocks are contiguous; results and traces
-    # are stored as (batch, time, feature) in (i, f, g, o) order.
-    order = np.r_[0 : 2 * H, 3 * H : 4 * H, 2 * H : 3 * H]
-    unorder = np.argsort(order)
-    layer_input = x_codes
+    # The recurrence works in (time, feature, batch) layout, so that every step reads and
+    # writes contiguous (feature, batch) blocks, with the gate rows reordered to (i, f, o, g);
+    # results and traces are stored as (batch, time, feature) in (i, f, g, o) order.
+    layer_input = x_codes.transpose(1, 2, 0).astype(dp.dtype)  # (T, features, B)
     for index, directions in enumerate(model.layers):
-        outputs = []
-        u = layer_input.transpose(1, 2, 0).astype(dtype)  # (T, features, B)
-        K = u.shape[1]
+        layer_output = np.empty((T, D * H_out, B), dp.dtype)
         for d, q in enumerate(directions):
             state = index * D + d
-            s_in, s_rec, s_b = model.gate_shifts(index, d)
-            # One matrix [W_ih | W_hh | bias] times the column [u_t; h_prev; 1] per step.
-            w = [dp.matrix(q.w_ih.codes[order], s_in, "preact")]
-            w.append(dp.matrix(q.w_hh.codes[order], s_rec, "preact"))
-            if q.bias is not None:
-                w.append(dp.matrix(q.bias.codes[order, None], s_b, "preact"))
-            w = np.concatenate(w, axis=1)
-            v = np.ones((w.shape[1], B), dtype)
-            w_hr = None
-            if q.w_hr is not None:
-                w_hr = dp.matrix(q.w_hr.codes, model.proj_shift(index, d), "hidden")
-            h, c = h0[state].T.astype(dtype), c0[state].T.astype(dtype)
-            out = np.empty((B, T, H_out), np.int64)
+            out = layer_output[:, d * H_out : (d + 1) * H_out]
             rec = {}
             if trace:
                 rec = {k: np.empty((B, T, n), np.int64) for k, n in
                        (("preact", 4 * H), ("gates", 4 * H), ("c", H), ("m", H))}  # fmt: skip
-            for t in range(T - 1, -1, -1) if d else range(T):
-                v[:K], v[K : K + H_out] = u[t], h
-                pre, (sig, g) = dp.gates(w @ v, sat)  # rows (i, f, o, g)
-                i, f, o = sig[:H], sig[H : 2 * H], sig[2 * H :]
-                c, m = dp.update(i, f, g, o, c, sat)
-                if w_hr is not None:
-                    h, n = dp.requant(w_hr @ m, "hidden")
-                    sat.add("hidden", n)
-                else:
-                    h = m
-                out[:, t] = h.T
-                if trace:
-                    rec["preact"][:, t] = pre[unorder].T
-                    rec["gates"][:, t] = np.concatenate([sig, g])[unorder].T
-                    rec["c"][:, t], rec["m"][:, t] = c.T, m.T
+            steps = range(T - 1, -1, -1) if d else range(T)
+            h, c = dp.direction(index, d, q, layer_input, h0[state], c0[state], steps, out,
+                                rec, sat)  # fmt: skip
             h_n[state], c_n[state] = h.T, c.T
-            outputs.append(out)
             if trace:
-                rec["h"] = out
+                rec["h"] = _batch_major(out)
                 traces[(index, d)] = rec
-        layer_input = np.concatenate(outputs, axis=2) if D == 2 else outputs[0]
+        layer_input = layer_output
+    output = _batch_major(layer_input)
     head = None
     if model.head is not None:
-        source = layer_input[:, -1] if model.head.mode == "last" else layer_input
+        source = output[:, -1] if model.head.mode == "last" else output
         s_w, s_b = model.head_shifts()
         acc = (
-            source.reshape(-1, source.shape[-1]).astype(dtype)
+            source.reshape(-1, source.shape[-1]).astype(dp.dtype)
             @ dp.matrix(model.head.weight.codes, s_w, "head_out").T
         )
         if model.head.bias is not None:
@@ -282,7 +254,19 @@ def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False
         head, n = dp.requant(acc.reshape(*source.shape[:-1], -1), "head_out")
         head = head.astype(np.int64)
         sat.add("head_out", n)
-    return GoldenResult(layer_input, h_n, c_n, head, dict(sat), traces)
+    return GoldenResult(output, h_n, c_n, head, dict(sat), traces)
+
+
+def _batch_major(codes: np.ndarray) -> np.ndarray:
+    """``(time, feature, batch)`` codes (int64 or float64) → ``(batch, time, feature)`` int64."""
+    T, F, B = codes.shape
+    # One 2-D transpose: much faster than the strided 3-D one.
+    return codes.reshape(T * F, B).T.astype(np.int64).reshape(B, T, F)
+
+
+def _gate_order(H: int) -> np.ndarray:
+    """Row permutation (i, f, g, o) → (i, f, o, g): sigmoid rows first, then tanh rows."""
+    return np.r_[0 : 2 * H, 3 * H : 4 * H, 2 * H : 3 * H]
 
 
 def predict(model: QuantizedModel, x, h0=None, c0=None) -> tuple[np.ndarray, GoldenResult]:
@@ -330,20 +314,80 @@ class _IntDatapath:
         m = self.model
         return requantize(acc, m.requant_shift(target), m.formats[target], m.rounding, m.overflow)
 
-    def gates(self, acc, saturation):
-        """``preact`` codes of rows ``(i, f, o, g)`` and the gates ``(sigmoid(i, f, o),
-        tanh(g))``."""
-        pre, n = self.requant(acc, "preact")
-        saturation.add("preact", n)
-        tables = self.model.tables
-        H = pre.shape[0] // 4
-        return pre, (
-            tables["sigmoid"].lookup_in_range(pre[: 3 * H]),
-            tables["tanh_gate"].lookup_in_range(pre[3 * H :]),
-        )
+    def direction(self, index, d, q, u, h0, c0, steps, out, rec, sat):
+        """Run layer ``index``, direction ``d`` over ``u`` ``(T, K, B)``; write ``h`` to
+        ``out[t]`` ``(H_out, B)``, fill the trace ``rec`` if any; return the final ``(h, c)``
+        as ``(features, B)`` arrays."""
+        model, tables = self.model, self.model.tables
+        H, K = model.hidden_size, u.shape[1]
+        order = _gate_order(H)
+        unorder = np.argsort(order)
+        s_in, s_rec, s_b = model.gate_shifts(index, d)
+        # One matrix [W_ih | W_hh | bias] times the column [u_t; h_prev; 1] per step.
+        w = [self.matrix(q.w_ih.codes[order], s_in, "preact")]
+        w.append(self.matrix(q.w_hh.codes[order], s_rec, "preact"))
+        if q.bias is not None:
+            w.append(self.matrix(q.bias.codes[order, None], s_b, "preact"))
+        w = np.concatenate(w, axis=1)
+        v = np.ones((w.shape[1], u.shape[2]), np.int64)
+        w_hr = None
+        if q.w_hr is not None:
+            w_hr = self.matrix(q.w_hr.codes, model.proj_shift(index, d), "hidden")
+        h, c = h0.T, c0.T
+        for t in steps:
+            v[:K], v[K : K + h.shape[0]] = u[t], h
+            pre, n = self.requant(w @ v, "preact")  # rows (i, f, o, g)
+            sat.add("preact", n)
+            sig = tables["sigmoid"].lookup_in_range(pre[: 3 * H])
+            g = tables["tanh_gate"].lookup_in_range(pre[3 * H :])
+            i, f, o = sig[:H], sig[H : 2 * H], sig[2 * H :]
+            c, m = self.cell.update(i, f, g, o, c, sat)
+            if w_hr is not None:
+                h, n = self.requant(w_hr @ m, "hidden")
+                sat.add("hidden", n)
+            else:
+                h = m
+            out[t] = h
+            if rec:
+                rec["preact"][:, t] = pre[unorder].T
+                rec["gates"][:, t] = np.concatenate([sig, g])[unorder].T
+                rec["c"][:, t], rec["m"][:, t] = c.T, m.T
+        return h, c
 
-    def update(self, i, f, g, o, c_prev, saturation):
-        return self.cell.update(i, f, g, o, c_prev, saturation)
+
+class _CodeIndex:
+    """Rounded float codes of a format → indices ``code - min_code`` into a code map.
+
+    For ``y`` an exact float with ``|y| < 2**52``, ``y + (2**52 + A)`` (``A = 2**bits``)
+    is one IEEE addition: for ``y >= -A`` the sum lies in ``[2**52, 2**53)``, where floats are
+    the integers, so it is rounded half-even to ``2**52 + A + rint(y)`` (``A`` is even), whose
+    bit pattern as ``int64`` is ``bits(2**52) + A + rint(y)``. Subtracting the constant
+    ``bits(2**52) + A + min_code`` leaves ``rint(y) - min_code``. Rounding is monotonic, so
+    ``y < -A`` (far below ``min_code``) gives a negative index and ``y + A >= 2**52`` an index
+    far beyond the map: an index outside ``[0, size)`` is exactly a code outside the format.
+    An integer ``y`` comes through unchanged, whatever the rounding mode.
+    """
+
+    def __init__(self, fmt: FixedFormat):
+        offset = 1 << fmt.bits
+        self.size = offset
+        self.magic = 2.0**52 + offset
+        self.key = int(np.float64(2.0**52).view(np.int64)) + offset + fmt.min_code
+        self.min_code = fmt.min_code
+
+    def __call__(self, y: np.ndarray, index: np.ndarray) -> int:
+        """Add the magic to ``y`` in place and write the indices; return how many codes fall
+        outside the format."""
+        np.add(y, self.magic, out=y)
+        np.subtract(y.view(np.int64), self.key, out=index)
+        wide = index.view(np.uint64)  # negative indices are huge unsigned ones
+        if wide.max() < self.size:
+            return 0
+        return int(np.count_nonzero(wide >= self.size))
+
+    def codes(self, index: np.ndarray) -> np.ndarray:
+        """The saturated codes of ``index`` (for traces)."""
+        return np.clip(index, 0, self.size - 1) + self.min_code
 
 
 class _FloatDatapath(_IntDatapath):
@@ -351,25 +395,48 @@ class _FloatDatapath(_IntDatapath):
 
     Used when every intermediate is below ``2**52`` in magnitude (see :meth:`exact_for`):
     then products, sums and scalings by powers of two are exact. Requantization shifts are
-    folded into the operands (``matrix`` scales the aligned weights by ``2**-shift``, the
-    cell update scales its two products, the ``tanh_cell`` map is scaled by ``2**-m_shift``),
-    so each requantization only rounds ``y = x * 2**-shift`` (exact, a multiple of
-    ``2**-shift`` below ``2**(52 - shift)``): ``rint(y)`` is half_even, ``floor(y)``
-    truncate and ``floor(y + 0.5)`` half_up (``y + 0.5`` is exact as well).
+    folded into the operands: ``matrix`` scales the aligned weights by ``2**-shift``; the
+    table maps hold ``f * 2**(fc_shift - c_shift)``, ``g * 2**(ig_shift - c_shift)`` and
+    ``tanh_cell(c) * 2**-m_shift`` (``i`` and ``o`` plain), so that ``f * c_prev + i * g`` is
+    the cell sum in cell LSBs and ``o * tanh_cell(c)`` the product in hidden LSBs. Each
+    requantization then only rounds ``y = x * 2**-shift`` (exact, a multiple of ``2**-shift``
+    below ``2**(52 - shift)``): ``rint(y)`` is half_even, ``floor(y)`` truncate and
+    ``floor(y + 0.5)`` half_up (``y + 0.5`` is exact as well). Pre-activations and cell states
+    become table indices through :class:`_CodeIndex`, which rounds half-even in the same
+    addition, and the maps are read with ``np.take(..., mode="clip")``, which saturates the
+    index as ``saturate`` does the code.
+
+    Each step is one BLAS product ``[W_ih | W_hh | bias] @ [u_t; h_prev; 1]`` into a
+    preallocated buffer, then in-place ufuncs on preallocated ``(feature, batch)`` buffers;
+    ``h`` is written straight into the rows of the column that the next product reads.
+    (Computing ``W_ih @ u`` for every step ahead in one product is exact too, but slower
+    here: a product with 16 columns runs far below BLAS peak and its ``T * 4H * B`` result
+    must be read back from memory at every step, while the fused product costs only its
+    ``K / (K + H_out + 1)`` share.)
     """
 
     dtype = np.float64
 
     def __init__(self, model: QuantizedModel):
         super().__init__(model)
-        self.maps = {k: t._code_map().astype(np.float64) for k, t in model.tables.items()}
-        self.maps["tanh_cell"] *= 2.0**-self.cell.m_shift
+        a = self.cell
         self.bounds = {r: (float(f.min_code), float(f.max_code)) for r, f in model.formats.items()}
         self.round = {
             "half_even": _round_half_even,
             "half_up": _round_half_up,
             "truncate": _round_truncate,
         }[model.rounding]
+        # Table maps indexed by ``code - min_code``, with the scale of each gate's product
+        # folded in: f * 2**-gate.frac, g * 2**(cell.frac - 2*gate.frac) and tanh_cell(c) *
+        # 2**-m_shift (i and o are plain sigmoid codes). Traces multiply the scale back out.
+        tables = model.tables
+        self.f_scale, self.g_scale = -a.gate.frac, a.cell.frac - 2 * a.gate.frac
+        self.f_map = _index_map(tables["sigmoid"], self.f_scale)
+        self.sigmoid_map = _index_map(tables["sigmoid"], 0)
+        self.g_map = _index_map(tables["tanh_gate"], self.g_scale)
+        self.tanh_cell_map = _index_map(tables["tanh_cell"], -a.m_shift)
+        self.preact_index = _CodeIndex(model.formats["preact"])
+        self.cell_index = _CodeIndex(model.formats["cell"])
 
     @staticmethod
     def exact_for(model: QuantizedModel) -> bool:
@@ -388,40 +455,101 @@ class _FloatDatapath(_IntDatapath):
         return aligned * 2.0 ** -self.model.requant_shift(target)
 
     def requant(self, acc, target: str):
-        return self._round(acc, target)
+        self.round(acc)
+        return acc, self._saturate(acc, target)
 
-    def _round(self, y, role: str):
-        """Round ``y`` (already scaled) in place, then saturate to ``role``: ``(y, count)``."""
-        self.round(y)
+    def _saturate(self, y, role: str) -> int:
+        """Clamp rounded ``y`` to ``role`` in place; return how many codes did not fit."""
         low, high = self.bounds[role]
-        count = 0
         if y.size and (y.min() < low or y.max() > high):
             count = int(np.count_nonzero((y < low) | (y > high)))
             np.clip(y, low, high, out=y)
-        return y, count
+            return count
+        return 0
 
-    def gates(self, acc, saturation):
-        pre, n = self._round(acc, "preact")
-        saturation.add("preact", n)
-        codes = pre.astype(np.intp)
-        H = pre.shape[0] // 4
-        # The maps hold negative codes at the end, where negative indices read.
-        return pre, (self.maps["sigmoid"][codes[: 3 * H]], self.maps["tanh_gate"][codes[3 * H :]])
+    def direction(self, index, d, q, u, h0, c0, steps, out, rec, sat):
+        model = self.model
+        H, H_out, K, B = model.hidden_size, model.output_size, u.shape[1], u.shape[2]
+        # Gate rows in the order (f, i, o, g): i and o share the plain sigmoid map.
+        order = np.r_[H : 2 * H, 0:H, 3 * H : 4 * H, 2 * H : 3 * H]
+        unorder = np.argsort(order)
+        s_in, s_rec, s_b = model.gate_shifts(index, d)
+        # One matrix [W_ih | W_hh | bias] times the column [u_t; h_prev; 1] per step.
+        w = [self.matrix(q.w_ih.codes[order], s_in, "preact")]
+        w.append(self.matrix(q.w_hh.codes[order], s_rec, "preact"))
+        if q.bias is not None:
+            w.append(self.matrix(q.bias.codes[order, None], s_b, "preact"))
+        w = np.ascontiguousarray(np.concatenate(w, axis=1))
+        v = np.ones((w.shape[1], B))
+        h = v[K : K + H_out]  # h_prev lives in the rows the matrix product reads
+        h[...] = h0.T
+        c = np.ascontiguousarray(c0.T, dtype=np.float64)
+        w_hr = None
+        if q.w_hr is not None:
+            w_hr = np.ascontiguousarray(
+                self.matrix(q.w_hr.codes, model.proj_shift(index, d), "hidden")
+            )
+        # Preallocated buffers, reused by every step.
+        acc, gates = np.empty((4 * H, B)), np.empty((4 * H, B))
+        pre_index = acc.view(np.int64)  # the indices overwrite the accumulator
+        total, ig, tc = (np.empty((H, B)) for _ in range(3))
+        m = h if w_hr is None else np.empty((H, B))  # without a projection, h is m
+        c_index = np.empty((H, B), np.int64)
+        fb, iob, gb = slice(0, H), slice(H, 3 * H), slice(3 * H, 4 * H)
+        f, i, o, g = (gates[k * H : (k + 1) * H] for k in range(4))
+        maps = ((fb, self.f_map), (iob, self.sigmoid_map), (gb, self.g_map))
+        clamp_preact = model.requant_shift("preact") < 0  # |acc * 2**-shift| may reach 2**52
+        plain = model.rounding != "half_even"
+        cell_low, cell_high = self.bounds["cell"]
+        for t in steps:
+            v[:K] = u[t]
+            np.matmul(w, v, out=acc)  # the exact accumulator, scaled to preact LSBs
+            if clamp_preact:
+                np.clip(acc, -(2.0**51), 2.0**51, out=acc)  # far outside preact either way
+            if plain:
+                self.round(acc)
+            sat.add("preact", self.preact_index(acc, pre_index))
+            for rows, table in maps:
+                np.take(table, pre_index[rows], out=gates[rows], mode="clip")
+            np.multiply(f, c, out=total)  # (f*c << fc_shift) * 2**-c_shift
+            np.multiply(i, g, out=ig)  # (i*g << ig_shift) * 2**-c_shift
+            total += ig
+            if plain:
+                self.round(total)
+            n = self.cell_index(total, c_index)
+            np.subtract(total, self.cell_index.magic, out=c)  # rint(total), exact in range
+            if n:
+                np.clip(c, cell_low, cell_high, out=c)
+            sat.add("cell", n)
+            np.take(self.tanh_cell_map, c_index, out=tc, mode="clip")
+            np.multiply(o, tc, out=m)  # (o * tanh_cell(c)) * 2**-m_shift
+            self.round(m)
+            sat.add("hidden", self._saturate(m, "hidden"))
+            if w_hr is not None:
+                np.matmul(w_hr, m, out=h)
+                self.round(h)
+                sat.add("hidden", self._saturate(h, "hidden"))
+            out[t] = h
+            if rec:
+                rec["preact"][:, t] = self.preact_index.codes(pre_index)[unorder].T
+                codes = np.concatenate([f * 2.0**-self.f_scale, i, o, g * 2.0**-self.g_scale])
+                rec["gates"][:, t] = codes[unorder].T
+                rec["c"][:, t], rec["m"][:, t] = c.T, m.T
+        return h, c
 
-    def update(self, i, f, g, o, c_prev, saturation):
-        a = self.cell
-        total = f * c_prev  # (f*c << fc_shift) * 2**-c_shift, exact
-        total *= 2.0 ** (a.fc_shift - a.c_shift)
-        ig = i * g
-        ig *= 2.0 ** (a.ig_shift - a.c_shift)
-        total += ig
-        c, n_c = self._round(total, "cell")
-        m = self.maps["tanh_cell"][c.astype(np.intp)]  # tanh_cell(c) * 2**-m_shift
-        m *= o
-        m, n_m = self._round(m, "hidden")
-        saturation.add("cell", n_c)
-        saturation.add("hidden", n_m)
-        return c, m
+
+def _index_map(table, scale: int) -> np.ndarray:
+    """``table``'s output codes times ``2**scale`` (float64), indexed by ``code - min_code``."""
+    code_map = table._code_map()  # negative codes at the end
+    split = len(code_map) + table.in_fmt.min_code
+    index_map = np.empty(len(code_map))
+    index_map[: len(code_map) - split], index_map[len(code_map) - split :] = (
+        code_map[split:],
+        code_map[:split],
+    )
+    if scale:
+        index_map *= 2.0**scale
+    return index_map
 
 
 def _round_half_even(y: np.ndarray) -> None:
