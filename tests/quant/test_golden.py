@@ -21,12 +21,12 @@ from lstmfpga.export.spec import HeadSpec, LayerWeights, ModelSpec, SpecError
 from lstmfpga.quant import golden
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig, RoleRule
-from lstmfpga.quant.fixed import ROUNDING_MODES, requantize
+from lstmfpga.quant.fixed import ROUNDING_MODES, FixedFormat, requantize
 from lstmfpga.testing import random_inputs, random_spec
 
 # docs/numerics.md, "Golden model vs float".
-TOL_MAX = {"q16": 5e-3, "w8a16": 8e-2}
-TOL_MEDIAN = {"q16": 2e-4, "w8a16": 6e-3}
+TOL_MAX = {"q16": 5e-3, "w8a16": 8e-2, "w8a8": 1e-1, "w4a8": 1.0}
+TOL_MEDIAN = {"q16": 2e-4, "w8a16": 6e-3, "w8a8": 1.5e-2, "w4a8": 6e-2}
 
 # (seed, random_spec kwargs, seq, initial states): every feature and edge geometry.
 MODELS = [
@@ -73,7 +73,7 @@ def _relative_error(spec, x, h0, c0, config):
 
 
 # -- golden vs float ------------------------------------------------------------------------------
-@pytest.mark.parametrize("preset", ["q16", "w8a16"])
+@pytest.mark.parametrize("preset", list(TOL_MAX))
 def test_golden_is_within_the_documented_tolerance_of_float(preset):
     errors = {}
     for seed, kwargs, seq, with_states in MODELS:
@@ -120,6 +120,18 @@ def test_w8a16_is_coarser_than_q16():
         assert rmse(golden.predict(q16, x, h0, c0)[0], ref) < rmse(
             golden.predict(w8, x, h0, c0)[0], ref
         )
+
+
+def test_presets_grow_coarser_from_w8a16_to_w8a8_to_w4a8():
+    """8-bit data costs accuracy over 16-bit data, and 4-bit weights over 8-bit ones."""
+    for seed, kwargs, seq, with_states in MODELS:
+        spec, x, h0, c0 = _case(seed, kwargs, seq, with_states)
+        ref = forward(spec, x, h0, c0).prediction
+        errors = []
+        for preset in ("w8a16", "w8a8", "w4a8"):
+            model = quantize(spec, x, QuantConfig.preset(preset), h0=h0, c0=c0)
+            errors.append(rmse(golden.predict(model, x, h0, c0)[0], ref))
+        assert errors[0] < errors[1] < errors[2], (seed, errors)
 
 
 # -- saturation counters --------------------------------------------------------------------------
@@ -372,6 +384,157 @@ def test_int64_path_equals_float64_path(index, rounding):
     assert a.saturation["preact"] > 0
     for name in ("output", "h_n", "c_n", "head"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+# (name, random_spec kwargs, batch, seq, input gain, roles that saturate): the geometries at the
+# edges of the float path's buffers (one step, one sequence, hidden 1, 3 stacked bidirectional
+# layers with a projection) and inputs far beyond the calibrated range.
+EDGE_CASES = [
+    (
+        "3 bidirectional layers with projection",
+        {"num_layers": 3, "bidirectional": True, "proj_size": 2, "hidden_size": 5, "head": "all"},
+        3,
+        6,
+        1.0,
+        (),
+    ),
+    ("one step", {"num_layers": 2, "head": "last"}, 4, 1, 1.0, ()),
+    ("batch of one", {"bidirectional": True, "proj_size": 1, "hidden_size": 3}, 1, 7, 1.0, ()),
+    ("one step, batch of one", {"bidirectional": True, "head": "last"}, 1, 1, 1.0, ()),
+    (
+        "saturating inputs",
+        {"num_layers": 2, "bidirectional": True, "scale": 3.0, "head": "all"},
+        4,
+        8,
+        8.0,
+        ("preact", "cell", "hidden"),
+    ),
+    (
+        "no bias, hidden 1",
+        {"hidden_size": 1, "bias": False, "num_layers": 3},
+        2,
+        5,
+        4.0,
+        ("preact",),
+    ),
+]
+
+
+def _random_states(model, batch: int, rng):
+    LD = len(model.layers) * model.num_directions
+    return tuple(
+        rng.integers(fmt.min_code, fmt.max_code + 1, (LD, batch, size))
+        for fmt, size in (
+            (model.formats["hidden"], model.output_size),
+            (model.formats["cell"], model.hidden_size),
+        )
+    )
+
+
+def _assert_same_run(a, b):
+    assert a.saturation == b.saturation
+    for name in ("output", "h_n", "c_n", "head"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None and y is None) or np.array_equal(x, y), name
+    assert a.trace.keys() == b.trace.keys()
+    for key, trace in a.trace.items():
+        assert trace.keys() == b.trace[key].keys()
+        for name, values in trace.items():
+            assert np.array_equal(values, b.trace[key][name]), (key, name)
+
+
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+@pytest.mark.parametrize(
+    ("kwargs", "batch", "seq", "gain", "saturating"),
+    [c[1:] for c in EDGE_CASES],
+    ids=[c[0] for c in EDGE_CASES],
+)
+def test_float_path_equals_int64_path_on_edge_geometries(
+    kwargs, batch, seq, gain, saturating, rounding
+):
+    """Codes, states, saturation counts and every traced value agree, initial states included."""
+    spec = random_spec(21, **kwargs)
+    calib = random_inputs(21, batch, seq, spec.input_size)
+    config = dataclasses.replace(QuantConfig.preset("q16"), rounding=rounding)
+    # |preact| < 2, |c| < 2, |m| < 0.5: every requantization saturates at times.
+    config = _with_role(
+        config, preact=RoleRule(16, 14), cell=RoleRule(16, 14), hidden=RoleRule(16, 16)
+    )
+    fast = quantize(spec, calib, config)
+    exact = quantize(spec, calib, dataclasses.replace(config, acc_bits=60))
+    assert fast.formats == exact.formats and fast.acc.frac == exact.acc.frac
+    assert golden._FloatDatapath.exact_for(fast) and not golden._FloatDatapath.exact_for(exact)
+    x_codes = golden.quantize_inputs(fast, calib * gain)
+    h0, c0 = _random_states(fast, batch, np.random.default_rng(seq))
+    a = golden.run(fast, x_codes, h0, c0, trace=True)
+    b = golden.run(exact, x_codes, h0, c0, trace=True)
+    _assert_same_run(a, b)
+    assert a.output.shape == (batch, seq, spec.num_directions * spec.output_size)
+    assert all(a.saturation[role] > 0 for role in saturating), a.saturation
+
+
+def test_float_path_equals_int64_path_when_preact_has_more_fraction_bits_than_acc():
+    """requant_shift("preact") < 0: the accumulator is scaled up, far beyond 2**52 at times."""
+    spec = random_spec(3, input_size=3, hidden_size=4, scale=20.0, head="last")
+    x = random_inputs(3, 4, 5, 3) * 50
+    roles = {
+        r: RoleRule(16, 0) for r in ("w_ih", "w_hh", "bias", "head_w", "head_b", "x", "hidden")
+    }
+    config = _with_role(QuantConfig.preset("q16"), preact=RoleRule(16, 4), **roles)
+    fast = quantize(spec, x, config)
+    exact = quantize(spec, x, dataclasses.replace(config, acc_bits=60))
+    assert fast.requant_shift("preact") < 0 and golden._FloatDatapath.exact_for(fast)
+    x_codes = golden.quantize_inputs(fast, x)
+    a = golden.run(fast, x_codes, trace=True)
+    b = golden.run(exact, x_codes, trace=True)
+    _assert_same_run(a, b)
+    assert a.saturation["preact"] > 0
+
+
+def test_code_index_is_the_half_even_code_and_flags_every_code_outside_the_format():
+    fmt = FixedFormat(16, 13)
+    index = golden._CodeIndex(fmt)
+    lo, hi, wide = fmt.min_code, fmt.max_code, 2**fmt.bits
+    edges = [
+        0,
+        0.5,
+        1.5,
+        2.5,
+        -0.5,
+        -1.5,
+        -2.25,
+        lo,
+        lo - 0.5,
+        lo - 1.5,
+        lo - 0.5 - 2**-30,
+        lo + 0.5,
+        hi,
+        hi + 0.5,
+        hi - 0.5,
+        hi + 1,
+        -wide,
+        -wide - 0.5,
+        -wide + 0.5,
+        -wide - 1,
+        -(2.0**52) + 1,
+        2.0**52 - 1,
+        2.0**51 + 0.5,
+        -(2.0**51) - 0.5,
+        2.0**52 - wide,
+    ]
+    rng = np.random.default_rng(0)
+    spread = rng.integers(-(2**52), 2**52, 2000) * 2.0 ** -rng.integers(0, 30, 2000)
+    near = rng.integers(-3 * wide, 3 * wide, 2000) * 2.0 ** -rng.integers(0, 4, 2000)
+    y = np.concatenate([edges, spread, near]).astype(np.float64)
+    codes = np.rint(y)  # half-even, exact for every float
+    inside = (codes >= lo) & (codes <= hi)
+    result = np.empty(y.size, np.int64)
+    outside = index(y.copy(), result)
+    assert outside == np.count_nonzero(~inside) > 0
+    assert np.array_equal(result[inside], (codes[inside] - lo).astype(np.int64))
+    assert np.all((result[~inside] < 0) == (codes[~inside] < lo))
+    assert np.all((result[~inside] >= wide) == (codes[~inside] > hi))
+    assert np.array_equal(index.codes(result), np.clip(codes, lo, hi).astype(np.int64))
 
 
 def test_dot_accumulate_is_the_exact_sum():
