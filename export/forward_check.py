@@ -112,6 +112,8 @@ class _Flow:
                 raise self.refuse(op, "with initial states computed inside forward")
         sig = self.lstm_sig
         if params is not None:
+            if not isinstance(params, list | tuple):
+                raise self.refuse(op, f"with weights {_describe(params)}")
             names = [p.name if isinstance(p, _Val) and p.kind == "param" else None for p in params]
             if tuple(names) != sig.params:
                 raise self.refuse(op, "with weights other than the LSTM's own, in order")
@@ -177,6 +179,10 @@ class _Flow:
 
     def transpose(self, op: str, x, dims: Sequence) -> _Val:
         x = self.tensor(op, x)
+        dims = list(dims) if isinstance(dims, list | tuple) else []
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in dims):
+            raise self.refuse(op, f"with computed dims {dims!r:.40}")
+        dims = [d + 3 if d < 0 else d for d in dims]
         if x.kind in ("seq", "head") and x.time_dim is not None and sorted(dims) == [0, 1]:
             return _Val(x.kind, time_dim=1 - x.time_dim, mode=x.mode)
         raise self.refuse(op, f"transposing dims {list(dims)} of {x.describe()}")
@@ -231,6 +237,20 @@ def _op_name(target: str) -> str:
 
 def check_export_graph(where: str, program, lstm: LSTMSignature) -> str | None:
     """Walk the ``.pt2`` graph; return the head mode (``None``: no head) or raise."""
+    return _malformed_is_refused(where, "exported program", _check_export_graph, program, lstm)
+
+
+def _malformed_is_refused(where: str, what: str, check: Callable, *args):
+    """Run ``check``; a graph shaped unlike any torch writes is refused in one line."""
+    try:
+        return check(where, *args)
+    except SpecError:
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, RecursionError) as error:
+        raise SpecError(f"{where}: malformed {what} ({type(error).__name__})") from None
+
+
+def _check_export_graph(where: str, program, lstm: LSTMSignature) -> str | None:
     flow = _Flow(where, lstm)
     try:
         graph = program["graph_module"]["graph"]
@@ -248,8 +268,8 @@ def check_export_graph(where: str, program, lstm: LSTMSignature) -> str | None:
         if kind == "parameter":
             env[_name(where, body.get("arg"))] = _Val("param", name=body.get("parameter_name"))
         elif kind == "user_input":
-            arg = body.get("arg") or {}
-            if "as_tensor" in arg:
+            arg = body.get("arg")
+            if isinstance(arg, dict) and "as_tensor" in arg:
                 env[_name(where, arg["as_tensor"])] = _Val("input" if user_inputs == 0 else "state")
                 user_inputs += 1
         else:
@@ -266,7 +286,9 @@ def check_export_graph(where: str, program, lstm: LSTMSignature) -> str | None:
         if key == "as_tensor":
             return env.get(_name(where, body), _OPAQUE)
         if key in ("as_tensors", "as_optional_tensors"):
-            return [arg({"as_tensor": b}) if isinstance(b, dict) else None for b in body or ()]
+            if not isinstance(body, list):
+                return _OPAQUE
+            return [arg({"as_tensor": b}) if isinstance(b, dict) else None for b in body]
         if key in ("as_int", "as_float", "as_bool", "as_string"):
             return body
         if key in ("as_ints", "as_floats", "as_bools"):
@@ -688,6 +710,10 @@ def check_torchscript(
     where: str, root: ScriptModule, classes: Mapping[str, ast.AST], lstm: LSTMSignature
 ) -> str | None:
     """Walk the root module's ``forward``; return the head mode (``None``: no head) or raise."""
+    return _malformed_is_refused(where, "TorchScript code", _check_torchscript, root, classes, lstm)
+
+
+def _check_torchscript(where: str, root: ScriptModule, classes, lstm: LSTMSignature):
     flow = _Flow(where, lstm)
     interpreter = _TorchScript(flow, classes)
     function = interpreter.find(root, "forward") or interpreter.method(root, "forward__0")

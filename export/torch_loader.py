@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import ast
+import collections
 import dataclasses
 import io
 import math
@@ -655,35 +656,43 @@ def _check_legacy_storages(path: Path) -> None:
     size = path.stat().st_size
     if size > files.MAX_ARCHIVE_BYTES:
         raise SpecError(f"{path}: {size} bytes, more than the {files.MAX_ARCHIVE_BYTES}-byte limit")
-    try:
-        with open(path, "rb") as stream:
-            for _ in range(3):  # magic number, protocol version, system info
+    integers = {"BININT", "BININT1", "BININT2", "LONG1", "LONG4", "INT", "LONG"}
+    with open(path, "rb") as stream:
+        try:
+            magic = [arg for op, arg, _ in pickletools.genops(stream) if op.name in integers]
+            if magic != [_LEGACY_MAGIC]:
+                return  # not a legacy torch.save file: torch.load refuses it before allocating
+            for _ in range(2):  # protocol version, system info
                 for _ in pickletools.genops(stream):
                     pass
-            ops = list(pickletools.genops(stream))
-    except Exception:  # not a legacy torch file: torch.load reports it
-        return
-    integers = {"BININT", "BININT1", "BININT2", "LONG1", "LONG4", "INT", "LONG"}
-    total, marks, last_tuple = 0, [], []
-    for index, (op, _arg, _) in enumerate(ops):
-        if op.name == "MARK":
-            marks.append(index)
-        elif op.name == "TUPLE" and marks:
-            last_tuple = ops[marks.pop() + 1 : index]
-        elif op.name in ("LIST", "DICT", "SETITEMS", "APPENDS", "POP_MARK", "FROZENSET") and marks:
-            marks.pop()
-        elif op.name == "BINPERSID":
-            names = " ".join(a for o, a, _ in last_tuple if isinstance(a, str))
-            numbers = [a for o, a, _ in last_tuple if o.name in integers]
-            if not numbers or not names.startswith("storage"):
-                continue
-            itemsize = 16 if "ComplexDouble" in names else 8
-            total += numbers[-1] * itemsize
-            if numbers[-1] * itemsize > files.MAX_ARRAY_BYTES or total > files.MAX_ARCHIVE_BYTES:
-                raise SpecError(
-                    f"{path}: a storage declares {numbers[-1]} elements, more than the "
-                    f"{files.MAX_ARRAY_BYTES}-byte limit"
-                )
+        except Exception:  # truncated or not a pickle: torch.load reports it
+            return
+        total, recent, last_tuple = 0, collections.deque(maxlen=32), []
+        try:
+            for op, arg, _ in pickletools.genops(stream):  # the main pickle, streamed
+                recent.append((op.name, arg))
+                if op.name == "TUPLE":
+                    ops = list(recent)
+                    marks = [i for i, (name, _) in enumerate(ops) if name == "MARK"]
+                    last_tuple = ops[marks[-1] + 1 : -1] if marks else []
+                elif op.name == "BINPERSID":
+                    names = " ".join(a for _, a in last_tuple if isinstance(a, str))
+                    numbers = [a for name, a in last_tuple if name in integers]
+                    if not numbers or not names.startswith("storage"):
+                        continue
+                    declared = numbers[-1] * (16 if "ComplexDouble" in names else 8)
+                    total += declared
+                    if declared > files.MAX_ARRAY_BYTES or total > files.MAX_ARCHIVE_BYTES:
+                        raise SpecError(
+                            f"{path}: a storage declares {numbers[-1]} elements, more than the "
+                            f"{files.MAX_ARRAY_BYTES}-byte limit"
+                        )
+        except SpecError:
+            raise
+        except Exception as error:
+            raise SpecError(
+                f"{path}: not a readable PyTorch file (corrupt pickle: {_first_line(error)})"
+            ) from None
 
 
 def _check_tensor_geometry(path: Path, name: str, tensor: torch.Tensor) -> None:
@@ -837,6 +846,7 @@ def _weights_only_reason(message: str) -> str:
 
 
 # -- raw tensors -------------------------------------------------------------------------------
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy torch.save file
 _BFLOAT16 = "bfloat16"  # NumPy has no bfloat16: stored as uint16, widened on read
 
 
