@@ -7,8 +7,8 @@
 Sections (all measured in one run, on this machine):
 
 * digits: the ``lstmfpga.digits`` LSTM classifier (seed 0, hidden 32), test accuracy of
-  the float64 reference and of the golden model with the ``q16`` and ``w8a16`` presets
-  (calibrated on 256 training images);
+  the float64 reference and of the golden model with every preset (``q16``, ``w8a16``,
+  ``w8a8``, ``w4a8``; calibrated on 256 training images);
 * activation tables: max/mean error in output LSBs over every input code, per preset and
   table, for the formats the digits model calibrated, and the worst over every
   ``s16.f`` input format (``f`` = 0..15) that calibration can choose;
@@ -17,7 +17,9 @@ Sections (all measured in one run, on this machine):
   without bias, head last/all/none, initial states or zeros, inputs N(0, 1), calibrated on
   the data they run on), per preset: median, 99th percentile and maximum;
 * speed: ``golden.run`` against ``torch.nn.LSTM`` (float32, ``inference_mode``) on the same
-  inputs, batch 256, 50 steps, input 16, hidden 64: the median of interleaved runs.
+  inputs, batch 256, 50 steps, input 16, hidden 64: the median of interleaved runs, and the
+  BLAS kernel NumPy ran (OpenBLAS picks it from the CPU unless ``OPENBLAS_CORETYPE`` is set;
+  the benchmark reports the setting and changes nothing).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from lstmfpga.testing import random_inputs, random_spec
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "quant"
-PRESETS = ("q16", "w8a16")
+PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
 
 
 # -- digits ----------------------------------------------------------------------------------------
@@ -229,6 +231,7 @@ def bench_speed(smoke: bool) -> tuple[list[str], float]:
             f"{min(golden_times) * 1e3:.1f} ms | {min(torch_times) * 1e3:.1f} ms | "
             f"{min(golden_times) / min(torch_times):.1f}x |"
         )
+    blas = _blas_kernel()
     lines = [
         "### Golden model speed",
         "",
@@ -238,8 +241,10 @@ def bench_speed(smoke: bool) -> tuple[list[str], float]:
             f"{repeats} interleaved runs after 2 warm-up runs each, with the BLAS (NumPy) and "
             f"torch thread counts limited alike; torch {torch.__version__}, NumPy "
             f"{np.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), "
-            f"load average {os.getloadavg()[0]:.1f} when done. The golden model's element-wise "
-            "work is single-threaded in any case."
+            f"load average {os.getloadavg()[0]:.1f} when done (the machine is shared: other "
+            f"jobs ran at the same time, so single runs vary; the medians of interleaved runs "
+            f"are the comparison). NumPy's BLAS: {blas}. The golden model's element-wise work "
+            "is single-threaded in any case."
         ),
         "",
         (
@@ -250,6 +255,28 @@ def bench_speed(smoke: bool) -> tuple[list[str], float]:
         *rows,
     ]
     return lines, ratios[1]
+
+
+def _blas_kernel() -> str:
+    """NumPy's BLAS library, its kernel and the OPENBLAS_CORETYPE setting, in words."""
+    from threadpoolctl import threadpool_info
+
+    numpy_dir = Path(np.__file__).parent
+    found = [
+        i
+        for i in threadpool_info()
+        if i.get("user_api") == "blas"
+        and Path(i["filepath"]).parent.name.startswith(numpy_dir.name)
+    ]  # numpy's own library (numpy/ or numpy.libs/), not torch's
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    setting = f"OPENBLAS_CORETYPE={coretype}" if coretype else "OPENBLAS_CORETYPE unset"
+    if not found:
+        return f"not identified ({setting})"
+    info = found[0]
+    return (
+        f"{info.get('internal_api')} {info.get('version')}, kernel "
+        f"{info.get('architecture')} ({setting})"
+    )
 
 
 # -- RESULTS.md ------------------------------------------------------------------------------------
@@ -281,14 +308,17 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     speed, ratio = bench_speed(args.smoke)
-    verdict = "met" if ratio <= 5 else "missed"
+    verdict = "met" if ratio <= 2 else "missed"
     sections += [
         *speed,
         "",
         (
-            f"Target: median ratio <= 5x on one thread ({verdict}). One thread each is the fair "
-            "and stable comparison: on a busy machine multi-threaded torch stalls on small "
-            "matrices."
+            f"Target (issue 13): median ratio <= 2x on one thread ({verdict}). One thread each "
+            "is the fair and stable comparison: on a busy machine multi-threaded torch stalls "
+            "on small matrices. The golden model's floor is its exact float64 matrix product, "
+            "one per step ([W_ih | W_hh | b] times [x_t; h; 1]): the same shapes in float32, "
+            "torch's precision, take half the time, and the rest of the step is table reads "
+            "and element-wise passes (docs/numerics.md, implementation note)."
         ),
     ]
     body = "\n".join(sections)
