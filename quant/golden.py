@@ -222,25 +222,28 @@ def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False
     # The recurrence works in (time, feature, batch) layout, so that every step reads and
     # writes contiguous (feature, batch) blocks, with the gate rows reordered to (i, f, o, g);
     # results and traces are stored as (batch, time, feature) in (i, f, g, o) order.
+    # The last layer writes its output straight into the (batch, time, feature) result.
     layer_input = x_codes.transpose(1, 2, 0).astype(dp.dtype)  # (T, features, B)
+    output = np.empty((B, T, D * H_out), np.int64)
     for index, directions in enumerate(model.layers):
-        layer_output = np.empty((T, D * H_out, B), dp.dtype)
+        last = index == model.num_layers - 1
+        layer_output = output if last else np.empty((T, D * H_out, B), dp.dtype)
         for d, q in enumerate(directions):
             state = index * D + d
-            out = layer_output[:, d * H_out : (d + 1) * H_out]
+            rows = slice(d * H_out, (d + 1) * H_out)
+            out = layer_output[..., rows] if last else layer_output[:, rows]
             rec = {}
             if trace:
                 rec = {k: np.empty((B, T, n), np.int64) for k, n in
                        (("preact", 4 * H), ("gates", 4 * H), ("c", H), ("m", H))}  # fmt: skip
             steps = range(T - 1, -1, -1) if d else range(T)
             h, c = dp.direction(index, d, q, layer_input, h0[state], c0[state], steps, out,
-                                rec, sat)  # fmt: skip
+                                last, rec, sat)  # fmt: skip
             h_n[state], c_n[state] = h.T, c.T
             if trace:
-                rec["h"] = _batch_major(out)
+                rec["h"] = out.copy() if last else _batch_major(out)
                 traces[(index, d)] = rec
         layer_input = layer_output
-    output = _batch_major(layer_input)
     head = None
     if model.head is not None:
         source = output[:, -1] if model.head.mode == "last" else output
@@ -259,9 +262,7 @@ def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False
 
 def _batch_major(codes: np.ndarray) -> np.ndarray:
     """``(time, feature, batch)`` codes (int64 or float64) → ``(batch, time, feature)`` int64."""
-    T, F, B = codes.shape
-    # One 2-D transpose: much faster than the strided 3-D one.
-    return codes.reshape(T * F, B).T.astype(np.int64).reshape(B, T, F)
+    return np.ascontiguousarray(codes.transpose(2, 0, 1), dtype=np.int64)
 
 
 def _gate_order(H: int) -> np.ndarray:
@@ -314,10 +315,10 @@ class _IntDatapath:
         m = self.model
         return requantize(acc, m.requant_shift(target), m.formats[target], m.rounding, m.overflow)
 
-    def direction(self, index, d, q, u, h0, c0, steps, out, rec, sat):
+    def direction(self, index, d, q, u, h0, c0, steps, out, batch_major, rec, sat):
         """Run layer ``index``, direction ``d`` over ``u`` ``(T, K, B)``; write ``h`` to
-        ``out[t]`` ``(H_out, B)``, fill the trace ``rec`` if any; return the final ``(h, c)``
-        as ``(features, B)`` arrays."""
+        ``out[t]`` ``(H_out, B)``, or to ``out[:, t]`` ``(B, H_out)`` if ``batch_major``; fill
+        the trace ``rec`` if any; return the final ``(h, c)`` as ``(features, B)`` arrays."""
         model, tables = self.model, self.model.tables
         H, K = model.hidden_size, u.shape[1]
         order = _gate_order(H)
@@ -347,7 +348,10 @@ class _IntDatapath:
                 sat.add("hidden", n)
             else:
                 h = m
-            out[t] = h
+            if batch_major:
+                out[:, t] = h.T
+            else:
+                out[t] = h
             if rec:
                 rec["preact"][:, t] = pre[unorder].T
                 rec["gates"][:, t] = np.concatenate([sig, g])[unorder].T
@@ -467,7 +471,7 @@ class _FloatDatapath(_IntDatapath):
             return count
         return 0
 
-    def direction(self, index, d, q, u, h0, c0, steps, out, rec, sat):
+    def direction(self, index, d, q, u, h0, c0, steps, out, batch_major, rec, sat):
         model = self.model
         H, H_out, K, B = model.hidden_size, model.output_size, u.shape[1], u.shape[2]
         # Gate rows in the order (f, i, o, g): i and o share the plain sigmoid map.
@@ -529,7 +533,10 @@ class _FloatDatapath(_IntDatapath):
                 np.matmul(w_hr, m, out=h)
                 self.round(h)
                 sat.add("hidden", self._saturate(h, "hidden"))
-            out[t] = h
+            if batch_major:
+                out[:, t] = h.T
+            else:
+                out[t] = h
             if rec:
                 rec["preact"][:, t] = self.preact_index.codes(pre_index)[unorder].T
                 codes = np.concatenate([f * 2.0**-self.f_scale, i, o, g * 2.0**-self.g_scale])

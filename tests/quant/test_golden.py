@@ -99,6 +99,7 @@ def test_golden_output_shapes_match_the_reference(seed, kwargs, seq, with_states
         assert result.head.shape == ref.head.shape
     for codes in (result.output, result.h_n, result.c_n, result.prediction):
         assert codes.dtype == np.int64
+        assert codes.flags.c_contiguous
 
 
 def test_error_shrinks_as_bits_grow():
