@@ -241,9 +241,9 @@ def bench_speed(smoke: bool) -> tuple[list[str], float]:
             f"{repeats} interleaved runs after 2 warm-up runs each, with the BLAS (NumPy) and "
             f"torch thread counts limited alike; torch {torch.__version__}, NumPy "
             f"{np.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), "
-            f"load average {os.getloadavg()[0]:.1f} when done (the machine is shared: other "
-            f"jobs ran at the same time, so single runs vary; the medians of interleaved runs "
-            f"are the comparison). NumPy's BLAS: {blas}. The golden model's element-wise work "
+            f"load average {os.getloadavg()[0]:.1f} when done (the machine is shared with "
+            f"other engineers' jobs, so single runs vary; the medians of interleaved runs are "
+            f"the comparison). NumPy's BLAS: {blas}. The golden model's element-wise work "
             "is single-threaded in any case."
         ),
         "",
