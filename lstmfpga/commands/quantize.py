@@ -160,6 +160,15 @@ def run(args: argparse.Namespace) -> int:
     _, result = golden.predict(model, calib)
     model.save(args.output)
     print(model.describe())
+    reasons = model.calibration.get("roles", {})
+    print(
+        "why: "
+        + ", ".join(
+            f"{role}={note['format']} ({note['why']})"
+            for role, note in reasons.items()
+            if isinstance(note, dict) and "why" in note
+        )
+    )
     counts = ", ".join(f"{role}={result.saturation.get(role, 0)}" for role in _ROLES)
     total = sum(result.saturation.values())
     print(f"saturation on the calibration data ({calib.shape[0]} sequences): {counts}")
