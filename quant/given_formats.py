@@ -1,0 +1,185 @@
+"""A quantized model from given formats: no calibration.
+
+:func:`quantize` (``calibrate.py``) chooses fraction bits from the weights and from a float
+run on sample inputs. :func:`quantize_with_formats` instead takes every format as given, for
+models that were quantized elsewhere (e.g. a Brevitas ``QuantLSTM``, see
+:mod:`lstmfpga.export.brevitas_loader`): one format per data role, and per weight tensor
+either its format (the spec's float values are then quantized with the config's rounding,
+saturating) or its integer codes (a :class:`~lstmfpga.quant.model.Tensor`, taken verbatim).
+The accumulator is derived as always (:meth:`QuantizedModel.accumulator_format`).
+"""
+
+from __future__ import annotations
+
+from ..export.spec import ModelSpec, SpecError
+from .config import DATA_ROLES, QuantConfig
+from .fixed import FixedFormat, FormatError
+from .model import QHead, QLayer, QuantizedModel, Tensor, describe_products
+
+__all__ = ["quantize_with_formats", "tensor_names"]
+
+
+def tensor_names(spec: ModelSpec) -> dict[str, str]:
+    """Artifact name → role of every weight tensor of ``spec`` (``w_ih_l0`` → ``w_ih``, ...)."""
+    names = {}
+    for index, directions in enumerate(spec.layers):
+        for d, lw in enumerate(directions):
+            suffix = f"_l{index}" + ("_reverse" if d else "")
+            names["w_ih" + suffix] = "w_ih"
+            names["w_hh" + suffix] = "w_hh"
+            if lw.bias is not None:
+                names["bias" + suffix] = "bias"
+            if lw.w_hr is not None:
+                names["w_hr" + suffix] = "w_hr"
+    if spec.head is not None:
+        names["head_w"] = "head_w"
+        if spec.head.bias is not None:
+            names["head_b"] = "head_b"
+    return names
+
+
+def _check_rule(what: str, fmt: FixedFormat, rule) -> None:
+    if not isinstance(fmt, FixedFormat) or not fmt.signed:
+        raise FormatError(f"{what} must be a signed FixedFormat, not {fmt!r}")
+    if fmt.bits != rule.bits:
+        raise FormatError(f"{what} {fmt} must have the config's {rule.bits} bits, not {fmt.bits}")
+    if rule.frac is not None and fmt.frac != rule.frac:
+        raise FormatError(f"{what} {fmt} must have the config's frac {rule.frac}, not {fmt.frac}")
+    if fmt.frac > fmt.bits:
+        raise FormatError(f"{what} {fmt}: frac must be at most bits ({fmt.bits}), not {fmt.frac}")
+
+
+def quantize_with_formats(
+    spec: ModelSpec,
+    formats: dict[str, FixedFormat],
+    tensors: dict[str, FixedFormat | Tensor],
+    config: QuantConfig,
+    *,
+    notes: dict | None = None,
+) -> QuantizedModel:
+    """The :class:`QuantizedModel` of ``spec`` with the formats given, no calibration.
+
+    ``formats`` maps every data role (``x``, ``preact``, ``gate``, ``cell``, ``hidden``,
+    ``head_out``) to its format; ``tensors`` maps every weight tensor's artifact name
+    (:func:`tensor_names`: ``w_ih_l0``, ``w_hh_l0_reverse``, ``bias_l1``, ``head_w``, ...) to
+    a :class:`FixedFormat` (the spec's values are quantized with ``config.rounding``,
+    saturating) or to a :class:`Tensor` whose codes are used as they are (their shape must
+    be the spec's). Every format must have its role's width in ``config`` (and its ``frac``
+    where the config fixes one) and at most ``bits`` fraction bits, so that the saved
+    qmodel loads back. ``notes`` (JSON-able) are recorded as ``calibration["source"]``.
+
+    Raises :class:`FormatError` or :class:`SpecError` naming the role or tensor.
+    """
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
+    if not isinstance(config, QuantConfig):
+        raise TypeError(f"config must be a QuantConfig, not {config!r}")
+    missing = [r for r in DATA_ROLES if r not in formats]
+    extra = sorted(set(formats) - set(DATA_ROLES))
+    if missing or extra:
+        raise FormatError(
+            f"formats must name exactly the roles {', '.join(DATA_ROLES)}, not {sorted(formats)!r}"
+        )
+    for role in DATA_ROLES:
+        _check_rule(f"format of {role}", formats[role], config.roles[role])
+    names = tensor_names(spec)
+    missing = [n for n in names if n not in tensors]
+    extra = sorted(set(tensors) - set(names))
+    if missing or extra:
+        raise SpecError(
+            f"tensors must name exactly {', '.join(names)}, "
+            f"not {', '.join(sorted(tensors)) or 'nothing'}"
+        )
+    floats = {**spec.tensors(), **_combined_biases(spec)}
+    weights = {}
+    built = {}
+    for name, role in names.items():
+        given = tensors[name]
+        value = floats[_float_name(name)]
+        if isinstance(given, Tensor):
+            if given.codes.shape != value.shape:
+                raise SpecError(
+                    f"tensor {name} must have shape {value.shape}, not {given.codes.shape}"
+                )
+            tensor, how = given, "codes given"
+        elif isinstance(given, FixedFormat):
+            tensor = Tensor(given.quantize(value, config.rounding, "saturate"), given)
+            how = "quantized from the spec"
+        else:
+            raise TypeError(f"tensors[{name!r}] must be a FixedFormat or a Tensor, not {given!r}")
+        _check_rule(f"tensor {name} format", tensor.fmt, config.roles[role])
+        built[name] = tensor
+        weights[name] = {"format": str(tensor.fmt), "why": how}
+
+    layers = []
+    for index, directions in enumerate(spec.layers):
+        qdirs = []
+        for d, _ in enumerate(directions):
+            suffix = f"_l{index}" + ("_reverse" if d else "")
+            qdirs.append(
+                QLayer(
+                    built["w_ih" + suffix],
+                    built["w_hh" + suffix],
+                    built.get("bias" + suffix),
+                    built.get("w_hr" + suffix),
+                )
+            )
+        layers.append(tuple(qdirs))
+    head = None
+    if spec.head is not None:
+        head = QHead(built["head_w"], built.get("head_b"), spec.head.mode)
+    formats = {role: formats[role] for role in DATA_ROLES}
+    draft = _Draft(tuple(layers), head, formats)
+    acc = QuantizedModel.accumulator_format(describe_products(draft), config.acc_bits)
+    roles = {role: {"format": str(formats[role]), "why": "given"} for role in DATA_ROLES}
+    calibration = {"roles": roles, "weights": weights, "acc": str(acc)}
+    if notes is not None:
+        calibration["source"] = notes
+    model = QuantizedModel(
+        input_size=spec.input_size,
+        hidden_size=spec.hidden_size,
+        num_layers=spec.num_layers,
+        bidirectional=spec.bidirectional,
+        proj_size=spec.proj_size,
+        has_bias=spec.bias,
+        layers=tuple(layers),
+        head=head,
+        formats=formats,
+        acc=acc,
+        config=config,
+        calibration=calibration,
+        spec_hash=spec.content_hash(),
+    )
+    model.validate()
+    return model
+
+
+def _float_name(name: str) -> str:
+    """The spec tensor (or combined bias) holding the float values of artifact ``name``."""
+    if name == "head_w":
+        return "head.weight"
+    if name == "head_b":
+        return "head.bias"
+    kind, _, rest = name.partition("_l")
+    return {"w_ih": "weight_ih", "w_hh": "weight_hh", "w_hr": "weight_hr", "bias": "bias"}[
+        kind
+    ] + f"_l{rest}"
+
+
+def _combined_biases(spec: ModelSpec) -> dict:
+    out = {}
+    for index, directions in enumerate(spec.layers):
+        for d, lw in enumerate(directions):
+            if lw.bias is not None:
+                out[f"bias_l{index}" + ("_reverse" if d else "")] = lw.bias
+    return out
+
+
+class _Draft:
+    """What :func:`describe_products` reads, before the accumulator is known."""
+
+    def __init__(self, layers, head, formats):
+        self.layers, self.head, self.formats = layers, head, formats
+
+    def input_format(self, layer: int) -> FixedFormat:
+        return self.formats["x" if layer == 0 else "hidden"]
