@@ -39,7 +39,10 @@ the ``w8a8`` preset's interpolated tables.
 
 from __future__ import annotations
 
+import importlib
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,7 +55,7 @@ from ..quant.given_formats import quantize_with_formats
 from ..quant.model import QuantizedModel, Tensor
 from .spec import HEAD_MODES, HeadSpec, LayerWeights, ModelSpec, SpecError
 
-__all__ = ["EXACT_TABLE_BITS", "GATES", "from_brevitas"]
+__all__ = ["EXACT_TABLE_BITS", "GATES", "build_module", "from_brevitas"]
 
 #: Input widths up to which the activation tables have one entry per code (exact).
 EXACT_TABLE_BITS = 12
@@ -225,6 +228,57 @@ def _numpy(value) -> np.ndarray:
     return value.detach().cpu().to(torch.float64).numpy()
 
 
+_FACTORY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+
+
+def build_module(factory: str, state_dict: str | Path | None = None) -> nn.Module:
+    """The user's Brevitas model, rebuilt: a Brevitas module cannot come from weights alone.
+
+    ``factory`` is ``"package.module:callable"``: the module is imported and the callable
+    called without arguments (this runs that code: name only code you trust, as for any
+    import); it must return an ``nn.Module``. ``state_dict`` (optional) is a
+    ``torch.save(model.state_dict())`` file, read as :func:`lstmfpga.export.torch_loader.
+    load_model` reads one (``weights_only``, sizes checked, nothing else unpickled) and
+    loaded with ``strict=True``. The module is returned in ``eval()`` mode. Raises
+    :class:`SpecError` (one line) for a malformed factory, an import or call that fails, a
+    result that is not a module, or a state_dict that does not fit it.
+    """
+    from .torch_loader import _load_state_dict_file, detect_format
+
+    if not isinstance(factory, str) or not _FACTORY.match(factory):
+        raise SpecError(f"factory must look like 'package.module:function', not {factory!r:.80}")
+    module_name, _, attr = factory.partition(":")
+    try:
+        target = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise SpecError(f"cannot import {factory}: {_first_line(error)}") from None
+    try:
+        model = target()
+    except Exception as error:  # the user's code may raise anything
+        raise SpecError(
+            f"{factory}() failed: {type(error).__name__}: {_first_line(error)}"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"{factory}() must return a torch.nn.Module, not {type(model).__name__}")
+    if state_dict is not None:
+        path = Path(state_dict)
+        if detect_format(path) != "state_dict":
+            raise SpecError(f"{path}: expected a state_dict file (torch.save(model.state_dict()))")
+        try:
+            model.load_state_dict(_load_state_dict_file(path), strict=True)
+        except RuntimeError as error:
+            raise SpecError(f"{path}: does not fit {factory}(): {_first_line(error)}") from None
+    return model.eval()
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if lines else type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 # -- the import --------------------------------------------------------------------------------
 def from_brevitas(module: nn.Module, head: str | None = None) -> tuple[ModelSpec, QuantizedModel]:
     """Import a module holding a Brevitas ``QuantLSTM`` (and optionally a ``QuantLinear``).
@@ -243,6 +297,16 @@ def from_brevitas(module: nn.Module, head: str | None = None) -> tuple[ModelSpec
     if mode is not None and mode not in HEAD_MODES:
         raise SpecError(f"head must be 'last' or 'all', not {mode!r}")
     lstm_path, head_path = _find(module, qnn)
+    from brevitas.proxy.quant_proxy import QuantProxyFromInjector
+
+    training = [
+        p for p, m in module.named_modules() if isinstance(m, QuantProxyFromInjector) and m.training
+    ]
+    if training:
+        raise SpecError(
+            f"{training[0]}: in training mode; call module.eval() first (Brevitas's scales "
+            f"from runtime statistics are fixed only in eval mode)"
+        )
     if mode is not None and head_path is None:
         raise SpecError(f"head={mode!r} given, but {type(module).__name__} has no QuantLinear")
     lstm = module.get_submodule(lstm_path)

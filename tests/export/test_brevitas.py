@@ -28,7 +28,7 @@ from brevitas.quant.fixed_point import (
     Uint8ActPerTensorFixedPointMaxInit,
 )
 
-from lstmfpga.export.brevitas_loader import GATES, from_brevitas
+from lstmfpga.export.brevitas_loader import GATES, build_module, from_brevitas
 from lstmfpga.export.spec import SpecError
 from lstmfpga.pipeline import simulate_model
 from lstmfpga.quant import golden
@@ -232,9 +232,9 @@ def test_golden_model_follows_brevitas_forward(layers, bidirectional):
     """Only the cell's double rounding differs: over 12 steps within 3 output LSBs (2 seen
     over five seeds), most outputs equal."""
     module = make_lstm(num_layers=layers, bidirectional=bidirectional)
-    _, q = from_brevitas(module)
     x = inputs(3, 6, 12, 3)
-    want = brevitas_forward(module, x)
+    want = brevitas_forward(module, x)  # before the import: a module that has run is fine
+    _, q = from_brevitas(module)
     got, _ = golden.predict(q, x)
     lsb = np.abs(got - want) / q.formats["hidden"].lsb
     assert lsb.max() <= 3, lsb.max()
@@ -315,6 +315,11 @@ def test_more_fraction_bits_than_bits_is_refused():
         from_brevitas(module)
 
 
+def test_a_module_in_training_mode_is_refused():
+    with pytest.raises(SpecError, match=r"^layers\.0\.0\.\S+: in training mode; call module\.eval"):
+        from_brevitas(make_lstm().train())
+
+
 def test_float_linear_head_and_foreign_modules_are_refused():
     model = torch.nn.Sequential(make_lstm(), torch.nn.Linear(4, 2))
     with pytest.raises(SpecError, match=r"^layer '1' is a float nn.Linear: use brevitas"):
@@ -325,6 +330,82 @@ def test_float_linear_head_and_foreign_modules_are_refused():
         from_brevitas(make_lstm(), head="all")
     with pytest.raises(TypeError, match=r"^module must be a torch\.nn\.Module"):
         from_brevitas("model.pt")
+
+
+# -- rebuilding a module from its factory and a state_dict ---------------------------------------
+FACTORY = """
+import torch
+from brevitas.nn import QuantLSTM
+from brevitas.quant import Int8WeightPerTensorFixedPoint, Int16Bias
+from brevitas.quant.fixed_point import Int8ActPerTensorFixedPointMinMaxInit
+
+
+class IO8(Int8ActPerTensorFixedPointMinMaxInit):
+    min_val, max_val = -2.0, 2.0
+
+
+def build():
+    return QuantLSTM(3, 4, weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias,
+                     io_quant=IO8, gate_acc_quant=IO8, sigmoid_quant=IO8, tanh_quant=IO8,
+                     cell_state_quant=IO8, shared_intra_layer_weight_quant=True)
+
+
+def broken():
+    raise RuntimeError("no GPU")
+
+
+def not_a_module():
+    return 42
+"""
+
+
+@pytest.fixture
+def factory(tmp_path, monkeypatch):
+    (tmp_path / "brevitas_factory.py").write_text(FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "brevitas_factory:build"
+
+
+def test_build_module_loads_a_state_dict_into_the_factorys_module(factory, tmp_path):
+    torch.manual_seed(1)
+    trained = build_module(factory)
+    path = tmp_path / "model.pt"
+    torch.save(trained.state_dict(), path)
+    torch.manual_seed(2)  # other random weights, replaced by the state_dict
+    module = build_module(factory, path)
+    assert not module.training
+    _, want = from_brevitas(trained)
+    _, got = from_brevitas(module)
+    assert np.array_equal(got.layers[0][0].w_ih.codes, want.layers[0][0].w_ih.codes)
+    assert np.array_equal(got.layers[0][0].bias.codes, want.layers[0][0].bias.codes)
+
+
+@pytest.mark.parametrize(
+    ("name", "match"),
+    [
+        ("brevitas_factory", r"^factory must look like 'package\.module:function', not"),
+        ("brevitas_factory:missing", r"^cannot import brevitas_factory:missing: module"),
+        (
+            "no_such_package.models:build",
+            r"^cannot import no_such_package\.models:build: No module",
+        ),
+        ("brevitas_factory:broken", r"^brevitas_factory:broken\(\) failed: RuntimeError: no GPU$"),
+        (
+            "brevitas_factory:not_a_module",
+            r"^brevitas_factory:not_a_module\(\) must return a torch",
+        ),
+    ],
+)
+def test_build_module_refuses_bad_factories(factory, name, match):
+    with pytest.raises(SpecError, match=match):
+        build_module(name)
+
+
+def test_build_module_refuses_a_state_dict_that_does_not_fit(factory, tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(SpecError, match=r"other\.pt: does not fit brevitas_factory:build\(\): "):
+        build_module(factory, path)
 
 
 # -- hardware ------------------------------------------------------------------------------------
