@@ -15,6 +15,7 @@ from amaranth.sim import Simulator
 
 from ..export.files import atomic_write
 from .budget import CycleBudget, SimulationError
+from .stalls import StallPattern
 from .streams import StreamGeometry, pack_inputs
 
 __all__ = ["RunResult", "SequenceCycles", "run_amaranth"]
@@ -61,12 +62,15 @@ def run_amaranth(
     seed: int = 0,
     waves: str | None = None,
     cycle_budget: int | None = None,
+    stalls: StallPattern | None = None,
 ) -> RunResult:
     """Drive ``accelerator`` (an :class:`~lstmfpga.hw.accelerator.LSTMAccelerator`) with the
     sequences of ``x_codes`` ``(B, T, I)`` back to back and collect the ``m_axis`` elements of
     each. ``h0``/``c0``: initial-state codes for a design built with ``initial_state``
     (``(L*D, B, H_out)``, ``(L*D, B, H)``; default zeros). ``in_stall``/``out_stall`` are the
-    probabilities of idling ``tvalid``/``tready`` on a cycle (random, seeded by ``seed``).
+    probabilities of idling ``tvalid``/``tready`` on a cycle: the pattern of
+    :class:`~lstmfpga.sim.stalls.StallPattern` drawn from ``seed`` (``stalls`` gives one
+    directly), the same in every flow.
 
     Each sequence gets a cycle budget from the cycle model (:mod:`lstmfpga.sim.budget`;
     ``cycle_budget`` overrides it): a sequence that exceeds it stops the simulation with
@@ -96,76 +100,89 @@ def run_amaranth(
         CycleModel.of(accelerator).compute(T), inputs[0].size, n_out,
         in_stall=in_stall, out_stall=out_stall, override=cycle_budget,
     )  # fmt: skip
-    rng_in = np.random.default_rng(seed)
-    rng_out = np.random.default_rng(seed + 1)
+    pattern = (
+        stalls
+        if stalls is not None
+        else StallPattern.draw(
+            B, inputs[0].size, n_out, in_stall=in_stall, out_stall=out_stall, seed=seed
+        )
+    )
+    in_gaps, out_gaps = pattern.in_gaps.tolist(), pattern.out_gaps.tolist()
+    n_in = inputs[0].size
+    elements = [e.tolist() for e in inputs]
     dut = accelerator
-    in_marks: list[tuple[int, int]] = []
+    in_marks = [[-1, -1] for _ in range(B)]
     outputs: list[list[int]] = [[] for _ in range(B)]
-    out_marks: list[list[int]] = [[] for _ in range(B)]
-    # "now": cycles so far; "problem": the error that ends the run early (both testbenches
-    # return when it is set, so that no coroutine is left suspended).
+    out_marks = [[-1, -1] for _ in range(B)]
     state: dict = {"now": 0, "problem": None}
+    error = {}
 
-    async def producer(ctx):
-        for elems in inputs:
-            first = None
-            for index, value in enumerate(elems):
-                while in_stall and rng_in.random() < in_stall:
-                    ctx.set(dut.s_axis_tvalid, 0)
-                    await ctx.tick()
-                    if state["problem"] is not None:
-                        return
-                ctx.set(dut.s_axis_tdata, int(value))
-                ctx.set(dut.s_axis_tlast, index == elems.size - 1)
-                ctx.set(dut.s_axis_tvalid, 1)
-                while True:
-                    _, _, ready = await ctx.tick().sample(dut.s_axis_tready)
-                    if ready:
-                        break
-                    if state["problem"] is not None:
-                        return
-                if first is None:
-                    first = state["now"]
-            in_marks.append((first, state["now"]))
-            ctx.set(dut.s_axis_tvalid, 0)
-
-    async def consumer(ctx):
-        b = 0
-        started = 0  # the cycle the current sequence's window opened
-        while b < B:
-            ready = not (out_stall and rng_out.random() < out_stall)
+    async def bench(ctx):
+        # The clocked logic of the Verilog test top (cocotb_flow.wrapper), cycle by cycle:
+        # the stall pattern's semantics are in lstmfpga.sim.stalls.
+        b_in = k_in = b_out = k_out = now = window = 0
+        in_wait, out_wait = in_gaps[0][0], out_gaps[0][0]
+        while b_out < B:
+            in_open = b_in < B and b_in == b_out
+            offer = in_open and in_wait == 0
+            ctx.set(dut.s_axis_tvalid, offer)
+            if offer:
+                ctx.set(dut.s_axis_tdata, elements[b_in][k_in])
+                ctx.set(dut.s_axis_tlast, k_in == n_in - 1)
+            ready = out_wait == 0
             ctx.set(dut.m_axis_tready, ready)
-            _, _, valid, data, last = await ctx.tick().sample(
-                dut.m_axis_tvalid, dut.m_axis_tdata, dut.m_axis_tlast
+            _, _, s_ready, valid, data, last = await ctx.tick().sample(
+                dut.s_axis_tready, dut.m_axis_tvalid, dut.m_axis_tdata, dut.m_axis_tlast
             )
-            state["now"] += 1
-            if valid and ready:
-                outputs[b].append(int(data))
-                out_marks[b].append(state["now"])
-                if last or len(outputs[b]) == n_out:
-                    if not last or len(outputs[b]) != n_out:
-                        state["problem"] = SimulationError(
-                            f"amaranth simulation: sequence {b} ended (tlast) after "
-                            f"{len(outputs[b])} results, expected {n_out} (seed {seed})"
-                        )
-                        break
-                    b += 1
-                    started = state["now"]
+            now += 1
+            if in_open:
+                if in_wait:
+                    in_wait -= 1
+                elif s_ready:
+                    if k_in == 0:
+                        in_marks[b_in][0] = now - 1
+                    k_in += 1
+                    if k_in == n_in:
+                        in_marks[b_in][1] = now - 1
+                        b_in, k_in = b_in + 1, 0
+                    if b_in < B:
+                        in_wait = in_gaps[b_in][k_in]
+            if out_wait:
+                out_wait -= 1
+            elif valid:
+                got = outputs[b_out]
+                got.append(int(data))
+                if k_out == 0:
+                    out_marks[b_out][0] = now
+                k_out += 1
+                if bool(last) != (k_out == n_out):
+                    state["problem"] = SimulationError(
+                        f"amaranth simulation: sequence {b_out}: tlast={int(bool(last))} at "
+                        f"output element {k_out} of {n_out} (seed {seed})"
+                    )
+                    break
+                if k_out == n_out:
+                    out_marks[b_out][1] = now
+                    b_out, k_out, window = b_out + 1, 0, now
+                    if b_out < B:
+                        out_wait = out_gaps[b_out][0]
                     continue
-            if state["now"] - started >= budget.cycles:
+                out_wait = out_gaps[b_out][k_out]
+            if now - window >= budget.cycles:
                 state["problem"] = budget.stuck(
-                    simulator="amaranth", sequence=b, sequences=B, received=len(outputs[b]),
-                    expected_outputs=n_out, waited=state["now"] - started, seed=seed,
+                    simulator="amaranth", sequence=b_out, sequences=B,
+                    received=len(outputs[b_out]), expected_outputs=n_out,
+                    waited=now - window, seed=seed,
                 )  # fmt: skip
                 break
+        state["now"] = now
         ctx.set(dut.m_axis_tready, 0)
+        ctx.set(dut.s_axis_tvalid, 0)
         error["flag"] = bool(ctx.get(dut.error))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    error = {}
+    sim.add_testbench(bench)
     started = time.perf_counter()
     if waves:
         with atomic_write(waves, "w") as vcd, sim.write_vcd(vcd):
@@ -176,7 +193,7 @@ def run_amaranth(
     if state["problem"] is not None:
         raise state["problem"]
     cycles = [
-        SequenceCycles(in_marks[b][0], in_marks[b][1], out_marks[b][0], out_marks[b][-1])
+        SequenceCycles(in_marks[b][0], in_marks[b][1], out_marks[b][0], out_marks[b][1])
         for b in range(B)
     ]
     return RunResult(

