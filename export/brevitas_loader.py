@@ -140,7 +140,7 @@ def _act(path: str, proxy, *, need_signed: bool = True) -> tuple[int, int, bool]
             f"{path}: narrow range; the lstmfpga datapath saturates to the full "
             f"two's-complement range"
         )
-    if proxy.rounding_mode != "ROUND":
+    if str(proxy.rounding_mode).upper() != "ROUND":
         raise SpecError(
             f"{path}: rounding mode {proxy.rounding_mode}; lstmfpga rounds half to even "
             f"(Brevitas ROUND)"

@@ -72,6 +72,18 @@ class IOFloat(Int8ActPerTensorFloatMinMaxInit):
     min_val, max_val = -1.5, 1.5
 
 
+class NarrowIO(IO8):
+    narrow_range = True
+
+
+class FloorIO(IO8):
+    float_to_int_impl_type = "floor"
+
+
+class Wide40(IO8):
+    bit_width = 40
+
+
 SEED = 7
 
 
@@ -147,6 +159,15 @@ def test_weight_and_bias_codes_are_brevitas_integers(layers, bidirectional):
                 assert np.array_equal(lw.w_ih[rows], w)
                 assert np.array_equal(lw.b_ih[rows], params.bias.detach().numpy())
             assert not lw.b_hh.any()
+
+
+def test_a_model_without_biases_has_none():
+    module = make_lstm(bias=False)
+    spec, q = from_brevitas(module)
+    assert not spec.bias and q.layers[0][0].bias is None
+    x = inputs(0, 2, 5, 3)
+    got, _ = golden.predict(q, x)
+    assert np.abs(got - brevitas_forward(module, x)).max() <= 3 * q.formats["hidden"].lsb
 
 
 def test_imported_qmodel_saves_and_loads(tmp_path):
@@ -279,6 +300,9 @@ REFUSED = [
     (dict(io_quant=Uint8ActPerTensorFixedPoint), rf"{OUT}: unsigned quantizer where lstmfpga"),
     (dict(cell_state_quant=None), r"^layers\.0\.0\.cell\.cell_state_quant: not quantized"),
     (dict(coupled_input_forget_gates=True), r"^layers\.0\.0: coupled input-forget gates"),
+    (dict(io_quant=NarrowIO), rf"{OUT}: narrow range; the lstmfpga datapath saturates"),
+    (dict(io_quant=FloorIO), rf"{OUT}: rounding mode floor; lstmfpga rounds half to even"),
+    (dict(cell_state_quant=Wide40), r"cell_state_quant: bit width 40 must be in 2\.\.32$"),
 ]
 
 
