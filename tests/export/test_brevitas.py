@@ -32,8 +32,10 @@ from lstmfpga.export.brevitas_loader import GATES, build_module, from_brevitas
 from lstmfpga.export.spec import SpecError
 from lstmfpga.pipeline import simulate_model
 from lstmfpga.quant import golden
-from lstmfpga.quant.fixed import FixedFormat
-from lstmfpga.quant.model import QuantizedModel
+from lstmfpga.quant.fixed import FixedFormat, FormatError
+from lstmfpga.quant.given_formats import quantize_with_formats, tensor_names
+from lstmfpga.quant.model import QuantizedModel, Tensor
+from lstmfpga.testing import random_qmodel
 
 
 class IO8(Int8ActPerTensorFixedPointMinMaxInit):
@@ -262,9 +264,10 @@ def test_golden_model_follows_brevitas_forward(layers, bidirectional):
     assert np.mean(lsb == 0) > 0.7
 
 
-def test_quant_linear_head_is_imported():
+@pytest.mark.parametrize("mode", ["last", "all"])
+def test_quant_linear_head_is_imported(mode):
     class Model(torch.nn.Module):
-        head_mode = "last"
+        head_mode = mode
 
         def __init__(self):
             super().__init__()
@@ -276,17 +279,47 @@ def test_quant_linear_head_is_imported():
 
         def forward(self, x):
             y, _ = self.lstm(x)
-            return self.fc(y[:, -1])
+            return self.fc(y[:, -1] if mode == "last" else y)
 
     model = Model().eval()
     spec, q = from_brevitas(model)
-    assert spec.head.mode == "last" and q.formats["head_out"] == FixedFormat(8, 6)
+    assert spec.head.mode == mode and q.formats["head_out"] == FixedFormat(8, 6)
     assert np.array_equal(q.head.weight.codes, model.fc.quant_weight().int().numpy())
     x = inputs(4, 5, 6, 3)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
     got, _ = golden.predict(q, x)
-    assert np.abs(got - want).max() / q.formats["head_out"].lsb <= 4
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() / q.formats["head_out"].lsb <= 3
+
+
+def test_given_formats_reproduce_a_calibrated_model():
+    """quantize_with_formats with a calibrated model's own formats gives that model back."""
+    geometry = dict(input_size=3, hidden_size=5, num_layers=2, bidirectional=True, head="all")
+    spec, calibrated = random_qmodel(5, preset="w8a8", head_out=2, **geometry)
+    tensors = dict(calibrated._named_tensors())
+    formats = {name: tensors[name].fmt for name in tensor_names(spec)}
+    q = quantize_with_formats(spec, dict(calibrated.formats), formats, calibrated.config)
+    for name, tensor in q._named_tensors():
+        assert tensor is None or np.array_equal(tensor.codes, tensors[name].codes), name
+    assert q.acc == calibrated.acc
+    x = golden.quantize_inputs(q, inputs(6, 3, 4, 3))
+    assert np.array_equal(golden.run(q, x).head, golden.run(calibrated, x).head)
+
+
+def test_given_formats_are_checked_against_the_config():
+    spec, calibrated = random_qmodel(5, preset="w8a8", input_size=3, hidden_size=4)
+    tensors = {n: t.fmt for n, t in calibrated._named_tensors() if t is not None}
+    formats = dict(calibrated.formats)
+    with pytest.raises(FormatError, match=r"^format of x s16\.\d+ must have the config's 8 bits"):
+        quantize_with_formats(
+            spec, {**formats, "x": FixedFormat(16, 8)}, tensors, calibrated.config
+        )
+    with pytest.raises(SpecError, match=r"^tensors must name exactly w_ih_l0, w_hh_l0, bias_l0"):
+        quantize_with_formats(spec, formats, {"w_ih_l0": tensors["w_ih_l0"]}, calibrated.config)
+    wrong = {**tensors, "w_hh_l0": Tensor(np.zeros((2, 2), np.int64), FixedFormat(8, 6))}
+    with pytest.raises(SpecError, match=r"^tensor w_hh_l0 must have shape \(16, 4\), not \(2, 2\)"):
+        quantize_with_formats(spec, formats, wrong, calibrated.config)
 
 
 # -- refusals ------------------------------------------------------------------------------------
