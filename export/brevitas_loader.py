@@ -431,10 +431,23 @@ def _import(module, lstm, prefix, head_path, mode):
         source=f"brevitas module {type(module).__name__}",
     )
     fixed = {role: FixedFormat(bits, frac) for role, (bits, frac, _) in formats.items()}
+    reasons = {
+        "x": f"from {next(iter(io))}",
+        "hidden": f"from {next(iter(io))}",
+        "preact": f"from {next(iter(acc))}",
+        "cell": f"from {next(iter(cell))}",
+        "gate": f"holds 1.0 and the grids of {next(iter(sig))} and {next(iter(tanh))}",
+        "head_out": f"from {head_path}.output_quant" if head_path else "no head (as hidden)",
+    }
     config = _config(fixed, role_bits)
     try:
         qmodel = quantize_with_formats(
-            spec, fixed, {**weights, **biases}, config, notes={"brevitas": spec.source}
+            spec,
+            fixed,
+            {**weights, **biases},
+            config,
+            notes={"brevitas": spec.source},
+            reasons=reasons,
         )
     except FormatError as error:
         raise SpecError(f"Brevitas model cannot be represented: {error}") from None

@@ -56,6 +56,7 @@ def quantize_with_formats(
     config: QuantConfig,
     *,
     notes: dict | None = None,
+    reasons: dict[str, str] | None = None,
 ) -> QuantizedModel:
     """The :class:`QuantizedModel` of ``spec`` with the formats given, no calibration.
 
@@ -66,7 +67,8 @@ def quantize_with_formats(
     saturating) or to a :class:`Tensor` whose codes are used as they are (their shape must
     be the spec's). Every format must have its role's width in ``config`` (and its ``frac``
     where the config fixes one) and at most ``bits`` fraction bits, so that the saved
-    qmodel loads back. ``notes`` (JSON-able) are recorded as ``calibration["source"]``.
+    qmodel loads back. ``notes`` (JSON-able) are recorded as ``calibration["source"]``,
+    ``reasons`` (role → text, e.g. the quantizer a format came from) as each role's ``why``.
 
     Raises :class:`FormatError` or :class:`SpecError` naming the role or tensor.
     """
@@ -131,7 +133,11 @@ def quantize_with_formats(
     formats = {role: formats[role] for role in DATA_ROLES}
     draft = _Draft(tuple(layers), head, formats)
     acc = QuantizedModel.accumulator_format(describe_products(draft), config.acc_bits)
-    roles = {role: {"format": str(formats[role]), "why": "given"} for role in DATA_ROLES}
+    reasons = reasons or {}
+    roles = {
+        role: {"format": str(formats[role]), "why": reasons.get(role, "given")}
+        for role in DATA_ROLES
+    }
     calibration = {"roles": roles, "weights": weights, "acc": str(acc)}
     if notes is not None:
         calibration["source"] = notes

@@ -132,6 +132,9 @@ def test_formats_come_from_the_quantizers():
     # Tables of at most 12-bit inputs hold one entry per code.
     assert all(t.shift == 0 and not t.interpolate for t in q.tables.values())
     assert spec.source == "brevitas module QuantLSTM"
+    why = {role: note["why"] for role, note in q.calibration["roles"].items()}
+    assert why["x"] == why["hidden"] == "from layers.0.0.cell.output_quant"
+    assert why["preact"] == "from layers.0.0.cell.input_acc_quant"
 
 
 def test_unsigned_sigmoid_and_coarser_tanh_share_one_gate_format():
