@@ -5,7 +5,9 @@ optionally one ``brevitas.nn.QuantLinear`` head) whose quantizers use power-of-t
 The spec holds the float weights; the qmodel takes every bit width and scale from the
 quantizers (``FixedFormat(bits, frac=-log2(scale))``) and the weight and bias codes from
 Brevitas itself (``int()`` of its quantized tensors). Needs the optional extra
-``lstmfpga[brevitas]``.
+``lstmfpga[brevitas]``. A Brevitas module can only be rebuilt from its class:
+:func:`build_module` calls the user's factory (``"package.module:function"``) and loads a
+saved state_dict into the result.
 
 What maps to what (``docs/numerics.md``, "Brevitas import"):
 
@@ -193,12 +195,10 @@ def _find(module: nn.Module, qnn) -> tuple[str, str | None]:
         raise SpecError(f"found {len(lstms)} QuantLSTM modules ({', '.join(map(repr, lstms))}); "
                         f"lstmfpga supports one")  # fmt: skip
     lstm = lstms[0]
-    heads, inside = [], (lstm,)
+    heads = []
     for path, sub in module.named_modules():
-        if any(path == p or path.startswith(p + ".") if p else True for p in inside):
-            continue
-        if any(h and (path == h or path.startswith(h + ".")) for h in heads):
-            continue
+        if _under(path, lstm) or any(_under(path, h) for h in heads):
+            continue  # the LSTM's and the head's own modules (gates, quantizers) are read later
         where = f"layer {path!r}" if path else "model"
         if isinstance(sub, qnn.QuantLinear):
             heads.append(path)
@@ -222,6 +222,11 @@ def _find(module: nn.Module, qnn) -> tuple[str, str | None]:
         raise SpecError(f"found {len(heads)} QuantLinear modules ({', '.join(map(repr, heads))}); "
                         f"lstmfpga supports one head")  # fmt: skip
     return lstm, (heads[0] if heads else None)
+
+
+def _under(path: str, root: str) -> bool:
+    """Whether module ``path`` is ``root`` or inside it (``""`` is the whole model)."""
+    return root == "" or path == root or path.startswith(root + ".")
 
 
 def _numpy(value) -> np.ndarray:
