@@ -123,6 +123,7 @@ def simulate_model(
     with_states: bool = False,
     cycle_budget: int | None = None,
     progress=None,
+    jobs: int | None = None,
 ):
     """Quantize ``x`` (and ``h0``/``c0``), run ``simulator`` and the golden model, build the
     report.
@@ -133,7 +134,9 @@ def simulate_model(
     build the hardware with ``with_states``, so that its final states are checked too.
     ``spec``: the float spec (checked with :func:`check_spec`) for fixed-vs-float errors;
     ``labels``: class per sequence (:func:`check_labels`). ``cycle_budget``: cycles each
-    sequence may take (default from the cycle model, :mod:`lstmfpga.sim.budget`).
+    sequence may take (default from the cycle model, :mod:`lstmfpga.sim.budget`). ``jobs``:
+    simulator processes sharing the sequences (Icarus/Verilator; default: the number of
+    CPUs); the results and the report do not depend on it (but for its ``timing``).
 
     Returns ``(report, arrays)``. ``arrays`` are in ``predict``'s shapes, so that they
     compare with ``np.array_equal`` to what ``predict --raw`` writes: ``rtl`` and ``golden``
@@ -156,6 +159,9 @@ def simulate_model(
         raise CLIError(f"--stall must be in [0, 1), not {stall}")
     if cycle_budget is not None and (isinstance(cycle_budget, bool) or cycle_budget < 1):
         raise CLIError(f"--cycle-budget must be a positive number of cycles, not {cycle_budget}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise CLIError(f"--jobs must be a positive integer, not {jobs!r}")
+    started_all = time.perf_counter()
     if simulator == "amaranth" and waves is not None and not str(waves).endswith(".vcd"):
         raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {waves}")
     if simulator != "amaranth":
@@ -194,15 +200,23 @@ def simulate_model(
         )  # fmt: skip
         result.wall_seconds = time.perf_counter() - started
         version = amaranth_version
+        timing = {"build_seconds": 0.0, "build_cached": False, "jobs": 1, "chunks": 1}
     else:
         from lstmfpga.sim.cocotb_flow import run_cocotb
 
         result = run_cocotb(
             acc, x_codes, h0_codes, c0_codes, simulator=simulator, in_stall=stall,
             out_stall=stall, seed=seed, waves=waves, build_dir=build_dir, progress=progress,
-            cycle_budget=cycle_budget,
+            cycle_budget=cycle_budget, jobs=jobs,
         )  # fmt: skip
         version = result.meta["simulator_version"]
+        build = result.meta["build"]
+        timing = {
+            "build_seconds": float(build["seconds"]),
+            "build_cached": bool(build["cached"]),
+            "jobs": int(result.meta["jobs"]),
+            "chunks": int(result.meta["chunks"]),
+        }
     float_prediction = None
     if spec is not None:
         from lstmfpga.export import reference
@@ -232,6 +246,7 @@ def simulate_model(
         labels=labels,
         settings=settings,
         spec_check=spec_check,
+        timing=timing | {"end_to_end_seconds": round(time.perf_counter() - started_all, 3)},
     )
     # The hardware's elements in predict's shapes (missing elements, if any, as 0: the
     # report counts them as mismatches).

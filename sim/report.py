@@ -229,6 +229,7 @@ def build_report(
     settings: dict | None = None,
     spec_check: dict | None = None,
     limit: int = MISMATCH_LIMIT,
+    timing: dict | None = None,
 ) -> dict:
     """The report of one simulation run (see ``docs/report.md`` for every field).
 
@@ -357,6 +358,8 @@ def build_report(
     report["settings"] = dict(settings or {})
     report["wall_seconds"] = float(wall_seconds)
     report["cycles_per_second"] = float(total_cycles) / wall_seconds if wall_seconds > 0 else None
+    if timing is not None:
+        report["timing"] = {"simulation_seconds": float(wall_seconds), **timing}
     return report
 
 
@@ -420,6 +423,8 @@ _SCHEMA = {
     "settings": "dict",
     "wall_seconds": "num",
     "cycles_per_second": "num?",
+    "timing?": {"simulation_seconds": "num", "build_seconds": "num", "build_cached": "bool",
+                "jobs": "int", "chunks": "int", "end_to_end_seconds?": "num"},
     "cross_checks?": [{"simulator": "str", "sequences": "int", "bit_exact": "bool",
                        "cycles_per_sequence": "num"}],
     "stages_seconds?": ("map", "num"),
@@ -603,7 +608,9 @@ def render_text(report: dict) -> str:
             f", per sequence {_fmt(c.get('per_sequence'))}, per timestep {_fmt(c['per_timestep'])}"
         )
     if "model_per_timestep" in c:
-        cyc += f" (model {_fmt(c['model_per_timestep'])}"
+        cyc += f" (model: {_fmt(c['model_per_timestep'])} per timestep on average"
+        if "model_compute" in c:
+            cyc += f", compute {c['model_compute']:,} cycles per sequence"
         cyc += ", exact)" if c.get("model_exact") else ")"
     if "mac_efficiency" in c:
         cyc += f", MAC efficiency {c['mac_efficiency']:.1%}"
@@ -613,10 +620,18 @@ def render_text(report: dict) -> str:
         "saturation: " + (", ".join(f"{k} {v:,}" for k, v in sat.items()) if sat else "none")
     )
     if report.get("cycles_per_second"):
-        lines.append(
+        speed = (
             f"speed: {_fmt(report['cycles_per_second'])} cycles/s "
-            f"({_fmt(report['wall_seconds'])} s simulated wall time)"
+            f"(simulated cycles / {_fmt(report['wall_seconds'])} s of simulation"
         )
+        t = report.get("timing")
+        if t:
+            build = "cached" if t["build_cached"] else f"{_fmt(t['build_seconds'])} s"
+            speed += f"; build {build}"
+            if "end_to_end_seconds" in t:
+                speed += f", end to end {_fmt(t['end_to_end_seconds'])} s"
+            speed += f", {t['jobs']} job{'s' if t['jobs'] != 1 else ''}"
+        lines.append(speed + ")")
     return "\n".join(lines) + "\n"
 
 

@@ -82,6 +82,10 @@ def register(subparsers) -> None:
         "--dump", metavar="OUT.npz", help="write rtl/golden codes (predict --raw shapes)"
     )
     parser.add_argument("--build-dir", metavar="DIR", help="simulator build cache directory")
+    parser.add_argument(
+        "--jobs", metavar="N",
+        help="simulator processes sharing the sequences (default: the number of CPUs)",
+    )  # fmt: skip
     parser.add_argument("--report", required=True, metavar="R.json", help="report to write")
     parser.set_defaults(func=run)
 
@@ -120,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     max_seq_len = _integer(args.max_seq_len, "--max-seq-len", "a positive integer", 1)
     seed = _integer(args.seed, "--seed", "an integer in 0..2**32-1", 0, 2**32 - 1)
     cycle_budget = _integer(args.cycle_budget, "--cycle-budget", "a positive number of cycles", 1)
+    jobs = _integer(args.jobs, "--jobs", "a positive integer", 1)
     try:
         stall = float(args.stall)
     except ValueError:
@@ -161,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         with_states=args.states is not None,
         cycle_budget=cycle_budget,
         progress=True if sys.stderr.isatty() else None,
+        jobs=jobs,
     )
     save_report(report, args.report)
     written = [args.report]

@@ -331,3 +331,35 @@ def test_the_dump_of_a_model_without_head_has_predicts_shape(tmp_path):
     with np.load(tmp_path / "d.npz") as dump:
         assert want.shape == dump["rtl"].shape == (2, 3, 4)
         assert np.array_equal(dump["rtl"], want) and np.array_equal(dump["golden"], want)
+
+
+#: Report fields that measure time (the only ones allowed to differ with ``--jobs``).
+TIMING_FIELDS = ("wall_seconds", "cycles_per_second", "timing")
+
+
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_jobs_shard_the_sequences_with_identical_reports(files, simulator, tmp_path):
+    reports, dumps = {}, {}
+    for jobs in ("1", "2", "4"):
+        dump = tmp_path / f"{jobs}.npz"
+        code, out = _simulate(
+            files, simulator, "--stall", "0.3", "--seed", "8", "--jobs", jobs, "--dump", dump,
+            report_name=f"{simulator}-jobs{jobs}.json",
+        )  # fmt: skip
+        assert code == 0
+        reports[jobs] = json.loads(out.read_text())
+        dumps[jobs] = np.load(dump)
+    assert [reports[j]["timing"]["jobs"] for j in ("1", "2", "4")] == [1, 2, 4]
+    assert [reports[j]["timing"]["chunks"] for j in ("1", "2", "4")] == [1, 2, 4]
+    base = {k: v for k, v in reports["1"].items() if k not in TIMING_FIELDS}
+    for jobs in ("2", "4"):
+        assert {k: v for k, v in reports[jobs].items() if k not in TIMING_FIELDS} == base
+        assert np.array_equal(dumps[jobs]["rtl"], dumps["1"]["rtl"])
+    t = reports["1"]["timing"]
+    assert t["simulation_seconds"] == reports["1"]["wall_seconds"] > 0
+    assert t["end_to_end_seconds"] > t["simulation_seconds"]
+
+
+def test_a_bad_jobs_value_is_one_line(files):
+    with pytest.raises(CLIError, match=r"^--jobs must be a positive integer, not '0'$"):
+        _simulate(files, "icarus", "--jobs", "0")
