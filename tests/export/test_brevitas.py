@@ -128,9 +128,13 @@ def brevitas_forward(module, x):
 def test_formats_come_from_the_quantizers():
     spec, q = from_brevitas(make_lstm())
     assert {r: str(f) for r, f in q.formats.items()} == {
-        "x": "s8.6", "hidden": "s8.6", "preact": "s10.6", "gate": "s10.8", "cell": "s8.6",
+        "x": "s8.6",
+        "hidden": "s8.6",
+        "preact": "s10.6",
+        "gate": "s10.8",
+        "cell": "s8.6",
         "head_out": "s8.6",
-    }  # fmt: skip
+    }
     layer = q.layers[0][0]
     assert layer.w_ih.fmt == layer.w_hh.fmt == FixedFormat(8, 8)  # max |w| < 0.5: 2**-8
     assert layer.bias.fmt == FixedFormat(16, 14)  # Int16Bias: scale(x) * scale(w)
@@ -207,8 +211,12 @@ def test_every_stage_matches_brevitas_where_defined_alike():
     weights = [(p.input_weight().value, p.hidden_weight().value) for p in gate_params]
     biases = [p.bias_quant(p.bias, qi, p.input_weight()).value for p in gate_params]
     accs = [getattr(cell, f"{g}_acc_quant") for g in GATES]
-    acts = [cell.input_sigmoid_quant, cell.forget_sigmoid_quant, cell.cell_tanh_quant,
-            cell.output_sigmoid_quant]  # fmt: skip
+    acts = [
+        cell.input_sigmoid_quant,
+        cell.forget_sigmoid_quant,
+        cell.cell_tanh_quant,
+        cell.output_sigmoid_quant,
+    ]
     B, T = x.shape[:2]
     h_prev, c_prev = np.zeros((B, H)), np.zeros((B, H))
     cell_diff = []
@@ -293,9 +301,16 @@ def test_quant_linear_head_is_imported(mode):
             super().__init__()
             self.lstm = make_lstm(hidden_size=6)
             torch.manual_seed(3)
-            self.fc = QuantLinear(6, 2, bias=True, weight_quant=Int8WeightPerTensorFixedPoint,
-                                  bias_quant=Int16Bias, input_quant=IO8, output_quant=IO8,
-                                  dtype=torch.float64)  # fmt: skip
+            self.fc = QuantLinear(
+                6,
+                2,
+                bias=True,
+                weight_quant=Int8WeightPerTensorFixedPoint,
+                bias_quant=Int16Bias,
+                input_quant=IO8,
+                output_quant=IO8,
+                dtype=torch.float64,
+            )
 
         def forward(self, x):
             y, _ = self.lstm(x)
@@ -500,9 +515,45 @@ def test_imported_qmodel_is_bit_exact_in_verilator(tmp_path_factory):
     spec, q = from_brevitas(make_lstm(num_layers=2))
     x = inputs(5, 3, 5, 3) * 2
     report, arrays = simulate_model(
-        q, x, simulator="verilator", lanes=4, seed=1, spec=spec,
+        q,
+        x,
+        simulator="verilator",
+        lanes=4,
+        seed=1,
+        spec=spec,
         build_dir=_cache_root(tmp_path_factory),
-    )  # fmt: skip
+    )
     assert report["bit_exact"] is True, report["outputs"]
     assert np.array_equal(arrays["rtl"], arrays["golden"])
     assert np.array_equal(arrays["golden"], golden.run(q, golden.quantize_inputs(q, x)).output)
+
+
+def test_cli_export_brevitas_writes_the_spec_and_the_qmodel(factory, tmp_path, capsys):
+    from lstmfpga import cli
+    from lstmfpga.quant.model import QuantizedModel
+
+    torch.manual_seed(3)
+    trained = build_module(factory)
+    torch.save(trained.state_dict(), tmp_path / "model.pt")
+    code = cli.main(
+        [
+            "export",
+            str(tmp_path / "model.pt"),
+            "--brevitas",
+            factory,
+            "--qmodel",
+            str(tmp_path / "q"),
+            "-o",
+            str(tmp_path / "spec"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    _, want = from_brevitas(trained)
+    got = QuantizedModel.load(tmp_path / "q")
+    assert got.formats == want.formats
+    assert np.array_equal(got.layers[0][0].w_hh.codes, want.layers[0][0].w_hh.codes)
+    assert (tmp_path / "spec" / "manifest.json").is_file()
+    capsys.readouterr()
+    code = cli.main(["export", "--brevitas", factory, "-o", str(tmp_path / "s2")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["lstmfpga: error: --brevitas and --qmodel go together"]
