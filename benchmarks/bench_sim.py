@@ -4,18 +4,22 @@
                                               # benchmarks/RESULTS.md
     python benchmarks/bench_sim.py --smoke    # a tiny model, seconds; prints only
 
-The design: a random model with input 16, hidden 64, a ``last`` head of 8 outputs
-(``lstmfpga.testing.random_qmodel(1, ...)``, preset q16), 8 MAC lanes, sequences of 32
-steps (``max_seq_len`` 32). Each flow streams whole sequences back to back, checks every
-output against the golden model, and is timed by the flow itself: ``wall_seconds`` of its
-:class:`~lstmfpga.sim.amaranth_sim.RunResult` (the simulation, without elaboration, Verilog
-generation or compilation: builds are cached and made before timing; a cocotb run's time
-includes starting the simulator process). Cycles are those the run simulated, from the end
-of reset to the last output. Each count is run ``--repeats`` times; the table shows medians.
+Two designs (``lstmfpga.testing.random_qmodel(1, ...)``, preset q16, 8 MAC lanes): input
+16, hidden 64 with a ``last`` head of 8 outputs (sequences of 32 steps, few result beats), and
+the same LSTM without a head (40 steps, every step's 64 outputs streamed: the issue 12 case).
+Each flow streams whole sequences back to back, checks every output against the golden
+model, and is timed by the flow itself: ``wall_seconds`` of its
+:class:`~lstmfpga.sim.amaranth_sim.RunResult` (the simulation: the simulator processes,
+``jobs`` at a time, including their start; without elaboration, Verilog generation or
+compilation: builds are cached and made before timing, their time is the "build s" column).
+"end-to-end s" is the whole ``run_cocotb`` call (writing the run files, reading results).
+Cycles are those the run simulated, from the end of reset to the last output. Each count is
+run ``--repeats`` times; the table shows medians.
 
-Verilator runs many sequences (the target: >= 1M cycles/s); Icarus and Amaranth run one
-short sequence each (both are some 400 times slower). The machine's load average
-is recorded: other processes on the two cores slow every flow down.
+The whole test bench is Verilog (no Python per beat, :func:`lstmfpga.sim.cocotb_flow.wrapper`).
+Verilator runs many sequences; Icarus and Amaranth a few short ones (both are some 500 times
+slower). The machine's load average is recorded: other processes on the two cores slow every
+flow down.
 """
 
 from __future__ import annotations
@@ -42,23 +46,36 @@ from lstmfpga.testing import random_inputs, random_qmodel
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "sim"
-TARGET = 1_000_000  # Verilator cycles/s on the full design, many sequences
+TARGET = 5_000_000  # Verilator cycles/s on the no-head design, many sequences (issue 12)
 
-#: (model kwargs, lanes, T, {flow: sequences}) for the full run and for --smoke.
+#: (name, model kwargs, lanes, T, [(flow, jobs, sequences, T)]) for the full run and --smoke.
 FULL = (
-    dict(input_size=16, hidden_size=64, head="last", head_out=8),
-    8,
-    32,
-    {"verilator": 64, "icarus": 1, "amaranth": 1},
-)
+    (
+        "head last x 8",
+        dict(input_size=16, hidden_size=64, head="last", head_out=8),
+        8,
+        32,
+        [("verilator", 1, 64, 32), ("verilator", 2, 64, 32), ("icarus", 1, 1, 8),
+         ("amaranth", 1, 1, 2)],
+    ),
+    (
+        "no head (every step's 64 outputs streamed)",
+        dict(input_size=16, hidden_size=64),
+        8,
+        40,
+        [("verilator", 1, 64, 40), ("verilator", 2, 64, 40), ("icarus", 1, 2, 8)],
+    ),
+)  # fmt: skip
 SMOKE = (
-    dict(input_size=4, hidden_size=8, head="last", head_out=3),
-    4,
-    8,
-    {"verilator": 8, "icarus": 2, "amaranth": 1},
-)
-#: Shorter sequences for the slow flows in the full run (cycles scale with T).
-SLOW_T = {"icarus": 8, "amaranth": 2}
+    (
+        "head last x 3",
+        dict(input_size=4, hidden_size=8, head="last", head_out=3),
+        4,
+        8,
+        [("verilator", 1, 8, 8), ("verilator", 2, 8, 8), ("icarus", 1, 2, 8),
+         ("amaranth", 1, 1, 8)],
+    ),
+)  # fmt: skip
 
 
 def _check(acc, x_codes, outputs, flow):
@@ -70,66 +87,78 @@ def _check(acc, x_codes, outputs, flow):
             raise SystemExit(f"{flow}: sequence {b} differs from the golden model")
 
 
-def _run(flow, acc, x_codes, build_dir):
+def _run(flow, jobs, acc, x_codes, build_dir):
     if flow == "amaranth":
         return run_amaranth(acc, x_codes)
-    return run_cocotb(acc, x_codes, simulator=flow, build_dir=build_dir)
+    return run_cocotb(acc, x_codes, simulator=flow, build_dir=build_dir, jobs=jobs)
 
 
 def bench(smoke: bool, repeats: int, build_dir) -> tuple[list[str], float]:
-    kwargs, lanes, T_full, counts = SMOKE if smoke else FULL
-    _, q = random_qmodel(1, **kwargs)
-    acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=T_full)
-    cycle_model = CycleModel.of(acc)
-    for simulator in ("icarus", "verilator"):
-        started = time.perf_counter()
-        build = prepare(acc, simulator, build_dir=build_dir)
-        what = "cached" if build.cached else f"built in {time.perf_counter() - started:.1f} s"
-        print(f"{simulator}: {what} ({build.directory})", file=sys.stderr)
-    rows, verilator_rate = [], 0.0
     versions = {
         "verilator": simulator_version("verilator"),
         "icarus": simulator_version("icarus"),
         "amaranth": __import__("amaranth").__version__,
     }
-    for flow in ("verilator", "icarus", "amaranth"):
-        B = counts[flow]
-        T = T_full if smoke or flow == "verilator" else SLOW_T[flow]
-        x_codes = golden.quantize_inputs(q, random_inputs(2, B, T, q.input_size))
-        rates, walls, cycles = [], [], 0
-        for n in range(repeats):
-            result = _run(flow, acc, x_codes, build_dir)
-            _check(acc, x_codes, result.outputs, flow)
-            cycles = result.total_cycles
-            rates.append(cycles / result.wall_seconds)
-            walls.append(result.wall_seconds)
-            print(
-                f"{flow} run {n + 1}/{repeats}: {cycles:,} cycles in {result.wall_seconds:.2f} s "
-                f"= {rates[-1]:,.0f} cycles/s (load {os.getloadavg()[0]:.1f})",
-                file=sys.stderr,
+    lines, target_rate = [], 0.0
+    for name, kwargs, lanes, T_full, runs in SMOKE if smoke else FULL:
+        _, q = random_qmodel(1, **kwargs)
+        acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=T_full)
+        cycle_model = CycleModel.of(acc)
+        builds = {}
+        for simulator in ("icarus", "verilator"):
+            build = prepare(acc, simulator, build_dir=build_dir)
+            builds[simulator] = "cached" if build.cached else f"{build.seconds:.1f}"
+            print(f"{name}, {simulator}: build {builds[simulator]} ({build.directory})",
+                  file=sys.stderr)  # fmt: skip
+        rows = []
+        for flow, jobs, B, T in runs:
+            x_codes = golden.quantize_inputs(q, random_inputs(2, B, T, q.input_size))
+            rates, walls, ends, cycles = [], [], [], 0
+            for n in range(repeats):
+                started = time.perf_counter()
+                result = _run(flow, jobs, acc, x_codes, build_dir)
+                ends.append(time.perf_counter() - started)
+                _check(acc, x_codes, result.outputs, flow)
+                cycles = result.total_cycles
+                rates.append(cycles / result.wall_seconds)
+                walls.append(result.wall_seconds)
+                print(
+                    f"{name}, {flow} x{jobs} run {n + 1}/{repeats}: {cycles:,} cycles in "
+                    f"{result.wall_seconds:.2f} s = {rates[-1]:,.0f} cycles/s "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    file=sys.stderr,
+                )
+            rate = statistics.median(rates)
+            if flow == "verilator" and (smoke or kwargs.get("head") is None):
+                target_rate = max(target_rate, rate)
+            rows.append(
+                f"| {flow} {versions[flow]} | {jobs} | {B} x {T} | {cycles:,} | "
+                f"{statistics.median(walls):.2f} | {rate:,.0f} | {builds.get(flow, '-')} | "
+                f"{statistics.median(ends):.2f} |"
             )
-        rate = statistics.median(rates)
-        if flow == "verilator":
-            verilator_rate = rate
-        rows.append(
-            f"| {flow} {versions[flow]} | {B} x {T} | {cycles:,} | "
-            f"{statistics.median(walls):.2f} | {rate:,.0f} |"
-        )
-    per_step = cycle_model.step(0)
-    lines = [
-        (
-            f"Design: input {q.input_size}, hidden {q.hidden_size}, head last x "
-            f"{q.head.out_features}, preset {q.config.name}, {lanes} lanes, max_seq_len "
-            f"{T_full}: {per_step} cycles per step, {cycle_model.compute(T_full):,} cycles of "
-            f"compute per {T_full}-step sequence. Medians of {repeats} runs; load average at the "
-            f"end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores."
-        ),
-        "",
-        "| flow | sequences x steps | cycles per run | wall s (median) | cycles/s (median) |",
-        "|---|---|---|---|---|",
-        *rows,
-    ]
-    return lines, verilator_rate
+        lines += [
+            (
+                f"**{name}**: input {q.input_size}, hidden {q.hidden_size}, preset "
+                f"{q.config.name}, {lanes} lanes, max_seq_len {T_full}: "
+                f"{cycle_model.step(0)} cycles per step, {cycle_model.compute(T_full):,} cycles "
+                f"of compute per {T_full}-step sequence, {acc.result_length(T_full):,} results "
+                "per sequence."
+            ),
+            "",
+            (
+                "| flow | jobs | sequences x steps | cycles per run | simulation wall s | "
+                "cycles/s | build s | end-to-end s |"
+            ),
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+        ]
+    lines.append(
+        f"Medians of {repeats} runs; load average at the end {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores (shared with other engineers' jobs while measured: the "
+        "figures are lower bounds, the 2-job rows especially)."
+    )
+    return lines, target_rate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             *lines,
             "",
             (
-                f"Target: Verilator >= {TARGET:,} cycles/s on many sequences of the full design "
-                f"({verdict})."
+                f"Target (issue 12): Verilator >= {TARGET:,} cycles/s on the no-head design "
+                f"({verdict}: best {rate:,.0f})."
             ),
         ]
     )
