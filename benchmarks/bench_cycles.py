@@ -2,10 +2,11 @@
 
 For H in {16, 32, 64, 128} and P in {1, 4, 16}, plus lane counts that are not powers of two
 (H = 24 with P = 3 and 6, H = 48 with P = 6 and 12: row groups that end inside a hidden unit
-when 4 does not divide P) (I = 16, one layer, no head), the step cost is measured as the
-difference of the compute cycles of sequences of 2 and 1 timesteps (each the median over a few
-sequences), and compared with ``CycleModel.step`` and with the bound
-``1.10 * ceil(4H/P) * (I + H)``. MAC efficiency = useful MACs / (P x cycles).
+when 4 does not divide P), plus ``simd`` S > 1 points (S columns per beat, P x S
+multipliers; S = 3 and 5 do not divide I + H) (I = 16, one layer, no head), the step cost is
+measured as the difference of the compute cycles of sequences of 2 and 1 timesteps (each the
+median over a few sequences), and compared with ``CycleModel.step`` and with the bound
+``1.10 * ceil(4H/P) * ceil((I + H)/S)``. MAC efficiency = useful MACs / (P x S x cycles).
 
     python benchmarks/bench_cycles.py            # full sweep, updates its section of RESULTS.md
     python benchmarks/bench_cycles.py --smoke    # one small point, prints only (what CI runs)
@@ -28,7 +29,7 @@ SECTION = "cycles"
 INPUT = 16
 
 
-def measure(hidden: int, lanes: int, simulator: str = "verilator") -> dict:
+def measure(hidden: int, lanes: int, simd: int = 1, simulator: str = "verilator") -> dict:
     from lstmfpga.hw.accelerator import LSTMAccelerator
     from lstmfpga.hw.cycles import CycleModel
     from lstmfpga.quant import golden
@@ -36,7 +37,7 @@ def measure(hidden: int, lanes: int, simulator: str = "verilator") -> dict:
     from lstmfpga.testing import random_inputs, random_qmodel
 
     _, q = random_qmodel(hidden, input_size=INPUT, hidden_size=hidden)
-    acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=2)
+    acc = LSTMAccelerator(q, lanes=lanes, simd=simd, max_seq_len=2)
     model = CycleModel.of(acc)
     compute = {}
     for T in (1, 2):
@@ -44,34 +45,35 @@ def measure(hidden: int, lanes: int, simulator: str = "verilator") -> dict:
         run = run_cocotb(acc, x, simulator=simulator)
         expected = golden.run(q, x).output.reshape(3, -1)
         if not all(np.array_equal(o, e) for o, e in zip(run.outputs, expected, strict=True)):
-            raise SystemExit(f"H={hidden} P={lanes}: RTL differs from the golden model")
+            raise SystemExit(f"H={hidden} P={lanes} S={simd}: RTL differs from the golden model")
         compute[T] = int(np.median([c.compute for c in run.cycles]))
     step = compute[2] - compute[1]
-    ideal = math.ceil(4 * hidden / lanes) * (INPUT + hidden)
+    ideal = math.ceil(4 * hidden / lanes) * math.ceil((INPUT + hidden) / simd)
     macs = 4 * hidden * (INPUT + hidden)
     return {
         "H": hidden,
         "P": lanes,
+        "S": simd,
         "measured": step,
         "model": model.step(0),
         "ideal": ideal,
         "ratio": step / ideal,
-        "efficiency": macs / (lanes * step),
+        "efficiency": macs / (lanes * simd * step),
     }
 
 
 def table(rows: list[dict]) -> list[str]:
     lines = [
         (
-            "| H | P | measured cycles/step | model | ideal ceil(4H/P)*(I+H) | measured/ideal "
-            "| MAC efficiency |"
+            "| H | P | S | measured cycles/step | model | ideal ceil(4H/P)*ceil((I+H)/S) "
+            "| measured/ideal | MAC efficiency |"
         ),
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ok = "" if r["H"] < 32 or r["ratio"] <= 1.10 else " (above 1.10)"
         lines.append(
-            f"| {r['H']} | {r['P']} | {r['measured']} | {r['model']} | {r['ideal']} | "
+            f"| {r['H']} | {r['P']} | {r['S']} | {r['measured']} | {r['model']} | {r['ideal']} | "
             f"{r['ratio']:.3f}{ok} | {100 * r['efficiency']:.1f}% |"
         )
     return lines
@@ -82,15 +84,19 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="one small point, prints only")
     parser.add_argument("--results", type=Path, help="markdown file to update")
     args = parser.parse_args(argv)
-    points = [(h, p) for h in (16, 32, 64, 128) for p in (1, 4, 16)]
-    points += [(24, 3), (24, 6), (48, 6), (48, 12)]  # not powers of two
+    points = [(h, p, 1) for h in (16, 32, 64, 128) for p in (1, 4, 16)]
+    points += [(24, 3, 1), (24, 6, 1), (48, 6, 1), (48, 12, 1)]  # not powers of two
+    points += [(32, 8, 2), (32, 16, 4), (32, 32, 4), (64, 16, 3), (32, 32, 5)]  # simd S
     if args.smoke:
-        points = [(16, 4)]
+        points = [(16, 4, 2)]
     started = time.perf_counter()
     rows = []
-    for hidden, lanes in points:
-        rows.append(measure(hidden, lanes))
-        print(f"H={hidden:3d} P={lanes:2d}: {rows[-1]['measured']} cycles/step", file=sys.stderr)
+    for hidden, lanes, simd in points:
+        rows.append(measure(hidden, lanes, simd))
+        print(
+            f"H={hidden:3d} P={lanes:3d} S={simd}: {rows[-1]['measured']} cycles/step",
+            file=sys.stderr,
+        )
     mismatched = [r for r in rows if r["measured"] != r["model"]]
     command = "python benchmarks/bench_cycles.py" + (" --smoke" if args.smoke else "")
     body = [
@@ -100,14 +106,15 @@ def main(argv=None) -> int:
             f"Written by `{command}` ({time.perf_counter() - started:.0f} s). One layer, "
             f"I = {INPUT}, no head, q16; a step measured as compute(T=2) - compute(T=1), each "
             "the median of 3 sequences; `model` is `CycleModel.step`. The goal (H >= 32): "
-            "measured/ideal <= 1.10. The last rows use lane counts that are not powers of two."
+            "measured/ideal <= 1.10. Then lane counts that are not powers of two, then simd "
+            "S > 1 (P x S multipliers)."
         ),
         "",
         *table(rows),
         "",
         "measured == model for every point"
         if not mismatched
-        else f"MODEL MISMATCH at {[(r['H'], r['P']) for r in mismatched]}",
+        else f"MODEL MISMATCH at {[(r['H'], r['P'], r['S']) for r in mismatched]}",
     ]
     print("\n".join(body))
     results = args.results if args.results or args.smoke else RESULTS

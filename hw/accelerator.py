@@ -78,6 +78,10 @@ class LSTMAccelerator(wiring.Component):
     model : QuantizedModel
     lanes : int
         MAC lanes P of the matrix-vector unit; must divide ``4 * hidden_size``.
+    simd : int
+        Columns per beat S (multipliers per lane), 1 .. the longest matrix row; a matrix
+        costs ``ceil(rows / P) * ceil(cols / S)`` beats. The data buffers get ``S`` read
+        ports (one per slot; synthesis replicates a block RAM per extra read port).
     max_seq_len : int
         Longest sequence the buffers hold.
     with_states : bool
@@ -91,6 +95,7 @@ class LSTMAccelerator(wiring.Component):
         model: QuantizedModel,
         *,
         lanes: int = 4,
+        simd: int = 1,
         max_seq_len: int = 64,
         with_states: bool = False,
         initial_state: bool = False,
@@ -100,12 +105,13 @@ class LSTMAccelerator(wiring.Component):
                 raise TypeError(f"model must be a QuantizedModel, not {model!r}")
             if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
                 raise ValueError(f"max_seq_len must be a positive integer, not {max_seq_len!r}")
-            self._layout = WeightLayout.of(model, lanes)  # validates lanes
+            self._layout = WeightLayout.of(model, lanes, simd)  # validates lanes, simd
         except (TypeError, ValueError):
             self._MustUse__silence = True  # a rejected design is not an unused one
             raise
         self._model = model
         self._lanes = lanes
+        self._simd = simd
         self._max_seq_len = max_seq_len
         self._with_states = bool(with_states)
         self._initial_state = bool(initial_state)
@@ -149,6 +155,10 @@ class LSTMAccelerator(wiring.Component):
     @property
     def lanes(self) -> int:
         return self._lanes
+
+    @property
+    def simd(self) -> int:
+        return self._simd
 
     @property
     def max_seq_len(self) -> int:
@@ -208,7 +218,7 @@ class LSTMAccelerator(wiring.Component):
         """Every memory of the design: weights, biases, activation ROMs and buffers."""
         layout, P = self._layout, self._lanes
         mems = [
-            {"name": "weights", "kind": "ram", "width": P * layout.weight_bits,
+            {"name": "weights", "kind": "ram", "width": P * layout.simd * layout.weight_bits,
              "depth": layout.depth},
             {"name": "biases", "kind": "ram", "width": P * layout.acc.bits,
              "depth": layout.bias_depth},
@@ -226,7 +236,7 @@ class LSTMAccelerator(wiring.Component):
         q, layout = self._model, self._layout
         f = q.formats
         vec_bits = max(f["x"].bits, f["hidden"].bits)
-        muls = [{"where": "matrix-vector unit lanes", "count": self._lanes,
+        muls = [{"where": "matrix-vector unit lanes", "count": self._lanes * self._simd,
                  "a_bits": layout.weight_bits, "b_bits": vec_bits}]  # fmt: skip
         tables = q.tables
         for where, table, count in (
@@ -245,9 +255,53 @@ class LSTMAccelerator(wiring.Component):
         return muls
 
     # -- hardware -----------------------------------------------------------------------------
+    def _slot_source(self, m, slot, col, in_len, n_cols, fetch, x_r, m_r, h0_r, state_base):
+        """The source buffer (``_SRC_*``) of column ``col`` of the beat being fetched, and
+        the buffer read addresses of slot ``slot`` (the ``obuf`` address is returned: its
+        slot-0 port is shared with the drain). Padding columns (``col >= n_cols``) read 0."""
+        q, Tmax = self._model, self._max_seq_len
+        I, Ho, D, L = q.input_size, q.output_size, q.num_directions, q.num_layers
+        DHo = D * Ho
+        is_rec = Signal(name=f"is_rec{slot}")
+        rec_k = Signal(range(max(Ho, 1) + 1), name=f"rec_k{slot}")
+        m.d.comb += [is_rec.eq(col >= in_len), rec_k.eq(col - in_len)]
+        src = Signal(range(6), name=f"src{slot}")
+        o_addr = Signal(range(max(2, Tmax * DHo)), name=f"o_addr{slot}")
+        x_raddr = Signal(range(max(2, Tmax * I)), name=f"x_raddr{slot}")
+        with m.Switch(fetch.kind):
+            with m.Case(KIND_GATES):
+                with m.If(~is_rec):
+                    with m.If(fetch.layer == 0):
+                        m.d.comb += [src.eq(_SRC_X), x_raddr.eq(fetch.t * I + col)]
+                    with m.Else():
+                        bank = Mux(fetch.layer[0], _SRC_O0, _SRC_O1)  # layer l-1's bank
+                        m.d.comb += [src.eq(bank), o_addr.eq(fetch.t * DHo + col)]
+                with m.Elif(fetch.first_step):
+                    m.d.comb += src.eq(_SRC_H0 if self._initial_state else _SRC_ZERO)
+                with m.Else():
+                    bank = Mux(fetch.layer[0], _SRC_O1, _SRC_O0)  # layer l's own bank
+                    m.d.comb += [
+                        src.eq(bank),
+                        o_addr.eq(fetch.t_prev * DHo + fetch.direction * Ho + rec_k),
+                    ]
+            with m.Case(KIND_PROJ):
+                m.d.comb += src.eq(_SRC_M)
+            with m.Case(KIND_HEAD):
+                top = _SRC_O1 if (L - 1) % 2 else _SRC_O0
+                m.d.comb += [src.eq(top), o_addr.eq(fetch.t * DHo + col)]
+        if self._simd > 1:
+            with m.If(col >= n_cols):
+                m.d.comb += src.eq(_SRC_ZERO)
+        m.d.comb += x_r.addr.eq(x_raddr)
+        if h0_r is not None:
+            m.d.comb += h0_r.addr.eq(state_base + rec_k)
+        if m_r is not None:
+            m.d.comb += m_r.addr.eq(col)
+        return src, o_addr
+
     def elaborate(self, platform):
         m = Module()
-        q, P, Tmax = self._model, self._lanes, self._max_seq_len
+        q, P, S, Tmax = self._model, self._lanes, self._simd, self._max_seq_len
         f = q.formats
         I, H, Ho = q.input_size, q.hidden_size, q.output_size
         D, L = q.num_directions, q.num_layers
@@ -279,14 +333,18 @@ class LSTMAccelerator(wiring.Component):
         mbuf, h0buf = mems.get("mbuf"), mems.get("h0buf")
         hnbuf, headbuf = mems.get("hnbuf"), mems.get("headbuf")
 
-        x_w, x_r = xbuf.write_port(), xbuf.read_port()
+        # one read port per slot for the fetch stage (slot 0's also serves the drain)
+        x_w, x_rs = xbuf.write_port(), [xbuf.read_port() for _ in range(S)]
         o_w = [mem.write_port() for mem in obufs]
-        o_r = [mem.read_port() for mem in obufs]
+        o_rs = [[mem.read_port() for _ in range(S)] for mem in obufs]
+        o_r = [ports[0] for ports in o_rs]
         c_w = cmem.write_port()
         c_r = cmem.read_port(domain="comb")  # c_prev at the cell input
         c_rd = cmem.read_port()  # c_n drain
-        m_w, m_r = (mbuf.write_port(), mbuf.read_port()) if mbuf else (None, None)
-        h0_w, h0_r = (h0buf.write_port(), h0buf.read_port()) if h0buf else (None, None)
+        m_w = mbuf.write_port() if mbuf else None
+        m_rs = [mbuf.read_port() for _ in range(S)] if mbuf else [None] * S
+        h0_w = h0buf.write_port() if h0buf else None
+        h0_rs = [h0buf.read_port() for _ in range(S)] if h0buf else [None] * S
         hn_w, hn_r = (hnbuf.write_port(), hnbuf.read_port()) if hnbuf else (None, None)
         hd_w, hd_r = (headbuf.write_port(), headbuf.read_port()) if headbuf else (None, None)
 
@@ -367,13 +425,13 @@ class LSTMAccelerator(wiring.Component):
             issue.advance.eq(wmem.cmd.valid & wmem.cmd.ready),
         ]
 
-        # ---- fetch: attach the vector element; wait for true dependencies --------------------
+        # ---- fetch: attach the vector elements; wait for true dependencies ------------------
+        # A beat carries the S columns beat.col .. beat.col + S - 1 (slot s: column col + s).
         beat = wmem.o.payload
         in_len = Signal(range(max(I, DHo) + 1))
         m.d.comb += in_len.eq(Mux(fetch.layer == 0, I, DHo))
-        is_rec = Signal()
-        rec_k = Signal(range(max(Ho, 1) + 1))
-        m.d.comb += [is_rec.eq(beat.col >= in_len), rec_k.eq(beat.col - in_len)]
+        any_in, any_rec = Signal(), Signal()
+        m.d.comb += [any_in.eq(beat.col < in_len), any_rec.eq(beat.col + S - 1 >= in_len)]
         layer_ready = Signal()
         with m.Switch(fetch.layer):
             for layer in range(L):
@@ -387,43 +445,39 @@ class LSTMAccelerator(wiring.Component):
         with m.Switch(fetch.kind):
             with m.Case(KIND_GATES):
                 rec_ready = fetch.first_step | wb.at_or_past(m, fetch.p, fetch.s)
-                m.d.comb += dep_ok.eq(Mux(is_rec, rec_ready, layer_ready))
+                m.d.comb += dep_ok.eq((~any_in | layer_ready) & (~any_rec | rec_ready))
             with m.Case(KIND_PROJ):
                 m.d.comb += dep_ok.eq(wb.at_or_past(m, fetch.p, fetch.s, 1))
             if sched.head_pass is not None:
                 with m.Case(KIND_HEAD):
                     m.d.comb += dep_ok.eq(wb.at_or_past(m, sched.head_pass))
 
-        src = Signal(range(6))
-        o_addr = Signal(range(max(2, Tmax * DHo)))
-        x_raddr = Signal(range(max(2, Tmax * I)))
+        n_cols = Signal(range(max(I, DHo) + Ho + H + 1))  # columns of the current matrix
+        m.d.comb += n_cols.eq(in_len + Ho)
+        with m.Switch(fetch.kind):
+            with m.Case(KIND_PROJ):
+                m.d.comb += n_cols.eq(H)
+            with m.Case(KIND_HEAD):
+                m.d.comb += n_cols.eq(DHo)
+        o_addr = Signal(range(max(2, Tmax * DHo)))  # slot 0's, shared with the drain
         state_base = Signal(range(max(2, LD * Ho + 1)))
         m.d.comb += state_base.eq(fetch.layer * DHo + fetch.direction * Ho)
-        with m.Switch(fetch.kind):
-            with m.Case(KIND_GATES):
-                with m.If(~is_rec):
-                    with m.If(fetch.layer == 0):
-                        m.d.comb += [src.eq(_SRC_X), x_raddr.eq(fetch.t * I + beat.col)]
-                    with m.Else():
-                        bank = Mux(fetch.layer[0], _SRC_O0, _SRC_O1)  # layer l-1's bank
-                        m.d.comb += [src.eq(bank), o_addr.eq(fetch.t * DHo + beat.col)]
-                with m.Elif(fetch.first_step):
-                    m.d.comb += src.eq(_SRC_H0 if self._initial_state else _SRC_ZERO)
-                with m.Else():
-                    bank = Mux(fetch.layer[0], _SRC_O1, _SRC_O0)  # layer l's own bank
-                    m.d.comb += [
-                        src.eq(bank),
-                        o_addr.eq(fetch.t_prev * DHo + fetch.direction * Ho + rec_k),
-                    ]
-            with m.Case(KIND_PROJ):
-                m.d.comb += src.eq(_SRC_M)
-            with m.Case(KIND_HEAD):
-                top = _SRC_O1 if (L - 1) % 2 else _SRC_O0
-                m.d.comb += [src.eq(top), o_addr.eq(fetch.t * DHo + beat.col)]
+        slot_src = []
+        for slot in range(S):
+            src, slot_o_addr = self._slot_source(
+                m, slot, beat.col + slot, in_len, n_cols, fetch, x_rs[slot], m_rs[slot],
+                h0_rs[slot], state_base,
+            )  # fmt: skip
+            slot_src.append(src)
+            if slot == 0:
+                m.d.comb += o_addr.eq(slot_o_addr)
+            for ports in o_rs:
+                if slot > 0:
+                    m.d.comb += ports[slot].addr.eq(slot_o_addr)
 
         st_valid = Signal()
         st = Signal(wmem.o.payload.shape())
-        st_src = Signal.like(src)
+        st_srcs = [Signal.like(src, name=f"st_src{slot}") for slot, src in enumerate(slot_src)]
         advance = Signal()
         take = Signal()
         # Pacing: the last beat of a row group is taken at least ``emitter_cycles`` cycles
@@ -456,27 +510,30 @@ class LSTMAccelerator(wiring.Component):
             fetch.advance.eq(take & beat.end),
         ]
         with m.If(advance):
-            m.d.sync += [st_valid.eq(take), st.eq(beat), st_src.eq(src)]
-        m.d.comb += [x_r.addr.eq(x_raddr), x_r.en.eq(advance)]
-        if h0_r is not None:
-            m.d.comb += [h0_r.addr.eq(state_base + rec_k), h0_r.en.eq(advance)]
-        if m_r is not None:
-            m.d.comb += [m_r.addr.eq(beat.col), m_r.en.eq(advance)]
-        vector = Signal(signed(vec_bits))
-        with m.Switch(st_src):
-            with m.Case(_SRC_X):
-                m.d.comb += vector.eq(x_r.data)
-            for b, port in enumerate(o_r):
-                with m.Case(_SRC_O0 + b):
-                    m.d.comb += vector.eq(port.data)
-            if m_r is not None:
-                with m.Case(_SRC_M):
-                    m.d.comb += vector.eq(m_r.data)
-            if h0_r is not None:
-                with m.Case(_SRC_H0):
-                    m.d.comb += vector.eq(h0_r.data)
-            with m.Default():
-                m.d.comb += vector.eq(0)
+            m.d.sync += [st_valid.eq(take), st.eq(beat)]
+            m.d.sync += [reg.eq(src) for reg, src in zip(st_srcs, slot_src, strict=True)]
+        vectors = []
+        for slot in range(S):
+            # (slot 0's obuf ports are shared with the drain: enabled below)
+            ports = [x_rs[slot], m_rs[slot], h0_rs[slot]]
+            ports += [bank_ports[slot] for bank_ports in o_rs] if slot else []
+            m.d.comb += [port.en.eq(advance) for port in ports if port is not None]
+            vector = Signal(signed(vec_bits), name=f"vector{slot}")
+            with m.Switch(st_srcs[slot]):
+                with m.Case(_SRC_X):
+                    m.d.comb += vector.eq(x_rs[slot].data)
+                for b, bank_ports in enumerate(o_rs):
+                    with m.Case(_SRC_O0 + b):
+                        m.d.comb += vector.eq(bank_ports[slot].data)
+                if m_rs[slot] is not None:
+                    with m.Case(_SRC_M):
+                        m.d.comb += vector.eq(m_rs[slot].data)
+                if h0_rs[slot] is not None:
+                    with m.Case(_SRC_H0):
+                        m.d.comb += vector.eq(h0_rs[slot].data)
+                with m.Default():
+                    m.d.comb += vector.eq(0)
+            vectors.append(vector)
         mi = mvu.i.payload
         m.d.comb += [
             mvu.i.valid.eq(st_valid),
@@ -486,7 +543,7 @@ class LSTMAccelerator(wiring.Component):
             mi.target_sel.eq(st.target_sel),
             mi.first.eq(st.first),
             mi.last.eq(st.last),
-            mi.vector.eq(vector),
+            mi.vector.eq(vectors[0] if S == 1 else Cat(*vectors)),
         ]
 
         # ---- post: regroup MVU rows into hidden units (gates) or single rows -----------------

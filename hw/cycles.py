@@ -1,7 +1,9 @@
 """The analytic cycle model of :class:`~lstmfpga.hw.accelerator.LSTMAccelerator`.
 
-Every matrix item of the schedule streams ``groups * cols`` weight beats, one per cycle
-(``groups = ceil(rows / P)``; ``cols = I_l + H_out`` for gates, ``H`` for the projection,
+Every matrix item of the schedule streams ``groups * chunks`` weight beats, one per cycle
+(``groups = ceil(rows / P)``, ``chunks = ceil(cols / S)`` with ``S = simd``; below, ``cols``
+stands for ``chunks`` and ``I_l`` for the input-only beats ``floor(I_l / S)``;
+``cols = I_l + H_out`` for gates, ``H`` for the projection,
 ``D * H_out`` for the head). The emitter passes on at most one hidden unit (gates) or one row
 (projection, head) per cycle, so the fetch stage takes the last beat of a row group at least
 ``spacing`` cycles after the previous group's last beat (:func:`~.accelerator.emitter_cycles`:
@@ -55,7 +57,7 @@ class CycleModel:
     #: per schedule pass: ``(kind, layer, single_step, entries)``, one entry per item of a
     #: step: ``(kind, beats, tail, cols, spacing, last_spacing)`` (see the module docstring)
     items: tuple
-    input_sizes: tuple[int, ...]  # I_l per layer
+    input_sizes: tuple[int, ...]  # per layer: input-only beats of a gates item, I_l // S
     output_elements: int  # per sequence, excluding T-dependence (see result_length)
     tail_gates: int
     accelerator: object
@@ -65,20 +67,20 @@ class CycleModel:
         from .accelerator import emitter_cycles
         from .activation import lookup_latency
         from .cell import cell_latency
-        from .mvu import MatrixVectorUnit
+        from .mvu import mvu_latency
 
         q, layout, P = accelerator.model, accelerator.layout, accelerator.lanes
         tables = q.tables
         l_act = lookup_latency((tables["sigmoid"], tables["tanh_gate"]))
         l_cell = cell_latency(tables["tanh_cell"])
-        l_mvu = MatrixVectorUnit.latency
+        l_mvu = mvu_latency(layout.simd)
         tail_gates = 1 + l_mvu + 1 + (emitter_cycles("gates", P, P) - 1) + l_act + l_cell
         passes = []
         for p in accelerator.schedule.passes:
             entries = []
             for index in p.matrices:
                 mx = layout.matrices[index]
-                beats = mx.groups * mx.cols
+                beats = mx.groups * mx.chunks
                 last_rows = mx.last_group_rows
                 if mx.kind == "gates":
                     tail = tail_gates
@@ -86,9 +88,10 @@ class CycleModel:
                     tail = 1 + l_mvu + 1 + (last_rows - 1)
                 spacing = emitter_cycles(mx.kind, P, P)
                 last_spacing = emitter_cycles(mx.kind, P, last_rows)
-                entries.append((mx.kind, beats, tail, mx.cols, spacing, last_spacing))
+                entries.append((mx.kind, beats, tail, mx.chunks, spacing, last_spacing))
             passes.append((p.kind, p.layer, p.single_step, tuple(entries)))
-        sizes = tuple(q.layer_input_size(layer) for layer in range(q.num_layers))
+        # beats of a gates item before its first recurrent column: the input-only chunks
+        sizes = tuple(q.layer_input_size(layer) // layout.simd for layer in range(q.num_layers))
         return cls(P, tuple(passes), sizes, 0, tail_gates, accelerator)
 
     @staticmethod
@@ -147,7 +150,7 @@ class CycleModel:
         raise ValueError(f"layer must be in 0..{len(self.input_sizes) - 1}, not {layer!r}")
 
     def ideal_step(self, layer: int = 0) -> int:
-        """The bound the issue sets: ``ceil(4H/P) * (I_l + H_out)`` (gates only)."""
+        """The bound the issue sets: ``ceil(4H/P) * ceil((I_l + H_out) / S)`` (gates only)."""
         for kind, lay, _, entries in self.items:
             if kind == "lstm" and lay == layer:
                 return entries[0][1]
@@ -158,10 +161,11 @@ class CycleModel:
         samples = sorted({1, min(8, acc.max_seq_len), acc.max_seq_len})
         return {
             "formula": (
-                "compute(T) = START + sum over items (stall + groups*cols, or the emitter "
+                "compute(T) = START + sum over items (stall + groups*chunks, "
+                "chunks = ceil(cols/S), or the emitter "
                 "pacing when it binds) + tail + DRAIN_START; "
                 f"steady layer-0 step = {self.step(0)} cycles "
-                f"(ideal ceil(4H/P)*(I+H_out) = {self.ideal_step(0)}); "
+                f"(ideal ceil(4H/P)*ceil((I+H_out)/S) = {self.ideal_step(0)}); "
                 "load = input elements, drain = output elements (1 per cycle)"
             ),
             "tail_gates": self.tail_gates,

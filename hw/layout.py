@@ -1,20 +1,23 @@
 """The on-chip weight memory image: which word holds which weight, in which order.
 
 :meth:`WeightLayout.of` turns a :class:`~lstmfpga.quant.model.QuantizedModel` into the
-contents of two memories for a matrix-vector unit with ``P`` MAC lanes (pure Python/NumPy; no
-numbers are re-derived here, every shift and format comes from the model):
+contents of two memories for a matrix-vector unit with ``P`` MAC lanes of ``S`` multipliers
+each (``simd``; pure Python/NumPy; no numbers are re-derived here, every shift and format
+comes from the model):
 
-* the **weight memory**: one word holds ``P`` weight codes (lane ``p`` in bits
-  ``[p*weight_bits, (p+1)*weight_bits)``, two's complement) of one column of one row group;
+* the **weight memory**: one word holds ``P * S`` weight codes (lane ``p``, slot ``s`` in bits
+  ``[(p*S + s)*weight_bits, (p*S + s + 1)*weight_bits)``, two's complement) of one *chunk*
+  of ``S`` consecutive columns of one row group (columns past the matrix's last are zero);
 * the **bias memory**: one word holds the ``P`` aligned biases (accumulator codes) of one
   row group.
 
 Matrices are stored one after the other in program order: for each layer ``l`` and direction
 ``d``, the ``gates`` matrix (``W_ih | W_hh``, rows in unit-major order), then the ``proj``
 matrix (``W_hr``, with a projection); then the ``head`` matrix (with a head). A matrix of
-``groups`` row groups and ``cols`` columns occupies the weight words
-``base .. base + groups*cols - 1``: word ``base + g*cols + k`` holds column ``k`` of rows
-``g*P .. g*P + P - 1``, so a linear counter streams the whole matrix. See ``docs/memory.md``.
+``groups`` row groups and ``chunks = ceil(cols / S)`` column chunks occupies the weight words
+``base .. base + groups*chunks - 1``: word ``base + g*chunks + c`` holds columns
+``c*S .. c*S + S - 1`` of rows ``g*P .. g*P + P - 1``, so a linear counter streams the whole
+matrix. See ``docs/memory.md``.
 """
 
 from __future__ import annotations
@@ -83,6 +86,12 @@ class Matrix:
     target: int
     codes: np.ndarray
     bias: np.ndarray
+    simd: int = 1
+
+    @property
+    def chunks(self) -> int:
+        """Column chunks of ``simd`` columns (beats per row group): ``ceil(cols / simd)``."""
+        return -(-self.cols // self.simd)
 
     @property
     def last_group_rows(self) -> int:
@@ -91,8 +100,8 @@ class Matrix:
 
     @property
     def words(self) -> int:
-        """Weight words (= beats, = cycles to stream it): ``groups * cols``."""
-        return self.groups * self.cols
+        """Weight words (= beats, = cycles to stream it): ``groups * chunks``."""
+        return self.groups * self.chunks
 
     def shift_index(self, col: int) -> int:
         """Index into ``product_shifts`` of the segment holding column ``col``."""
@@ -119,9 +128,9 @@ def select_bits(count: int) -> int:
 
 
 def pack(words, bits: int) -> list[int]:
-    """Pack each row of ``words`` (``(depth, lanes)`` signed codes) into one integer.
+    """Pack each row of ``words`` (``(depth, n)`` signed codes) into one integer.
 
-    Lane ``p`` occupies bits ``[p*bits, (p+1)*bits)`` in two's complement; the result is a
+    Element ``e`` occupies bits ``[e*bits, (e+1)*bits)`` in two's complement; the result is a
     list of non-negative Python ints (a :class:`~amaranth.lib.memory.Memory` ``init``).
     """
     words = np.asarray(words, dtype=np.int64)
@@ -131,8 +140,8 @@ def pack(words, bits: int) -> list[int]:
     packed = []
     for row in words.tolist():
         value = 0
-        for p, code in enumerate(row):
-            value |= (int(code) & mask) << (p * bits)
+        for e, code in enumerate(row):
+            value |= (int(code) & mask) << (e * bits)
         packed.append(value)
     return packed
 
@@ -163,6 +172,8 @@ class WeightLayout:
         The model's requantization rules.
     head_mode : str or None
         The head's mode (``"last"`` or ``"all"``), ``None`` without a head.
+    simd : int
+        ``S``, columns per beat (multipliers per lane): a word holds ``P * S`` weights.
     """
 
     lanes: int
@@ -177,6 +188,7 @@ class WeightLayout:
     rounding: str
     overflow: str
     head_mode: str | None = None
+    simd: int = 1
 
     @property
     def depth(self) -> int:
@@ -219,11 +231,13 @@ class WeightLayout:
         return pack(self.bias_words, self.acc.bits)
 
     @classmethod
-    def of(cls, model: QuantizedModel, lanes: int) -> WeightLayout:
-        """Lay out every matrix of ``model`` for ``lanes`` MAC lanes.
+    def of(cls, model: QuantizedModel, lanes: int, simd: int = 1) -> WeightLayout:
+        """Lay out every matrix of ``model`` for ``lanes`` MAC lanes of ``simd`` multipliers.
 
-        Raises ``TypeError``/``ValueError`` for a bad ``model`` or ``lanes``; ``lanes`` must
-        divide ``4 * hidden_size`` (so a row group never mixes two gate matrices' padding).
+        Raises ``TypeError``/``ValueError`` for a bad ``model``, ``lanes`` or ``simd``;
+        ``lanes`` must divide ``4 * hidden_size`` (so a gates matrix has no padding rows);
+        ``simd`` may be anything from 1 to the longest row (``max cols``): the last chunk of
+        a shorter matrix is padded with zero columns.
         """
         if not isinstance(model, QuantizedModel):
             raise TypeError(f"model must be a QuantizedModel, not {model!r}")
@@ -236,6 +250,13 @@ class WeightLayout:
             raise ValueError(f"lanes must divide 4*hidden_size ({4 * H}), not {lanes!r}")
         P = lanes
         H_out, D = model.output_size, model.num_directions
+        longest = max(model.layer_input_size(l) for l in range(model.num_layers)) + H_out
+        longest = max(longest, H if model.proj_size else 0, D * H_out)
+        if not isinstance(simd, int) or isinstance(simd, bool):
+            raise TypeError(f"simd must be an integer, not {simd!r}")
+        if not 1 <= simd <= longest:
+            raise ValueError(f"simd must be in 1..{longest} (the longest matrix row), not {simd!r}")
+        S = simd
 
         # (name, layer, direction, kind, codes (rows, cols) layout order, bias (rows,),
         #  [(length, shift)], role)
@@ -290,14 +311,17 @@ class WeightLayout:
             for length, shift in segs:
                 segments.append(Segment(start, length, shift, product_shifts.index(shift)))
                 start += length
-            matrices.append(
-                Matrix(name, l, d, kind, rows, padded, groups, cols, base, bias_base,
-                       tuple(segments), target_roles.index(role), pcodes, pbias)
-            )  # fmt: skip
-            # word g*cols + k, lane p  <-  row g*P + p, column k
-            weight_blocks.append(pcodes.reshape(groups, P, cols).transpose(0, 2, 1).reshape(-1, P))
+            mat = Matrix(name, l, d, kind, rows, padded, groups, cols, base, bias_base,
+                         tuple(segments), target_roles.index(role), pcodes, pbias, S)  # fmt: skip
+            matrices.append(mat)
+            # word g*chunks + c, element p*S + s  <-  row g*P + p, column c*S + s
+            chunks = mat.chunks
+            wide = np.zeros((padded, chunks * S), np.int64)
+            wide[:, :cols] = pcodes
+            blocks = wide.reshape(groups, P, chunks, S).transpose(0, 2, 1, 3)
+            weight_blocks.append(blocks.reshape(groups * chunks, P * S))
             bias_blocks.append(pbias.reshape(groups, P))
-            base += groups * cols
+            base += groups * chunks
             bias_base += groups
         weight_words = np.concatenate(weight_blocks).astype(np.int64)
         bias_words = np.concatenate(bias_blocks).astype(np.int64)
@@ -306,4 +330,4 @@ class WeightLayout:
         vector_bits = max(model.formats["x"].bits, model.formats["hidden"].bits)
         return cls(P, tuple(matrices), weight_bits, model.acc, product_shifts, targets,
                    weight_words, bias_words, vector_bits, model.rounding, model.overflow,
-                   None if model.head is None else model.head.mode)  # fmt: skip
+                   None if model.head is None else model.head.mode, S)  # fmt: skip

@@ -1,7 +1,9 @@
-"""The matrix-vector unit: ``P`` multiply-accumulate lanes and a requantizer.
+"""The matrix-vector unit: ``P`` multiply-accumulate lanes of ``S`` multipliers and a
+requantizer.
 
-Each input beat carries one weight column slice (one weight per lane) and one vector element
-(broadcast to every lane). Lane ``p`` computes, over the beats ``first .. last`` of a row
+Each input beat carries ``S`` columns of ``P`` rows (``P * S`` weights) and ``S`` vector
+elements (broadcast to every lane); each lane sums its ``S`` products with an adder tree.
+Lane ``p`` computes, over the beats ``first .. last`` of a row
 group, exactly :func:`lstmfpga.quant.golden.dot_accumulate` for its row, then
 :func:`lstmfpga.quant.fixed.requantize` into the target format.
 """
@@ -10,15 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..quant.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
 from .layout import Target, WeightLayout, select_bits
+from .pipeline import adder_tree
 from .requant import requantize
 
-__all__ = ["MatrixVectorUnit"]
+__all__ = ["MatrixVectorUnit", "mvu_latency"]
+
+
+def mvu_latency(simd: int) -> int:
+    """:attr:`MatrixVectorUnit.latency` for ``simd`` columns per beat: 4, plus the adder-tree
+    register when ``simd > 1``."""
+    return 4 + (simd > 1)
 
 
 def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
@@ -63,6 +72,11 @@ class MatrixVectorUnit(wiring.Component):
         One of :data:`~lstmfpga.quant.fixed.ROUNDING_MODES`.
     overflow : str
         One of :data:`~lstmfpga.quant.fixed.OVERFLOW_MODES`.
+    simd : int
+        ``S``, columns per beat (multipliers per lane), ``>= 1``. With ``S > 1``,
+        ``weights`` has ``P * S`` elements (lane ``p``, slot ``s`` at ``p*S + s``), and
+        ``vector`` and ``shift_sel`` are arrays of ``S`` (one per slot); the ``S``
+        shifted products of a lane are summed by an adder tree before the accumulator.
 
     Members
     -------
@@ -90,7 +104,8 @@ class MatrixVectorUnit(wiring.Component):
     Timing
     ------
     Pipeline: input register (multiplier operands), product register, accumulator,
-    output register, plus a skid register beside the output. ``latency`` = 4: the result of
+    output register, plus a skid register beside the output; with ``S > 1`` an adder-tree
+    register after the products. ``latency`` = 4 (5 with ``S > 1``): the result of
     a row group whose ``last`` beat is accepted in cycle ``c`` is valid on ``o`` in cycle
     ``c + latency`` (when ``o`` has not stalled). Throughput: one beat per cycle, row groups
     back to back with no bubble (``i.ready`` stays high unless ``o`` stalls), so a matrix of
@@ -105,9 +120,6 @@ class MatrixVectorUnit(wiring.Component):
     would; ``o`` sees the same beats at the same cycles). Back-pressure loses nothing.
     """
 
-    #: Cycles from a row group's ``last`` beat accepted to its result valid.
-    latency = 4
-
     def __init__(
         self,
         lanes: int,
@@ -118,8 +130,10 @@ class MatrixVectorUnit(wiring.Component):
         targets: Sequence,
         rounding: str = "half_even",
         overflow: str = "saturate",
+        simd: int = 1,
     ):
         self._lanes = _check_int("lanes", lanes, 1)
+        self._simd = _check_int("simd", simd, 1)
         self._weight_bits = _check_int("weight_bits", weight_bits, 2, 62)
         self._vector_bits = _check_int("vector_bits", vector_bits, 2, 62)
         self._acc = _check_format("acc", acc)
@@ -150,13 +164,16 @@ class MatrixVectorUnit(wiring.Component):
             raise ValueError(f"overflow must be one of {OVERFLOW_MODES}, not {overflow!r}")
         self._rounding, self._overflow = rounding, overflow
 
-        P = self._lanes
+        P, S = self._lanes, self._simd
+        sel_shape = unsigned(select_bits(len(self._product_shifts)))
+        vec_shape = signed(vector_bits)
+        vec_shape = vec_shape if S == 1 else data.ArrayLayout(vec_shape, S)
         self._in_layout = data.StructLayout(
             {
-                "weights": data.ArrayLayout(signed(weight_bits), P),
-                "vector": signed(vector_bits),
+                "weights": data.ArrayLayout(signed(weight_bits), P * S),
+                "vector": vec_shape,
                 "bias": data.ArrayLayout(signed(acc.bits), P),
-                "shift_sel": unsigned(select_bits(len(self._product_shifts))),
+                "shift_sel": sel_shape if S == 1 else data.ArrayLayout(sel_shape, S),
                 "target_sel": unsigned(select_bits(len(self._targets))),
                 "first": 1,
                 "last": 1,
@@ -196,12 +213,23 @@ class MatrixVectorUnit(wiring.Component):
             layout.targets,
             layout.rounding if rounding is None else rounding,
             layout.overflow if overflow is None else overflow,
+            layout.simd,
         )
 
     # -- read-only parameters ---------------------------------------------------------------
     @property
     def lanes(self) -> int:
         return self._lanes
+
+    @property
+    def simd(self) -> int:
+        return self._simd
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a row group's ``last`` beat accepted to its result valid: 4, plus the
+        adder-tree register when ``simd > 1``."""
+        return mvu_latency(self._simd)
 
     @property
     def weight_bits(self) -> int:
@@ -244,6 +272,19 @@ class MatrixVectorUnit(wiring.Component):
     def out_layout(self) -> data.StructLayout:
         return self._out_layout
 
+    def _shifted(self, m: Module, product, sel, name: str) -> Signal:
+        """``product << product_shifts[sel]`` at the accumulator's width."""
+        shifts = self._product_shifts
+        shifted = Signal(signed(self._acc.bits), name=f"shifted{name}")
+        if len(shifts) == 1:
+            m.d.comb += shifted.eq(product << shifts[0])
+            return shifted
+        with m.Switch(sel):
+            for index, shift in enumerate(shifts):
+                with m.Default() if index == len(shifts) - 1 else m.Case(index):
+                    m.d.comb += shifted.eq(product << shift)
+        return shifted
+
     def elaborate(self, platform):
         P = self._lanes
         acc_bits = self._acc.bits
@@ -262,45 +303,55 @@ class MatrixVectorUnit(wiring.Component):
         with m.If(adv):
             m.d.sync += [valid1.eq(self.i.valid), s1.eq(self.i.payload)]
 
-        # -- stage 2: product registers ------------------------------------------------------
+        # -- stage 2: product registers (P * S multipliers) ----------------------------------
+        S = self._simd
         valid2 = Signal()
-        prods = [Signal(prod_shape, name=f"prod{p}") for p in range(P)]
+        prods = [[Signal(prod_shape, name=f"prod{p}_{k}") for k in range(S)] for p in range(P)]
         ctrl = data.StructLayout(
             {name: self._in_layout[name].shape
              for name in ("bias", "shift_sel", "target_sel", "first", "last")}
         )  # fmt: skip
         s2 = Signal(ctrl)
+        vector = [s1.vector] if S == 1 else [s1.vector[k] for k in range(S)]
         with m.If(adv):
             m.d.sync += valid2.eq(valid1)
             m.d.sync += [getattr(s2, name).eq(getattr(s1, name)) for name in ctrl.members]
-            m.d.sync += [prods[p].eq(s1.weights[p] * s1.vector) for p in range(P)]
+            m.d.sync += [
+                prods[p][k].eq(s1.weights[p * S + k] * vector[k])
+                for p in range(P)
+                for k in range(S)
+            ]
+
+        # -- (S > 1) stage 2b: shifted products summed by an adder tree, registered -----------
+        acc_shape = signed(acc_bits)
+        sels = [s2.shift_sel] if S == 1 else [s2.shift_sel[k] for k in range(S)]
+        terms = [
+            adder_tree([self._shifted(m, prods[p][k], sels[k], f"{p}_{k}") for k in range(S)],
+                       acc_shape)
+            for p in range(P)
+        ]  # fmt: skip
+        valid3, s3 = valid2, s2
+        if S > 1:
+            valid3, s3 = Signal(), Signal(ctrl)
+            regs = [Signal(acc_shape, name=f"tree{p}") for p in range(P)]
+            with m.If(adv):
+                m.d.sync += [valid3.eq(valid2), s3.eq(s2)]
+                m.d.sync += [reg.eq(term) for reg, term in zip(regs, terms, strict=True)]
+            terms = regs
 
         # -- stage 3: accumulators -----------------------------------------------------------
-        accs = [Signal(signed(acc_bits), name=f"acc{p}") for p in range(P)]
+        accs = [Signal(acc_shape, name=f"acc{p}") for p in range(P)]
         done3 = Signal()
-        target3 = Signal.like(s2.target_sel)
-        shifts = self._product_shifts
+        target3 = Signal.like(s3.target_sel)
         with m.If(adv):
-            m.d.sync += [done3.eq(valid2 & s2.last), target3.eq(s2.target_sel)]
+            m.d.sync += [done3.eq(valid3 & s3.last), target3.eq(s3.target_sel)]
         for p in range(P):
-            shifted = Signal(signed(acc_bits), name=f"shifted{p}")
-            if len(shifts) == 1:
-                m.d.comb += shifted.eq(prods[p] << shifts[0])
-            else:
-                with m.Switch(s2.shift_sel):
-                    for index, shift in enumerate(shifts):
-                        if index == len(shifts) - 1:
-                            with m.Default():
-                                m.d.comb += shifted.eq(prods[p] << shift)
-                        else:
-                            with m.Case(index):
-                                m.d.comb += shifted.eq(prods[p] << shift)
-            start = Signal(signed(acc_bits), name=f"start{p}")
+            start = Signal(acc_shape, name=f"start{p}")
             m.d.comb += start.eq(accs[p])
-            with m.If(s2.first):
-                m.d.comb += start.eq(s2.bias[p])
-            with m.If(adv & valid2):
-                m.d.sync += accs[p].eq(start + shifted)
+            with m.If(s3.first):
+                m.d.comb += start.eq(s3.bias[p])
+            with m.If(adv & valid3):
+                m.d.sync += accs[p].eq(start + terms[p])
 
         # -- stage 4: requantize into the output register ------------------------------------
         out = Signal(self._out_layout)
@@ -330,8 +381,9 @@ class MatrixVectorUnit(wiring.Component):
                 m.d.sync += skid_valid.eq(1)
         with m.Elif(self.o.ready):
             m.d.sync += skid_valid.eq(0)
-        m.d.comb += [
-            self.o.valid.eq(skid_valid | out_valid),
-            self.o.payload.eq(Mux(skid_valid, skid, out)),
-        ]
+        m.d.comb += self.o.valid.eq(skid_valid | out_valid)
+        with m.If(skid_valid):  # (If/Else: no huge Mux expression in the simulator)
+            m.d.comb += self.o.payload.eq(skid)
+        with m.Else():
+            m.d.comb += self.o.payload.eq(out)
         return m

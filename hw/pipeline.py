@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
 
-__all__ = ["delay", "register", "valid_chain"]
+__all__ = ["adder_tree", "delay", "register", "valid_chain"]
 
 
 def register(m: Module, advance: Value, value: Value, *, name: str) -> Signal:
@@ -49,3 +49,21 @@ def valid_chain(m: Module, advance: Value, valid: Value, stages: int, *, name: s
             m.d.sync += bit.eq(valid)
         valid = bit
     return valid
+
+
+def adder_tree(values, shape) -> Value:
+    """The sum of ``values`` as a balanced binary tree of two-input adders (combinational).
+
+    ``shape`` is the result's shape; every partial sum is computed at that width, so the sum
+    is exact whenever the total fits ``shape`` (two's complement wrap-around of partial sums
+    cannot change an exact total that fits). Depth ``ceil(log2(len(values)))`` adders.
+    """
+    level = [Value.cast(v) for v in values]
+    if not level:
+        raise ValueError("values must not be empty")
+    while len(level) > 1:
+        pairs = [(level[i] + level[i + 1])[: shape.width] for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            pairs.append(level[-1])
+        level = [p.as_signed() if shape.signed else p for p in pairs]
+    return level[0]

@@ -147,6 +147,7 @@ def manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> dict:
         "version": 1,
         "top": name,
         "lanes": acc.lanes,
+        "simd": acc.simd,
         "max_seq_len": acc.max_seq_len,
         "with_states": acc.with_states,
         "initial_state": acc.initial_state,
@@ -181,7 +182,11 @@ def _markdown(info: dict) -> str:
     lines = [
         f"# {info['top']}: LSTM accelerator",
         "",
-        f"- lanes (MAC units): {info['lanes']}, max_seq_len: {info['max_seq_len']}",
+        (
+            f"- lanes (MAC rows) x simd (columns): {info['lanes']} x {info['simd']} = "
+            f"{info['lanes'] * info['simd']} MVU multipliers, "
+            f"max_seq_len: {info['max_seq_len']}"
+        ),
         f"- model: {json.dumps(info['model'])}",
         f"- formats: {', '.join(f'{k}={v}' for k, v in info['formats'].items())}",
         f"- RAM bits: {info['ram_bits']}",
@@ -213,6 +218,7 @@ def generate(
     outdir: str | Path,
     *,
     lanes: int = 8,
+    simd: int = 1,
     max_seq_len: int = 64,
     with_states: bool = False,
     initial_state: bool = False,
@@ -231,6 +237,7 @@ def generate(
     acc = LSTMAccelerator(
         model,
         lanes=lanes,
+        simd=simd,
         max_seq_len=max_seq_len,
         with_states=with_states,
         initial_state=initial_state,

@@ -7,7 +7,7 @@ group by row group, column by column: exactly the order the
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -75,16 +75,17 @@ class WeightMemory(wiring.Component):
         if not isinstance(layout, WeightLayout):
             raise TypeError(f"layout must be a WeightLayout, not {layout!r}")
         self._layout = layout
-        P = layout.lanes
+        P, S = layout.lanes, layout.simd
         max_cols = max(m.cols for m in layout.matrices)
         max_groups = max(m.groups for m in layout.matrices)
+        sel_shape = unsigned(select_bits(len(layout.product_shifts)))
         self._beat_layout = data.StructLayout(
             {
-                "weights": data.ArrayLayout(signed(layout.weight_bits), P),
+                "weights": data.ArrayLayout(signed(layout.weight_bits), P * S),
                 "bias": data.ArrayLayout(signed(layout.acc.bits), P),
                 "col": unsigned(select_bits(max_cols)),
                 "group": unsigned(select_bits(max_groups)),
-                "shift_sel": unsigned(select_bits(len(layout.product_shifts))),
+                "shift_sel": sel_shape if S == 1 else data.ArrayLayout(sel_shape, S),
                 "target_sel": unsigned(select_bits(len(layout.targets))),
                 "first": 1,
                 "last": 1,
@@ -95,7 +96,7 @@ class WeightMemory(wiring.Component):
             {
                 "bias": 1,
                 "addr": unsigned(select_bits(max(layout.depth, layout.bias_depth))),
-                "data": unsigned(P * max(layout.weight_bits, layout.acc.bits)),
+                "data": unsigned(max(P * S * layout.weight_bits, P * layout.acc.bits)),
             }
         )
         super().__init__(
@@ -115,6 +116,10 @@ class WeightMemory(wiring.Component):
         return self._layout.lanes
 
     @property
+    def simd(self) -> int:
+        return self._layout.simd
+
+    @property
     def beat_layout(self) -> data.StructLayout:
         """Payload layout of ``o``."""
         return self._beat_layout
@@ -126,7 +131,7 @@ class WeightMemory(wiring.Component):
 
     def elaborate(self, platform):
         layout = self._layout
-        P = layout.lanes
+        P, S = layout.lanes, layout.simd
         wbits, abits = layout.weight_bits, layout.acc.bits
         matrices = layout.matrices
         beat = self._beat_layout
@@ -135,7 +140,7 @@ class WeightMemory(wiring.Component):
 
         # Depths of at least 2 keep every address at least one bit wide (no 0-bit ports).
         m.submodules.weights = wmem = Memory(
-            shape=unsigned(P * wbits), depth=max(2, layout.depth), init=layout.packed_weights()
+            shape=unsigned(P * S * wbits), depth=max(2, layout.depth), init=layout.packed_weights()
         )
         m.submodules.biases = bmem = Memory(
             shape=unsigned(P * abits),
@@ -161,12 +166,13 @@ class WeightMemory(wiring.Component):
         addr_shape = w_rd.addr.shape()
         baddr_shape = b_rd.addr.shape()
         col_shape, group_shape = beat["col"].shape, beat["group"].shape
-        shift_sel_shape, target_sel_shape = beat["shift_sel"].shape, beat["target_sel"].shape
+        shift_sel_shape = unsigned(select_bits(len(layout.product_shifts)))
+        target_sel_shape = beat["target_sel"].shape
         params = data.StructLayout(
             {
                 "base": addr_shape,
                 "bias_base": baddr_shape,
-                "cols_m1": col_shape,
+                "last_col": col_shape,  # first column of the last chunk
                 "groups_m1": group_shape,
                 "target": target_sel_shape,
                 # segment s covers columns bound[s-1] .. bound[s]-1 (bound[-1] = cols)
@@ -187,7 +193,7 @@ class WeightMemory(wiring.Component):
                     {
                         "base": mat.base,
                         "bias_base": mat.bias_base,
-                        "cols_m1": mat.cols - 1,
+                        "last_col": (mat.chunks - 1) * S,
                         "groups_m1": mat.groups - 1,
                         "target": mat.target,
                         "bounds": bounds,
@@ -221,15 +227,20 @@ class WeightMemory(wiring.Component):
         at_last = Signal()
         at_end = Signal()
         m.d.comb += [
-            at_last.eq(k == cur.cols_m1),
+            at_last.eq(k == cur.last_col),
             at_end.eq(at_last & (g == cur.groups_m1)),
             self.cmd.ready.eq(~active | (adv & at_end)),
         ]
-        shift_sel = Signal.like(cur.sels[0])
-        m.d.comb += shift_sel.eq(cur.sels[max_segments - 1])
-        for s in reversed(range(max_segments - 1)):
-            with m.If(k < cur.bounds[s]):
-                m.d.comb += shift_sel.eq(cur.sels[s])
+        # slot s of the chunk starting at column k holds column k + s
+        slot_sels = []
+        for slot in range(S):
+            sel = Signal(shift_sel_shape, name=f"shift_sel{slot}")
+            m.d.comb += sel.eq(cur.sels[max_segments - 1])
+            for seg in reversed(range(max_segments - 1)):
+                with m.If(k + slot < cur.bounds[seg]):
+                    m.d.comb += sel.eq(cur.sels[seg])
+            slot_sels.append(sel)
+        shift_sel = slot_sels[0] if S == 1 else Cat(*slot_sels)
 
         with m.If(self.cmd.valid & self.cmd.ready):
             m.d.sync += [
@@ -246,7 +257,7 @@ class WeightMemory(wiring.Component):
             with m.Elif(at_last):
                 m.d.sync += [k.eq(0), g.eq(g + 1), baddr.eq(baddr + 1), addr.eq(addr + 1)]
             with m.Else():
-                m.d.sync += [k.eq(k + 1), addr.eq(addr + 1)]
+                m.d.sync += [k.eq(k + S), addr.eq(addr + 1)]
 
         # -- stage B: memory read + registered beat fields ------------------------------------
         meta = Signal(
@@ -254,7 +265,7 @@ class WeightMemory(wiring.Component):
                 {
                     "col": col_shape,
                     "group": group_shape,
-                    "shift_sel": shift_sel_shape,
+                    "shift_sel": beat["shift_sel"].shape,
                     "target_sel": target_sel_shape,
                     "first": 1,
                     "last": 1,
@@ -302,8 +313,11 @@ class WeightMemory(wiring.Component):
                 m.d.sync += skid_valid.eq(1)
         with m.Elif(self.o.ready):
             m.d.sync += skid_valid.eq(0)
-        m.d.comb += [
-            self.o.valid.eq(skid_valid | pipe_valid),
-            self.o.payload.eq(Mux(skid_valid, skid, o)),
-        ]
+        m.d.comb += self.o.valid.eq(skid_valid | pipe_valid)
+        # (an If/Else, not a Mux of the whole beat: thousands of bits in one expression make
+        # Amaranth's Python simulator recurse too deeply at large P * S)
+        with m.If(skid_valid):
+            m.d.comb += self.o.payload.eq(skid)
+        with m.Else():
+            m.d.comb += self.o.payload.eq(o)
         return m

@@ -1,12 +1,13 @@
-"""``lstmfpga generate QMODEL [--lanes P] [--max-seq-len T] -o OUTDIR``: Verilog for a
-quantized model.
+"""``lstmfpga generate QMODEL [--lanes P] [--simd S] [--max-seq-len T] -o OUTDIR``: Verilog
+for a quantized model (``P`` rows x ``S`` columns per cycle: ``P * S`` MVU multipliers).
 
 Writes into OUTDIR the top-level Verilog ``<name>.v`` (AXI4-Stream ports ``s_axis_t*`` /
 ``m_axis_t*``, ``clk``, synchronous ``rst``), the weight and table contents (inline, or as
 ``$readmemh`` files with ``--memories readmemh``), and ``manifest.json`` / ``manifest.md``
 (ports, formats, latency and cycle model, memory sizes, multipliers, RAM bits).
 
-Refused before the design is built: ``--lanes`` that does not divide 4 * hidden_size,
+Refused before the design is built: ``--lanes`` that does not divide 4 * hidden_size, a
+``--simd`` outside 1..the longest matrix row,
 ``--max-seq-len`` outside 1..2**24, a ``--name`` that is not an identifier, an OUTDIR that
 is a file or holds another artifact, and a design whose memories need more RAM bits than
 the largest supported device has. An OUTDIR holding an earlier design is reused: the
@@ -30,6 +31,13 @@ def register(subparsers) -> None:
     )
     parser.add_argument("qmodel", metavar="QMODEL", help="quantized model directory")
     parser.add_argument("--lanes", type=int, default=8, metavar="P", help="MAC lanes (default 8)")
+    parser.add_argument(
+        "--simd",
+        type=int,
+        default=1,
+        metavar="S",
+        help="columns per cycle, multipliers per lane (default 1)",
+    )
     parser.add_argument(
         "--max-seq-len", type=int, default=64, metavar="T", help="longest sequence (default 64)"
     )
@@ -64,6 +72,8 @@ def run(args: argparse.Namespace) -> None:
     # all before the design is elaborated (which takes minutes for a large memory).
     if not 1 <= args.lanes:
         raise CLIError(f"--lanes must be a positive integer, not {args.lanes}")
+    if not 1 <= args.simd:
+        raise CLIError(f"--simd must be a positive integer, not {args.simd}")
     if not 1 <= args.max_seq_len <= MAX_SEQ_LEN:
         raise CLIError(
             f"--max-seq-len must be an integer in 1..{MAX_SEQ_LEN}, not {args.max_seq_len}"
@@ -78,9 +88,14 @@ def run(args: argparse.Namespace) -> None:
         WeightLayout.of(model, args.lanes)  # the lanes rule of the hardware
     except ValueError as error:
         raise CLIError(f"--lanes: {error}") from None
+    try:
+        WeightLayout.of(model, args.lanes, args.simd)  # the simd rule
+    except ValueError as error:
+        raise CLIError(f"--simd: {error}") from None
     acc = LSTMAccelerator(
         model,
         lanes=args.lanes,
+        simd=args.simd,
         max_seq_len=args.max_seq_len,
         with_states=args.with_states,
         initial_state=args.initial_state,
@@ -96,7 +111,8 @@ def run(args: argparse.Namespace) -> None:
     info = write_design(acc, args.output, memories=args.memories, name=args.name)
     cycles = info["cycles"]
     print(
-        f"{info['top']}: {info['lanes']} lanes, max_seq_len {info['max_seq_len']}, "
+        f"{info['top']}: {info['lanes']} lanes x simd {info['simd']}, "
+        f"max_seq_len {info['max_seq_len']}, "
         f"{info['ram_bits']} RAM bits, "
         f"{sum(m['count'] for m in info['multipliers'])} multipliers"
     )

@@ -158,3 +158,29 @@ def test_an_interrupted_write_leaves_no_manifest_beside_mixed_files(tmp_path, mo
     info = generate(q, tmp_path, lanes=2, max_seq_len=2)  # the folder heals
     assert json.loads((tmp_path / "manifest.json").read_text())["lanes"] == info["lanes"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(info["files"])
+
+
+def test_generate_cli_takes_simd_and_lists_p_times_s_multipliers(tmp_path, capsys):
+    from lstmfpga.cli import main
+
+    _, q = random_qmodel(3, input_size=3, hidden_size=4, head="last", head_out=2)
+    q.save(tmp_path / "qm")
+    out = tmp_path / "design"
+    assert main(["generate", str(tmp_path / "qm"), "--lanes", "4", "--simd", "3",
+                 "--max-seq-len", "4", "-o", str(out)]) in (0, None)  # fmt: skip
+    info = json.loads((out / "manifest.json").read_text())
+    assert (info["lanes"], info["simd"]) == (4, 3)
+    assert info["multipliers"][0] == {"where": "matrix-vector unit lanes", "count": 12,
+                                      "a_bits": 16, "b_bits": 16}  # fmt: skip
+    acc = LSTMAccelerator(q, lanes=4, simd=3, max_seq_len=4)
+    assert info["cycles"] == CycleModel.of(acc).to_dict()
+    assert "4 lanes x simd 3" in capsys.readouterr().out
+    for simd, message in ((7, "--simd: simd must be in 1..7"), (8, "--simd: simd must be in 1..7"),
+                          (0, "--simd must be a positive integer, not 0")):  # fmt: skip
+        code = main(["generate", str(tmp_path / "qm"), "--simd", str(simd), "--lanes", "4",
+                     "-o", str(tmp_path / f"bad{simd}")])  # fmt: skip
+        if simd == 7:  # the longest row (I + H) is accepted
+            assert code in (0, None)
+            continue
+        assert code == 2
+        assert message in capsys.readouterr().err

@@ -1,0 +1,103 @@
+# amaranth: UnusedElaboratable=no
+"""``simd`` S > 1 (S columns per beat, adder trees, S buffer read ports) as generated Verilog
+in Verilator: lint-clean, bit-exact against the golden model with and without random
+valid/ready stalls on both streams, and cycle-exact against the cycle model.
+
+A sample of ``tests/hw/test_simd.py`` (which runs a P x S grid in Amaranth's simulator): a
+chunk straddling the input/recurrent boundary with an odd lane count, a projection, a last
+head and initial/final states; and S = the longest row (one beat per row group, padded
+chunks for the shorter matrices) with two bidirectional layers and a head on every step.
+"""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from sim_flow_cases import assert_outputs_equal, cache_root, expected_outputs
+
+from lstmfpga.hw.accelerator import LSTMAccelerator
+from lstmfpga.hw.cycles import CycleModel
+from lstmfpga.hw.verilog import generate
+from lstmfpga.quant import golden
+from lstmfpga.sim.cocotb_flow import _tool_environment, check_simulator, run_cocotb
+from lstmfpga.testing import random_inputs, random_qmodel
+
+WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
+
+CASES = {
+    # name: (model kwargs, lanes, simd, T, batch, accelerator options)
+    "H3-P3-S2-proj-head-last-states": (
+        dict(input_size=3, hidden_size=3, proj_size=2, head="last", head_out=3), 3, 2, 4, 3,
+        dict(with_states=True, initial_state=True),
+    ),
+    "H2-P8-S6-bidir-2layers-head-all": (
+        dict(input_size=3, hidden_size=2, num_layers=2, bidirectional=True, head="all",
+             head_out=2),
+        8, 6, 3, 2, {},
+    ),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return cache_root(tmp_path_factory)
+
+
+def build(name):
+    kwargs, lanes, simd, T, batch, options = CASES[name]
+    seed = sum(map(ord, name))
+    _, q = random_qmodel(seed, **kwargs)
+    acc = LSTMAccelerator(q, lanes=lanes, simd=simd, max_seq_len=T, **options)
+    x = golden.quantize_inputs(q, random_inputs(seed, batch, T, q.input_size))
+    h0 = c0 = None
+    if options.get("initial_state"):
+        rng = np.random.default_rng(seed)
+        LD = q.num_layers * q.num_directions
+        h0 = q.formats["hidden"].quantize(rng.normal(0, 0.3, (LD, batch, q.output_size)))
+        c0 = q.formats["cell"].quantize(rng.normal(0, 0.3, (LD, batch, q.hidden_size)))
+    return seed, q, acc, x, h0, c0
+
+
+def test_the_longest_case_uses_the_longest_row():
+    _, _, acc, *_ = build("H2-P8-S6-bidir-2layers-head-all")
+    assert acc.simd == max(mx.cols for mx in acc.layout.matrices) == 6
+    assert any(mx.cols < acc.simd for mx in acc.layout.matrices)  # padded chunks
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_simd_is_bit_and_cycle_exact_in_verilator(name, cache):
+    seed, _, acc, x, h0, c0 = build(name)
+    want = expected_outputs(acc, x, h0, c0)
+    T = x.shape[1]
+    plain = run_cocotb(acc, x, h0, c0, simulator="verilator", build_dir=cache)
+    assert not plain.error
+    assert_outputs_equal(plain.outputs, want, f"{name} in verilator")
+    model = CycleModel.of(acc).compute(T)
+    for b, cycles in enumerate(plain.cycles):
+        assert cycles.compute == model, f"{name}, sequence {b}: {cycles}"
+        assert cycles.last_out - cycles.first_out + 1 == acc.result_length(T)
+    stalled = run_cocotb(
+        acc, x, h0, c0, simulator="verilator", in_stall=0.3, out_stall=0.4, seed=seed,
+        build_dir=cache,
+    )  # fmt: skip
+    assert not stalled.error
+    assert_outputs_equal(stalled.outputs, want, f"{name} in verilator with stalls (seed {seed})")
+    assert stalled.total_cycles > plain.total_cycles, "no stall happened"
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_simd_verilog_is_lint_clean_and_lists_its_multipliers(name, tmp_path):
+    kwargs, lanes, simd, T, _, options = CASES[name]
+    _, q = random_qmodel(sum(map(ord, name)), **kwargs)
+    info = generate(q, tmp_path, lanes=lanes, simd=simd, max_seq_len=T, **options)
+    assert (info["lanes"], info["simd"]) == (lanes, simd)
+    assert info["multipliers"][0]["count"] == lanes * simd
+    check_simulator("verilator")
+    with _tool_environment("verilator"):
+        lint = subprocess.run(
+            [shutil.which("verilator"), "--lint-only", "-Wall", WAIVERS, "lstm_accel.v",
+             "--top-module", "lstm_accel"],
+            cwd=tmp_path, capture_output=True, text=True,
+        )  # fmt: skip
+    assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr[:3000]
