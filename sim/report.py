@@ -207,6 +207,13 @@ def _argmax_accuracy(prediction, labels) -> float:
     return float(np.mean(np.argmax(np.asarray(prediction), axis=-1) == labels))
 
 
+def rtl_in_lengths(geometry: StreamGeometry, T: int) -> tuple[int, int, int]:
+    """``s_axis`` elements of one sequence: ``(h0, c0, x)``."""
+    h0 = geometry.states * geometry.output_size if geometry.initial_state else 0
+    c0 = geometry.states * geometry.hidden_size if geometry.initial_state else 0
+    return h0, c0, T * geometry.input_size
+
+
 def build_report(
     *,
     model,
@@ -286,6 +293,12 @@ def build_report(
                 if float_prediction is None
                 else _argmax_accuracy(float_prediction, labels),
             }
+            if B:
+                truth = labels.astype(np.int64)
+                guess = np.argmax(rtl_pred, axis=-1).astype(np.int64)
+                if truth.min() >= 0 and truth.max() < n:
+                    counts = np.bincount(truth * n + guess, minlength=n * n)
+                    accuracy["confusion"] = counts.reshape(n, n).tolist()
     report["accuracy"] = accuracy
 
     run_cycles = list(run_cycles)
@@ -294,6 +307,8 @@ def build_report(
         compute = [c.first_out - c.last_in for c in run_cycles]
         per_sequence = [c.last_out - c.first_in + 1 for c in run_cycles]
         cycles["per_sequence"] = float(np.mean(per_sequence))
+        cycles["load"] = float(np.mean([c.last_in - c.first_in + 1 for c in run_cycles]))
+        cycles["drain"] = float(np.mean([c.last_out - c.first_out + 1 for c in run_cycles]))
         cycles["compute"] = float(np.mean(compute))
         cycles["per_timestep"] = float(np.mean(compute)) / T
         macs = mac_count(model, T)
@@ -352,6 +367,12 @@ def build_report(
     report["activation_tables"] = {
         name: {"x": c["x"], "error_lsb": c["error_lsb"]} for name, c in curves.items()
     }
+    report["ports"] = [
+        {"name": "s_axis", "direction": "in", "bits": int(model.formats["x"].bits),
+         "elements_per_sequence": int(sum(rtl_in_lengths(geometry, T)))},
+        {"name": "m_axis", "direction": "out", "bits": int(model.output_format.bits),
+         "elements_per_sequence": int(geometry.output_length(T))},
+    ]  # fmt: skip
     report["lanes"] = int(lanes)
     report["max_seq_len"] = int(max_seq_len)
     report["simulator"] = {"name": simulator, "version": simulator_version}
@@ -398,9 +419,12 @@ _SCHEMA = {
     },
     "spec?": {"checked": "bool", "hash": "str?", "note": "str"},
     "fixed_vs_float": {"available": "bool", "note?": "str"},
-    "accuracy": {"available": "bool", "note?": "str"},
+    "accuracy": {"available": "bool", "note?": "str", "confusion?": [["int"]]},
+    "ports?": [{"name": "str", "direction": "str", "bits": "int",
+                "elements_per_sequence": "int"}],
     "cycles": {
         "total": "int", "per_sequence?": "num", "compute?": "num", "per_timestep?": "num",
+        "load?": "num", "drain?": "num",
         "macs_per_sequence?": "int", "mac_efficiency?": "num", "model_compute?": "int",
         "model_per_timestep?": "num", "model_step?": ("map", "int"), "model_exact?": "bool",
     },
@@ -924,6 +948,7 @@ def render_html(report: dict) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>lstmfpga report: {e(verdict)}</title><style>"
+        ".diff{background:#fff3b0}.diag{background:#d8f0d8;font-weight:bold}"
         "body{font-family:sans-serif;margin:24px;max-width:1120px}"
         "table{border-collapse:collapse}th,td{padding:2px 10px;text-align:left;"
         "border-bottom:1px solid #eee}pre{background:#f6f6f6;padding:10px;overflow:auto}"
@@ -931,7 +956,133 @@ def render_html(report: dict) -> str:
         "</style></head><body>"
         f'<h1>lstmfpga report: <span style="color:{color}">{e(verdict)}</span></h1>'
         f"<pre>{e(render_text(report))}</pre>"
+        f"{html_sections(report)}"
         f"<h2>Plots</h2>{plots}"
         f"<h2>Numbers</h2><table>{rows}</table>"
         "</body></html>\n"
+    )
+
+
+def _table(header: list[str], rows: list[list[str]], classes=None) -> str:
+    """An HTML table of already-formatted cells; ``classes[r][c]`` (optional) a CSS class."""
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = ""
+    for r, row in enumerate(rows):
+        cells = ""
+        for c, cell in enumerate(row):
+            css = classes[r][c] if classes else ""
+            attr = f' class="{css}"' if css else ""
+            cells += f"<td{attr}>{e(cell)}</td>"
+        body += f"<tr>{cells}</tr>"
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def synthesis_rows(report: dict) -> list[tuple[str, str]]:
+    """``(label, value)`` rows of a report's ``synthesis`` (:func:`lstmfpga.synth.synthesize`'s
+    result merged in): resources against the device's capacity, Fmax, critical path."""
+    syn = report.get("synthesis")
+    if not isinstance(syn, dict):
+        return []
+    rows = [("target", f"{syn.get('target', '?')} {syn.get('device', '')}".strip())]
+    capacity = syn.get("capacity") or {}
+    for key in ("luts", "ffs", "dsps", "brams"):
+        if key in syn:
+            cap = capacity.get(key)
+            share = f" of {cap:,} ({syn[key] / cap:.1%})" if isinstance(cap, int) and cap else ""
+            rows.append((key.upper().rstrip("S") + "s", f"{syn[key]:,}{share}"))
+    if syn.get("fmax_mhz") is not None:
+        met = syn.get("timing_met")
+        verdict = ", met" if met else ", not met" if met is not None else ""
+        asked = _fmt(syn.get("freq_mhz"))
+        rows.append(("Fmax", f"{_fmt(syn['fmax_mhz'])} MHz (asked {asked} MHz{verdict})"))
+    path = syn.get("critical_path")
+    if isinstance(path, dict):
+        rows.append(("critical path", ", ".join(f"{k} {_fmt(v)}" for k, v in path.items()
+                                                 if not isinstance(v, list | dict))))  # fmt: skip
+    if syn.get("cached"):
+        rows.append(("note", "reused from the synthesis cache"))
+    return rows
+
+
+def cycle_rows(report: dict) -> list[tuple[str, str]]:
+    """The cycle breakdown of one sequence: load, compute, drain, per step."""
+    c = report["cycles"]
+    rows = []
+    for label, key in (("load (input beats)", "load"), ("compute (tlast in to first result)",
+                       "compute"), ("drain (results)", "drain"),
+                       ("per sequence", "per_sequence"), ("compute per timestep (average)",
+                       "per_timestep"), ("model compute (exact)", "model_compute")):  # fmt: skip
+        if key in c:
+            rows.append((label, _fmt(c[key])))
+    for layer, cycles in (c.get("model_step") or {}).items():
+        rows.append((f"model step, layer {layer}", _fmt(cycles)))
+    return rows
+
+
+def html_sections(report: dict) -> str:
+    """The synthesis, cycle, port and confusion-matrix sections of the HTML page."""
+    parts = []
+    syn = synthesis_rows(report)
+    if syn:
+        parts.append("<h2>Synthesis</h2>" + _table(["", "value"], [list(r) for r in syn]))
+    parts.append("<h2>Cycles per sequence</h2>"
+                 + _table(["", "cycles"], [list(r) for r in cycle_rows(report)]))  # fmt: skip
+    ports = report.get("ports")
+    if ports:
+        parts.append("<h2>Ports (AXI4-Stream)</h2>" + _table(
+            ["port", "direction", "bits", "elements per sequence"],
+            [[p["name"], p["direction"], str(p["bits"]), f"{p['elements_per_sequence']:,}"]
+             for p in ports],
+        ))  # fmt: skip
+    confusion = report.get("accuracy", {}).get("confusion")
+    if confusion:
+        n = len(confusion)
+        rows = [[str(i), *(str(v) for v in row)] for i, row in enumerate(confusion)]
+        classes = [["", *("diag" if i == j else "" for j in range(n))] for i in range(n)]
+        parts.append("<h2>Confusion matrix (rows: label, columns: hardware's class)</h2>"
+                     + _table(["label", *map(str, range(n))], rows, classes))  # fmt: skip
+    return "".join(parts)
+
+
+def render_compare_html(reports: list[dict]) -> str:
+    """The reports side by side as one self-contained HTML page: the compare rows, synthesis
+    and cycle breakdown; a cell that differs from the first report's is highlighted."""
+    if len(reports) < 1:
+        raise ValueError("compare needs at least one report")
+    e = html.escape
+    header = ["", *(_label(r, i) for i, r in enumerate(reports))]
+
+    def section(title, getter):
+        labels: list[str] = []
+        per_report = []
+        for r in reports:
+            rows = dict(getter(r))
+            per_report.append(rows)
+            labels += [k for k in rows if k not in labels]
+        if not labels:
+            return ""
+        table = [[label, *(d.get(label, "-") for d in per_report)] for label in labels]
+        classes = [
+            ["", *("" if i == 0 or row[i + 1] == row[1] else "diff" for i in range(len(reports)))]
+            for row in table
+        ]
+        return f"<h2>{e(title)}</h2>" + _table(header, table, classes)
+
+    def summary(r):
+        return [(label, _fmt(_get(r, path))) for label, path in COMPARE_ROWS
+                if _get(r, path) is not None]  # fmt: skip
+
+    body = (section("Summary", summary) + section("Synthesis", synthesis_rows)
+            + section("Cycles per sequence", cycle_rows))  # fmt: skip
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>lstmfpga compare: {len(reports)} reports</title><style>"
+        "body{font-family:sans-serif;margin:24px}"
+        "table{border-collapse:collapse}th,td{padding:2px 10px;text-align:left;"
+        "border-bottom:1px solid #eee}.diff{background:#fff3b0}"
+        "</style></head><body>"
+        f"<h1>lstmfpga compare: {len(reports)} reports</h1>"
+        "<p>Highlighted: differs from the first report.</p>"
+        f"{body}</body></html>\n"
     )

@@ -2,6 +2,8 @@
 
 Prints one column per report (simulator, lanes, preset, bit-exactness, errors, accuracy,
 cycles, speed); numbers in later columns carry their difference to the first report.
+``--html OUT.html`` also writes them side by side (with synthesis and the cycle breakdown)
+as one self-contained page, cells that differ from the first report highlighted.
 """
 
 from __future__ import annotations
@@ -20,12 +22,23 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("reports", nargs="+", metavar="R.json", help="two or more reports")
+    parser.add_argument(
+        "--html", metavar="OUT.html", help="also write the comparison as an HTML page"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from lstmfpga.sim.report import compare, load_report
+    from lstmfpga.commands.simulate import check_output
+    from lstmfpga.export.files import write_text
+    from lstmfpga.sim.report import compare, load_report, render_compare_html
 
     if len(args.reports) < 2:
         raise CLIError(f"compare needs at least two reports, not {len(args.reports)}")
-    print(compare([load_report(path) for path in args.reports]), end="")
+    if getattr(args, "html", None) is not None:
+        check_output(args.html, "--html")
+    reports = [load_report(path) for path in args.reports]
+    print(compare(reports), end="")
+    if getattr(args, "html", None) is not None:
+        write_text(args.html, render_compare_html(reports))
+        print(f"wrote {args.html}")

@@ -4,6 +4,7 @@ text, HTML and comparison (pure functions, no simulator needed)."""
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from lstmfpga.sim.report import (
     compare,
     load_report,
     mac_count,
+    render_compare_html,
     render_html,
     render_text,
     save_report,
@@ -283,3 +285,56 @@ def test_unknown_fields_are_ignored_and_optional_ones_may_be_missing(made, tmp_p
     assert load_report(path) == extended
     render_html(extended)  # the renderers cope with what the schema allows
     render_text(extended)
+
+
+SYNTHESIS = {
+    "target": "ecp5", "device": "25k", "luts": 2500, "ffs": 1200, "dsps": 14, "brams": 8,
+    "capacity": {"luts": 24288, "ffs": 24288, "dsps": 28, "brams": 56},
+    "fmax_mhz": 71.25, "freq_mhz": 100, "timing_met": False,
+    "critical_path": {"from": "mvu.acc", "to": "mvu.out", "delay_ns": 14.03},
+}  # fmt: skip
+
+
+def test_report_has_the_cycle_breakdown_ports_and_confusion_matrix(made):
+    kwargs, report = made
+    c = report["cycles"]
+    n_in, n_out = kwargs["geometry"].output_length(5), 5 * 3
+    assert c["load"] == 5 * 3 and c["drain"] == n_in == 3  # 5 steps x 3 inputs; 3 results
+    assert c["load"] + c["compute"] + c["drain"] - 1 == c["per_sequence"]
+    assert n_out == 15
+    assert report["ports"] == [
+        {"name": "s_axis", "direction": "in", "bits": 16, "elements_per_sequence": 15},
+        {"name": "m_axis", "direction": "out", "bits": 16, "elements_per_sequence": 3},
+    ]
+    confusion = np.array(report["accuracy"]["confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == 6
+    assert np.trace(confusion) / 6 == pytest.approx(report["accuracy"]["rtl"])
+    text = render_text(report)
+    model_compute = kwargs["cycle_model"].compute(5)
+    assert f"per timestep on average, compute {model_compute:,} cycles per sequence" in text
+
+
+def test_html_shows_synthesis_cycles_ports_and_confusion(made):
+    _, report = made
+    page = render_html(report | {"synthesis": SYNTHESIS})
+    needles = (
+        "<h2>Synthesis</h2>", "2,500 of 24,288 (10.3%)", "71.25 MHz (asked 100 MHz, not met)",
+        "delay_ns 14.03", "<h2>Cycles per sequence</h2>", "load (input beats)",
+        "<h2>Ports (AXI4-Stream)</h2>", "Confusion matrix", 'class="diag"',
+    )  # fmt: skip
+    for needle in needles:
+        assert needle in page, needle
+    assert "<h2>Synthesis</h2>" not in render_html(report)  # no synthesis key, no section
+    lowered = page.lower()
+    assert "<script" not in lowered and "src=" not in lowered and "href=" not in lowered
+
+
+def test_compare_html_highlights_the_differences(made):
+    kwargs, report = made
+    other = build_report(**(kwargs | {"lanes": 8})) | {"synthesis": SYNTHESIS | {"luts": 3100}}
+    page = render_compare_html([report | {"synthesis": SYNTHESIS}, other])
+    assert page.startswith("<!DOCTYPE html>") and "#2 verilator P=8 q16" in page
+    rows = {m[1]: m[0] for m in re.findall(r"<tr>(<td>([^<]*)</td>.*?)</tr>", page)}
+    assert '<td class="diff">8</td>' in rows["lanes"]
+    assert '<td class="diff">3,100 of 24,288 (12.8%)</td>' in rows["LUTs"]
+    assert "diff" not in rows["bit-exact"] and "diff" not in rows["DSPs"]
