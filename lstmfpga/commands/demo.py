@@ -94,6 +94,10 @@ def run(args: argparse.Namespace) -> int:
     print("\n== summary ==")
     print(summary(result.report))
     print(
+        "seconds per stage: "
+        + ", ".join(f"{name} {seconds:.1f}" for name, seconds in result.stages.items())
+    )
+    print(
         f"wrote {result.paths['report']}, {result.paths['html']} and Verilog in "
         f"{result.paths['verilog']} ({time.perf_counter() - started:.0f} s)"
     )

@@ -6,6 +6,7 @@ nextpnr) on every digits test image in Verilator and two images in Amaranth's si
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,35 @@ def test_demo_command_line_refuses_bad_options_before_training(tmp_path, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"lstmfpga: error: {message.format(tmp=tmp_path)}")
     assert not (tmp_path / "demo").exists()
+
+
+def test_synthesis_is_reused_for_the_same_design(tmp_path, monkeypatch):
+    """The demo's synthesis cache: a second synthesis of the same generated files copies the
+    first one's result and files back instead of running the tools; a changed design or a
+    damaged entry runs them again."""
+    from lstmfpga import pipeline, synth
+
+    design = tmp_path / "verilog"
+    design.mkdir()
+    (design / "manifest.json").write_text('{"files": ["top.v"]}')
+    (design / "top.v").write_text("module top; endmodule\n")
+    calls = []
+
+    def fake_synthesize(outdir, target="ecp5", progress=None):
+        calls.append(target)
+        (Path(outdir) / "top_ecp5.json").write_text(f"netlist {len(calls)}")
+        return {"target": target, "luts": 100 + len(calls)}
+
+    monkeypatch.setattr(synth, "synthesize", fake_synthesize)
+    monkeypatch.setenv("LSTMFPGA_SYNTH_CACHE", str(tmp_path / "cache"))
+    first = pipeline.cached_synthesis(design)
+    assert first == {"target": "ecp5", "luts": 101, "cached": False} and len(calls) == 1
+    (design / "top_ecp5.json").unlink()
+    again = pipeline.cached_synthesis(design)
+    assert again == {"target": "ecp5", "luts": 101, "cached": True} and len(calls) == 1
+    assert (design / "top_ecp5.json").read_text() == "netlist 1"  # the files come back
+    (design / "top.v").write_text("module top; wire w; endmodule\n")
+    assert pipeline.cached_synthesis(design)["luts"] == 102 and len(calls) == 2
+    for entry in (tmp_path / "cache").iterdir():
+        (entry / "result.json").write_text("{not json")
+    assert pipeline.cached_synthesis(design)["cached"] is False and len(calls) == 3
