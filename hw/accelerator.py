@@ -358,10 +358,10 @@ class LSTMAccelerator(wiring.Component):
         computing, draining = Signal(), Signal()
         m.d.comb += [computing.eq(phase == COMPUTE), draining.eq(phase == DRAIN)]
 
-        cursors = {n: ScheduleCursor(sched, Tmax, n) for n in ("issue", "fetch", "post", "wb")}
-        for cur in cursors.values():
-            cur.elaborate(m, T)
-            m.d.comb += cur.restart.eq(start)
+        cursors = {n: ScheduleCursor(sched, Tmax) for n in ("issue", "fetch", "post", "wb")}
+        for name, cur in cursors.items():
+            m.submodules[f"{name}_cursor"] = cur
+            m.d.comb += [cur.T.eq(T), cur.restart.eq(start)]
         issue, fetch, post, wb = (cursors[n] for n in ("issue", "fetch", "post", "wb"))
 
         drain_done = Signal()

@@ -9,7 +9,7 @@ the current sequence.
 
 Several pipeline stages of the accelerator follow the same schedule at different points
 (issuing weight commands, fetching vectors, writing results); each owns a
-:class:`ScheduleCursor` that it advances when it finishes an item. Because the datapath is
+:class:`ScheduleCursor` component that it advances when it finishes an item. Because the datapath is
 in-order and lossless, the cursors never need to exchange tags.
 """
 
@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 __all__ = ["KIND_GATES", "KIND_HEAD", "KIND_PROJ", "Pass", "Schedule", "ScheduleCursor"]
 
@@ -83,51 +85,84 @@ class Schedule:
                     yield index, s, sub, t
 
 
-class ScheduleCursor:
+class ScheduleCursor(wiring.Component):
     """Hardware position in a :class:`Schedule`: pass ``p``, step ``s``, item ``sub``.
 
-    Build with :meth:`elaborate` into a module; drive ``advance`` (one item finished) and
-    ``restart`` (back to the beginning, for the next sequence). Combinational outputs:
-    ``matrix``, ``kind`` (``KIND_*``), ``layer``, ``direction``, ``t`` (the timestep of the
-    item), ``t_prev`` (the timestep whose ``h`` is recurrent input), ``first_step``,
-    ``last_step``, ``done`` (past the last item).
+    Parameters
+    ----------
+    schedule : Schedule
+    max_seq_len : int
+        Longest ``T`` (sets the widths of ``s``, ``t``, ``t_prev`` and ``T``).
+
+    Members
+    -------
+    T : ``In(range(max_seq_len + 1))``
+        The current sequence's length (``>= 1`` while the cursor is used).
+    advance : ``In(1)``
+        One item finished: move to the next one (ignored when ``done``).
+    restart : ``In(1)``
+        Back to the first item (takes precedence over ``advance``).
+    p, s, sub : ``Out``
+        The position: pass, step, item within the step (registers).
+    matrix, kind, layer, direction, t, t_prev, first_step, last_step, last_sub, done : ``Out``
+        Combinational from the position: the item's matrix index and ``KIND_*``, its layer
+        and direction, its timestep ``t``, the timestep ``t_prev`` whose ``h`` is its
+        recurrent input, whether it is the first/last step of its pass or the last item of
+        its step, and ``done`` (past the last item).
+
+    Timing: ``advance`` and ``restart`` act at the next clock edge; the outputs follow the
+    position combinationally (``latency`` 0 from the position to the outputs).
     """
 
-    def __init__(self, schedule: Schedule, max_seq_len: int, name: str):
+    #: Cycles from the position register to the outputs (combinational).
+    latency = 0
+
+    def __init__(self, schedule: Schedule, max_seq_len: int):
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a Schedule, not {schedule!r}")
+        if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
+            raise ValueError(f"max_seq_len must be a positive integer, not {max_seq_len!r}")
         self.schedule = schedule
+        self.max_seq_len = max_seq_len
         n_pass = len(schedule.passes)
         n_mat = 1 + max(max(p.matrices) for p in schedule.passes)
         layers = max(1, 1 + max(p.layer for p in schedule.passes))
-        self.advance = Signal(name=f"{name}_advance")
-        self.restart = Signal(name=f"{name}_restart")
-        self.p = Signal(range(n_pass + 1), name=f"{name}_p")
-        self.s = Signal(range(max_seq_len + 1), name=f"{name}_s")
-        self.sub = Signal(range(max(2, schedule.items_per_step)), name=f"{name}_sub")
-        self.matrix = Signal(range(max(2, n_mat)), name=f"{name}_matrix")
-        self.kind = Signal(range(3), name=f"{name}_kind")
-        self.layer = Signal(range(max(2, layers)), name=f"{name}_layer")
-        self.direction = Signal(name=f"{name}_direction")
-        self.t = Signal(range(max_seq_len + 1), name=f"{name}_t")
-        self.t_prev = Signal(range(max_seq_len + 2), name=f"{name}_t_prev")
-        self.first_step = Signal(name=f"{name}_first_step")
-        self.last_step = Signal(name=f"{name}_last_step")
-        self.last_sub = Signal(name=f"{name}_last_sub")
-        self.done = Signal(name=f"{name}_done")
-        self.max_seq_len = max_seq_len
+        super().__init__(
+            {
+                "T": In(range(max_seq_len + 1)),
+                "advance": In(1),
+                "restart": In(1),
+                "p": Out(range(n_pass + 1)),
+                "s": Out(range(max_seq_len + 1)),
+                "sub": Out(range(max(2, schedule.items_per_step))),
+                "matrix": Out(range(max(2, n_mat))),
+                "kind": Out(range(3)),
+                "layer": Out(range(max(2, layers))),
+                "direction": Out(1),
+                "t": Out(range(max_seq_len + 1)),
+                "t_prev": Out(range(max_seq_len + 2)),
+                "first_step": Out(1),
+                "last_step": Out(1),
+                "last_sub": Out(1),
+                "done": Out(1),
+            }
+        )
 
-    def elaborate(self, m: Module, T: Signal) -> None:
-        """Add the cursor's logic to ``m``; ``T`` is the sequence length (>= 1)."""
-        sched = self.schedule
-        steps = Signal.like(self.s, name=self.s.name + "_steps")
-        n_sub = Signal(range(sched.items_per_step + 1), name=self.sub.name + "_n")
+    def elaborate(self, platform):
+        m = Module()
+        sched, T = self.schedule, self.T
+        p, s, sub = Signal.like(self.p), Signal.like(self.s), Signal.like(self.sub)
+        m.d.comb += [self.p.eq(p), self.s.eq(s), self.sub.eq(sub)]
+        steps = Signal.like(self.s)
+        n_sub = Signal(range(sched.items_per_step + 1))
         reverse, single = Signal(), Signal()
         m.d.comb += [
-            self.done.eq(self.p == len(sched.passes)),
-            self.first_step.eq(self.s == 0),
-            self.last_step.eq(self.s == steps - 1),
-            self.last_sub.eq(self.sub == n_sub - 1),
+            self.done.eq(p == len(sched.passes)),
+            self.first_step.eq(s == 0),
+            self.last_step.eq(s == steps - 1),
+            self.last_sub.eq(sub == n_sub - 1),
         ]
-        with m.Switch(self.p):
+        with m.Switch(p):
             for index, ps in enumerate(sched.passes):
                 with m.Case(index):
                     kind_of_sub = [KIND_GATES, KIND_PROJ] if ps.kind == "lstm" else [KIND_HEAD]
@@ -139,36 +174,39 @@ class ScheduleCursor:
                         self.direction.eq(ps.direction),
                         steps.eq(1 if ps.single_step else T),
                     ]
-                    with m.Switch(self.sub):
-                        for sub, matrix in enumerate(ps.matrices):
-                            with m.Case(sub):
+                    with m.Switch(sub):
+                        for index_sub, matrix in enumerate(ps.matrices):
+                            with m.Case(index_sub):
                                 m.d.comb += [
                                     self.matrix.eq(matrix),
-                                    self.kind.eq(kind_of_sub[sub]),
+                                    self.kind.eq(kind_of_sub[index_sub]),
                                 ]
             with m.Default():
                 m.d.comb += [n_sub.eq(1), steps.eq(1)]
         with m.If(single):
             m.d.comb += [self.t.eq(T - 1), self.t_prev.eq(T)]
         with m.Elif(reverse):
-            m.d.comb += [self.t.eq(T - 1 - self.s), self.t_prev.eq(T - self.s)]
+            m.d.comb += [self.t.eq(T - 1 - s), self.t_prev.eq(T - s)]
         with m.Else():
-            m.d.comb += [self.t.eq(self.s), self.t_prev.eq(self.s - 1)]
+            m.d.comb += [self.t.eq(s), self.t_prev.eq(s - 1)]
 
         with m.If(self.restart):
-            m.d.sync += [self.p.eq(0), self.s.eq(0), self.sub.eq(0)]
+            m.d.sync += [p.eq(0), s.eq(0), sub.eq(0)]
         with m.Elif(self.advance & ~self.done):
             with m.If(~self.last_sub):
-                m.d.sync += self.sub.eq(self.sub + 1)
+                m.d.sync += sub.eq(sub + 1)
             with m.Else():
-                m.d.sync += self.sub.eq(0)
+                m.d.sync += sub.eq(0)
                 with m.If(~self.last_step):
-                    m.d.sync += self.s.eq(self.s + 1)
+                    m.d.sync += s.eq(s + 1)
                 with m.Else():
-                    m.d.sync += [self.s.eq(0), self.p.eq(self.p + 1)]
+                    m.d.sync += [s.eq(0), p.eq(p + 1)]
+        return m
 
     def at_or_past(self, m: Module, p: int | Signal, s=None, sub=None) -> Signal:
-        """1 when this cursor is at or past position ``(p, s, sub)`` (lexicographic)."""
+        """1 when this cursor is at or past position ``(p, s, sub)`` (lexicographic): a
+        comparator added to the parent module ``m``, reading the ``p``, ``s``, ``sub``
+        outputs."""
         flag = Signal()
         if s is None:
             m.d.comb += flag.eq(self.p >= p)
