@@ -17,6 +17,7 @@ other in one run, so the ratio compares like with like. The model:
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -69,6 +70,7 @@ def main(argv=None) -> int:
         sweep = Sweep(lanes=cfg["lanes"], targets=("ecp5:25k",), seeds=cfg["seeds"])
         rows, points = [], None
         for workers in cfg["workers"]:
+            load = os.getloadavg()[0]
             started = time.perf_counter()
             result = explore(
                 tmp / "qmodel",
@@ -84,7 +86,7 @@ def main(argv=None) -> int:
             if failed:
                 print(f"failed points: {failed}", file=sys.stderr)
                 return 1
-            rows.append((workers, wall, result.computed))
+            rows.append((workers, wall, result.computed, load))
             points = result.points
     base = rows[0][1]
     lanes, seeds = ", ".join(map(str, cfg["lanes"])), ", ".join(map(str, cfg["seeds"]))
@@ -95,9 +97,14 @@ def main(argv=None) -> int:
             "simulation; empty cache each; front: on the latency-vs-LUTs Pareto front)."
         ),
         "",
-        "| workers | tasks computed | wall (s) | speed-up vs 1 worker |",
-        "|---:|---:|---:|---:|",
-        *(f"| {w} | {n} | {s:.1f} | {base / s:.2f} |" for w, s, n in rows),
+        "| workers | tasks computed | wall (s) | speed-up vs 1 worker | load average at start |",
+        "|---:|---:|---:|---:|---:|",
+        *(f"| {w} | {n} | {s:.1f} | {base / s:.2f} | {a:.1f} |" for w, s, n, a in rows),
+        "",
+        (
+            f"The machine has {os.cpu_count()} cores: a load average near or above that means "
+            "other jobs competed with the sweep and the speed-up is understated."
+        ),
         "",
         "| lanes | seed | LUTs | DSPs | Fmax (MHz) | cycles/seq | latency (us) | front |",
         "|---:|---:|---:|---:|---:|---:|---:|:---:|",
