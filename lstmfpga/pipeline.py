@@ -126,6 +126,7 @@ def simulate_model(
     cycle_budget: int | None = None,
     progress=None,
     jobs: int | None = None,
+    simd: int = 1,
 ):
     """Quantize ``x`` (and ``h0``/``c0``), run ``simulator`` and the golden model, build the
     report.
@@ -139,6 +140,8 @@ def simulate_model(
     sequence may take (default from the cycle model, :mod:`lstmfpga.sim.budget`). ``jobs``:
     simulator processes sharing the sequences (Icarus/Verilator; default: the number of
     CPUs); the results and the report do not depend on it (but for its ``timing``).
+    ``simd``: columns per MAC lane and beat (``LSTMAccelerator(simd=)``; recorded in the
+    report's ``settings`` when not 1).
 
     Returns ``(report, arrays)``. ``arrays`` are in ``predict``'s shapes, so that they
     compare with ``np.array_equal`` to what ``predict --raw`` writes: ``rtl`` and ``golden``
@@ -187,7 +190,7 @@ def simulate_model(
     if max_seq_len < T:
         raise CLIError(f"--max-seq-len {max_seq_len} is shorter than the inputs' {T} steps")
     acc = LSTMAccelerator(
-        model, lanes=lanes, max_seq_len=max_seq_len, with_states=with_states,
+        model, lanes=lanes, simd=simd, max_seq_len=max_seq_len, with_states=with_states,
         initial_state=initial_state,
     )  # fmt: skip
     if simulator == "amaranth":
@@ -229,6 +232,8 @@ def simulate_model(
     settings |= {"initial_state": initial_state, "with_states": bool(with_states)}
     if cycle_budget is not None:
         settings["cycle_budget"] = int(cycle_budget)
+    if simd != 1:
+        settings["simd"] = int(simd)
     report = build_report(
         model=model,
         geometry=geometry,

@@ -63,6 +63,9 @@ def register(subparsers) -> None:
         "--sim", required=True, metavar="SIM", help=f"simulator: {', '.join(SIMULATORS)}"
     )
     parser.add_argument("--lanes", default="8", metavar="P", help="MAC lanes (default 8)")
+    parser.add_argument(
+        "--simd", default="1", metavar="S", help="columns per lane and beat (default 1)"
+    )
     parser.add_argument("--max-seq-len", metavar="T", help="longest sequence (default: that of X)")
     parser.add_argument("--h0c0", metavar="INIT.npz", help="initial states h0, c0 (floats)")
     parser.add_argument(
@@ -125,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     seed = _integer(args.seed, "--seed", "an integer in 0..2**32-1", 0, 2**32 - 1)
     cycle_budget = _integer(args.cycle_budget, "--cycle-budget", "a positive number of cycles", 1)
     jobs = _integer(args.jobs, "--jobs", "a positive integer", 1)
+    simd = _integer(args.simd, "--simd", "a positive integer", 1)
     try:
         stall = float(args.stall)
     except ValueError:
@@ -167,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         cycle_budget=cycle_budget,
         progress=True if sys.stderr.isatty() else None,
         jobs=jobs,
+        simd=simd,
     )
     save_report(report, args.report)
     written = [args.report]

@@ -363,3 +363,16 @@ def test_jobs_shard_the_sequences_with_identical_reports(files, simulator, tmp_p
 def test_a_bad_jobs_value_is_one_line(files):
     with pytest.raises(CLIError, match=r"^--jobs must be a positive integer, not '0'$"):
         _simulate(files, "icarus", "--jobs", "0")
+
+
+def test_simd_runs_bit_exact_in_fewer_cycles(files):
+    code, out = _simulate(files, "icarus", "--simd", "2", report_name="simd2.json")
+    assert code == 0
+    simd2 = json.loads(out.read_text())
+    _, plain = _simulate(files, "icarus", report_name="simd1.json")
+    simd1 = json.loads(plain.read_text())
+    assert simd2["bit_exact"] and simd2["settings"]["simd"] == 2 and "simd" not in simd1["settings"]
+    assert simd2["cycles"]["model_exact"] is True
+    assert simd2["cycles"]["compute"] < simd1["cycles"]["compute"]
+    with pytest.raises(CLIError, match=r"^--simd must be a positive integer, not '0'$"):
+        _simulate(files, "icarus", "--simd", "0")
