@@ -427,7 +427,8 @@ def run_flow(
     inputs = np.asarray(inputs, dtype=np.float64)
     T = inputs.shape[1]
     stage("generate")
-    manifest = generate(qmodel, paths["verilog"], lanes=lanes, max_seq_len=T)
+    # $readmemh memory files: the form Yosys maps reliably (see lstmfpga.synth).
+    manifest = generate(qmodel, paths["verilog"], lanes=lanes, max_seq_len=T, memories="readmemh")
     log(f"wrote {paths['verilog'] / manifest['files'][0]} ({manifest['ram_bits']} RAM bits)")
     done("generate")
 

