@@ -369,6 +369,7 @@ def run_flow(
     head: str | None = None,
     labels=None,
     lanes: int = 8,
+    simd: int = 1,
     preset: str = "q16",
     simulator: str = "verilator",
     amaranth_sequences: int = 0,
@@ -428,7 +429,9 @@ def run_flow(
     T = inputs.shape[1]
     stage("generate")
     # $readmemh memory files: the form Yosys maps reliably (see lstmfpga.synth).
-    manifest = generate(qmodel, paths["verilog"], lanes=lanes, max_seq_len=T, memories="readmemh")
+    manifest = generate(
+        qmodel, paths["verilog"], lanes=lanes, simd=simd, max_seq_len=T, memories="readmemh"
+    )
     log(f"wrote {paths['verilog'] / manifest['files'][0]} ({manifest['ram_bits']} RAM bits)")
     done("generate")
 
@@ -455,7 +458,7 @@ def run_flow(
     sim_name = f"simulate ({simulator}, {len(inputs)} sequences)"
     stage(sim_name)
     report, arrays = simulate_model(
-        qmodel, inputs, simulator=simulator, lanes=lanes, max_seq_len=T, spec=spec,
+        qmodel, inputs, simulator=simulator, lanes=lanes, simd=simd, max_seq_len=T, spec=spec,
         labels=labels, progress=True, jobs=1 if synthesize else None,
     )  # fmt: skip
     done(sim_name)
@@ -464,7 +467,7 @@ def run_flow(
         name = f"simulate (amaranth, {amaranth_sequences} sequences)"
         stage(name)
         check, _ = simulate_model(
-            qmodel, inputs[:amaranth_sequences], simulator="amaranth", lanes=lanes,
+            qmodel, inputs[:amaranth_sequences], simulator="amaranth", lanes=lanes, simd=simd,
             max_seq_len=T,
         )  # fmt: skip
         report["cross_checks"] = [
@@ -552,6 +555,7 @@ def run_demo(
     out: str | Path = "out/demo",
     *,
     lanes: int = 8,
+    simd: int = 1,
     synthesize: bool = True,
     amaranth_sequences: int = 2,
     log: Callable[[str], None] = print,
@@ -577,6 +581,7 @@ def run_demo(
         labels=y_test,
         out=out,
         lanes=lanes,
+        simd=simd,
         simulator="verilator",
         amaranth_sequences=amaranth_sequences,
         synthesize=synthesize,

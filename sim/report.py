@@ -313,7 +313,8 @@ def build_report(
         cycles["per_timestep"] = float(np.mean(compute)) / T
         macs = mac_count(model, T)
         cycles["macs_per_sequence"] = macs
-        cycles["mac_efficiency"] = macs / (lanes * float(np.mean(compute)))
+        multipliers = lanes * int((settings or {}).get("simd", 1))  # P x S in the MVU
+        cycles["mac_efficiency"] = macs / (multipliers * float(np.mean(compute)))
     if cycle_model is not None:
         model_compute = cycle_model.compute(T)
         cycles["model_compute"] = model_compute

@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--out", default="out/demo", metavar="DIR", help="default out/demo")
     parser.add_argument("--lanes", type=int, default=8, metavar="P", help="MAC lanes (default 8)")
+    parser.add_argument(
+        "--simd", type=int, default=1, metavar="S", help="columns per lane and cycle (default 1)"
+    )
     parser.add_argument("--no-synth", action="store_true", help="skip ECP5 synthesis")
     parser.set_defaults(func=run)
 
@@ -57,9 +60,10 @@ def check_options(args: argparse.Namespace) -> None:
         0, input_size=FEATURES, hidden_size=HIDDEN, head="last", head_out=CLASSES, calib_batch=2
     )
     try:
-        WeightLayout.of(stand_in, args.lanes)
+        WeightLayout.of(stand_in, args.lanes, args.simd)
     except ValueError as error:
-        raise CLIError(f"--lanes for the digits model (hidden_size {HIDDEN}): {error}") from None
+        option = "--simd" if "simd" in str(error) else "--lanes"
+        raise CLIError(f"{option} for the digits model (hidden_size {HIDDEN}): {error}") from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} must be a directory, not an existing file")
@@ -90,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     from lstmfpga.pipeline import run_demo, summary
 
     started = time.perf_counter()
-    result = run_demo(args.out, lanes=args.lanes, synthesize=not args.no_synth)
+    result = run_demo(args.out, lanes=args.lanes, simd=args.simd, synthesize=not args.no_synth)
     print("\n== summary ==")
     print(summary(result.report))
     print(

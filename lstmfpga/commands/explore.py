@@ -64,7 +64,7 @@ def register(subparsers) -> None:
         type=_int_list,
         default=(1,),
         metavar="S,...",
-        help="columns per cycle (1 with this accelerator)",
+        help="columns per MAC lane and cycle, e.g. 1,2,4 (default 1)",
     )
     parser.add_argument(
         "--preset",

@@ -67,11 +67,6 @@ class Sweep:
         object.__setattr__(self, "lanes", _positive_ints("lanes", self.lanes))
         object.__setattr__(self, "simd", _positive_ints("simd", self.simd))
         object.__setattr__(self, "seeds", _positive_ints("seeds", self.seeds))
-        if any(s != 1 for s in self.simd):
-            raise ExploreError(
-                "simd must be 1 with this accelerator (columns per cycle > 1 need the v2 "
-                f"datapath), not {self.simd!r}"
-            )
         targets = tuple(t if isinstance(t, Target) else Target.parse(t) for t in self.targets)
         if not targets:
             raise ExploreError("targets must list at least one target")

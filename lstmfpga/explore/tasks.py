@@ -89,12 +89,20 @@ def design_task(job: dict) -> dict:
         rtl = Path(job["rtl"])
         if rtl.exists():
             shutil.rmtree(rtl)
-        generate(model, rtl, lanes=job["lanes"], max_seq_len=x.shape[1])
+        generate(
+            model,
+            rtl,
+            lanes=job["lanes"],
+            simd=job["simd"],
+            max_seq_len=x.shape[1],
+            memories="readmemh",
+        )  # the form Yosys maps reliably (lstmfpga.synth)
         report, _ = simulate_model(
             model,
             x,
             simulator=job["sim"],
             lanes=job["lanes"],
+            simd=job["simd"],
             labels=labels,
             build_dir=job.get("build_dir"),
         )

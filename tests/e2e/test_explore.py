@@ -72,10 +72,10 @@ def _check_point(point, qmodel, inputs_T):
     assert point["error"] is None, point
     assert point["bit_exact"] is True
     assert point["luts"] > 0 and point["ffs"] > 0 and point["fmax_mhz"] > 0
-    assert point["dsps"] >= point["lanes"]  # one multiplier per MAC lane at least
+    assert point["dsps"] >= point["lanes"] * point["simd"]  # the MVU's P x S multipliers
     assert point["latency_us"] == pytest.approx(point["cycles"] / point["fmax_mhz"], abs=1e-4)
     assert point["throughput"] == pytest.approx(1e6 / point["latency_us"], rel=1e-4)
-    acc = LSTMAccelerator(qmodel, lanes=point["lanes"], max_seq_len=inputs_T)
+    acc = LSTMAccelerator(qmodel, lanes=point["lanes"], simd=point["simd"], max_seq_len=inputs_T)
     model = CycleModel.of(acc)
     # cycles per sequence = load + compute + drain, without back-pressure
     expected = (
@@ -101,7 +101,7 @@ def test_pareto_mask_keeps_exactly_the_undominated_points():
     [
         (dict(lanes=(), targets=("ecp5",)), "lanes must list at least one value"),
         (dict(lanes=(0,), targets=("ecp5",)), "lanes must be positive integers, not 0"),
-        (dict(lanes=(1,), targets=("ecp5",), simd=(2,)), "simd must be 1"),
+        (dict(lanes=(1,), targets=("ecp5",), simd=(0,)), "simd must be positive integers, not 0"),
         (dict(lanes=(1,), targets=("vhdl",)), "target must be one of ecp5, ice40"),
         (dict(lanes=(1,), targets=("ecp5:99k",)), "device must be one of"),
         (dict(lanes=(1,), targets=()), "targets must list at least one target"),
@@ -234,6 +234,8 @@ def test_sweep_on_a_separately_started_dask_cluster(problem, tmp_path):
                 str(root / "x.npy"),
                 "--lanes",
                 "2",
+                "--simd",
+                "3",
                 "--target",
                 "ecp5:25k",
                 "--seeds",
@@ -249,7 +251,7 @@ def test_sweep_on_a_separately_started_dask_cluster(problem, tmp_path):
         )
         assert code == 0, (tmp_path / "cluster.log").read_text()[-2000:]
         (point,) = files.read_json(out / "explore.json", "explore")["points"]
-        assert point["seed"] == 2 and point["accuracy"] is None
+        assert point["seed"] == 2 and point["simd"] == 3 and point["accuracy"] is None
         _check_point(point, qmodel, T)
     finally:
         for proc in reversed(procs):

@@ -101,3 +101,15 @@ def test_simd_verilog_is_lint_clean_and_lists_its_multipliers(name, tmp_path):
             cwd=tmp_path, capture_output=True, text=True,
         )  # fmt: skip
     assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr[:3000]
+
+
+def test_report_counts_every_multiplier_in_mac_efficiency():
+    from lstmfpga.pipeline import simulate_model
+    from lstmfpga.sim.report import mac_count
+
+    _, q = random_qmodel(9, input_size=3, hidden_size=2, head="last", head_out=2)
+    x = random_inputs(9, 2, 3, 3)
+    report, _ = simulate_model(q, x, simulator="amaranth", lanes=4, simd=2)
+    c = report["cycles"]
+    assert report["bit_exact"] is True and report["settings"]["simd"] == 2
+    assert c["mac_efficiency"] == pytest.approx(mac_count(q, 3) / (4 * 2 * c["compute"]))
