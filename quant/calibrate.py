@@ -137,23 +137,15 @@ def quantize(
 
     draft = _Draft(spec, tuple(layers), head, formats)
     acc = QuantizedModel.accumulator_format(describe_products(draft), config.acc_bits)
-    model = QuantizedModel(
-        input_size=spec.input_size,
-        hidden_size=spec.hidden_size,
-        num_layers=spec.num_layers,
-        bidirectional=spec.bidirectional,
-        proj_size=spec.proj_size,
-        has_bias=spec.bias,
-        layers=tuple(layers),
-        head=head,
+    return QuantizedModel.assemble(
+        spec,
+        layers,
+        head,
         formats=formats,
         acc=acc,
         config=config,
         calibration={"roles": notes, "weights": weights, "acc": str(acc)},
-        spec_hash=spec.content_hash(),
     )
-    model.validate()
-    return model
 
 
 class _Draft:

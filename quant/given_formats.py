@@ -141,23 +141,9 @@ def quantize_with_formats(
     calibration = {"roles": roles, "weights": weights, "acc": str(acc)}
     if notes is not None:
         calibration["source"] = notes
-    model = QuantizedModel(
-        input_size=spec.input_size,
-        hidden_size=spec.hidden_size,
-        num_layers=spec.num_layers,
-        bidirectional=spec.bidirectional,
-        proj_size=spec.proj_size,
-        has_bias=spec.bias,
-        layers=tuple(layers),
-        head=head,
-        formats=formats,
-        acc=acc,
-        config=config,
-        calibration=calibration,
-        spec_hash=spec.content_hash(),
+    return QuantizedModel.assemble(
+        spec, layers, head, formats=formats, acc=acc, config=config, calibration=calibration
     )
-    model.validate()
-    return model
 
 
 def _float_name(name: str) -> str:

@@ -188,6 +188,28 @@ class QuantizedModel(LSTMGeometry):
         return self.acc.frac - self.formats[role].frac
 
     # -- construction helpers ----------------------------------------------------------------
+    @classmethod
+    def assemble(cls, spec, layers, head, *, formats, acc, config, calibration) -> QuantizedModel:
+        """The validated model of ``spec``'s geometry (a ``ModelSpec``) with these quantized
+        ``layers``/``head``, formats and rules; ``spec_hash`` is ``spec.content_hash()``."""
+        model = cls(
+            input_size=spec.input_size,
+            hidden_size=spec.hidden_size,
+            num_layers=spec.num_layers,
+            bidirectional=spec.bidirectional,
+            proj_size=spec.proj_size,
+            has_bias=spec.bias,
+            layers=tuple(layers),
+            head=head,
+            formats=formats,
+            acc=acc,
+            config=config,
+            calibration=calibration,
+            spec_hash=spec.content_hash(),
+        )
+        model.validate()
+        return model
+
     @staticmethod
     def accumulator_format(
         products: list[tuple[list[tuple[int, int, int]], tuple[int, int] | None]],

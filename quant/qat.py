@@ -347,23 +347,15 @@ class QATLSTM(torch.nn.Module):
                 tensor(spec.head.bias, q.head.bias),
                 q.head.mode,
             )
-        model = QuantizedModel(
-            input_size=q.input_size,
-            hidden_size=q.hidden_size,
-            num_layers=q.num_layers,
-            bidirectional=q.bidirectional,
-            proj_size=q.proj_size,
-            has_bias=q.has_bias,
-            layers=layers,
-            head=head,
+        return QuantizedModel.assemble(
+            spec,
+            layers,
+            head,
             formats=dict(q.formats),
             acc=q.acc,
             config=q.config,
             calibration={**q.calibration, "finetuned": True},
-            spec_hash=spec.content_hash(),
         )
-        model.validate()
-        return model
 
 
 # -- training -------------------------------------------------------------------------------------

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Design-space exploration on Dask (lstmfpga.explore, ``lstmfpga explore``).
 
 The sweeps are tiny (a 2-input, 2-hidden model, a few lanes, one ECP5 device) but real: a
