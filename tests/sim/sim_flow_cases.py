@@ -38,13 +38,41 @@ def build_case(name: str):
     spec, q = random_qmodel(seed, **kwargs)
     acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=MAX_SEQ_LEN, **options)
     x_codes = golden.quantize_inputs(q, random_inputs(seed, batch, T, q.input_size))
-    h0 = c0 = None
-    if options.get("initial_state"):
-        rng = np.random.default_rng(seed)
-        LD = q.num_layers * q.num_directions
-        h0 = q.formats["hidden"].quantize(rng.normal(0, 0.3, (LD, batch, q.output_size)))
-        c0 = q.formats["cell"].quantize(rng.normal(0, 0.3, (LD, batch, q.hidden_size)))
+    h0, c0 = initial_states(q, batch, seed) if options.get("initial_state") else (None, None)
     return spec, q, acc, x_codes, h0, c0
+
+
+def initial_states(q, batch: int, seed: int):
+    """Random ``(h0, c0)`` codes of the hidden and cell formats (seeded)."""
+    rng = np.random.default_rng(seed)
+    LD = q.num_layers * q.num_directions
+    h0 = q.formats["hidden"].quantize(rng.normal(0, 0.3, (LD, batch, q.output_size)))
+    c0 = q.formats["cell"].quantize(rng.normal(0, 0.3, (LD, batch, q.hidden_size)))
+    return h0, c0
+
+
+def assert_bit_and_cycle_exact_in_verilator(name, acc, x, h0, c0, seed, cache) -> None:
+    """``acc`` in Verilator equals the golden model without and with random stalls, and its
+    compute cycles equal the cycle model's."""
+    from lstmfpga.hw.cycles import CycleModel
+    from lstmfpga.sim.cocotb_flow import run_cocotb
+
+    want = expected_outputs(acc, x, h0, c0)
+    T = x.shape[1]
+    plain = run_cocotb(acc, x, h0, c0, simulator="verilator", build_dir=cache)
+    assert not plain.error
+    assert_outputs_equal(plain.outputs, want, f"{name} in verilator")
+    model = CycleModel.of(acc).compute(T)
+    for b, cycles in enumerate(plain.cycles):
+        assert cycles.compute == model, f"{name}, sequence {b}: {cycles}"
+        assert cycles.last_out - cycles.first_out + 1 == acc.result_length(T)
+    stalled = run_cocotb(
+        acc, x, h0, c0, simulator="verilator", in_stall=0.3, out_stall=0.4, seed=seed,
+        build_dir=cache,
+    )  # fmt: skip
+    assert not stalled.error
+    assert_outputs_equal(stalled.outputs, want, f"{name} in verilator with stalls (seed {seed})")
+    assert stalled.total_cycles > plain.total_cycles, "no stall happened"
 
 
 def expected_outputs(acc, x_codes, h0=None, c0=None) -> list[np.ndarray]:

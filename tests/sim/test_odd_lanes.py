@@ -12,15 +12,13 @@ layers without a head.
 import shutil
 import subprocess
 
-import numpy as np
 import pytest
-from sim_flow_cases import assert_outputs_equal, cache_root, expected_outputs
+from sim_flow_cases import assert_bit_and_cycle_exact_in_verilator, cache_root, initial_states
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
-from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.verilog import generate
 from lstmfpga.quant import golden
-from lstmfpga.sim.cocotb_flow import _tool_environment, check_simulator, run_cocotb
+from lstmfpga.sim.cocotb_flow import _tool_environment, check_simulator
 from lstmfpga.testing import random_inputs, random_qmodel
 
 WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
@@ -51,12 +49,7 @@ def build(name):
     _, q = random_qmodel(seed, **kwargs)
     acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=T, **options)
     x = golden.quantize_inputs(q, random_inputs(seed, batch, T, q.input_size))
-    h0 = c0 = None
-    if options.get("initial_state"):
-        rng = np.random.default_rng(seed)
-        LD = q.num_layers * q.num_directions
-        h0 = q.formats["hidden"].quantize(rng.normal(0, 0.3, (LD, batch, q.output_size)))
-        c0 = q.formats["cell"].quantize(rng.normal(0, 0.3, (LD, batch, q.hidden_size)))
+    h0, c0 = initial_states(q, batch, seed) if options.get("initial_state") else (None, None)
     return seed, q, acc, x, h0, c0
 
 
@@ -64,22 +57,7 @@ def build(name):
 def test_odd_lanes_are_bit_and_cycle_exact_in_verilator(name, cache):
     seed, _, acc, x, h0, c0 = build(name)
     assert 4 % acc.lanes and acc.lanes % 4, "the sample is about lanes straddling units"
-    want = expected_outputs(acc, x, h0, c0)
-    T = x.shape[1]
-    plain = run_cocotb(acc, x, h0, c0, simulator="verilator", build_dir=cache)
-    assert not plain.error
-    assert_outputs_equal(plain.outputs, want, f"{name} in verilator")
-    model = CycleModel.of(acc).compute(T)
-    for b, cycles in enumerate(plain.cycles):
-        assert cycles.compute == model, f"{name}, sequence {b}: {cycles}"
-        assert cycles.last_out - cycles.first_out + 1 == acc.result_length(T)
-    stalled = run_cocotb(
-        acc, x, h0, c0, simulator="verilator", in_stall=0.3, out_stall=0.4, seed=seed,
-        build_dir=cache,
-    )  # fmt: skip
-    assert not stalled.error
-    assert_outputs_equal(stalled.outputs, want, f"{name} in verilator with stalls (seed {seed})")
-    assert stalled.total_cycles > plain.total_cycles, "no stall happened"
+    assert_bit_and_cycle_exact_in_verilator(name, acc, x, h0, c0, seed, cache)
 
 
 @pytest.mark.parametrize("name", list(CASES))
