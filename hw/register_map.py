@@ -1,0 +1,189 @@
+"""The control and status register map of the AXI top, as one table (pure Python).
+
+:data:`REGISTERS` is the single description of the registers: :class:`~.registers.RegisterBlock`
+builds its address decoder and access rules from it, :func:`render_markdown` writes
+``docs/registers.md`` from it, and :mod:`lstmfpga.runtime` reads and writes registers by
+its names. Nothing here imports Amaranth, so the host runtime can use it.
+
+Every register is 32 bits wide at a word-aligned byte offset. Accesses:
+
+* ``ro``: read only; a write answers ``SLVERR`` and changes nothing;
+* ``w1c``: read the flags; writing 1 to a flag clears it (0 leaves it alone);
+* ``w1p``: write 1 to a bit to pulse its action for one cycle; reads 0.
+
+An address holding no register answers ``SLVERR`` (reads return 0). The low two address
+bits are ignored (AXI4-Lite accesses are word aligned). Byte strobes are honoured: a bit is
+written only when the strobe of its byte is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+__all__ = [
+    "ACCESSES",
+    "ADDR_WIDTH",
+    "MAP_VERSION",
+    "PLANNED",
+    "REGISTERS",
+    "Field",
+    "Register",
+    "design_id",
+    "field_mask",
+    "register",
+    "render_markdown",
+]
+
+#: The access kinds (see the module docstring).
+ACCESSES = ("ro", "w1c", "w1p")
+#: Byte-address width of the AXI4-Lite port (a 256-byte window).
+ADDR_WIDTH = 8
+#: Bumped when a register changes meaning or moves; readable in ``VERSION``.
+MAP_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Field:
+    """Bits ``bit .. bit + width - 1`` of a register."""
+
+    name: str
+    bit: int
+    width: int
+    description: str
+
+
+@dataclass(frozen=True)
+class Register:
+    """One 32-bit register. ``reset`` is its value after reset (``None``: given when the
+    block is built, e.g. the design ID); ``fields`` name its bits (none: the whole word)."""
+
+    name: str
+    offset: int
+    access: str
+    reset: int | None
+    description: str
+    fields: tuple[Field, ...] = ()
+
+    def __post_init__(self):
+        if self.access not in ACCESSES:
+            raise ValueError(f"access must be one of {ACCESSES}, not {self.access!r}")
+        if self.offset % 4 or not 0 <= self.offset < 1 << ADDR_WIDTH:
+            raise ValueError(
+                f"offset must be word aligned below {1 << ADDR_WIDTH}, not {self.offset:#x}"
+            )
+
+
+REGISTERS: tuple[Register, ...] = (
+    Register("ID", 0x00, "ro", None,
+             "Design ID: the low 32 bits of the SHA-256 of the design's manifest "
+             "(`design_id`); the host runtime compares it with the manifest it was given."),
+    Register("VERSION", 0x04, "ro", MAP_VERSION, "Version of this register map."),
+    Register("STATUS", 0x08, "ro", 0, "Live status of the accelerator.", (
+        Field("busy", 0, 1, "a sequence is being computed or drained"),
+        Field("error", 1, 1, "the accelerator's `error` port: high from a malformed sequence "
+                             "until a soft reset"),
+    )),
+    Register("ERRORS", 0x0C, "w1c", 0, "Sticky error flags; write 1 to clear a flag.", (
+        Field("stream", 0, 1, "set when the accelerator's `error` rises (a sequence that was "
+                              "not whole vectors, longer than `max_seq_len`, or ended inside "
+                              "the initial state)"),
+    )),
+    Register("CONTROL", 0x10, "w1p", 0, "Actions; write 1 to start one, reads 0.", (
+        Field("soft_reset", 0, 1, "reset the accelerator (its buffers, state machine and "
+                                  "`error`), the counters and the error flags for one cycle; "
+                                  "stream beats in flight are lost, so stop the streams first"),
+    )),
+    Register("CYCLES", 0x14, "ro", 0, "Clock cycles since reset (wraps at 2**32)."),
+    Register("BUSY_CYCLES", 0x18, "ro", 0,
+             "Cycles with `STATUS.busy` high since reset (compute and drain; wraps)."),
+    Register("SEQUENCES", 0x1C, "ro", 0,
+             "Result sequences completed since reset: `m_axis` beats taken with `tlast` "
+             "(wraps)."),
+)  # fmt: skip
+
+#: Registers of issue 11 that need accelerator ports that do not exist yet (docs only).
+PLANNED = (
+    ("MODE", "stream or sequence mode (needs the streaming mode, issue 11 section 1)"),
+    ("STATE_RESET", ("reset the carried state before the next step (needs stream mode's "
+                    "state sideband)")),
+    ("SATURATION_*", ("saturation counters per tensor, the counts the golden model reports "
+                     "(needs saturation events out of the datapath)")),
+)  # fmt: skip
+
+
+def register(name: str) -> Register:
+    """The register called ``name``."""
+    for reg in REGISTERS:
+        if reg.name == name:
+            return reg
+    raise KeyError(f"register must be one of {', '.join(r.name for r in REGISTERS)}, not {name!r}")
+
+
+def field_mask(register_name: str, field_name: str) -> int:
+    """The bit mask of field ``field_name`` of register ``register_name``."""
+    for fld in register(register_name).fields:
+        if fld.name == field_name:
+            return ((1 << fld.width) - 1) << fld.bit
+    raise KeyError(f"register {register_name} has no field {field_name!r}")
+
+
+def design_id(manifest: dict) -> int:
+    """The 32-bit ID of a design: the low 32 bits of the SHA-256 of its manifest as
+    canonical JSON, without the entries that do not describe the hardware (``files``,
+    ``memory_files``)."""
+    core = {k: v for k, v in manifest.items() if k not in ("files", "memory_files")}
+    text = json.dumps(core, sort_keys=True, separators=(",", ":"))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[-4:], "big")
+
+
+def render_markdown() -> str:
+    """``docs/registers.md``, generated from :data:`REGISTERS` (a test keeps them equal)."""
+    lines = [
+        "# Control and status registers",
+        "",
+        "<!-- Generated by lstmfpga.hw.register_map.render_markdown(); do not edit. -->",
+        "",
+        (
+            "The AXI top (`lstmfpga.hw.axi_top.AXITop`) has an AXI4-Lite port `s_axil_*` "
+            f"({ADDR_WIDTH}-bit byte addresses, 32-bit data) to the registers below "
+            f"(register map version {MAP_VERSION}). The hardware and this page come from the "
+            "same table, `lstmfpga.hw.register_map.REGISTERS`; the host runtime "
+            "(`lstmfpga.runtime`) reads and writes them by name."
+        ),
+        "",
+        (
+            "Accesses: `ro` read only (a write answers `SLVERR` and changes nothing); `w1c` "
+            "write 1 to clear a flag; `w1p` write 1 to pulse an action (reads 0). An address "
+            "holding no register answers `SLVERR` (a read returns 0). The low two address bits "
+            "are ignored; byte strobes are honoured (a bit is written only when its byte's "
+            "strobe is set). One read and one write are handled at a time; a read takes effect "
+            "when its address is accepted plus one cycle, and has no side effects."
+        ),
+        "",
+        "| offset | name | access | reset | description |",
+        "|---|---|---|---|---|",
+    ]
+    for reg in REGISTERS:
+        reset = "design ID" if reg.reset is None else f"`{reg.reset:#x}`"
+        lines.append(
+            f"| `{reg.offset:#04x}` | `{reg.name}` | {reg.access} | {reset} | {reg.description} |"
+        )
+    lines += ["", "## Fields", "", "| register | bits | field | meaning |", "|---|---|---|---|"]
+    for reg in REGISTERS:
+        for fld in reg.fields:
+            bits = str(fld.bit) if fld.width == 1 else f"{fld.bit + fld.width - 1}:{fld.bit}"
+            lines.append(f"| `{reg.name}` | {bits} | `{fld.name}` | {fld.description} |")
+    lines += [
+        "",
+        "## Planned",
+        "",
+        (
+            "Registers of issue 11 that wait for accelerator features (no hardware yet, so no "
+            "register):"
+        ),
+        "",
+    ]
+    lines += [f"* `{name}`: {why}." for name, why in PLANNED]
+    return "\n".join(lines) + "\n"

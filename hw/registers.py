@@ -1,0 +1,194 @@
+"""An AXI4-Lite register block built from :data:`~.register_map.REGISTERS`.
+
+:class:`RegisterBlock` is the control and status interface of the AXI top
+(:mod:`.axi_top`): the accelerator's status comes in (``busy``, ``error``, ``result_done``),
+the soft reset goes out. The register map, access rules and error responses are those of
+:mod:`.register_map` (and ``docs/registers.md``, generated from it).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .register_map import ADDR_WIDTH, REGISTERS, field_mask
+
+__all__ = ["AXI_LITE_PREFIX", "OKAY", "SLVERR", "RegisterBlock", "axi_lite_members"]
+
+#: AXI response codes.
+OKAY, SLVERR = 0b00, 0b10
+#: Port name prefix of the AXI4-Lite subordinate port (cocotbext-axi's ``from_prefix``).
+AXI_LITE_PREFIX = "s_axil"
+_DATA_BITS = 32
+
+
+def axi_lite_members(prefix: str = AXI_LITE_PREFIX, addr_width: int = ADDR_WIDTH) -> dict:
+    """The members of an AXI4-Lite subordinate port (32-bit data, byte strobes, no
+    ``prot``), named ``<prefix>_<signal>`` as Xilinx's and cocotbext-axi's conventions
+    expect."""
+    signals = {
+        "awaddr": In(addr_width), "awvalid": In(1), "awready": Out(1),
+        "wdata": In(_DATA_BITS), "wstrb": In(_DATA_BITS // 8), "wvalid": In(1),
+        "wready": Out(1),
+        "bresp": Out(2), "bvalid": Out(1), "bready": In(1),
+        "araddr": In(addr_width), "arvalid": In(1), "arready": Out(1),
+        "rdata": Out(_DATA_BITS), "rresp": Out(2), "rvalid": Out(1), "rready": In(1),
+    }  # fmt: skip
+    return {f"{prefix}_{name}": member for name, member in signals.items()}
+
+
+class RegisterBlock(wiring.Component):
+    """The registers of :data:`~.register_map.REGISTERS` behind an AXI4-Lite port.
+
+    Parameters
+    ----------
+    design_id : int
+        The value of ``ID`` (32 bits; :func:`~.register_map.design_id` of the manifest).
+
+    Members
+    -------
+    s_axil_* : AXI4-Lite subordinate (:func:`axi_lite_members`)
+        One write and one read in flight at a time: ``awready``/``wready`` drop once an
+        address/data is held and rise again when its response is taken; a write takes
+        effect in the cycle its response becomes valid; a read's data is sampled in the
+        cycle its response becomes valid (one cycle after the address is taken, or when the
+        previous response is taken). Unmapped addresses and writes to ``ro`` registers
+        answer ``SLVERR``.
+    busy, error : In(1)
+        The accelerator's ports (``STATUS``; ``ERRORS.stream`` is set when ``error`` rises).
+    result_done : In(1)
+        High in a cycle where the last result beat of a sequence is taken (``SEQUENCES``).
+    soft_reset : Out(1)
+        High for one cycle after ``CONTROL.soft_reset`` is written with 1; the counters and
+        flags of this block are cleared in that cycle too.
+    """
+
+    def __init__(self, design_id: int):
+        if not isinstance(design_id, int) or isinstance(design_id, bool):
+            raise TypeError(f"design_id must be an integer, not {design_id!r}")
+        if not 0 <= design_id < 1 << _DATA_BITS:
+            raise ValueError(f"design_id must fit 32 unsigned bits, not {design_id!r}")
+        self._design_id = design_id
+        super().__init__(
+            {
+                **axi_lite_members(),
+                "busy": In(1),
+                "error": In(1),
+                "result_done": In(1),
+                "soft_reset": Out(1),
+            }
+        )
+
+    @property
+    def design_id(self) -> int:
+        return self._design_id
+
+    def _bus(self, name: str):
+        return getattr(self, f"{AXI_LITE_PREFIX}_{name}")
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self._bus
+        words = {reg.offset >> 2: reg for reg in REGISTERS}
+
+        # -- state behind the registers -------------------------------------------------------
+        cycles = Signal(_DATA_BITS)
+        busy_cycles = Signal(_DATA_BITS)
+        sequences = Signal(_DATA_BITS)
+        error_seen = Signal()  # error in the previous cycle (rising-edge detection)
+        stream_flag = Signal()
+        soft_reset = Signal()
+        m.d.comb += self.soft_reset.eq(soft_reset)
+        values = {
+            "ID": self._design_id,
+            "VERSION": next(r.reset for r in REGISTERS if r.name == "VERSION"),
+            "STATUS": Cat(self.busy, self.error),
+            "ERRORS": stream_flag,
+            "CONTROL": 0,
+            "CYCLES": cycles,
+            "BUSY_CYCLES": busy_cycles,
+            "SEQUENCES": sequences,
+        }
+        if set(values) != {reg.name for reg in REGISTERS}:  # pragma: no cover - table edit
+            raise RuntimeError("RegisterBlock does not implement every register of the table")
+
+        # -- write channel ----------------------------------------------------------------------
+        aw_full, aw_word = Signal(), Signal(ADDR_WIDTH - 2)
+        w_full, w_data, w_strb = Signal(), Signal(_DATA_BITS), Signal(_DATA_BITS // 8)
+        bvalid, bresp = Signal(), Signal(2)
+        m.d.comb += [
+            bus("awready").eq(~aw_full),
+            bus("wready").eq(~w_full),
+            bus("bvalid").eq(bvalid),
+            bus("bresp").eq(bresp),
+        ]
+        with m.If(bus("awvalid") & ~aw_full):
+            m.d.sync += [aw_full.eq(1), aw_word.eq(bus("awaddr")[2:])]
+        with m.If(bus("wvalid") & ~w_full):
+            m.d.sync += [w_full.eq(1), w_data.eq(bus("wdata")), w_strb.eq(bus("wstrb"))]
+        with m.If(bvalid & bus("bready")):
+            m.d.sync += bvalid.eq(0)
+        do_write = Signal()
+        m.d.comb += do_write.eq(aw_full & w_full & (~bvalid | bus("bready")))
+        written = Signal(_DATA_BITS)  # the data bits whose byte strobe is set
+        m.d.comb += written.eq(w_data & Cat(b.replicate(8) for b in w_strb))
+        clear_stream = Signal()
+        with m.If(do_write):
+            m.d.sync += [aw_full.eq(0), w_full.eq(0), bvalid.eq(1), bresp.eq(SLVERR)]
+            with m.Switch(aw_word):
+                for word, reg in words.items():
+                    with m.Case(word):
+                        if reg.access != "ro":
+                            m.d.sync += bresp.eq(OKAY)
+                        if reg.name == "ERRORS":
+                            m.d.comb += clear_stream.eq(
+                                (written & field_mask("ERRORS", "stream")) != 0
+                            )
+                        if reg.name == "CONTROL":
+                            m.d.sync += soft_reset.eq(
+                                (written & field_mask("CONTROL", "soft_reset")) != 0
+                            )
+        with m.If(soft_reset):
+            m.d.sync += soft_reset.eq(0)
+
+        # -- read channel -----------------------------------------------------------------------
+        ar_full, ar_word = Signal(), Signal(ADDR_WIDTH - 2)
+        rvalid, rresp, rdata = Signal(), Signal(2), Signal(_DATA_BITS)
+        m.d.comb += [
+            bus("arready").eq(~ar_full),
+            bus("rvalid").eq(rvalid),
+            bus("rresp").eq(rresp),
+            bus("rdata").eq(rdata),
+        ]
+        with m.If(bus("arvalid") & ~ar_full):
+            m.d.sync += [ar_full.eq(1), ar_word.eq(bus("araddr")[2:])]
+        with m.If(rvalid & bus("rready")):
+            m.d.sync += rvalid.eq(0)
+        with m.If(ar_full & (~rvalid | bus("rready"))):
+            m.d.sync += [ar_full.eq(0), rvalid.eq(1), rresp.eq(SLVERR), rdata.eq(0)]
+            with m.Switch(ar_word):
+                for word, reg in words.items():
+                    with m.Case(word):
+                        m.d.sync += [rresp.eq(OKAY), rdata.eq(values[reg.name])]
+
+        # -- counters and flags (cleared by the soft reset) -------------------------------------
+        m.d.sync += [
+            cycles.eq(cycles + 1),
+            busy_cycles.eq(busy_cycles + self.busy),
+            sequences.eq(sequences + self.result_done),
+            error_seen.eq(self.error),
+        ]
+        with m.If(self.error & ~error_seen):
+            m.d.sync += stream_flag.eq(1)
+        with m.Elif(clear_stream):
+            m.d.sync += stream_flag.eq(0)
+        with m.If(soft_reset):
+            m.d.sync += [
+                cycles.eq(0),
+                busy_cycles.eq(0),
+                sequences.eq(0),
+                stream_flag.eq(0),
+                error_seen.eq(0),
+            ]
+        return m
