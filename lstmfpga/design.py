@@ -139,7 +139,7 @@ def convert(
     if isinstance(model, ModelSpec):
         spec = model
     elif isinstance(model, str | Path):
-        from lstmfpga.export.torch_loader import load_model
+        from lstmfpga.export.model_files import load_model
 
         spec = load_model(model, head=head)
     else:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
                 f"(this lstmfpga reads: {SPEC_FORMAT}, {QMODEL_FORMAT})"
             )
     else:
-        from lstmfpga.export.torch_loader import detect_format, load_model
+        from lstmfpga.export.model_files import detect_format, load_model
 
         kind = detect_format(path)
         spec = load_model(path)

@@ -23,8 +23,8 @@ import torch
 from export_models import TORCH_WARNINGS
 
 from lstmfpga.export import forward_check, reference
+from lstmfpga.export.model_files import load_model
 from lstmfpga.export.spec import SpecError
-from lstmfpga.export.torch_loader import load_model
 
 pytestmark = [pytest.mark.filterwarnings(w) for w in TORCH_WARNINGS]
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 from export_models import TORCH_WARNINGS, example_input, make_model
 
+from lstmfpga.export.model_files import load_model
 from lstmfpga.export.spec import SpecError
-from lstmfpga.export.torch_loader import load_model
 
 pytestmark = [pytest.mark.filterwarnings(w) for w in TORCH_WARNINGS]
 

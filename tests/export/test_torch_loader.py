@@ -30,9 +30,10 @@ from export_models import (
 )
 from torch import nn
 
-from lstmfpga.export import torch_loader
+from lstmfpga.export import archives, files, pt2_archive
+from lstmfpga.export.model_files import detect_format, load_model
 from lstmfpga.export.spec import ModelSpec, SpecError
-from lstmfpga.export.torch_loader import detect_format, from_module, from_state_dict, load_model
+from lstmfpga.export.torch_loader import from_module, from_state_dict
 
 pytestmark = [pytest.mark.filterwarnings(w) for w in TORCH_WARNINGS]
 
@@ -132,7 +133,7 @@ def test_live_module_records_dropout_and_source():
 def test_torchscript_reader_matches_torch_jit_load(route, tmp_path):
     model = make_model(2, head="all", input_size=3, hidden_size=4, num_layers=2, proj_size=2)
     path = save_route(model, route, tmp_path / "model.ts")
-    modules, tensors, _ = torch_loader._read_torchscript(path)
+    modules, tensors, _ = archives.read_torchscript(path)
     trusted = torch.jit.load(str(path))  # our own file: trusted
     expected = {k: v.detach().numpy() for k, v in trusted.state_dict().items()}
     assert tensors.keys() == expected.keys()
@@ -146,7 +147,7 @@ def test_torchscript_reader_matches_torch_jit_load(route, tmp_path):
 def test_export_reader_matches_torch_export_load(tmp_path):
     model = make_model(3, head="last", input_size=3, hidden_size=4, bidirectional=True)
     path = save_route(model, "torch_export", tmp_path / "model.pt2")
-    modules, tensors, _ = torch_loader._read_export_archive(path)
+    modules, tensors, _ = pt2_archive.read_export_archive(path)
     trusted = torch.export.load(path)  # our own file: trusted
     expected = {k: v.detach().numpy() for k, v in trusted.state_dict.items()}
     assert tensors.keys() == expected.keys()
@@ -687,7 +688,7 @@ def test_expanded_and_oversized_tensors_are_refused(legacy, tmp_path):
 
 def test_zip_members_are_checked_before_reading(tmp_path, monkeypatch):
     path = save_route(make_lstm(0, input_size=2, hidden_size=2), "jit_script", tmp_path / "a.ts")
-    monkeypatch.setattr(torch_loader.files, "MAX_ARRAY_BYTES", 100)
+    monkeypatch.setattr(files, "MAX_ARRAY_BYTES", 100)
     with pytest.raises(
         SpecError, match=r"a.ts: member '.*' declares \d+ bytes, more than the 100-"
     ):
