@@ -118,7 +118,7 @@ def run_amaranth(
     error = {}
 
     async def bench(ctx):
-        # The clocked logic of the Verilog test top (cocotb_flow.wrapper), cycle by cycle:
+        # The clocked logic of the Verilog test top (bench_top.wrapper), cycle by cycle:
         # the stall pattern's semantics are in lstmfpga.sim.stalls.
         b_in = k_in = b_out = k_out = now = window = 0
         in_wait, out_wait = in_gaps[0][0], out_gaps[0][0]

@@ -4,12 +4,12 @@ Run by :mod:`lstmfpga.sim.cocotb_flow` (never imported by it): the flow writes t
 files (``config.hex``, ``inputs.hex``, ``in_gaps.hex``, ``out_gaps.hex``) into a run
 directory, the simulator's working directory, named in :data:`RUN_DIR_ENV`.
 
-Everything per cycle and per beat happens in Verilog (:func:`lstmfpga.sim.cocotb_flow.wrapper`:
+Everything per cycle and per beat happens in Verilog (:func:`lstmfpga.sim.bench_top.wrapper`:
 stimulus, stalls, capture, cycle stamps, protocol and budget checks); Python wakes twice:
 to start, and when the bench raises ``done``. It then reads the bench's ``status`` flag and
 the design's sticky ``error`` port and writes ``results.json``: ``status`` (``"ok"``,
 ``"timeout"``, ``"tlast"``, ``"x"`` or ``"extra"``, see
-:data:`lstmfpga.sim.cocotb_flow.STATUS`), ``error``, ``simulator``, ``simulator_version``.
+:data:`lstmfpga.sim.bench_top.STATUS`), ``error``, ``simulator``, ``simulator_version``.
 The results themselves (``outputs.hex``, ``stamps.hex``, ``status.hex``) were written by the
 bench. The test passes whatever the design does: the flow turns a bad status into one line.
 """

@@ -2,7 +2,7 @@
 
 Amaranth, Icarus and Verilator see the same per-beat stall decisions for a given ``seed``:
 the pattern is drawn here (vectorized NumPy), handed to the Amaranth testbench as arrays and
-to the Verilog test top (:func:`lstmfpga.sim.cocotb_flow.wrapper`) as ``$readmemh`` files.
+to the Verilog test top (:func:`lstmfpga.sim.bench_top.wrapper`) as ``$readmemh`` files.
 
 Semantics (the bench of every flow implements exactly this, cycle by cycle):
 

@@ -11,7 +11,7 @@ import pytest
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.verilog import generate
-from lstmfpga.sim.cocotb_flow import _tool_environment, check_simulator
+from lstmfpga.sim.cocotb_build import check_simulator, tool_environment
 from lstmfpga.testing import random_qmodel
 
 WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
@@ -32,7 +32,7 @@ GEOMETRIES = {
 @pytest.fixture(scope="module")
 def verilator_env():
     check_simulator("verilator")
-    with _tool_environment("verilator"):
+    with tool_environment("verilator"):
         yield
 
 

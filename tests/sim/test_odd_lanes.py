@@ -18,7 +18,7 @@ from sim_flow_cases import assert_bit_and_cycle_exact_in_verilator, cache_root, 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.verilog import generate
 from lstmfpga.quant import golden
-from lstmfpga.sim.cocotb_flow import _tool_environment, check_simulator
+from lstmfpga.sim.cocotb_build import check_simulator, tool_environment
 from lstmfpga.testing import random_inputs, random_qmodel
 
 WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
@@ -66,7 +66,7 @@ def test_odd_lane_verilog_is_lint_clean(name, tmp_path):
     _, q = random_qmodel(sum(map(ord, name)), **kwargs)
     generate(q, tmp_path, lanes=lanes, max_seq_len=T, **options)
     check_simulator("verilator")
-    with _tool_environment("verilator"):
+    with tool_environment("verilator"):
         lint = subprocess.run(
             [shutil.which("verilator"), "--lint-only", "-Wall", WAIVERS, "lstm_accel.v",
              "--top-module", "lstm_accel"],

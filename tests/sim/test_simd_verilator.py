@@ -18,7 +18,7 @@ from sim_flow_cases import assert_bit_and_cycle_exact_in_verilator, cache_root, 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.verilog import generate
 from lstmfpga.quant import golden
-from lstmfpga.sim.cocotb_flow import _tool_environment, check_simulator
+from lstmfpga.sim.cocotb_build import check_simulator, tool_environment
 from lstmfpga.testing import random_inputs, random_qmodel
 
 WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
@@ -72,7 +72,7 @@ def test_simd_verilog_is_lint_clean_and_lists_its_multipliers(name, tmp_path):
     assert (info["lanes"], info["simd"]) == (lanes, simd)
     assert info["multipliers"][0]["count"] == lanes * simd
     check_simulator("verilator")
-    with _tool_environment("verilator"):
+    with tool_environment("verilator"):
         lint = subprocess.run(
             [shutil.which("verilator"), "--lint-only", "-Wall", WAIVERS, "lstm_accel.v",
              "--top-module", "lstm_accel"],
