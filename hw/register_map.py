@@ -34,6 +34,8 @@ __all__ = [
     "field_mask",
     "register",
     "render_markdown",
+    "tables_digest",
+    "weights_digest",
 ]
 
 #: The access kinds (see the module docstring).
@@ -132,10 +134,33 @@ def field_mask(register_name: str, field_name: str) -> int:
 def design_id(manifest: dict) -> int:
     """The 32-bit ID of a design: the low 32 bits of the SHA-256 of its manifest as
     canonical JSON, without the entries that do not describe the hardware (``files``,
-    ``memory_files``)."""
-    core = {k: v for k, v in manifest.items() if k not in ("files", "memory_files")}
+    ``memory_files``) and without ``design_id`` itself."""
+    core = {k: v for k, v in manifest.items() if k not in ("files", "memory_files", "design_id")}
     text = json.dumps(core, sort_keys=True, separators=(",", ":"))
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[-4:], "big")
+
+
+def weights_digest(layout) -> str:
+    """SHA-256 of a :class:`~.layout.WeightLayout`'s weight and bias memory images (recorded
+    in the AXI manifest, so the design ID changes with the weights)."""
+    digest = hashlib.sha256()
+    for words in (layout.weight_words, layout.bias_words):
+        digest.update(str(words.shape).encode() + words.astype("<i8").tobytes())
+    return digest.hexdigest()
+
+
+def tables_digest(tables: dict) -> str:
+    """SHA-256 of a model's activation tables (:attr:`QuantizedModel.tables`): their
+    parameters, entries and slopes, i.e. the activation ROMs of the hardware."""
+    digest = hashlib.sha256()
+    for name in sorted(tables):
+        t = tables[name]
+        head = [name, t.function, str(t.in_fmt), str(t.out_fmt), t.shift, t.size,
+                t.interpolate, t.guard]  # fmt: skip
+        digest.update(json.dumps(head).encode())
+        for array in (t.entries, t.slopes):
+            digest.update(str(array.shape).encode() + array.astype("<i8").tobytes())
+    return digest.hexdigest()
 
 
 def render_markdown() -> str:

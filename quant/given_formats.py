@@ -16,7 +16,7 @@ from .config import DATA_ROLES, QuantConfig
 from .fixed import FixedFormat, FormatError
 from .model import QHead, QLayer, QuantizedModel, Tensor, describe_products
 
-__all__ = ["quantize_with_formats", "tensor_names"]
+__all__ = ["quantize_with_formats", "tensor_formats", "tensor_names"]
 
 
 def tensor_names(spec: ModelSpec) -> dict[str, str]:
@@ -36,6 +36,24 @@ def tensor_names(spec: ModelSpec) -> dict[str, str]:
         if spec.head.bias is not None:
             names["head_b"] = "head_b"
     return names
+
+
+def tensor_formats(model: QuantizedModel) -> dict[str, FixedFormat]:
+    """Artifact name → format of every weight tensor of a quantized ``model`` (the names of
+    :func:`tensor_names`: ``w_ih_l0``, ``bias_l0_reverse``, ``head_w``, ...)."""
+    out = {}
+    for index, directions in enumerate(model.layers):
+        for d, q in enumerate(directions):
+            suffix = f"_l{index}" + ("_reverse" if d else "")
+            for kind, tensor in (("w_ih", q.w_ih), ("w_hh", q.w_hh), ("bias", q.bias),
+                                 ("w_hr", q.w_hr)):  # fmt: skip
+                if tensor is not None:
+                    out[kind + suffix] = tensor.fmt
+    if model.head is not None:
+        out["head_w"] = model.head.weight.fmt
+        if model.head.bias is not None:
+            out["head_b"] = model.head.bias.fmt
+    return out
 
 
 def _check_rule(what: str, fmt: FixedFormat, rule) -> None:

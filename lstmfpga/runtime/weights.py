@@ -1,0 +1,144 @@
+"""The weight beat stream of a quantized model for a generated design.
+
+A weight port takes the beats of the weight memory's load port
+(:class:`lstmfpga.hw.weights.WeightMemory` ``load``), one memory word per beat, packed as
+its ``StructLayout``: bit 0 ``bias`` (1: bias memory, 0: weight memory), then ``addr``
+(``select_bits(max(depth, bias_depth))`` bits), then ``data`` (the word packed lane-major
+as :func:`lstmfpga.hw.layout.pack` does). The stream holds every weight word (addresses
+``0 .. depth - 1``) then every bias word. The words are :class:`~lstmfpga.hw.layout.WeightLayout`'s
+(for the design's ``lanes`` and ``simd``); nothing is re-derived here.
+
+:func:`check_model` refuses a model whose geometry or formats differ from the design's, one
+line naming the first mismatch (:class:`~.design.ManifestError`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..hw.layout import WeightLayout, select_bits
+from ..hw.register_map import tables_digest
+from ..quant.given_formats import tensor_formats
+from ..quant.model import QuantizedModel
+from .design import HardwareDesign, ManifestError
+
+__all__ = ["WeightStream", "check_model", "pack_weights"]
+
+
+@dataclass(frozen=True, eq=False)
+class WeightStream:
+    """``beats`` (``(n, beat_bytes)`` ``uint8``, each beat little-endian) of ``bits``-wide
+    load beats; ``fields`` maps ``bias``, ``addr``, ``data`` to ``(offset, width)``."""
+
+    beats: np.ndarray
+    bits: int
+    fields: dict[str, tuple[int, int]]
+
+    def __len__(self) -> int:
+        return int(self.beats.shape[0])
+
+    @property
+    def beat_bytes(self) -> int:
+        return int(self.beats.shape[1])
+
+    def to_bytes(self) -> bytes:
+        return self.beats.tobytes()
+
+    def field(self, name: str) -> np.ndarray:
+        """Field ``name`` of every beat (``uint64``; ``data`` only when it fits 64 bits)."""
+        offset, width = self.fields[name]
+        if width > 64:
+            raise ValueError(f"field {name} is {width} bits wide; read it from the bytes")
+        bits = np.unpackbits(self.beats, axis=1, bitorder="little")[:, offset : offset + width]
+        return (bits.astype(np.uint64) << np.arange(width, dtype=np.uint64)).sum(axis=1)
+
+
+def _mismatch(what: str, design_value, model_value) -> ManifestError:
+    return ManifestError(f"qmodel {what} must be the design's {design_value}, not {model_value}")
+
+
+def check_model(design: HardwareDesign, model: QuantizedModel) -> WeightLayout:
+    """Check that ``model`` fits ``design`` (geometry, head, every data and weight format,
+    the accumulator, the weight memories' shape); returns its :class:`WeightLayout`."""
+    if not isinstance(model, QuantizedModel):
+        raise TypeError(f"model must be a QuantizedModel, not {model!r}")
+    head_mode = None if model.head is None else model.head.mode
+    head_out = 0 if model.head is None else model.head.out_features
+    for what, want, got in (
+        ("input_size", design.input_size, model.input_size),
+        ("hidden_size", design.hidden_size, model.hidden_size),
+        ("num_layers", design.num_layers, model.num_layers),
+        ("bidirectional", design.bidirectional, model.bidirectional),
+        ("proj_size", design.proj_size, model.proj_size),
+        ("bias", design.has_bias, model.has_bias),
+        ("head mode", design.head_mode, head_mode),
+        ("head out_features", design.head_out, head_out),
+    ):
+        if want != got:
+            raise _mismatch(what, want, got)
+    formats = {**model.formats, "acc": model.acc}
+    for role, fmt in design.formats.items():
+        if formats[role] != fmt:
+            raise _mismatch(f"format of {role}", fmt, formats[role])
+    if not design.weight_formats:
+        raise ManifestError(
+            f"{design.where} does not record the weight formats, so new weights cannot be "
+            "checked against the hardware: regenerate the design"
+        )
+    mine = tensor_formats(model)
+    if set(mine) != set(design.weight_formats):
+        raise _mismatch("weight tensors", sorted(design.weight_formats), sorted(mine))
+    for name, fmt in design.weight_formats.items():
+        if mine[name] != fmt:
+            raise _mismatch(f"format of tensor {name}", fmt, mine[name])
+    for what, want, got in (("rounding", design.rounding, model.rounding),
+                            ("overflow", design.overflow, model.overflow)):  # fmt: skip
+        if want is not None and want != got:
+            raise _mismatch(what, want, got)
+    if design.tables_sha256 is not None and tables_digest(model.tables) != design.tables_sha256:
+        raise ManifestError(
+            "qmodel activation tables must be the design's (its quantization config's table "
+            f"rules), not those of config {model.config.name!r}"
+        )
+    layout = WeightLayout.of(model, design.lanes, design.simd)
+    P, S = layout.lanes, layout.simd
+    for name, width, depth in (("weights", P * S * layout.weight_bits, layout.depth),
+                               ("biases", P * layout.acc.bits, layout.bias_depth)):  # fmt: skip
+        want = design.memories.get(name)
+        if want is not None and want != (width, depth):
+            raise _mismatch(f"{name} memory (width, depth)", want, (width, depth))
+    return layout
+
+
+def _bits(codes: np.ndarray, width: int) -> np.ndarray:
+    """``(n, k)`` signed codes → ``(n, k * width)`` bits (two's complement, LSB first)."""
+    codes = np.asarray(codes, np.int64).astype(np.uint64)
+    shifts = np.arange(width, dtype=np.uint64)
+    bits = (codes[:, :, None] >> shifts) & np.uint64(1)
+    return bits.reshape(codes.shape[0], -1).astype(np.uint8)
+
+
+def pack_weights(design: HardwareDesign, model: QuantizedModel) -> WeightStream:
+    """The load beats that write ``model``'s weights and biases into ``design`` (checked
+    with :func:`check_model` first)."""
+    layout = check_model(design, model)
+    addr_bits = select_bits(max(layout.depth, layout.bias_depth))
+    P, S = layout.lanes, layout.simd
+    data_bits = max(P * S * layout.weight_bits, P * layout.acc.bits)
+    fields = {"bias": (0, 1), "addr": (1, addr_bits), "data": (1 + addr_bits, data_bits)}
+    total = 1 + addr_bits + data_bits
+    rows = []
+    for is_bias, words, width in ((0, layout.weight_words, layout.weight_bits),
+                                  (1, layout.bias_words, layout.acc.bits)):  # fmt: skip
+        n = words.shape[0]
+        data = _bits(words, width)
+        pad = np.zeros((n, data_bits - data.shape[1]), np.uint8)
+        addr = _bits(np.arange(n)[:, None], addr_bits)
+        flag = np.full((n, 1), is_bias, np.uint8)
+        rows.append(np.concatenate([flag, addr, data, pad], axis=1))
+    bits = np.concatenate(rows)
+    beat_bytes = -(-total // 8)
+    bits = np.pad(bits, ((0, 0), (0, 8 * beat_bytes - total)))
+    return WeightStream(np.packbits(bits, axis=1, bitorder="little"), total, fields)
