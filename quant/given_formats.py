@@ -7,16 +7,23 @@ models that were quantized elsewhere (e.g. a Brevitas ``QuantLSTM``, see
 either its format (the spec's float values are then quantized with the config's rounding,
 saturating) or its integer codes (a :class:`~lstmfpga.quant.model.Tensor`, taken verbatim).
 The accumulator is derived as always (:meth:`QuantizedModel.accumulator_format`).
+
+:func:`quantize_like` quantizes a spec with *another* qmodel's formats (``lstmfpga quantize
+... --formats-from QMODEL``): a retrained model then fits the hardware built for the first
+one (same formats, shifts, accumulator and tables; only the weight codes change), or is
+refused naming the tensor that does not fit.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..export.spec import ModelSpec, SpecError
 from .config import DATA_ROLES, QuantConfig
 from .fixed import FixedFormat, FormatError
 from .model import QHead, QLayer, QuantizedModel, Tensor, describe_products
 
-__all__ = ["quantize_with_formats", "tensor_formats", "tensor_names"]
+__all__ = ["quantize_like", "quantize_with_formats", "tensor_formats", "tensor_names"]
 
 
 def tensor_names(spec: ModelSpec) -> dict[str, str]:
@@ -162,6 +169,78 @@ def quantize_with_formats(
     return QuantizedModel.assemble(
         spec, layers, head, formats=formats, acc=acc, config=config, calibration=calibration
     )
+
+
+def quantize_like(
+    spec: ModelSpec, reference: QuantizedModel, *, source: str | None = None
+) -> QuantizedModel:
+    """``spec`` quantized with every format of ``reference``: its data formats, each weight
+    tensor's format, its config (rounding, overflow, tables) and so its accumulator.
+
+    The spec must have the reference's geometry (sizes, layers, directions, projection,
+    biases, head); every weight, rounded with the config's rounding, must fit its tensor's
+    format (nothing is saturated silently: retrained weights that outgrew the format need a
+    new calibration, i.e. new hardware). ``source`` (e.g. the reference's path) is recorded
+    in ``calibration["source"]``. The result runs on hardware generated from ``reference``.
+
+    Raises :class:`SpecError` (geometry) or :class:`FormatError` naming the first tensor that
+    does not fit, with its largest value and the format's range.
+    """
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
+    if not isinstance(reference, QuantizedModel):
+        raise TypeError(f"reference must be a QuantizedModel, not {reference!r}")
+    ref_head = None if reference.head is None else (reference.head.mode,
+                                                    reference.head.out_features)  # fmt: skip
+    spec_head = None if spec.head is None else (spec.head.mode, spec.head.out_features)
+    for what, want, got in (
+        ("input_size", reference.input_size, spec.input_size),
+        ("hidden_size", reference.hidden_size, spec.hidden_size),
+        ("num_layers", reference.num_layers, spec.num_layers),
+        ("bidirectional", reference.bidirectional, spec.bidirectional),
+        ("proj_size", reference.proj_size, spec.proj_size),
+        ("bias", reference.has_bias, spec.bias),
+        ("head (mode, out_features)", ref_head, spec_head),
+    ):
+        if want != got:
+            raise SpecError(f"spec {what} must be the formats qmodel's {want}, not {got}")
+    formats = tensor_formats(reference)
+    names = tensor_names(spec)
+    if list(names) != list(formats):
+        extra = sorted(set(names) ^ set(formats))
+        raise SpecError(
+            f"spec tensors must be the formats qmodel's, not differ in {', '.join(extra)}"
+        )
+    floats = {**spec.tensors(), **_combined_biases(spec)}
+    rounding = reference.config.rounding
+    for name, fmt in formats.items():
+        value = floats[_float_name(name)]
+        codes = fmt.round_codes(value, rounding)
+        outside = fmt.overflows(codes)
+        if np.any(outside):
+            worst = float(value[outside][np.argmax(np.abs(value[outside]))])
+            raise FormatError(
+                f"tensor {name} must fit {fmt} ({fmt.min_value:g} .. {fmt.max_value:g}) of the "
+                f"formats qmodel, not {worst:.6g} ({int(np.count_nonzero(outside))} weights "
+                "outside): quantize it from scratch (new hardware) or retrain within range"
+            )
+    model = quantize_with_formats(
+        spec,
+        dict(reference.formats),
+        formats,
+        reference.config,
+        notes={
+            "formats_from": source or "a qmodel",
+            "reference_spec_hash": reference.spec_hash,
+        },
+        reasons={role: "formats qmodel" for role in DATA_ROLES},
+    )
+    if model.acc != reference.acc:
+        raise FormatError(
+            f"accumulator {model.acc} must be the formats qmodel's {reference.acc} "
+            "(its config fixes a different accumulator width)"
+        )
+    return model
 
 
 def _float_name(name: str) -> str:
