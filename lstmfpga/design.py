@@ -65,9 +65,9 @@ class Design:
     def simulate(self, x, *, sim: str = "verilator", labels=None, **options) -> dict:
         """Run the hardware in ``sim`` (``amaranth``, ``icarus``, ``verilator``) on ``x`` and
         return the bit-accuracy report (see ``docs/report.md``); ``options`` are those of
-        :func:`lstmfpga.pipeline.simulate_model` (``stall``, ``seed``, ``h0``, ``c0``,
+        :func:`lstmfpga.simulation.simulate_model` (``stall``, ``seed``, ``h0``, ``c0``,
         ``with_states``, ``build_dir``, ...)."""
-        from lstmfpga.pipeline import simulate_model
+        from lstmfpga.simulation import simulate_model
 
         report, _ = simulate_model(
             self.qmodel,
@@ -107,7 +107,7 @@ class Design:
     def report(self) -> str:
         """The text summary of the last :meth:`simulate` (and :meth:`synthesize`) run."""
         from lstmfpga.errors import CLIError
-        from lstmfpga.sim.report import render_text
+        from lstmfpga.sim.render import render_text
 
         if self.last_report is None:
             raise CLIError("no report yet: call simulate() first")

@@ -26,7 +26,7 @@ import numpy as np
 
 from .fixed import FixedFormat, FormatError, shift_round
 
-__all__ = ["FUNCTIONS", "ActivationTable", "TableError", "make_table"]
+__all__ = ["FUNCTIONS", "ActivationTable", "TableError", "exact_activation", "make_table"]
 
 FUNCTIONS = ("sigmoid", "tanh")
 #: Rounding of the interpolation (step 3 of the rule): fixed, whatever the model's
@@ -39,7 +39,11 @@ EXHAUSTIVE_BITS = 24
 _CHUNK = 1 << 20
 
 
-def _eval(function: str, x: np.ndarray) -> np.ndarray:
+def exact_activation(function: str, x) -> np.ndarray:
+    """The exact (float64) ``function`` the tables approximate: ``sigmoid(x)`` computed as
+    ``0.5 * (1 + tanh(x / 2))`` (no overflow for large ``|x|``), or ``tanh(x)``. Table
+    entries and :meth:`ActivationTable.error` are measured against it."""
+    x = np.asarray(x, dtype=np.float64)
     if function == "sigmoid":
         return 0.5 * (1.0 + np.tanh(0.5 * x))
     if function == "tanh":
@@ -105,11 +109,29 @@ class ActivationTable:
         return _signed_width(self.slopes)
 
     @property
+    def interpolates(self) -> bool:
+        """Whether a lookup uses the slopes (step 3 interpolates): ``interpolate`` with a
+        non-zero ``shift`` (with ``shift == 0`` the fraction ``r`` is always 0 and the rule is
+        the direct one). The hardware has a slope ROM and a multiplier exactly when this holds.
+        """
+        return bool(self.interpolate) and self.shift > 0
+
+    @property
+    def rom_word_bits(self) -> int:
+        """Width of one ROM word: an entry, plus its slope when the table :attr:`interpolates`."""
+        return self.entry_bits + (self.slope_bits if self.interpolates else 0)
+
+    @property
     def one(self) -> int:
         """The code of 1.0 in ``out_fmt`` (sigmoid's fold reference)."""
         return 1 << self.out_fmt.frac
 
     # -- evaluation --------------------------------------------------------------------------
+    def exact(self, x) -> np.ndarray:
+        """The exact function this table approximates, at real values ``x``
+        (:func:`exact_activation`)."""
+        return exact_activation(self.function, x)
+
     def lookup(self, codes) -> np.ndarray:
         """Apply the table to input codes (any shape), returning output codes (``int64``).
 
@@ -190,16 +212,15 @@ class ActivationTable:
             chunks, total, exhaustive = (p,), p.size, False
         worst, acc = 0.0, 0.0
         for p in chunks:
-            exact = _eval(self.function, fmt.dequantize(p)) * scale
+            exact = exact_activation(self.function, fmt.dequantize(p)) * scale
             err = np.abs(self.lookup(p) - exact)
             worst, acc = max(worst, float(err.max())), acc + float(err.sum())
         return TableError(worst, acc / total, exhaustive)
 
     @property
     def rom_bits(self) -> int:
-        """ROM bits the table needs (entries, plus slopes when interpolating)."""
-        width = self.entry_bits + (self.slope_bits if self.interpolate else 0)
-        return (self.size + 1) * width
+        """ROM bits the table needs: ``size + 1`` words of :attr:`rom_word_bits`."""
+        return (self.size + 1) * self.rom_word_bits
 
     def to_dict(self) -> dict:
         return {
@@ -269,7 +290,7 @@ def make_table(
         points[-1] = size * step  # beyond the range: the value at the range end
         if shift == 0:  # one entry per code: exact samples, no midpoint
             points = k * step
-    entries = np.floor(_eval(function, points) * 2.0 ** (out_fmt.frac + guard) + 0.5)
+    entries = np.floor(exact_activation(function, points) * 2.0 ** (out_fmt.frac + guard) + 0.5)
     entries = entries.astype(np.int64)
     slopes = np.zeros_like(entries)
     if interpolate:

@@ -300,6 +300,24 @@ class QuantizedModel(LSTMGeometry):
             )
         return n
 
+    def geometry_dict(self) -> dict:
+        """The model's shape as JSON: ``input_size``, ``hidden_size``, ``num_layers``,
+        ``bidirectional``, ``proj_size``, ``bias`` and ``head`` (``{"mode", "out_features"}``
+        or ``None``). The one definition behind the qmodel manifest, the hardware manifest's
+        and the report's ``model`` sections."""
+        head = None
+        if self.head is not None:
+            head = {"mode": self.head.mode, "out_features": self.head.out_features}
+        return {
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "bidirectional": self.bidirectional,
+            "proj_size": self.proj_size,
+            "bias": self.has_bias,
+            "head": head,
+        }
+
     # -- artifact ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write ``path/manifest.json`` and ``path/tensors.npz`` (each to a temporary name,
@@ -325,15 +343,7 @@ class QuantizedModel(LSTMGeometry):
         manifest = {
             "format": QMODEL_FORMAT,
             "version": QMODEL_VERSION,
-            "input_size": self.input_size,
-            "hidden_size": self.hidden_size,
-            "num_layers": self.num_layers,
-            "bidirectional": self.bidirectional,
-            "proj_size": self.proj_size,
-            "bias": self.has_bias,
-            "head": None
-            if self.head is None
-            else {"mode": self.head.mode, "out_features": self.head.out_features},
+            **self.geometry_dict(),
             "formats": {k: v.to_dict() for k, v in self.formats.items()},
             "acc": self.acc.to_dict(),
             "tensor_formats": tensor_formats,
@@ -370,29 +380,9 @@ class QuantizedModel(LSTMGeometry):
         Anything else raises :class:`SpecError` (or :class:`FormatError`) with a one-line
         message starting with ``path``.
         """
-        path = Path(path)
-        manifest, tensors = _read_qmodel(path)
-        try:
-            model = _parse_qmodel(path, manifest, tensors)
-        except (SpecError, FormatError) as error:
-            message = str(error)
-            if not message.startswith(f"{path}"):
-                message = f"{path}: {message}"
-            raise type(error)(message) from None
-        # The tables are regenerated from the rules; they must equal the stored arrays and
-        # the manifest's description.
-        for name, table in model.tables.items():
-            for part in ("entries", "slopes"):
-                stored = tensors.get(f"table_{name}_{part}")
-                if stored is None or not np.array_equal(stored, getattr(table, part)):
-                    raise SpecError(
-                        f"{path}: activation table {name} ({part}) does not match its rule"
-                    )
-            if manifest["tables"].get(name) != table.to_dict():
-                raise SpecError(
-                    f"{path}: activation table {name} (manifest) does not match its rule"
-                )
-        return model
+        from .qmodel_file import read_qmodel
+
+        return read_qmodel(path)
 
     def validate(self) -> None:
         """Check shapes, roles and that the accumulator holds every dot product."""
@@ -438,18 +428,6 @@ class QuantizedModel(LSTMGeometry):
             )
 
 
-def _optional_hash(value) -> str | None:
-    if value is None:
-        return None
-    if (
-        not isinstance(value, str)
-        or len(value) != 64
-        or any(c not in "0123456789abcdef" for c in value)
-    ):
-        raise SpecError(f"spec_hash must be a 64-digit hex SHA-256, not {_short(value)}")
-    return value
-
-
 def cell_sum_bits(gate: FixedFormat, cell: FixedFormat) -> int:
     """Signed width of the aligned cell sum ``(f*c_prev << fc) + (i*g << ig)``.
 
@@ -493,234 +471,3 @@ def describe_products(model) -> list:
         segments = [(w.codes.shape[1], w.fmt.frac + h.frac, _magnitude(w.fmt) * _magnitude(h))]
         products.append((segments, None if b is None else (b.fmt.frac, _magnitude(b.fmt))))
     return products
-
-
-# -- reading an artifact --------------------------------------------------------------------------
-_MANIFEST_KEYS = frozenset(
-    ("format", "version", "input_size", "hidden_size", "num_layers", "bidirectional",
-     "proj_size", "bias", "head", "formats", "acc", "tensor_formats", "tables", "config",
-     "calibration", "spec_hash")
-)  # fmt: skip
-_OPTIONAL_KEYS = frozenset(("calibration", "spec_hash"))
-_DATA_ROLES = ("x", "preact", "gate", "cell", "hidden", "head_out")
-_TABLE_NAMES = ("sigmoid", "tanh_gate", "tanh_cell")
-
-
-def _read_qmodel(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """The manifest (format and version checked) and the tensors of the artifact ``path``."""
-    if not path.exists():
-        raise SpecError(f"{path}: no such file or directory")
-    if not path.is_dir() or not (path / "manifest.json").is_file():
-        raise SpecError(
-            f"{path}: not an lstmfpga artifact (expected a directory with manifest.json)"
-        )
-    manifest = files.read_json(path / "manifest.json", "qmodel manifest")
-    if manifest.get("format") != QMODEL_FORMAT:
-        raise SpecError(
-            f"{path}: expected a {QMODEL_FORMAT} artifact, found {_short(manifest.get('format'))}"
-        )
-    version = manifest.get("version")
-    if version != QMODEL_VERSION or isinstance(version, bool):
-        raise SpecError(
-            f"{path}: {QMODEL_FORMAT} version {_short(version)} is not supported "
-            f"(this lstmfpga reads version {QMODEL_VERSION})"
-        )
-    tensors = files.load_arrays(path / "tensors.npz", "qmodel tensors")
-    return manifest, tensors
-
-
-def _field(manifest: dict, key: str):
-    if key not in manifest:
-        raise SpecError(f"quantized model manifest lacks the field {key!r}")
-    return manifest[key]
-
-
-def _int_field(manifest: dict, key: str, minimum: int) -> int:
-    value = _field(manifest, key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise SpecError(f"{key} must be an integer >= {minimum}, not {_short(value)}")
-    return value
-
-
-def _bool_field(manifest: dict, key: str) -> bool:
-    value = _field(manifest, key)
-    if not isinstance(value, bool):
-        raise SpecError(f"{key} must be true or false, not {_short(value)}")
-    return value
-
-
-def _object_field(manifest: dict, key: str) -> dict:
-    value = _field(manifest, key)
-    if not isinstance(value, dict):
-        raise SpecError(f"{key} must be a JSON object, not {_short(value)}")
-    return value
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _format(value, what: str) -> FixedFormat:
-    """A ``{"bits", "frac", "signed"}`` object as a signed :class:`FixedFormat`."""
-    if (
-        not isinstance(value, dict)
-        or set(value) - {"bits", "frac", "signed"}
-        or not ({"bits", "frac"} <= set(value))
-    ):
-        raise FormatError(
-            f"{what} must be an object with 'bits', 'frac' (and 'signed'), not {_short(value)}"
-        )
-    for key in ("bits", "frac"):
-        if not isinstance(value[key], int) or isinstance(value[key], bool):
-            raise FormatError(f"{what} {key} must be an integer, not {_short(value[key])}")
-    if value.get("signed", True) is not True:
-        raise FormatError(f"{what} must be signed, not {_short(value.get('signed'))}")
-    try:
-        return FixedFormat(value["bits"], value["frac"])
-    except FormatError as error:
-        raise FormatError(f"{what}: {error}") from None
-
-
-def _fits_rule(fmt: FixedFormat, rule, what: str) -> None:
-    """``fmt`` is what quantization makes for ``rule``: its width, ``frac <= bits`` (or the
-    rule's fixed ``frac``)."""
-    if fmt.bits != rule.bits:
-        raise FormatError(f"{what} {fmt} must have the config's {rule.bits} bits, not {fmt.bits}")
-    if rule.frac is not None and fmt.frac != rule.frac:
-        raise FormatError(f"{what} {fmt} must have the config's frac {rule.frac}, not {fmt.frac}")
-    if fmt.frac > fmt.bits:
-        raise FormatError(f"{what} {fmt}: frac must be at most bits ({fmt.bits}), not {fmt.frac}")
-
-
-def _parse_qmodel(path: Path, manifest: dict, tensors: dict[str, np.ndarray]) -> QuantizedModel:
-    unknown = sorted(set(manifest) - _MANIFEST_KEYS)
-    if unknown:
-        raise SpecError(f"quantized model manifest has unknown field(s) {', '.join(unknown)}")
-    input_size = _int_field(manifest, "input_size", 1)
-    hidden_size = _int_field(manifest, "hidden_size", 1)
-    num_layers = _int_field(manifest, "num_layers", 1)
-    bidirectional = _bool_field(manifest, "bidirectional")
-    proj_size = _int_field(manifest, "proj_size", 0)
-    if proj_size >= hidden_size:
-        raise SpecError(
-            f"proj_size must be smaller than hidden_size ({hidden_size}), not {proj_size}"
-        )
-    has_bias = _bool_field(manifest, "bias")
-    head_info = _field(manifest, "head")
-    if head_info is not None:
-        if not isinstance(head_info, dict) or set(head_info) != {"mode", "out_features"}:
-            raise SpecError(
-                f"head must be null or an object with 'mode' and 'out_features', "
-                f"not {_short(head_info)}"
-            )
-        if head_info["mode"] not in ("last", "all"):
-            raise SpecError(f"head mode must be 'last' or 'all', not {_short(head_info['mode'])}")
-    _object_field(manifest, "tables")
-    config_data = _object_field(manifest, "config")
-    config = QuantConfig.from_dict(config_data, source="config")
-    calibration = manifest.get("calibration", {})
-    if not isinstance(calibration, dict):
-        raise SpecError(f"calibration must be a JSON object, not {_short(calibration)}")
-
-    formats_data = _object_field(manifest, "formats")
-    if sorted(formats_data) != sorted(_DATA_ROLES):
-        raise SpecError(
-            f"formats must name exactly the roles {', '.join(_DATA_ROLES)}, "
-            f"not {_short(sorted(formats_data))}"
-        )
-    formats = {}
-    for role in _DATA_ROLES:
-        fmt = _format(formats_data[role], f"format of {role}")
-        _fits_rule(fmt, config.roles[role], f"format of {role}")
-        formats[role] = fmt
-    acc = _format(_field(manifest, "acc"), "acc")
-
-    # The weight slots of this geometry and their roles; exactly these tensors may exist.
-    D = 2 if bidirectional else 1
-    if 2 * num_layers * D > len(tensors):  # before iterating over a forged layer count
-        raise SpecError(
-            f"num_layers {num_layers} needs at least {2 * num_layers * D} weight tensors, "
-            f"tensors.npz holds {len(tensors)} arrays"
-        )
-    slots = {}
-    for index in range(num_layers):
-        for d in range(D):
-            suffix = f"_l{index}" + ("_reverse" if d else "")
-            slots["w_ih" + suffix] = ("w_ih", True)
-            slots["w_hh" + suffix] = ("w_hh", True)
-            slots["bias" + suffix] = ("bias", has_bias)
-            slots["w_hr" + suffix] = ("w_hr", bool(proj_size))
-    if head_info is not None:
-        slots["head_w"] = ("head_w", True)
-        slots["head_b"] = ("head_b", None)  # optional: a head may have no bias
-    tensor_formats = _object_field(manifest, "tensor_formats")
-    tables = {f"table_{name}_{part}" for name in _TABLE_NAMES for part in ("entries", "slopes")}
-    extra = sorted(set(tensor_formats) - set(slots))
-    if extra:
-        raise SpecError(f"tensor_formats names tensor(s) this geometry lacks: {_short(extra)}")
-    extra = sorted(set(tensors) - set(slots) - tables)
-    if extra:
-        raise SpecError(f"tensors.npz holds unexpected array(s) {_short(extra)}")
-
-    def get(name):
-        role, required = slots[name]
-        if required is None:
-            required = name in tensor_formats or name in tensors
-        if not required:
-            if name in tensor_formats or name in tensors:
-                raise SpecError(f"tensor {name} must not exist in this geometry")
-            return None
-        if name not in tensor_formats:
-            raise SpecError(f"tensor_formats lacks tensor {name}")
-        if name not in tensors:
-            raise SpecError(f"tensors.npz lacks tensor {name}")
-        fmt = _format(tensor_formats[name], f"tensor {name} format")
-        _fits_rule(fmt, config.roles[role], f"tensor {name} format")
-        codes = tensors[name]
-        if codes.dtype.kind not in "iu":
-            raise SpecError(f"tensor {name} must hold integer codes, not {codes.dtype}")
-        if codes.ndim != (1 if role in ("bias", "head_b") else 2):
-            raise SpecError(f"tensor {name} must be {'1' if role in ('bias', 'head_b') else '2'}"
-                            f"-dimensional, not of shape {codes.shape}")  # fmt: skip
-        try:
-            return Tensor(codes, fmt)
-        except FormatError as error:
-            raise SpecError(f"tensor {name}: {error}") from None
-
-    layers = []
-    for index in range(num_layers):
-        directions = []
-        for d in range(D):
-            suffix = f"_l{index}" + ("_reverse" if d else "")
-            directions.append(QLayer(*(get(n + suffix) for n in ("w_ih", "w_hh", "bias", "w_hr"))))
-        layers.append(tuple(directions))
-    head = None
-    if head_info is not None:
-        head = QHead(get("head_w"), get("head_b"), head_info["mode"])
-        if head.out_features != head_info["out_features"]:
-            raise SpecError(
-                f"head out_features {head_info['out_features']!r} does not match head_w "
-                f"{head.weight.codes.shape}"
-            )
-    model = QuantizedModel(
-        input_size=input_size,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        has_bias=has_bias,
-        layers=tuple(layers),
-        head=head,
-        formats=formats,
-        acc=acc,
-        config=config,
-        calibration=calibration,
-        spec_hash=_optional_hash(manifest.get("spec_hash")),
-    )
-    model.validate()
-    # The accumulator is the one quantization derives (or the config's wider acc_bits).
-    expected = QuantizedModel.accumulator_format(model.products(), config.acc_bits)
-    if acc != expected:
-        raise SpecError(f"accumulator {acc} is not the one the formats derive ({expected})")
-    return model

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> None:
             print(f"{path}: {SPEC_FORMAT} artifact")
             print(describe_spec(spec))
         elif fmt == QMODEL_FORMAT:
-            from lstmfpga.commands.quantize import describe_qmodel
+            from lstmfpga.quant.describe import describe_qmodel
 
             print(f"{path}: {QMODEL_FORMAT} artifact")
             print(describe_qmodel(path))

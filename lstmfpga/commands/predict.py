@@ -56,7 +56,7 @@ def predict_artifact(path: str | Path, x, h0=None, c0=None, raw: bool = False) -
             raise CLIError(f"{path}: --raw needs a quantized model (lstmfpga quantize)")
         return _predict_spec(path, x, h0, c0)
     elif fmt == QMODEL_FORMAT:
-        from lstmfpga.commands.quantize import predict_qmodel
+        from lstmfpga.quant.inference import predict_qmodel
 
         result = predict_qmodel(path, x, h0, c0, raw=raw)
         return Prediction(result.output, result.h_n, result.c_n)

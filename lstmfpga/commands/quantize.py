@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import NamedTuple
-
-import numpy as np
 
 from lstmfpga.commands._common import description, load_npy
 from lstmfpga.errors import CLIError
 from lstmfpga.export import files
 from lstmfpga.quant.config import PRESETS
+from lstmfpga.quant.describe import describe_qmodel
+from lstmfpga.quant.inference import QPrediction, predict_qmodel
 
 __all__ = [
     "QPrediction",
@@ -32,72 +31,6 @@ __all__ = [
     "register",
     "run",
 ]
-
-
-class QPrediction(NamedTuple):
-    """A quantized model's prediction, shaped like a spec's (see ``lstmfpga predict``).
-
-    ``output`` is the head output (else the output sequence), ``h_n`` ``(L*D, batch, H_out)``
-    and ``c_n`` ``(L*D, batch, H)``: dequantized ``float64``, or ``int64`` codes when raw.
-    ``saturation`` counts the values that did not fit their format, per role.
-    """
-
-    output: np.ndarray
-    h_n: np.ndarray
-    c_n: np.ndarray
-    saturation: dict[str, int]
-
-
-def predict_qmodel(path: str | Path, x, h0=None, c0=None, raw: bool = False) -> QPrediction:
-    """Run the quantized model at ``path`` with the golden model.
-
-    ``x`` ``(batch, seq, features)`` and the optional initial states ``h0``/``c0`` are floats
-    (quantized with the model's rules). With ``raw`` the outputs are the integer codes
-    (``output`` in the ``head_out`` format with a head, else ``hidden``; ``h_n`` in
-    ``hidden``, ``c_n`` in ``cell``), else their dequantized values. Raises
-    :class:`~lstmfpga.export.spec.SpecError` for a bad artifact, inputs or states.
-    """
-    from lstmfpga.quant import golden
-    from lstmfpga.quant.model import QuantizedModel
-
-    model = QuantizedModel.load(path)
-    _, result = golden.predict(model, x, h0, c0)
-    if raw:
-        return QPrediction(result.prediction, result.h_n, result.c_n, result.saturation)
-    return QPrediction(
-        model.output_format.dequantize(result.prediction),
-        model.formats["hidden"].dequantize(result.h_n),
-        model.formats["cell"].dequantize(result.c_n),
-        result.saturation,
-    )
-
-
-def describe_qmodel(path: str | Path) -> str:
-    """What ``lstmfpga info`` prints for a quantized model: formats, tables, sizes."""
-    from lstmfpga.quant.model import QuantizedModel
-
-    model = QuantizedModel.load(path)
-    rom = sum(table.rom_bits for table in model.tables.values())
-    weight_bits = sum(
-        t.codes.size * t.fmt.bits
-        for directions in model.layers
-        for q in directions
-        for t in (q.w_ih, q.w_hh, q.bias, q.w_hr)
-        if t is not None
-    )
-    if model.head is not None:
-        weight_bits += model.head.weight.codes.size * model.head.weight.fmt.bits
-        if model.head.bias is not None:
-            weight_bits += model.head.bias.codes.size * model.head.bias.fmt.bits
-    return "\n".join(
-        [
-            model.describe(),
-            (
-                f"weights: {model.weight_count} codes, {weight_bits} bits; "
-                f"activation tables: {rom} ROM bits"
-            ),
-        ]
-    )
 
 
 def check_output_dir(path: str | Path, option: str, kind: str) -> Path:

@@ -15,17 +15,15 @@ from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.quant import golden
 from lstmfpga.sim.amaranth_sim import SequenceCycles
+from lstmfpga.sim.check import check_outputs
+from lstmfpga.sim.html import render_compare_html, render_html
+from lstmfpga.sim.render import compare, render_text
 from lstmfpga.sim.report import (
     REPORT_FORMAT,
     REPORT_VERSION,
     build_report,
-    check_outputs,
-    compare,
     load_report,
     mac_count,
-    render_compare_html,
-    render_html,
-    render_text,
     save_report,
 )
 from lstmfpga.sim.streams import StreamGeometry, pack_outputs
@@ -312,6 +310,18 @@ def test_report_has_the_cycle_breakdown_ports_and_confusion_matrix(made):
     text = render_text(report)
     model_compute = kwargs["cycle_model"].compute(5)
     assert f"per timestep on average, compute {model_compute:,} cycles per sequence" in text
+
+
+def test_text_summary_shows_cross_checks_synthesis_and_latency(made):
+    _, report = made
+    cross = {"simulator": "amaranth", "sequences": 2, "bit_exact": True, "cycles_per_sequence": 9.0}
+    text = render_text(report | {"synthesis": SYNTHESIS, "cross_checks": [cross]})
+    per_sequence = report["cycles"]["per_sequence"]
+    assert "cross-check in amaranth: 2 sequences, bit-exact: yes" in text
+    assert "synthesis: target ecp5 25k; LUTs 2,500 of 24,288 (10.3%)" in text
+    assert f"latency at 71.2 MHz: {per_sequence / 71.25:.2f} us per sequence" in text
+    plain = render_text(report)
+    assert "synthesis:" not in plain and "cross-check" not in plain
 
 
 def test_html_shows_synthesis_cycles_ports_and_confusion(made):

@@ -1,0 +1,270 @@
+"""Simulating a quantized model: check the inputs, run a simulator and the golden model,
+build the bit-accuracy report.
+
+:func:`simulate_model` is what ``lstmfpga simulate`` and :meth:`lstmfpga.design.Design.simulate`
+run; :func:`check_spec` and :func:`check_labels` check what it is given.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from lstmfpga.errors import CLIError
+
+__all__ = ["SIMULATORS", "check_labels", "check_spec", "simulate_model"]
+
+SIMULATORS = ("amaranth", "icarus", "verilator")
+
+
+def check_spec(model, spec) -> dict:
+    """Check that ``spec`` is the spec ``model`` was quantized from; return the report's
+    ``spec`` section.
+
+    A model that records ``spec_hash`` (every model quantized by this lstmfpga) must match
+    ``spec.content_hash()`` exactly, else :class:`~lstmfpga.errors.CLIError`. A model
+    quantized before hashes were recorded (``spec_hash`` None) cannot be checked: the spec
+    is accepted when its geometry matches, and the section says it was not checked."""
+    for name in (
+        "input_size",
+        "hidden_size",
+        "num_layers",
+        "bidirectional",
+        "proj_size",
+    ):
+        if getattr(spec, name) != getattr(model, name):
+            raise CLIError(
+                f"--spec does not match the quantized model: {name} is "
+                f"{getattr(spec, name)!r}, the model's {getattr(model, name)!r}"
+            )
+    spec_head = None if spec.head is None else (spec.head.mode, spec.head.out_features)
+    model_head = None if model.head is None else (model.head.mode, model.head.out_features)
+    if spec_head != model_head:
+        raise CLIError(
+            f"--spec does not match the quantized model: its head is {spec_head!r}, "
+            f"the model's {model_head!r}"
+        )
+    digest = spec.content_hash()
+    if model.spec_hash is None:
+        return {
+            "checked": False,
+            "hash": digest,
+            "note": (
+                "the quantized model records no spec_hash (it predates them): the spec's "
+                "geometry matches, its weights could not be checked; quantize again to "
+                "record the hash"
+            ),
+        }
+    if digest != model.spec_hash:
+        raise CLIError(
+            f"--spec is not the spec the quantized model was quantized from: its content "
+            f"hash is {digest[:16]}..., the model's spec_hash {model.spec_hash[:16]}..."
+        )
+    return {
+        "checked": True,
+        "hash": digest,
+        "note": "spec_hash of the quantized model matches",
+    }
+
+
+def check_labels(model, labels, batch: int) -> np.ndarray:
+    """``labels`` as int64 class indices, one per sequence, for a ``last``-head classifier;
+    else :class:`~lstmfpga.errors.CLIError` (one line)."""
+    if model.head is None or model.head.mode != "last":
+        raise CLIError("--labels needs a model with a 'last' head")
+    n = model.head.out_features
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.shape != (batch,):
+        raise CLIError(
+            f"--labels must be {batch} integer class indices (shape ({batch},)), not "
+            f"{labels.dtype} {labels.shape}"
+        )
+    bad = np.flatnonzero((labels < 0) | (labels >= n))
+    if bad.size:
+        raise CLIError(
+            f"--labels must be class indices in 0..{n - 1}, not {int(labels[bad[0]])} "
+            f"(sequence {int(bad[0])}; {bad.size} out of range)"
+        )
+    return labels.astype(np.int64)
+
+
+def simulate_model(
+    model,
+    x,
+    *,
+    simulator: str,
+    lanes: int = 8,
+    max_seq_len: int | None = None,
+    stall: float = 0.0,
+    seed: int = 0,
+    waves=None,
+    build_dir=None,
+    spec=None,
+    labels=None,
+    h0=None,
+    c0=None,
+    with_states: bool = False,
+    cycle_budget: int | None = None,
+    progress=None,
+    jobs: int | None = None,
+    simd: int = 1,
+):
+    """Quantize ``x`` (and ``h0``/``c0``), run ``simulator`` and the golden model, build the
+    report.
+
+    ``x`` ``(batch, seq, features)`` floats; ``h0`` ``(L*D, batch, H_out)`` and ``c0``
+    ``(L*D, batch, H)`` float initial states, quantized as ``predict --h0c0`` does (the
+    hardware is then built with ``initial_state`` and streams them in); ``with_states``:
+    build the hardware with ``with_states``, so that its final states are checked too.
+    ``spec``: the float spec (checked with :func:`check_spec`) for fixed-vs-float errors;
+    ``labels``: class per sequence (:func:`check_labels`). ``cycle_budget``: cycles each
+    sequence may take (default from the cycle model, :mod:`lstmfpga.sim.budget`). ``jobs``:
+    simulator processes sharing the sequences (Icarus/Verilator; default: the number of
+    CPUs); the results and the report do not depend on it (but for its ``timing``).
+    ``simd``: columns per MAC lane and beat (``LSTMAccelerator(simd=)``; recorded in the
+    report's ``settings`` when not 1).
+
+    Returns ``(report, arrays)``. ``arrays`` are in ``predict``'s shapes, so that they
+    compare with ``np.array_equal`` to what ``predict --raw`` writes: ``rtl`` and ``golden``
+    (prediction codes: ``(batch, out)`` for a ``last`` head, ``(batch, seq, out)`` for
+    ``all``, ``(batch, seq, D*H_out)`` without a head); with ``with_states`` also
+    ``rtl_h_n``, ``rtl_c_n``, ``golden_h_n``, ``golden_c_n`` (as ``predict --raw --states``:
+    ``(L*D, batch, H_out)``, ``(L*D, batch, H)``) and their scales ``hidden_scale``,
+    ``cell_scale``; ``float`` (the spec's prediction, with ``spec``) and ``scale`` (value =
+    code * scale).
+    """
+    from lstmfpga.hw.accelerator import LSTMAccelerator
+    from lstmfpga.hw.cycles import CycleModel
+    from lstmfpga.quant import golden
+    from lstmfpga.sim.report import build_report
+    from lstmfpga.sim.streams import StreamGeometry
+
+    _check_simulation(simulator, stall, cycle_budget, jobs, waves)
+    started_all = time.perf_counter()
+    spec_check = None if spec is None else check_spec(model, spec)
+    # The golden model first: it validates x and the states (one-line errors) and is
+    # exactly what ``predict --raw`` computes.
+    _, expected = golden.predict(model, x, h0, c0)
+    x_codes = golden.quantize_inputs(model, x)
+    B, T, _ = x_codes.shape
+    if labels is not None:
+        labels = check_labels(model, labels, B)
+    initial_state = h0 is not None or c0 is not None
+    h0_codes, c0_codes = (
+        None if v is None else model.formats[role].quantize(v, model.rounding)
+        for v, role in ((h0, "hidden"), (c0, "cell"))
+    )
+    max_seq_len = T if max_seq_len is None else max_seq_len
+    if max_seq_len < T:
+        raise CLIError(f"--max-seq-len {max_seq_len} is shorter than the inputs' {T} steps")
+    acc = LSTMAccelerator(
+        model, lanes=lanes, simd=simd, max_seq_len=max_seq_len, with_states=with_states,
+        initial_state=initial_state,
+    )  # fmt: skip
+    result, version, timing = _run_simulator(
+        acc, x_codes, h0_codes, c0_codes, simulator=simulator, stall=stall, seed=seed,
+        waves=waves, build_dir=build_dir, progress=progress, cycle_budget=cycle_budget,
+        jobs=jobs,
+    )  # fmt: skip
+    float_prediction = None
+    if spec is not None:
+        from lstmfpga.export import reference
+
+        float_prediction = reference.forward(spec, x, h0, c0).prediction
+    geometry = StreamGeometry.of(model, with_states=with_states, initial_state=initial_state)
+    settings = {"stall": stall, "seed": seed, "initial_state": initial_state,
+                "with_states": bool(with_states)}  # fmt: skip
+    settings |= {} if cycle_budget is None else {"cycle_budget": int(cycle_budget)}
+    settings |= {} if simd == 1 else {"simd": int(simd)}
+    report = build_report(
+        model=model, geometry=geometry, T=T, rtl=result.outputs, golden=expected,
+        simulator=simulator, simulator_version=version, lanes=lanes, max_seq_len=max_seq_len,
+        run_cycles=result.cycles, total_cycles=result.total_cycles,
+        wall_seconds=result.wall_seconds, cycle_model=CycleModel.of(acc),
+        rtl_error=result.error, float_prediction=float_prediction, labels=labels,
+        settings=settings, spec_check=spec_check,
+        timing=timing | {"end_to_end_seconds": round(time.perf_counter() - started_all, 3)},
+    )  # fmt: skip
+    arrays = _result_arrays(model, geometry, T, result.outputs, expected, with_states)
+    if float_prediction is not None:
+        arrays["float"] = np.asarray(float_prediction, dtype=np.float64)
+    return report, arrays
+
+
+def _check_simulation(simulator: str, stall: float, cycle_budget, jobs, waves) -> None:
+    """Refuse bad :func:`simulate_model` options before anything is built (one line each)."""
+    if simulator not in SIMULATORS:
+        raise CLIError(f"--sim must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+    if not 0 <= stall < 1:
+        raise CLIError(f"--stall must be in [0, 1), not {stall}")
+    if cycle_budget is not None and (isinstance(cycle_budget, bool) or cycle_budget < 1):
+        raise CLIError(f"--cycle-budget must be a positive number of cycles, not {cycle_budget}")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise CLIError(f"--jobs must be a positive integer, not {jobs!r}")
+    if simulator == "amaranth" and waves is not None and not str(waves).endswith(".vcd"):
+        raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {waves}")
+    if simulator != "amaranth":
+        from lstmfpga.sim.cocotb_flow import check_simulator
+
+        check_simulator(simulator)  # before building anything
+
+
+def _run_simulator(acc, x_codes, h0_codes, c0_codes, *, simulator, stall, seed, waves,
+                   build_dir, progress, cycle_budget, jobs):  # fmt: skip
+    """Run ``acc`` in ``simulator``: ``(result, simulator version, report timing)``."""
+    if simulator == "amaranth":
+        from amaranth import __version__ as amaranth_version
+
+        from lstmfpga.sim.amaranth_sim import run_amaranth
+
+        started = time.perf_counter()
+        result = run_amaranth(
+            acc, x_codes, h0_codes, c0_codes, in_stall=stall, out_stall=stall, seed=seed,
+            waves=None if waves is None else str(waves), cycle_budget=cycle_budget,
+        )  # fmt: skip
+        result.wall_seconds = time.perf_counter() - started
+        timing = {"build_seconds": 0.0, "build_cached": False, "jobs": 1, "chunks": 1}
+        return result, amaranth_version, timing
+    from lstmfpga.sim.cocotb_flow import run_cocotb
+
+    result = run_cocotb(
+        acc, x_codes, h0_codes, c0_codes, simulator=simulator, in_stall=stall,
+        out_stall=stall, seed=seed, waves=waves, build_dir=build_dir, progress=progress,
+        cycle_budget=cycle_budget, jobs=jobs,
+    )  # fmt: skip
+    build = result.meta["build"]
+    timing = {
+        "build_seconds": float(build["seconds"]),
+        "build_cached": bool(build["cached"]),
+        "jobs": int(result.meta["jobs"]),
+        "chunks": int(result.meta["chunks"]),
+    }
+    return result, result.meta["simulator_version"], timing
+
+
+def _result_arrays(model, geometry, T: int, outputs: list, expected, with_states: bool) -> dict:
+    """The hardware's elements in predict's shapes (missing elements, if any, as 0: the
+    report counts them as mismatches), beside the golden model's."""
+    from lstmfpga.sim.streams import unpack_outputs
+
+    n = geometry.output_length(T)
+    parts = []
+    for out in outputs:
+        padded = np.zeros(n, dtype=np.int64)
+        padded[: min(n, out.size)] = out[:n]
+        parts.append(unpack_outputs(geometry, padded, T))
+    shape = (len(outputs), *geometry.prediction_shape(T))
+    arrays = {
+        "rtl": np.stack([p["prediction"] for p in parts]).reshape(shape),
+        "golden": np.asarray(expected.prediction, dtype=np.int64),
+        "scale": np.float64(model.output_format.lsb),
+    }
+    if with_states:
+        arrays["rtl_h_n"] = np.stack([p["h_n"] for p in parts], axis=1)
+        arrays["rtl_c_n"] = np.stack([p["c_n"] for p in parts], axis=1)
+        arrays["golden_h_n"] = np.asarray(expected.h_n, dtype=np.int64)
+        arrays["golden_c_n"] = np.asarray(expected.c_n, dtype=np.int64)
+        arrays["hidden_scale"] = np.float64(model.formats["hidden"].lsb)
+        arrays["cell_scale"] = np.float64(model.formats["cell"].lsb)
+    return arrays
