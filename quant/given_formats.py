@@ -23,7 +23,13 @@ from .config import DATA_ROLES, QuantConfig
 from .fixed import FixedFormat, FormatError
 from .model import QHead, QLayer, QuantizedModel, Tensor, describe_products
 
-__all__ = ["quantize_like", "quantize_with_formats", "tensor_formats", "tensor_names"]
+__all__ = [
+    "geometry",
+    "quantize_like",
+    "quantize_with_formats",
+    "tensor_formats",
+    "tensor_names",
+]
 
 
 def tensor_names(spec: ModelSpec) -> dict[str, str]:
@@ -43,6 +49,21 @@ def tensor_names(spec: ModelSpec) -> dict[str, str]:
         if spec.head.bias is not None:
             names["head_b"] = "head_b"
     return names
+
+
+def geometry(model) -> dict:
+    """What fixes the hardware's shape, of a :class:`ModelSpec` or a
+    :class:`QuantizedModel`: sizes, layers, directions, projection, bias, head."""
+    head = model.head
+    return {
+        "input_size": model.input_size,
+        "hidden_size": model.hidden_size,
+        "num_layers": model.num_layers,
+        "bidirectional": model.bidirectional,
+        "proj_size": model.proj_size,
+        "bias": model.bias if isinstance(model, ModelSpec) else model.has_bias,
+        "head (mode, out_features)": None if head is None else (head.mode, head.out_features),
+    }
 
 
 def tensor_formats(model: QuantizedModel) -> dict[str, FixedFormat]:
@@ -190,20 +211,10 @@ def quantize_like(
         raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
     if not isinstance(reference, QuantizedModel):
         raise TypeError(f"reference must be a QuantizedModel, not {reference!r}")
-    ref_head = None if reference.head is None else (reference.head.mode,
-                                                    reference.head.out_features)  # fmt: skip
-    spec_head = None if spec.head is None else (spec.head.mode, spec.head.out_features)
-    for what, want, got in (
-        ("input_size", reference.input_size, spec.input_size),
-        ("hidden_size", reference.hidden_size, spec.hidden_size),
-        ("num_layers", reference.num_layers, spec.num_layers),
-        ("bidirectional", reference.bidirectional, spec.bidirectional),
-        ("proj_size", reference.proj_size, spec.proj_size),
-        ("bias", reference.has_bias, spec.bias),
-        ("head (mode, out_features)", ref_head, spec_head),
-    ):
-        if want != got:
-            raise SpecError(f"spec {what} must be the formats qmodel's {want}, not {got}")
+    mine, theirs = geometry(spec), geometry(reference)
+    for what, want in theirs.items():
+        if mine[what] != want:
+            raise SpecError(f"spec {what} must be the formats qmodel's {want}, not {mine[what]}")
     formats = tensor_formats(reference)
     names = tensor_names(spec)
     if list(names) != list(formats):

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..hw.layout import WeightLayout, select_bits
 from ..hw.register_map import tables_digest
-from ..quant.given_formats import tensor_formats
+from ..quant.given_formats import geometry, tensor_formats
 from ..quant.model import QuantizedModel
 from .design import HardwareDesign, ManifestError
 
@@ -64,20 +64,15 @@ def check_model(design: HardwareDesign, model: QuantizedModel) -> WeightLayout:
     the accumulator, the weight memories' shape); returns its :class:`WeightLayout`."""
     if not isinstance(model, QuantizedModel):
         raise TypeError(f"model must be a QuantizedModel, not {model!r}")
-    head_mode = None if model.head is None else model.head.mode
-    head_out = 0 if model.head is None else model.head.out_features
-    for what, want, got in (
-        ("input_size", design.input_size, model.input_size),
-        ("hidden_size", design.hidden_size, model.hidden_size),
-        ("num_layers", design.num_layers, model.num_layers),
-        ("bidirectional", design.bidirectional, model.bidirectional),
-        ("proj_size", design.proj_size, model.proj_size),
-        ("bias", design.has_bias, model.has_bias),
-        ("head mode", design.head_mode, head_mode),
-        ("head out_features", design.head_out, head_out),
-    ):
-        if want != got:
-            raise _mismatch(what, want, got)
+    head = None if design.head_mode is None else (design.head_mode, design.head_out)
+    want = {"input_size": design.input_size, "hidden_size": design.hidden_size,
+            "num_layers": design.num_layers, "bidirectional": design.bidirectional,
+            "proj_size": design.proj_size, "bias": design.has_bias,
+            "head (mode, out_features)": head}  # fmt: skip
+    got = geometry(model)
+    for what, value in want.items():
+        if got[what] != value:
+            raise _mismatch(what, value, got[what])
     formats = {**model.formats, "acc": model.acc}
     for role, fmt in design.formats.items():
         if formats[role] != fmt:
