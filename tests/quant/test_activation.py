@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from quant_helpers import exactly
 
-from lstmfpga.quant.activation import ActivationTable, make_table
+from lstmfpga.quant.activation import ActivationTable, exact_activation, make_table
 from lstmfpga.quant.config import QuantConfig
 from lstmfpga.quant.fixed import FixedFormat, FormatError
 
@@ -220,3 +220,24 @@ def test_wide_inputs_report_a_sampled_error():
 def test_impossible_tables_are_rejected(args, kwargs, message):
     with pytest.raises(FormatError, match=exactly(message, whole=False)):
         make_table(*args, **kwargs)
+
+
+@pytest.mark.parametrize("function", ["sigmoid", "tanh"])
+def test_exact_activation_is_the_float64_function(function):
+    x = np.array([-40.0, -3.5, -0.25, 0.0, 0.25, 3.5, 40.0])
+    expected = [_f(function, v) for v in x]
+    table = make_table(function, FixedFormat(12, 8), GATE)
+    assert np.allclose(exact_activation(function, x), expected, rtol=0, atol=1e-15)
+    assert np.array_equal(table.exact(x), exact_activation(function, x))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "interpolates"),
+    [({}, True), ({"interpolate": False}, False), ({"step_log2": -8}, False)],
+)
+def test_rom_word_holds_an_entry_and_its_slope_when_interpolating(kwargs, interpolates):
+    # FixedFormat(12, 8) with step 2**-8 is one entry per code: shift 0, nothing to interpolate
+    table = make_table("tanh", FixedFormat(12, 8), GATE, **kwargs)
+    assert table.interpolates is interpolates
+    assert table.rom_word_bits == table.entry_bits + (table.slope_bits if interpolates else 0)
+    assert table.rom_bits == (table.size + 1) * table.rom_word_bits

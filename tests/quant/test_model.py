@@ -496,3 +496,18 @@ def test_an_interrupted_save_leaves_no_artifact_that_looks_valid(tmp_path, monke
         QuantizedModel.load(path)
     monkeypatch.undo()
     assert QuantizedModel.load(other.save(path)).describe() == other.describe()
+
+
+@pytest.mark.parametrize("geometry", GEOMETRIES)
+def test_geometry_dict_is_the_manifest_geometry(geometry, tmp_path):
+    _, model = random_qmodel(3, **geometry)
+    shape = model.geometry_dict()
+    head = None if model.head is None else {"mode": model.head.mode,
+                                            "out_features": model.head.out_features}  # fmt: skip
+    assert shape == {
+        "input_size": model.input_size, "hidden_size": model.hidden_size,
+        "num_layers": model.num_layers, "bidirectional": model.bidirectional,
+        "proj_size": model.proj_size, "bias": model.has_bias, "head": head,
+    }  # fmt: skip
+    manifest = json.loads((model.save(tmp_path / "q") / "manifest.json").read_text())
+    assert {key: manifest[key] for key in shape} == shape
