@@ -47,6 +47,8 @@ __all__ = [
 
 #: float64 holds every integer below 2**53; the fast datapath keeps magnitudes below 2**52.
 _EXACT_FLOAT_BITS = 53
+#: Each table and the role whose codes it reads.
+_TABLE_INPUTS = (("sigmoid", "preact"), ("tanh_gate", "preact"), ("tanh_cell", "cell"))
 
 
 class _Saturation(dict):
@@ -223,7 +225,7 @@ def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False
     # writes contiguous (feature, batch) blocks, with the gate rows reordered to (i, f, o, g);
     # results and traces are stored as (batch, time, feature) in (i, f, g, o) order.
     # The last layer writes its output straight into the (batch, time, feature) result.
-    layer_input = x_codes.transpose(1, 2, 0).astype(dp.dtype)  # (T, features, B)
+    layer_input = np.ascontiguousarray(x_codes.transpose(1, 2, 0), dtype=dp.dtype)  # (T, K, B)
     output = np.empty((B, T, D * H_out), np.int64)
     for index, directions in enumerate(model.layers):
         last = index == model.num_layers - 1
@@ -441,6 +443,12 @@ class _FloatDatapath(_IntDatapath):
         self.tanh_cell_map = _index_map(tables["tanh_cell"], -a.m_shift)
         self.preact_index = _CodeIndex(model.formats["preact"])
         self.cell_index = _CodeIndex(model.formats["cell"])
+        # m = round(o * tanh_cell(c)) lies between the rounded extreme products of the maps.
+        o, tc = self.sigmoid_map, self.tanh_cell_map
+        corners = np.outer([o.min(), o.max()], [tc.min(), tc.max()]).ravel()
+        self.round(corners)
+        low, high = self.bounds["hidden"]
+        self.m_may_saturate = bool(corners.min() < low or corners.max() > high)
 
     @staticmethod
     def exact_for(model: QuantizedModel) -> bool:
@@ -452,6 +460,9 @@ class _FloatDatapath(_IntDatapath):
             and cell_sum_bits(gate, model.formats["cell"]) <= limit
             and 2 * gate.frac + 2 <= limit  # o * tanh(c)
             and all(t._code_map() is not None for t in model.tables.values())
+            and all(
+                model.tables[name].in_fmt == model.formats[role] for name, role in _TABLE_INPUTS
+            )
         )
 
     def matrix(self, codes, shift: int, target: str) -> np.ndarray:
@@ -495,43 +506,72 @@ class _FloatDatapath(_IntDatapath):
             )
         # Preallocated buffers, reused by every step.
         acc, gates = np.empty((4 * H, B)), np.empty((4 * H, B))
-        pre_index = acc.view(np.int64)  # the indices overwrite the accumulator
+        pre_index = acc_bits = acc.view(np.int64)  # the indices overwrite the accumulator
+        pre_wide = pre_index.view(np.uint64)  # negative indices are huge unsigned ones
         total, ig, tc = (np.empty((H, B)) for _ in range(3))
+        total_bits = total.view(np.int64)
         m = h if w_hr is None else np.empty((H, B))  # without a projection, h is m
         c_index = np.empty((H, B), np.int64)
-        fb, iob, gb = slice(0, H), slice(H, 3 * H), slice(3 * H, 4 * H)
+        c_wide = c_index.view(np.uint64)
         f, i, o, g = (gates[k * H : (k + 1) * H] for k in range(4))
-        maps = ((fb, self.f_map), (iob, self.sigmoid_map), (gb, self.g_map))
+        pre_f, pre_io, pre_g = pre_index[:H], pre_index[H : 3 * H], pre_index[3 * H :]
+        gate_io = gates[H : 3 * H]
+        f_map, sigmoid_map, g_map, tc_map = (
+            self.f_map,
+            self.sigmoid_map,
+            self.g_map,
+            self.tanh_cell_map,
+        )
+        pre_magic, pre_key, pre_size = (
+            self.preact_index.magic,
+            self.preact_index.key,
+            self.preact_index.size,
+        )
+        cell_magic, cell_key, cell_size = (
+            self.cell_index.magic,
+            self.cell_index.key,
+            self.cell_index.size,
+        )
         clamp_preact = model.requant_shift("preact") < 0  # |acc * 2**-shift| may reach 2**52
         plain = model.rounding != "half_even"
+        rnd = self.round
+        check_m = self.m_may_saturate
         cell_low, cell_high = self.bounds["cell"]
+        take, add, subtract, multiply, matmul = np.take, np.add, np.subtract, np.multiply, np.matmul
+        n_pre = n_cell = 0
         for t in steps:
             v[:K] = u[t]
-            np.matmul(w, v, out=acc)  # the exact accumulator, scaled to preact LSBs
+            matmul(w, v, out=acc)  # the exact accumulator, scaled to preact LSBs
             if clamp_preact:
                 np.clip(acc, -(2.0**51), 2.0**51, out=acc)  # far outside preact either way
             if plain:
-                self.round(acc)
-            sat.add("preact", self.preact_index(acc, pre_index))
-            for rows, table in maps:
-                np.take(table, pre_index[rows], out=gates[rows], mode="clip")
-            np.multiply(f, c, out=total)  # (f*c << fc_shift) * 2**-c_shift
-            np.multiply(i, g, out=ig)  # (i*g << ig_shift) * 2**-c_shift
-            total += ig
+                rnd(acc)
+            add(acc, pre_magic, out=acc)  # rounds half-even (_CodeIndex)
+            subtract(acc_bits, pre_key, out=pre_index)
+            if pre_wide.max() >= pre_size:
+                n_pre += int(np.count_nonzero(pre_wide >= pre_size))
+            take(f_map, pre_f, out=f, mode="clip")
+            take(sigmoid_map, pre_io, out=gate_io, mode="clip")
+            take(g_map, pre_g, out=g, mode="clip")
+            multiply(f, c, out=total)  # (f*c << fc_shift) * 2**-c_shift
+            multiply(i, g, out=ig)  # (i*g << ig_shift) * 2**-c_shift
+            add(total, ig, out=total)
             if plain:
-                self.round(total)
-            n = self.cell_index(total, c_index)
-            np.subtract(total, self.cell_index.magic, out=c)  # rint(total), exact in range
-            if n:
+                rnd(total)
+            add(total, cell_magic, out=total)
+            subtract(total_bits, cell_key, out=c_index)
+            subtract(total, cell_magic, out=c)  # rint(total), exact in range
+            if c_wide.max() >= cell_size:
+                n_cell += int(np.count_nonzero(c_wide >= cell_size))
                 np.clip(c, cell_low, cell_high, out=c)
-            sat.add("cell", n)
-            np.take(self.tanh_cell_map, c_index, out=tc, mode="clip")
-            np.multiply(o, tc, out=m)  # (o * tanh_cell(c)) * 2**-m_shift
-            self.round(m)
-            sat.add("hidden", self._saturate(m, "hidden"))
+            take(tc_map, c_index, out=tc, mode="clip")
+            multiply(o, tc, out=m)  # (o * tanh_cell(c)) * 2**-m_shift
+            rnd(m)
+            if check_m:
+                sat.add("hidden", self._saturate(m, "hidden"))
             if w_hr is not None:
-                np.matmul(w_hr, m, out=h)
-                self.round(h)
+                matmul(w_hr, m, out=h)
+                rnd(h)
                 sat.add("hidden", self._saturate(h, "hidden"))
             if batch_major:
                 out[:, t] = h.T
@@ -542,6 +582,9 @@ class _FloatDatapath(_IntDatapath):
                 codes = np.concatenate([f * 2.0**-self.f_scale, i, o, g * 2.0**-self.g_scale])
                 rec["gates"][:, t] = codes[unorder].T
                 rec["c"][:, t], rec["m"][:, t] = c.T, m.T
+        sat.add("preact", n_pre)
+        sat.add("cell", n_cell)
+        sat.add("hidden", 0)
         return h, c
 
 

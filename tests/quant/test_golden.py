@@ -338,6 +338,69 @@ def test_run_equals_the_restated_pipeline(index, rounding, overflow):
         assert np.array_equal(result.c_n[index_ * D + d], trace["c"][:, t_final])
 
 
+def _random_geometry(rng) -> dict:
+    """random_spec kwargs: 1-2 layers, uni/bidirectional, projection, bias, every head mode."""
+    hidden = int(rng.integers(1, 9))
+    kwargs = {
+        "input_size": int(rng.integers(1, 6)),
+        "hidden_size": hidden,
+        "num_layers": int(rng.integers(1, 3)),
+        "bidirectional": bool(rng.integers(2)),
+        "bias": bool(rng.integers(2)),
+        "head": [None, "last", "all"][int(rng.integers(3))],
+        "scale": float(rng.choice([1.0, 2.5])),
+    }
+    if hidden > 1 and rng.integers(2):
+        kwargs["proj_size"] = int(rng.integers(1, hidden))
+    return kwargs
+
+
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+@pytest.mark.parametrize("preset", list(TOL_MAX))
+def test_run_equals_the_restated_pipeline_on_random_models_of_every_preset(preset, rounding):
+    """Random geometries, random initial states and inputs beyond the calibrated range: the
+    optimized run gives the restated pipeline's integers and saturation counts exactly."""
+    rng = np.random.default_rng(ROUNDING_MODES.index(rounding) * 10 + list(TOL_MAX).index(preset))
+    saturated = set()
+    for trial in range(4):
+        kwargs = _random_geometry(rng)
+        seed = int(rng.integers(1000))
+        spec = random_spec(seed, **kwargs)
+        batch, seq = int(rng.integers(1, 5)), int(rng.integers(1, 7))
+        calib = random_inputs(seed, batch, seq, spec.input_size)
+        config = dataclasses.replace(QuantConfig.preset(preset), rounding=rounding)
+        model = quantize(spec, calib, config)
+        assert golden._FloatDatapath.exact_for(model), (preset, kwargs)
+        x_codes = golden.quantize_inputs(model, calib * float(rng.choice([1.0, 4.0])))
+        h0, c0 = _random_states(model, batch, rng)
+        result = golden.run(model, x_codes, h0, c0)
+        output, traces, head, counts = _restated_run(model, x_codes, h0, c0)
+        context = (preset, rounding, trial, kwargs)
+        assert np.array_equal(result.output, output), context
+        assert result.saturation == counts, context
+        assert (head is None and result.head is None) or np.array_equal(result.head, head)
+        D = model.num_directions
+        for (index, d), trace in traces.items():
+            t_final = 0 if d else seq - 1
+            assert np.array_equal(result.h_n[index * D + d], trace["h"][:, t_final]), context
+            assert np.array_equal(result.c_n[index * D + d], trace["c"][:, t_final]), context
+        saturated |= {role for role, n in counts.items() if n}
+    assert saturated  # the draws exercise the saturation paths
+
+
+@pytest.mark.parametrize("preset", list(TOL_MAX))
+def test_presets_cannot_saturate_m_and_the_skipped_check_is_sound(preset):
+    """The float path skips the hidden check of ``m = o * tanh_cell(c)`` only when the maps'
+    extreme products fit ``hidden``; a hidden format too narrow for 1.0 keeps the check."""
+    spec, x, h0, c0 = _case(3, {"num_layers": 2, "head": "all"}, 6, True)
+    model = quantize(spec, x, QuantConfig.preset(preset), h0=h0, c0=c0)
+    assert not golden._FloatDatapath(model).m_may_saturate
+    m_bits = model.formats["hidden"].bits
+    narrow = _with_role(QuantConfig.preset(preset), hidden=RoleRule(m_bits, m_bits))  # |m| < 0.5
+    model = quantize(spec, x, narrow, h0=h0, c0=c0)
+    assert golden._FloatDatapath(model).m_may_saturate
+
+
 def test_trace_internals_are_consistent():
     """Gates are table lookups of preact; c and m are CellArithmetic.update of traced values."""
     spec, x, h0, c0 = _case(6, {"bidirectional": True, "num_layers": 2, "head": "last"}, 9, True)
