@@ -24,8 +24,15 @@ def random_spec(
     head_out: int = 3,
     head_bias: bool = True,
     scale: float = 0.5,
+    dropout: float = 0.0,
+    source: str = "",
 ) -> ModelSpec:
-    """A ModelSpec with normally distributed weights (std ``scale / sqrt(fan_in)``-ish)."""
+    """A ModelSpec with normally distributed weights (std ``scale / sqrt(fan_in)``-ish).
+
+    The one random-spec builder of the tests: the geometry arguments mirror ``nn.LSTM``'s;
+    ``head`` is ``None``, ``"last"`` or ``"all"`` (``head_out`` features, a bias unless
+    ``head_bias`` is false); ``dropout`` and ``source`` are recorded in the spec as given.
+    """
     rng = np.random.default_rng(seed)
     H, Ho = hidden_size, proj_size or hidden_size
     D = 2 if bidirectional else 1
@@ -60,6 +67,8 @@ def random_spec(
         bias=bias,
         layers=tuple(layers),
         head=head_spec,
+        dropout=dropout,
+        source=source,
     )
 
 

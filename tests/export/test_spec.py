@@ -13,60 +13,12 @@ import pytest
 from lstmfpga.export.spec import (
     SPEC_FORMAT,
     SPEC_VERSION,
-    HeadSpec,
     LayerWeights,
     ModelSpec,
     SpecError,
     read_artifact,
 )
-
-
-def build_spec(
-    seed: int,
-    *,
-    input_size=3,
-    hidden_size=4,
-    num_layers=1,
-    bidirectional=False,
-    proj_size=0,
-    bias=True,
-    head=None,
-    head_bias=True,
-    dropout=0.0,
-) -> ModelSpec:
-    rng = np.random.default_rng(seed)
-    H, Ho, D = hidden_size, proj_size or hidden_size, 2 if bidirectional else 1
-    layers = tuple(
-        tuple(
-            LayerWeights(
-                w_ih=rng.normal(size=(4 * H, input_size if layer == 0 else D * Ho)),
-                w_hh=rng.normal(size=(4 * H, Ho)),
-                b_ih=rng.normal(size=4 * H) if bias else None,
-                b_hh=rng.normal(size=4 * H) if bias else None,
-                w_hr=rng.normal(size=(Ho, H)) if proj_size else None,
-            )
-            for _ in range(D)
-        )
-        for layer in range(num_layers)
-    )
-    head_spec = None
-    if head is not None:
-        head_spec = HeadSpec(
-            rng.normal(size=(2, D * Ho)), rng.normal(size=2) if head_bias else None, head
-        )
-    return ModelSpec(
-        input_size=input_size,
-        hidden_size=hidden_size,
-        num_layers=num_layers,
-        bidirectional=bidirectional,
-        proj_size=proj_size,
-        bias=bias,
-        layers=layers,
-        head=head_spec,
-        dropout=dropout,
-        source="test",
-    )
-
+from lstmfpga.testing import random_spec
 
 ROUND_TRIP = {
     "minimal": dict(input_size=1, hidden_size=1),
@@ -79,7 +31,7 @@ ROUND_TRIP = {
 
 @pytest.mark.parametrize("name", list(ROUND_TRIP))
 def test_save_load_round_trip_is_exact(name, tmp_path):
-    spec = build_spec(1, **ROUND_TRIP[name])
+    spec = random_spec(1, **ROUND_TRIP[name])
     loaded = ModelSpec.load(spec.save(tmp_path / "spec"))
     assert loaded.manifest() == spec.manifest()
     tensors, expected = loaded.tensors(), spec.tensors()
@@ -91,7 +43,7 @@ def test_save_load_round_trip_is_exact(name, tmp_path):
 
 
 def test_manifest_records_the_architecture(tmp_path):
-    spec = build_spec(0, num_layers=2, bidirectional=True, proj_size=1, head="all")
+    spec = random_spec(0, num_layers=2, bidirectional=True, proj_size=1, head="all", head_out=2)
     manifest = json.loads((spec.save(tmp_path / "s") / "manifest.json").read_text())
     assert manifest["format"] == SPEC_FORMAT and manifest["version"] == SPEC_VERSION
     assert manifest["gate_order"] == ["i", "f", "g", "o"]
@@ -114,7 +66,7 @@ def _edit_manifest(path, **changes):
 
 
 def test_version_mismatch_is_refused(tmp_path):
-    path = build_spec(0).save(tmp_path / "spec")
+    path = random_spec(0).save(tmp_path / "spec")
     _edit_manifest(path, version=SPEC_VERSION + 1)
     with pytest.raises(
         SpecError,
@@ -125,7 +77,7 @@ def test_version_mismatch_is_refused(tmp_path):
 
 
 def test_format_mismatch_is_refused(tmp_path):
-    path = build_spec(0).save(tmp_path / "spec")
+    path = random_spec(0).save(tmp_path / "spec")
     _edit_manifest(path, format="lstmfpga.qmodel")
     with pytest.raises(SpecError, match=r"expected a lstmfpga.spec artifact, found 'lstmfpga.q"):
         ModelSpec.load(path)
@@ -138,17 +90,17 @@ def test_bad_artifacts_are_refused(tmp_path):
     with pytest.raises(SpecError, match=r"not an lstmfpga artifact"):
         ModelSpec.load(tmp_path / "file")
 
-    path = build_spec(0).save(tmp_path / "bad-json")
+    path = random_spec(0).save(tmp_path / "bad-json")
     (path / "manifest.json").write_text("{not json")
     with pytest.raises(SpecError, match=r"manifest.json is not valid JSON"):
         ModelSpec.load(path)
 
-    path = build_spec(0).save(tmp_path / "no-tensors")
+    path = random_spec(0).save(tmp_path / "no-tensors")
     (path / "tensors.npz").unlink()
     with pytest.raises(SpecError, match=r"^lstmfpga.spec tensors .*tensors.npz: no such file$"):
         ModelSpec.load(path)
 
-    path = build_spec(0).save(tmp_path / "missing-key")
+    path = random_spec(0).save(tmp_path / "missing-key")
     manifest = json.loads((path / "manifest.json").read_text())
     del manifest["hidden_size"]
     (path / "manifest.json").write_text(json.dumps(manifest))
@@ -157,7 +109,7 @@ def test_bad_artifacts_are_refused(tmp_path):
     ):
         ModelSpec.load(path)
 
-    path = build_spec(0).save(tmp_path / "wrong-shape")
+    path = random_spec(0).save(tmp_path / "wrong-shape")
     _edit_manifest(path, hidden_size=5)
     with pytest.raises(
         SpecError, match=r"wrong-shape: weight_ih_l0 must have shape \(20, 3\), not \(16, 3\)$"
@@ -166,7 +118,7 @@ def test_bad_artifacts_are_refused(tmp_path):
 
 
 def test_pickled_tensors_are_never_loaded(tmp_path):
-    path = build_spec(0).save(tmp_path / "spec")
+    path = random_spec(0).save(tmp_path / "spec")
     tensors = dict(np.load(path / "tensors.npz"))
     tensors["weight_ih_l0"] = np.array([object()], dtype=object)
     np.savez(path / "tensors.npz", **tensors)
@@ -192,7 +144,7 @@ def _save_tensors(path, **changes):
 )
 def test_gate_order_of_an_artifact_is_honoured(order, tmp_path):
     """An artifact whose rows are in another gate order loads as the same model."""
-    spec = build_spec(3, num_layers=2, bidirectional=True, head="last")
+    spec = random_spec(3, num_layers=2, bidirectional=True, head="last")
     path = spec.save(tmp_path / "spec")
     H = spec.hidden_size
     permuted = {}
@@ -214,7 +166,7 @@ def test_gate_order_of_an_artifact_is_honoured(order, tmp_path):
     "order", [["i", "f", "g"], ["i", "i", "g", "o"], "ifgo", ["i", "f", "g", "c"], None]
 )
 def test_bad_gate_order_is_refused(order, tmp_path):
-    path = build_spec(0).save(tmp_path / "spec")
+    path = random_spec(0).save(tmp_path / "spec")
     _edit_manifest(path, gate_order=order)
     with pytest.raises(
         SpecError, match=r"spec: gate_order must be a permutation of \['i', 'f', 'g', 'o'\], not "
@@ -251,7 +203,7 @@ BAD_TENSORS = {
 @pytest.mark.parametrize("name", list(BAD_TENSORS))
 def test_bad_tensors_are_refused_by_name(name, tmp_path):
     changes, message = BAD_TENSORS[name]
-    path = build_spec(0).save(tmp_path / "spec")
+    path = random_spec(0).save(tmp_path / "spec")
     _save_tensors(path, **changes)
     with pytest.raises(SpecError, match=message):
         ModelSpec.load(path)
@@ -281,21 +233,21 @@ BAD_MANIFESTS = {
 @pytest.mark.parametrize("name", list(BAD_MANIFESTS))
 def test_bad_manifest_fields_are_refused(name, tmp_path):
     changes, message = BAD_MANIFESTS[name]
-    path = build_spec(0).save(tmp_path / "spec")
+    path = random_spec(0).save(tmp_path / "spec")
     _edit_manifest(path, **changes)
     with pytest.raises(SpecError, match=message):
         ModelSpec.load(path)
 
 
 def test_truncated_tensors_and_deep_manifest_are_refused(tmp_path):
-    path = build_spec(0).save(tmp_path / "truncated")
+    path = random_spec(0).save(tmp_path / "truncated")
     data = (path / "tensors.npz").read_bytes()
     (path / "tensors.npz").write_bytes(data[: len(data) // 2])
     with pytest.raises(
         SpecError, match=r"^lstmfpga.spec tensors .*tensors.npz is not an .npz archive"
     ):
         ModelSpec.load(path)
-    path = build_spec(0).save(tmp_path / "deep")
+    path = random_spec(0).save(tmp_path / "deep")
     (path / "manifest.json").write_text(
         '{"format": "lstmfpga.spec", "x": ' + "[" * 100000 + "]" * 100000 + "}"
     )
@@ -306,7 +258,7 @@ def test_truncated_tensors_and_deep_manifest_are_refused(tmp_path):
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
-    spec = build_spec(1, head="all")
+    spec = random_spec(1, head="all")
     path = spec.save(tmp_path / "spec")
     assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "tensors.npz"]
     assert ModelSpec.load(spec.save(path)).content_hash() == spec.content_hash()
@@ -322,7 +274,7 @@ def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
     ],
 )
 def test_constructor_validates_geometry(changes, message):
-    spec = build_spec(0)
+    spec = random_spec(0)
     fields = dict(
         input_size=3, hidden_size=4, num_layers=1, bidirectional=False, proj_size=0,
         bias=True, layers=spec.layers,
