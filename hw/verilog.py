@@ -9,7 +9,7 @@
   simulator's/synthesis tool's working directory); with ``"inline"`` the contents are
   ``initial`` assignments inside the Verilog;
 * ``manifest.json`` and ``manifest.md``: ports, formats, latency and cycle model, memories,
-  multipliers and RAM bits (:func:`manifest`).
+  multipliers and RAM bits (:class:`~lstmfpga.hw.manifest.Manifest`, :func:`build_manifest`).
 
 Every file is written to a temporary name and renamed, the manifest last; an earlier
 design's files in the same folder are removed (:func:`write_design`).
@@ -24,14 +24,26 @@ from pathlib import Path
 
 from amaranth.back import verilog
 from amaranth.hdl import Shape
+from amaranth.lib.wiring import Flow
 
 from ..export import files
 from ..quant.model import QuantizedModel
 from .accelerator import LSTMAccelerator
+from .manifest import (
+    FILE_NAME,
+    HARDWARE_FORMAT,
+    IDENTIFIER,
+    MEMORY_MODES,
+    ComputeCycles,
+    Manifest,
+    Port,
+)
+from .stream_geometry import StreamGeometry
 
 __all__ = [
     "HARDWARE_FORMAT",
     "MEMORY_MODES",
+    "build_manifest",
     "check_output",
     "externalize_memories",
     "generate",
@@ -40,11 +52,7 @@ __all__ = [
     "write_design",
 ]
 
-MEMORY_MODES = ("inline", "readmemh")
-#: ``format`` of a design folder's ``manifest.json``.
-HARDWARE_FORMAT = "lstmfpga.hardware"
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_IDENTIFIER, _FILE_NAME = IDENTIFIER, FILE_NAME
 
 _MEMORY = re.compile(
     r"^(?P<indent>[ \t]*)reg \[(?P<msb>\d+):0\] (?P<name>[\w$\\.\[\]]+) \[(?P<hi>\d+):0\];\n"
@@ -103,7 +111,7 @@ def externalize_memories(text: str, prefix: str) -> tuple[str, dict[str, str]]:
     return "".join(out), contents
 
 
-def _ports(acc: LSTMAccelerator) -> list[dict]:
+def _ports(acc: LSTMAccelerator) -> tuple[Port, ...]:
     describe = {
         "s_axis_tdata": "input element (signed code)",
         "s_axis_tvalid": "input valid",
@@ -116,43 +124,48 @@ def _ports(acc: LSTMAccelerator) -> list[dict]:
         "busy": "computing or draining a sequence",
         "error": "sticky: a malformed or too long sequence was received",
     }
-    ports = [
-        {"name": "clk", "direction": "input", "width": 1, "description": "clock"},
-        {"name": "rst", "direction": "input", "width": 1, "description": "synchronous reset"},
-    ]
+    ports = [Port("clk", "input", 1, "clock"), Port("rst", "input", 1, "synchronous reset")]
     for member_name, member in acc.signature.members.items():
         shape = Shape.cast(member.shape)
-        ports.append(
-            {
-                "name": member_name,
-                "direction": "input" if member.flow.value == "in" else "output",
-                "width": shape.width,
-                "signed": shape.signed,
-                "description": describe[member_name],
-            }
+        direction = "input" if member.flow == Flow.In else "output"
+        ports.append(Port(member_name, direction, shape.width, describe[member_name], shape.signed))
+    return tuple(ports)
+
+
+def _compute_cycles(cycles) -> ComputeCycles:
+    """``compute(T)`` as ``first + (T - 1) * per_step`` (every step after the first costs
+    the same); checked against the cycle model at ``max_seq_len``."""
+    Tmax = cycles.accelerator.max_seq_len
+    first = cycles.compute(1)
+    per_step = cycles.compute(2) - first if Tmax >= 2 else 0
+    affine = ComputeCycles(first, per_step)
+    if affine(Tmax) != cycles.compute(Tmax):
+        raise ValueError(
+            f"the cycle model must be affine in T, not {cycles.compute(Tmax)} cycles at "
+            f"T={Tmax} against {affine(Tmax)}"
         )
-    return ports
+    return affine
 
 
-def manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> dict:
-    """Everything a hardware user needs to integrate and budget the design."""
+def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
+    """Everything a hardware user needs to integrate and budget the design (without
+    ``files`` and ``memory_files``, which :func:`write_design` adds)."""
     from .cycles import CycleModel
 
+    _check_name(name)
     q = acc.model
     cycles = CycleModel.of(acc)
     memories = acc.memory_plan()
-    ram_bits = sum(mem["width"] * mem["depth"] for mem in memories)
-    return {
-        "format": HARDWARE_FORMAT,
-        "version": 1,
-        "top": name,
-        "lanes": acc.lanes,
-        "simd": acc.simd,
-        "max_seq_len": acc.max_seq_len,
-        "with_states": acc.with_states,
-        "initial_state": acc.initial_state,
-        "ports": _ports(acc),
-        "model": {
+    geometry = StreamGeometry.of(q, with_states=acc.with_states, initial_state=acc.initial_state)
+    return Manifest(
+        top=name,
+        lanes=acc.lanes,
+        simd=acc.simd,
+        max_seq_len=acc.max_seq_len,
+        geometry=geometry,
+        compute=_compute_cycles(cycles),
+        ports=_ports(acc),
+        model={
             "input_size": q.input_size,
             "hidden_size": q.hidden_size,
             "num_layers": q.num_layers,
@@ -164,18 +177,23 @@ def manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> dict:
             else {"mode": q.head.mode, "out_features": q.head.out_features},
             "preset": q.config.name,
         },
-        "formats": {role: str(fmt) for role, fmt in q.formats.items()} | {"acc": str(q.acc)},
-        "stream": {
-            "input_elements": f"{acc.input_length(0)} + T * {q.input_size}",
-            "output_elements": {str(T): acc.result_length(T) for T in (1, acc.max_seq_len)},
+        formats={role: str(fmt) for role, fmt in q.formats.items()} | {"acc": str(q.acc)},
+        stream={
+            "input_elements": f"{geometry.input_length(0)} + T * {q.input_size}",
+            "output_elements": {str(T): geometry.output_length(T) for T in (1, acc.max_seq_len)},
             "input_format": str(q.formats["x"]),
             "output_format": str(q.output_format),
         },
-        "cycles": cycles.to_dict(),
-        "memories": memories,
-        "ram_bits": ram_bits,
-        "multipliers": acc.multiplier_plan(),
-    }
+        cycles=cycles.to_dict(),
+        memories=tuple(memories),
+        ram_bits=sum(mem["width"] * mem["depth"] for mem in memories),
+        multipliers=tuple(acc.multiplier_plan()),
+    )
+
+
+def manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> dict:
+    """:func:`build_manifest` as the ``manifest.json`` object."""
+    return build_manifest(acc, name).to_dict()
 
 
 def _markdown(info: dict) -> str:
@@ -302,9 +320,11 @@ def write_design(
     hex_files = {}
     if memories == "readmemh":
         text, hex_files = externalize_memories(text, name)
-    info = manifest(acc, name)
-    info["memory_files"] = memories
-    info["files"] = [f"{name}.v", *sorted(hex_files), "manifest.json", "manifest.md"]
+    built = build_manifest(acc, name).replace(
+        memory_files=memories,
+        files=(f"{name}.v", *sorted(hex_files), "manifest.json", "manifest.md"),
+    )
+    info = built.to_dict()
     # No manifest while the files change: an interrupted write leaves no folder that looks
     # like a (mismatched) design.
     (outdir / "manifest.json").unlink(missing_ok=True)
@@ -312,7 +332,7 @@ def write_design(
     for file_name, contents in hex_files.items():
         files.write_text(outdir / file_name, contents)
     files.write_text(outdir / "manifest.md", _markdown(info))
-    files.write_json(outdir / "manifest.json", info)
+    built.save(outdir / "manifest.json")
     _remove_stale(outdir, previous, name, set(info["files"]))
     return info
 

@@ -75,7 +75,8 @@ __all__ = [
 TARGETS = ("ecp5", "ice40", "xilinx")
 RESOURCES = ("luts", "ffs", "dsps", "brams", "ios")
 #: The ``format`` of a design folder's ``manifest.json`` (written by ``lstmfpga generate``).
-HARDWARE_FORMAT, HARDWARE_VERSION = "lstmfpga.hardware", 1
+#: Synthesis reads only ``top`` and ``files``, which every manifest version has.
+HARDWARE_FORMAT, HARDWARE_VERSIONS = "lstmfpga.hardware", (1, 2)
 #: The ``format`` of a JSON file ``synth --json`` creates (an existing one may also be an
 #: ``lstmfpga.report``).
 SYNTHESIS_FORMAT, SYNTHESIS_VERSION = "lstmfpga.synthesis", 1
@@ -335,8 +336,9 @@ def check_design(outdir: str | Path) -> tuple[Path, str, Path]:
     if found != HARDWARE_FORMAT:
         raise CLIError(f"{manifest_path}: format must be {HARDWARE_FORMAT!r}, not {found!r:.80}")
     version = manifest.get("version")
-    if version != HARDWARE_VERSION or isinstance(version, bool):
-        raise CLIError(f"{manifest_path}: version must be {HARDWARE_VERSION}, not {version!r:.80}")
+    if version not in HARDWARE_VERSIONS or isinstance(version, bool):
+        wanted = " or ".join(map(str, HARDWARE_VERSIONS))
+        raise CLIError(f"{manifest_path}: version must be {wanted}, not {version!r:.80}")
     if "top" not in manifest:
         raise CLIError(f"{manifest_path}: no 'top' field")
     top = check_identifier(manifest["top"], f"{manifest_path}: top")

@@ -137,55 +137,19 @@ class Design:
 
     @classmethod
     def _from_directory(cls, path: Path) -> Design:
-        manifest_path = path / "manifest.json"
-        if not manifest_path.is_file():
-            raise CLIError(f"{path}: not a generated design (no manifest.json)")
-        info = read_json(manifest_path, "hardware manifest")
-        if info.get("format") != "lstmfpga.hardware":
-            raise CLIError(f"{manifest_path}: format must be 'lstmfpga.hardware'")
-        try:
-            return cls._from_manifest(path, info)
-        except (KeyError, TypeError, AttributeError, ValueError) as error:
-            if isinstance(error, CLIError):
-                raise
-            raise CLIError(
-                f"{manifest_path}: not a valid hardware manifest ({type(error).__name__}: {error})"
-            ) from None
+        """From the folder's checked :class:`~lstmfpga.hw.manifest.Manifest`: its stream
+        geometry and cycle model as stored, the Verilog and ``$readmemh`` files it lists."""
+        from ..hw.manifest import Manifest
 
-    @classmethod
-    def _from_manifest(cls, path: Path, info: dict) -> Design:
-        top = info["top"]
-        m = info["model"]
-        D = 2 if m["bidirectional"] else 1
-        output_size = m["proj_size"] or m["hidden_size"]
-        head = m["head"]
-        geometry = StreamGeometry(
-            input_size=int(m["input_size"]),
-            hidden_size=int(m["hidden_size"]),
-            output_size=int(output_size),
-            states=int(m["num_layers"]) * D,
-            head_out=0 if head is None else int(head["out_features"]),
-            head_mode=None if head is None else head["mode"],
-            sequence_output_size=D * int(output_size),
-            with_states=bool(info["with_states"]),
-            initial_state=bool(info["initial_state"]),
-        )
-        names = [str(top) + ".v", *(n for n in info.get("files", []) if n.endswith(".hex"))]
-        for name in names:
-            if Path(name).name != name or name.startswith("."):
-                raise CLIError(f"{path}: file names in the manifest must be plain, not {name!r}")
-        hex_files = {name: (path / name).read_text() for name in names[1:]}
-        samples = {int(T): int(n) for T, n in info["cycles"]["compute"].items()}
-        if not samples:
-            raise CLIError(f"{path}: the manifest has no cycle samples")
+        manifest = Manifest.load(path)
         return cls(
-            verilog=(path / names[0]).read_text(),
-            top=top,
-            geometry=geometry,
-            hex_files=hex_files,
-            compute=_affine(samples),
-            lanes=info["lanes"],
-            max_seq_len=info["max_seq_len"],
+            verilog=(path / manifest.verilog_file).read_text(),
+            top=manifest.top,
+            geometry=manifest.geometry,
+            hex_files={name: (path / name).read_text() for name in manifest.hex_files},
+            compute=manifest.compute,
+            lanes=manifest.lanes,
+            max_seq_len=manifest.max_seq_len,
         )
 
 
@@ -205,14 +169,6 @@ def _convert(design, name: str, to_verilog) -> str:
         raise SimulationError(
             f"converting the design to Verilog failed (Amaranth's Yosys): {reason[:200]}"
         ) from None
-
-
-def _affine(samples: dict[int, int]) -> Callable[[int], int]:
-    """``compute(T)`` from the manifest's samples (it is affine in ``T``)."""
-    Ts = sorted(samples)
-    lo, hi = Ts[0], Ts[-1]
-    slope = 0 if hi == lo else (samples[hi] - samples[lo]) / (hi - lo)
-    return lambda T: round(samples[lo] + (T - lo) * slope)
 
 
 # -- simulators ---------------------------------------------------------------------------------

@@ -5,59 +5,17 @@ Input of sequence ``b`` (with ``initial_state``): ``h0[:, b, :]`` (state-major, 
 codes), ``c0[:, b, :]`` (``L*D*H``), then ``x[b]`` time-major (``T*I``).
 Output: the prediction of sequence ``b`` flattened (head ``last``: ``out``; head ``all``:
 ``T*out``; no head: ``T*D*H_out``), then with ``with_states`` ``h_n[:, b, :]`` and
-``c_n[:, b, :]`` flattened.
+``c_n[:, b, :]`` flattened. The lengths are
+:class:`~lstmfpga.hw.stream_geometry.StreamGeometry`'s (re-exported here).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
+from ..hw.stream_geometry import StreamGeometry
+
 __all__ = ["StreamGeometry", "pack_inputs", "pack_outputs", "unpack_outputs"]
-
-
-@dataclass(frozen=True)
-class StreamGeometry:
-    """Sizes the stream contract depends on (from a quantized model and build options)."""
-
-    input_size: int
-    hidden_size: int
-    output_size: int
-    states: int  # L * D
-    head_out: int  # 0 without a head
-    head_mode: str | None
-    sequence_output_size: int  # D * H_out
-    with_states: bool = False
-    initial_state: bool = False
-
-    @classmethod
-    def of(cls, model, *, with_states: bool = False, initial_state: bool = False):
-        head = model.head
-        return cls(
-            input_size=model.input_size,
-            hidden_size=model.hidden_size,
-            output_size=model.output_size,
-            states=model.num_layers * model.num_directions,
-            head_out=0 if head is None else head.out_features,
-            head_mode=None if head is None else head.mode,
-            sequence_output_size=model.sequence_output_size,
-            with_states=with_states,
-            initial_state=initial_state,
-        )
-
-    def prediction_shape(self, T: int) -> tuple[int, ...]:
-        if self.head_mode == "last":
-            return (self.head_out,)
-        if self.head_mode == "all":
-            return (T, self.head_out)
-        return (T, self.sequence_output_size)
-
-    def output_length(self, T: int) -> int:
-        n = int(np.prod(self.prediction_shape(T)))
-        if self.with_states:
-            n += self.states * (self.output_size + self.hidden_size)
-        return n
 
 
 def pack_inputs(geom: StreamGeometry, x_codes, b: int, h0=None, c0=None) -> np.ndarray:

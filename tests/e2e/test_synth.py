@@ -319,7 +319,7 @@ def test_files_the_verilog_reads_stay_inside_the_folder(tmp_path, reference):
             "format must be 'lstmfpga.hardware', not 'lstmfpga.qmodel'",
         ),
         ({"format": None}, "format must be 'lstmfpga.hardware', not None"),
-        ({"version": 2}, "version must be 1, not 2"),
+        ({"version": 3}, "version must be 1 or 2, not 3"),
     ],
 )
 def test_the_manifest_format_is_checked(tmp_path, fields, message):

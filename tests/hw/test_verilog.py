@@ -5,12 +5,15 @@ Icarus, memories externalized to $readmemh files, and a manifest that tells the 
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.cycles import CycleModel
-from lstmfpga.hw.verilog import generate
+from lstmfpga.hw.manifest import MANIFEST_VERSION, Manifest, ManifestError
+from lstmfpga.hw.stream_geometry import StreamGeometry
+from lstmfpga.hw.verilog import build_manifest, generate
 from lstmfpga.sim.cocotb_build import check_simulator, tool_environment
 from lstmfpga.testing import random_qmodel
 
@@ -173,7 +176,7 @@ def test_generate_cli_takes_simd_and_lists_p_times_s_multipliers(tmp_path, capsy
     assert info["multipliers"][0] == {"where": "matrix-vector unit lanes", "count": 12,
                                       "a_bits": 16, "b_bits": 16}  # fmt: skip
     acc = LSTMAccelerator(q, lanes=4, simd=3, max_seq_len=4)
-    assert info["cycles"] == CycleModel.of(acc).to_dict()
+    assert CycleModel.of(acc).to_dict().items() <= info["cycles"].items()
     assert "4 lanes x simd 3" in capsys.readouterr().out
     for simd, message in ((7, "--simd: simd must be in 1..7"), (8, "--simd: simd must be in 1..7"),
                           (0, "--simd must be a positive integer, not 0")):  # fmt: skip
@@ -184,3 +187,92 @@ def test_generate_cli_takes_simd_and_lists_p_times_s_multipliers(tmp_path, capsy
             continue
         assert code == 2
         assert message in capsys.readouterr().err
+
+
+# -- the manifest: typed, versioned, checked ----------------------------------------------------
+@pytest.mark.parametrize("name", list(GEOMETRIES))
+def test_the_manifest_stores_the_stream_geometry_and_the_exact_cycle_model(name, tmp_path):
+    kwargs, lanes = GEOMETRIES[name]
+    _, q = random_qmodel(3, **kwargs)
+    acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=5, with_states=True, initial_state=True)
+    built = build_manifest(acc)
+    built.replace(files=("lstm_accel.v", "manifest.json")).save(tmp_path / "manifest.json")
+    loaded = Manifest.load(tmp_path)
+    assert loaded == built.replace(files=("lstm_accel.v", "manifest.json"))
+    assert loaded.geometry == StreamGeometry.of(q, with_states=True, initial_state=True)
+    for T in range(1, 6):
+        assert loaded.compute(T) == CycleModel.of(acc).compute(T)
+        assert loaded.geometry.input_length(T) == acc.input_length(T)
+        assert loaded.geometry.output_length(T) == acc.result_length(T)
+    directions = {p.name: p.direction for p in loaded.ports}
+    assert directions["s_axis_tdata"] == directions["m_axis_tready"] == "input"
+    assert directions["m_axis_tdata"] == directions["s_axis_tready"] == "output"
+    assert directions["busy"] == directions["error"] == "output"
+
+
+@pytest.fixture(scope="module")
+def manifest_dict():
+    _, q = random_qmodel(5, input_size=3, hidden_size=4, head="all", head_out=2)
+    return build_manifest(LSTMAccelerator(q, lanes=2, max_seq_len=6)).to_dict()
+
+
+def _edited(info: dict, path: str, value):
+    info = json.loads(json.dumps(info))
+    *parents, key = path.split(".")
+    target = info
+    for part in parents:
+        target = target[int(part)] if isinstance(target, list) else target[part]
+    if value is KeyError:
+        del target[key]
+    else:
+        target[key] = value
+    return info
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("format", "lstmfpga.qmodel", "format must be 'lstmfpga.hardware', not 'lstmfpga.qmodel'"),
+        ("version", 1, "not 1 (written by an older lstmfpga): re-run lstmfpga generate"),
+        ("version", 3, "version must be 2, not 3 (written by a newer lstmfpga): upgrade lstmfpga"),
+        ("version", "2", "version must be 2, not '2'"),
+        ("top", "2fast", "top must be a string matching"),
+        ("lanes", 0, "lanes must be an integer >= 1, not 0"),
+        ("with_states", "yes", "with_states must be true or false, not 'yes'"),
+        ("stream.geometry.head_mode", "middle", "head_mode must be null, 'last' or 'all'"),
+        ("stream.geometry.states", KeyError, "stream geometry: states is missing"),
+        ("stream.geometry.input_size", 4, "the stream geometry must be the model's"),
+        ("stream.output_format", "q7", "stream: output_format"),
+        ("cycles.compute_per_step", -1, "compute_per_step must be an integer >= 0, not -1"),
+        ("cycles.compute_first", KeyError, "cycles: compute_first is missing"),
+        ("ports.2.direction", "inout", "port s_axis_tdata: direction must be one of"),
+        ("ram_bits", 1, "ram_bits must be the memories'"),
+        ("memory_files", "flash", "memory_files must be one of ('inline', 'readmemh')"),
+        ("files", ["../x.v"], "files must be a list of plain file names"),
+        ("model.head.mode", "middle", "model head: mode must be 'last' or 'all', not 'middle'"),
+        ("formats.cell", 16, "formats: format of cell: must be a string, not 16"),
+    ],
+)  # fmt: skip
+def test_a_bad_manifest_field_is_refused_in_one_line_naming_it(manifest_dict, path, value, message):
+    with pytest.raises(ManifestError) as error:
+        Manifest.from_dict(_edited(manifest_dict, path, value), "design/manifest.json")
+    text = str(error.value)
+    assert "\n" not in text and text.startswith("design/manifest.json") and message in text, text
+
+
+def test_unknown_sections_are_kept_and_the_current_version_is_written(manifest_dict, tmp_path):
+    info = manifest_dict | {"axi": {"element_bits": {"input": 16, "output": 16}}, "design_id": 7}
+    loaded = Manifest.from_dict(info)
+    assert loaded.extra == {"axi": {"element_bits": {"input": 16, "output": 16}}, "design_id": 7}
+    assert loaded.to_dict() == info and info["version"] == MANIFEST_VERSION
+    with pytest.raises(ManifestError, match=r"no manifest\.json"):
+        Manifest.load(tmp_path)
+
+
+def test_the_manifest_module_imports_neither_amaranth_nor_torch():
+    code = (
+        "import sys, lstmfpga.hw.manifest, lstmfpga.hw.stream_geometry; "
+        "print(sorted(m for m in ('amaranth', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
