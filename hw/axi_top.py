@@ -40,7 +40,7 @@ from .register_map import (
     tables_digest,
     weights_digest,
 )
-from .registers import AXI_LITE_PREFIX, RegisterBlock, axi_lite_members
+from .registers import AXI_LITE_PREFIX, RegisterBlock, axi_lite_members, check_design_id
 
 __all__ = ["AXITop", "axi_manifest", "write_axi_design"]
 
@@ -77,10 +77,14 @@ class AXITop(wiring.Component):
     """
 
     def __init__(self, accelerator: LSTMAccelerator, design_id: int):
-        if not isinstance(accelerator, LSTMAccelerator):
-            raise TypeError(f"accelerator must be an LSTMAccelerator, not {accelerator!r}")
+        try:
+            if not isinstance(accelerator, LSTMAccelerator):
+                raise TypeError(f"accelerator must be an LSTMAccelerator, not {accelerator!r}")
+            self._design_id = check_design_id(design_id)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True  # a rejected design is not an unused one
+            raise
         self._acc = accelerator
-        self._regs = RegisterBlock(design_id)  # validates design_id
         self._in_bits, self._out_bits = _element_bits(accelerator)
         super().__init__(self.members(accelerator))
 
@@ -107,12 +111,12 @@ class AXITop(wiring.Component):
 
     @property
     def design_id(self) -> int:
-        return self._regs.design_id
+        return self._design_id
 
     def elaborate(self, platform):
         m = Module()
-        acc, regs = self._acc, self._regs
-        m.submodules.registers = regs
+        acc = self._acc
+        m.submodules.registers = regs = RegisterBlock(self._design_id)
         m.submodules.accelerator = ResetInserter(regs.soft_reset)(acc)
         m.d.comb += [
             acc.s_axis_tdata.eq(self.s_axis_tdata[: self._in_bits]),

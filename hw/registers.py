@@ -14,7 +14,14 @@ from amaranth.lib.wiring import In, Out
 
 from .register_map import ADDR_WIDTH, REGISTERS, field_mask
 
-__all__ = ["AXI_LITE_PREFIX", "OKAY", "SLVERR", "RegisterBlock", "axi_lite_members"]
+__all__ = [
+    "AXI_LITE_PREFIX",
+    "OKAY",
+    "SLVERR",
+    "RegisterBlock",
+    "axi_lite_members",
+    "check_design_id",
+]
 
 #: AXI response codes.
 OKAY, SLVERR = 0b00, 0b10
@@ -36,6 +43,15 @@ def axi_lite_members(prefix: str = AXI_LITE_PREFIX, addr_width: int = ADDR_WIDTH
         "rdata": Out(_DATA_BITS), "rresp": Out(2), "rvalid": Out(1), "rready": In(1),
     }  # fmt: skip
     return {f"{prefix}_{name}": member for name, member in signals.items()}
+
+
+def check_design_id(design_id) -> int:
+    """``design_id`` if it is a 32-bit unsigned integer (else ``TypeError``/``ValueError``)."""
+    if not isinstance(design_id, int) or isinstance(design_id, bool):
+        raise TypeError(f"design_id must be an integer, not {design_id!r}")
+    if not 0 <= design_id < 1 << _DATA_BITS:
+        raise ValueError(f"design_id must fit 32 unsigned bits, not {design_id!r}")
+    return design_id
 
 
 class RegisterBlock(wiring.Component):
@@ -65,9 +81,14 @@ class RegisterBlock(wiring.Component):
     """
 
     def __init__(self, design_id: int):
-        if not isinstance(design_id, int) or isinstance(design_id, bool):
-            raise TypeError(f"design_id must be an integer, not {design_id!r}")
-        if not 0 <= design_id < 1 << _DATA_BITS:
+        if (
+            not isinstance(design_id, int)
+            or isinstance(design_id, bool)
+            or not (0 <= design_id < 1 << _DATA_BITS)
+        ):
+            self._MustUse__silence = True  # a rejected block is not an unused one
+            if not isinstance(design_id, int) or isinstance(design_id, bool):
+                raise TypeError(f"design_id must be an integer, not {design_id!r}")
             raise ValueError(f"design_id must fit 32 unsigned bits, not {design_id!r}")
         self._design_id = design_id
         super().__init__(
