@@ -211,4 +211,62 @@ def render_markdown() -> str:
         "",
     ]
     lines += [f"* `{name}`: {why}." for name, why in PLANNED]
+    lines += [
+        "",
+        "## The AXI top and the host runtime",
+        "",
+        (
+            "`lstmfpga.hw.axi_top.write_axi_design(accelerator, outdir)` writes `lstm_axi.v` "
+            "and `manifest.json`: the accelerator's manifest with the top's ports, an `axi` "
+            "section (register offsets, element and beat widths, digests of the weights and "
+            "activation tables), `quantization` (rounding, overflow), `weight_formats` and "
+            "`design_id` (the `ID` register's value: `design_id` of the rest of the manifest)."
+        ),
+        "",
+        "| port | meaning |",
+        "|---|---|",
+        "| `clk`, `rst` | clock, synchronous active-high reset |",
+        (
+            "| `s_axis_tdata/tvalid/tready/tlast` | input elements, one per beat: the code in the "
+            "low bits of a whole-byte word (padding ignored) |"
+        ),
+        (
+            "| `m_axis_tdata/tvalid/tready/tlast` | results, one per beat, the code "
+            "sign-extended to a whole-byte word |"
+        ),
+        (
+            "| `s_axil_*` | AXI4-Lite: `awaddr awvalid awready wdata wstrb wvalid wready bresp "
+            "bvalid bready araddr arvalid arready rdata rresp rvalid rready` |"
+        ),
+        "",
+        (
+            "The stream contract is the accelerator's (`docs/accelerator.md`). The host side, "
+            "`lstmfpga.runtime` (NumPy only), reads the manifest and does what a driver does "
+            "over a DMA engine and a register window:"
+        ),
+        "",
+        "```python",
+        (
+            "from lstmfpga.runtime import HardwareDesign, MemoryTransport, Registers, "
+            "decode_outputs, encode_inputs"
+        ),
+        'design = HardwareDesign.load("rtl")',
+        "regs = Registers(MemoryTransport(mmap_of_the_register_window), design)",
+        "regs.check_id()                                  # the hardware is this design",
+        "tx = encode_inputs(design, x, h0, c0).to_bytes()  # DMA to s_axis",
+        "words = ...                # DMA from m_axis: one tdata word per beat (integers)",
+        'y = decode_outputs(design, words, T=x.shape[1]).floats()["prediction"]',
+        'regs.read("SEQUENCES"), regs.status(), regs.clear_errors(), regs.soft_reset()',
+        "```",
+        "",
+        (
+            "`lstmfpga.runtime.pack_weights(design, qmodel)` gives the beats of the weight "
+            "memory's load port (`WeightMemory.load`: bit 0 `bias`, then the word address, then "
+            "the word; every weight word, then every bias word) after checking the model "
+            "against the manifest (`lstmfpga pack-weights QMODEL --rtl RTLDIR -o weights.bin` "
+            "writes them); the top has no weight port yet (issue 11, section 3). "
+            "`tests/sim/test_runtime_axi.py` runs all of this against the Verilog in Icarus "
+            "with cocotbext-axi."
+        ),
+    ]
     return "\n".join(lines) + "\n"
