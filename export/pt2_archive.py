@@ -10,7 +10,7 @@ symbolic shapes that are not plain sympy expressions are refused
 (:class:`~lstmfpga.export.spec.SpecError`, one line starting with the path).
 
 NumPy only: no torch import here. The graph itself is checked by
-:func:`lstmfpga.export.forward_check.check_export_graph`.
+:func:`lstmfpga.export.forward_export.check_export_graph`.
 """
 
 from __future__ import annotations
