@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 
 from lstmfpga.commands._common import description
-from lstmfpga.errors import CLIError
+from lstmfpga.errors import CLIError, SynthesisError
 
 
 def register(subparsers) -> None:
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> None:
         check_ram_fits(
             ram_bits, f"a design for {args.qmodel} with --max-seq-len {args.max_seq_len}"
         )
-    except CLIError:
+    except SynthesisError:
         acc._MustUse__silence = True  # refused before elaboration: not an unused design
         raise
     info = write_design(acc, args.output, memories=args.memories, name=args.name)

@@ -21,6 +21,7 @@ import argparse
 import sys
 
 from lstmfpga.commands._common import description
+from lstmfpga.errors import CLIError, SynthesisError
 
 
 def register(subparsers) -> None:
@@ -96,7 +97,10 @@ def run(args: argparse.Namespace) -> None:
     check_arguments(args.target, args.device, args.freq, args.seed)
     check_design(args.outdir)
     if args.json:
-        check_report_target(args.json)
+        try:
+            check_report_target(args.json)
+        except SynthesisError as error:
+            raise CLIError(f"--json: {error}") from None
 
     def progress(command: str) -> None:
         print(f"$ {command}", file=sys.stderr, flush=True)

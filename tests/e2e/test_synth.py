@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from lstmfpga import cli
-from lstmfpga.errors import CLIError
+from lstmfpga.errors import ManifestError, SynthesisError
 from lstmfpga.hw.verilog import generate
 from lstmfpga.pipeline import simulate_model
 from lstmfpga.sim.report import save_report
@@ -128,24 +128,24 @@ def test_a_design_that_fits_no_device_is_a_one_line_error(tmp_path, monkeypatch,
 
 # -- pieces (no tools) ----------------------------------------------------------------------------
 def test_bad_arguments_are_one_line_errors(tmp_path):
-    with pytest.raises(CLIError, match="target must be one of"):
+    with pytest.raises(SynthesisError, match="target must be one of"):
         synthesize(tmp_path, "gowin")
-    with pytest.raises(CLIError, match=r"freq_mhz must be a number in \(0, 10000\], not 0"):
+    with pytest.raises(SynthesisError, match=r"freq_mhz must be a number in \(0, 10000\], not 0"):
         synthesize(tmp_path, "ecp5", freq_mhz=0)
-    with pytest.raises(CLIError, match=r"no manifest\.json"):
+    with pytest.raises(SynthesisError, match=r"no manifest\.json"):
         synthesize(tmp_path, "ecp5")
     (tmp_path / "manifest.json").write_text(MANIFEST % "lstm_accel")
-    with pytest.raises(CLIError, match=r"lstm_accel\.v: no such file"):
+    with pytest.raises(SynthesisError, match=r"lstm_accel\.v: no such file"):
         synthesize(tmp_path, "ecp5")
     (tmp_path / "lstm_accel.v").write_text("module lstm_accel; endmodule\n")
-    with pytest.raises(CLIError, match=r"device must be one of \['25k', '45k', '85k'\]"):
+    with pytest.raises(SynthesisError, match=r"device must be one of \['25k', '45k', '85k'\]"):
         synthesize(tmp_path, "ecp5", device="100k")
 
 
 def test_yosys_failure_quotes_the_error_line(tmp_path):
     (tmp_path / "manifest.json").write_text(MANIFEST % "broken")
     (tmp_path / "broken.v").write_text("module broken(input a; endmodule\n")
-    with pytest.raises(CLIError, match=r"yosys failed \(xilinx, see .*\): .*ERROR"):
+    with pytest.raises(SynthesisError, match=r"yosys failed \(xilinx, see .*\): .*ERROR"):
         synthesize(tmp_path, "xilinx")
 
 
@@ -223,12 +223,12 @@ def test_merge_report_refuses_a_tampered_file_and_leaves_it(tmp_path, content, m
 
 def test_report_targets_are_checked_before_synthesis(tmp_path):
     assert check_report_target(tmp_path / "new.json") is None
-    with pytest.raises(CLIError, match="must be a file, not a directory"):
+    with pytest.raises(SynthesisError, match="must be a file, not a directory"):
         check_report_target(tmp_path)
-    with pytest.raises(CLIError, match="does not exist"):
+    with pytest.raises(SynthesisError, match="does not exist"):
         check_report_target(tmp_path / "missing" / "r.json")
     (tmp_path / "dangling.json").symlink_to(tmp_path / "nowhere")
-    with pytest.raises(CLIError, match="dangling"):
+    with pytest.raises(SynthesisError, match="dangling"):
         check_report_target(tmp_path / "dangling.json")
 
 
@@ -258,7 +258,7 @@ def _folder(tmp_path, top="lstm_accel", **fields):
 )
 def test_a_top_that_is_not_an_identifier_is_refused_before_any_tool(tmp_path, top):
     folder = _folder(tmp_path, top=top)
-    with pytest.raises(CLIError, match=r"top must be an identifier \(\[A-Za-z_\]"):
+    with pytest.raises(SynthesisError, match=r"top must be an identifier \(\[A-Za-z_\]"):
         check_design(folder)
     assert sorted(p.name for p in folder.iterdir()) == ["lstm_accel.v", "manifest.json"]
 
@@ -277,7 +277,7 @@ def test_a_top_that_is_not_an_identifier_is_refused_before_any_tool(tmp_path, to
     ],
 )
 def test_manifest_file_lists_stay_inside_the_folder(tmp_path, files, message):
-    with pytest.raises(CLIError, match=re.escape(message)):
+    with pytest.raises(SynthesisError, match=re.escape(message)):
         check_design(_folder(tmp_path, files=files))
 
 
@@ -287,7 +287,7 @@ def test_links_out_of_the_folder_are_refused(tmp_path):
     folder = _folder(tmp_path)
     (folder / "lstm_accel.v").unlink()
     (folder / "lstm_accel.v").symlink_to(outside)
-    with pytest.raises(CLIError, match=r"top Verilog 'lstm_accel\.v' is a link to .*outside"):
+    with pytest.raises(SynthesisError, match=r"top Verilog 'lstm_accel\.v' is a link to .*outside"):
         check_design(folder)
     (folder / "lstm_accel.v").unlink()
     (folder / "real.v").write_text("module lstm_accel; endmodule\n")
@@ -307,7 +307,7 @@ def test_links_out_of_the_folder_are_refused(tmp_path):
 def test_files_the_verilog_reads_stay_inside_the_folder(tmp_path, reference):
     folder = _folder(tmp_path)
     (folder / "lstm_accel.v").write_text(f"module lstm_accel;\n{reference}\nendmodule\n")
-    with pytest.raises(CLIError, match="must be a plain file name inside the design folder"):
+    with pytest.raises(SynthesisError, match="must be a plain file name inside the design folder"):
         check_design(folder)
 
 
@@ -326,14 +326,14 @@ def test_the_manifest_format_is_checked(tmp_path, fields, message):
     folder = _folder(tmp_path)
     manifest = json.loads((folder / "manifest.json").read_text()) | fields
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(CLIError, match=re.escape(message)):
+    with pytest.raises(ManifestError, match=re.escape(message)):
         check_design(folder)
 
 
 def test_stale_outputs_that_are_links_are_refused(tmp_path):
     folder = _folder(tmp_path)
     (folder / "stat_ecp5.json").symlink_to(tmp_path / "elsewhere.json")
-    with pytest.raises(CLIError, match="must not be a link or a folder"):
+    with pytest.raises(SynthesisError, match="must not be a link or a folder"):
         synthesize(folder, "ecp5")
     assert not (tmp_path / "elsewhere.json").exists()
 
@@ -350,7 +350,7 @@ def test_stale_outputs_that_are_links_are_refused(tmp_path):
     ],
 )
 def test_options_are_checked_against_the_tables(tmp_path, kwargs, message):
-    with pytest.raises(CLIError, match=re.escape(message)):
+    with pytest.raises(SynthesisError, match=re.escape(message)):
         synthesize(_folder(tmp_path), "ecp5", **kwargs)
 
 
@@ -359,5 +359,6 @@ def test_the_largest_ram_bounds_what_generate_accepts():
     assert (device.target, device.name) == ("xilinx", "xc7a200t")
     assert device.ram_bits == 730 * 18432
     check_ram_fits(device.ram_bits)
-    with pytest.raises(CLIError, match=f"needs {device.ram_bits + 1} RAM bits, more than the"):
+    too_many = f"needs {device.ram_bits + 1} RAM bits, more than the"
+    with pytest.raises(SynthesisError, match=too_many):
         check_ram_fits(device.ram_bits + 1)
