@@ -96,15 +96,24 @@ def test_load_takes_a_folder_or_the_file(tmp_path, case):
 @pytest.mark.parametrize(
     "edit, match",
     [
-        (lambda i: i.update(format="lstmfpga.qmodel"), "must be a 'lstmfpga.hardware' manifest"),
+        (
+            lambda i: i.update(format="lstmfpga.qmodel"),
+            r"format must be 'lstmfpga\.hardware', not 'lstmfpga\.qmodel'",
+        ),
         (lambda i: i.pop("lanes"), "lanes is missing"),
         (lambda i: i.update(lanes="8"), "lanes must be an integer >= 1, not '8'"),
         (lambda i: i["formats"].update(x="q16"), "format of x: format must look like"),
         (lambda i: i["formats"].pop("acc"), "formats: acc is missing"),
         (lambda i: i["model"].update(bidirectional=1), "bidirectional must be true or false"),
-        (lambda i: i["model"]["head"].update(mode="first"), "head mode must be 'last' or 'all'"),
+        (
+            lambda i: i["model"]["head"].update(mode="first"),
+            "model head: mode must be 'last' or 'all', not 'first'",
+        ),
         (lambda i: i["axi"]["element_bits"].update(input=99), "input element bits must fit"),
         (lambda i: i.update(quantization=[]), "quantization must be an object"),
+        (lambda i: i.pop("design_id"), "design_id is missing"),
+        (lambda i: i["axi"].update(registers={}), "axi: registers must be a list"),
+        (lambda i: i.update(weight_formats={"w_ih_l0": "s99"}), "weight format of w_ih_l0"),
     ],
 )
 def test_bad_manifests_are_refused_in_one_line(edit, match):
