@@ -58,13 +58,15 @@ _KIND_CODES = {"gates": KIND_GATES, "proj": KIND_PROJ, "head": KIND_HEAD}
 
 
 def emitter_cycles(kind: str, lanes: int, rows: int) -> int:
-    """Cycles the emitter needs to pass on one row group's results: a ``gates`` group of
-    ``lanes`` rows completes at most ``ceil(lanes / 4)`` hidden units (one per cycle); a
-    ``proj`` or ``head`` group leaves one row per cycle, ``rows`` of them (its padding rows
-    are dropped with its last row). The fetch stage spaces the last beats of consecutive
-    groups by at least this much (see :mod:`.cycles`)."""
+    """Cycles the emitter needs to pass on one row group's results, ``rows`` of its
+    ``lanes`` rows being real (the others are padding, dropped with the item's last unit or
+    row): a ``gates`` group completes at most ``ceil(rows / 4)`` hidden units (one per
+    cycle; a full group ``ceil(lanes / 4)``, an item's last group exactly ``ceil(rows /
+    4)``, since the gate rows of a matrix are a whole number of units); a ``proj`` or
+    ``head`` group leaves one row per cycle, ``rows`` of them. The fetch stage spaces the
+    last beats of consecutive groups by at least this much (see :mod:`.cycles`)."""
     if kind == "gates":
-        return -(-lanes // 4)
+        return -(-rows // 4)
     if kind in ("proj", "head"):
         return rows
     raise ValueError(f"kind must be 'gates', 'proj' or 'head', not {kind!r}")
@@ -77,7 +79,8 @@ class LSTMAccelerator(wiring.Component):
     ----------
     model : QuantizedModel
     lanes : int
-        MAC lanes P of the matrix-vector unit; must divide ``4 * hidden_size``.
+        MAC lanes P of the matrix-vector unit, 1 .. ``4 * hidden_size``; a matrix costs
+        ``ceil(rows / P)`` row groups (the last one padded with zero rows).
     simd : int
         Columns per beat S (multipliers per lane), 1 .. the longest matrix row; a matrix
         costs ``ceil(rows / P) * ceil(cols / S)`` beats. The data buffers get ``S`` read
@@ -565,6 +568,9 @@ class LSTMAccelerator(wiring.Component):
             for mx in layout.matrices
             if mx.kind != "gates"
         }
+        # padding rows of a gates item's last group (4H rows in every layer and direction):
+        # they arrive with the last unit and leave with it
+        gate_pad = layout.matrices[0].padded_rows - layout.matrices[0].rows
         j = Signal(range(max(H, out_rows, Ho, 1) + 1))  # unit or row index within the item
         rows = Signal(range(max(Ho, out_rows, 1) + 1))
         m.d.comb += rows.eq(Mux(post.kind == KIND_PROJ, Ho, max(out_rows, 1)))
@@ -629,7 +635,11 @@ class LSTMAccelerator(wiring.Component):
             with m.Else():
                 m.d.sync += j.eq(j + 1)
         # departures this cycle: (condition, rows); at most one holds
-        departures = {4: [gate_fire]}
+        unit_end = Signal()
+        m.d.comb += unit_end.eq(gate_fire & (j == H - 1))
+        departures = {4: [gate_fire & ~unit_end] if gate_pad else [gate_fire]}
+        if gate_pad:
+            departures.setdefault(4 + gate_pad, []).append(unit_end)
         departures.setdefault(1, []).append(row_valid & ~row_end)
         for kind, pad in pads.items():
             departures.setdefault(1 + pad, []).append(row_end & (post.kind == kind))

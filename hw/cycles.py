@@ -7,13 +7,16 @@ stands for ``chunks`` and ``I_l`` for the input-only beats ``floor(I_l / S)``;
 ``D * H_out`` for the head). The emitter passes on at most one hidden unit (gates) or one row
 (projection, head) per cycle, so the fetch stage takes the last beat of a row group at least
 ``spacing`` cycles after the previous group's last beat (:func:`~.accelerator.emitter_cycles`:
-``ceil(P/4)`` after a gate group; after a projection/head group its real rows, ``P`` or, in
-an item's padded last group, fewer); the matrix-vector unit then never waits. Between
+``ceil(r/4)`` after a gate group of ``r`` real rows, ``ceil(P/4)`` for a full one; after a
+projection/head group its real rows, ``P`` or, in an item's padded last group, fewer); the
+matrix-vector unit then never waits. Between
 items the fetch stage stalls only for true dependencies, for the *tail* of the item it
 depends on: the cycles from that item's last beat leaving the weight memory until its last
 result is written back.
 
-* ``tail_gates = 1 (fetch) + L_mvu + 1 (regroup) + (ceil(P/4) - 1) + L_act + L_cell``;
+* ``tail_gates = 1 (fetch) + L_mvu + 1 (regroup) + (ceil(r/4) - 1) + L_act + L_cell``, ``r``
+  the real rows of the last gate group (``P`` when ``P`` divides ``4H``, else
+  ``4H - (groups - 1) * P``: the padding rows leave with the last unit);
 * ``tail_rows = 1 + L_mvu + 1 + (rows - 1) mod P`` (projection and head rows are written one
   per cycle).
 
@@ -31,7 +34,7 @@ not bind, i.e. ``cols`` is at least ``ceil(P/4)`` for gates and ``P`` for projec
 A sequence of ``T`` steps costs, from its ``tlast`` being accepted to the first result on
 ``m_axis``: ``START + sum(item costs) + tail(last item) + DRAIN_START`` cycles, and the
 results take one cycle per element (without back-pressure). Loading takes one cycle per input
-element. The model is exact, for every ``P`` dividing ``4H``: tests compare it with simulated
+element. The model is exact for every ``P`` in ``1 .. 4H``: tests compare it with simulated
 cycle counts.
 
 For one layer step without projection this is ``ceil(4H/P) * (I_l + H_out) +
@@ -74,7 +77,9 @@ class CycleModel:
         l_act = lookup_latency((tables["sigmoid"], tables["tanh_gate"]))
         l_cell = cell_latency(tables["tanh_cell"])
         l_mvu = mvu_latency(layout.simd)
-        tail_gates = 1 + l_mvu + 1 + (emitter_cycles("gates", P, P) - 1) + l_act + l_cell
+        gates = next(mx for mx in layout.matrices if mx.kind == "gates")
+        units_last = emitter_cycles("gates", P, gates.last_group_rows)
+        tail_gates = 1 + l_mvu + 1 + (units_last - 1) + l_act + l_cell
         passes = []
         for p in accelerator.schedule.passes:
             entries = []

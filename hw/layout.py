@@ -235,19 +235,18 @@ class WeightLayout:
         """Lay out every matrix of ``model`` for ``lanes`` MAC lanes of ``simd`` multipliers.
 
         Raises ``TypeError``/``ValueError`` for a bad ``model``, ``lanes`` or ``simd``;
-        ``lanes`` must divide ``4 * hidden_size`` (so a gates matrix has no padding rows);
-        ``simd`` may be anything from 1 to the longest row (``max cols``): the last chunk of
-        a shorter matrix is padded with zero columns.
+        ``lanes`` may be anything from 1 to ``4 * hidden_size`` (the gate rows): the last row
+        group of a matrix with fewer rows than a multiple of ``lanes`` is padded with zero
+        rows (zero weights, zero bias); ``simd`` may be anything from 1 to the longest row
+        (``max cols``): the last chunk of a shorter matrix is padded with zero columns.
         """
         if not isinstance(model, QuantizedModel):
             raise TypeError(f"model must be a QuantizedModel, not {model!r}")
         if not isinstance(lanes, int) or isinstance(lanes, bool):
             raise TypeError(f"lanes must be an integer, not {lanes!r}")
-        if lanes < 1:
-            raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
         H = model.hidden_size
-        if (4 * H) % lanes:
-            raise ValueError(f"lanes must divide 4*hidden_size ({4 * H}), not {lanes!r}")
+        if not 1 <= lanes <= 4 * H:
+            raise ValueError(f"lanes must be in 1..{4 * H} (4*hidden_size), not {lanes!r}")
         P = lanes
         H_out, D = model.output_size, model.num_directions
         longest = max(model.layer_input_size(l) for l in range(model.num_layers)) + H_out

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from lstmfpga.cli import main
+from lstmfpga.export import files
 from lstmfpga.quant import golden
 from lstmfpga.quant.model import QuantizedModel
 
@@ -76,13 +77,17 @@ def test_predict_raw_on_a_float_spec_is_a_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and "--raw needs a quantized model" in err[0]
 
 
-def test_generate_rejects_lanes_that_do_not_divide_the_gate_rows(tmp_path, capsys):
+def test_generate_takes_any_lanes_up_to_the_gate_rows(tmp_path, capsys):
     torch.save(torch.nn.LSTM(2, 3).state_dict(), tmp_path / "m.pt")
     np.save(tmp_path / "c.npy", np.zeros((2, 3, 2)))
     main(["export", str(tmp_path / "m.pt"), "-o", str(tmp_path / "spec")])
     main(["quantize", str(tmp_path / "spec"), "--calib", str(tmp_path / "c.npy"),
           "-o", str(tmp_path / "q")])  # fmt: skip
     capsys.readouterr()
-    assert main(["generate", str(tmp_path / "q"), "--lanes", "5", "-o", str(tmp_path / "o")]) == 2
+    # 5 lanes do not divide the 12 gate rows: the last row group is padded
+    assert main(["generate", str(tmp_path / "q"), "--lanes", "5", "-o", str(tmp_path / "g")]) == 0
+    assert files.read_json(tmp_path / "g" / "manifest.json", "manifest")["lanes"] == 5
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "q"), "--lanes", "13", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "lanes must divide 4*hidden_size" in err[0]
+    assert len(err) == 1 and "lanes must be in 1..12 (4*hidden_size), not 13" in err[0]

@@ -35,8 +35,14 @@ def test_demo_flow_is_bit_exact_and_keeps_accuracy(tmp_path):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--lanes", "3"], "--lanes for the digits model (hidden_size 32): lanes must divide"),
-        (["--lanes", "256"], "--lanes for the digits model (hidden_size 32): lanes must divide"),
+        (
+            ["--lanes", "129"],
+            "--lanes for the digits model (hidden_size 32): lanes must be in 1..128",
+        ),
+        (
+            ["--lanes", "256"],
+            "--lanes for the digits model (hidden_size 32): lanes must be in 1..128",
+        ),
         (["--lanes", "0"], "--lanes must be a positive integer, not 0"),
         (["--simd", "0"], "--simd for the digits model (hidden_size 32): simd must be in 1..40"),
         (["--simd", "41"], "--simd for the digits model (hidden_size 32): simd must be in 1..40"),

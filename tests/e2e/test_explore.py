@@ -125,7 +125,7 @@ def test_local_cluster_sweep_caches_and_extends(problem, tmp_path):
     root, qmodel = problem
     out = tmp_path / "sweep"
     lines: list[str] = []
-    sweep = Sweep(lanes=(1, 3, 8), targets=("ecp5:25k",))
+    sweep = Sweep(lanes=(1, 9, 8), targets=("ecp5:25k",))
     result = explore(
         root / "qmodel",
         root / "x.npy",
@@ -137,16 +137,16 @@ def test_local_cluster_sweep_caches_and_extends(problem, tmp_path):
         progress=lines.append,
     )
     by_lanes = {p["lanes"]: p for p in result.points}
-    assert sorted(by_lanes) == [1, 3, 8]
-    # lanes 3 does not divide 4 * hidden_size = 8: that point fails, the others go on
-    assert "lanes must divide" in by_lanes[3]["error"]
+    assert sorted(by_lanes) == [1, 8, 9]
+    # lanes 9 is more than 4 * hidden_size = 8: that point fails, the others go on
+    assert "lanes must be in 1..8 (4*hidden_size), not 9" in by_lanes[9]["error"]
     for lanes in (1, 8):
         _check_point(by_lanes[lanes], qmodel, T)
         rtl = by_lanes[lanes]["accuracy"]
         assert 0 <= rtl <= 1
     assert result.computed == 4 and result.cached == 0  # 2 designs + 2 syntheses
     assert len(lines) == 6 and all(line.startswith("[") for line in lines)
-    assert any("FAILED: " in line and "lanes 3" in line for line in lines)
+    assert any("FAILED: " in line and "lanes 9" in line for line in lines)
 
     doc = files.read_json(out / "explore.json", "explore")
     assert doc["format"] == "lstmfpga.explore" and doc["points"] == result.points
@@ -155,7 +155,7 @@ def test_local_cluster_sweep_caches_and_extends(problem, tmp_path):
     for name, (xf, yf, xs, ys) in FRONTS.items():
         mask = pareto_mask([p[xf] for p in done], [p[yf] for p in done], (xs, ys))
         assert [p["pareto"][name] for p in done] == mask.tolist()
-    assert not any(by_lanes[3]["pareto"].values())
+    assert not any(by_lanes[9]["pareto"].values())
     page = _Page()
     page.feed((out / "explore.html").read_text())
     assert page.body_rows == 3 and page.tags.count("svg") == len(FRONTS)

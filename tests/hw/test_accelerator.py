@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The whole accelerator equals the golden model bit for bit (Amaranth simulator).
 
 Each case builds a random model, quantizes it, runs several sequences back to back through
@@ -41,6 +42,13 @@ CASES = {
     "P10-H5-proj-head-last": (
         dict(input_size=3, hidden_size=5, proj_size=3, head="last", head_out=4), 10, 3, 2, {},
     ),
+    # lane counts not dividing 4H: the last gate row group of a step is padded
+    "P7-H3-2layer-bidir-proj-states": (
+        dict(input_size=3, hidden_size=3, num_layers=2, bidirectional=True, proj_size=2,
+             head="all", head_out=3),
+        7, 3, 2, dict(with_states=True, initial_state=True),
+    ),
+    "P9-H5-head-last": (dict(input_size=1, hidden_size=5, head="last", head_out=3), 9, 4, 2, {}),
 }  # fmt: skip
 
 
@@ -77,7 +85,7 @@ def test_accelerator_is_bit_exact(name):
     _check(acc, x, h0, c0)
 
 
-@pytest.mark.parametrize(("seed", "lanes"), [(1, 4), (2, 4), (3, 6), (4, 3)])
+@pytest.mark.parametrize(("seed", "lanes"), [(1, 4), (2, 4), (3, 6), (4, 3), (5, 5), (6, 17)])
 def test_random_stalls_on_both_streams_lose_nothing(seed, lanes):
     _, q = random_qmodel(seed, input_size=3, hidden_size=6, head="all", head_out=2)
     acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=8)
@@ -98,10 +106,12 @@ def test_sequence_of_length_one_and_max_length():
     _check(acc, random_inputs(9, 1, 6, 2))
 
 
-def test_lanes_must_divide_gate_rows():
+def test_lanes_beyond_the_gate_rows_are_refused():
     _, q = random_qmodel(3, input_size=2, hidden_size=3)
-    with pytest.raises(ValueError, match="lanes"):
-        LSTMAccelerator(q, lanes=5)
+    acc = LSTMAccelerator(q, lanes=5)  # 5 does not divide 12: the last row group is padded
+    assert acc.layout.matrices[0].padded_rows == 15
+    with pytest.raises(ValueError, match=r"^lanes must be in 1\.\.12 \(4\*hidden_size\), not 13$"):
+        LSTMAccelerator(q, lanes=13)
 
 
 def test_bad_arguments_are_rejected():

@@ -13,6 +13,8 @@ CONFIGS = {
     "uni-P4": (dict(input_size=3, hidden_size=4), 4),
     "uni-P16=4H": (dict(input_size=3, hidden_size=4), 16),
     "uni-P1": (dict(input_size=3, hidden_size=4), 1),
+    "uni-P7-padded": (dict(input_size=3, hidden_size=4), 7),
+    "uni-P15-padded": (dict(input_size=3, hidden_size=4), 15),
     "wide-input": (dict(input_size=12, hidden_size=4), 16),
     "proj": (dict(input_size=3, hidden_size=8, proj_size=3), 8),
     "head-last": (dict(input_size=3, hidden_size=4, head="last", head_out=5), 4),
@@ -75,10 +77,25 @@ def test_more_lanes_than_rows_or_columns_keep_the_model_exact(kwargs, lanes):
 
 @pytest.mark.parametrize(
     ("hidden", "lanes", "tail"),
-    [(4, 1, 20), (4, 4, 20), (4, 16, 23), (6, 3, 20), (6, 6, 21), (5, 10, 22)],
+    [
+        (4, 1, 20),
+        (4, 4, 20),
+        (4, 16, 23),
+        (6, 3, 20),
+        (6, 6, 21),
+        (5, 10, 22),
+        (4, 7, 20),
+        (4, 15, 20),
+        (5, 6, 20),
+        (5, 12, 21),
+        (3, 7, 21),
+        (3, 11, 20),
+        (8, 20, 22),
+    ],
 )
 def test_gate_tail_grows_by_one_cycle_per_extra_unit_in_a_row_group(hidden, lanes, tail):
-    # tail_gates = 20 + ceil(P/4) - 1 with the default (interpolating) tables
+    # tail_gates = 20 + ceil(r/4) - 1 with the default (interpolating) tables, r the real
+    # rows of the last gate group (P when P divides 4H; 4H - (groups - 1) * P otherwise)
     _, q = random_qmodel(4, input_size=2, hidden_size=hidden)
     model = CycleModel.of(LSTMAccelerator(q, lanes=lanes, max_seq_len=4))
     assert model.tail_gates == tail

@@ -1,16 +1,18 @@
 # amaranth: UnusedElaboratable=no
-"""Every lane count P dividing ``4*hidden_size`` gives bit-exact hardware with an exact cycle
-model (Amaranth simulator).
+"""Every lane count P from 1 to ``4*hidden_size`` gives bit-exact hardware with an exact
+cycle model (Amaranth simulator).
 
 A group of P rows of the unit-major gate matrix may end inside a hidden unit (P neither a
-divisor nor a multiple of 4), and projection/head items may have more lanes than rows or
-columns. For every H in 1..12 (and 20, 33) and every divisor P of 4H, one small model (I of 1
-or 2, T = 2; the variant rotates over no head / head ``last`` / head ``all`` / projection
-with ``h_n, c_n`` / bidirectional with a head, the last for H <= 12 only) runs two sequences
-back to back with random valid/ready stalls on both streams. Every output equals
-``quant.golden.run``, and for every sequence the cycles from its ``tlast`` accepted to its
-first result valid equal ``CycleModel.compute`` (stalls on ``s_axis`` only delay loading,
-those on ``m_axis`` only the drain).
+divisor nor a multiple of 4), the last gate group of a step may be padded (P not dividing
+4H: its padding rows carry zero weights and bias and are dropped with the last unit), and
+projection/head items may have more lanes than rows or columns. For every H in 1..12 (and
+20, 33) every divisor P of 4H, and for H in 1, 2, 3, 5 every P in 1..4H: one small model (I
+of 1 or 3, T = 2; the variant rotates over no head / head ``last`` / head ``all`` /
+projection with ``h_n, c_n`` / bidirectional with a head / two layers, the two-pass ones for
+H <= 12 only) runs two sequences back to back with random valid/ready stalls on both
+streams. Every output equals ``quant.golden.run``, and for every sequence the cycles from
+its ``tlast`` accepted to its first result valid equal ``CycleModel.compute`` (stalls on
+``s_axis`` only delay loading, those on ``m_axis`` only the drain).
 """
 
 import sys
@@ -35,7 +37,9 @@ VARIANTS = {
     "proj-states": (lambda H: dict(proj_size=max(1, H // 3)) if H > 1 else {},
                     dict(with_states=True)),
     "bidir-head": (lambda H: dict(bidirectional=True, head="last", head_out=2, bias=False), {}),
+    "2layer-states": (lambda H: dict(num_layers=2), dict(with_states=True)),
 }  # fmt: skip
+EVERY_P = (1, 2, 3, 5)  # hidden sizes tested with every lane count, not only the divisors
 T, BATCH = 2, 2
 
 
@@ -54,11 +58,15 @@ def divisors(n: int) -> list[int]:
     return [p for p in range(1, n + 1) if n % p == 0]
 
 
+def lane_counts(H: int) -> list[int]:
+    return list(range(1, 4 * H + 1)) if H in EVERY_P else divisors(4 * H)
+
+
 def grid():
     for H in HIDDEN:
-        # (the two-pass variant only where a pass is short, to keep the grid fast)
-        names = [name for name in VARIANTS if H <= 12 or not name.startswith("bidir")]
-        for index, P in enumerate(divisors(4 * H)):
+        # (the two-pass variants only where a pass is short, to keep the grid fast)
+        names = [name for name in VARIANTS if H <= 12 or not name.startswith(("bidir", "2layer"))]
+        for index, P in enumerate(lane_counts(H)):
             variant = names[(H + index) % len(names)]
             yield pytest.param(H, P, variant, id=f"H{H}-P{P}-{variant}")
 
@@ -125,10 +133,10 @@ def simulate(acc, x_codes, *, seed: int, in_stall: float, out_stall: float):
 
 
 @pytest.mark.parametrize(("H", "P", "variant"), list(grid()))
-def test_every_lane_divisor_is_bit_exact_with_an_exact_cycle_model(H, P, variant):
+def test_every_lane_count_is_bit_exact_with_an_exact_cycle_model(H, P, variant):
     model_kwargs, options = VARIANTS[variant]
     seed = 1000 * H + P
-    I = 1 + seed % 2
+    I = 1 + 2 * (seed % 2)
     _, q = random_qmodel(seed, input_size=I, hidden_size=H, **model_kwargs(H))
     acc = LSTMAccelerator(q, lanes=P, max_seq_len=T, **options)
     x = golden.quantize_inputs(q, random_inputs(seed, BATCH, T, I))
@@ -145,17 +153,19 @@ def test_every_lane_divisor_is_bit_exact_with_an_exact_cycle_model(H, P, variant
     assert compute == [CycleModel.of(acc).compute(T)] * BATCH, f"seed {seed}"
 
 
-def test_the_grid_covers_odd_lanes_with_every_variant():
+def test_the_grid_covers_odd_and_padded_lanes_with_every_variant():
     params = [p.values for p in grid()]
-    odd = {(variant) for H, P, variant in params if 4 % P and P % 4}
-    assert odd == set(VARIANTS)
-    assert len(params) == sum(len(divisors(4 * H)) for H in HIDDEN)
+    odd = {variant for H, P, variant in params if 4 % P and P % 4}
+    padded = {variant for H, P, variant in params if (4 * H) % P}
+    assert odd == padded == set(VARIANTS)
+    assert len(params) == sum(len(lane_counts(H)) for H in HIDDEN)
+    assert {P for H, P, _ in params if H == 5} == set(range(1, 21))
 
 
-@pytest.mark.parametrize(("H", "lanes"), [(6, 5), (6, 7), (5, 3), (3, 8), (1, 8)])
-def test_lanes_not_dividing_the_gate_rows_are_refused(H, lanes):
+@pytest.mark.parametrize(("H", "lanes"), [(1, 5), (3, 13), (6, 25), (2, 0), (2, -1)])
+def test_lanes_outside_one_to_the_gate_rows_are_refused(H, lanes):
     _, q = random_qmodel(3, input_size=2, hidden_size=H)
     with pytest.raises(
-        ValueError, match=rf"lanes must divide 4\*hidden_size \({4 * H}\), not {lanes}"
+        ValueError, match=rf"^lanes must be in 1\.\.{4 * H} \(4\*hidden_size\), not {lanes}$"
     ):
         LSTMAccelerator(q, lanes=lanes)

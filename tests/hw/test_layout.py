@@ -17,8 +17,9 @@ MODELS = {
 
 
 def lanes_for(model):
+    """Divisors of the gate rows ``4H`` and other lane counts up to ``4H`` (padded groups)."""
     H = model.hidden_size
-    return sorted({p for p in (1, 2, 4, 8, 4 * H) if (4 * H) % p == 0})
+    return sorted({p for p in (1, 2, 3, 4, 5, 7, 8, 4 * H - 1, 4 * H) if 1 <= p <= 4 * H})
 
 
 def expected_matrices(model):
@@ -167,9 +168,9 @@ def test_lookup_errors():
 @pytest.mark.parametrize(
     ("lanes", "error", "message"),
     [
-        (3, ValueError, r"^lanes must divide 4\*hidden_size \(16\), not 3$"),
-        (32, ValueError, r"^lanes must divide 4\*hidden_size \(16\), not 32$"),
-        (0, ValueError, r"^lanes must be a positive integer, not 0$"),
+        (17, ValueError, r"^lanes must be in 1\.\.16 \(4\*hidden_size\), not 17$"),
+        (32, ValueError, r"^lanes must be in 1\.\.16 \(4\*hidden_size\), not 32$"),
+        (0, ValueError, r"^lanes must be in 1\.\.16 \(4\*hidden_size\), not 0$"),
         ("4", TypeError, r"^lanes must be an integer, not '4'$"),
         (True, TypeError, r"^lanes must be an integer, not True$"),
     ],

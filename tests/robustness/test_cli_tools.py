@@ -322,10 +322,10 @@ GENERATE_CASES = {
     ),
     "max_seq_len 0": ("qmodel", ["--max-seq-len", "0"], "--max-seq-len must be an integer in"),
     "a hidden size beyond every device": ("big", [], "RAM bits, more than the 13455360"),
-    "lanes not dividing 4*hidden_size": (
+    "lanes beyond 4*hidden_size": (
         "qmodel",
-        ["--lanes", "3"],
-        "--lanes: lanes must divide 4*hidden_size (16), not 3",
+        ["--lanes", "17"],
+        "--lanes: lanes must be in 1..16 (4*hidden_size), not 17",
     ),
     "lanes 0": ("qmodel", ["--lanes", "0"], "--lanes must be a positive integer, not 0"),
     "name with a command": ("qmodel", ["--name", "x; touch PWNED"], "--name must be an identifier"),
@@ -466,7 +466,10 @@ def test_synth_refuses_before_any_tool_runs(tmp_path, name):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--lanes", "3"], "--lanes for the digits model (hidden_size 32): lanes must divide"),
+        (
+            ["--lanes", "129"],
+            "--lanes for the digits model (hidden_size 32): lanes must be in 1..128",
+        ),
         (["--lanes", "0"], "--lanes must be a positive integer, not 0"),
         (["--out", "FILE"], "must be a directory, not an existing file"),
         (["--out", "QMODEL"], "is an lstmfpga artifact folder, not a demo folder"),

@@ -271,8 +271,8 @@ CASES = {
     "stall-not-a-number": lambda c, b: (_simulate(b, "--stall", "often"), "not 'often'"),
     "lanes-zero": lambda c, b: (
         _simulate(b, "--lanes", "0"), "--lanes must be a positive integer, not '0'"),
-    "lanes-not-dividing": lambda c, b: (
-        _simulate(b, "--lanes", "5"), "lanes must divide 4*hidden_size"),
+    "lanes-beyond-the-gate-rows": lambda c, b: (
+        _simulate(b, "--lanes", "17"), "lanes must be in 1..16 (4*hidden_size), not 17"),
     "lanes-not-a-number": lambda c, b: (_simulate(b, "--lanes", "eight"), "not 'eight'"),
     "sim-unknown": lambda c, b: (
         _simulate(b, sim="modelsim"), "--sim must be one of amaranth, icarus, verilator"),
