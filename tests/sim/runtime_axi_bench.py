@@ -71,7 +71,8 @@ class TB:
         self.source.set_pause_generator(pauses(1, 0.3))
         self.sink.set_pause_generator(pauses(2, 0.4))
         master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-        self.regs = AsyncRegisters(AxiLiteTransport(master), design)
+        self.transport = AxiLiteTransport(master)
+        self.regs = AsyncRegisters(self.transport, design)
 
     async def reset(self):
         self.dut.rst.value = 1
@@ -107,6 +108,11 @@ async def runtime_drives_the_axi_top(dut):
     tb = TB(dut, design)
     await tb.reset()
     log = {"id": await tb.regs.check_id()}
+    try:  # an address without a register answers SLVERR: the transport raises
+        await tb.transport.read32(0x80)
+        log["unmapped"] = "read"
+    except DeviceError as error:
+        log["unmapped"] = str(error)
     results = {}
 
     # 1. three sequences with stalls on both streams

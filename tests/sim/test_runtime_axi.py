@@ -101,6 +101,10 @@ def test_id_register_holds_the_manifest_hash(axi_run):
     assert axi_run["registers"]["id"] == axi_run["info"]["design_id"] == design_id(axi_run["info"])
 
 
+def test_an_unmapped_register_read_is_a_device_error(axi_run):
+    assert axi_run["registers"]["unmapped"].startswith("read of 0x80 answered")
+
+
 def test_registers_count_sequences_and_cycles(axi_run):
     regs = axi_run["registers"]
     a = regs["after_a"]
