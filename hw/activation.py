@@ -13,8 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..quant.activation import FUNCTIONS, LUT_ROUNDING, ActivationTable
-from .pipeline import delay, register, valid_chain
-from .requant import shift_round
+from .pipeline import SkidOutput, delay, register, valid_chain
 
 __all__ = ["ActivationLUT", "RomBank", "lookup_latency", "lookup_stages"]
 
@@ -81,6 +80,37 @@ class RomBank:
 def _extend(value: Value, width: int) -> Value:
     """Signed ``value`` sign-extended to at least ``width`` bits."""
     return Cat(value, *([value[-1]] * (width - len(value)))).as_signed()
+
+
+def _wrap(value: Value, width: int) -> Value:
+    """``value`` (signed) modulo ``2**width``: sign-extended or truncated to ``width`` bits."""
+    value = Value.cast(value).as_signed()
+    return _extend(value, width)[:width]
+
+
+def _folded_term(
+    table: ActivationTable, term: Value, negative: Value, k: int, width: int, terms: int
+) -> Value:
+    """The rounding and the unfold of a lookup folded into its sum, modulo ``2**width``.
+
+    The lookup returns ``y = floor((z + h) / 2**k)`` (``half_up``: ``h = 2**(k-1)``, 0 when
+    ``k == 0``) for a sum ``z`` of ``terms`` (1 or 2) values, then ``y`` for a positive code and
+    ``base - y`` for a negative one (``base`` = ``one`` for a sigmoid, 0 for tanh). Since
+    ``base - floor(x / 2**k) = floor((base * 2**k + 2**k - 1 - x) / 2**k)`` and ``-v = ~v + 1``,
+    both are ``floor(N / 2**k)`` with ``N = sum of (v ^ sign)`` over the terms plus a constant
+    chosen by the sign. This returns ``term ^ sign`` plus that constant; the caller adds the
+    other term (complemented by the sign too) and takes bits ``k ..``. Exact modulo
+    ``2**width``, which is all the ``width - k`` output bits need.
+    """
+    if LUT_ROUNDING != "half_up":  # the constant below is half_up's
+        raise ValueError(f"LUT_ROUNDING must be 'half_up', not {LUT_ROUNDING!r}")
+    h = 1 << (k - 1) if k > 0 else 0
+    base = table.one if table.function == "sigmoid" else 0
+    mask = (1 << width) - 1
+    positive_const = h & mask
+    negative_const = ((base << k) + (1 << k) - 1 - h + terms) & mask
+    constant = Mux(negative, Const(negative_const, width), Const(positive_const, width))
+    return ((_wrap(term, width) ^ negative.replicate(width)) + constant)[:width]
 
 
 def _beyond(code: Value, shift: int, size: int) -> Value:
@@ -163,6 +193,9 @@ def lookup_stages(
     entries_port, slopes_port = roms.read_ports(table)
     m.d.comb += [entries_port.addr.eq(address), entries_port.en.eq(advance)]
 
+    if table.function not in FUNCTIONS:
+        raise ValueError(f"table function must be one of {FUNCTIONS}, not {table.function!r}")
+    out_bits = table.out_fmt.bits
     if _interpolates(table):
         m.d.comb += [slopes_port.addr.eq(address), slopes_port.en.eq(advance)]
         # Stage 1: ROM data; the fraction and sign wait beside it.
@@ -173,26 +206,26 @@ def lookup_stages(
         s2 = register(m, advance, slopes_port.data, name=f"{name}_slope2")
         r2 = register(m, advance, r1, name=f"{name}_r2")
         n2 = register(m, advance, n1, name=f"{name}_neg2")
-        # Stage 3: product register.
+        # Stage 3: product register; beside it the entry term of the folded sum (below).
+        k = shift + table.guard
+        width = k + out_bits
         p3 = register(m, advance, s2 * r2, name=f"{name}_prod3")
-        e3 = register(m, advance, e2, name=f"{name}_entry3")
+        a3 = register(m, advance, _folded_term(table, e2 << shift, n2, k, width, 2),
+                      name=f"{name}_term3")  # fmt: skip
         n3 = register(m, advance, n2, name=f"{name}_neg3")
-        extended = (e3 << shift) + p3
-        y = shift_round(extended, shift + table.guard, LUT_ROUNDING)
-        negative_last, stages = n3, 4
+        # Last stage: one adder, ``(a3 + (p3 ^ sign)) >> k``.
+        total = (a3 + (_wrap(p3, width) ^ n3.replicate(width)))[:width]
+        unfolded = total[k:].as_signed()
+        stages = 4
     else:
         n1 = register(m, advance, negative, name=f"{name}_neg1")
-        y = shift_round(entries_port.data, table.guard, LUT_ROUNDING)
-        negative_last, stages = n1, 2
+        k = table.guard
+        width = k + out_bits
+        unfolded = _folded_term(table, entries_port.data, n1, k, width, 1)[k:].as_signed()
+        stages = 2
 
-    # Last stage: unfold into the output register.
-    if table.function == "sigmoid":
-        unfolded = Mux(negative_last, table.one - y, y)
-    elif table.function == "tanh":
-        unfolded = Mux(negative_last, -y, y)
-    else:
-        raise ValueError(f"table function must be one of {FUNCTIONS}, not {table.function!r}")
-    out = Signal(signed(table.out_fmt.bits), name=f"{name}_y", reset_less=True)
+    # Output register: the rounded, unfolded result.
+    out = Signal(signed(out_bits), name=f"{name}_y", reset_less=True)
     with m.If(advance):
         m.d.sync += out.eq(unfolded)
     return delay(m, advance, out, latency - stages, name=f"{name}_y")
@@ -220,9 +253,15 @@ class ActivationLUT(wiring.Component):
     o : ``Out(stream.Signature(ArrayLayout(signed(out_fmt.bits), n)))``
         Output codes in ``out_fmt``, in input order.
 
-    Timing: a pipeline that stalls as a whole (``i.ready = ~o.valid | o.ready``). With
-    ``o.ready`` held high it accepts one beat per cycle, and a beat transferred on ``i`` in
-    cycle ``t`` is valid on ``o`` in cycle ``t + latency``.
+    Timing: ``latency`` 4 stages with an interpolating table (ROM read, ROM data register =
+    multiplier inputs, product register beside the folded entry term, output register), 2
+    with direct tables (ROM read, output register). The rounding and the unfold are folded
+    into the final sum, so every stage has at most one carry chain; the slowest paths are the
+    block RAM's clock-to-output into the ROM data register and the multiplier between its
+    registers. With ``o.ready`` held high it accepts one beat per cycle, and a beat
+    transferred on ``i`` in cycle ``t`` is valid on ``o`` in cycle ``t + latency``. A
+    pipeline with a skid register at its output (:class:`~.pipeline.SkidOutput`): ``i.ready``
+    is a flip-flop output, never combinational from ``o.ready``; back-pressure loses nothing.
     """
 
     def __init__(self, tables):
@@ -264,16 +303,14 @@ class ActivationLUT(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        m.d.comb += self.o.valid.eq(
-            valid_chain(m, advance, self.i.valid, self._latency, name="lut")
-        )
+        skid_out = SkidOutput(m, self.o, name="out")
+        advance = skid_out.advance
+        m.d.comb += self.i.ready.eq(advance)
+        valid = valid_chain(m, advance, self.i.valid, self._latency, name="lut")
         roms = RomBank(m, "rom")
+        ys = []
         for e, table in enumerate(self._tables):
-            y = lookup_stages(
-                m, table, self.i.payload[e], advance, latency=self._latency, roms=roms,
-                name=f"e{e}",
-            )  # fmt: skip
-            m.d.comb += self.o.payload[e].eq(y)
+            ys.append(lookup_stages(m, table, self.i.payload[e], advance,
+                                    latency=self._latency, roms=roms, name=f"e{e}"))  # fmt: skip
+        skid_out.drive(valid, Cat(*ys))
         return m

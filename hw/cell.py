@@ -10,7 +10,7 @@ from ..quant.activation import ActivationTable
 from ..quant.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
 from ..quant.golden import CellArithmetic
 from .activation import RomBank, lookup_latency, lookup_stages
-from .pipeline import delay, register, valid_chain
+from .pipeline import SkidOutput, delay, register, valid_chain
 from .requant import requantize
 
 __all__ = ["CellDatapath", "cell_latency"]
@@ -47,9 +47,13 @@ class CellDatapath(wiring.Component):
         saturated or wrapped: exactly what the golden model adds to its ``"cell"``
         (``"hidden"``) saturation counter for this unit.
 
-    Timing: a pipeline that stalls as a whole (``i.ready = ~o.valid | o.ready``). With
-    ``o.ready`` held high it accepts one beat per cycle, and a beat transferred on ``i`` in
-    cycle ``t`` is valid on ``o`` in cycle ``t + latency``.
+    Timing: ``latency`` = 10 stages with an interpolating ``tanh_cell`` (8 with a direct
+    one): input registers (multiplier inputs), products, aligned sum, requantized ``c``, the
+    ``tanh_cell`` lookup (4 or 2, :func:`~.activation.lookup_stages`), the ``o * tanh(c)``
+    product, requantized ``m``. With ``o.ready`` held high it accepts one beat per cycle, and
+    a beat transferred on ``i`` in cycle ``t`` is valid on ``o`` in cycle ``t + latency``. A
+    pipeline with a skid register at its output (:class:`~.pipeline.SkidOutput`): ``i.ready``
+    is a flip-flop output, never combinational from ``o.ready``; back-pressure loses nothing.
     """
 
     def __init__(self, arith: CellArithmetic):
@@ -100,11 +104,10 @@ class CellDatapath(wiring.Component):
     def elaborate(self, platform):
         a = self._arith
         m = Module()
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.o.valid | self.o.ready), self.i.ready.eq(advance)]
-        m.d.comb += self.o.valid.eq(
-            valid_chain(m, advance, self.i.valid, self._latency, name="cell")
-        )
+        skid_out = SkidOutput(m, self.o, name="out")
+        advance = skid_out.advance
+        m.d.comb += self.i.ready.eq(advance)
+        valid = valid_chain(m, advance, self.i.valid, self._latency, name="cell")
         p = self.i.payload
 
         # Stage 1: multiplier input registers.
@@ -142,12 +145,14 @@ class CellDatapath(wiring.Component):
         sat_m_out = register(m, advance, m_over, name="sat_m_out")
         c_out = register(m, advance, c_5, name="c_out")
         sat_c_out = register(m, advance, sat_c_5, name="sat_c_out")
+        result = Signal(self.o.payload.shape())
         m.d.comb += [
-            self.o.payload.c.eq(c_out),
-            self.o.payload.m.eq(m_out),
-            self.o.payload.sat_c.eq(sat_c_out),
-            self.o.payload.sat_m.eq(sat_m_out),
+            result.c.eq(c_out),
+            result.m.eq(m_out),
+            result.sat_c.eq(sat_c_out),
+            result.sat_m.eq(sat_m_out),
         ]
+        skid_out.drive(valid, result)
         return m
 
 

@@ -5,13 +5,18 @@ high; the memories' read ports use the same signal as their ``en``. A pipeline w
 output stream therefore stalls as a whole: ``advance = ~o.valid | o.ready`` and
 ``i.ready = advance``. Nothing is lost or duplicated, and with ``o.ready`` held high it accepts
 one beat per cycle.
+
+:class:`SkidOutput` gives such a pipeline a registered ``i.ready`` instead: a skid register
+beside its output register parks a result while ``o`` stalls, so ``advance`` (and so
+``i.ready``) is a flip-flop output and never combinational from ``o.ready``. This breaks the
+ready chain between stream components.
 """
 
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
 
-__all__ = ["adder_tree", "delay", "register", "valid_chain"]
+__all__ = ["SkidOutput", "adder_tree", "delay", "register", "valid_chain"]
 
 
 def register(m: Module, advance: Value, value: Value, *, name: str) -> Signal:
@@ -67,3 +72,43 @@ def adder_tree(values, shape) -> Value:
             pairs.append(level[-1])
         level = [p.as_signed() if shape.signed else p for p in pairs]
     return level[0]
+
+
+class SkidOutput:
+    """The output of a global-enable pipeline with a skid register: ``advance`` is registered.
+
+    Create it first and build the stages with :attr:`advance` as their enable (and drive the
+    input's ``ready`` with it), then call :meth:`drive` with the last stage's valid bit and
+    payload (registers loaded when ``advance`` is high). When ``o`` stalls with a result on it,
+    the result moves into the skid register (and is presented from there until taken) while
+    the pipeline advances once more; then every stage holds until the skid register empties.
+    With ``o.ready`` held high it behaves exactly like the plain pipeline (same beats in the
+    same cycles, one per cycle); nothing is lost or duplicated under back-pressure. Costs one
+    payload-wide register and a 2:1 multiplexer on ``o.payload``.
+    """
+
+    def __init__(self, m: Module, o, *, name: str):
+        self._m, self._o, self._name = m, o, name
+        self._skid_valid = Signal(name=f"{name}_skid_valid")
+        self.advance = Signal(name=f"{name}_advance")
+        m.d.comb += self.advance.eq(~self._skid_valid)
+
+    def drive(self, valid: Value, payload: Value) -> None:
+        """Present ``valid``/``payload`` (the output register) on ``o`` through the skid
+        register."""
+        m, o, skid_valid = self._m, self._o, self._skid_valid
+        payload = Value.cast(payload)
+        skid = Signal(payload.shape(), name=f"{self._name}_skid", reset_less=True)
+        # The skid register copies the output register whenever it is empty: only
+        # ``skid_valid`` depends on ``o.ready``, not the enable of the data bits.
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(payload)
+            with m.If(valid & ~o.ready):
+                m.d.sync += skid_valid.eq(1)
+        with m.Elif(o.ready):
+            m.d.sync += skid_valid.eq(0)
+        m.d.comb += o.valid.eq(skid_valid | valid)
+        with m.If(skid_valid):  # (If/Else: no huge Mux expression in the simulator)
+            m.d.comb += o.payload.eq(skid)
+        with m.Else():
+            m.d.comb += o.payload.eq(payload)

@@ -12,7 +12,7 @@ from amaranth.hdl import Cat, Const, Mux, Value
 
 from ..quant.fixed import FixedFormat, FormatError
 
-__all__ = ["requantize", "shift_round"]
+__all__ = ["requantize", "requantize_offset", "rounding_offset", "shift_round"]
 
 
 def shift_round(value: Value, shift: int, rounding: str) -> Value:
@@ -91,3 +91,50 @@ def requantize(
     else:
         raise FormatError(f"overflow must be saturate or wrap, not {overflow!r}")
     return code.as_signed()[:b].as_signed(), too_high | too_low
+
+
+def rounding_offset(shift: int, rounding: str) -> int:
+    """The constant ``h`` that :func:`requantize_offset` expects added to its value: half of
+    the last dropped bit (``2**(shift-1)``) for ``half_even`` and ``half_up``, else 0."""
+    if rounding not in ("half_even", "half_up", "truncate"):
+        raise FormatError(f"rounding must be half_even, half_up or truncate, not {rounding!r}")
+    return 1 << (shift - 1) if shift > 0 and rounding != "truncate" else 0
+
+
+def requantize_offset(
+    value: Value, shift: int, fmt: FixedFormat, rounding: str, overflow: str
+) -> tuple[Value, Value]:
+    """:func:`requantize` of ``value - rounding_offset(shift, rounding)``, bit for bit, for a
+    ``value`` that already holds the rounding offset (e.g. added to a bias ahead of time).
+
+    Then the rounded value is the floor ``f = value >> shift`` itself (``half_even``: with bit
+    0 cleared on a tie, i.e. when the ``shift`` dropped bits of ``value`` are all zero; a tie
+    makes ``f`` one above the true floor, and clearing bit 0 of an odd ``f`` is ``f - 1``),
+    and ``f`` fits ``fmt`` exactly when that rounded value does (the tie correction never
+    crosses a bound: ``min_code`` is even and ``max_code + 1`` is even). So no carry chain is
+    left: the range check is a bit reduction on ``f`` and the code a multiplexer.
+    """
+    if not fmt.signed:
+        raise FormatError(f"hardware formats must be signed, not {fmt}")
+    if overflow not in ("saturate", "wrap"):
+        raise FormatError(f"overflow must be saturate or wrap, not {overflow!r}")
+    rounding_offset(shift, rounding)  # validates rounding
+    value = Value.cast(value).as_signed()
+    if shift <= 0:
+        return requantize(value, shift, fmt, rounding, overflow)
+    b = fmt.bits
+    value = _sign_extend(value, shift + 1)
+    floor = value[shift:].as_signed()
+    f = _sign_extend(floor, b + 1)
+    low = f[:b]
+    if rounding == "half_even":
+        tie = ~value[:shift].any()
+        low = Cat(low[0] & ~tie, low[1:])
+    upper = f[b - 1 :]
+    fits = upper.all() | ~upper.any()
+    negative = f[-1]
+    if overflow == "saturate":
+        code = Mux(fits, low.as_signed(), Mux(negative, fmt.min_code, fmt.max_code))
+    else:
+        code = low.as_signed()
+    return code.as_signed()[:b].as_signed(), ~fits

@@ -8,23 +8,19 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from lstmfpga.hw.requant import requantize as hw_requantize
+from lstmfpga.hw.requant import requantize_offset, rounding_offset
 from lstmfpga.hw.requant import shift_round as hw_shift_round
 from lstmfpga.quant.fixed import ROUNDING_MODES, FixedFormat, requantize, shift_round
 
+CASES = list(itertools.product((-2, 0, 1, 3, 5, 10, 12), ROUNDING_MODES, ("saturate", "wrap")))
 
-@pytest.mark.parametrize(
-    ("shift", "rounding", "overflow"),
-    [
-        (s, r, o)
-        for s, r, o in itertools.product(
-            (-2, 0, 1, 3, 5, 10, 12), ROUNDING_MODES, ("saturate", "wrap")
-        )
-    ],
-)
-def test_requantize_matches_golden_exhaustively(shift, rounding, overflow):
+
+def _check_exhaustively(circuit, width: int, offset: int, shift, rounding, overflow):
+    """``circuit(value, shift, fmt, rounding, overflow)`` on ``value = v + offset`` equals
+    ``requantize(v)`` (code and overflow flag) for every 10-bit ``v``."""
     fmt = FixedFormat(5, 2)
-    value = Signal(signed(10))
-    code, over = hw_requantize(value, shift, fmt, rounding, overflow)
+    value = Signal(signed(width))
+    code, over = circuit(value, shift, fmt, rounding, overflow)
     out, flag = Signal(signed(5)), Signal()
     m = Module()
     m.d.comb += [out.eq(code), flag.eq(over)]
@@ -37,7 +33,7 @@ def test_requantize_matches_golden_exhaustively(shift, rounding, overflow):
 
     async def bench(ctx):
         for v in inputs:
-            ctx.set(value, int(v))
+            ctx.set(value, int(v) + offset)
             got.append(ctx.get(out))
             got_flags.append(ctx.get(flag))
 
@@ -46,6 +42,22 @@ def test_requantize_matches_golden_exhaustively(shift, rounding, overflow):
     sim.run()
     assert got == expected.tolist()
     assert got_flags == expected_flags.astype(int).tolist()
+
+
+@pytest.mark.parametrize(("shift", "rounding", "overflow"), CASES)
+def test_requantize_matches_golden_exhaustively(shift, rounding, overflow):
+    _check_exhaustively(hw_requantize, 10, 0, shift, rounding, overflow)
+
+
+@pytest.mark.parametrize(("shift", "rounding", "overflow"), CASES)
+def test_requantize_offset_of_value_plus_offset_matches_golden_exhaustively(
+    shift, rounding, overflow
+):
+    # the MVU's form: the rounding offset is added ahead (to the bias), the circuit only
+    # shifts, checks the range and selects; the value is wide enough that v + h never wraps
+    h = rounding_offset(shift, rounding)
+    assert h == (1 << (shift - 1) if shift > 0 and rounding != "truncate" else 0)
+    _check_exhaustively(requantize_offset, max(10, shift) + 1, h, shift, rounding, overflow)
 
 
 @pytest.mark.parametrize("rounding", ROUNDING_MODES)
