@@ -51,10 +51,9 @@ class Design:
     def predict(self, x, h0=None, c0=None, *, raw: bool = False) -> np.ndarray:
         """The golden model on float inputs ``(batch, seq, features)``: the head output (else
         the output sequence), dequantized, or integer codes with ``raw``."""
-        from lstmfpga.quant import golden
+        from lstmfpga.quant.inference import predict_qmodel
 
-        values, result = golden.predict(self.qmodel, x, h0, c0)
-        return result.prediction if raw else values
+        return predict_qmodel(self.qmodel, x, h0, c0, raw=raw).output
 
     def predict_float(self, x, h0=None, c0=None) -> np.ndarray:
         """The float64 reference (matches torch) on the same inputs."""
