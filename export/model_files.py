@@ -55,7 +55,7 @@ from .structure import (
 )
 from .torch_loader import LSTM_KEY, spec_from_state_dict
 
-__all__ = ["detect_format", "load_model"]
+__all__ = ["detect_format", "load_model", "load_state_dict_file"]
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy torch.save file
 
@@ -126,7 +126,7 @@ def load_model(path: str | Path, head: str | None = None) -> ModelSpec:
 
 def _load_model(path: Path, kind: str, head: str | None) -> ModelSpec:
     if kind == "state_dict":
-        state_dict = _load_state_dict_file(path)
+        state_dict = load_state_dict_file(path)
         return spec_from_state_dict(state_dict, head, source=f"state_dict {path.name}")
     elif kind == "torchscript":
         modules, tensors, root, code = read_torchscript_program(path)
@@ -262,7 +262,9 @@ def _check_tensor_geometry(path: Path, name: str, tensor: torch.Tensor) -> None:
         )
 
 
-def _load_state_dict_file(path: Path) -> dict:
+def load_state_dict_file(path: Path) -> dict:
+    """The tensors of a ``torch.save`` state_dict file, read with ``weights_only=True``
+    (legacy storages and tensor geometry checked first; see the module docstring)."""
     if not zipfile.is_zipfile(path):
         _check_legacy_storages(path)
     try:
@@ -342,3 +344,6 @@ def _weights_only_reason(message: str) -> str:
         if line:
             return line.split(". ")[0].rstrip(".")
     return "unsupported pickle content"
+
+
+_load_state_dict_file = load_state_dict_file  # the name export.brevitas_loader imports
