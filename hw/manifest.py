@@ -66,40 +66,39 @@ def _field(info: dict, key: str, where: str):
     return info[key]
 
 
-def _int(info: dict, key: str, where: str, minimum: int = 0) -> int:
+def _checked(info: dict, key: str, where: str, ok, wanted: str):
+    """``info[key]`` if ``ok(value)``, else one line: ``<where>: <key> must be <wanted>``."""
     value = _field(info, key, where)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ManifestError(f"{where}: {key} must be an integer >= {minimum}, not {value!r:.60}")
+    if not ok(value):
+        raise ManifestError(f"{where}: {key} must be {wanted}, not {value!r:.60}")
     return value
+
+
+def _int(info: dict, key: str, where: str, minimum: int = 0) -> int:
+    def ok(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+
+    return _checked(info, key, where, ok, f"an integer >= {minimum}")
 
 
 def _bool(info: dict, key: str, where: str) -> bool:
-    value = _field(info, key, where)
-    if not isinstance(value, bool):
-        raise ManifestError(f"{where}: {key} must be true or false, not {value!r:.60}")
-    return value
+    return _checked(info, key, where, lambda v: isinstance(v, bool), "true or false")
 
 
 def _str(info: dict, key: str, where: str, pattern: re.Pattern | None = None) -> str:
-    value = _field(info, key, where)
-    if not isinstance(value, str) or (pattern is not None and not pattern.fullmatch(value)):
-        kind = "a string" if pattern is None else f"a string matching {pattern.pattern}"
-        raise ManifestError(f"{where}: {key} must be {kind}, not {value!r:.60}")
-    return value
+    def ok(v):
+        return isinstance(v, str) and (pattern is None or pattern.fullmatch(v) is not None)
+
+    wanted = "a string" if pattern is None else f"a string matching {pattern.pattern}"
+    return _checked(info, key, where, ok, wanted)
 
 
 def _dict(info: dict, key: str, where: str) -> dict:
-    value = _field(info, key, where)
-    if not isinstance(value, dict):
-        raise ManifestError(f"{where}: {key} must be an object, not {value!r:.60}")
-    return value
+    return _checked(info, key, where, lambda v: isinstance(v, dict), "an object")
 
 
 def _list(info: dict, key: str, where: str) -> list:
-    value = _field(info, key, where)
-    if not isinstance(value, list):
-        raise ManifestError(f"{where}: {key} must be a list, not {value!r:.60}")
-    return value
+    return _checked(info, key, where, lambda v: isinstance(v, list), "a list")
 
 
 def _fixed_format(text, what: str, where: str) -> str:

@@ -12,7 +12,8 @@ constant:
 * the budget is :data:`BUDGET_FACTOR` times that, plus :data:`BUDGET_SLACK` cycles (for an
   unlucky run of stalls, and for a cycle model that is off by a few cycles).
 
-A sequence that exceeds its budget ends the run with :class:`SimulationStuck`, a one-line
+A sequence that exceeds its budget ends the run with :class:`SimulationStuck` (a
+:class:`lstmfpga.errors.SimulationError`, re-exported here), a one-line
 error (``lstmfpga: error: ...`` at the command line, exit code 2) naming the sequence, the
 cycles waited and the model's expectation. ``cycle_budget=N`` (``simulate --cycle-budget
 N``) replaces the computed budget by ``N`` cycles per sequence, e.g. to give up early, or in
@@ -24,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import LstmfpgaError
+from ..errors import SimulationError
 
 __all__ = [
     "BUDGET_FACTOR",
@@ -38,10 +39,6 @@ __all__ = [
 BUDGET_FACTOR = 4
 #: ... plus this many cycles.
 BUDGET_SLACK = 1_000
-
-
-class SimulationError(LstmfpgaError):
-    """The design under simulation broke the stream contract or stopped making progress."""
 
 
 class SimulationStuck(SimulationError):

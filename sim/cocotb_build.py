@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import CLIError
+from ..errors import SimulationError
 from ..export.files import FileFormatError, read_json, write_json, write_text
 from .bench_top import (
     ICARUS_FLAGS,
@@ -50,12 +50,12 @@ from .bench_top import (
     WAIVERS,
     bench_sources,
 )
-from .budget import SimulationError
 from .streams import StreamGeometry
 
 __all__ = [
     "BUILD_MARKER",
     "COCOTB_SIMULATORS",
+    "SIMULATORS",
     "SIMULATOR_BINARY",
     "Build",
     "Design",
@@ -72,6 +72,9 @@ __all__ = [
 
 #: The simulators the cocotb flow runs.
 COCOTB_SIMULATORS = ("icarus", "verilator")
+#: Every simulator lstmfpga runs: Amaranth's (:mod:`lstmfpga.sim.amaranth_sim`) and the
+#: cocotb ones (the one definition; the CLI and the pipeline list these).
+SIMULATORS = ("amaranth", *COCOTB_SIMULATORS)
 #: Written last into a build directory: its presence means the build is complete.
 BUILD_MARKER = "lstmfpga-build.json"
 #: The compiled model the cocotb runner starts, per simulator (in the build directory).
@@ -181,10 +184,10 @@ def _verilator_root() -> Path | None:
 
 
 def check_simulator(simulator: str) -> None:
-    """Raise :class:`~lstmfpga.errors.CLIError` (one line, with the install hint) unless
+    """Raise :class:`~lstmfpga.errors.SimulationError` (one line, with the install hint) unless
     ``simulator`` and what it needs to build are available."""
     if simulator not in COCOTB_SIMULATORS:
-        raise CLIError(f"simulator must be one of {COCOTB_SIMULATORS}, not {simulator!r}")
+        raise SimulationError(f"simulator must be one of {COCOTB_SIMULATORS}, not {simulator!r}")
     missing = None
     if simulator == "icarus":
         for tool in ("iverilog", "vvp"):
@@ -203,9 +206,9 @@ def check_simulator(simulator: str) -> None:
                     missing = f"`{tool}` (needed to build Verilator models) not found on PATH"
                     break
     else:  # pragma: no cover - checked above
-        raise CLIError(f"simulator must be one of {COCOTB_SIMULATORS}, not {simulator!r}")
+        raise SimulationError(f"simulator must be one of {COCOTB_SIMULATORS}, not {simulator!r}")
     if missing:
-        raise CLIError(
+        raise SimulationError(
             f"simulator {simulator!r} is not available: {missing}; {_INSTALL_HINT[simulator]}"
         )
 
@@ -259,7 +262,7 @@ def simulator_version(simulator: str) -> str:
             version = "unknown"
         numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
         if numbers and numbers < _MIN_VERILATOR:
-            raise CLIError(
+            raise SimulationError(
                 f"simulator 'verilator' is too old ({version}; cocotb 2 needs >= 5.036); "
                 f"{_INSTALL_HINT['verilator']}"
             )
@@ -298,7 +301,7 @@ def wave_format(waves) -> str | None:
         return None
     suffix = Path(waves).suffix.lower()
     if suffix not in _WAVE_FORMATS:
-        raise CLIError(f"waves file must end in .vcd or .fst, not {str(waves)!r}")
+        raise SimulationError(f"waves file must end in .vcd or .fst, not {str(waves)!r}")
     return suffix[1:]
 
 
@@ -309,7 +312,7 @@ INCLUDE_DIRS = ("/usr/include", "/usr/local/include")
 def check_fst_headers() -> None:
     dirs = [*INCLUDE_DIRS, *filter(None, os.environ.get("CPATH", "").split(os.pathsep))]
     if not any((Path(d) / "lz4.h").is_file() for d in dirs):
-        raise CLIError(
+        raise SimulationError(
             "Verilator FST traces need the LZ4 headers (`apt-get install -y liblz4-dev`); "
             "or ask for a .vcd file"
         )

@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CLIError
 from ..export.files import atomic_write, read_json, write_text
 from ..progress import ProgressBar
 from .amaranth_sim import RunResult, SequenceCycles
@@ -320,7 +319,7 @@ def run_cocotb(
             start = futures[future]
             try:
                 results[start] = future.result()
-            except (SimulationError, CLIError, ValueError, OSError) as error:
+            except (SimulationError, ValueError, OSError) as error:
                 failures[start] = error
                 for other in futures:
                     other.cancel()

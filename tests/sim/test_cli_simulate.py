@@ -9,7 +9,7 @@ import pytest
 from sim_flow_cases import CASES, MAX_SEQ_LEN, cache_root, seed_of
 
 from lstmfpga.commands import compare, predict, report, simulate
-from lstmfpga.errors import CLIError
+from lstmfpga.errors import CLIError, SimulationError
 from lstmfpga.quant import golden
 from lstmfpga.sim.budget import SimulationStuck
 from lstmfpga.testing import random_inputs, random_qmodel, random_spec
@@ -135,7 +135,7 @@ def test_a_corrupted_golden_output_is_reported_and_exits_1(files, monkeypatch, c
 
 def test_missing_simulator_is_one_line_error(files, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(CLIError) as error:
+    with pytest.raises(SimulationError) as error:
         _simulate(files, "icarus", report_name="none.json")
     assert "\n" not in str(error.value) and "apt-get install -y iverilog" in str(error.value)
     assert not (files["root"] / "none.json").exists()

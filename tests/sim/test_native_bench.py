@@ -12,10 +12,9 @@ from sim_flow_cases import CASES, assert_outputs_equal, build_case, cache_root, 
 from lstmfpga.sim.amaranth_sim import run_amaranth
 from lstmfpga.sim.bench_top import top_ports
 from lstmfpga.sim.budget import SimulationError
+from lstmfpga.sim.cocotb_build import COCOTB_SIMULATORS
 from lstmfpga.sim.cocotb_flow import Design, run_cocotb
 from lstmfpga.sim.stalls import MAX_GAP, StallPattern
-
-COCOTB_SIMULATORS = ("icarus", "verilator")
 
 
 @pytest.fixture(scope="module")
