@@ -1,4 +1,5 @@
-"""Helpers shared by the commands: artifact format dispatch and NumPy file I/O.
+"""Helpers shared by the commands: the parser boilerplate and common options, artifact
+format dispatch and NumPy file I/O.
 
 Artifacts are directories holding ``manifest.json`` whose ``"format"`` field names what
 they are (``lstmfpga.spec`` from ``lstmfpga export``; ``lstmfpga.qmodel`` to come).
@@ -8,6 +9,7 @@ Commands dispatch on :func:`artifact_format` with an ``if``/``elif`` chain that 
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ from lstmfpga.errors import CLIError
 from lstmfpga.export import files
 
 __all__ = [
+    "add_command",
+    "add_datapath",
     "artifact_format",
     "description",
     "load_npy",
@@ -28,6 +32,36 @@ __all__ = [
 def description(doc: str) -> str:
     """A command's ``--help`` text: its module docstring minus the first line, plain text."""
     return doc.split("\n\n", 1)[-1].replace("``", "")
+
+
+def add_command(subparsers, name: str, summary: str, doc: str, run) -> argparse.ArgumentParser:
+    """The parser of command ``name``: ``summary`` in ``lstmfpga --help``, the module
+    docstring ``doc`` as its ``--help`` text (:func:`description`), ``run(args)`` its action."""
+    parser = subparsers.add_parser(
+        name,
+        help=summary,
+        description=description(doc),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def add_datapath(parser: argparse.ArgumentParser, *, typed: bool = True) -> None:
+    """``--lanes P`` (MAC lanes, default 8) and ``--simd S`` (columns per lane and beat,
+    default 1). ``typed=False`` keeps the values as text for the command to parse itself
+    (its own one-line message for a bad value)."""
+    kind, lanes, simd = (int, 8, 1) if typed else (None, "8", "1")
+    parser.add_argument(
+        "--lanes", type=kind, default=lanes, metavar="P", help="MAC lanes (default 8)"
+    )
+    parser.add_argument(
+        "--simd",
+        type=kind,
+        default=simd,
+        metavar="S",
+        help="columns per lane and beat, P x S multipliers (default 1)",
+    )
 
 
 def artifact_format(path: str | Path) -> str:

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import argparse
 
-from lstmfpga.commands._common import description
+from lstmfpga.commands._common import add_command
 from lstmfpga.errors import CLIError
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "compare",
-        help="compare simulation reports side by side",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "compare", "compare simulation reports side by side", __doc__, run
     )
     parser.add_argument("reports", nargs="+", metavar="R.json", help="two or more reports")
     parser.add_argument(
         "--html", metavar="OUT.html", help="also write the comparison as an HTML page"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:

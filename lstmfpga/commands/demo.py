@@ -21,24 +21,17 @@ import sys
 import time
 from pathlib import Path
 
-from lstmfpga.commands._common import description
+from lstmfpga.commands._common import add_command, add_datapath
 from lstmfpga.errors import CLIError
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "demo",
-        help="run the whole flow on the embedded digits classifier",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "demo", "run the whole flow on the embedded digits classifier", __doc__, run
     )
     parser.add_argument("--out", default="out/demo", metavar="DIR", help="default out/demo")
-    parser.add_argument("--lanes", type=int, default=8, metavar="P", help="MAC lanes (default 8)")
-    parser.add_argument(
-        "--simd", type=int, default=1, metavar="S", help="columns per lane and cycle (default 1)"
-    )
+    add_datapath(parser)
     parser.add_argument("--no-synth", action="store_true", help="skip ECP5 synthesis")
-    parser.set_defaults(func=run)
 
 
 def check_options(args: argparse.Namespace) -> None:

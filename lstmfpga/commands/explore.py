@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lstmfpga.commands._common import description
+from lstmfpga.commands._common import add_command
 from lstmfpga.errors import CLIError
 
 
@@ -38,11 +38,12 @@ def _str_list(text: str) -> tuple[str, ...]:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "explore",
-        help="sweep lanes x presets x devices x seeds on Dask (Pareto fronts)",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "sweep lanes x presets x devices x seeds on Dask (Pareto fronts)",
+        __doc__,
+        run,
     )
     parser.add_argument("qmodel", metavar="QMODEL", help="quantized model (lstmfpga quantize)")
     parser.add_argument(
@@ -107,7 +108,6 @@ def register(subparsers) -> None:
     group.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="an existing Dask scheduler")
     parser.add_argument("-o", "--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:

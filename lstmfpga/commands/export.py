@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import argparse
 
-from lstmfpga.commands._common import description
+from lstmfpga.commands._common import add_command
 from lstmfpga.errors import CLIError
 
 HEAD_CHOICES = ("last", "all")
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "export",
-        help="convert a PyTorch LSTM model file into an lstmfpga spec",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "convert a PyTorch LSTM model file into an lstmfpga spec",
+        __doc__,
+        run,
     )
     parser.add_argument(
         "model", metavar="MODEL", nargs="?", help="state_dict .pt/.pth, TorchScript or .pt2"
@@ -45,7 +46,6 @@ def register(subparsers) -> None:
         "--brevitas", metavar="PKG.MOD:FACTORY", help="build a Brevitas QuantLSTM model"
     )
     parser.add_argument("--qmodel", metavar="QMODEL", help="with --brevitas: the quantized model")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:

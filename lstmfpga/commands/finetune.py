@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import argparse
 
-from lstmfpga.commands._common import description, load_npy
+from lstmfpga.commands._common import add_command, load_npy
 from lstmfpga.errors import CLIError
 
 
 def register(subparsers) -> None:
     from lstmfpga.quant.config import PRESETS
 
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "finetune",
-        help="quantization-aware fine-tuning, bit-exact with the hardware",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "quantization-aware fine-tuning, bit-exact with the hardware",
+        __doc__,
+        run,
     )
     parser.add_argument("spec", metavar="SPEC", help="spec directory (lstmfpga export)")
     parser.add_argument("--train", required=True, metavar="X.npy", help="training inputs")
@@ -55,7 +56,6 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="N", help="default 0")
     parser.add_argument("-o", "--output", required=True, metavar="QMODEL", help="output qmodel")
     parser.add_argument("--spec-out", metavar="SPEC", help="also write the fine-tuned spec")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

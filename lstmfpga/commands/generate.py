@@ -18,26 +18,16 @@ from __future__ import annotations
 
 import argparse
 
-from lstmfpga.commands._common import description
+from lstmfpga.commands._common import add_command, add_datapath
 from lstmfpga.errors import CLIError, SynthesisError
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "generate",
-        help="generate Verilog for a quantized model",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "generate", "generate Verilog for a quantized model", __doc__, run
     )
     parser.add_argument("qmodel", metavar="QMODEL", help="quantized model directory")
-    parser.add_argument("--lanes", type=int, default=8, metavar="P", help="MAC lanes (default 8)")
-    parser.add_argument(
-        "--simd",
-        type=int,
-        default=1,
-        metavar="S",
-        help="columns per cycle, multipliers per lane (default 1)",
-    )
+    add_datapath(parser)
     parser.add_argument(
         "--max-seq-len", type=int, default=64, metavar="T", help="longest sequence (default 64)"
     )
@@ -53,7 +43,6 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--name", default="lstm_accel", help="top module name")
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR")
-    parser.set_defaults(func=run)
 
 
 #: Longest ``--max-seq-len`` accepted before any other check (the RAM check refuses far

@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import argparse
 
-from lstmfpga.commands._common import description
+from lstmfpga.commands._common import add_command
 from lstmfpga.export.files import write_text
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "report",
-        help="show a simulation report (text, or HTML with plots)",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "report", "show a simulation report (text, or HTML with plots)", __doc__, run
     )
     parser.add_argument("report", metavar="R.json", help="report from lstmfpga simulate")
     parser.add_argument("--html", metavar="OUT.html", help="also write an HTML page")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:

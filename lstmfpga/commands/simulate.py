@@ -37,19 +37,21 @@ import math
 import sys
 from pathlib import Path
 
-from lstmfpga.commands._common import description, load_npy, load_npz, save_npz
+from lstmfpga.commands._common import add_command, add_datapath, load_npy, load_npz, save_npz
 from lstmfpga.errors import CLIError
-from lstmfpga.pipeline import SIMULATORS, simulate_model
+from lstmfpga.pipeline import simulate_model
+from lstmfpga.sim.cocotb_build import SIMULATORS
 
 __all__ = ["register", "run"]
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "simulate",
-        help="simulate the hardware on inputs and write a bit-accuracy report",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "simulate the hardware on inputs and write a bit-accuracy report",
+        __doc__,
+        run,
     )
     parser.add_argument("qmodel", metavar="QMODEL", help="quantized model directory")
     parser.add_argument(
@@ -62,10 +64,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--sim", required=True, metavar="SIM", help=f"simulator: {', '.join(SIMULATORS)}"
     )
-    parser.add_argument("--lanes", default="8", metavar="P", help="MAC lanes (default 8)")
-    parser.add_argument(
-        "--simd", default="1", metavar="S", help="columns per lane and beat (default 1)"
-    )
+    add_datapath(parser, typed=False)
     parser.add_argument("--max-seq-len", metavar="T", help="longest sequence (default: that of X)")
     parser.add_argument("--h0c0", metavar="INIT.npz", help="initial states h0, c0 (floats)")
     parser.add_argument(
@@ -90,7 +89,6 @@ def register(subparsers) -> None:
         help="simulator processes sharing the sequences (default: the number of CPUs)",
     )  # fmt: skip
     parser.add_argument("--report", required=True, metavar="R.json", help="report to write")
-    parser.set_defaults(func=run)
 
 
 def _integer(text, what: str, rule: str, low: int, high: int | None = None) -> int | None:

@@ -20,18 +20,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lstmfpga.commands._common import description
+from lstmfpga.commands._common import add_command
 from lstmfpga.errors import CLIError, SynthesisError
 
 
 def register(subparsers) -> None:
     from lstmfpga.synth import TARGETS
 
-    parser = subparsers.add_parser(
-        "synth",
-        help="synthesize (and place and route) a generated design",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "synth", "synthesize (and place and route) a generated design", __doc__, run
     )
     parser.add_argument("outdir", metavar="OUTDIR", help="directory written by generate")
     parser.add_argument(
@@ -48,7 +45,6 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--seed", type=int, metavar="N", help="nextpnr placement seed")
     parser.add_argument("-q", "--quiet", action="store_true", help="do not echo tool commands")
-    parser.set_defaults(func=run)
 
 
 def table(result: dict) -> str:
