@@ -18,7 +18,9 @@ run is kept as ``W/PxS/seedN.json`` and reused by a later call, so the table can
 by several processes and assembled at the end.
 
 Default configurations (``DEFAULT_CONFIGS``): (8, 1), (16, 1), (16, 4), (32, 4), (64, 2) and
-(16, 8), the largest ``P * S`` that fits an ECP5-85 beside the cell's multipliers.
+(16, 8) (128 MVU multipliers like (32, 4), with fewer lanes; with the activation and cell units'
+8 multipliers, ``P * S`` up to 148 fits an ECP5-85's 156). ``--note TEXT`` adds a paragraph to
+the section (e.g. which configurations were not run).
 
 Definitions:
 
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         help=f"markdown file to update (default: {RESULTS.relative_to(ROOT)}, not with --smoke)",
     )
     parser.add_argument("--workdir", type=Path, help="keep (and reuse) the designs and runs here")
+    parser.add_argument("--note", help="a paragraph added to the section")
     args = parser.parse_args(argv)
     configs = args.configs or ([(2, 1)] if args.smoke else list(DEFAULT_CONFIGS))
     seeds = args.seeds or ([1] if args.smoke else [1, 2, 3])
@@ -228,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 body.append(
                     f"P={r['lanes']}, S={r['simd']}: worst seed {r['fmax_min']:.1f} MHz, {met}."
                 )
+    if args.note:
+        body += ["", args.note]
     text = "\n".join(body)
     print(text)
     if results is not None:
