@@ -1,9 +1,10 @@
-"""The portable model spec: what an exported LSTM is, independent of PyTorch.
+"""The portable model spec: what an exported LSTM or GRU is, independent of PyTorch.
 
 A :class:`ModelSpec` is a frozen, validated description of an ``nn.LSTM`` (optionally stacked,
-bidirectional, with ``proj_size``) and an optional ``nn.Linear`` head. It keeps PyTorch's gate
-order ``(i, f, g, o)`` explicitly: the rows of ``w_ih``/``w_hh``/biases are the four gate
-blocks of ``hidden_size`` rows each, in that order.
+bidirectional, with ``proj_size``) or an ``nn.GRU`` (``cell="gru"``: stacked, bidirectional,
+no projection) and an optional ``nn.Linear`` head. It keeps PyTorch's gate order explicitly:
+for an LSTM the rows of ``w_ih``/``w_hh``/biases are the four gate blocks ``(i, f, g, o)`` of
+``hidden_size`` rows each, for a GRU the three blocks ``(r, z, n)``.
 
 It saves to and loads from a directory holding ``manifest.json`` (architecture, version) and
 ``tensors.npz`` (float64 arrays, loaded with ``allow_pickle=False``). This module imports no
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ import numpy as np
 from . import files
 
 __all__ = [
+    "CELLS",
     "GATE_ORDER",
+    "GRU_GATE_ORDER",
     "SPEC_FORMAT",
     "SPEC_VERSION",
     "HeadSpec",
@@ -33,6 +36,10 @@ __all__ = [
 ]
 
 GATE_ORDER = ("i", "f", "g", "o")
+GRU_GATE_ORDER = ("r", "z", "n")
+CELLS = ("lstm", "gru")
+#: PyTorch's gate order of each cell type (the row blocks of the gate tensors).
+GATE_ORDERS = {"lstm": GATE_ORDER, "gru": GRU_GATE_ORDER}
 SPEC_FORMAT = "lstmfpga.spec"
 SPEC_VERSION = 1
 HEAD_MODES = ("last", "all")
@@ -42,7 +49,7 @@ class SpecError(ValueError):
     """A model or artifact that cannot be turned into a valid spec (the message says why)."""
 
 
-def _as_matrix(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
+def _as_matrix(name: str, value, shape: tuple[int, ...], note: str = "") -> np.ndarray:
     if isinstance(value, np.ndarray) and value.dtype.kind not in "fiu":
         raise SpecError(f"{name} must be a real numeric array, not {value.dtype}")
     try:
@@ -50,7 +57,7 @@ def _as_matrix(name: str, value, shape: tuple[int, ...]) -> np.ndarray:
     except (TypeError, ValueError) as error:
         raise SpecError(f"{name} must be a numeric array, not {type(value).__name__}") from error
     if array.shape != shape:
-        raise SpecError(f"{name} must have shape {shape}, not {array.shape}")
+        raise SpecError(f"{name} must have shape {shape}{note}, not {array.shape}")
     if not np.all(np.isfinite(array)):
         bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
         raise SpecError(f"{name} contains {bad} non-finite value(s) (NaN or Inf)")
@@ -68,11 +75,12 @@ def _check_int(name: str, value, minimum: int) -> int:
 
 @dataclass(frozen=True, eq=False)
 class LayerWeights:
-    """Weights of one (layer, direction) of the LSTM, float64, read-only.
+    """Weights of one (layer, direction) of the LSTM or GRU, float64, read-only.
 
-    ``w_ih`` is ``(4H, I_l)``, ``w_hh`` is ``(4H, H_out)``, biases are ``(4H,)`` or ``None``
-    (``bias=False``), ``w_hr`` is ``(H_out, H)`` with a projection, else ``None``.
-    Rows follow :data:`GATE_ORDER`.
+    For an LSTM ``w_ih`` is ``(4H, I_l)``, ``w_hh`` is ``(4H, H_out)``, biases are ``(4H,)``
+    or ``None`` (``bias=False``), ``w_hr`` is ``(H_out, H)`` with a projection, else ``None``;
+    rows follow :data:`GATE_ORDER`. For a GRU the gate tensors have ``3H`` rows in
+    :data:`GRU_GATE_ORDER` and ``w_hr`` is ``None``.
     """
 
     w_ih: np.ndarray
@@ -83,7 +91,11 @@ class LayerWeights:
 
     @property
     def bias(self) -> np.ndarray | None:
-        """The combined gate bias ``b_ih + b_hh`` (what the hardware adds), or ``None``."""
+        """The combined gate bias ``b_ih + b_hh`` (what the LSTM hardware adds), or ``None``.
+
+        Meaningful for an LSTM only: a GRU's ``b_hn`` is added inside ``r * (W_hn h + b_hn)``,
+        so a GRU keeps ``b_ih`` and ``b_hh`` apart.
+        """
         if self.b_ih is None:
             return None
         return self.b_ih + self.b_hh
@@ -133,12 +145,14 @@ class LSTMGeometry:
 
 @dataclass(frozen=True, eq=False)
 class ModelSpec(LSTMGeometry):
-    """A validated, framework-independent LSTM (+ optional head).
+    """A validated, framework-independent LSTM or GRU (+ optional head).
 
-    Parameters mirror ``nn.LSTM``: ``input_size``, ``hidden_size``, ``num_layers``,
-    ``bias``, ``bidirectional``, ``proj_size`` (0 = none). ``batch_first`` is not part of the
-    spec: every API here takes ``(batch, seq, features)``. ``dropout`` is recorded for
-    information only; it has no effect at inference.
+    Parameters mirror ``nn.LSTM``/``nn.GRU``: ``input_size``, ``hidden_size``, ``num_layers``,
+    ``bias``, ``bidirectional``, ``proj_size`` (0 = none; always 0 for a GRU). ``batch_first``
+    is not part of the spec: every API here takes ``(batch, seq, features)``. ``dropout`` is
+    recorded for information only; it has no effect at inference. ``cell`` is ``"lstm"``
+    (default) or ``"gru"``; ``gate_order`` defaults to the cell's PyTorch order
+    (:data:`GATE_ORDER` or :data:`GRU_GATE_ORDER`) and must be that order.
 
     ``layers[l][d]`` holds the weights of layer ``l``, direction ``d`` (0 forward, 1 reverse).
     """
@@ -152,24 +166,31 @@ class ModelSpec(LSTMGeometry):
     layers: tuple[tuple[LayerWeights, ...], ...]
     head: HeadSpec | None = None
     dropout: float = 0.0
-    gate_order: tuple[str, ...] = field(default=GATE_ORDER)
+    gate_order: tuple[str, ...] | None = None
     source: str = ""
+    cell: str = "lstm"
 
     def __post_init__(self):
+        if self.cell not in CELLS:
+            raise SpecError(f"cell must be 'lstm' or 'gru', not {self.cell!r:.40}")
         _check_int("input_size", self.input_size, 1)
         _check_int("hidden_size", self.hidden_size, 1)
         _check_int("num_layers", self.num_layers, 1)
         _check_int("proj_size", self.proj_size, 0)
+        _check_no_gru_projection(self.cell, self.proj_size)
         if self.proj_size >= self.hidden_size:
             raise SpecError(
                 f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
                 f"not {self.proj_size}"
             )
-        if tuple(self.gate_order) != GATE_ORDER:
-            raise SpecError(f"gate_order must be {GATE_ORDER}, not {tuple(self.gate_order)}")
+        order = GATE_ORDERS[self.cell]
+        if self.gate_order is not None and tuple(self.gate_order) != order:
+            raise SpecError(f"gate_order must be {order}, not {tuple(self.gate_order)}")
         if len(self.layers) != self.num_layers:
             raise SpecError(f"expected {self.num_layers} layer(s), found {len(self.layers)}")
         H, H_out, D = self.hidden_size, self.output_size, self.num_directions
+        G = len(order)
+        note = " for a GRU (3*hidden_size rows: gates r, z, n)" if self.cell == "gru" else ""
         layers = []
         for index, directions in enumerate(self.layers):
             if len(directions) != D:
@@ -180,13 +201,13 @@ class ModelSpec(LSTMGeometry):
                     raise SpecError(f"layers[{index}][{d}] must be LayerWeights, not {lw!r}")
                 suffix = f"_l{index}" + ("_reverse" if d else "")
                 in_l = self.layer_input_size(index)
-                w_ih = _as_matrix("weight_ih" + suffix, lw.w_ih, (4 * H, in_l))
-                w_hh = _as_matrix("weight_hh" + suffix, lw.w_hh, (4 * H, H_out))
+                w_ih = _as_matrix("weight_ih" + suffix, lw.w_ih, (G * H, in_l), note)
+                w_hh = _as_matrix("weight_hh" + suffix, lw.w_hh, (G * H, H_out), note)
                 if self.bias:
                     if lw.b_ih is None or lw.b_hh is None:
                         raise SpecError(f"bias_ih{suffix}/bias_hh{suffix} missing (bias=True)")
-                    b_ih = _as_matrix("bias_ih" + suffix, lw.b_ih, (4 * H,))
-                    b_hh = _as_matrix("bias_hh" + suffix, lw.b_hh, (4 * H,))
+                    b_ih = _as_matrix("bias_ih" + suffix, lw.b_ih, (G * H,), note)
+                    b_hh = _as_matrix("bias_hh" + suffix, lw.b_hh, (G * H,), note)
                 else:
                     if lw.b_ih is not None or lw.b_hh is not None:
                         raise SpecError(f"bias_ih{suffix} given although bias=False")
@@ -204,7 +225,7 @@ class ModelSpec(LSTMGeometry):
         object.__setattr__(self, "layers", tuple(layers))
         object.__setattr__(self, "bidirectional", bool(self.bidirectional))
         object.__setattr__(self, "bias", bool(self.bias))
-        object.__setattr__(self, "gate_order", GATE_ORDER)
+        object.__setattr__(self, "gate_order", order)
         if self.head is not None:
             head = self.head
             if not isinstance(head, HeadSpec):
@@ -222,6 +243,20 @@ class ModelSpec(LSTMGeometry):
             object.__setattr__(self, "head", HeadSpec(weight, bias, head.mode))
 
     @property
+    def num_gates(self) -> int:
+        """Gate blocks per gate tensor: 4 for an LSTM, 3 for a GRU."""
+        return len(self.gate_order)
+
+    def require_lstm(self, what: str) -> None:
+        """Raise :class:`SpecError` unless this is an LSTM (for stages without GRU support).
+
+        ``what`` names the stage, e.g. ``spec.require_lstm("quantization")`` refuses a GRU
+        with ``quantization supports LSTM specs only, not cell 'gru'``.
+        """
+        if self.cell != "lstm":
+            raise SpecError(f"{what} supports LSTM specs only, not cell {self.cell!r}")
+
+    @property
     def parameter_count(self) -> int:
         count = 0
         for directions in self.layers:
@@ -234,15 +269,19 @@ class ModelSpec(LSTMGeometry):
 
     def describe(self) -> str:
         """A few readable lines: architecture and parameter count."""
+        name = self.cell.upper()
+        proj = f"proj_size={self.proj_size} " if self.cell == "lstm" else ""
         parts = [
             (
-                f"LSTM input_size={self.input_size} hidden_size={self.hidden_size} "
+                f"{name} input_size={self.input_size} hidden_size={self.hidden_size} "
                 f"num_layers={self.num_layers} bidirectional={self.bidirectional} "
-                f"proj_size={self.proj_size} bias={self.bias}"
+                f"{proj}bias={self.bias}"
             ),
         ]
+        if self.cell == "gru":
+            parts.append("gates: r, z, n (PyTorch's order)")
         if self.head is None:
-            parts.append("head: none (output = full LSTM output sequence)")
+            parts.append(f"head: none (output = full {name} output sequence)")
         else:
             parts.append(
                 f"head: Linear({self.sequence_output_size} -> {self.head.out_features}, "
@@ -277,6 +316,7 @@ class ModelSpec(LSTMGeometry):
         return {
             "format": SPEC_FORMAT,
             "version": SPEC_VERSION,
+            "cell": self.cell,
             "input_size": self.input_size,
             "hidden_size": self.hidden_size,
             "num_layers": self.num_layers,
@@ -284,7 +324,7 @@ class ModelSpec(LSTMGeometry):
             "proj_size": self.proj_size,
             "bias": self.bias,
             "dropout": self.dropout,
-            "gate_order": list(GATE_ORDER),
+            "gate_order": list(self.gate_order),
             "head": None
             if self.head is None
             else {
@@ -300,10 +340,14 @@ class ModelSpec(LSTMGeometry):
 
         Independent of where the spec came from (``source``) and of how it was saved, so the
         same weights always give the same hash. A qmodel records it at quantization
-        (``spec_hash``) and ``simulate --spec`` refuses a spec whose hash differs.
+        (``spec_hash``) and ``simulate --spec`` refuses a spec whose hash differs. The cell
+        type is hashed for a GRU; an LSTM's hash leaves it out, so it is the same as before
+        specs recorded ``cell`` (qmodels quantized then still match their specs).
         """
         digest = hashlib.sha256()
         manifest = {k: v for k, v in self.manifest().items() if k != "source"}
+        if self.cell == "lstm":
+            del manifest["cell"]
         digest.update(json.dumps(manifest, sort_keys=True).encode())
         for name, array in sorted(self.tensors().items()):
             array = np.ascontiguousarray(array, dtype=np.float64)
@@ -332,18 +376,24 @@ class ModelSpec(LSTMGeometry):
     def from_tensors(cls, manifest: dict, tensors: dict[str, np.ndarray]) -> ModelSpec:
         """A spec from an artifact's manifest and tensors, every field checked.
 
-        A ``gate_order`` other than ``i, f, g, o`` (a permutation of those four gates) is
-        honoured: the gate blocks of ``w_ih``/``w_hh``/biases are permuted into PyTorch's
-        order. Tensors must be floating-point arrays; missing, extra, complex, boolean,
-        integer or string tensors are refused by name.
+        ``cell`` is ``"lstm"`` or ``"gru"``; a manifest without it (written before GRUs) is an
+        LSTM. A ``gate_order`` other than PyTorch's (a permutation of ``i, f, g, o``, or of
+        ``r, z, n`` for a GRU) is honoured: the gate blocks of ``w_ih``/``w_hh``/biases are
+        permuted into PyTorch's order. Tensors must be floating-point arrays; missing, extra,
+        complex, boolean, integer or string tensors are refused by name.
         """
         if not isinstance(manifest, dict):
             raise SpecError(f"artifact manifest must be a JSON object, not {manifest!r:.40}")
         try:
+            cell = manifest.get("cell", "lstm")
+            if cell not in CELLS:
+                raise SpecError(f"cell must be 'lstm' or 'gru', not {cell!r:.40}")
+            canonical = GATE_ORDERS[cell]
             num_layers = _check_int("num_layers", manifest["num_layers"], 1)
             hidden = _check_int("hidden_size", manifest["hidden_size"], 1)
             input_size = _check_int("input_size", manifest["input_size"], 1)
             proj = _check_int("proj_size", manifest["proj_size"], 0)
+            _check_no_gru_projection(cell, proj)
             bidirectional = _check_bool("bidirectional", manifest["bidirectional"])
             bias = _check_bool("bias", manifest["bias"])
             dropout = manifest.get("dropout", 0.0)
@@ -354,7 +404,7 @@ class ModelSpec(LSTMGeometry):
             source = manifest.get("source", "")
             if not isinstance(source, str):
                 raise SpecError(f"source must be a string, not {source!r:.40}")
-            order = _gate_order(manifest.get("gate_order", list(GATE_ORDER)))
+            order = _gate_order(manifest.get("gate_order", list(canonical)), canonical)
             head_info = manifest.get("head")
             if head_info is not None and not (
                 isinstance(head_info, dict)
@@ -387,8 +437,8 @@ class ModelSpec(LSTMGeometry):
 
             def tensor(name: str) -> np.ndarray:
                 array = np.asarray(tensors[name])
-                if name.startswith(gates) and order != GATE_ORDER:
-                    array = _permute_gates(array, order, hidden)
+                if name.startswith(gates) and order != canonical:
+                    array = _permute_gates(array, order, hidden, canonical)
                 return array
 
             layers = []
@@ -424,9 +474,15 @@ class ModelSpec(LSTMGeometry):
                 head=head,
                 dropout=float(dropout),
                 source=source,
+                cell=cell,
             )
         except KeyError as error:
             raise SpecError(f"artifact manifest is missing {error.args[0]!r}") from None
+
+
+def _check_no_gru_projection(cell: str, proj_size: int) -> None:
+    if cell == "gru" and proj_size:
+        raise SpecError(f"proj_size must be 0 for a GRU (nn.GRU has none), not {proj_size}")
 
 
 def _check_bool(name: str, value) -> bool:
@@ -435,26 +491,27 @@ def _check_bool(name: str, value) -> bool:
     return bool(value)
 
 
-def _gate_order(value) -> tuple[str, ...]:
-    """A manifest's ``gate_order``: a permutation of ``i, f, g, o``."""
+def _gate_order(value, canonical: tuple[str, ...] = GATE_ORDER) -> tuple[str, ...]:
+    """A manifest's ``gate_order``: a permutation of ``canonical`` (the cell's gates)."""
     if (
         not isinstance(value, list | tuple)
-        or len(value) != 4
+        or len(value) != len(canonical)
         or not all(isinstance(g, str) for g in value)
-        or sorted(value) != sorted(GATE_ORDER)
+        or sorted(value) != sorted(canonical)
     ):
-        raise SpecError(
-            f"gate_order must be a permutation of {list(GATE_ORDER)}, not {value!r:.60}"
-        )
+        raise SpecError(f"gate_order must be a permutation of {list(canonical)}, not {value!r:.60}")
     return tuple(value)
 
 
-def _permute_gates(array: np.ndarray, order: tuple[str, ...], hidden: int) -> np.ndarray:
-    """Rows of ``array`` (four gate blocks in ``order``) in :data:`GATE_ORDER`."""
-    if array.ndim < 1 or array.shape[0] != 4 * hidden:
+def _permute_gates(
+    array: np.ndarray, order: tuple[str, ...], hidden: int, canonical: tuple[str, ...] = GATE_ORDER
+) -> np.ndarray:
+    """Rows of ``array`` (gate blocks in ``order``) in ``canonical`` order."""
+    G = len(canonical)
+    if array.ndim < 1 or array.shape[0] != G * hidden:
         return array  # the shape check of ModelSpec reports it
-    blocks = array.reshape(4, hidden, *array.shape[1:])
-    return blocks[[order.index(g) for g in GATE_ORDER]].reshape(array.shape)
+    blocks = array.reshape(G, hidden, *array.shape[1:])
+    return blocks[[order.index(g) for g in canonical]].reshape(array.shape)
 
 
 def read_artifact(path: str | Path, kind: str, version: int) -> tuple[dict, dict]:
