@@ -96,6 +96,7 @@ def quantize(
         raise TypeError(f"config must be a QuantConfig, not {config!r}")
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
+    spec.require_lstm("quantization")
     ranges = calibrate_ranges(spec, calib_x, h0, c0)
     formats, notes = {}, {}
     for role in ("x", "preact", "gate", "cell", "hidden", "head_out"):

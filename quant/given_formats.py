@@ -122,6 +122,7 @@ def quantize_with_formats(
         raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
     if not isinstance(config, QuantConfig):
         raise TypeError(f"config must be a QuantConfig, not {config!r}")
+    spec.require_lstm("quantization")
     missing = [r for r in DATA_ROLES if r not in formats]
     extra = sorted(set(formats) - set(DATA_ROLES))
     if missing or extra:
@@ -211,6 +212,7 @@ def quantize_like(
         raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
     if not isinstance(reference, QuantizedModel):
         raise TypeError(f"reference must be a QuantizedModel, not {reference!r}")
+    spec.require_lstm("quantization")
     mine, theirs = geometry(spec), geometry(reference)
     for what, want in theirs.items():
         if mine[what] != want:
