@@ -151,36 +151,17 @@ def _run_chunk(
             f"{last_error(run_dir / 'sim.log')} (log: {run_dir / 'sim.log'})"
         )
     info = read_json(info_path, f"{build.simulator} results")
-    status, bad_seq, bad_elem = outcome.status, outcome.sequence, outcome.element
+    status = outcome.status
     if info.get("status") != status:
         raise SimulationError(
             f"{build.simulator} run failed: the bench's status files disagree "
             f"({info.get('status')!r} vs {status!r}); log: {run_dir / 'sim.log'}"
         )
-    where = f"seed {seed}; log: {run_dir / 'sim.log'}"
-    if status == "timeout":
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise budget.stuck(
-            simulator=build.simulator, sequence=first + bad_seq, sequences=sequences,
-            received=bad_elem, expected_outputs=n_out, waited=outcome.waited, seed=seed,
-        )  # fmt: skip
-    if status == "tlast":
-        raise SimulationError(
-            f"{build.simulator} simulation: sequence {first + bad_seq}: tlast wrong at output "
-            f"element {bad_elem} of {n_out} ({where})"
-        )
-    if status == "x":
-        raise SimulationError(
-            f"{build.simulator} simulation: sequence {first + bad_seq}: X/Z on m_axis at "
-            f"output element {bad_elem} of {n_out} ({where})"
-        )
-    if status == "extra":
-        raise SimulationError(
-            f"{build.simulator} simulation: a result beat after the last expected one "
-            f"(sequence {first + B - 1} had all {n_out}) ({where})"
-        )
     if status != "ok" or failure:
-        raise SimulationError(f"{build.simulator} run failed ({status}, {failure}); {where}")
+        if status == "timeout":
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise _failed(build.simulator, outcome, failure, budget, n_out, B, first=first,
+                      sequences=sequences, seed=seed, log=run_dir / "sim.log")  # fmt: skip
     flat = outcome.outputs
     outputs = [flat[b * n_out : (b + 1) * n_out].copy() for b in range(B)]
     if trace_file is not None:
@@ -188,6 +169,35 @@ def _run_chunk(
             shutil.copyfileobj(source, target)
     shutil.rmtree(run_dir, ignore_errors=True)
     return outputs, outcome.stamps.reshape(B, 4), outcome.total_cycles, wall, info
+
+
+def _failed(simulator: str, outcome, failure, budget: CycleBudget, n_out: int, B: int, *,
+            first: int, sequences: int, seed: int, log: Path) -> SimulationError:  # fmt: skip
+    """The one-line error of a run that did not end ``"ok"`` (``outcome.sequence`` counts
+    from the chunk's ``first``)."""
+    status, bad_seq, bad_elem = outcome.status, first + outcome.sequence, outcome.element
+    where = f"seed {seed}; log: {log}"
+    if status == "timeout":
+        return budget.stuck(
+            simulator=simulator, sequence=bad_seq, sequences=sequences, received=bad_elem,
+            expected_outputs=n_out, waited=outcome.waited, seed=seed,
+        )  # fmt: skip
+    if status == "tlast":
+        return SimulationError(
+            f"{simulator} simulation: sequence {bad_seq}: tlast wrong at output element "
+            f"{bad_elem} of {n_out} ({where})"
+        )
+    if status == "x":
+        return SimulationError(
+            f"{simulator} simulation: sequence {bad_seq}: X/Z on m_axis at output element "
+            f"{bad_elem} of {n_out} ({where})"
+        )
+    if status == "extra":
+        return SimulationError(
+            f"{simulator} simulation: a result beat after the last expected one "
+            f"(sequence {first + B - 1} had all {n_out}) ({where})"
+        )
+    return SimulationError(f"{simulator} run failed ({status}, {failure}); {where}")
 
 
 def _icarus_vcd(runner) -> None:
@@ -274,25 +284,10 @@ def run_cocotb(
     elif progress is False:
         progress = None
     n_in = inputs[0].size
-    fits = min(IN_CAPACITY // n_in, OUT_CAPACITY // max(n_out, 1), SEQ_CAPACITY)
-    if fits < 1:
-        raise ValueError(
-            f"a sequence of {n_in} input and {n_out} output elements does not fit the "
-            f"simulation bench ({IN_CAPACITY} and {OUT_CAPACITY} at most)"
-        )
-    if chunk_size is None:
-        # Each chunk is a simulator process (~0.5 s to start): keep chunks >= ~2M cycles.
-        per_sequence = (design.compute(T) if design.compute else 0) + n_in + n_out
-        least = math.ceil(2_000_000 / per_sequence)
-        chunk_size = B if progress is None else max(math.ceil(B / 10), least)
-        chunk_size = min(chunk_size, math.ceil(B / jobs))
-    if waves is not None:
-        chunk_size = B
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
-    chunk_size = min(chunk_size, fits)
-    if waves is not None and chunk_size < B:
-        raise ValueError(f"waves: the batch must fit one run of at most {fits} sequences")
+    chunk_size = _chunk_size(
+        chunk_size, B, n_in, n_out, design.compute(T) if design.compute else 0,
+        jobs=jobs, progress=progress is not None, waves=waves is not None,
+    )  # fmt: skip
     budget = CycleBudget.of(
         design.compute(T) if design.compute else None, n_in, n_out,
         in_stall=in_stall, out_stall=out_stall, override=cycle_budget,
@@ -307,28 +302,7 @@ def run_cocotb(
             first=start, sequences=B, waves=Path(waves) if waves is not None else None,
         )  # fmt: skip
 
-    if progress is not None:
-        progress(0, B)
-    started = time.perf_counter()
-    results: dict[int, tuple] = {}
-    failures: dict[int, BaseException] = {}
-    done = 0
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(jobs, len(starts))) as pool:
-        futures = {pool.submit(run, start): start for start in starts}
-        for future in concurrent.futures.as_completed(futures):
-            start = futures[future]
-            try:
-                results[start] = future.result()
-            except (SimulationError, ValueError, OSError) as error:
-                failures[start] = error
-                for other in futures:
-                    other.cancel()
-            done += min(chunk_size, B - start)
-            if progress is not None and not failures:
-                progress(done, B)
-    wall = time.perf_counter() - started
-    if failures:
-        raise failures[min(failures)]  # the first failing chunk, whatever finished first
+    results, wall = _run_chunks(run, starts, B, chunk_size, jobs, progress)
     outputs: list[np.ndarray] = []
     cycles: list[SequenceCycles] = []
     base, error, process = 0, False, 0.0
@@ -362,3 +336,57 @@ def run_cocotb(
             "expected_cycles": budget.expected,
         },
     )
+
+
+def _chunk_size(
+    chunk_size, B: int, n_in: int, n_out: int, compute: int, *, jobs: int, progress: bool,
+    waves: bool,
+) -> int:  # fmt: skip
+    """Sequences per simulator process: as asked (at most what the bench holds), else the
+    whole batch split over ``jobs`` (and into about 10 chunks with progress, each ~2M cycles
+    at least: a process takes ~0.5 s to start); with waves one run."""
+    fits = min(IN_CAPACITY // n_in, OUT_CAPACITY // max(n_out, 1), SEQ_CAPACITY)
+    if fits < 1:
+        raise ValueError(
+            f"a sequence of {n_in} input and {n_out} output elements does not fit the "
+            f"simulation bench ({IN_CAPACITY} and {OUT_CAPACITY} at most)"
+        )
+    if chunk_size is None:
+        least = math.ceil(2_000_000 / (compute + n_in + n_out))
+        chunk_size = B if not progress else max(math.ceil(B / 10), least)
+        chunk_size = min(chunk_size, math.ceil(B / jobs))
+    if waves:
+        chunk_size = B
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
+    chunk_size = min(chunk_size, fits)
+    if waves and chunk_size < B:
+        raise ValueError(f"waves: the batch must fit one run of at most {fits} sequences")
+    return chunk_size
+
+
+def _run_chunks(run, starts: list[int], B: int, chunk_size: int, jobs: int, progress):
+    """``run(start)`` for every chunk, ``jobs`` at a time: ``({start: result}, wall
+    seconds)``. The first failing chunk's error is raised (the others are cancelled)."""
+    if progress is not None:
+        progress(0, B)
+    started = time.perf_counter()
+    results: dict[int, tuple] = {}
+    failures: dict[int, BaseException] = {}
+    done = 0
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(jobs, len(starts))) as pool:
+        futures = {pool.submit(run, start): start for start in starts}
+        for future in concurrent.futures.as_completed(futures):
+            start = futures[future]
+            try:
+                results[start] = future.result()
+            except (SimulationError, ValueError, OSError) as error:
+                failures[start] = error
+                for other in futures:
+                    other.cancel()
+            done += min(chunk_size, B - start)
+            if progress is not None and not failures:
+                progress(done, B)
+    if failures:
+        raise failures[min(failures)]  # the first failing chunk, whatever finished first
+    return results, time.perf_counter() - started
