@@ -13,10 +13,13 @@ model, and is timed by the flow itself: ``wall_seconds`` of its
 ``jobs`` at a time, including their start; without elaboration, Verilog generation or
 compilation: builds are cached and made before timing, their time is the "build s" column).
 "end-to-end s" is the whole ``run_cocotb`` call (writing the run files, reading results).
-Cycles are those the run simulated, from the end of reset to the last output. Each count is
-run ``--repeats`` times; the table shows medians.
+Cycles are those the run simulated, from the end of reset to the last output. "CPU s" is the
+CPU time of the simulator processes (user + system, from ``getrusage(RUSAGE_CHILDREN)``;
+zero for Amaranth, which runs in this process: its row shows this process's CPU time), and
+"cycles per CPU s" divides the cycles by it: on a machine shared with other jobs it varies far
+less than the wall-clock rate. Each count is run ``--repeats`` times; the table shows medians.
 
-The whole test bench is Verilog (no Python per beat, :func:`lstmfpga.sim.cocotb_flow.wrapper`).
+The whole test bench is Verilog (no Python per beat, :func:`lstmfpga.sim.bench_top.wrapper`).
 Verilator runs many sequences; Icarus and Amaranth a few short ones (both are some 500 times
 slower). The machine's load average is recorded: other processes on the two cores slow every
 flow down.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import time
@@ -51,7 +55,11 @@ TARGET = 5_000_000  # Verilator cycles/s on the no-head design, many sequences (
 BEFORE = (
     "Before (cocotb bench waking Python on every beat): Verilator 1,294,500 cycles/s on the "
     "head design (2026-11-25, load 2.2), 2.9e5 on the no-head design (issue 12); Icarus "
-    "3,060 on the head design."
+    "3,060 on the head design. With the Verilog bench and a two-step clock (2026-12-01, "
+    "load 6.0): Verilator 1,507,183 cycles/s on the no-head design, Icarus 2,905; measured "
+    "the same day at load 15 by CPU time, the one-step clock of sim/bench_top.py "
+    "took the no-head run from 2.0e6 to 2.4e6 simulated cycles per CPU second (3.4 s to "
+    "2.8 s of simulator CPU for 6.77e6 cycles, 0.7 s of process start-up beside it)."
 )
 
 #: (name, model kwargs, lanes, T, [(flow, jobs, sequences, T)]) for the full run and --smoke.
@@ -93,6 +101,11 @@ def _check(acc, x_codes, outputs, flow):
             raise SystemExit(f"{flow}: sequence {b} differs from the golden model")
 
 
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(flow, jobs, acc, x_codes, build_dir):
     if flow == "amaranth":
         return run_amaranth(acc, x_codes)
@@ -119,11 +132,13 @@ def bench(smoke: bool, repeats: int, build_dir) -> tuple[list[str], float]:
         rows = []
         for flow, jobs, B, T in runs:
             x_codes = golden.quantize_inputs(q, random_inputs(2, B, T, q.input_size))
-            rates, walls, ends, cycles = [], [], [], 0
+            rates, walls, ends, cpus, cycles = [], [], [], [], 0
+            who = resource.RUSAGE_SELF if flow == "amaranth" else resource.RUSAGE_CHILDREN
             for n in range(repeats):
-                started = time.perf_counter()
+                started, cpu_started = time.perf_counter(), _cpu(who)
                 result = _run(flow, jobs, acc, x_codes, build_dir)
                 ends.append(time.perf_counter() - started)
+                cpus.append(_cpu(who) - cpu_started)
                 _check(acc, x_codes, result.outputs, flow)
                 cycles = result.total_cycles
                 rates.append(cycles / result.wall_seconds)
@@ -137,9 +152,11 @@ def bench(smoke: bool, repeats: int, build_dir) -> tuple[list[str], float]:
             rate = statistics.median(rates)
             if flow == "verilator" and (smoke or kwargs.get("head") is None):
                 target_rate = max(target_rate, rate)
+            cpu = statistics.median(cpus)
             rows.append(
                 f"| {flow} {versions[flow]} | {jobs} | {B} x {T} | {cycles:,} | "
-                f"{statistics.median(walls):.2f} | {rate:,.0f} | {builds.get(flow, '-')} | "
+                f"{statistics.median(walls):.2f} | {rate:,.0f} | {cpu:.2f} | "
+                f"{cycles / cpu:,.0f} | {builds.get(flow, '-')} | "
                 f"{statistics.median(ends):.2f} |"
             )
         lines += [
@@ -153,9 +170,9 @@ def bench(smoke: bool, repeats: int, build_dir) -> tuple[list[str], float]:
             "",
             (
                 "| flow | jobs | sequences x steps | cycles per run | simulation wall s | "
-                "cycles/s | build s | end-to-end s |"
+                "cycles/s | CPU s | cycles per CPU s | build s | end-to-end s |"
             ),
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|",
             *rows,
             "",
         ]

@@ -138,7 +138,7 @@ def port_width(width: str) -> int:
     return 1 if not width else abs(int(match[1]) - int(match[2])) + 1
 
 
-def wrapper(design, simulator: str = "verilator") -> str:
+def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> str:
     """The simulation top :data:`TB_TOP`: the design, its clock, and the whole test bench in
     Verilog, so that no Python runs while the design does.
 
@@ -158,7 +158,13 @@ def wrapper(design, simulator: str = "verilator") -> str:
     raises ``done``; ``status`` holds a code of :data:`STATUS`.
 
     The clock is generated in the HDL (a clock driven from cocotb costs a callback every
-    half period). Edge ``n`` is at ``(n + 1/2) * PERIOD_NS``.
+    half period). Edge ``n`` is at ``n * PERIOD_NS``. Without ``waves`` the clock falls in
+    the same time step as it rises (``clk = 1; clk <= 0``: the falling edge is a
+    non-blocking update, applied with the registers' after every ``posedge`` block has run),
+    so each cycle is one simulator time step instead of two (nothing in the design or the
+    bench is sensitive to the falling edge or to the clock's level); with ``waves`` it is a
+    square wave of period :data:`PERIOD_NS`, readable in a waveform viewer, with the same
+    rising edges.
     """
     ports = top_ports(design.verilog, design.top)
     names = {name: width for _, width, name in ports}
@@ -173,6 +179,7 @@ def wrapper(design, simulator: str = "verilator") -> str:
         "/* verilator lint_off WIDTH */",
         "/* verilator lint_off INITIALDLY */",
         "/* verilator lint_off BLKSEQ */",
+        "/* verilator lint_off BLKANDNBLK */",  # clk = 1; clk <= 0 (see _clock)
         f"module {TB_TOP};",
         "  reg clk = 1'b0;",
         "  reg rst = 1'b1;",
@@ -221,7 +228,7 @@ def wrapper(design, simulator: str = "verilator") -> str:
     repeat ({RESET_CYCLES}) @(posedge clk);
     rst <= 1'b0;
   end
-  always #{PERIOD_NS // 2} clk = ~clk;
+{_clock(waves)}
 
   wire running = (status == 0) && !rst;
   wire in_open = running && (b_in < n_seq) && (b_in == b_out);
@@ -300,11 +307,19 @@ def wrapper(design, simulator: str = "verilator") -> str:
     return "\n".join(lines)
 
 
+def _clock(waves: str | None) -> str:
+    """The clock process of :func:`wrapper`: rising edges at multiples of PERIOD_NS."""
+    if waves is None:
+        return f"  always begin\n    #{PERIOD_NS} clk = 1'b1;\n    clk <= 1'b0;\n  end"
+    half = PERIOD_NS // 2
+    return f"  always begin\n    #{half} clk = 1'b0;\n    #{half} clk = 1'b1;\n  end"
+
+
 def bench_sources(simulator: str, design, waves: str | None):
     """What a build compiles: ``(files, sources, build_args)``; ``files`` maps names in the
     build directory to their text, ``sources`` lists the compiled files in order (the
     waivers file by absolute path). All of it goes into the cache key."""
-    files = {f"{design.top}.v": design.verilog, f"{TB_TOP}.v": wrapper(design, simulator)}
+    files = {f"{design.top}.v": design.verilog, f"{TB_TOP}.v": wrapper(design, simulator, waves)}
     if simulator == "verilator":
         files["public_ports.vlt"] = (
             "`verilator_config\n"
