@@ -53,43 +53,20 @@ def register(subparsers) -> None:
         help="(batch, seq, features) float inputs to simulate",
     )
     parser.add_argument("--labels", metavar="Y.npy", help="class per sequence (accuracy)")
-    parser.add_argument(
-        "--lanes",
-        type=_int_list,
-        required=True,
-        metavar="P,P,...",
-        help="MAC lane counts, e.g. 1,2,4,8",
-    )
-    parser.add_argument(
-        "--simd",
-        type=_int_list,
-        default=(1,),
-        metavar="S,...",
-        help="columns per MAC lane and cycle, e.g. 1,2,4 (default 1)",
-    )
-    parser.add_argument(
-        "--preset",
-        type=_str_list,
-        default=(),
-        metavar="NAME,...",
-        help="presets to requantize the spec with (needs --spec)",
-    )
+    # The swept axes: comma-separated lists (required ones have no default).
+    axes = (
+        ("--lanes", _int_list, None, "P,P,...", "MAC lane counts, e.g. 1,2,4,8"),
+        ("--simd", _int_list, (1,), "S,...", "columns per lane and cycle, e.g. 1,2,4 (default 1)"),
+        ("--preset", _str_list, (), "NAME,...", "presets to requantize with (needs --spec)"),
+        ("--target", _str_list, None, "T[:DEV],...", "e.g. ecp5, ecp5:85k, ice40:up5k"),
+        ("--seeds", _int_list, (1,), "N,...", "nextpnr placement seeds (default 1)"),
+    )  # fmt: skip
+    for flag, kind, default, metavar, text in axes:
+        parser.add_argument(
+            flag, type=kind, required=default is None, default=default, metavar=metavar, help=text
+        )
     parser.add_argument("--spec", metavar="SPEC", help="the float model QMODEL came from")
     parser.add_argument("--calib", metavar="X.npy", help="calibration inputs (default --inputs)")
-    parser.add_argument(
-        "--target",
-        type=_str_list,
-        required=True,
-        metavar="T[:DEV],...",
-        help="e.g. ecp5, ecp5:85k, ice40:up5k",
-    )
-    parser.add_argument(
-        "--seeds",
-        type=_int_list,
-        default=(1,),
-        metavar="N,...",
-        help="nextpnr placement seeds (default 1)",
-    )
     parser.add_argument(
         "--freq",
         type=float,
