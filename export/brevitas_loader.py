@@ -248,7 +248,7 @@ def build_module(factory: str, state_dict: str | Path | None = None) -> nn.Modul
     :class:`SpecError` (one line) for a malformed factory, an import or call that fails, a
     result that is not a module, or a state_dict that does not fit it.
     """
-    from .torch_loader import _load_state_dict_file, detect_format
+    from .model_files import detect_format, load_state_dict_file
 
     if not isinstance(factory, str) or not _FACTORY.match(factory):
         raise SpecError(f"factory must look like 'package.module:function', not {factory!r:.80}")
@@ -272,7 +272,7 @@ def build_module(factory: str, state_dict: str | Path | None = None) -> nn.Modul
         if detect_format(path) != "state_dict":
             raise SpecError(f"{path}: expected a state_dict file (torch.save(model.state_dict()))")
         try:
-            model.load_state_dict(_load_state_dict_file(path), strict=True)
+            model.load_state_dict(load_state_dict_file(path), strict=True)
         except RuntimeError as error:
             raise SpecError(f"{path}: does not fit {factory}(): {_first_line(error)}") from None
     return model.eval()

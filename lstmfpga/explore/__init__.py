@@ -163,7 +163,7 @@ def explore(
     ``sweep.presets`` other than the qmodel's own, calibrated on ``calib`` (default
     ``inputs``). ``progress`` receives one line per finished task.
     """
-    from lstmfpga.pipeline import SIMULATORS
+    from lstmfpga.simulation import SIMULATORS
 
     wall = time.perf_counter()
     if simulator not in SIMULATORS:

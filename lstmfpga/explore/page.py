@@ -32,21 +32,21 @@ _COLUMNS = tuple(f for f in POINT_FIELDS if f not in ("pareto", "error"))
 
 
 def _front_svg(points: list[dict], name: str) -> str:
-    from lstmfpga.sim.report import _COLORS, _empty_svg, _Plot  # one SVG plotter
+    from lstmfpga.sim.html import COLORS, Plot, empty_svg  # one SVG plotter
 
     xf, yf, _, _ = FRONTS[name]
     ok = [p for p in points if not p["error"] and p[xf] is not None and p[yf] is not None]
     title = f"{yf} vs {xf} (Pareto front in red)"
     if not ok:
-        return _empty_svg(title, f"no point has both {xf} and {yf}")
+        return empty_svg(title, f"no point has both {xf} and {yf}")
     xs, ys = [float(p[xf]) for p in ok], [float(p[yf]) for p in ok]
     pad = lambda lo, hi: (lo - 0.05 * (hi - lo or 1), hi + 0.05 * (hi - lo or 1))  # noqa: E731
-    plot = _Plot(title, xf, yf, pad(min(xs), max(xs)), pad(min(ys), max(ys)))
-    plot.dots(xs, ys, _COLORS[0], "points")
+    plot = Plot(title, xf, yf, pad(min(xs), max(xs)), pad(min(ys), max(ys)))
+    plot.dots(xs, ys, COLORS[0], "points")
     front = sorted((float(p[xf]), float(p[yf])) for p in ok if p["pareto"][name])
     if front:
-        plot.line([a for a, _ in front], [b for _, b in front], _COLORS[1], "Pareto front")
-        plot.dots([a for a, _ in front], [b for _, b in front], _COLORS[1])
+        plot.line([a for a, _ in front], [b for _, b in front], COLORS[1], "Pareto front")
+        plot.dots([a for a, _ in front], [b for _, b in front], COLORS[1])
     return plot.svg()
 
 

@@ -80,8 +80,8 @@ def design_task(job: dict) -> dict:
     started = time.perf_counter()
     try:
         from lstmfpga.hw.verilog import generate
-        from lstmfpga.pipeline import simulate_model
         from lstmfpga.quant.model import QuantizedModel
+        from lstmfpga.simulation import simulate_model
 
         model = QuantizedModel.load(job["qmodel"])
         x = files.load_array(job["inputs"], "inputs")
