@@ -22,20 +22,22 @@ Operation: LOAD (accept the sequence into on-chip buffers) → COMPUTE (the sche
 ``m_axis`` only pauses the drain) → LOAD. See ``docs/accelerator.md`` for the schedule and
 the cycle model (:mod:`.cycles`).
 
-Datapath: :class:`~.weights.WeightMemory` streams each matrix's row groups; a fetch stage
-attaches the vector element (input part, recurrent part, projection input, head input) read
-from the buffers, stalling only for true dependencies; the
-:class:`~.mvu.MatrixVectorUnit` accumulates and requantizes P rows at a time; an emitter
-regroups its outputs into hidden units (four gate pre-activations) for
+Datapath: :class:`~.loader.InputLoader` writes the input buffers;
+:class:`~.weights.WeightMemory` streams each matrix's row groups; a fetch stage attaches the
+vector element (input part, recurrent part, projection input, head input) read from the
+buffers, stalling only for true dependencies; the :class:`~.mvu.MatrixVectorUnit`
+accumulates and requantizes P rows at a time; :class:`~.regroup.GateRegrouper` regroups its
+outputs into hidden units (four gate pre-activations) for
 :class:`~.activation.ActivationLUT` and :class:`~.cell.CellDatapath`, or into single rows
-(projection, head), which a writer stores.
+(projection, head), which a writer stores; :class:`~.drain.ResultDrain` streams the
+results out.
 """
 
 from __future__ import annotations
 
-import math
+from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -45,8 +47,11 @@ from ..quant.golden import CellArithmetic
 from ..quant.model import QuantizedModel
 from .activation import ActivationLUT
 from .cell import CellDatapath
+from .drain import Region, ResultDrain
 from .layout import WeightLayout
+from .loader import InputLoader
 from .mvu import MatrixVectorUnit
+from .regroup import GateRegrouper, emitter_cycles
 from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor
 from .weights import WeightMemory
 
@@ -55,21 +60,6 @@ __all__ = ["LSTMAccelerator", "emitter_cycles"]
 _SRC_ZERO, _SRC_X, _SRC_O0, _SRC_O1, _SRC_M, _SRC_H0 = range(6)
 _SIDEBAND_DEPTH = 32
 _KIND_CODES = {"gates": KIND_GATES, "proj": KIND_PROJ, "head": KIND_HEAD}
-
-
-def emitter_cycles(kind: str, lanes: int, rows: int) -> int:
-    """Cycles the emitter needs to pass on one row group's results, ``rows`` of its
-    ``lanes`` rows being real (the others are padding, dropped with the item's last unit or
-    row): a ``gates`` group completes at most ``ceil(rows / 4)`` hidden units (one per
-    cycle; a full group ``ceil(lanes / 4)``, an item's last group exactly ``ceil(rows /
-    4)``, since the gate rows of a matrix are a whole number of units); a ``proj`` or
-    ``head`` group leaves one row per cycle, ``rows`` of them. The fetch stage spaces the
-    last beats of consecutive groups by at least this much (see :mod:`.cycles`)."""
-    if kind == "gates":
-        return -(-rows // 4)
-    if kind in ("proj", "head"):
-        return rows
-    raise ValueError(f"kind must be 'gates', 'proj' or 'head', not {kind!r}")
 
 
 class LSTMAccelerator(wiring.Component):
@@ -304,24 +294,39 @@ class LSTMAccelerator(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        q, P, S, Tmax = self._model, self._lanes, self._simd, self._max_seq_len
-        f = q.formats
-        I, H, Ho = q.input_size, q.hidden_size, q.output_size
-        D, L = q.num_directions, q.num_layers
-        DHo, LD = D * Ho, L * D
-        sched, layout = self._schedule, self._layout
-        has_proj, head = bool(q.proj_size), q.head
-        out_rows = head.out_features if head is not None else 0
+        q = self._model
+        head = q.head
+        n = SimpleNamespace(
+            q=q, P=self._lanes, S=self._simd, Tmax=self._max_seq_len, f=q.formats,
+            I=q.input_size, H=q.hidden_size, Ho=q.output_size, D=q.num_directions,
+            L=q.num_layers, DHo=q.num_directions * q.output_size,
+            LD=q.num_layers * q.num_directions, sched=self._schedule, layout=self._layout,
+            has_proj=bool(q.proj_size), head=head,
+            out_rows=head.out_features if head is not None else 0,
+        )  # fmt: skip
+        self._blocks(m, n)
+        self._phase(m, n)
+        self._dependencies(m, n)
+        self._sources(m, n)
+        self._pacing(m, n)
+        self._stage(m, n)
+        self._post(m, n)
+        self._write_back(m, n)
+        self._drain(m, n)
+        return m
 
+    def _blocks(self, m, n):
+        """The datapath blocks (weights, MVU, activation tables, cell) and the buffer ports."""
+        S, f, layout, q = n.S, n.f, n.layout, n.q
         # ---- blocks -------------------------------------------------------------------------
-        m.submodules.weights = wmem = WeightMemory(layout)
-        vec_bits = max(f["x"].bits, f["hidden"].bits)
-        m.submodules.mvu = mvu = MatrixVectorUnit.of(layout, vec_bits, q.rounding, q.overflow)
+        m.submodules.weights = n.wmem = WeightMemory(layout)
+        n.vec_bits = max(f["x"].bits, f["hidden"].bits)
+        m.submodules.mvu = n.mvu = MatrixVectorUnit.of(layout, n.vec_bits, q.rounding, q.overflow)
         tables = q.tables
-        m.submodules.gate_act = act = ActivationLUT(
+        m.submodules.gate_act = n.act = ActivationLUT(
             (tables["sigmoid"], tables["sigmoid"], tables["tanh_gate"], tables["sigmoid"])
         )
-        m.submodules.cell = cell = CellDatapath(CellArithmetic.of(q))
+        m.submodules.cell = n.cell = CellDatapath(CellArithmetic.of(q))
 
         # ---- buffers ------------------------------------------------------------------------
         def memory(name, fmt_bits, depth):
@@ -329,164 +334,151 @@ class LSTMAccelerator(wiring.Component):
             m.submodules[name] = mem
             return mem
 
-        plan = self.buffer_plan()
-        mems = {name: memory(name, width, depth) for name, (width, depth) in plan.items()}
+        n.plan = self.buffer_plan()
+        mems = {name: memory(name, width, depth) for name, (width, depth) in n.plan.items()}
         xbuf, cmem = mems["xbuf"], mems["cmem"]
         obufs = [mems[name] for name in ("obuf0", "obuf1") if name in mems]
         mbuf, h0buf = mems.get("mbuf"), mems.get("h0buf")
         hnbuf, headbuf = mems.get("hnbuf"), mems.get("headbuf")
 
         # one read port per slot for the fetch stage (slot 0's also serves the drain)
-        x_w, x_rs = xbuf.write_port(), [xbuf.read_port() for _ in range(S)]
-        o_w = [mem.write_port() for mem in obufs]
-        o_rs = [[mem.read_port() for _ in range(S)] for mem in obufs]
-        o_r = [ports[0] for ports in o_rs]
-        c_w = cmem.write_port()
-        c_r = cmem.read_port(domain="comb")  # c_prev at the cell input
-        c_rd = cmem.read_port()  # c_n drain
-        m_w = mbuf.write_port() if mbuf else None
-        m_rs = [mbuf.read_port() for _ in range(S)] if mbuf else [None] * S
-        h0_w = h0buf.write_port() if h0buf else None
-        h0_rs = [h0buf.read_port() for _ in range(S)] if h0buf else [None] * S
-        hn_w, hn_r = (hnbuf.write_port(), hnbuf.read_port()) if hnbuf else (None, None)
-        hd_w, hd_r = (headbuf.write_port(), headbuf.read_port()) if headbuf else (None, None)
+        n.x_w, n.x_rs = xbuf.write_port(), [xbuf.read_port() for _ in range(S)]
+        n.o_w = [mem.write_port() for mem in obufs]
+        n.o_rs = [[mem.read_port() for _ in range(S)] for mem in obufs]
+        n.o_r = [ports[0] for ports in n.o_rs]
+        n.c_w = cmem.write_port()
+        n.c_r = cmem.read_port(domain="comb")  # c_prev at the cell input
+        n.c_rd = cmem.read_port()  # c_n drain
+        n.m_w = mbuf.write_port() if mbuf else None
+        n.m_rs = [mbuf.read_port() for _ in range(S)] if mbuf else [None] * S
+        n.h0_w = h0buf.write_port() if h0buf else None
+        n.h0_rs = [h0buf.read_port() for _ in range(S)] if h0buf else [None] * S
+        n.hn_w, n.hn_r = (hnbuf.write_port(), hnbuf.read_port()) if hnbuf else (None, None)
+        n.hd_w, n.hd_r = (headbuf.write_port(), headbuf.read_port()) if headbuf else (None, None)
 
+    def _phase(self, m, n):
+        """LOAD / COMPUTE / DRAIN, the schedule cursors, the input loader, the commands."""
+        H, Ho, I, LD, Tmax, f, sched = n.H, n.Ho, n.I, n.LD, n.Tmax, n.f, n.sched
         # ---- phase --------------------------------------------------------------------------
         LOAD, COMPUTE, DRAIN = 0, 1, 2
         phase = Signal(2, init=LOAD)
-        T = Signal(range(Tmax + 1))
+        n.T = Signal(range(Tmax + 1))
         start = Signal()
         error = Signal()
         m.d.comb += [self.error.eq(error), self.busy.eq(phase != LOAD)]
-        computing, draining = Signal(), Signal()
-        m.d.comb += [computing.eq(phase == COMPUTE), draining.eq(phase == DRAIN)]
+        n.computing, n.draining = Signal(), Signal()
+        m.d.comb += [n.computing.eq(phase == COMPUTE), n.draining.eq(phase == DRAIN)]
 
-        cursors = {n: ScheduleCursor(sched, Tmax) for n in ("issue", "fetch", "post", "wb")}
+        cursors = {name: ScheduleCursor(sched, Tmax) for name in ("issue", "fetch", "post", "wb")}
         for name, cur in cursors.items():
             m.submodules[f"{name}_cursor"] = cur
-            m.d.comb += [cur.T.eq(T), cur.restart.eq(start)]
-        issue, fetch, post, wb = (cursors[n] for n in ("issue", "fetch", "post", "wb"))
+            m.d.comb += [cur.T.eq(n.T), cur.restart.eq(start)]
+        issue, n.fetch, n.post, n.wb = (cursors[name] for name in ("issue", "fetch", "post", "wb"))
 
-        drain_done = Signal()
+        n.drain_done = Signal()
         with m.If(start):
             m.d.sync += phase.eq(COMPUTE)
-        with m.If(computing & wb.done):
+        with m.If(n.computing & n.wb.done):
             m.d.sync += phase.eq(DRAIN)
-        with m.If(drain_done):
+        with m.If(n.drain_done):
             m.d.sync += phase.eq(LOAD)
 
         # ---- LOAD: s_axis → xbuf (and h0buf, cmem) --------------------------------------------
-        n_h0, n_c0 = (LD * Ho, LD * H) if self._initial_state else (0, 0)
-        init_idx = Signal(range(max(2, n_h0 + n_c0 + 1)))
-        in_init = Signal()
-        feat = Signal(range(max(2, I)))
-        tpos = Signal(range(Tmax + 1))
-        x_addr = Signal(range(Tmax * I + 1))
-        accept = Signal()
+        n_h0, n.n_c0 = (LD * Ho, LD * H) if self._initial_state else (0, 0)
+        m.submodules.loader = n.loader = InputLoader(
+            input_size=I, max_seq_len=Tmax, data_bits=self._in_bits, x_bits=f["x"].bits,
+            n_h0=n_h0, n_c0=n.n_c0, h0_bits=f["hidden"].bits, c_bits=f["cell"].bits,
+            c_depth=LD * H,
+        )  # fmt: skip
         m.d.comb += [
-            self.s_axis_tready.eq(phase == LOAD),
-            accept.eq(self.s_axis_tvalid & (phase == LOAD)),
+            n.loader.enable.eq(phase == LOAD),
+            n.loader.i.valid.eq(self.s_axis_tvalid),
+            n.loader.i.payload.data.eq(self.s_axis_tdata),
+            n.loader.i.payload.last.eq(self.s_axis_tlast),
+            self.s_axis_tready.eq(n.loader.i.ready),
+            start.eq(n.loader.start),
+            n.T.eq(n.loader.T),
+            error.eq(n.loader.error),
         ]
-        if n_h0 + n_c0:
-            m.d.comb += in_init.eq(init_idx < n_h0 + n_c0)
-        load_c_en, load_c_addr = Signal(), Signal(range(max(2, LD * H)))
-        with m.If(accept):
-            with m.If(in_init):
-                m.d.sync += init_idx.eq(init_idx + 1)
-                if h0_w is not None:
-                    with m.If(init_idx < n_h0):
-                        m.d.comb += [
-                            h0_w.addr.eq(init_idx),
-                            h0_w.data.eq(self.s_axis_tdata),
-                            h0_w.en.eq(1),
-                        ]
-                    with m.Else():
-                        m.d.comb += [load_c_en.eq(1), load_c_addr.eq(init_idx - n_h0)]
-            with m.Else():
-                with m.If(tpos < Tmax):
-                    m.d.comb += [x_w.addr.eq(x_addr), x_w.data.eq(self.s_axis_tdata), x_w.en.eq(1)]
-                    m.d.sync += x_addr.eq(x_addr + 1)
-                with m.If(feat == I - 1):
-                    m.d.sync += [feat.eq(0), tpos.eq(Mux(tpos < Tmax, tpos + 1, tpos))]
-                with m.Else():
-                    m.d.sync += feat.eq(feat + 1)
-            with m.If(self.s_axis_tlast):
-                whole = Signal.like(tpos)
-                m.d.comb += whole.eq(
-                    Mux(~in_init & (feat == I - 1) & (tpos < Tmax), tpos + 1, tpos)
-                )
-                bad = in_init | (feat != I - 1) | (tpos >= Tmax)
-                with m.If(bad):
-                    m.d.sync += error.eq(1)
-                m.d.sync += [init_idx.eq(0), feat.eq(0), tpos.eq(0), x_addr.eq(0), T.eq(whole)]
-                m.d.comb += start.eq(whole != 0)
+        wiring.connect(m, n.loader.x_w, n.x_w)
+        if n.h0_w is not None:
+            wiring.connect(m, n.loader.h0_w, n.h0_w)
 
         # ---- issue: matrix commands → weight memory -----------------------------------------
         m.d.comb += [
-            wmem.cmd.valid.eq(computing & ~issue.done),
-            wmem.cmd.payload.eq(issue.matrix),
-            issue.advance.eq(wmem.cmd.valid & wmem.cmd.ready),
+            n.wmem.cmd.valid.eq(n.computing & ~issue.done),
+            n.wmem.cmd.payload.eq(issue.matrix),
+            issue.advance.eq(n.wmem.cmd.valid & n.wmem.cmd.ready),
         ]
 
+    def _dependencies(self, m, n):
+        """Fetch: ``dep_ok`` when the beat on ``wmem.o`` has its true dependencies written."""
+        DHo, I, L, S, sched = n.DHo, n.I, n.L, n.S, n.sched
         # ---- fetch: attach the vector elements; wait for true dependencies ------------------
         # A beat carries the S columns beat.col .. beat.col + S - 1 (slot s: column col + s).
-        beat = wmem.o.payload
-        in_len = Signal(range(max(I, DHo) + 1))
-        m.d.comb += in_len.eq(Mux(fetch.layer == 0, I, DHo))
+        n.beat = n.wmem.o.payload
+        n.in_len = Signal(range(max(I, DHo) + 1))
+        m.d.comb += n.in_len.eq(Mux(n.fetch.layer == 0, I, DHo))
         any_in, any_rec = Signal(), Signal()
-        m.d.comb += [any_in.eq(beat.col < in_len), any_rec.eq(beat.col + S - 1 >= in_len)]
+        m.d.comb += [any_in.eq(n.beat.col < n.in_len), any_rec.eq(n.beat.col + S - 1 >= n.in_len)]
         layer_ready = Signal()
-        with m.Switch(fetch.layer):
+        with m.Switch(n.fetch.layer):
             for layer in range(L):
                 with m.Case(layer):
                     if layer == 0:
                         m.d.comb += layer_ready.eq(1)
                     else:
                         first = sched.first_pass_of_layer(layer)
-                        m.d.comb += layer_ready.eq(wb.at_or_past(m, first))
-        dep_ok = Signal()
-        with m.Switch(fetch.kind):
+                        m.d.comb += layer_ready.eq(n.wb.at_or_past(m, first))
+        n.dep_ok = Signal()
+        with m.Switch(n.fetch.kind):
             with m.Case(KIND_GATES):
-                rec_ready = fetch.first_step | wb.at_or_past(m, fetch.p, fetch.s)
-                m.d.comb += dep_ok.eq((~any_in | layer_ready) & (~any_rec | rec_ready))
+                rec_ready = n.fetch.first_step | n.wb.at_or_past(m, n.fetch.p, n.fetch.s)
+                m.d.comb += n.dep_ok.eq((~any_in | layer_ready) & (~any_rec | rec_ready))
             with m.Case(KIND_PROJ):
-                m.d.comb += dep_ok.eq(wb.at_or_past(m, fetch.p, fetch.s, 1))
+                m.d.comb += n.dep_ok.eq(n.wb.at_or_past(m, n.fetch.p, n.fetch.s, 1))
             if sched.head_pass is not None:
                 with m.Case(KIND_HEAD):
-                    m.d.comb += dep_ok.eq(wb.at_or_past(m, sched.head_pass))
+                    m.d.comb += n.dep_ok.eq(n.wb.at_or_past(m, sched.head_pass))
 
+    def _sources(self, m, n):
+        """Fetch: the source buffer and read addresses of every slot of the beat being fetched."""
+        DHo, H, Ho, I, LD, S, Tmax = n.DHo, n.H, n.Ho, n.I, n.LD, n.S, n.Tmax
         n_cols = Signal(range(max(I, DHo) + Ho + H + 1))  # columns of the current matrix
-        m.d.comb += n_cols.eq(in_len + Ho)
-        with m.Switch(fetch.kind):
+        m.d.comb += n_cols.eq(n.in_len + Ho)
+        with m.Switch(n.fetch.kind):
             with m.Case(KIND_PROJ):
                 m.d.comb += n_cols.eq(H)
             with m.Case(KIND_HEAD):
                 m.d.comb += n_cols.eq(DHo)
-        o_addr = Signal(range(max(2, Tmax * DHo)))  # slot 0's, shared with the drain
+        n.o_addr = Signal(range(max(2, Tmax * DHo)))  # slot 0's, shared with the drain
         state_base = Signal(range(max(2, LD * Ho + 1)))
-        m.d.comb += state_base.eq(fetch.layer * DHo + fetch.direction * Ho)
-        slot_src = []
+        m.d.comb += state_base.eq(n.fetch.layer * DHo + n.fetch.direction * Ho)
+        n.slot_src = []
         for slot in range(S):
             src, slot_o_addr = self._slot_source(
-                m, slot, beat.col + slot, in_len, n_cols, fetch, x_rs[slot], m_rs[slot],
-                h0_rs[slot], state_base,
+                m, slot, n.beat.col + slot, n.in_len, n_cols, n.fetch, n.x_rs[slot], n.m_rs[slot],
+                n.h0_rs[slot], state_base,
             )  # fmt: skip
-            slot_src.append(src)
+            n.slot_src.append(src)
             if slot == 0:
-                m.d.comb += o_addr.eq(slot_o_addr)
-            for ports in o_rs:
+                m.d.comb += n.o_addr.eq(slot_o_addr)
+            for ports in n.o_rs:
                 if slot > 0:
                     m.d.comb += ports[slot].addr.eq(slot_o_addr)
 
-        st_valid = Signal()
-        st = Signal(wmem.o.payload.shape())
-        st_srcs = [Signal.like(src, name=f"st_src{slot}") for slot, src in enumerate(slot_src)]
-        advance = Signal()
-        take = Signal()
+    def _pacing(self, m, n):
+        """Fetch: the stage register; ``paced`` holds a group's last beat for the regrouper."""
+        P, layout = n.P, n.layout
+        n.st_valid = Signal()
+        n.st = Signal(n.wmem.o.payload.shape())
+        n.st_srcs = [Signal.like(src, name=f"st_src{slot}") for slot, src in enumerate(n.slot_src)]
+        n.advance = Signal()
+        n.take = Signal()
         # Pacing: the last beat of a row group is taken at least ``emitter_cycles`` cycles
         # after the previous group's, so that the emitter has made room for its rows when
         # the result leaves the MVU (the MVU never stalls; the cycle model stays exact).
-        paced = Signal()
+        n.paced = Signal()
         spacing = {kind: emitter_cycles(kind, P, P) for kind in ("gates", "proj", "head")}
         last_spacing = {mx.kind: emitter_cycles(mx.kind, P, mx.last_group_rows)
                         for mx in layout.matrices}  # fmt: skip
@@ -494,311 +486,273 @@ class LSTMAccelerator(wiring.Component):
         if longest > 1:
             gap = Signal(range(longest))  # cycles until the next group's last beat may go
             gap_load = Signal.like(gap)
-            with m.Switch(fetch.kind):
+            with m.Switch(n.fetch.kind):
                 for kind, code in _KIND_CODES.items():
                     if kind in last_spacing:
                         with m.Case(code):
                             m.d.comb += gap_load.eq(
-                                Mux(beat.end, last_spacing[kind], spacing[kind]) - 1
+                                Mux(n.beat.end, last_spacing[kind], spacing[kind]) - 1
                             )
-            m.d.comb += paced.eq(beat.last & (gap != 0))
-            with m.If(take & beat.last):
+            m.d.comb += n.paced.eq(n.beat.last & (gap != 0))
+            with m.If(n.take & n.beat.last):
                 m.d.sync += gap.eq(gap_load)
             with m.Elif(gap != 0):
                 m.d.sync += gap.eq(gap - 1)
+
+    def _stage(self, m, n):
+        """Fetch: take beats, read the vector elements, feed the matrix-vector unit."""
+        S = n.S
         m.d.comb += [
-            advance.eq(~st_valid | mvu.i.ready),
-            wmem.o.ready.eq(computing & advance & dep_ok & ~paced),
-            take.eq(wmem.o.valid & wmem.o.ready),
-            fetch.advance.eq(take & beat.end),
+            n.advance.eq(~n.st_valid | n.mvu.i.ready),
+            n.wmem.o.ready.eq(n.computing & n.advance & n.dep_ok & ~n.paced),
+            n.take.eq(n.wmem.o.valid & n.wmem.o.ready),
+            n.fetch.advance.eq(n.take & n.beat.end),
         ]
-        with m.If(advance):
-            m.d.sync += [st_valid.eq(take), st.eq(beat)]
-            m.d.sync += [reg.eq(src) for reg, src in zip(st_srcs, slot_src, strict=True)]
+        with m.If(n.advance):
+            m.d.sync += [n.st_valid.eq(n.take), n.st.eq(n.beat)]
+            m.d.sync += [reg.eq(src) for reg, src in zip(n.st_srcs, n.slot_src, strict=True)]
         vectors = []
         for slot in range(S):
             # (slot 0's obuf ports are shared with the drain: enabled below)
-            ports = [x_rs[slot], m_rs[slot], h0_rs[slot]]
-            ports += [bank_ports[slot] for bank_ports in o_rs] if slot else []
-            m.d.comb += [port.en.eq(advance) for port in ports if port is not None]
-            vector = Signal(signed(vec_bits), name=f"vector{slot}")
-            with m.Switch(st_srcs[slot]):
+            ports = [n.x_rs[slot], n.m_rs[slot], n.h0_rs[slot]]
+            ports += [bank_ports[slot] for bank_ports in n.o_rs] if slot else []
+            m.d.comb += [port.en.eq(n.advance) for port in ports if port is not None]
+            vector = Signal(signed(n.vec_bits), name=f"vector{slot}")
+            with m.Switch(n.st_srcs[slot]):
                 with m.Case(_SRC_X):
-                    m.d.comb += vector.eq(x_rs[slot].data)
-                for b, bank_ports in enumerate(o_rs):
+                    m.d.comb += vector.eq(n.x_rs[slot].data)
+                for b, bank_ports in enumerate(n.o_rs):
                     with m.Case(_SRC_O0 + b):
                         m.d.comb += vector.eq(bank_ports[slot].data)
-                if m_rs[slot] is not None:
+                if n.m_rs[slot] is not None:
                     with m.Case(_SRC_M):
-                        m.d.comb += vector.eq(m_rs[slot].data)
-                if h0_rs[slot] is not None:
+                        m.d.comb += vector.eq(n.m_rs[slot].data)
+                if n.h0_rs[slot] is not None:
                     with m.Case(_SRC_H0):
-                        m.d.comb += vector.eq(h0_rs[slot].data)
+                        m.d.comb += vector.eq(n.h0_rs[slot].data)
                 with m.Default():
                     m.d.comb += vector.eq(0)
             vectors.append(vector)
-        mi = mvu.i.payload
+        mi = n.mvu.i.payload
         m.d.comb += [
-            mvu.i.valid.eq(st_valid),
-            mi.weights.eq(st.weights),
-            mi.bias.eq(st.bias),
-            mi.shift_sel.eq(st.shift_sel),
-            mi.target_sel.eq(st.target_sel),
-            mi.first.eq(st.first),
-            mi.last.eq(st.last),
+            n.mvu.i.valid.eq(n.st_valid),
+            mi.weights.eq(n.st.weights),
+            mi.bias.eq(n.st.bias),
+            mi.shift_sel.eq(n.st.shift_sel),
+            mi.target_sel.eq(n.st.target_sel),
+            mi.first.eq(n.st.first),
+            mi.last.eq(n.st.last),
             mi.vector.eq(vectors[0] if S == 1 else Cat(*vectors)),
         ]
 
+    def _post(self, m, n):
+        """Regroup MVU rows into units (activations, cell, write addresses alongside) or rows."""
+        D, DHo, H, Ho, LD, P, has_proj, out_rows = (
+            n.D,
+            n.DHo,
+            n.H,
+            n.Ho,
+            n.LD,
+            n.P,
+            n.has_proj,
+            n.out_rows,
+        )
         # ---- post: regroup MVU rows into hidden units (gates) or single rows -----------------
-        # A row buffer row0 .. row{cap-1} holds the MVU rows not yet emitted, oldest first.
-        # Gate rows are unit-major, so a group of P rows may end inside a hidden unit: up to
-        # ``spare = 4 - gcd(P, 4)`` rows of a partly received unit wait for the next group
-        # (``cap = P + spare``; for P a multiple of 4 no unit straddles two groups). A unit
-        # (4 rows) leaves per cycle when 4 rows are buffered; a projection/head row leaves
-        # per cycle, and the last row of an item takes the group's padding rows with it. An
-        # MVU beat is taken when its P rows fit after this cycle's departure. The fetch stage
-        # paces the groups (see ``emitter_cycles``) so that the MVU never waits here.
-        out_bits = mvu.o.payload.data.shape().elem_shape.width
-        spare = 4 - math.gcd(P, 4)
-        cap = P + spare
-        rowbuf = [Signal(signed(out_bits), name=f"row{e}") for e in range(cap)]
-        count = Signal(range(cap + 1))  # rows buffered
-        pads = {  # padding rows of the last group of a projection / head item
-            _KIND_CODES[mx.kind]: mx.padded_rows - mx.rows
-            for mx in layout.matrices
-            if mx.kind != "gates"
-        }
-        # padding rows of a gates item's last group (4H rows in every layer and direction):
-        # they arrive with the last unit and leave with it
-        gate_pad = layout.matrices[0].padded_rows - layout.matrices[0].rows
-        j = Signal(range(max(H, out_rows, Ho, 1) + 1))  # unit or row index within the item
-        rows = Signal(range(max(Ho, out_rows, 1) + 1))
-        m.d.comb += rows.eq(Mux(post.kind == KIND_PROJ, Ho, max(out_rows, 1)))
-        gate_valid, row_valid = Signal(), Signal()
+        # The fetch stage paces the row groups (``emitter_cycles``), so the MVU never waits.
+        out_bits = n.mvu.o.payload.data.shape().elem_shape.width
+        m.submodules.regroup = n.regroup = GateRegrouper(
+            lanes=P, hidden_size=H, proj_rows=Ho if has_proj else 0, head_rows=out_rows,
+            bits=out_bits,
+        )  # fmt: skip
         m.d.comb += [
-            gate_valid.eq((count >= 4) & (post.kind == KIND_GATES) & computing),
-            row_valid.eq((count >= 1) & (post.kind != KIND_GATES) & computing),
+            n.regroup.kind.eq(n.post.kind),
+            n.regroup.enable.eq(n.computing),
+            n.regroup.i.valid.eq(n.mvu.o.valid),
+            n.regroup.i.payload.eq(n.mvu.o.payload.data),
+            n.mvu.o.ready.eq(n.regroup.i.ready),
+            n.post.advance.eq(n.regroup.item_end),
         ]
+        n.j = n.regroup.unit.payload.index  # unit or row index within the item (one counter)
         # gates: one hidden unit (i, f, g, o) per cycle
         c_addr_w = Signal(range(max(2, LD * H)))
         fifo_a = SyncFIFOBuffered(width=len(c_addr_w) + 1, depth=_SIDEBAND_DEPTH)
         m.submodules.sideband_cell = fifo_a
         zero_c = Signal()
         m.d.comb += [
-            c_addr_w.eq((post.layer * D + post.direction) * H + j),
-            zero_c.eq(post.first_step & (not self._initial_state)),
+            c_addr_w.eq((n.post.layer * D + n.post.direction) * H + n.j),
+            zero_c.eq(n.post.first_step & (not self._initial_state)),
         ]
-        o_addr_w = Signal.like(o_addr)
-        hn_addr_w = Signal(range(max(2, LD * Ho)))
+        n.o_addr_w = Signal.like(n.o_addr)
+        n.hn_addr_w = Signal(range(max(2, LD * Ho)))
         m.d.comb += [
-            o_addr_w.eq(post.t * DHo + post.direction * Ho + j),
-            hn_addr_w.eq(post.layer * DHo + post.direction * Ho + j),
+            n.o_addr_w.eq(n.post.t * DHo + n.post.direction * Ho + n.j),
+            n.hn_addr_w.eq(n.post.layer * DHo + n.post.direction * Ho + n.j),
         ]
-        wb_fields = [c_addr_w, j, o_addr_w, hn_addr_w, post.layer[0], post.last_step, Signal()]
-        item_last_w = wb_fields[-1]
-        m.d.comb += item_last_w.eq(j == H - 1)
-        wb_width = sum(len(s) for s in wb_fields)
-        m.submodules.sideband_write = fifo_b = SyncFIFOBuffered(
+        n.wb_fields = [
+            c_addr_w,
+            n.j,
+            n.o_addr_w,
+            n.hn_addr_w,
+            n.post.layer[0],
+            n.post.last_step,
+            Signal(),
+        ]
+        item_last_w = n.wb_fields[-1]
+        m.d.comb += item_last_w.eq(n.j == H - 1)
+        wb_width = sum(len(s) for s in n.wb_fields)
+        m.submodules.sideband_write = n.fifo_b = SyncFIFOBuffered(
             width=wb_width, depth=_SIDEBAND_DEPTH
         )
         gate_fire = Signal()
         m.d.comb += [
-            act.i.valid.eq(gate_valid & fifo_a.w_rdy & fifo_b.w_rdy),
-            gate_fire.eq(act.i.valid & act.i.ready),
+            n.act.i.valid.eq(n.regroup.unit.valid & fifo_a.w_rdy & n.fifo_b.w_rdy),
+            n.regroup.unit.ready.eq(n.act.i.ready & fifo_a.w_rdy & n.fifo_b.w_rdy),
+            gate_fire.eq(n.act.i.valid & n.act.i.ready),
             fifo_a.w_en.eq(gate_fire),
             fifo_a.w_data.eq(Cat(c_addr_w, zero_c)),
-            fifo_b.w_en.eq(gate_fire),
+            n.fifo_b.w_en.eq(gate_fire),
         ]
-        m.d.comb += fifo_b.w_data.eq(Cat(*wb_fields))
-        # The next unit is always row0..row3 (the buffer shifts down as rows leave): the
-        # activation inputs come straight from flip-flops, off the critical path.
-        m.d.comb += [act.i.payload[g].eq(rowbuf[g]) for g in range(4)]
-        # projection / head: one row per cycle, written directly, from row0
-        row_data = Signal(signed(out_bits))
-        row_end = Signal()
-        direct_en = Signal()
-        m.d.comb += [
-            row_data.eq(rowbuf[0]),
-            direct_en.eq(row_valid),
-            row_end.eq(row_valid & (j == rows - 1)),
-        ]
-        with m.If(gate_fire):
-            with m.If(j == H - 1):
-                m.d.sync += j.eq(0)
-                m.d.comb += post.advance.eq(1)
-            with m.Else():
-                m.d.sync += j.eq(j + 1)
-        with m.If(row_valid):
-            with m.If(row_end):
-                m.d.sync += j.eq(0)
-                m.d.comb += post.advance.eq(1)
-            with m.Else():
-                m.d.sync += j.eq(j + 1)
-        # departures this cycle: (condition, rows); at most one holds
-        unit_end = Signal()
-        m.d.comb += unit_end.eq(gate_fire & (j == H - 1))
-        departures = {4: [gate_fire & ~unit_end] if gate_pad else [gate_fire]}
-        if gate_pad:
-            departures.setdefault(4 + gate_pad, []).append(unit_end)
-        departures.setdefault(1, []).append(row_valid & ~row_end)
-        for kind, pad in pads.items():
-            departures.setdefault(1 + pad, []).append(row_end & (post.kind == kind))
-        if not pads:
-            departures[1].append(row_end)
-        leave = []
-        for rows_out, conditions in sorted(departures.items()):
-            cond = Signal(name=f"leave{rows_out}")
-            m.d.comb += cond.eq(Cat(*conditions).any())
-            leave.append((rows_out, cond))
-        keep = Signal(range(cap + 1))  # rows still buffered after this cycle's departure
-        m.d.comb += keep.eq(count)
-        for rows_out, cond in leave:
-            with m.If(cond):
-                m.d.comb += keep.eq(count - rows_out)
-        accept_beat = Signal()
-        m.d.comb += [
-            mvu.o.ready.eq(keep <= spare),
-            accept_beat.eq(mvu.o.valid & mvu.o.ready),
-        ]
-        m.d.sync += count.eq(keep + Mux(accept_beat, P, 0))
-        data_in = mvu.o.payload.data
-        for k in range(cap):
-            with m.If(accept_beat & (keep <= k)):  # the new beat's rows go behind the kept ones
-                offsets = range(max(0, k - P + 1), min(k, spare) + 1)
-                if len(offsets) == 1:
-                    m.d.sync += rowbuf[k].eq(data_in[k - offsets[0]])
-                else:
-                    with m.Switch(keep):
-                        for off in offsets:
-                            with m.Case(off):
-                                m.d.sync += rowbuf[k].eq(data_in[k - off])
-            for rows_out, cond in leave:
-                if k + rows_out < cap:
-                    with m.Elif(cond):
-                        m.d.sync += rowbuf[k].eq(rowbuf[k + rows_out])
+        m.d.comb += n.fifo_b.w_data.eq(Cat(*n.wb_fields))
+        m.d.comb += [n.act.i.payload[g].eq(n.regroup.unit.payload.rows[g]) for g in range(4)]
+        # projection / head: one row per cycle, written directly
+        n.row_data = n.regroup.row.payload.data
+        n.direct_en = Signal()
+        m.d.comb += [n.regroup.row.ready.eq(1), n.direct_en.eq(n.regroup.row.valid)]
 
         # ---- cell input: activations + c_prev ------------------------------------------------
         a_c_addr = fifo_a.r_data[: len(c_addr_w)]
         a_zero = fifo_a.r_data[len(c_addr_w)]
-        m.d.comb += c_r.addr.eq(a_c_addr)
-        ci = cell.i.payload
+        m.d.comb += n.c_r.addr.eq(a_c_addr)
+        ci = n.cell.i.payload
         m.d.comb += [
-            cell.i.valid.eq(act.o.valid & fifo_a.r_rdy),
-            ci.i.eq(act.o.payload[0]),
-            ci.f.eq(act.o.payload[1]),
-            ci.g.eq(act.o.payload[2]),
-            ci.o.eq(act.o.payload[3]),
-            ci.c_prev.eq(Mux(a_zero, 0, c_r.data)),
-            act.o.ready.eq(cell.i.ready & fifo_a.r_rdy),
-            fifo_a.r_en.eq(cell.i.valid & cell.i.ready),
+            n.cell.i.valid.eq(n.act.o.valid & fifo_a.r_rdy),
+            ci.i.eq(n.act.o.payload[0]),
+            ci.f.eq(n.act.o.payload[1]),
+            ci.g.eq(n.act.o.payload[2]),
+            ci.o.eq(n.act.o.payload[3]),
+            ci.c_prev.eq(Mux(a_zero, 0, n.c_r.data)),
+            n.act.o.ready.eq(n.cell.i.ready & fifo_a.r_rdy),
+            fifo_a.r_en.eq(n.cell.i.valid & n.cell.i.ready),
         ]
 
+    def _write_back(self, m, n):
+        """Store ``c``, ``m``/``h``, ``h_n`` and head rows; advance the write-back cursor."""
+        has_proj, head, out_rows = n.has_proj, n.head, n.out_rows
         # ---- write-back ------------------------------------------------------------------------
         fields, offset = {}, 0
         for name, sig in zip(
             ("c_addr", "j", "o_addr", "hn_addr", "bank", "last_step", "item_last"),
-            wb_fields,
+            n.wb_fields,
             strict=True,
         ):
-            fields[name] = fifo_b.r_data[offset : offset + len(sig)]
+            fields[name] = n.fifo_b.r_data[offset : offset + len(sig)]
             offset += len(sig)
         gate_write = Signal()
         m.d.comb += [
-            cell.o.ready.eq(1),
-            gate_write.eq(cell.o.valid & fifo_b.r_rdy),
-            fifo_b.r_en.eq(gate_write),
+            n.cell.o.ready.eq(1),
+            gate_write.eq(n.cell.o.valid & n.fifo_b.r_rdy),
+            n.fifo_b.r_en.eq(gate_write),
         ]
-        cm = cell.o.payload
+        cm = n.cell.o.payload
         with m.If(gate_write):
-            m.d.comb += [c_w.addr.eq(fields["c_addr"]), c_w.data.eq(cm.c), c_w.en.eq(1)]
+            m.d.comb += [n.c_w.addr.eq(fields["c_addr"]), n.c_w.data.eq(cm.c), n.c_w.en.eq(1)]
             if has_proj:
-                m.d.comb += [m_w.addr.eq(fields["j"]), m_w.data.eq(cm.m), m_w.en.eq(1)]
+                m.d.comb += [n.m_w.addr.eq(fields["j"]), n.m_w.data.eq(cm.m), n.m_w.en.eq(1)]
             else:
-                for b, port in enumerate(o_w):
+                for b, port in enumerate(n.o_w):
                     with m.If(fields["bank"] == b):
                         m.d.comb += [
                             port.addr.eq(fields["o_addr"]),
                             port.data.eq(cm.m),
                             port.en.eq(1),
                         ]
-                if hn_w is not None:
+                if n.hn_w is not None:
                     with m.If(fields["last_step"]):
                         m.d.comb += [
-                            hn_w.addr.eq(fields["hn_addr"]),
-                            hn_w.data.eq(cm.m),
-                            hn_w.en.eq(1),
+                            n.hn_w.addr.eq(fields["hn_addr"]),
+                            n.hn_w.data.eq(cm.m),
+                            n.hn_w.en.eq(1),
                         ]
             with m.If(fields["item_last"]):
-                m.d.comb += wb.advance.eq(1)
-        with m.Elif(load_c_en):
-            m.d.comb += [c_w.addr.eq(load_c_addr), c_w.data.eq(self.s_axis_tdata), c_w.en.eq(1)]
-        with m.If(direct_en):
-            with m.If(j == rows - 1):
-                m.d.comb += wb.advance.eq(1)
-            with m.If(post.kind == KIND_PROJ):
-                for b, port in enumerate(o_w):
-                    with m.If(post.layer[0] == b):
-                        m.d.comb += [port.addr.eq(o_addr_w), port.data.eq(row_data), port.en.eq(1)]
-                if hn_w is not None:
-                    with m.If(post.last_step):
-                        m.d.comb += [hn_w.addr.eq(hn_addr_w), hn_w.data.eq(row_data), hn_w.en.eq(1)]
-            if hd_w is not None:
-                with m.If(post.kind == KIND_HEAD):
-                    addr = post.t * out_rows + j if head.mode == "all" else j
-                    m.d.comb += [hd_w.addr.eq(addr), hd_w.data.eq(row_data), hd_w.en.eq(1)]
+                m.d.comb += n.wb.advance.eq(1)
+        if n.n_c0:
+            with m.Elif(n.loader.c_w.en):  # c0 (LOAD phase only, when nothing is written back)
+                m.d.comb += [
+                    n.c_w.addr.eq(n.loader.c_w.addr),
+                    n.c_w.data.eq(n.loader.c_w.data),
+                    n.c_w.en.eq(1),
+                ]
+        with m.If(n.direct_en):
+            with m.If(n.regroup.item_end):
+                m.d.comb += n.wb.advance.eq(1)
+            with m.If(n.post.kind == KIND_PROJ):
+                for b, port in enumerate(n.o_w):
+                    with m.If(n.post.layer[0] == b):
+                        m.d.comb += [
+                            port.addr.eq(n.o_addr_w),
+                            port.data.eq(n.row_data),
+                            port.en.eq(1),
+                        ]
+                if n.hn_w is not None:
+                    with m.If(n.post.last_step):
+                        m.d.comb += [
+                            n.hn_w.addr.eq(n.hn_addr_w),
+                            n.hn_w.data.eq(n.row_data),
+                            n.hn_w.en.eq(1),
+                        ]
+            if n.hd_w is not None:
+                with m.If(n.post.kind == KIND_HEAD):
+                    addr = n.post.t * out_rows + n.j if head.mode == "all" else n.j
+                    m.d.comb += [n.hd_w.addr.eq(addr), n.hd_w.data.eq(n.row_data), n.hd_w.en.eq(1)]
 
+    def _drain(self, m, n):
+        """DRAIN: the result drain on ``m_axis`` (sharing the top ``obuf``'s slot-0 port)."""
+        DHo, H, Ho, L, LD, Tmax, f, head, out_rows = (
+            n.DHo,
+            n.H,
+            n.Ho,
+            n.L,
+            n.LD,
+            n.Tmax,
+            n.f,
+            n.head,
+            n.out_rows,
+        )
         # ---- DRAIN: results → m_axis -----------------------------------------------------------
-        regions = []  # (read port, element count)
+        regions, region_ports = [], []  # (Region, the buffer's read port)
         if head is not None:
-            regions.append((hd_r, T * out_rows if head.mode == "all" else Const(out_rows)))
+            per_step = out_rows if head.mode == "all" else 0
+            regions.append(Region("headbuf", f["head_out"].bits, n.plan["headbuf"][1],
+                                  per_step=per_step, fixed=out_rows - per_step))  # fmt: skip
+            region_ports.append(n.hd_r)
         else:
-            regions.append((o_r[(L - 1) % 2], T * DHo))
+            top = f"obuf{(L - 1) % 2}"
+            regions.append(Region("obuf", f["hidden"].bits, n.plan[top][1], per_step=DHo))
+            region_ports.append(None)  # slot 0's fetch port, shared: below
         if self._with_states:
-            regions += [(hn_r, Const(LD * Ho)), (c_rd, Const(LD * H))]
-        region = Signal(range(len(regions) + 1))
-        elem = Signal(range(max(2, Tmax * max(DHo, out_rows, 1), LD * max(H, Ho)) + 1))
-        out_valid, out_last = Signal(), Signal()
-        out_region = Signal.like(region)
-        d_adv = Signal()
-        d_issue = Signal()
-        count = Signal.like(elem)
-        with m.Switch(region):
-            for index, (_, n) in enumerate(regions):
-                with m.Case(index):
-                    m.d.comb += count.eq(n)
-        final = Signal()
-        m.d.comb += [
-            d_adv.eq(~out_valid | self.m_axis_tready),
-            d_issue.eq(draining & (region < len(regions))),
-            final.eq((region == len(regions) - 1) & (elem == count - 1)),
-        ]
-        with m.If(d_adv):
-            m.d.sync += [out_valid.eq(d_issue), out_region.eq(region), out_last.eq(final)]
-            with m.If(d_issue):
-                with m.If(elem == count - 1):
-                    m.d.sync += [elem.eq(0), region.eq(region + 1)]
-                with m.Else():
-                    m.d.sync += elem.eq(elem + 1)
-        with m.If(phase == LOAD):
-            m.d.sync += [region.eq(0), elem.eq(0)]
-        for port, _ in regions:
-            if port is c_rd:
-                m.d.comb += [port.addr.eq(elem), port.en.eq(d_adv)]
-        for port in o_r:
-            m.d.comb += [
-                port.addr.eq(Mux(draining, elem, o_addr)),
-                port.en.eq(Mux(draining, d_adv, advance)),
-            ]
-        for port in (hn_r, hd_r):
+            regions += [Region("hnbuf", f["hidden"].bits, LD * Ho, fixed=LD * Ho),
+                        Region("cmem", f["cell"].bits, LD * H, fixed=LD * H)]  # fmt: skip
+            region_ports += [n.hn_r, n.c_rd]
+        drain = ResultDrain(regions, max_seq_len=Tmax, data_bits=self._out_bits)
+        m.submodules.drain = drain
+        m.d.comb += [drain.enable.eq(n.draining), drain.T.eq(n.T)]
+        for r, port in zip(regions, region_ports, strict=True):
             if port is not None:
-                m.d.comb += [port.addr.eq(elem), port.en.eq(d_adv)]
-        with m.Switch(out_region):
-            for index, (port, _) in enumerate(regions):
-                with m.Case(index):
-                    m.d.comb += self.m_axis_tdata.eq(port.data)
+                wiring.connect(m, getattr(drain, r.name), port)
+        # the obuf slot-0 read ports serve the fetch stage, and the drain while draining
+        shared = drain.obuf if head is None else None
+        for index, port in enumerate(n.o_r):
+            drained = shared is not None and index == (L - 1) % 2
+            m.d.comb += [
+                port.addr.eq(Mux(n.draining, shared.addr, n.o_addr) if drained else n.o_addr),
+                port.en.eq(Mux(n.draining, shared.en, n.advance) if drained else n.advance),
+            ]
+            if drained:
+                m.d.comb += shared.data.eq(port.data)
         m.d.comb += [
-            self.m_axis_tvalid.eq(out_valid),
-            self.m_axis_tlast.eq(out_last),
-            drain_done.eq(out_valid & self.m_axis_tready & out_last),
+            self.m_axis_tdata.eq(drain.o.payload.data),
+            self.m_axis_tlast.eq(drain.o.payload.last),
+            self.m_axis_tvalid.eq(drain.o.valid),
+            drain.o.ready.eq(self.m_axis_tready),
+            n.drain_done.eq(drain.done),
         ]
-        return m

@@ -36,6 +36,7 @@ __all__ = [
     "Segment",
     "Target",
     "WeightLayout",
+    "at_least",
     "pack",
     "select_bits",
     "unit_major",
@@ -120,6 +121,14 @@ def unit_major(rows: np.ndarray, hidden_size: int) -> np.ndarray:
     H = hidden_size
     order = (np.arange(4)[None, :] * H + np.arange(H)[:, None]).reshape(-1)
     return np.asarray(rows)[order]
+
+
+def at_least(name: str, value, low: int) -> int:
+    """``value`` if it is an integer (not a bool) ``>= low``, else ``ValueError`` in the
+    usual shape (the parameter check of the accelerator's components)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, not {value!r}")
+    return value
 
 
 def select_bits(count: int) -> int:

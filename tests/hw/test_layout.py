@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from mvu_streams import make_model
 
-from lstmfpga.hw.layout import Target, WeightLayout, pack, select_bits, unit_major
+from lstmfpga.hw.layout import Target, WeightLayout, at_least, pack, select_bits, unit_major
 
 MODELS = {
     "plain": {"input_size": 3, "hidden_size": 3, "head": 0},
@@ -147,6 +147,13 @@ def test_pack():
     assert len(layout.packed_biases()) == layout.bias_depth
     with pytest.raises(ValueError, match=r"^words must be a 2-D array, not 1-D$"):
         pack(np.zeros(3), 4)
+
+
+def test_at_least():
+    assert at_least("n", 3, 1) == 3 and at_least("n", 0, 0) == 0
+    for bad in (0, True, 2.0, "4"):
+        with pytest.raises(ValueError, match=rf"^n must be an integer >= 1, not {bad!r}$"):
+            at_least("n", bad, 1)
 
 
 def test_select_bits():

@@ -1,0 +1,208 @@
+"""The gate regrouper: matrix-vector results, P rows at a time, into hidden units or rows.
+
+:class:`GateRegrouper` sits behind the :class:`~.mvu.MatrixVectorUnit` of
+:class:`~.accelerator.LSTMAccelerator`. A ``gates`` item's rows are unit-major (``i_j, f_j,
+g_j, o_j``, ``docs/memory.md``), so every 4 rows are one hidden unit, which may straddle two
+row groups; a ``proj`` or ``head`` item's rows leave one by one. The padding rows of an
+item's last row group (``groups * P - rows`` of them) are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+
+from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layout import at_least
+from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ
+
+__all__ = ["GateRegrouper", "emitter_cycles", "regroup_reference"]
+
+
+def emitter_cycles(kind: str, lanes: int, rows: int) -> int:
+    """Cycles the regrouper needs to pass on one row group's results, ``rows`` of its
+    ``lanes`` rows being real (the others are padding, dropped with the item's last unit or
+    row): a ``gates`` group completes at most ``ceil(rows / 4)`` hidden units (one per
+    cycle; a full group ``ceil(lanes / 4)``, an item's last group exactly ``ceil(rows /
+    4)``, since the gate rows of a matrix are a whole number of units); a ``proj`` or
+    ``head`` group leaves one row per cycle, ``rows`` of them. The fetch stage spaces the
+    last beats of consecutive groups by at least this much (see :mod:`.cycles`)."""
+    if kind == "gates":
+        return -(-rows // 4)
+    if kind in ("proj", "head"):
+        return rows
+    raise ValueError(f"kind must be 'gates', 'proj' or 'head', not {kind!r}")
+
+
+class GateRegrouper(wiring.Component):
+    """Regroups row groups of ``lanes`` results into hidden units (gates) or single rows.
+
+    Parameters
+    ----------
+    lanes : int
+        ``P``, rows per input beat.
+    hidden_size : int
+        ``H``: a ``gates`` item is ``4H`` rows (``H`` units) in ``ceil(4H / P)`` beats.
+    proj_rows, head_rows : int
+        Rows of a ``proj`` / ``head`` item (0: the model has none).
+    bits : int
+        Width of a result (signed).
+
+    Members
+    -------
+    kind : ``In(range(3))``
+        ``KIND_*`` of the current item (the schedule position of the results arriving); it
+        must change only after ``item_end``.
+    enable : ``In(1)``
+        Nothing leaves while it is low (beats are still taken while they fit).
+    i : ``In(stream.Signature(ArrayLayout(signed(bits), P)))``
+        One row group: the item's rows ``g*P .. g*P + P - 1`` (padding past its last row).
+    unit : ``Out(stream.Signature(StructLayout({"rows": ArrayLayout(signed(bits), 4),
+    "index": ...})))``
+        Gates: hidden unit ``index`` (0 .. H-1), its rows ``i, f, g, o`` (from flip-flops).
+    row : ``Out(stream.Signature(StructLayout({"data": signed(bits), "index": ...})))``
+        Projection / head: row ``index`` of the item (from a flip-flop).
+    item_end : ``Out(1)``
+        The item's last unit or row is transferred in this cycle.
+
+    Timing: a beat taken in cycle ``c`` makes its first unit or row valid in cycle ``c + 1``
+    (``latency`` 1); at most one unit or one row leaves per cycle. A beat is taken (``i.ready``)
+    when its ``P`` rows fit behind the rows still buffered after this cycle's departure: the
+    buffer holds ``P + 4 - gcd(P, 4)`` rows. A group of ``r`` real rows is passed on in
+    :func:`emitter_cycles` cycles when the outputs are ready, so beats whose last rows are
+    at least that far apart never wait.
+    """
+
+    #: Cycles from a beat taken to its first unit or row valid.
+    latency = 1
+
+    def __init__(self, *, lanes: int, hidden_size: int, proj_rows: int = 0, head_rows: int = 0,
+                 bits: int):  # fmt: skip
+        self._P = at_least("lanes", lanes, 1)
+        self._H = at_least("hidden_size", hidden_size, 1)
+        self._proj_rows = at_least("proj_rows", proj_rows, 0)
+        self._head_rows = at_least("head_rows", head_rows, 0)
+        at_least("bits", bits, 1)
+        if lanes > 4 * hidden_size:
+            rows = 4 * hidden_size
+            raise ValueError(f"lanes must be in 1..{rows} (4*hidden_size), not {lanes!r}")
+        index = range(max(hidden_size, proj_rows, head_rows, 2))
+        self._unit_layout = data.StructLayout(
+            {"rows": data.ArrayLayout(signed(bits), 4), "index": index}
+        )
+        self._row_layout = data.StructLayout({"data": signed(bits), "index": index})
+        super().__init__(
+            {
+                "kind": In(range(3)),
+                "enable": In(1),
+                "i": In(stream.Signature(data.ArrayLayout(signed(bits), lanes))),
+                "unit": Out(stream.Signature(self._unit_layout)),
+                "row": Out(stream.Signature(self._row_layout)),
+                "item_end": Out(1),
+            }
+        )
+
+    def _pad(self, rows: int) -> int:
+        """Padding rows of an item of ``rows`` rows."""
+        return -(-rows // self._P) * self._P - rows
+
+    def elaborate(self, platform):
+        m = Module()
+        P, H = self._P, self._H
+        bits = self.i.payload.shape().elem_shape.width
+        # rowbuf[0 .. cap-1] holds the rows not yet passed on, oldest first. A group may end
+        # inside a unit: up to ``spare`` rows of a partly received unit wait for the next.
+        spare = 4 - math.gcd(P, 4)
+        cap = P + spare
+        rowbuf = [Signal(signed(bits), name=f"row{e}") for e in range(cap)]
+        count = Signal(range(cap + 1))  # rows buffered
+        j = Signal(range(max(H, self._proj_rows, self._head_rows, 1) + 1))  # unit/row index
+        row_kinds = {
+            code: n for code, n in ((KIND_PROJ, self._proj_rows), (KIND_HEAD, self._head_rows)) if n
+        }
+        rows = Signal(range(max(self._proj_rows, self._head_rows, 1) + 1))
+        m.d.comb += rows.eq(max(self._head_rows, 1))
+        if self._proj_rows:
+            with m.If(self.kind == KIND_PROJ):
+                m.d.comb += rows.eq(self._proj_rows)
+
+        unit_fire, row_fire, unit_end, row_end = Signal(), Signal(), Signal(), Signal()
+        m.d.comb += [
+            self.unit.valid.eq((count >= 4) & (self.kind == KIND_GATES) & self.enable),
+            self.row.valid.eq((count >= 1) & (self.kind != KIND_GATES) & self.enable),
+            unit_fire.eq(self.unit.valid & self.unit.ready),
+            row_fire.eq(self.row.valid & self.row.ready),
+            unit_end.eq(unit_fire & (j == H - 1)),
+            row_end.eq(row_fire & (j == rows - 1)),
+            self.item_end.eq(unit_end | row_end),
+            self.unit.payload.index.eq(j),
+            self.row.payload.index.eq(j),
+            self.row.payload.data.eq(rowbuf[0]),
+        ]
+        # the next unit is always rowbuf[0..3] (the buffer shifts down as rows leave)
+        m.d.comb += [self.unit.payload.rows[g].eq(rowbuf[g]) for g in range(4)]
+        with m.If(self.item_end):
+            m.d.sync += j.eq(0)
+        with m.Elif(unit_fire | row_fire):
+            m.d.sync += j.eq(j + 1)
+
+        # departures this cycle: {rows leaving: [conditions]}; at most one condition holds.
+        # An item's last unit or row takes its group's padding rows with it.
+        gate_pad = self._pad(4 * H)
+        departures = {4: [unit_fire & ~unit_end] if gate_pad else [unit_fire]}
+        if gate_pad:
+            departures.setdefault(4 + gate_pad, []).append(unit_end)
+        departures.setdefault(1, []).append(row_fire & ~row_end)
+        for code, n in row_kinds.items():
+            departures.setdefault(1 + self._pad(n), []).append(row_end & (self.kind == code))
+        if not row_kinds:
+            departures[1].append(row_end)
+        leave = []
+        for rows_out, conditions in sorted(departures.items()):
+            cond = Signal(name=f"leave{rows_out}")
+            m.d.comb += cond.eq(Cat(*conditions).any())
+            leave.append((rows_out, cond))
+        keep = Signal(range(cap + 1))  # rows still buffered after this cycle's departure
+        m.d.comb += keep.eq(count)
+        for rows_out, cond in leave:
+            with m.If(cond):
+                m.d.comb += keep.eq(count - rows_out)
+        take = Signal()
+        m.d.comb += [self.i.ready.eq(keep <= spare), take.eq(self.i.valid & self.i.ready)]
+        m.d.sync += count.eq(keep + take * P)
+        for k in range(cap):
+            with m.If(take & (keep <= k)):  # the new beat's rows go behind the kept ones
+                offsets = range(max(0, k - P + 1), min(k, spare) + 1)
+                if len(offsets) == 1:
+                    m.d.sync += rowbuf[k].eq(self.i.payload[k - offsets[0]])
+                else:
+                    with m.Switch(keep):
+                        for off in offsets:
+                            with m.Case(off):
+                                m.d.sync += rowbuf[k].eq(self.i.payload[k - off])
+            for rows_out, cond in leave:
+                if k + rows_out < cap:
+                    with m.Elif(cond):
+                        m.d.sync += rowbuf[k].eq(rowbuf[k + rows_out])
+        return m
+
+
+def regroup_reference(items, *, hidden_size: int, proj_rows: int = 0, head_rows: int = 0):
+    """What :class:`GateRegrouper` passes on for ``items``, a list of ``(kind, rows)`` with
+    ``rows`` an item's real result rows (``4H`` unit-major for ``KIND_GATES``): a list of
+    ``("unit", index, (i, f, g, o))`` and ``("row", index, value)``, in order."""
+    out = []
+    for kind, rows in items:
+        rows = [int(r) for r in rows]
+        if kind == KIND_GATES:
+            if len(rows) != 4 * hidden_size:
+                raise ValueError(f"a gates item must have {4 * hidden_size} rows, not {len(rows)}")
+            out += [("unit", j, tuple(rows[4 * j : 4 * j + 4])) for j in range(hidden_size)]
+        else:
+            want = proj_rows if kind == KIND_PROJ else head_rows
+            if len(rows) != want:
+                raise ValueError(f"a kind {kind} item must have {want} rows, not {len(rows)}")
+            out += [("row", j, value) for j, value in enumerate(rows)]
+    return out
