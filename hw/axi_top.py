@@ -29,7 +29,6 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..export import files
-from ..quant.given_formats import tensor_formats
 from . import verilog
 from .accelerator import LSTMAccelerator
 from .register_map import (
@@ -148,8 +147,6 @@ def axi_manifest(accelerator: LSTMAccelerator, name: str = "lstm_axi") -> dict:
     rest (the ``ID`` register's value)."""
     q = accelerator.model
     info = verilog.manifest(accelerator, name)
-    info["quantization"] = {"rounding": q.rounding, "overflow": q.overflow}
-    info["weight_formats"] = {n: str(f) for n, f in tensor_formats(q).items()}
     ports = [p for p in info["ports"] if p["name"] in ("clk", "rst")]
     for port_name, member in AXITop.members(accelerator).items():
         ports.append(

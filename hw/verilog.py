@@ -150,6 +150,7 @@ def _compute_cycles(cycles) -> ComputeCycles:
 def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
     """Everything a hardware user needs to integrate and budget the design (without
     ``files`` and ``memory_files``, which :func:`write_design` adds)."""
+    from ..quant.given_formats import tensor_formats
     from .cycles import CycleModel
 
     _check_name(name)
@@ -165,18 +166,7 @@ def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
         geometry=geometry,
         compute=_compute_cycles(cycles),
         ports=_ports(acc),
-        model={
-            "input_size": q.input_size,
-            "hidden_size": q.hidden_size,
-            "num_layers": q.num_layers,
-            "bidirectional": q.bidirectional,
-            "proj_size": q.proj_size,
-            "bias": q.has_bias,
-            "head": None
-            if q.head is None
-            else {"mode": q.head.mode, "out_features": q.head.out_features},
-            "preset": q.config.name,
-        },
+        model=q.geometry_dict() | {"preset": q.config.name},
         formats={role: str(fmt) for role, fmt in q.formats.items()} | {"acc": str(q.acc)},
         stream={
             "input_elements": f"{geometry.input_length(0)} + T * {q.input_size}",
@@ -188,6 +178,12 @@ def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
         memories=tuple(memories),
         ram_bits=sum(mem["width"] * mem["depth"] for mem in memories),
         multipliers=tuple(acc.multiplier_plan()),
+        extra={
+            # what a host runtime needs to quantize inputs as `predict` does, and what
+            # reloaded weights must fit (`pack-weights`, `quantize --formats-from`)
+            "quantization": {"rounding": q.rounding, "overflow": q.overflow},
+            "weight_formats": {n: str(f) for n, f in tensor_formats(q).items()},
+        },
     )
 
 

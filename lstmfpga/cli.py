@@ -37,6 +37,7 @@ COMMANDS = [
     "quantize",
     "finetune",
     "generate",
+    "pack_weights",
     "simulate",
     "report",
     "compare",

@@ -1,4 +1,5 @@
-"""``lstmfpga quantize SPEC --calib X.npy [--preset q16|w8a16] [--config FILE.toml] -o QMODEL``.
+"""``lstmfpga quantize SPEC --calib X.npy [--preset PRESET] [--config FILE.toml] -o QMODEL``
+or ``lstmfpga quantize SPEC --formats-from QMODEL0 [--calib X.npy] -o QMODEL``.
 
 Quantizes the spec directory SPEC (``lstmfpga export``) to fixed point. X is a
 ``(batch, seq, features)`` float array (``.npy``, read without pickle) of representative
@@ -6,6 +7,11 @@ inputs: the float reference runs on it and the observed ranges choose the data f
 ``--preset`` picks the base configuration (default q16); ``--config`` reads a TOML file of
 overrides (see docs/numerics.md), based on the preset it names, else on ``--preset``.
 QMODEL is a directory (created) holding ``manifest.json`` and ``tensors.npz``.
+
+``--formats-from QMODEL0`` takes every format (data, weights, accumulator) and the config of
+another qmodel instead of calibrating: a retrained model then runs on the hardware generated
+from QMODEL0 (weights reloaded, same bitstream). A weight that does not fit its format is
+refused, naming the tensor; ``--calib`` is then optional (it only reports saturation).
 
 Prints the chosen formats, the activation-table errors, and how many values saturated
 when the bit-exact golden model runs on the calibration data.
@@ -62,9 +68,15 @@ def register(subparsers) -> None:
     parser.add_argument("spec", metavar="SPEC", help="spec directory (lstmfpga export)")
     parser.add_argument(
         "--calib",
-        required=True,
         metavar="X.npy",
-        help="(batch, seq, features) float array of representative inputs",
+        help="(batch, seq, features) float array of representative inputs "
+        "(required unless --formats-from)",
+    )
+    parser.add_argument(
+        "--formats-from",
+        metavar="QMODEL",
+        help="every format (data, weights, accumulator) and the config of this qmodel: "
+        "the result runs on the hardware generated from it",
     )
     parser.add_argument(
         "--preset",
@@ -86,20 +98,36 @@ def run(args: argparse.Namespace) -> int:
     from lstmfpga.quant.model import QMODEL_FORMAT
 
     check_output_dir(args.output, "-o", QMODEL_FORMAT)
+    if args.formats_from is not None and (args.preset is not None or args.config is not None):
+        raise CLIError("--formats-from takes its qmodel's config: drop --preset and --config")
+    if args.formats_from is None and args.calib is None:
+        raise CLIError("--calib X.npy is required unless --formats-from QMODEL is given")
     spec = ModelSpec.load(args.spec)
-    calib = load_npy(args.calib, "--calib")
-    config = load_config(args.config, args.preset)
-    model = quantize(spec, calib, config)
-    _, result = golden.predict(model, calib)
+    calib = load_npy(args.calib, "--calib") if args.calib is not None else None
+    if args.formats_from is not None:
+        from lstmfpga.quant.given_formats import quantize_like
+        from lstmfpga.quant.model import QuantizedModel
+
+        reference = QuantizedModel.load(args.formats_from)
+        model = quantize_like(spec, reference, source=str(args.formats_from))
+    else:
+        model = quantize(spec, calib, load_config(args.config, args.preset))
     model.save(args.output)
     print(model.describe())
+    if calib is None:
+        print(f"formats and config from {args.formats_from} (no calibration)")
+        print(f"wrote {args.output}")
+        return 0
+    _, result = golden.predict(model, calib)
     reasons = model.calibration.get("roles", {})
     print(
         "why: "
         + ", ".join(
             f"{role}={note['format']} ({note['why']})"
             for role, note in reasons.items()
-            if isinstance(note, dict) and "why" in note
+            if isinstance(note, dict)
+            and "why" in note
+            and (role != "head_out" or model.head is not None)
         )
     )
     counts = ", ".join(f"{role}={result.saturation.get(role, 0)}" for role in _ROLES)

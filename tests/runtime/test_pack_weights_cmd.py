@@ -35,7 +35,9 @@ def made(tmp_path_factory):
     (root / "rtl").mkdir()
     (root / "rtl" / "manifest.json").write_text(json.dumps(axi_manifest(acc)))
     (root / "plain").mkdir()
-    (root / "plain" / "manifest.json").write_text(json.dumps(accelerator_manifest(acc)))
+    older = accelerator_manifest(acc)  # as written before manifests recorded weight formats
+    del older["weight_formats"]
+    (root / "plain" / "manifest.json").write_text(json.dumps(older))
     ref.save(root / "ref")
     quantize_like(random_spec(SEED, scale=0.45, **GEOMETRY), ref).save(root / "retrained")
     random_qmodel(SEED, **{**GEOMETRY, "hidden_size": 8})[1].save(root / "wide")
