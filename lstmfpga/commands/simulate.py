@@ -139,8 +139,14 @@ def run(args: argparse.Namespace) -> int:
             check_output(path, what)
     if args.waves is not None:
         check_output(args.waves, "--waves")
+        if args.sim == "amaranth" and not str(args.waves).endswith(".vcd"):
+            raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {args.waves}")
     model = QuantizedModel.load(args.qmodel)
     x = load_npy(args.inputs, "--inputs")
+    if x.ndim == 3 and max_seq_len is not None and max_seq_len < x.shape[1]:
+        raise CLIError(
+            f"--max-seq-len {max_seq_len} is shorter than the inputs' {x.shape[1]} steps"
+        )
     labels = None if args.labels is None else load_npy(args.labels, "--labels")
     h0 = c0 = None
     if args.h0c0 is not None:

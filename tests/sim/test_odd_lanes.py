@@ -1,12 +1,13 @@
 # amaranth: UnusedElaboratable=no
-"""Lane counts that are neither a divisor nor a multiple of 4, as generated Verilog in
-Verilator: lint-clean, bit-exact against the golden model with and without random
-valid/ready stalls on both streams, and cycle-exact against the cycle model.
+"""Lane counts that are not a multiple of 4, as generated Verilog in Verilator: lint-clean,
+bit-exact against the golden model with and without random valid/ready stalls on both
+streams, and cycle-exact against the cycle model.
 
-A sample of the divisor grid of ``tests/hw/test_lane_divisors.py`` (which runs every divisor
-in Amaranth's simulator): row groups straddling hidden units (P = 3, 6, 10), with a head on
-every step, a projection with a last head and initial/final states, and two bidirectional
-layers without a head.
+A sample of the lane grid of ``tests/hw/test_lane_divisors.py`` (which runs every P in
+Amaranth's simulator): row groups straddling hidden units (P = 3, 6), a P that does not
+divide 4H (P = 7 for 20 gate rows: the last row group is padded), with a head on every
+step, a projection with a last head and initial/final states, and two bidirectional layers
+without a head.
 """
 
 import shutil
@@ -28,8 +29,8 @@ CASES = {
     "H6-P3-nobias-head-all": (
         dict(input_size=2, hidden_size=6, bias=False, head="all", head_out=2), 3, 5, 3, {},
     ),
-    "H5-P10-proj-head-last-states": (
-        dict(input_size=3, hidden_size=5, proj_size=2, head="last", head_out=3), 10, 4, 3,
+    "H5-P7-padded-proj-head-last-states": (
+        dict(input_size=3, hidden_size=5, proj_size=2, head="last", head_out=3), 7, 4, 3,
         dict(with_states=True, initial_state=True),
     ),
     "H3-P6-bidir-2layers": (
