@@ -5,6 +5,9 @@ Writes into OUTDIR the top-level Verilog ``<name>.v`` (AXI4-Stream ports ``s_axi
 ``m_axis_t*``, ``clk``, synchronous ``rst``), the weight and table contents (inline, or as
 ``$readmemh`` files with ``--memories readmemh``), and ``manifest.json`` / ``manifest.md``
 (ports, formats, latency and cycle model, memory sizes, multipliers, RAM bits).
+``--top axi`` wraps the accelerator in :class:`lstmfpga.hw.axi_top.AXITop` instead (top
+``lstm_axi``: whole-byte AXI4-Stream data, an AXI4-Lite register block with ID, counters,
+sticky errors and soft reset, ``docs/registers.md``), which ``lstmfpga.runtime`` drives.
 
 Refused before the design is built: ``--lanes`` outside 1..4*hidden_size, a
 ``--simd`` outside 1..the longest matrix row,
@@ -41,7 +44,16 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--initial-state", action="store_true", help="every sequence starts with h0, c0"
     )
-    parser.add_argument("--name", default="lstm_accel", help="top module name")
+    parser.add_argument(
+        "--top",
+        choices=("stream", "axi"),
+        default="stream",
+        help="stream: the accelerator's AXI4-Stream ports (default); axi: with AXI4-Lite "
+        "registers and whole-byte streams (docs/registers.md)",
+    )
+    parser.add_argument(
+        "--name", help="top module name (default lstm_accel, or lstm_axi with --top axi)"
+    )
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR")
 
 
@@ -67,7 +79,8 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(
             f"--max-seq-len must be an integer in 1..{MAX_SEQ_LEN}, not {args.max_seq_len}"
         )
-    check_identifier(args.name, "--name")
+    name = args.name or ("lstm_axi" if args.top == "axi" else "lstm_accel")
+    check_identifier(name, "--name")
     try:
         check_output(args.output)
     except ValueError as error:
@@ -97,7 +110,12 @@ def run(args: argparse.Namespace) -> None:
     except SynthesisError:
         acc._MustUse__silence = True  # refused before elaboration: not an unused design
         raise
-    info = write_design(acc, args.output, memories=args.memories, name=args.name)
+    if args.top == "axi":
+        from lstmfpga.hw.axi_top import write_axi_design
+
+        info = write_axi_design(acc, args.output, memories=args.memories, name=name)
+    else:
+        info = write_design(acc, args.output, memories=args.memories, name=name)
     cycles = info["cycles"]
     print(
         f"{info['top']}: {info['lanes']} lanes x simd {info['simd']}, "

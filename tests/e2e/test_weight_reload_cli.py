@@ -88,3 +88,22 @@ def test_another_geometry_is_refused(tmp_path, built):
     _ok(run_cli(case, "quantize", built / "spec_d", "--calib", built / "x.npy", "-o", qd))
     result = run_cli(case, "pack-weights", qd, "--rtl", built / "rtl", "-o", case.out / "w.bin")
     assert_refused(result, case, match="hidden_size")
+
+
+def test_generate_axi_top_for_the_host_runtime(tmp_path, built):
+    import json
+
+    out = tmp_path / "axi"
+    assert main(["generate", str(built / "qa"), "--top", "axi", "--lanes", "2",
+                 "-o", str(out)]) == 0  # fmt: skip
+    info = json.loads((out / "manifest.json").read_text())
+    assert info["top"] == "lstm_axi" and "lstm_axi.v" in info["files"]
+    assert "module lstm_axi" in (out / "lstm_axi.v").read_text()
+    design = HardwareDesign.load(out)
+    assert design.design_id == info["design_id"]
+    case = Case.make(tmp_path)
+    _ok(run_cli(case, "quantize", built / "spec_b", "--formats-from", built / "qa",
+                "-o", case.out / "qb"))  # fmt: skip
+    _ok(run_cli(case, "pack-weights", case.out / "qb", "--rtl", out, "-o", case.out / "w.bin"))
+    model = QuantizedModel.load(case.out / "qb")
+    assert (case.out / "w.bin").read_bytes() == pack_weights(design, model).to_bytes()
