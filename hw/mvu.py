@@ -18,8 +18,8 @@ from amaranth.lib.wiring import In, Out
 
 from ..quant.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
 from .layout import Target, WeightLayout, select_bits
-from .pipeline import SkidOutput, adder_tree
-from .requant import requantize_offset, rounding_offset
+from .pipeline import adder_tree
+from .requant import requantize
 
 __all__ = ["MatrixVectorUnit", "mvu_latency"]
 
@@ -59,14 +59,14 @@ class MatrixVectorUnit(wiring.Component):
     vector_bits : int
         Width of a vector element (signed), ``>= 2``.
     acc : FixedFormat
-        Accumulator format (signed). Only ``acc.bits`` is used: the accumulator is one bit
-        wider (it also holds the rounding offset) and never overflows when, as quantization
-        guarantees, every complete dot product (bias included) fits ``acc``.
+        Accumulator format (signed). Only ``acc.bits`` is used: the accumulator is
+        ``acc.bits`` wide and never overflows when, as quantization guarantees, every
+        complete dot product (bias included) fits ``acc``.
     product_shifts : sequence of int
         Left shifts (``>= 0``) of ``w * v`` products into the accumulator, selected per beat
         by ``shift_sel``.
     targets : sequence of Target or ``(role, shift, fmt)``
-        Requantization targets, selected per row group by ``target_sel`` (constant over the group):
+        Requantization targets, selected per row group by ``target_sel`` on the ``last`` beat:
         ``requantize(acc, shift, fmt, rounding, overflow)`` (``shift`` may be negative).
     rounding : str
         One of :data:`~lstmfpga.quant.fixed.ROUNDING_MODES`.
@@ -85,9 +85,8 @@ class MatrixVectorUnit(wiring.Component):
         (``ArrayLayout(signed(weight_bits), P)``), ``vector`` (``signed(vector_bits)``),
         ``bias`` (``ArrayLayout(signed(acc.bits), P)``, accumulator codes; only read on
         ``first`` beats), ``shift_sel`` (index into ``product_shifts``), ``target_sel``
-        (index into ``targets``; read on ``first`` beats for the rounding offset and on
-        ``last`` beats for the requantization: constant over a row group), ``first``,
-        ``last``. A beat may be both ``first`` and ``last`` (one column).
+        (index into ``targets``; only read on ``last`` beats), ``first``, ``last``. A beat
+        may be both ``first`` and ``last`` (one column).
     o : ``Out(stream.Signature(out_layout))``
         One beat per row group, in input order. Fields: ``data``
         (``ArrayLayout(signed(out_bits), P)``, codes of the target format sign-extended to
@@ -105,12 +104,8 @@ class MatrixVectorUnit(wiring.Component):
     Timing
     ------
     Pipeline: input register (multiplier operands), product register, accumulator,
-    output register, plus a skid register beside the output (:class:`~.pipeline.SkidOutput`);
-    with ``S > 1`` an adder-tree register after the products. The accumulator (one bit wider
-    than ``acc``) starts from the bias plus the target's rounding offset, added beside the
-    multipliers, so the requantizer into the output register has no carry chain
-    (:func:`~.requant.requantize_offset`); the slowest path is the multiplier between its
-    operand and product registers. ``latency`` = 4 (5 with ``S > 1``): the result of
+    output register, plus a skid register beside the output; with ``S > 1`` an adder-tree
+    register after the products. ``latency`` = 4 (5 with ``S > 1``): the result of
     a row group whose ``last`` beat is accepted in cycle ``c`` is valid on ``o`` in cycle
     ``c + latency`` (when ``o`` has not stalled). Throughput: one beat per cycle, row groups
     back to back with no bubble (``i.ready`` stays high unless ``o`` stalls), so a matrix of
@@ -298,9 +293,9 @@ class MatrixVectorUnit(wiring.Component):
 
         # The stages advance unless the skid register holds a result: ``adv`` (and so
         # ``i.ready``) is a register output, independent of ``o.ready`` in the same cycle.
-        skid_out = SkidOutput(m, self.o, name="out")
-        adv = skid_out.advance
-        m.d.comb += self.i.ready.eq(adv)
+        adv = Signal()
+        skid_valid = Signal()
+        m.d.comb += [adv.eq(~skid_valid), self.i.ready.eq(adv)]
 
         # -- stage 1: operand registers (the multiplier's input registers) ------------------
         valid1 = Signal()
@@ -312,29 +307,15 @@ class MatrixVectorUnit(wiring.Component):
         S = self._simd
         valid2 = Signal()
         prods = [[Signal(prod_shape, name=f"prod{p}_{k}") for k in range(S)] for p in range(P)]
-        # The accumulator starts from ``bias + h``, ``h`` the target's rounding offset, so that
-        # the requantizer needs no rounding adder (:func:`~.requant.requantize_offset`); ``h``
-        # is added here, beside the multipliers. One bit wider than ``acc`` (than the largest
-        # shift, if wider) holds every ``dot product + h`` exactly.
-        acc_shape = signed(max(acc_bits, *(t.shift for t in self._targets)) + 1)
         ctrl = data.StructLayout(
-            {"bias": data.ArrayLayout(acc_shape, P),
-             **{name: self._in_layout[name].shape
-                for name in ("shift_sel", "target_sel", "first", "last")}}
+            {name: self._in_layout[name].shape
+             for name in ("bias", "shift_sel", "target_sel", "first", "last")}
         )  # fmt: skip
         s2 = Signal(ctrl)
-        offsets = [rounding_offset(t.shift, self._rounding) for t in self._targets]
-        offset1 = Signal(acc_shape, name="offset1")
-        with m.Switch(s1.target_sel):
-            for index, value in enumerate(offsets):
-                with m.Default() if index == len(offsets) - 1 else m.Case(index):
-                    m.d.comb += offset1.eq(value)
         vector = [s1.vector] if S == 1 else [s1.vector[k] for k in range(S)]
         with m.If(adv):
             m.d.sync += valid2.eq(valid1)
-            m.d.sync += [getattr(s2, name).eq(getattr(s1, name))
-                         for name in ("shift_sel", "target_sel", "first", "last")]  # fmt: skip
-            m.d.sync += [s2.bias[p].eq(s1.bias[p] + offset1) for p in range(P)]
+            m.d.sync += [getattr(s2, name).eq(getattr(s1, name)) for name in ctrl.members]
             m.d.sync += [
                 prods[p][k].eq(s1.weights[p * S + k] * vector[k])
                 for p in range(P)
@@ -342,6 +323,7 @@ class MatrixVectorUnit(wiring.Component):
             ]
 
         # -- (S > 1) stage 2b: shifted products summed by an adder tree, registered -----------
+        acc_shape = signed(acc_bits)
         sels = [s2.shift_sel] if S == 1 else [s2.shift_sel[k] for k in range(S)]
         terms = [
             adder_tree([self._shifted(m, prods[p][k], sels[k], f"{p}_{k}") for k in range(S)],
@@ -382,7 +364,7 @@ class MatrixVectorUnit(wiring.Component):
                     with m.Default() if last else m.Case(index):
                         flags = []
                         for p in range(P):
-                            code, over = requantize_offset(
+                            code, over = requantize(
                                 accs[p], target.shift, target.fmt, self._rounding, self._overflow
                             )
                             m.d.sync += out.data[p].eq(code)
@@ -390,5 +372,18 @@ class MatrixVectorUnit(wiring.Component):
                         m.d.sync += out.saturated.eq(Cat(*flags))
 
         # -- skid register: parks the output register's result while ``o`` stalls -------------
-        skid_out.drive(out_valid, out)
+        # (it copies the output register whenever it is empty: only ``skid_valid`` depends on
+        # ``o.ready``, not the enable of the data bits)
+        skid = Signal(self._out_layout)
+        with m.If(~skid_valid):
+            m.d.sync += skid.eq(out)
+            with m.If(out_valid & ~self.o.ready):
+                m.d.sync += skid_valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += skid_valid.eq(0)
+        m.d.comb += self.o.valid.eq(skid_valid | out_valid)
+        with m.If(skid_valid):  # (If/Else: no huge Mux expression in the simulator)
+            m.d.comb += self.o.payload.eq(skid)
+        with m.Else():
+            m.d.comb += self.o.payload.eq(out)
         return m
