@@ -7,6 +7,7 @@
 
 import json
 import pickle
+import re
 import shutil
 import subprocess
 
@@ -60,7 +61,8 @@ def test_commands_are_registered_in_order(capsys):
     assert COMMANDS[:3] == ["export", "info", "predict"]
     code, out, _ = run_cli(capsys, "--help")
     assert code == 0
-    listed = [line.split()[0] for line in out.splitlines() if line.startswith("    ")]
+    # a command's line is indented by 4 (its wrapped help text by more)
+    listed = [m[1] for m in re.finditer(r"^ {4}(\S+)", out, re.MULTILINE)]
     # command modules are named like the command, with _ for - (pack_weights: pack-weights)
     assert listed == [name.replace("_", "-") for name in COMMANDS]
 
