@@ -2,7 +2,8 @@
 
 For H in {16, 32, 64, 128} and P in {1, 4, 16}, plus lane counts that are not powers of two
 (H = 24 with P = 3 and 6, H = 48 with P = 6 and 12: row groups that end inside a hidden unit
-when 4 does not divide P), plus ``simd`` S > 1 points (S columns per beat, P x S
+when 4 does not divide P), lane counts that do not divide 4H (H = 20 with P = 7, H = 32 with
+P = 24 and 40: the last row group is padded), plus ``simd`` S > 1 points (S columns per beat, P x S
 multipliers; S = 3 and 5 do not divide I + H) (I = 16, one layer, no head), the step cost is
 measured as the difference of the compute cycles of sequences of 2 and 1 timesteps (each the
 median over a few sequences), and compared with ``CycleModel.step`` and with the bound
@@ -86,6 +87,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     points = [(h, p, 1) for h in (16, 32, 64, 128) for p in (1, 4, 16)]
     points += [(24, 3, 1), (24, 6, 1), (48, 6, 1), (48, 12, 1)]  # not powers of two
+    points += [(20, 7, 1), (32, 24, 1), (32, 40, 2)]  # P not dividing 4H: padded last group
     points += [(32, 8, 2), (32, 16, 4), (32, 32, 4), (64, 16, 3), (32, 32, 5)]  # simd S
     if args.smoke:
         points = [(16, 4, 2)]
@@ -106,8 +108,9 @@ def main(argv=None) -> int:
             f"Written by `{command}` ({time.perf_counter() - started:.0f} s). One layer, "
             f"I = {INPUT}, no head, q16; a step measured as compute(T=2) - compute(T=1), each "
             "the median of 3 sequences; `model` is `CycleModel.step`. The goal (H >= 32): "
-            "measured/ideal <= 1.10. Then lane counts that are not powers of two, then simd "
-            "S > 1 (P x S multipliers)."
+            "measured/ideal <= 1.10. Then lane counts that are not powers of two, lane "
+            "counts that do not divide 4H (padded last row group), then simd S > 1 "
+            "(P x S multipliers)."
         ),
         "",
         *table(rows),
