@@ -207,6 +207,19 @@ def _clear_outputs(outdir: Path, names: list[str]) -> None:
         path.unlink(missing_ok=True)
 
 
+def _abc_stop_hint(verilog: str) -> str:
+    """What to try when Yosys stopped inside ABC without a message (yowasp's WebAssembly
+    ABC9 does on some netlists): the ``$readmemh`` form of a design with inline memory
+    contents maps; a design already in that form needs another datapath (its netlist
+    changes) or a native Yosys."""
+    if "$readmemh" not in verilog:
+        return (" (Yosys stopped inside ABC without a message; write the design with "
+                "lstmfpga generate --memories readmemh and synthesize that)")  # fmt: skip
+    return (" (Yosys stopped inside ABC without a message, a known failure of its WebAssembly"
+            " build on some netlists: generate with other --lanes/--simd, or run a native"
+            " Yosys on this folder)")  # fmt: skip
+
+
 def yosys(outdir: Path, top: str, target: str, dsp: bool, progress: Progress) -> dict:
     variant = target if target != "ice40" else ("ice40" if dsp else "ice40_nodsp")
     check_identifier(top, "top")
@@ -229,10 +242,7 @@ def yosys(outdir: Path, top: str, target: str, dsp: bool, progress: Progress) ->
         last = _last_error(log)
         hint = ""
         if last.startswith("Running ABC command"):
-            # yowasp's WebAssembly ABC sometimes stops without a message on large netlists
-            # with memory contents inline; the $readmemh form of the same design maps.
-            hint = (" (Yosys stopped inside ABC without a message; write the design with "
-                    "lstmfpga generate --memories readmemh and synthesize that)")  # fmt: skip
+            hint = _abc_stop_hint((outdir / f"{top}.v").read_text(errors="replace"))
         raise SynthesisError(f"yosys failed ({target}, see {outdir / f'yosys_{variant}.log'}): "
                        f"{last}{hint}")  # fmt: skip
     cells, port_bits = _read_stat(outdir / stat, top)

@@ -149,6 +149,30 @@ def test_yosys_failure_quotes_the_error_line(tmp_path):
         synthesize(tmp_path, "xilinx")
 
 
+@pytest.mark.parametrize(
+    ("body", "advice"),
+    [
+        ("reg [15:0] rom [0:3]; initial begin rom[0] = 16'h1; end", "--memories readmemh"),
+        ('reg [15:0] rom [0:3]; initial $readmemh("rom.hex", rom);', "other --lanes/--simd"),
+    ],
+)
+def test_a_silent_stop_inside_abc_gets_advice_for_the_designs_memory_form(
+    tmp_path, monkeypatch, body, advice
+):
+    from lstmfpga.synth import tools
+
+    (tmp_path / "top.v").write_text(f"module top; {body} endmodule\n")
+    log = "3.50. Executing ABC9 pass.\nRunning ABC command: yosys-abc -s -f input.abc\n"
+
+    def stopped(tool, args, cwd, log_name, progress):  # what yowasp's ABC9 leaves behind
+        return False, log, 1.0, tool
+
+    monkeypatch.setattr(tools, "_run", stopped)
+    with pytest.raises(SynthesisError, match="Yosys stopped inside ABC without a message") as e:
+        tools.yosys(tmp_path, "top", "ecp5", False, None)
+    assert advice in str(e.value) and "\n" not in str(e.value)
+
+
 def test_device_auto_selection_order_follows_capacity():
     for target, names in AUTO_ORDER.items():
         luts = [DEVICES[target][n].luts for n in names]
