@@ -21,6 +21,7 @@ __all__ = [
     "FixedFormat",
     "FormatError",
     "bits_for_range",
+    "check_codes",
     "requantize",
     "saturate",
     "shift_round",
@@ -261,3 +262,20 @@ def bits_for_range(low: int, high: int) -> int:
     while not (-(1 << (bits - 1)) <= low and high <= (1 << (bits - 1)) - 1):
         bits += 1
     return bits
+
+
+def check_codes(
+    name: str, codes, shape: tuple, fmt: FixedFormat, error: type[Exception] = FormatError
+) -> np.ndarray:
+    """``codes`` as ``int64`` if it is an integer array of ``shape`` whose every value fits
+    ``fmt``; else ``error`` (one line naming ``name``). The check the golden model and the
+    host runtime apply to codes they are given."""
+    codes = np.asarray(codes)
+    if codes.shape != shape:
+        raise error(f"{name} must have shape {shape}, not {codes.shape}")
+    if codes.dtype.kind not in "iu":
+        raise error(f"{name} must be integer codes, not dtype {codes.dtype}")
+    codes = codes.astype(np.int64)
+    if np.any(fmt.overflows(codes)):
+        raise error(f"{name} has codes outside {fmt}")
+    return codes

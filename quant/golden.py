@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..export.spec import SpecError
-from .fixed import FixedFormat, requantize
+from .fixed import FixedFormat, check_codes, requantize
 from .model import QuantizedModel, cell_sum_bits
 
 __all__ = [
@@ -185,15 +185,7 @@ def _quantize_data(model, role, values, overflow, saturation, counter) -> np.nda
 
 
 def _check_codes(name: str, codes, shape: tuple, fmt: FixedFormat) -> np.ndarray:
-    codes = np.asarray(codes)
-    if codes.shape != shape:
-        raise SpecError(f"{name} must have shape {shape}, not {codes.shape}")
-    if codes.dtype.kind not in "iu":
-        raise SpecError(f"{name} must be integer codes, not dtype {codes.dtype}")
-    codes = codes.astype(np.int64)
-    if np.any(fmt.overflows(codes)):
-        raise SpecError(f"{name} has codes outside {fmt}")
-    return codes
+    return check_codes(name, codes, shape, fmt, SpecError)
 
 
 def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..quant.fixed import FixedFormat
+from ..quant.fixed import FixedFormat, check_codes
 from ..sim.streams import pack_inputs, unpack_outputs
 from .design import HardwareDesign, StreamError
 
@@ -124,15 +124,7 @@ def encode_inputs(design: HardwareDesign, x, h0=None, c0=None) -> BeatStream:
 
 
 def _check_codes(name: str, codes, shape: tuple, fmt: FixedFormat) -> np.ndarray:
-    codes = np.asarray(codes)
-    if codes.shape != shape:
-        raise StreamError(f"{name} must have shape {shape}, not {codes.shape}")
-    if codes.dtype.kind not in "iu":
-        raise StreamError(f"{name} must be integer codes, not dtype {codes.dtype}")
-    codes = codes.astype(np.int64)
-    if np.any(fmt.overflows(codes)):
-        raise StreamError(f"{name} has codes outside {fmt}")
-    return codes
+    return check_codes(name, codes, shape, fmt, StreamError)
 
 
 def encode_codes(design: HardwareDesign, x_codes, h0=None, c0=None) -> BeatStream:

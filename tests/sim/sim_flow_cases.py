@@ -7,11 +7,14 @@ the content cache (and its lock file) makes that safe.
 """
 
 import os
+import shutil
+import subprocess
 
 import numpy as np
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.quant import golden
+from lstmfpga.sim.cocotb_build import check_simulator, tool_environment
 from lstmfpga.sim.streams import StreamGeometry, pack_outputs
 from lstmfpga.testing import random_inputs, random_qmodel
 
@@ -105,3 +108,18 @@ def cache_root(tmp_path_factory):
     root = base / "lstmfpga-sim-cache"
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
+
+
+def assert_verilator_lint_clean(folder, top: str = "lstm_accel") -> None:
+    """``verilator --lint-only -Wall`` with the project's waivers passes on ``folder/top.v``."""
+    check_simulator("verilator")
+    with tool_environment("verilator"):
+        lint = subprocess.run(
+            [shutil.which("verilator"), "--lint-only", "-Wall", WAIVERS, f"{top}.v",
+             "--top-module", top],
+            cwd=folder, capture_output=True, text=True,
+        )  # fmt: skip
+    assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr[:3000]

@@ -10,19 +10,18 @@ step, a projection with a last head and initial/final states, and two bidirectio
 without a head.
 """
 
-import shutil
-import subprocess
-
 import pytest
-from sim_flow_cases import assert_bit_and_cycle_exact_in_verilator, cache_root, initial_states
+from sim_flow_cases import (
+    assert_bit_and_cycle_exact_in_verilator,
+    assert_verilator_lint_clean,
+    cache_root,
+    initial_states,
+)
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.verilog import generate
 from lstmfpga.quant import golden
-from lstmfpga.sim.cocotb_build import check_simulator, tool_environment
 from lstmfpga.testing import random_inputs, random_qmodel
-
-WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
 
 CASES = {
     # name: (model kwargs, lanes, T, batch, accelerator options)
@@ -66,11 +65,4 @@ def test_odd_lane_verilog_is_lint_clean(name, tmp_path):
     kwargs, lanes, T, _, options = CASES[name]
     _, q = random_qmodel(sum(map(ord, name)), **kwargs)
     generate(q, tmp_path, lanes=lanes, max_seq_len=T, **options)
-    check_simulator("verilator")
-    with tool_environment("verilator"):
-        lint = subprocess.run(
-            [shutil.which("verilator"), "--lint-only", "-Wall", WAIVERS, "lstm_accel.v",
-             "--top-module", "lstm_accel"],
-            cwd=tmp_path, capture_output=True, text=True,
-        )  # fmt: skip
-    assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr[:3000]
+    assert_verilator_lint_clean(tmp_path)

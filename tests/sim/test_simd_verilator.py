@@ -9,19 +9,18 @@ head and initial/final states; and S = the longest row (one beat per row group, 
 chunks for the shorter matrices) with two bidirectional layers and a head on every step.
 """
 
-import shutil
-import subprocess
-
 import pytest
-from sim_flow_cases import assert_bit_and_cycle_exact_in_verilator, cache_root, initial_states
+from sim_flow_cases import (
+    assert_bit_and_cycle_exact_in_verilator,
+    assert_verilator_lint_clean,
+    cache_root,
+    initial_states,
+)
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.verilog import generate
 from lstmfpga.quant import golden
-from lstmfpga.sim.cocotb_build import check_simulator, tool_environment
 from lstmfpga.testing import random_inputs, random_qmodel
-
-WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
 
 CASES = {
     # name: (model kwargs, lanes, simd, T, batch, accelerator options)
@@ -71,14 +70,7 @@ def test_simd_verilog_is_lint_clean_and_lists_its_multipliers(name, tmp_path):
     info = generate(q, tmp_path, lanes=lanes, simd=simd, max_seq_len=T, **options)
     assert (info["lanes"], info["simd"]) == (lanes, simd)
     assert info["multipliers"][0]["count"] == lanes * simd
-    check_simulator("verilator")
-    with tool_environment("verilator"):
-        lint = subprocess.run(
-            [shutil.which("verilator"), "--lint-only", "-Wall", WAIVERS, "lstm_accel.v",
-             "--top-module", "lstm_accel"],
-            cwd=tmp_path, capture_output=True, text=True,
-        )  # fmt: skip
-    assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr[:3000]
+    assert_verilator_lint_clean(tmp_path)
 
 
 def test_report_counts_every_multiplier_in_mac_efficiency():
