@@ -100,26 +100,61 @@ def run_amaranth(
         CycleModel.of(accelerator).compute(T), inputs[0].size, n_out,
         in_stall=in_stall, out_stall=out_stall, override=cycle_budget,
     )  # fmt: skip
-    pattern = (
-        stalls
-        if stalls is not None
-        else StallPattern.draw(
+    if stalls is None:
+        stalls = StallPattern.draw(
             B, inputs[0].size, n_out, in_stall=in_stall, out_stall=out_stall, seed=seed
         )
+    bench = _StreamBench(accelerator, inputs, n_out, stalls, budget, seed)
+    sim = Simulator(accelerator)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench.run)
+    started = time.perf_counter()
+    if waves:
+        with atomic_write(waves, "w") as vcd, sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    wall = time.perf_counter() - started
+    if bench.problem is not None:
+        raise bench.problem
+    return RunResult(
+        outputs=[np.array(o, dtype=np.int64) for o in bench.outputs],
+        cycles=[
+            SequenceCycles(*i, *o) for i, o in zip(bench.in_marks, bench.out_marks, strict=True)
+        ],
+        total_cycles=bench.now,
+        wall_seconds=wall,
+        error=bench.error,
+        meta={"cycle_budget": budget.cycles, "expected_cycles": budget.expected},
     )
-    in_gaps, out_gaps = pattern.in_gaps.tolist(), pattern.out_gaps.tolist()
-    n_in = inputs[0].size
-    elements = [e.tolist() for e in inputs]
-    dut = accelerator
-    in_marks = [[-1, -1] for _ in range(B)]
-    outputs: list[list[int]] = [[] for _ in range(B)]
-    out_marks = [[-1, -1] for _ in range(B)]
-    state: dict = {"now": 0, "problem": None}
-    error = {}
 
-    async def bench(ctx):
-        # The clocked logic of the Verilog test top (bench_top.wrapper), cycle by cycle:
-        # the stall pattern's semantics are in lstmfpga.sim.stalls.
+
+class _StreamBench:
+    """The clocked logic of the Verilog test top (``bench_top.wrapper``), cycle by cycle, as
+    one Amaranth testbench: the sequences in through ``s_axis`` one after the other (the next
+    one once the previous one's results are out), the results out of ``m_axis``, both paced by
+    the stall pattern (its semantics are in :mod:`lstmfpga.sim.stalls`).
+
+    After :meth:`run`: ``outputs`` (the elements of each sequence), ``in_marks``/``out_marks``
+    (the cycles of each sequence's first and last input/output), ``now`` (cycles run),
+    ``error`` (the design's error flag) and ``problem`` (the :class:`SimulationError` that
+    stopped the run, or None)."""
+
+    def __init__(self, dut, inputs, n_out: int, stalls: StallPattern, budget, seed: int):
+        self.dut, self.n_out, self.budget, self.seed = dut, n_out, budget, seed
+        self.elements = [e.tolist() for e in inputs]
+        self.in_gaps, self.out_gaps = stalls.in_gaps.tolist(), stalls.out_gaps.tolist()
+        B = len(inputs)
+        self.in_marks = [[-1, -1] for _ in range(B)]
+        self.out_marks = [[-1, -1] for _ in range(B)]
+        self.outputs: list[list[int]] = [[] for _ in range(B)]
+        self.now, self.error, self.problem = 0, False, None
+
+    async def run(self, ctx):
+        dut, n_out, budget, seed = self.dut, self.n_out, self.budget, self.seed
+        elements, in_gaps, out_gaps = self.elements, self.in_gaps, self.out_gaps
+        in_marks, out_marks, outputs = self.in_marks, self.out_marks, self.outputs
+        B, n_in = len(elements), len(elements[0])
         b_in = k_in = b_out = k_out = now = window = 0
         in_wait, out_wait = in_gaps[0][0], out_gaps[0][0]
         while b_out < B:
@@ -156,7 +191,7 @@ def run_amaranth(
                     out_marks[b_out][0] = now
                 k_out += 1
                 if bool(last) != (k_out == n_out):
-                    state["problem"] = SimulationError(
+                    self.problem = SimulationError(
                         f"amaranth simulation: sequence {b_out}: tlast={int(bool(last))} at "
                         f"output element {k_out} of {n_out} (seed {seed})"
                     )
@@ -169,38 +204,13 @@ def run_amaranth(
                     continue
                 out_wait = out_gaps[b_out][k_out]
             if now - window >= budget.cycles:
-                state["problem"] = budget.stuck(
+                self.problem = budget.stuck(
                     simulator="amaranth", sequence=b_out, sequences=B,
                     received=len(outputs[b_out]), expected_outputs=n_out,
                     waited=now - window, seed=seed,
                 )  # fmt: skip
                 break
-        state["now"] = now
+        self.now = now
         ctx.set(dut.m_axis_tready, 0)
         ctx.set(dut.s_axis_tvalid, 0)
-        error["flag"] = bool(ctx.get(dut.error))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    started = time.perf_counter()
-    if waves:
-        with atomic_write(waves, "w") as vcd, sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    wall = time.perf_counter() - started
-    if state["problem"] is not None:
-        raise state["problem"]
-    cycles = [
-        SequenceCycles(in_marks[b][0], in_marks[b][1], out_marks[b][0], out_marks[b][1])
-        for b in range(B)
-    ]
-    return RunResult(
-        outputs=[np.array(o, dtype=np.int64) for o in outputs],
-        cycles=cycles,
-        total_cycles=state["now"],
-        wall_seconds=wall,
-        error=bool(error.get("flag")),
-        meta={"cycle_budget": budget.cycles, "expected_cycles": budget.expected},
-    )
+        self.error = bool(ctx.get(dut.error))

@@ -177,78 +177,15 @@ def explore(
     calib_x = x if calib is None else files.load_array(calib, "calibration inputs")
     models = _quantize_presets(qmodel, spec, sweep.presets, calib_x, out)
     data_hash = digest(x, None if labels is None else files.load_array(labels, "labels"))
-    cache = out / "cache"
     say = progress or (lambda line: None)
 
-    design_jobs, synth_jobs = [], []
-    for preset, path in models.items():
-        model_hash = artifact_hash(Path(path))
-        for lanes in sweep.lanes:
-            for simd in sweep.simd:
-                key = (
-                    "design-"
-                    + digest(version(), model_hash, data_hash, lanes, simd, simulator)[:24]
-                )
-                dj = {
-                    "key": key,
-                    "preset": preset,
-                    "lanes": lanes,
-                    "simd": simd,
-                    "qmodel": str(path),
-                    "inputs": str(inputs),
-                    "labels": None if labels is None else str(Path(labels).resolve()),
-                    "sim": simulator,
-                    "cache": str(cache),
-                    "rtl": str(out / "designs" / key),
-                    "build_dir": str(out / "sim_builds"),
-                }
-                design_jobs.append(dj)
-                for target in sweep.targets:
-                    for seed in sweep.seeds:
-                        skey = "synth-" + digest(key, str(target), seed, freq_mhz)[:24]
-                        synth_jobs.append(
-                            (
-                                dj,
-                                {
-                                    "key": skey,
-                                    "preset": preset,
-                                    "lanes": lanes,
-                                    "family": target.family,
-                                    "device": target.device,
-                                    "seed": seed,
-                                    "freq": freq_mhz,
-                                    "cache": str(cache),
-                                    "work": str(out / "synth" / skey),
-                                },
-                            )
-                        )
-
+    labels = None if labels is None else Path(labels).resolve()
+    design_jobs, synth_jobs = _jobs(
+        models, sweep, inputs, labels, data_hash, simulator, freq_mhz, out
+    )
     client, cluster = _client(workers, scheduler)
-    computed = cached = 0
     try:
-        from distributed import as_completed
-
-        design_futures = {
-            dj["key"]: client.submit(design_task, dj, key=dj["key"], pure=False)
-            for dj in design_jobs
-        }
-        synth_futures = [
-            client.submit(synth_task, design_futures[dj["key"]], sj, key=sj["key"], pure=False)
-            for dj, sj in synth_jobs
-        ]
-        labels_of = {f.key: dj for f, dj in zip(design_futures.values(), design_jobs, strict=True)}
-        labels_of.update({f.key: sj for f, (_, sj) in zip(synth_futures, synth_jobs, strict=True)})
-        total, done = len(design_jobs) + len(synth_jobs), 0
-        results: dict[str, dict] = {}
-        for future in as_completed([*design_futures.values(), *synth_futures]):
-            value = future.result()
-            results[future.key] = value
-            done += 1
-            if value.get("cached"):
-                cached += 1
-            elif not value.get("error"):
-                computed += 1
-            say(_progress_line(done, total, labels_of[future.key], value))
+        results, computed, cached = _run(client, design_jobs, synth_jobs, say)
     finally:
         client.close()
         if cluster is not None:
@@ -281,6 +218,80 @@ def explore(
     files.write_json(paths["json"], doc)
     files.write_text(paths["html"], render_html(doc))
     return ExploreResult(points, computed, cached, wall_seconds, paths)
+
+
+def _jobs(models, sweep, inputs, labels, data_hash, simulator, freq_mhz, out):
+    """The design jobs (one per preset, lanes and simd) and the ``(design job, synth job)``
+    pairs (one per design, target and seed); each job keyed by the content hash of what
+    determines its result."""
+    cache = out / "cache"
+    design_jobs, synth_jobs = [], []
+    for preset, path in models.items():
+        model_hash = artifact_hash(Path(path))
+        for lanes in sweep.lanes:
+            for simd in sweep.simd:
+                key = (
+                    "design-"
+                    + digest(version(), model_hash, data_hash, lanes, simd, simulator)[:24]
+                )
+                dj = {
+                    "key": key,
+                    "preset": preset,
+                    "lanes": lanes,
+                    "simd": simd,
+                    "qmodel": str(path),
+                    "inputs": str(inputs),
+                    "labels": None if labels is None else str(labels),
+                    "sim": simulator,
+                    "cache": str(cache),
+                    "rtl": str(out / "designs" / key),
+                    "build_dir": str(out / "sim_builds"),
+                }
+                design_jobs.append(dj)
+                for target in sweep.targets:
+                    for seed in sweep.seeds:
+                        skey = "synth-" + digest(key, str(target), seed, freq_mhz)[:24]
+                        sj = {
+                            "key": skey,
+                            "preset": preset,
+                            "lanes": lanes,
+                            "family": target.family,
+                            "device": target.device,
+                            "seed": seed,
+                            "freq": freq_mhz,
+                            "cache": str(cache),
+                            "work": str(out / "synth" / skey),
+                        }
+                        synth_jobs.append((dj, sj))
+    return design_jobs, synth_jobs
+
+
+def _run(client, design_jobs, synth_jobs, say) -> tuple[dict[str, dict], int, int]:
+    """Submit every job (a synthesis after its design) and collect the records by key, with
+    the counts of computed and cached tasks; ``say`` gets one line per finished task."""
+    from distributed import as_completed
+
+    design_futures = {
+        dj["key"]: client.submit(design_task, dj, key=dj["key"], pure=False) for dj in design_jobs
+    }
+    synth_futures = [
+        client.submit(synth_task, design_futures[dj["key"]], sj, key=sj["key"], pure=False)
+        for dj, sj in synth_jobs
+    ]
+    labels_of = {f.key: dj for f, dj in zip(design_futures.values(), design_jobs, strict=True)}
+    labels_of.update({f.key: sj for f, (_, sj) in zip(synth_futures, synth_jobs, strict=True)})
+    total, done, computed, cached = len(design_jobs) + len(synth_jobs), 0, 0, 0
+    results: dict[str, dict] = {}
+    for future in as_completed([*design_futures.values(), *synth_futures]):
+        value = future.result()
+        results[future.key] = value
+        done += 1
+        if value.get("cached"):
+            cached += 1
+        elif not value.get("error"):
+            computed += 1
+        say(_progress_line(done, total, labels_of[future.key], value))
+    return results, computed, cached
 
 
 def _progress_line(done: int, total: int, job: dict, value: dict) -> str:

@@ -71,93 +71,94 @@ def one_line(error: BaseException) -> str:
 
 
 # -- the tasks (run on Dask workers; plain functions of paths and values) ------------------------
-def design_task(job: dict) -> dict:
-    """Generate and simulate one design; returns its record (``error`` set on failure)."""
+def _run_cached(job: dict, compute) -> dict:
+    """``compute()``'s record for ``job``, from the cache when it is there; a finished record
+    (with its ``seconds``) is stored, a failure (``error`` set to its one line) is not."""
     cache = Path(job["cache"])
     hit = _cached(cache, job["key"])
     if hit is not None:
         return {**hit, "cached": True}
     started = time.perf_counter()
     try:
-        from lstmfpga.hw.verilog import generate
-        from lstmfpga.quant.model import QuantizedModel
-        from lstmfpga.simulation import simulate_model
-
-        model = QuantizedModel.load(job["qmodel"])
-        x = files.load_array(job["inputs"], "inputs")
-        labels = None if job["labels"] is None else files.load_array(job["labels"], "labels")
-        rtl = Path(job["rtl"])
-        if rtl.exists():
-            shutil.rmtree(rtl)
-        generate(
-            model,
-            rtl,
-            lanes=job["lanes"],
-            simd=job["simd"],
-            max_seq_len=x.shape[1],
-            memories="readmemh",
-        )  # the form Yosys maps reliably (lstmfpga.synth)
-        report, _ = simulate_model(
-            model,
-            x,
-            simulator=job["sim"],
-            lanes=job["lanes"],
-            simd=job["simd"],
-            labels=labels,
-            build_dir=job.get("build_dir"),
-        )
-        weight_bits = max(
-            t.fmt.bits
-            for directions in model.layers
-            for q in directions
-            for t in (q.w_ih, q.w_hh, q.w_hr)
-            if t is not None
-        )
-        accuracy = report["accuracy"]
-        value = {
-            "bit_exact": bool(report["bit_exact"]),
-            "mismatched": int(report["outputs"]["mismatched"]),
-            "cycles": float(report["cycles"]["per_sequence"]),
-            "compute_cycles": float(report["cycles"]["compute"]),
-            "accuracy": accuracy["rtl"] if accuracy.get("available") else None,
-            "weight_bits": int(weight_bits),
-            "rtl": str(rtl),
-            "seconds": round(time.perf_counter() - started, 2),
-            "error": None,
-        }
+        value = compute()
     except REPORTED_ERRORS as error:
         return {"error": one_line(error), "cached": False}
+    value = {**value, "seconds": round(time.perf_counter() - started, 2), "error": None}
     _store(cache, job["key"], value)
     return {**value, "cached": False}
+
+
+def design_task(job: dict) -> dict:
+    """Generate and simulate one design; returns its record (``error`` set on failure)."""
+    return _run_cached(job, lambda: _design(job))
+
+
+def _design(job: dict) -> dict:
+    from lstmfpga.hw.verilog import generate
+    from lstmfpga.quant.model import QuantizedModel
+    from lstmfpga.simulation import simulate_model
+
+    model = QuantizedModel.load(job["qmodel"])
+    x = files.load_array(job["inputs"], "inputs")
+    labels = None if job["labels"] is None else files.load_array(job["labels"], "labels")
+    rtl = Path(job["rtl"])
+    if rtl.exists():
+        shutil.rmtree(rtl)
+    generate(
+        model,
+        rtl,
+        lanes=job["lanes"],
+        simd=job["simd"],
+        max_seq_len=x.shape[1],
+        memories="readmemh",
+    )  # the form Yosys maps reliably (lstmfpga.synth)
+    report, _ = simulate_model(
+        model,
+        x,
+        simulator=job["sim"],
+        lanes=job["lanes"],
+        simd=job["simd"],
+        labels=labels,
+        build_dir=job.get("build_dir"),
+    )
+    weight_bits = max(
+        t.fmt.bits
+        for directions in model.layers
+        for q in directions
+        for t in (q.w_ih, q.w_hh, q.w_hr)
+        if t is not None
+    )
+    accuracy = report["accuracy"]
+    return {
+        "bit_exact": bool(report["bit_exact"]),
+        "mismatched": int(report["outputs"]["mismatched"]),
+        "cycles": float(report["cycles"]["per_sequence"]),
+        "compute_cycles": float(report["cycles"]["compute"]),
+        "accuracy": accuracy["rtl"] if accuracy.get("available") else None,
+        "weight_bits": int(weight_bits),
+        "rtl": str(rtl),
+    }
 
 
 def synth_task(design: dict, job: dict) -> dict:
     """Synthesize a private copy of ``design``'s files for one target and seed."""
     if design.get("error"):
         return {"error": f"design failed: {design['error']}", "cached": False}
-    cache = Path(job["cache"])
-    hit = _cached(cache, job["key"])
-    if hit is not None:
-        return {**hit, "cached": True}
-    started = time.perf_counter()
-    try:
-        from lstmfpga.synth import synthesize
+    return _run_cached(job, lambda: _synth(design, job))
 
-        work = Path(job["work"])
-        if work.exists():
-            shutil.rmtree(work)
-        shutil.copytree(design["rtl"], work)
-        result = synthesize(
-            work, target=job["family"], device=job["device"], freq_mhz=job["freq"], seed=job["seed"]
-        )
-        value = {
-            "device": result["device"],
-            **{k: int(result[k]) for k in ("luts", "ffs", "dsps", "brams")},
-            "fmax_mhz": result["fmax_mhz"],
-            "seconds": round(time.perf_counter() - started, 2),
-            "error": None,
-        }
-    except REPORTED_ERRORS as error:
-        return {"error": one_line(error), "cached": False}
-    _store(cache, job["key"], value)
-    return {**value, "cached": False}
+
+def _synth(design: dict, job: dict) -> dict:
+    from lstmfpga.synth import synthesize
+
+    work = Path(job["work"])
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(design["rtl"], work)
+    result = synthesize(
+        work, target=job["family"], device=job["device"], freq_mhz=job["freq"], seed=job["seed"]
+    )
+    return {
+        "device": result["device"],
+        **{k: int(result[k]) for k in ("luts", "ffs", "dsps", "brams")},
+        "fmax_mhz": result["fmax_mhz"],
+    }
