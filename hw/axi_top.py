@@ -160,6 +160,7 @@ def axi_manifest(accelerator: LSTMAccelerator, name: str = "lstm_axi") -> dict:
         )
     in_bits, out_bits = _element_bits(accelerator)
     info["ports"] = ports
+    info.pop("weight_port", None)  # the accelerator's w port is not at this top (yet)
     info["axi"] = {
         "map_version": MAP_VERSION,
         "lite_prefix": AXI_LITE_PREFIX,

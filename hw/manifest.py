@@ -14,6 +14,10 @@ model's compute phase, which is affine in the number of steps ``T``
 Sections this module does not know (e.g. the AXI top's ``axi``, ``design_id``) are kept as
 they are in :attr:`Manifest.extra`.
 
+The weight port's beat format is defined here once (:class:`WeightPort`): the accelerator's
+``w`` port and the AXI top's ``s_axis_w`` carry it, the manifest records it
+(``weight_port``), the host runtime and the simulation bench pack beats with it.
+
 Version history: 1 (no stored geometry or compute coefficients; refused, re-run
 ``lstmfpga generate``), 2 (current).
 
@@ -27,6 +31,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ManifestError
 from ..export import files
 from .stream_geometry import HEAD_MODES, StreamGeometry
@@ -39,6 +45,7 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "Port",
+    "WeightPort",
     "check_header",
 ]
 
@@ -53,7 +60,7 @@ _DIRECTIONS = ("input", "output")
 _KNOWN = (
     "format", "version", "top", "lanes", "simd", "max_seq_len", "with_states", "initial_state",
     "ports", "model", "formats", "stream", "cycles", "memories", "ram_bits", "multipliers",
-    "memory_files", "files",
+    "memory_files", "files", "weight_port", "weights_sha256",
 )  # fmt: skip
 
 
@@ -194,6 +201,154 @@ class ComputeCycles:
         return self.first + (T - 1) * self.per_step
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+#: The beat fields in order from bit 0 (see :class:`WeightPort`).
+WEIGHT_FIELDS = ("bias", "addr", "data")
+
+
+@dataclass(frozen=True)
+class WeightPort:
+    """The weight port: its beat format (the one definition) and its port names.
+
+    A beat writes one word of the weight memory or the bias memory (the weight memory's load
+    port, :class:`lstmfpga.hw.weights.WeightMemory` ``load``): bit 0 ``bias`` (1: the bias
+    memory), then ``addr`` (``addr_bits``), then ``data`` (``data_bits``: the word, its
+    ``lanes * simd`` weights or ``lanes`` biases lane-major, each in two's complement, as
+    :func:`lstmfpga.hw.layout.pack` packs a memory word; narrower bias words are zero-extended).
+    A whole load is every weight word (addresses ``0 .. weight_words - 1``) then every bias
+    word; on a byte stream each beat is ``beat_bytes`` bytes, little-endian (bits above
+    :attr:`bits` zero). ``data``, ``valid``, ``ready`` and ``last`` are the top's port names
+    (``last``: ``None`` when the port has no ``tlast``).
+    """
+
+    addr_bits: int
+    data_bits: int
+    weight_words: int
+    bias_words: int
+    data: str = "w__payload"
+    valid: str = "w__valid"
+    ready: str = "w__ready"
+    last: str | None = None
+
+    @classmethod
+    def of(cls, layout, **ports) -> WeightPort:
+        """The port of a :class:`~lstmfpga.hw.layout.WeightLayout` (``ports``: names)."""
+        from .layout import select_bits
+
+        P, S = layout.lanes, layout.simd
+        return cls(
+            addr_bits=select_bits(max(layout.depth, layout.bias_depth)),
+            data_bits=max(P * S * layout.weight_bits, P * layout.acc.bits),
+            weight_words=layout.depth,
+            bias_words=layout.bias_depth,
+            **ports,
+        )
+
+    @property
+    def bits(self) -> int:
+        """Bits of a beat's payload."""
+        return 1 + self.addr_bits + self.data_bits
+
+    @property
+    def beat_bytes(self) -> int:
+        return -(-self.bits // 8)
+
+    @property
+    def beats(self) -> int:
+        """Beats of a whole load."""
+        return self.weight_words + self.bias_words
+
+    @property
+    def fields(self) -> dict[str, tuple[int, int]]:
+        """``{field: (offset, width)}`` of a beat."""
+        return {"bias": (0, 1), "addr": (1, self.addr_bits),
+                "data": (1 + self.addr_bits, self.data_bits)}  # fmt: skip
+
+    def same_format(self, other: WeightPort) -> bool:
+        """Whether ``other`` takes the same beats (port names aside)."""
+        return self.fields == other.fields and self.beats == other.beats
+
+    def pack(self, layout) -> np.ndarray:
+        """The beats writing ``layout``'s memory images: ``(beats, beat_bytes)`` ``uint8``,
+        each row one beat, little-endian. ``layout`` must have this port's shape."""
+        mine = WeightPort.of(layout)
+        if not self.same_format(mine):
+            raise ValueError(
+                f"weights must have the weight port's fields {self.fields} and {self.beats} "
+                f"words, not {mine.fields} and {mine.beats}"
+            )
+        rows = []
+        for is_bias, words, width in ((0, layout.weight_words, layout.weight_bits),
+                                      (1, layout.bias_words, layout.acc.bits)):  # fmt: skip
+            n = words.shape[0]
+            data = _bits(words, width)
+            pad = np.zeros((n, self.data_bits - data.shape[1]), np.uint8)
+            addr = _bits(np.arange(n)[:, None], self.addr_bits)
+            rows.append(np.concatenate([np.full((n, 1), is_bias, np.uint8), addr, data, pad], 1))
+        bits = np.concatenate(rows)
+        bits = np.pad(bits, ((0, 0), (0, 8 * self.beat_bytes - self.bits)))
+        return np.packbits(bits, axis=1, bitorder="little")
+
+    def to_dict(self) -> dict:
+        return {
+            "ports": {"data": self.data, "valid": self.valid, "ready": self.ready,
+                      "last": self.last},
+            "beat_bits": self.bits,
+            "beat_bytes": self.beat_bytes,
+            "fields": {name: list(span) for name, span in self.fields.items()},
+            "weight_words": self.weight_words,
+            "bias_words": self.bias_words,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, info, where: str) -> WeightPort:
+        where = f"{where}: weight_port"
+        ports = _dict(info, "ports", where)
+        names = {key: _str(ports, key, f"{where} ports", IDENTIFIER)
+                 for key in ("data", "valid", "ready")}  # fmt: skip
+        last = _field(ports, "last", f"{where} ports")
+        if last is not None:
+            last = _str(ports, "last", f"{where} ports", IDENTIFIER)
+        fields = _dict(info, "fields", where)
+        spans = {}
+        for name in WEIGHT_FIELDS:
+            span = _checked(fields, name, f"{where} fields", _is_span, "[offset, width]")
+            spans[name] = tuple(span)
+        port = cls(
+            addr_bits=spans["addr"][1],
+            data_bits=spans["data"][1],
+            weight_words=_int(info, "weight_words", where, 1),
+            bias_words=_int(info, "bias_words", where, 1),
+            last=last,
+            **names,
+        )
+        if spans != port.fields:
+            raise ManifestError(
+                f"{where}: fields must be bias, addr, data from bit 0 ({port.fields}), not {spans}"
+            )
+        for key, want in (("beat_bits", port.bits), ("beat_bytes", port.beat_bytes)):
+            if _int(info, key, where, 1) != want:
+                raise ManifestError(f"{where}: {key} must be {want}, not {info[key]!r:.40}")
+        return port
+
+
+def _is_span(value) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        and value[1] >= 1
+    )
+
+
+def _bits(codes, width: int) -> np.ndarray:
+    """``(n, k)`` signed codes → ``(n, k * width)`` bits (two's complement, LSB first)."""
+    codes = np.asarray(codes, np.int64).astype(np.uint64)
+    shifts = np.arange(width, dtype=np.uint64)
+    bits = (codes[:, :, None] >> shifts) & np.uint64(1)
+    return bits.reshape(codes.shape[0], -1).astype(np.uint8)
+
+
 def _geometry(stream: dict, with_states: bool, initial_state: bool, where: str) -> StreamGeometry:
     where = f"{where}: stream geometry"
     info = _dict(stream, "geometry", where.rsplit(" ", 1)[0])
@@ -247,6 +402,28 @@ def _check_model(model: dict, geometry: StreamGeometry, where: str) -> None:
         raise ManifestError(f"{where}: the stream geometry must be the model's, not {geometry}")
 
 
+def _weights(info: dict, ports: tuple[Port, ...], where: str) -> dict:
+    """The optional ``weights_sha256`` and ``weight_port`` sections (the port's names must be
+    ports of the top, its data port as wide as a beat)."""
+    out = {}
+    if "weights_sha256" in info:
+        out["weights_sha256"] = _str(info, "weights_sha256", where, _SHA256)
+    if info.get("weight_port") is not None:
+        port = WeightPort.from_dict(info["weight_port"], where)
+        widths = {p.name: p.width for p in ports}
+        names = [port.data, port.valid, port.ready] + ([port.last] if port.last else [])
+        for name in names:
+            if name not in widths:
+                raise ManifestError(f"{where}: weight_port: port {name!r} is not a port of the top")
+        if widths[port.data] not in (port.bits, 8 * port.beat_bytes):
+            raise ManifestError(
+                f"{where}: weight_port: port {port.data} must be {port.bits} or "
+                f"{8 * port.beat_bytes} bits wide, not {widths[port.data]}"
+            )
+        out["weight_port"] = port
+    return out
+
+
 # -- the manifest -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Manifest:
@@ -274,6 +451,8 @@ class Manifest:
     memory_files: str | None = None
     files: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+    weight_port: WeightPort | None = None
+    weights_sha256: str | None = None
 
     @property
     def with_states(self) -> bool:
@@ -331,6 +510,10 @@ class Manifest:
             out["memory_files"] = self.memory_files
         if self.files:
             out["files"] = list(self.files)
+        if self.weights_sha256 is not None:
+            out["weights_sha256"] = self.weights_sha256
+        if self.weight_port is not None:
+            out["weight_port"] = self.weight_port.to_dict()
         return out | self.extra
 
     @classmethod
@@ -407,6 +590,7 @@ class Manifest:
             memory_files=memory_files,
             files=tuple(listed),
             extra={k: v for k, v in info.items() if k not in _KNOWN},
+            **_weights(info, ports, where),
         )
 
     def save(self, path: str | Path) -> None:

@@ -37,6 +37,7 @@ from .manifest import (
     ComputeCycles,
     Manifest,
     Port,
+    WeightPort,
 )
 from .stream_geometry import StreamGeometry
 
@@ -49,6 +50,7 @@ __all__ = [
     "generate",
     "manifest",
     "to_verilog",
+    "weight_port",
     "write_design",
 ]
 
@@ -111,25 +113,45 @@ def externalize_memories(text: str, prefix: str) -> tuple[str, dict[str, str]]:
     return "".join(out), contents
 
 
+_DESCRIBE = {
+    "s_axis_tdata": "input element (signed code)",
+    "s_axis_tvalid": "input valid",
+    "s_axis_tready": "input ready (high while a sequence is being loaded)",
+    "s_axis_tlast": "last element of a sequence",
+    "m_axis_tdata": "result element (signed code)",
+    "m_axis_tvalid": "result valid",
+    "m_axis_tready": "result ready (back-pressure pauses the drain)",
+    "m_axis_tlast": "last result element of a sequence",
+    "busy": "computing or draining a sequence",
+    "error": "sticky: a malformed or too long sequence was received",
+    "w__payload": "weight beat: bit 0 bias, then the word address, then the word (weight_port)",
+    "w__valid": "weight beat valid",
+    "w__ready": "weight beat ready (only between sequences)",
+}
+
+
 def _ports(acc: LSTMAccelerator) -> tuple[Port, ...]:
-    describe = {
-        "s_axis_tdata": "input element (signed code)",
-        "s_axis_tvalid": "input valid",
-        "s_axis_tready": "input ready (high while a sequence is being loaded)",
-        "s_axis_tlast": "last element of a sequence",
-        "m_axis_tdata": "result element (signed code)",
-        "m_axis_tvalid": "result valid",
-        "m_axis_tready": "result ready (back-pressure pauses the drain)",
-        "m_axis_tlast": "last result element of a sequence",
-        "busy": "computing or draining a sequence",
-        "error": "sticky: a malformed or too long sequence was received",
-    }
+    """The top's ports, named as Amaranth's Verilog names them (``<member>__<field>`` for a
+    stream member such as ``w``)."""
     ports = [Port("clk", "input", 1, "clock"), Port("rst", "input", 1, "synchronous reset")]
-    for member_name, member in acc.signature.members.items():
+    for path, member, _ in acc.signature.flatten(acc):
+        name = "__".join(str(part) for part in path)
         shape = Shape.cast(member.shape)
         direction = "input" if member.flow == Flow.In else "output"
-        ports.append(Port(member_name, direction, shape.width, describe[member_name], shape.signed))
+        ports.append(Port(name, direction, shape.width, _DESCRIBE[name], shape.signed))
     return tuple(ports)
+
+
+def weight_port(acc: LSTMAccelerator) -> WeightPort | None:
+    """The accelerator's weight port (``w``), ``None`` if it has none; its payload must be
+    :class:`~.manifest.WeightPort`'s beat (checked)."""
+    if "w" not in acc.signature.members:
+        return None
+    port = WeightPort.of(acc.layout)
+    width = Shape.cast(acc.signature.members["w"].signature.members["payload"].shape).width
+    if width != port.bits:
+        raise ValueError(f"the w port's payload must be {port.bits} bits wide, not {width}")
+    return port
 
 
 def _compute_cycles(cycles) -> ComputeCycles:
@@ -152,6 +174,7 @@ def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
     ``files`` and ``memory_files``, which :func:`write_design` adds)."""
     from ..quant.given_formats import tensor_formats
     from .cycles import CycleModel
+    from .register_map import weights_digest
 
     _check_name(name)
     q = acc.model
@@ -178,6 +201,8 @@ def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
         memories=tuple(memories),
         ram_bits=sum(mem["width"] * mem["depth"] for mem in memories),
         multipliers=tuple(acc.multiplier_plan()),
+        weight_port=weight_port(acc),
+        weights_sha256=weights_digest(acc.layout),
         extra={
             # what a host runtime needs to quantize inputs as `predict` does, and what
             # reloaded weights must fit (`pack-weights`, `quantize --formats-from`)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import LstmfpgaError, ManifestError
 from ..export.files import read_json
-from ..hw.manifest import HARDWARE_FORMAT, Manifest
+from ..hw.manifest import HARDWARE_FORMAT, Manifest, WeightPort
 from ..hw.stream_geometry import StreamGeometry
 from ..quant.fixed import FixedFormat, FormatError
 
@@ -68,7 +68,10 @@ class HardwareDesign:
     widths (wider on the AXI top: whole bytes); ``rounding``/``overflow`` are the model's
     rules (``None`` when the manifest does not record them: then only codes can be
     encoded); ``design_id`` the ``ID`` register's value (``None`` without registers);
-    ``weight_formats`` every weight tensor's format (empty when not recorded).
+    ``weight_formats`` every weight tensor's format (empty when not recorded);
+    ``weight_port`` the top's weight port (:class:`~lstmfpga.hw.manifest.WeightPort`,
+    ``None`` without one) and ``weights_sha256`` the digest of the weights built into the
+    hardware (:func:`lstmfpga.hw.register_map.weights_digest`; ``None`` when not recorded).
     """
 
     top: str
@@ -93,6 +96,8 @@ class HardwareDesign:
     memories: dict[str, tuple[int, int]] = field(default_factory=dict)
     tables_sha256: str | None = None
     where: str = "manifest"
+    weight_port: WeightPort | None = None
+    weights_sha256: str | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> HardwareDesign:
@@ -184,6 +189,8 @@ class HardwareDesign:
             memories=memories,
             tables_sha256=tables,
             where=where,
+            weight_port=core.weight_port,
+            weights_sha256=core.weights_sha256,
         )
 
     # -- derived sizes (the stored stream geometry) -----------------------------------------

@@ -1,12 +1,13 @@
 """The weight beat stream of a quantized model for a generated design.
 
 A weight port takes the beats of the weight memory's load port
-(:class:`lstmfpga.hw.weights.WeightMemory` ``load``), one memory word per beat, packed as
-its ``StructLayout``: bit 0 ``bias`` (1: bias memory, 0: weight memory), then ``addr``
-(``select_bits(max(depth, bias_depth))`` bits), then ``data`` (the word packed lane-major
-as :func:`lstmfpga.hw.layout.pack` does). The stream holds every weight word (addresses
-``0 .. depth - 1``) then every bias word. The words are :class:`~lstmfpga.hw.layout.WeightLayout`'s
-(for the design's ``lanes`` and ``simd``); nothing is re-derived here.
+(:class:`lstmfpga.hw.weights.WeightMemory` ``load``), one memory word per beat, in the beat
+format defined once by :class:`lstmfpga.hw.manifest.WeightPort` (which the hardware's ports
+are sized from): bit 0 ``bias`` (1: bias memory, 0: weight memory), then ``addr``, then
+``data`` (the word packed lane-major as :func:`lstmfpga.hw.layout.pack` does). The stream
+holds every weight word (addresses ``0 .. depth - 1``) then every bias word. The words are
+:class:`~lstmfpga.hw.layout.WeightLayout`'s (for the design's ``lanes`` and ``simd``);
+nothing is re-derived here.
 
 :func:`check_model` refuses a model whose geometry or formats differ from the design's, one
 line naming the first mismatch (:class:`~.design.ManifestError`).
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..hw.layout import WeightLayout, select_bits
+from ..hw.layout import WeightLayout
+from ..hw.manifest import WeightPort
 from ..hw.register_map import tables_digest
 from ..quant.given_formats import geometry, tensor_formats
 from ..quant.model import QuantizedModel
@@ -107,33 +109,13 @@ def check_model(design: HardwareDesign, model: QuantizedModel) -> WeightLayout:
     return layout
 
 
-def _bits(codes: np.ndarray, width: int) -> np.ndarray:
-    """``(n, k)`` signed codes → ``(n, k * width)`` bits (two's complement, LSB first)."""
-    codes = np.asarray(codes, np.int64).astype(np.uint64)
-    shifts = np.arange(width, dtype=np.uint64)
-    bits = (codes[:, :, None] >> shifts) & np.uint64(1)
-    return bits.reshape(codes.shape[0], -1).astype(np.uint8)
-
-
 def pack_weights(design: HardwareDesign, model: QuantizedModel) -> WeightStream:
     """The load beats that write ``model``'s weights and biases into ``design`` (checked
-    with :func:`check_model` first)."""
+    with :func:`check_model` first), in the beat format of
+    :class:`lstmfpga.hw.manifest.WeightPort` (the design's, when its manifest records a
+    weight port: then the model's memories must have its shape)."""
     layout = check_model(design, model)
-    addr_bits = select_bits(max(layout.depth, layout.bias_depth))
-    P, S = layout.lanes, layout.simd
-    data_bits = max(P * S * layout.weight_bits, P * layout.acc.bits)
-    fields = {"bias": (0, 1), "addr": (1, addr_bits), "data": (1 + addr_bits, data_bits)}
-    total = 1 + addr_bits + data_bits
-    rows = []
-    for is_bias, words, width in ((0, layout.weight_words, layout.weight_bits),
-                                  (1, layout.bias_words, layout.acc.bits)):  # fmt: skip
-        n = words.shape[0]
-        data = _bits(words, width)
-        pad = np.zeros((n, data_bits - data.shape[1]), np.uint8)
-        addr = _bits(np.arange(n)[:, None], addr_bits)
-        flag = np.full((n, 1), is_bias, np.uint8)
-        rows.append(np.concatenate([flag, addr, data, pad], axis=1))
-    bits = np.concatenate(rows)
-    beat_bytes = -(-total // 8)
-    bits = np.pad(bits, ((0, 0), (0, 8 * beat_bytes - total)))
-    return WeightStream(np.packbits(bits, axis=1, bitorder="little"), total, fields)
+    port = WeightPort.of(layout)
+    if design.weight_port is not None and not design.weight_port.same_format(port):
+        raise _mismatch("weight port beats", design.weight_port.fields, port.fields)
+    return WeightStream(port.pack(layout), port.bits, port.fields)
