@@ -16,6 +16,16 @@ Ports (the Verilog port names are the member names; clock ``clk``, synchronous r
   number of ``x`` vectors, or ended inside the initial state. Such a sequence is still
   processed with the whole vectors it had (up to ``max_seq_len``).
 * ``busy``: a sequence is being computed or drained.
+* ``w`` (``w__payload``, ``w__valid``, ``w__ready`` in Verilog): the weight port, an
+  AXI4-Stream-style input of :attr:`LSTMAccelerator.weight_load_layout` beats
+  (:attr:`.weights.WeightMemory.load_layout`): bit 0 ``bias`` (1: bias memory, 0: weight
+  memory), then ``addr`` (the word address), then ``data`` (the word, lane-major as
+  :func:`.layout.pack` packs it), exactly the beats of :func:`lstmfpga.runtime.pack_weights`.
+  One word per beat, written at the transfer's clock edge, in any order. ``w__ready`` is
+  high exactly while ``busy`` is low (between sequences, also while a sequence is being
+  loaded) and low while a sequence is computed or drained, so a matrix is never rewritten
+  while it is streamed; the next sequence runs with the new words. Leave ``w__valid`` low
+  to keep the weights the design was built with.
 
 Operation: LOAD (accept the sequence into on-chip buffers) → COMPUTE (the schedule of
 :mod:`.schedule`, no interaction with the ports) → DRAIN (stream the results; back-pressure on
@@ -38,7 +48,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -118,6 +128,9 @@ class LSTMAccelerator(wiring.Component):
         if self._with_states:
             out_bits += [f["hidden"].bits, f["cell"].bits]
         self._in_bits, self._out_bits = max(in_bits), max(out_bits)
+        probe = WeightMemory(self._layout)  # only for its load port's payload layout
+        probe._MustUse__silence = True
+        self._load_layout = probe.load_layout
         super().__init__(
             {
                 "s_axis_tdata": In(signed(self._in_bits)),
@@ -130,6 +143,7 @@ class LSTMAccelerator(wiring.Component):
                 "m_axis_tlast": Out(1),
                 "busy": Out(1),
                 "error": Out(1),
+                "w": In(stream.Signature(self._load_layout)),
             }
         )
 
@@ -165,6 +179,11 @@ class LSTMAccelerator(wiring.Component):
     @property
     def initial_state(self) -> bool:
         return self._initial_state
+
+    @property
+    def weight_load_layout(self):
+        """Payload layout of the weight port ``w`` (:attr:`.weights.WeightMemory.load_layout`)."""
+        return self._load_layout
 
     @property
     def stream_geometry(self) -> StreamGeometry:
@@ -398,6 +417,15 @@ class LSTMAccelerator(wiring.Component):
         wiring.connect(m, n.loader.x_w, n.x_w)
         if n.h0_w is not None:
             wiring.connect(m, n.loader.h0_w, n.h0_w)
+
+        # ---- weight port: host words into the weight memory, only between sequences --------
+        idle = Signal()
+        m.d.comb += [
+            idle.eq(phase == LOAD),
+            n.wmem.load.payload.eq(self.w.payload),
+            n.wmem.load.valid.eq(self.w.valid & idle),
+            self.w.ready.eq(n.wmem.load.ready & idle),
+        ]
 
         # ---- issue: matrix commands → weight memory -----------------------------------------
         m.d.comb += [
