@@ -42,7 +42,6 @@ the ``w8a8`` preset's interpolated tables.
 from __future__ import annotations
 
 import importlib
-import math
 import re
 from pathlib import Path
 
@@ -55,6 +54,13 @@ from ..quant.config import QuantConfig, RoleRule
 from ..quant.fixed import FixedFormat, FormatError
 from ..quant.given_formats import quantize_with_formats
 from ..quant.model import QuantizedModel, Tensor
+from .brevitas_quantizers import (
+    activation_format,
+    check_proxy,
+    quant_tensor,
+    same_format,
+    show_format,
+)
 from .spec import HEAD_MODES, HeadSpec, LayerWeights, ModelSpec, SpecError
 
 __all__ = ["EXACT_TABLE_BITS", "GATES", "build_module", "from_brevitas"]
@@ -76,114 +82,6 @@ def _brevitas():
     except ImportError:
         raise SpecError(f"importing a Brevitas model needs brevitas: {_EXTRA}") from None
     return qnn
-
-
-# -- quantizers --------------------------------------------------------------------------------
-def _scalar(path: str, what: str, value) -> float:
-    value = torch.as_tensor(value).detach()
-    if value.numel() != 1:
-        raise SpecError(
-            f"{path}: per-channel {what} ({value.numel()} values); lstmfpga needs one "
-            f"per-tensor {what}"
-        )
-    return float(value.reshape(()))
-
-
-def _frac(path: str, scale: float) -> int:
-    """``-log2(scale)`` of a power-of-two ``scale``, else :class:`SpecError`."""
-    if not (math.isfinite(scale) and scale > 0):
-        raise SpecError(f"{path}: scale {scale!r} must be a positive power of two")
-    exponent = round(math.log2(scale))
-    if scale != 2.0**exponent:
-        raise SpecError(f"{path}: scale {scale:.6g} is not a power of two")
-    return -exponent
-
-
-def _format(path: str, bits: float, scale: float, signed: bool, *, need_signed: bool):
-    if bits != int(bits):
-        raise SpecError(f"{path}: bit width {bits!r} must be an integer")
-    bits = int(bits)
-    frac = _frac(path, scale)
-    if need_signed and not signed:
-        raise SpecError(f"{path}: unsigned quantizer where lstmfpga needs a signed one")
-    width = bits if signed else bits + 1  # an unsigned grid needs one more bit signed
-    if not 2 <= width <= 32:
-        raise SpecError(f"{path}: bit width {bits} must be in 2..32")
-    if frac > width:
-        raise SpecError(
-            f"{path}: scale 2**{-frac} needs {frac} fraction bits in {bits} bits; "
-            f"lstmfpga formats hold at most as many fraction bits as bits"
-        )
-    if frac < -62:
-        raise SpecError(f"{path}: scale 2**{-frac} is too coarse (at most 2**62)")
-    return bits, frac, bool(signed)
-
-
-def _check_proxy(path: str, proxy) -> None:
-    if proxy is None or not getattr(proxy, "is_quant_enabled", False):
-        raise SpecError(
-            f"{path}: not quantized (None); lstmfpga needs a power-of-two fixed-point "
-            f"quantizer for every tensor"
-        )
-    if "Float" in type(proxy).__name__ and "Int" not in type(proxy).__name__:
-        raise SpecError(f"{path}: {type(proxy).__name__} is a floating-point quantizer")
-    if getattr(proxy, "is_groupwise", False):
-        raise SpecError(f"{path}: groupwise scales; lstmfpga needs one per-tensor scale")
-
-
-def _act(path: str, proxy, *, need_signed: bool = True) -> tuple[int, int, bool]:
-    """``(bits, frac, signed)`` of an activation quantizer on the datapath."""
-    _check_proxy(path, proxy)
-    zero = _scalar(path, "zero point", proxy.zero_point())
-    if zero != 0:
-        raise SpecError(f"{path}: zero point {zero:g}; lstmfpga needs symmetric quantizers")
-    if proxy.is_narrow_range:
-        raise SpecError(
-            f"{path}: narrow range; the lstmfpga datapath saturates to the full "
-            f"two's-complement range"
-        )
-    if str(proxy.rounding_mode).upper() != "ROUND":
-        raise SpecError(
-            f"{path}: rounding mode {proxy.rounding_mode}; lstmfpga rounds half to even "
-            f"(Brevitas ROUND)"
-        )
-    scale = _scalar(path, "scale", proxy.scale())
-    bits = _scalar(path, "bit width", proxy.bit_width())
-    return _format(path, bits, scale, proxy.is_signed, need_signed=need_signed)
-
-
-def _quant_tensor(path: str, qt) -> tuple[np.ndarray, int, int]:
-    """``(codes, bits, frac)`` of a quantized weight or bias (``IntQuantTensor``)."""
-    from brevitas.quant_tensor import IntQuantTensor
-
-    if not isinstance(qt, IntQuantTensor):
-        raise SpecError(f"{path}: gives {type(qt).__name__}, not integer-quantized values")
-    zero = torch.as_tensor(qt.zero_point).detach()
-    if bool(torch.any(zero != 0)):
-        raise SpecError(f"{path}: zero point {zero.flatten()[0].item():g}; lstmfpga needs "
-                        f"symmetric quantizers")  # fmt: skip
-    scale = _scalar(path, "scale", qt.scale)
-    bits = _scalar(path, "bit width", qt.bit_width)
-    bits, frac, _ = _format(path, bits, scale, bool(qt.signed), need_signed=True)
-    codes = qt.int().detach().cpu().numpy().astype(np.int64)
-    return codes, bits, frac
-
-
-def _same(role: str, found: dict[str, tuple]) -> tuple:
-    """The one format of ``role`` all quantizers in ``found`` (path → format) agree on."""
-    (first, want), *rest = found.items()
-    for path, got in rest:
-        if got != want:
-            raise SpecError(
-                f"{path}: {_show(got)} differs from {first}'s {_show(want)}; lstmfpga has one "
-                f"{role} format (share the quantizer, or give them the same bit width and scale)"
-            )
-    return want
-
-
-def _show(fmt: tuple) -> str:
-    bits, frac, signed = fmt
-    return f"{'' if signed else 'un'}signed {bits}-bit, scale 2**{-frac}"
 
 
 # -- module structure --------------------------------------------------------------------------
@@ -322,163 +220,188 @@ def from_brevitas(module: nn.Module, head: str | None = None) -> tuple[ModelSpec
 
 def _import(module, lstm, prefix, head_path, mode):
     layers = list(lstm.layers)
-    num_layers, D = len(layers), len(layers[0])
     first = layers[0][0]
-    H, I = first.hidden_size, first.input_size
-    io, acc, cell, sig, tanh = {}, {}, {}, {}, {}
-    weights, biases, layer_weights = {}, {}, []
-    w_bits, b_bits = {}, {}
+    found = {group: {} for group in ("io", "acc", "cell", "sigmoid", "tanh", "w_bits", "b_bits")}
+    tensors, layer_weights = {}, []
     for index, directions in enumerate(layers):
         lws = []
         for d, layer in enumerate(directions):
             where = f"{prefix}layers.{index}.{d}"
             if layer.cifg:
                 raise SpecError(f"{where}: coupled input-forget gates are not supported")
-            c = layer.cell
-            io[f"{where}.cell.output_quant"] = _act(f"{where}.cell.output_quant", c.output_quant)
-            io[f"{where}.io_quant"] = _act(f"{where}.io_quant", layer.io_quant)
-            cell[f"{where}.cell.cell_state_quant"] = _act(
-                f"{where}.cell.cell_state_quant", c.cell_state_quant
-            )
-            for name in _ACC_QUANTS:
-                acc[f"{where}.cell.{name}"] = _act(f"{where}.cell.{name}", getattr(c, name))
-            for name in _SIGMOID_QUANTS:
-                sig[f"{where}.cell.{name}"] = _act(
-                    f"{where}.cell.{name}", getattr(c, name), need_signed=False
-                )
-            for name in _TANH_QUANTS:
-                tanh[f"{where}.cell.{name}"] = _act(f"{where}.cell.{name}", getattr(c, name))
-            # The input quantized as Brevitas's bias quantizers see it (its scale matters).
-            qi = layer.io_quant(torch.zeros(1, layer.input_size, dtype=torch.float64))
-            w_ih, w_hh, b, codes = [], [], [], {"ih": [], "hh": [], "b": []}
-            fmts_w, fmts_b = {}, {}
-            for gate in GATES:
-                params = getattr(layer, f"{gate}_gate_params")
-                gpath = f"{where}.{gate}_gate_params"
-                wq = f"{gpath}.input_weight.weight_quant"
-                _check_proxy(wq, params.input_weight.weight_quant)
-                _check_proxy(f"{gpath}.hidden_weight.weight_quant",
-                             params.hidden_weight.weight_quant)  # fmt: skip
-                q_ih = params.input_weight()
-                q_hh = params.hidden_weight()
-                ih, bits, frac = _quant_tensor(wq, q_ih)
-                hh, bits_h, frac_h = _quant_tensor(f"{gpath}.hidden_weight.weight_quant", q_hh)
-                fmts_w[wq] = (bits, frac, True)
-                fmts_w[f"{gpath}.hidden_weight.weight_quant"] = (bits_h, frac_h, True)
-                w_ih.append(_numpy(params.input_weight.weight))
-                w_hh.append(_numpy(params.hidden_weight.weight))
-                codes["ih"].append(ih)
-                codes["hh"].append(hh)
-                if params.bias is not None:
-                    bq = f"{gpath}.bias_quant"
-                    _check_proxy(bq, params.bias_quant)
-                    qb = params.bias_quant(params.bias, qi, q_ih)
-                    bc, bbits, bfrac = _quant_tensor(bq, qb)
-                    fmts_b[bq] = (bbits, bfrac, True)
-                    b.append(_numpy(params.bias))
-                    codes["b"].append(bc)
+            _read_activations(layer, where, found)
             suffix = f"_l{index}" + ("_reverse" if d else "")
-            wb, wf, _ = _same("weight (per layer)", fmts_w)
-            w_fmt = FixedFormat(wb, wf)
-            w_bits[next(iter(fmts_w))] = (wb, 0, True)
-            weights["w_ih" + suffix] = Tensor(np.concatenate(codes["ih"]), w_fmt)
-            weights["w_hh" + suffix] = Tensor(np.concatenate(codes["hh"]), w_fmt)
-            bias = None
-            if b:
-                bb, bf, _ = _same("bias (per layer)", fmts_b)
-                b_bits[next(iter(fmts_b))] = (bb, 0, True)
-                biases["bias" + suffix] = Tensor(np.concatenate(codes["b"]), FixedFormat(bb, bf))
-                bias = np.concatenate(b)
-            lws.append(
-                LayerWeights(
-                    w_ih=np.concatenate(w_ih),
-                    w_hh=np.concatenate(w_hh),
-                    b_ih=bias,
-                    b_hh=None if bias is None else np.zeros_like(bias),
-                )
-            )
+            lws.append(_read_weights(layer, where, suffix, found, tensors))
         layer_weights.append(tuple(lws))
-    hidden = _same("x/hidden (io_quant)", io)
-    formats = {
-        "x": hidden,
-        "hidden": hidden,
-        "preact": _same("pre-activation (gate accumulator)", acc),
-        "cell": _same("cell state", cell),
-    }
-    _, s_frac, _ = _same("sigmoid output", sig)
-    _, t_frac, _ = _same("tanh output", tanh)
-    gate_frac = max(s_frac, t_frac, 0)
-    if gate_frac + 2 > 32:
-        raise SpecError(f"{next(iter(sig))}: gate scale 2**{-gate_frac} needs more than 32 bits")
-    formats["gate"] = (gate_frac + 2, gate_frac, True)
+    formats = _data_formats(found)
+    hidden = formats["hidden"]
     role_bits = {
-        "w_ih": _same("weight width", w_bits)[0],
-        "bias": _same("bias width", b_bits)[0] if b_bits else 32,
+        "w_ih": same_format("weight width", found["w_bits"])[0],
+        "bias": same_format("bias width", found["b_bits"])[0] if found["b_bits"] else 32,
     }
     head_spec = None
     if head_path is not None:
         head_spec, head_tensors, formats["head_out"], role_bits["head_w"], role_bits["head_b"] = (
             _head(module.get_submodule(head_path), head_path, hidden, mode, lstm)
         )
-        weights.update(head_tensors)
+        tensors.update(head_tensors)
     else:
         formats["head_out"] = hidden
         role_bits["head_w"], role_bits["head_b"] = role_bits["w_ih"], role_bits["bias"]
     spec = ModelSpec(
-        input_size=I,
-        hidden_size=H,
-        num_layers=num_layers,
-        bidirectional=D == 2,
+        input_size=first.input_size,
+        hidden_size=first.hidden_size,
+        num_layers=len(layers),
+        bidirectional=len(layers[0]) == 2,
         proj_size=0,
-        bias=bool(biases),
+        bias=bool(found["b_bits"]),
         layers=tuple(layer_weights),
         head=head_spec,
         source=f"brevitas module {type(module).__name__}",
     )
     fixed = {role: FixedFormat(bits, frac) for role, (bits, frac, _) in formats.items()}
-    reasons = {
-        "x": f"from {next(iter(io))}",
-        "hidden": f"from {next(iter(io))}",
-        "preact": f"from {next(iter(acc))}",
-        "cell": f"from {next(iter(cell))}",
-        "gate": f"holds 1.0 and the grids of {next(iter(sig))} and {next(iter(tanh))}",
-        "head_out": f"from {head_path}.output_quant" if head_path else "no head (as hidden)",
-    }
-    config = _config(fixed, role_bits)
     try:
         qmodel = quantize_with_formats(
             spec,
             fixed,
-            {**weights, **biases},
-            config,
+            tensors,
+            _config(fixed, role_bits),
             notes={"brevitas": spec.source},
-            reasons=reasons,
+            reasons=_reasons(found, head_path),
         )
     except FormatError as error:
         raise SpecError(f"Brevitas model cannot be represented: {error}") from None
     return spec, qmodel
 
 
+def _read_activations(layer, where: str, found: dict) -> None:
+    """The formats of one direction's data quantizers, into ``found[group][path]``."""
+    c = layer.cell
+    for group, path, proxy in (
+        ("io", f"{where}.cell.output_quant", c.output_quant),
+        ("io", f"{where}.io_quant", layer.io_quant),
+        ("cell", f"{where}.cell.cell_state_quant", c.cell_state_quant),
+    ):
+        found[group][path] = activation_format(path, proxy)
+    for name in _ACC_QUANTS:
+        found["acc"][f"{where}.cell.{name}"] = activation_format(
+            f"{where}.cell.{name}", getattr(c, name)
+        )
+    for name in _SIGMOID_QUANTS:
+        found["sigmoid"][f"{where}.cell.{name}"] = activation_format(
+            f"{where}.cell.{name}", getattr(c, name), need_signed=False
+        )
+    for name in _TANH_QUANTS:
+        found["tanh"][f"{where}.cell.{name}"] = activation_format(
+            f"{where}.cell.{name}", getattr(c, name)
+        )
+
+
+def _read_weights(layer, where: str, suffix: str, found: dict, tensors: dict) -> LayerWeights:
+    """One direction's float weights (the spec's) and Brevitas's codes of them, in the one
+    weight format and the one bias format its gates agree on (``tensors["w_ih" + suffix]``,
+    ...); their widths into ``found["w_bits"]``/``found["b_bits"]``."""
+    # The input quantized as Brevitas's bias quantizers see it (its scale matters).
+    qi = layer.io_quant(torch.zeros(1, layer.input_size, dtype=torch.float64))
+    w_ih, w_hh, b, codes = [], [], [], {"ih": [], "hh": [], "b": []}
+    fmts_w, fmts_b = {}, {}
+    for gate in GATES:
+        params = getattr(layer, f"{gate}_gate_params")
+        gpath = f"{where}.{gate}_gate_params"
+        wq = f"{gpath}.input_weight.weight_quant"
+        check_proxy(wq, params.input_weight.weight_quant)
+        check_proxy(f"{gpath}.hidden_weight.weight_quant", params.hidden_weight.weight_quant)
+        q_ih = params.input_weight()
+        q_hh = params.hidden_weight()
+        ih, bits, frac = quant_tensor(wq, q_ih)
+        hh, bits_h, frac_h = quant_tensor(f"{gpath}.hidden_weight.weight_quant", q_hh)
+        fmts_w[wq] = (bits, frac, True)
+        fmts_w[f"{gpath}.hidden_weight.weight_quant"] = (bits_h, frac_h, True)
+        w_ih.append(_numpy(params.input_weight.weight))
+        w_hh.append(_numpy(params.hidden_weight.weight))
+        codes["ih"].append(ih)
+        codes["hh"].append(hh)
+        if params.bias is not None:
+            bq = f"{gpath}.bias_quant"
+            check_proxy(bq, params.bias_quant)
+            qb = params.bias_quant(params.bias, qi, q_ih)
+            bc, bbits, bfrac = quant_tensor(bq, qb)
+            fmts_b[bq] = (bbits, bfrac, True)
+            b.append(_numpy(params.bias))
+            codes["b"].append(bc)
+    wb, wf, _ = same_format("weight (per layer)", fmts_w)
+    w_fmt = FixedFormat(wb, wf)
+    found["w_bits"][next(iter(fmts_w))] = (wb, 0, True)
+    tensors["w_ih" + suffix] = Tensor(np.concatenate(codes["ih"]), w_fmt)
+    tensors["w_hh" + suffix] = Tensor(np.concatenate(codes["hh"]), w_fmt)
+    bias = None
+    if b:
+        bb, bf, _ = same_format("bias (per layer)", fmts_b)
+        found["b_bits"][next(iter(fmts_b))] = (bb, 0, True)
+        tensors["bias" + suffix] = Tensor(np.concatenate(codes["b"]), FixedFormat(bb, bf))
+        bias = np.concatenate(b)
+    return LayerWeights(
+        w_ih=np.concatenate(w_ih),
+        w_hh=np.concatenate(w_hh),
+        b_ih=bias,
+        b_hh=None if bias is None else np.zeros_like(bias),
+    )
+
+
+def _data_formats(found: dict) -> dict[str, tuple]:
+    """The one format of each data role (``x``, ``hidden``, ``preact``, ``cell``, ``gate``)
+    that the quantizers of that role agree on."""
+    hidden = same_format("x/hidden (io_quant)", found["io"])
+    formats = {
+        "x": hidden,
+        "hidden": hidden,
+        "preact": same_format("pre-activation (gate accumulator)", found["acc"]),
+        "cell": same_format("cell state", found["cell"]),
+    }
+    _, s_frac, _ = same_format("sigmoid output", found["sigmoid"])
+    _, t_frac, _ = same_format("tanh output", found["tanh"])
+    gate_frac = max(s_frac, t_frac, 0)
+    if gate_frac + 2 > 32:
+        raise SpecError(
+            f"{next(iter(found['sigmoid']))}: gate scale 2**{-gate_frac} needs more than 32 bits"
+        )
+    formats["gate"] = (gate_frac + 2, gate_frac, True)
+    return formats
+
+
+def _reasons(found: dict, head_path: str | None) -> dict[str, str]:
+    """Where each data role's format came from (the qmodel's format reasons)."""
+    first = {group: next(iter(paths), None) for group, paths in found.items()}
+    return {
+        "x": f"from {first['io']}",
+        "hidden": f"from {first['io']}",
+        "preact": f"from {first['acc']}",
+        "cell": f"from {first['cell']}",
+        "gate": f"holds 1.0 and the grids of {first['sigmoid']} and {first['tanh']}",
+        "head_out": f"from {head_path}.output_quant" if head_path else "no head (as hidden)",
+    }
+
+
 def _head(linear, path: str, hidden: tuple, mode: str, lstm):
     """The head's spec, tensors, ``head_out`` format and role widths."""
-    _check_proxy(f"{path}.weight_quant", linear.weight_quant)
-    out = _act(f"{path}.output_quant", linear.output_quant)
+    check_proxy(f"{path}.weight_quant", linear.weight_quant)
+    out = activation_format(f"{path}.output_quant", linear.output_quant)
     if linear.input_quant.is_quant_enabled:
-        got = _act(f"{path}.input_quant", linear.input_quant)
+        got = activation_format(f"{path}.input_quant", linear.input_quant)
         if got != hidden:
             raise SpecError(
-                f"{path}.input_quant: {_show(got)} requantizes h ({_show(hidden)}); "
+                f"{path}.input_quant: {show_format(got)} requantizes h ({show_format(hidden)}); "
                 f"disable it or give it the io_quant's format"
             )
     qw = linear.quant_weight()
-    w_codes, w_bits, w_frac = _quant_tensor(f"{path}.weight_quant", qw)
+    w_codes, w_bits, w_frac = quant_tensor(f"{path}.weight_quant", qw)
     tensors = {"head_w": Tensor(w_codes, FixedFormat(w_bits, w_frac))}
     bias, b_bits = None, 32
     if linear.bias is not None:
-        _check_proxy(f"{path}.bias_quant", linear.bias_quant)
+        check_proxy(f"{path}.bias_quant", linear.bias_quant)
         io = lstm.layers[0][0].io_quant
         qi = io(torch.zeros(1, linear.in_features, dtype=torch.float64))
-        b_codes, b_bits, b_frac = _quant_tensor(
+        b_codes, b_bits, b_frac = quant_tensor(
             f"{path}.bias_quant", linear.bias_quant(linear.bias, qi, qw)
         )
         tensors["head_b"] = Tensor(b_codes, FixedFormat(b_bits, b_frac))
