@@ -5,8 +5,6 @@ sign-extended out), the soft reset abandons a half-loaded sequence, the register
 the results. (The runtime drives its Verilog in tests/sim/test_runtime_axi.py.)"""
 
 import json
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -20,7 +18,7 @@ from lstmfpga.quant import golden
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig
 from lstmfpga.runtime import HardwareDesign, decode_outputs, encode_inputs
-from lstmfpga.sim.cocotb_build import check_simulator, tool_environment
+from lstmfpga.sim.lint import verilator_lint
 from lstmfpga.testing import random_inputs, random_spec
 
 SEED = 47
@@ -77,15 +75,8 @@ def test_write_axi_design_writes_verilog_hex_files_and_the_manifest(tmp_path, mo
     text = (tmp_path / "rtl" / "lstm_axi.v").read_text()
     assert "module lstm_axi(" in text and "s_axil_awaddr" in text and "$readmemh" in text
     assert json.loads((tmp_path / "rtl" / "manifest.json").read_text()) == info
-    check_simulator("verilator")
-    waivers = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
-    with tool_environment("verilator"):
-        lint = subprocess.run(
-            [shutil.which("verilator"), "--lint-only", "-Wall", waivers, "lstm_axi.v",
-             "--top-module", "lstm_axi"],
-            cwd=tmp_path / "rtl", capture_output=True, text=True,
-        )  # fmt: skip
-    assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr[:3000]
+    problems = verilator_lint(tmp_path / "rtl", "lstm_axi")
+    assert problems == "", problems[:3000]
     (tmp_path / "spec").mkdir()
     (tmp_path / "spec" / "manifest.json").write_text('{"format": "lstmfpga.spec"}')
     with pytest.raises(ValueError, match=r"holds a 'lstmfpga\.spec' artifact, not a design"):
