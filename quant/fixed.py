@@ -267,15 +267,16 @@ def bits_for_range(low: int, high: int) -> int:
 def check_codes(
     name: str, codes, shape: tuple, fmt: FixedFormat, error: type[Exception] = FormatError
 ) -> np.ndarray:
-    """``codes`` as ``int64`` if it is an integer array of ``shape`` whose every value fits
-    ``fmt``; else ``error`` (one line naming ``name``). The check the golden model and the
-    host runtime apply to codes they are given."""
+    """``codes`` as ``int64`` (not copied if already ``int64``: read, do not modify) if it is
+    an integer array of ``shape`` whose every value fits ``fmt``; else ``error`` (one line
+    naming ``name``). The check the golden model and the host runtime apply to codes they
+    are given."""
     codes = np.asarray(codes)
     if codes.shape != shape:
         raise error(f"{name} must have shape {shape}, not {codes.shape}")
     if codes.dtype.kind not in "iu":
         raise error(f"{name} must be integer codes, not dtype {codes.dtype}")
-    codes = codes.astype(np.int64)
-    if np.any(fmt.overflows(codes)):
+    # min/max of the given dtype: a uint64 code above 2**63 does not wrap into range.
+    if codes.size and (codes.min() < fmt.min_code or codes.max() > fmt.max_code):
         raise error(f"{name} has codes outside {fmt}")
-    return codes
+    return codes.astype(np.int64, copy=False)

@@ -663,3 +663,36 @@ def test_run_rejects_codes_outside_their_formats(small_model):
         golden.run(small_model, too_big)
     with pytest.raises(SpecError, match=exactly("h0 must be integer codes, not dtype float64")):
         golden.run(small_model, np.zeros((1, 2, 3), np.int64), h0=np.zeros((1, 1, 4)))
+
+
+def test_run_rejects_unsigned_codes_that_would_wrap_into_the_format(small_model):
+    """``2**64 - 1`` as uint64 is not the code -1: it is refused, not wrapped."""
+    codes = np.zeros((1, 2, 3), np.uint64)
+    codes[0, 1, 2] = np.iinfo(np.uint64).max
+    with pytest.raises(SpecError, match=exactly("input codes has codes outside s16.", whole=False)):
+        golden.run(small_model, codes)
+    codes[0, 1, 2] = 5
+    want = golden.run(small_model, codes.astype(np.int64)).output
+    assert np.array_equal(golden.run(small_model, codes).output, want)
+
+
+@pytest.mark.parametrize("preset", list(TOL_MAX))
+def test_float_path_maps_are_exact_float32_copies_of_the_tables(preset):
+    """Every preset's table maps fit float32 exactly (the float path reads them as float32),
+    and each map entry is the table's output code for input ``min_code + index`` times the
+    map's power-of-two scale."""
+    spec, x, h0, c0 = _case(3, {"num_layers": 2, "head": "all"}, 6, True)
+    model = quantize(spec, x, QuantConfig.preset(preset), h0=h0, c0=c0)
+    dp = golden._FloatDatapath(model)
+    assert dp.map_dtype == np.float32
+    cell = golden.CellArithmetic.of(model)
+    for name, scale, got in (
+        ("sigmoid", -cell.gate.frac, dp.f_map),
+        ("sigmoid", 0, dp.sigmoid_map),
+        ("tanh_gate", cell.cell.frac - 2 * cell.gate.frac, dp.g_map),
+        ("tanh_cell", -cell.m_shift, dp.tanh_cell_map),
+    ):
+        table = model.tables[name]
+        inputs = np.arange(table.in_fmt.min_code, table.in_fmt.max_code + 1)
+        want = table.lookup(inputs).astype(np.float64) * 2.0**scale
+        assert got.dtype == np.float32 and np.array_equal(got.astype(np.float64), want), name
