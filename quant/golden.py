@@ -118,8 +118,13 @@ def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False
     """Run the golden model on input codes ``(batch, seq, input_size)``.
 
     ``h0`` ``(L*D, B, H_out)`` hidden codes and ``c0`` ``(L*D, B, H)`` cell codes default to
-    zeros. Returns a :class:`GoldenResult`.
+    zeros. Returns a :class:`GoldenResult`. A GRU model (``model.cell == "gru"``) runs
+    :func:`lstmfpga.quant.gru_golden.run` (``c_n`` None).
     """
+    if getattr(model, "cell", "lstm") == "gru":
+        from .gru_golden import run as gru_run  # imports this module
+
+        return gru_run(model, x_codes, h0, c0, trace=trace)
     x_codes, h0, c0 = _checked_arguments(model, x_codes, h0, c0)
     dp = datapath(model)
     sat = Saturation()
@@ -214,8 +219,13 @@ def predict(model: QuantizedModel, x, h0=None, c0=None) -> tuple[np.ndarray, Gol
     shapes as for :func:`run`) with its rounding, saturating. Codes that did not fit count
     under ``x``, ``hidden`` (``h0``) and ``cell`` (``c0``) in ``result.saturation``.
     Returns ``(prediction, result)``: the dequantized head output (or output sequence) and
-    the :class:`GoldenResult` of codes.
+    the :class:`GoldenResult` of codes. A GRU model runs
+    :func:`lstmfpga.quant.gru_golden.predict`.
     """
+    if getattr(model, "cell", "lstm") == "gru":
+        from .gru_golden import predict as gru_predict  # imports this module
+
+        return gru_predict(model, x, h0, c0)
     sat = Saturation()
     x_codes = quantize_inputs(model, x, sat)
     states = []

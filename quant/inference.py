@@ -23,13 +23,14 @@ class QPrediction(NamedTuple):
     """A quantized model's prediction, shaped like a spec's (see ``lstmfpga predict``).
 
     ``output`` is the head output (else the output sequence), ``h_n`` ``(L*D, batch, H_out)``
-    and ``c_n`` ``(L*D, batch, H)``: dequantized ``float64``, or ``int64`` codes when raw.
+    and ``c_n`` ``(L*D, batch, H)`` (None for a GRU): dequantized ``float64``, or ``int64``
+    codes when raw.
     ``saturation`` counts the values that did not fit their format, per role.
     """
 
     output: np.ndarray
     h_n: np.ndarray
-    c_n: np.ndarray
+    c_n: np.ndarray | None
     saturation: dict[str, int]
 
 
@@ -52,6 +53,6 @@ def predict_qmodel(
     return QPrediction(
         model.output_format.dequantize(result.prediction),
         model.formats["hidden"].dequantize(result.h_n),
-        model.formats["cell"].dequantize(result.c_n),
+        None if result.c_n is None else model.formats["cell"].dequantize(result.c_n),
         result.saturation,
     )
