@@ -66,11 +66,26 @@ from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor
 from .stream_geometry import StreamGeometry
 from .weights import WeightMemory
 
-__all__ = ["LSTMAccelerator", "emitter_cycles"]
+__all__ = ["LSTMAccelerator", "default_cells", "emitter_cycles"]
 
 _SRC_ZERO, _SRC_X, _SRC_O0, _SRC_O1, _SRC_M, _SRC_H0 = range(6)
 _SIDEBAND_DEPTH = 32
 _KIND_CODES = {"gates": KIND_GATES, "proj": KIND_PROJ, "head": KIND_HEAD}
+
+
+def default_cells(layout: WeightLayout) -> int:
+    """The fewest parallel activation + cell units ``V`` that keep the matrix-vector unit
+    from ever waiting on them: a full gate row group completes up to ``u = ceil(P / 4)``
+    hidden units, which leave ``V`` per cycle, while its beats take ``chunks = ceil((I_l +
+    H_out) / S)`` cycles; the MVU never waits when ``ceil(u / V) <= chunks`` for every
+    layer, i.e. ``V = ceil(u / min chunks)`` (at most ``H``; 1 unless ``ceil(P / 4)``
+    exceeds a gate row's beats)."""
+    if not isinstance(layout, WeightLayout):
+        raise TypeError(f"layout must be a WeightLayout, not {layout!r}")
+    gates = [mx for mx in layout.matrices if mx.kind == "gates"]
+    units = -(-layout.lanes // 4)
+    chunks = min(mx.chunks for mx in gates)
+    return min(-(-units // chunks), max(mx.rows for mx in gates) // 4)
 
 
 class LSTMAccelerator(wiring.Component):
@@ -86,6 +101,13 @@ class LSTMAccelerator(wiring.Component):
         Columns per beat S (multipliers per lane), 1 .. the longest matrix row; a matrix
         costs ``ceil(rows / P) * ceil(cols / S)`` beats. The data buffers get ``S`` read
         ports (one per slot; synthesis replicates a block RAM per extra read port).
+    cells : int or None
+        Parallel activation + cell units V, 1 .. ``hidden_size``: up to V hidden units leave
+        the regrouper per cycle (:func:`.regroup.emitter_cycles`). ``None``:
+        :func:`default_cells`. The buffers the cells write (``cmem``, and ``obuf*`` and
+        ``hnbuf`` without a projection, ``mbuf`` with one) get V write ports (``cmem`` also V
+        combinational read ports), which synthesis builds from distributed RAM or flip-flops
+        rather than block RAM when V > 1.
     max_seq_len : int
         Longest sequence the buffers hold.
     with_states : bool
@@ -100,6 +122,7 @@ class LSTMAccelerator(wiring.Component):
         *,
         lanes: int = 4,
         simd: int = 1,
+        cells: int | None = None,
         max_seq_len: int = 64,
         with_states: bool = False,
         initial_state: bool = False,
@@ -110,12 +133,18 @@ class LSTMAccelerator(wiring.Component):
             if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
                 raise ValueError(f"max_seq_len must be a positive integer, not {max_seq_len!r}")
             self._layout = WeightLayout.of(model, lanes, simd)  # validates lanes, simd
+            H = model.hidden_size
+            if cells is None:
+                cells = default_cells(self._layout)
+            elif not isinstance(cells, int) or isinstance(cells, bool) or not 1 <= cells <= H:
+                raise ValueError(f"cells must be in 1..{H} (hidden_size), not {cells!r}")
         except (TypeError, ValueError):
             self._MustUse__silence = True  # a rejected design is not an unused one
             raise
         self._model = model
         self._lanes = lanes
         self._simd = simd
+        self._cells = cells
         self._max_seq_len = max_seq_len
         self._with_states = bool(with_states)
         self._initial_state = bool(initial_state)
@@ -167,6 +196,10 @@ class LSTMAccelerator(wiring.Component):
     @property
     def simd(self) -> int:
         return self._simd
+
+    @property
+    def cells(self) -> int:
+        return self._cells
 
     @property
     def max_seq_len(self) -> int:
@@ -239,24 +272,25 @@ class LSTMAccelerator(wiring.Component):
         return mems
 
     def multiplier_plan(self) -> list[dict]:
-        """Hardware multipliers: where, how many, operand widths."""
-        q, layout = self._model, self._layout
+        """Hardware multipliers: where, how many, operand widths (the MVU's ``P * S``, then
+        those of the ``V`` activation + cell units)."""
+        q, layout, V = self._model, self._layout, self._cells
         f = q.formats
         vec_bits = max(f["x"].bits, f["hidden"].bits)
         muls = [{"where": "matrix-vector unit lanes", "count": self._lanes * self._simd,
                  "a_bits": layout.weight_bits, "b_bits": vec_bits}]  # fmt: skip
         tables = q.tables
         for where, table, count in (
-            ("gate activation interpolation", tables["sigmoid"], 4),
-            ("cell tanh interpolation", tables["tanh_cell"], 1),
+            ("gate activation interpolation", tables["sigmoid"], 4 * V),
+            ("cell tanh interpolation", tables["tanh_cell"], V),
         ):
             if table.interpolates:
                 muls.append({"where": where, "count": count, "a_bits": table.slope_bits,
                              "b_bits": table.shift + 1})  # fmt: skip
         muls += [
-            {"where": "cell f*c_prev", "count": 1, "a_bits": f["gate"].bits,
+            {"where": "cell f*c_prev", "count": V, "a_bits": f["gate"].bits,
              "b_bits": f["cell"].bits},
-            {"where": "cell i*g and o*tanh(c)", "count": 2, "a_bits": f["gate"].bits,
+            {"where": "cell i*g and o*tanh(c)", "count": 2 * V, "a_bits": f["gate"].bits,
              "b_bits": f["gate"].bits},
         ]  # fmt: skip
         return muls
@@ -315,7 +349,7 @@ class LSTMAccelerator(wiring.Component):
             I=q.input_size, H=q.hidden_size, Ho=q.output_size, D=q.num_directions,
             L=q.num_layers, DHo=q.num_directions * q.output_size,
             LD=q.num_layers * q.num_directions, sched=self._schedule, layout=self._layout,
-            has_proj=bool(q.proj_size), head=head,
+            has_proj=bool(q.proj_size), head=head, V=self._cells,
             out_rows=head.out_features if head is not None else 0,
         )  # fmt: skip
         self._blocks(m, n)
@@ -337,10 +371,12 @@ class LSTMAccelerator(wiring.Component):
         n.vec_bits = max(f["x"].bits, f["hidden"].bits)
         m.submodules.mvu = n.mvu = MatrixVectorUnit.of(layout, n.vec_bits, q.rounding, q.overflow)
         tables = q.tables
-        m.submodules.gate_act = n.act = ActivationLUT(
-            (tables["sigmoid"], tables["sigmoid"], tables["tanh_gate"], tables["sigmoid"])
-        )
-        m.submodules.cell = n.cell = CellDatapath(CellArithmetic.of(q))
+        gate_tables = (tables["sigmoid"], tables["sigmoid"], tables["tanh_gate"], tables["sigmoid"])
+        m.submodules.gate_act = n.act = ActivationLUT(gate_tables * n.V)  # unit k: 4k .. 4k+3
+        arith = CellArithmetic.of(q)
+        n.cells = [CellDatapath(arith) for _ in range(n.V)]
+        for k, cell in enumerate(n.cells):
+            m.submodules[f"cell{k}" if n.V > 1 else "cell"] = cell
 
         # ---- buffers ------------------------------------------------------------------------
         def memory(name, fmt_bits, depth):
@@ -357,17 +393,21 @@ class LSTMAccelerator(wiring.Component):
 
         # one read port per slot for the fetch stage (slot 0's also serves the drain)
         n.x_w, n.x_rs = xbuf.write_port(), [xbuf.read_port() for _ in range(S)]
-        n.o_w = [mem.write_port() for mem in obufs]
+        # the cells write V units per cycle: V write ports on the buffers they write (port 0
+        # also serves the single-row writes and the c0 load)
+        V, has_proj = n.V, n.has_proj
+        n.o_ws = [[mem.write_port() for _ in range(1 if has_proj else V)] for mem in obufs]
         n.o_rs = [[mem.read_port() for _ in range(S)] for mem in obufs]
         n.o_r = [ports[0] for ports in n.o_rs]
-        n.c_w = cmem.write_port()
-        n.c_r = cmem.read_port(domain="comb")  # c_prev at the cell input
+        n.c_ws = [cmem.write_port() for _ in range(V)]
+        n.c_rs = [cmem.read_port(domain="comb") for _ in range(V)]  # c_prev at the cell inputs
         n.c_rd = cmem.read_port()  # c_n drain
-        n.m_w = mbuf.write_port() if mbuf else None
+        n.m_ws = [mbuf.write_port() for _ in range(V)] if mbuf else None
         n.m_rs = [mbuf.read_port() for _ in range(S)] if mbuf else [None] * S
         n.h0_w = h0buf.write_port() if h0buf else None
         n.h0_rs = [h0buf.read_port() for _ in range(S)] if h0buf else [None] * S
-        n.hn_w, n.hn_r = (hnbuf.write_port(), hnbuf.read_port()) if hnbuf else (None, None)
+        n.hn_ws = [hnbuf.write_port() for _ in range(1 if has_proj else V)] if hnbuf else None
+        n.hn_r = hnbuf.read_port() if hnbuf else None
         n.hd_w, n.hd_r = (headbuf.write_port(), headbuf.read_port()) if headbuf else (None, None)
 
     def _phase(self, m, n):
@@ -502,8 +542,8 @@ class LSTMAccelerator(wiring.Component):
         # after the previous group's, so that the emitter has made room for its rows when
         # the result leaves the MVU (the MVU never stalls; the cycle model stays exact).
         n.paced = Signal()
-        spacing = {kind: emitter_cycles(kind, P, P) for kind in ("gates", "proj", "head")}
-        last_spacing = {mx.kind: emitter_cycles(mx.kind, P, mx.last_group_rows)
+        spacing = {kind: emitter_cycles(kind, P, P, n.V) for kind in ("gates", "proj", "head")}
+        last_spacing = {mx.kind: emitter_cycles(mx.kind, P, mx.last_group_rows, n.V)
                         for mx in layout.matrices}  # fmt: skip
         longest = max(max(spacing.values()), max(last_spacing.values()))
         if longest > 1:
@@ -569,23 +609,14 @@ class LSTMAccelerator(wiring.Component):
         ]
 
     def _post(self, m, n):
-        """Regroup MVU rows into units (activations, cell, write addresses alongside) or rows."""
-        D, DHo, H, Ho, LD, P, has_proj, out_rows = (
-            n.D,
-            n.DHo,
-            n.H,
-            n.Ho,
-            n.LD,
-            n.P,
-            n.has_proj,
-            n.out_rows,
-        )
+        """Regroup MVU rows into units (activations, cells, write addresses alongside) or rows."""
+        D, DHo, H, Ho, LD, P, V = n.D, n.DHo, n.H, n.Ho, n.LD, n.P, n.V
         # ---- post: regroup MVU rows into hidden units (gates) or single rows -----------------
         # The fetch stage paces the row groups (``emitter_cycles``), so the MVU never waits.
         out_bits = n.mvu.o.payload.data.shape().elem_shape.width
         m.submodules.regroup = n.regroup = GateRegrouper(
-            lanes=P, hidden_size=H, proj_rows=Ho if has_proj else 0, head_rows=out_rows,
-            bits=out_bits,
+            lanes=P, hidden_size=H, proj_rows=Ho if n.has_proj else 0, head_rows=n.out_rows,
+            bits=out_bits, cells=V,
         )  # fmt: skip
         m.d.comb += [
             n.regroup.kind.eq(n.post.kind),
@@ -595,8 +626,9 @@ class LSTMAccelerator(wiring.Component):
             n.mvu.o.ready.eq(n.regroup.i.ready),
             n.post.advance.eq(n.regroup.item_end),
         ]
-        n.j = n.regroup.unit.payload.index  # unit or row index within the item (one counter)
-        # gates: one hidden unit (i, f, g, o) per cycle
+        units = n.regroup.unit.payload
+        n.j = units.index  # (first) unit or row index within the item (one counter)
+        # gates: up to V consecutive hidden units (i, f, g, o each) per cycle
         c_addr_w = Signal(range(max(2, LD * H)))
         fifo_a = SyncFIFOBuffered(width=len(c_addr_w) + 1, depth=_SIDEBAND_DEPTH)
         m.submodules.sideband_cell = fifo_a
@@ -611,17 +643,10 @@ class LSTMAccelerator(wiring.Component):
             n.o_addr_w.eq(n.post.t * DHo + n.post.direction * Ho + n.j),
             n.hn_addr_w.eq(n.post.layer * DHo + n.post.direction * Ho + n.j),
         ]
-        n.wb_fields = [
-            c_addr_w,
-            n.j,
-            n.o_addr_w,
-            n.hn_addr_w,
-            n.post.layer[0],
-            n.post.last_step,
-            Signal(),
-        ]
-        item_last_w = n.wb_fields[-1]
-        m.d.comb += item_last_w.eq(n.j == H - 1)
+        n.wb_fields = [c_addr_w, n.j, n.o_addr_w, n.hn_addr_w, n.post.layer[0],
+                       n.post.last_step, Signal(), Signal(range(V + 1))]  # fmt: skip
+        item_last_w, count_w = n.wb_fields[-2:]
+        m.d.comb += [item_last_w.eq(n.j + units.count == H), count_w.eq(units.count)]
         wb_width = sum(len(s) for s in n.wb_fields)
         m.submodules.sideband_write = n.fifo_b = SyncFIFOBuffered(
             width=wb_width, depth=_SIDEBAND_DEPTH
@@ -636,26 +661,31 @@ class LSTMAccelerator(wiring.Component):
             n.fifo_b.w_en.eq(gate_fire),
         ]
         m.d.comb += n.fifo_b.w_data.eq(Cat(*n.wb_fields))
-        m.d.comb += [n.act.i.payload[g].eq(n.regroup.unit.payload.rows[g]) for g in range(4)]
+        m.d.comb += [n.act.i.payload[r].eq(units.rows[r]) for r in range(4 * V)]
         # projection / head: one row per cycle, written directly
         n.row_data = n.regroup.row.payload.data
         n.direct_en = Signal()
         m.d.comb += [n.regroup.row.ready.eq(1), n.direct_en.eq(n.regroup.row.valid)]
 
-        # ---- cell input: activations + c_prev ------------------------------------------------
+        # ---- cell inputs: activations + c_prev (the cells run in lockstep) --------------------
         a_c_addr = fifo_a.r_data[: len(c_addr_w)]
         a_zero = fifo_a.r_data[len(c_addr_w)]
-        m.d.comb += n.c_r.addr.eq(a_c_addr)
-        ci = n.cell.i.payload
+        cells_ready = Signal()
+        m.d.comb += cells_ready.eq(Cat(*(cell.i.ready for cell in n.cells)).all())
+        for k, cell in enumerate(n.cells):
+            ci, gates = cell.i.payload, n.act.o.payload
+            m.d.comb += [
+                n.c_rs[k].addr.eq(a_c_addr + k),
+                cell.i.valid.eq(n.act.o.valid & fifo_a.r_rdy & cells_ready),
+                ci.i.eq(gates[4 * k]),
+                ci.f.eq(gates[4 * k + 1]),
+                ci.g.eq(gates[4 * k + 2]),
+                ci.o.eq(gates[4 * k + 3]),
+                ci.c_prev.eq(Mux(a_zero, 0, n.c_rs[k].data)),
+            ]
         m.d.comb += [
-            n.cell.i.valid.eq(n.act.o.valid & fifo_a.r_rdy),
-            ci.i.eq(n.act.o.payload[0]),
-            ci.f.eq(n.act.o.payload[1]),
-            ci.g.eq(n.act.o.payload[2]),
-            ci.o.eq(n.act.o.payload[3]),
-            ci.c_prev.eq(Mux(a_zero, 0, n.c_r.data)),
-            n.act.o.ready.eq(n.cell.i.ready & fifo_a.r_rdy),
-            fifo_a.r_en.eq(n.cell.i.valid & n.cell.i.ready),
+            n.act.o.ready.eq(cells_ready & fifo_a.r_rdy),
+            fifo_a.r_en.eq(n.act.o.valid & n.act.o.ready),
         ]
 
     def _write_back(self, m, n):
@@ -663,70 +693,50 @@ class LSTMAccelerator(wiring.Component):
         has_proj, head, out_rows = n.has_proj, n.head, n.out_rows
         # ---- write-back ------------------------------------------------------------------------
         fields, offset = {}, 0
-        for name, sig in zip(
-            ("c_addr", "j", "o_addr", "hn_addr", "bank", "last_step", "item_last"),
-            n.wb_fields,
-            strict=True,
-        ):
+        names = ("c_addr", "j", "o_addr", "hn_addr", "bank", "last_step", "item_last", "count")
+        for name, sig in zip(names, n.wb_fields, strict=True):
             fields[name] = n.fifo_b.r_data[offset : offset + len(sig)]
             offset += len(sig)
         gate_write = Signal()
         m.d.comb += [
-            n.cell.o.ready.eq(1),
-            gate_write.eq(n.cell.o.valid & n.fifo_b.r_rdy),
+            gate_write.eq(n.cells[0].o.valid & n.fifo_b.r_rdy),
             n.fifo_b.r_en.eq(gate_write),
         ]
-        cm = n.cell.o.payload
+        m.d.comb += [cell.o.ready.eq(1) for cell in n.cells]
+
+        def store(port, addr, value, enable=1):
+            m.d.comb += [port.addr.eq(addr), port.data.eq(value), port.en.eq(enable)]
+
         with m.If(gate_write):
-            m.d.comb += [n.c_w.addr.eq(fields["c_addr"]), n.c_w.data.eq(cm.c), n.c_w.en.eq(1)]
-            if has_proj:
-                m.d.comb += [n.m_w.addr.eq(fields["j"]), n.m_w.data.eq(cm.m), n.m_w.en.eq(1)]
-            else:
-                for b, port in enumerate(n.o_w):
-                    with m.If(fields["bank"] == b):
-                        m.d.comb += [
-                            port.addr.eq(fields["o_addr"]),
-                            port.data.eq(cm.m),
-                            port.en.eq(1),
-                        ]
-                if n.hn_w is not None:
-                    with m.If(fields["last_step"]):
-                        m.d.comb += [
-                            n.hn_w.addr.eq(fields["hn_addr"]),
-                            n.hn_w.data.eq(cm.m),
-                            n.hn_w.en.eq(1),
-                        ]
+            for k, cell in enumerate(n.cells):  # unit j + k, written when k < count
+                cm, real = cell.o.payload, fields["count"] > k
+                store(n.c_ws[k], fields["c_addr"] + k, cm.c, real)
+                if has_proj:
+                    store(n.m_ws[k], fields["j"] + k, cm.m, real)
+                    continue
+                for b, ports in enumerate(n.o_ws):
+                    store(ports[k], fields["o_addr"] + k, cm.m, real & (fields["bank"] == b))
+                if n.hn_ws is not None:
+                    store(n.hn_ws[k], fields["hn_addr"] + k, cm.m, real & fields["last_step"])
             with m.If(fields["item_last"]):
                 m.d.comb += n.wb.advance.eq(1)
         if n.n_c0:
             with m.Elif(n.loader.c_w.en):  # c0 (LOAD phase only, when nothing is written back)
-                m.d.comb += [
-                    n.c_w.addr.eq(n.loader.c_w.addr),
-                    n.c_w.data.eq(n.loader.c_w.data),
-                    n.c_w.en.eq(1),
-                ]
+                store(n.c_ws[0], n.loader.c_w.addr, n.loader.c_w.data)
         with m.If(n.direct_en):
             with m.If(n.regroup.item_end):
                 m.d.comb += n.wb.advance.eq(1)
             with m.If(n.post.kind == KIND_PROJ):
-                for b, port in enumerate(n.o_w):
+                for b, ports in enumerate(n.o_ws):
                     with m.If(n.post.layer[0] == b):
-                        m.d.comb += [
-                            port.addr.eq(n.o_addr_w),
-                            port.data.eq(n.row_data),
-                            port.en.eq(1),
-                        ]
-                if n.hn_w is not None:
+                        store(ports[0], n.o_addr_w, n.row_data)
+                if n.hn_ws is not None:
                     with m.If(n.post.last_step):
-                        m.d.comb += [
-                            n.hn_w.addr.eq(n.hn_addr_w),
-                            n.hn_w.data.eq(n.row_data),
-                            n.hn_w.en.eq(1),
-                        ]
+                        store(n.hn_ws[0], n.hn_addr_w, n.row_data)
             if n.hd_w is not None:
                 with m.If(n.post.kind == KIND_HEAD):
                     addr = n.post.t * out_rows + n.j if head.mode == "all" else n.j
-                    m.d.comb += [n.hd_w.addr.eq(addr), n.hd_w.data.eq(n.row_data), n.hd_w.en.eq(1)]
+                    store(n.hd_w, addr, n.row_data)
 
     def _drain(self, m, n):
         """DRAIN: the result drain on ``m_axis`` (sharing the top ``obuf``'s slot-0 port)."""

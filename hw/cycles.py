@@ -4,17 +4,19 @@ Every matrix item of the schedule streams ``groups * chunks`` weight beats, one 
 (``groups = ceil(rows / P)``, ``chunks = ceil(cols / S)`` with ``S = simd``; below, ``cols``
 stands for ``chunks`` and ``I_l`` for the input-only beats ``floor(I_l / S)``;
 ``cols = I_l + H_out`` for gates, ``H`` for the projection,
-``D * H_out`` for the head). The emitter passes on at most one hidden unit (gates) or one row
-(projection, head) per cycle, so the fetch stage takes the last beat of a row group at least
-``spacing`` cycles after the previous group's last beat (:func:`~.accelerator.emitter_cycles`:
-``ceil(r/4)`` after a gate group of ``r`` real rows, ``ceil(P/4)`` for a full one; after a
+``D * H_out`` for the head). The emitter passes on at most ``V = cells`` hidden units (gates)
+or one row (projection, head) per cycle, so the fetch stage takes the last beat of a row group
+at least ``spacing`` cycles after the previous group's last beat
+(:func:`~.regroup.emitter_cycles`: ``ceil(ceil(r/4)/V)`` after a gate group of ``r`` real
+rows, ``ceil(ceil(P/4)/V)`` for a full one; after a
 projection/head group its real rows, ``P`` or, in an item's padded last group, fewer); the
 matrix-vector unit then never waits. Between
 items the fetch stage stalls only for true dependencies, for the *tail* of the item it
 depends on: the cycles from that item's last beat leaving the weight memory until its last
 result is written back.
 
-* ``tail_gates = 1 (fetch) + L_mvu + 1 (regroup) + (ceil(r/4) - 1) + L_act + L_cell``, ``r``
+* ``tail_gates = 1 (fetch) + L_mvu + 1 (regroup) + (ceil(ceil(r/4)/V) - 1) + L_act + L_cell``,
+  ``r``
   the real rows of the last gate group (``P`` when ``P`` divides ``4H``, else
   ``4H - (groups - 1) * P``: the padding rows leave with the last unit);
 * ``tail_rows = 1 + L_mvu + 1 + (rows - 1) mod P`` (projection and head rows are written one
@@ -67,19 +69,20 @@ class CycleModel:
 
     @classmethod
     def of(cls, accelerator) -> CycleModel:
-        from .accelerator import emitter_cycles
         from .activation import lookup_latency
         from .cell import cell_latency
         from .mvu import mvu_latency
+        from .regroup import emitter_cycles
 
         q, layout, P = accelerator.model, accelerator.layout, accelerator.lanes
+        V = accelerator.cells
         tables = q.tables
         l_act = lookup_latency((tables["sigmoid"], tables["tanh_gate"]))
         l_cell = cell_latency(tables["tanh_cell"])
         l_mvu = mvu_latency(layout.simd)
         gates = next(mx for mx in layout.matrices if mx.kind == "gates")
-        units_last = emitter_cycles("gates", P, gates.last_group_rows)
-        tail_gates = 1 + l_mvu + 1 + (units_last - 1) + l_act + l_cell
+        unit_beats_last = emitter_cycles("gates", P, gates.last_group_rows, V)
+        tail_gates = 1 + l_mvu + 1 + (unit_beats_last - 1) + l_act + l_cell
         passes = []
         for p in accelerator.schedule.passes:
             entries = []
@@ -91,8 +94,8 @@ class CycleModel:
                     tail = tail_gates
                 else:
                     tail = 1 + l_mvu + 1 + (last_rows - 1)
-                spacing = emitter_cycles(mx.kind, P, P)
-                last_spacing = emitter_cycles(mx.kind, P, last_rows)
+                spacing = emitter_cycles(mx.kind, P, P, V)
+                last_spacing = emitter_cycles(mx.kind, P, last_rows, V)
                 entries.append((mx.kind, beats, tail, mx.chunks, spacing, last_spacing))
             passes.append((p.kind, p.layer, p.single_step, tuple(entries)))
         # beats of a gates item before its first recurrent column: the input-only chunks

@@ -21,16 +21,19 @@ from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ
 __all__ = ["GateRegrouper", "emitter_cycles", "regroup_reference"]
 
 
-def emitter_cycles(kind: str, lanes: int, rows: int) -> int:
+def emitter_cycles(kind: str, lanes: int, rows: int, cells: int = 1) -> int:
     """Cycles the regrouper needs to pass on one row group's results, ``rows`` of its
     ``lanes`` rows being real (the others are padding, dropped with the item's last unit or
-    row): a ``gates`` group completes at most ``ceil(rows / 4)`` hidden units (one per
-    cycle; a full group ``ceil(lanes / 4)``, an item's last group exactly ``ceil(rows /
-    4)``, since the gate rows of a matrix are a whole number of units); a ``proj`` or
-    ``head`` group leaves one row per cycle, ``rows`` of them. The fetch stage spaces the
-    last beats of consecutive groups by at least this much (see :mod:`.cycles`)."""
+    row): a ``gates`` group completes at most ``u = ceil(rows / 4)`` hidden units (a full
+    group ``ceil(lanes / 4)``, an item's last group exactly ``ceil(rows / 4)``, since the
+    gate rows of a matrix are a whole number of units), which leave ``cells`` at a time:
+    ``ceil(u / cells)`` cycles; a ``proj`` or ``head`` group leaves one row per cycle,
+    ``rows`` of them. The fetch stage spaces the last beats of consecutive groups by at least
+    this much (see :mod:`.cycles`)."""
+    at_least("cells", cells, 1)
     if kind == "gates":
-        return -(-rows // 4)
+        units = -(-rows // 4)
+        return -(-units // cells)
     if kind in ("proj", "head"):
         return rows
     raise ValueError(f"kind must be 'gates', 'proj' or 'head', not {kind!r}")
@@ -49,6 +52,9 @@ class GateRegrouper(wiring.Component):
         Rows of a ``proj`` / ``head`` item (0: the model has none).
     bits : int
         Width of a result (signed).
+    cells : int
+        ``V``, hidden units per ``unit`` beat (the parallel activation and cell units
+        behind it), 1 .. ``hidden_size``.
 
     Members
     -------
@@ -59,27 +65,32 @@ class GateRegrouper(wiring.Component):
         Nothing leaves while it is low (beats are still taken while they fit).
     i : ``In(stream.Signature(ArrayLayout(signed(bits), P)))``
         One row group: the item's rows ``g*P .. g*P + P - 1`` (padding past its last row).
-    unit : ``Out(stream.Signature(StructLayout({"rows": ArrayLayout(signed(bits), 4),
-    "index": ...})))``
-        Gates: hidden unit ``index`` (0 .. H-1), its rows ``i, f, g, o`` (from flip-flops).
+    unit : ``Out(stream.Signature(StructLayout({"rows": ArrayLayout(signed(bits), 4 * V),
+    "index": ..., "count": range(V + 1)})))``
+        Gates: ``count`` (1 .. V) consecutive hidden units ``index .. index + count - 1``;
+        unit ``index + k`` in ``rows[4k .. 4k + 3]`` (``i, f, g, o``, from flip-flops), the
+        rows past ``4 * count`` undefined.
     row : ``Out(stream.Signature(StructLayout({"data": signed(bits), "index": ...})))``
         Projection / head: row ``index`` of the item (from a flip-flop).
     item_end : ``Out(1)``
         The item's last unit or row is transferred in this cycle.
 
-    Timing: a beat taken in cycle ``c`` makes its first unit or row valid in cycle ``c + 1``
-    (``latency`` 1); at most one unit or one row leaves per cycle. A beat is taken (``i.ready``)
-    when its ``P`` rows fit behind the rows still buffered after this cycle's departure: the
-    buffer holds ``P + 4 - gcd(P, 4)`` rows. A group of ``r`` real rows is passed on in
-    :func:`emitter_cycles` cycles when the outputs are ready, so beats whose last rows are
-    at least that far apart never wait.
+    Timing: a beat taken in cycle ``c`` makes its first units or row valid in cycle ``c + 1``
+    (``latency`` 1); at most one ``unit`` beat (up to ``V`` units: every complete unit
+    buffered, at most ``V``, never past the item's last unit) or one row leaves per cycle. A
+    beat is taken (``i.ready``) when its ``P`` rows fit behind the rows still buffered after
+    this cycle's departure: the buffer holds ``P + 4 - gcd(P, 4)`` rows, so a beat is taken
+    only once every complete unit before it has left, and the units of one beat leave in
+    ``ceil(u / V)`` beats (``u`` the units it completes; :func:`regroup_reference` gives the
+    grouping). A group of ``r`` real rows is passed on in :func:`emitter_cycles` cycles when
+    the outputs are ready, so beats whose last rows are at least that far apart never wait.
     """
 
     #: Cycles from a beat taken to its first unit or row valid.
     latency = 1
 
     def __init__(self, *, lanes: int, hidden_size: int, proj_rows: int = 0, head_rows: int = 0,
-                 bits: int):  # fmt: skip
+                 bits: int, cells: int = 1):  # fmt: skip
         self._P = at_least("lanes", lanes, 1)
         self._H = at_least("hidden_size", hidden_size, 1)
         self._proj_rows = at_least("proj_rows", proj_rows, 0)
@@ -88,10 +99,14 @@ class GateRegrouper(wiring.Component):
         if lanes > 4 * hidden_size:
             rows = 4 * hidden_size
             raise ValueError(f"lanes must be in 1..{rows} (4*hidden_size), not {lanes!r}")
+        if not isinstance(cells, int) or isinstance(cells, bool) or not 1 <= cells <= hidden_size:
+            raise ValueError(f"cells must be in 1..{hidden_size} (hidden_size), not {cells!r}")
+        self._V = cells
         index = range(max(hidden_size, proj_rows, head_rows, 2))
         self._unit_layout = data.StructLayout(
-            {"rows": data.ArrayLayout(signed(bits), 4), "index": index}
-        )
+            {"rows": data.ArrayLayout(signed(bits), 4 * cells), "index": index,
+             "count": range(cells + 1)}
+        )  # fmt: skip
         self._row_layout = data.StructLayout({"data": signed(bits), "index": index})
         super().__init__(
             {
@@ -104,13 +119,17 @@ class GateRegrouper(wiring.Component):
             }
         )
 
+    @property
+    def cells(self) -> int:
+        return self._V
+
     def _pad(self, rows: int) -> int:
         """Padding rows of an item of ``rows`` rows."""
         return -(-rows // self._P) * self._P - rows
 
     def elaborate(self, platform):
         m = Module()
-        P, H = self._P, self._H
+        P, H, V = self._P, self._H, self._V
         bits = self.i.payload.shape().elem_shape.width
         # rowbuf[0 .. cap-1] holds the rows not yet passed on, oldest first. A group may end
         # inside a unit: up to ``spare`` rows of a partly received unit wait for the next.
@@ -127,43 +146,36 @@ class GateRegrouper(wiring.Component):
         if self._proj_rows:
             with m.If(self.kind == KIND_PROJ):
                 m.d.comb += rows.eq(self._proj_rows)
+        # units leaving in this unit beat: every complete one buffered, at most V, at most
+        # the item's remaining ones (the conditions grow with k: the last true one wins)
+        n = Signal(range(V + 1))
+        for k in range(1, V + 1):
+            with m.If((count >= 4 * k) & (j + k <= H)):
+                m.d.comb += n.eq(k)
 
         unit_fire, row_fire, unit_end, row_end = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
-            self.unit.valid.eq((count >= 4) & (self.kind == KIND_GATES) & self.enable),
+            self.unit.valid.eq((n != 0) & (self.kind == KIND_GATES) & self.enable),
             self.row.valid.eq((count >= 1) & (self.kind != KIND_GATES) & self.enable),
             unit_fire.eq(self.unit.valid & self.unit.ready),
             row_fire.eq(self.row.valid & self.row.ready),
-            unit_end.eq(unit_fire & (j == H - 1)),
+            unit_end.eq(unit_fire & (j + n == H)),
             row_end.eq(row_fire & (j == rows - 1)),
             self.item_end.eq(unit_end | row_end),
             self.unit.payload.index.eq(j),
+            self.unit.payload.count.eq(n),
             self.row.payload.index.eq(j),
             self.row.payload.data.eq(rowbuf[0]),
         ]
-        # the next unit is always rowbuf[0..3] (the buffer shifts down as rows leave)
-        m.d.comb += [self.unit.payload.rows[g].eq(rowbuf[g]) for g in range(4)]
+        # the next units are always rowbuf[0 ..] (the buffer shifts down as rows leave)
+        m.d.comb += [self.unit.payload.rows[r].eq(rowbuf[r]) for r in range(min(4 * V, cap))]
         with m.If(self.item_end):
             m.d.sync += j.eq(0)
-        with m.Elif(unit_fire | row_fire):
+        with m.Elif(unit_fire):
+            m.d.sync += j.eq(j + n)
+        with m.Elif(row_fire):
             m.d.sync += j.eq(j + 1)
-
-        # departures this cycle: {rows leaving: [conditions]}; at most one condition holds.
-        # An item's last unit or row takes its group's padding rows with it.
-        gate_pad = self._pad(4 * H)
-        departures = {4: [unit_fire & ~unit_end] if gate_pad else [unit_fire]}
-        if gate_pad:
-            departures.setdefault(4 + gate_pad, []).append(unit_end)
-        departures.setdefault(1, []).append(row_fire & ~row_end)
-        for code, n in row_kinds.items():
-            departures.setdefault(1 + self._pad(n), []).append(row_end & (self.kind == code))
-        if not row_kinds:
-            departures[1].append(row_end)
-        leave = []
-        for rows_out, conditions in sorted(departures.items()):
-            cond = Signal(name=f"leave{rows_out}")
-            m.d.comb += cond.eq(Cat(*conditions).any())
-            leave.append((rows_out, cond))
+        leave = self._departures(m, unit_fire, unit_end, row_fire, row_end, n, row_kinds)
         keep = Signal(range(cap + 1))  # rows still buffered after this cycle's departure
         m.d.comb += keep.eq(count)
         for rows_out, cond in leave:
@@ -188,18 +200,54 @@ class GateRegrouper(wiring.Component):
                         m.d.sync += rowbuf[k].eq(rowbuf[k + rows_out])
         return m
 
+    def _departures(self, m, unit_fire, unit_end, row_fire, row_end, n, row_kinds):
+        """``[(rows leaving, condition)]`` of this cycle (at most one condition holds). An
+        item's last unit or row takes its group's padding rows with it."""
+        gate_pad = self._pad(4 * self._H)
+        departures = {}
+        for k in range(1, self._V + 1):
+            fired = unit_fire & (n == k)
+            if gate_pad:
+                departures.setdefault(4 * k, []).append(fired & ~unit_end)
+                departures.setdefault(4 * k + gate_pad, []).append(fired & unit_end)
+            else:
+                departures.setdefault(4 * k, []).append(fired)
+        departures.setdefault(1, []).append(row_fire & ~row_end)
+        for code, rows in row_kinds.items():
+            departures.setdefault(1 + self._pad(rows), []).append(row_end & (self.kind == code))
+        if not row_kinds:
+            departures[1].append(row_end)
+        leave = []
+        for rows_out, conditions in sorted(departures.items()):
+            cond = Signal(name=f"leave{rows_out}")
+            m.d.comb += cond.eq(Cat(*conditions).any())
+            leave.append((rows_out, cond))
+        return leave
 
-def regroup_reference(items, *, hidden_size: int, proj_rows: int = 0, head_rows: int = 0):
+
+def regroup_reference(items, *, hidden_size: int, proj_rows: int = 0, head_rows: int = 0,
+                      lanes: int = 1, cells: int = 1):  # fmt: skip
     """What :class:`GateRegrouper` passes on for ``items``, a list of ``(kind, rows)`` with
     ``rows`` an item's real result rows (``4H`` unit-major for ``KIND_GATES``): a list of
-    ``("unit", index, (i, f, g, o))`` and ``("row", index, value)``, in order."""
+    ``("unit", index, rows)`` (``rows`` the ``4 * count`` rows of units ``index ..``, the
+    units completed by one row group of ``lanes`` rows, ``cells`` at a time) and
+    ``("row", index, value)``, in order. ``lanes`` matters only when ``cells > 1``."""
     out = []
     for kind, rows in items:
         rows = [int(r) for r in rows]
         if kind == KIND_GATES:
             if len(rows) != 4 * hidden_size:
                 raise ValueError(f"a gates item must have {4 * hidden_size} rows, not {len(rows)}")
-            out += [("unit", j, tuple(rows[4 * j : 4 * j + 4])) for j in range(hidden_size)]
+            # unit j is complete with its last row 4j + 3, in row group (4j + 3) // lanes
+            group_of = [(4 * j + 3) // lanes for j in range(hidden_size)]
+            j = 0
+            while j < hidden_size:
+                count = 1
+                while (count < cells and j + count < hidden_size
+                       and group_of[j + count] == group_of[j]):  # fmt: skip
+                    count += 1
+                out.append(("unit", j, tuple(rows[4 * j : 4 * (j + count)])))
+                j += count
         else:
             want = proj_rows if kind == KIND_PROJ else head_rows
             if len(rows) != want:

@@ -47,10 +47,16 @@ def add_command(subparsers, name: str, summary: str, doc: str, run) -> argparse.
     return parser
 
 
-def add_datapath(parser: argparse.ArgumentParser, *, typed: bool = True) -> None:
+def add_datapath(
+    parser: argparse.ArgumentParser, *, typed: bool = True, cells: bool = False
+) -> None:
     """``--lanes P`` (MAC lanes, default 8) and ``--simd S`` (columns per lane and beat,
-    default 1). ``typed=False`` keeps the values as text for the command to parse itself
-    (its own one-line message for a bad value)."""
+    default 1); with ``cells``, also ``--cells V`` (parallel activation + cell units, default
+    ``None``: :func:`lstmfpga.hw.accelerator.default_cells`, the fewest that keep the MVU
+    from waiting). ``typed=False`` keeps the values as text for the command to parse itself
+    (its own one-line message for a bad value). A command passes ``cells=True`` only when it
+    hands ``args.cells`` on to the accelerator (an option that is accepted and ignored would
+    build other hardware than asked for)."""
     kind, lanes, simd = (int, 8, 1) if typed else (None, "8", "1")
     parser.add_argument(
         "--lanes",
@@ -66,6 +72,16 @@ def add_datapath(parser: argparse.ArgumentParser, *, typed: bool = True) -> None
         metavar="S",
         help="columns per lane and beat, P x S multipliers (default 1)",
     )
+    if cells:
+        parser.add_argument(
+            "--cells",
+            type=kind,
+            default=None,
+            metavar="V",
+            help="parallel activation + cell units V, 1..hidden_size (default: the fewest "
+            "that keep the MVU from waiting on them, 1 unless ceil(P/4) exceeds a gate "
+            "row's beats)",
+        )
 
 
 def artifact_format(path: str | Path) -> str:

@@ -9,7 +9,7 @@ element with ``quant.golden.run`` by integer equality.
 import numpy as np
 import pytest
 
-from lstmfpga.hw.accelerator import LSTMAccelerator
+from lstmfpga.hw.accelerator import LSTMAccelerator, default_cells
 from lstmfpga.quant import golden
 from lstmfpga.sim.amaranth_sim import run_amaranth
 from lstmfpga.sim.streams import StreamGeometry, pack_outputs
@@ -69,6 +69,17 @@ def _check(acc, x, h0=None, c0=None, **run_kwargs):
     return result
 
 
+def _initial_states(q, batch, seed, options):
+    """Random ``(h0, c0)`` codes for a design built with ``initial_state``, else Nones."""
+    if not options.get("initial_state"):
+        return None, None
+    rng = np.random.default_rng(seed)
+    LD = q.num_layers * q.num_directions
+    h0 = q.formats["hidden"].quantize(rng.normal(0, 0.3, (LD, batch, q.output_size)))
+    c0 = q.formats["cell"].quantize(rng.normal(0, 0.3, (LD, batch, q.hidden_size)))
+    return h0, c0
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_accelerator_is_bit_exact(name):
     kwargs, lanes, T, batch, options = CASES[name]
@@ -76,13 +87,7 @@ def test_accelerator_is_bit_exact(name):
     _, q = random_qmodel(seed, **kwargs)
     acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=8, **options)
     x = random_inputs(seed, batch, T, q.input_size)
-    h0 = c0 = None
-    if options.get("initial_state"):
-        rng = np.random.default_rng(seed)
-        LD = q.num_layers * q.num_directions
-        h0 = q.formats["hidden"].quantize(rng.normal(0, 0.3, (LD, batch, q.output_size)))
-        c0 = q.formats["cell"].quantize(rng.normal(0, 0.3, (LD, batch, q.hidden_size)))
-    _check(acc, x, h0, c0)
+    _check(acc, x, *_initial_states(q, batch, seed, options))
 
 
 @pytest.mark.parametrize(("seed", "lanes"), [(1, 4), (2, 4), (3, 6), (4, 3), (5, 5), (6, 17)])
@@ -120,3 +125,76 @@ def test_bad_arguments_are_rejected():
         LSTMAccelerator("model.q")
     with pytest.raises(ValueError, match="max_seq_len must be a positive integer"):
         LSTMAccelerator(q, lanes=4, max_seq_len=0)
+
+
+CELL_CASES = {
+    # name: (model kwargs, P, S, V, T, build options): V parallel activation + cell units
+    "V1-P8-S2-head-last": (dict(input_size=3, hidden_size=4, head="last"), 8, 2, 1, 3, {}),
+    "V2-P8-uni-nohead": (dict(input_size=3, hidden_size=4), 8, 1, 2, 3, {}),
+    "V3-P12-S2-2layer-head-all": (
+        dict(input_size=3, hidden_size=5, num_layers=2, head="all", head_out=2), 12, 2, 3, 3, {},
+    ),
+    "V=H-P16-S4-bidir-proj-states": (
+        dict(input_size=2, hidden_size=4, bidirectional=True, proj_size=3, head="last"),
+        16, 4, 4, 3, dict(with_states=True, initial_state=True),
+    ),
+    "V2-P7-S3-proj-padded-units-straddle": (
+        dict(input_size=3, hidden_size=5, proj_size=2), 7, 3, 2, 3, {},
+    ),
+    "V4-P20-S1-2layer-bidir-nobias-head-all": (
+        dict(input_size=2, hidden_size=6, num_layers=2, bidirectional=True, bias=False,
+             head="all", head_out=3),
+        20, 1, 4, 2, {},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(CELL_CASES))
+def test_parallel_cells_are_bit_exact_with_stalls(name):
+    kwargs, lanes, simd, cells, T, options = CELL_CASES[name]
+    seed = sum(map(ord, name))
+    _, q = random_qmodel(seed, **kwargs)
+    acc = LSTMAccelerator(q, lanes=lanes, simd=simd, cells=cells, max_seq_len=4, **options)
+    assert acc.cells == cells
+    x = random_inputs(seed, 2, T, q.input_size)
+    _check(acc, x, *_initial_states(q, 2, seed, options), in_stall=0.3, out_stall=0.4, seed=seed)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "lanes", "simd", "cells"),
+    [
+        (dict(input_size=8, hidden_size=32), 8, 1, 1),  # digits: 40 beats per group, 2 units
+        (dict(input_size=8, hidden_size=32), 128, 1, 1),  # 32 units in 40 beats
+        (dict(input_size=8, hidden_size=32), 128, 4, 4),  # 32 units in 10 beats
+        (dict(input_size=3, hidden_size=4), 16, 4, 2),  # 4 units in 2 beats
+        (dict(input_size=1, hidden_size=2, num_layers=2), 8, 3, 2),  # layer 0: 2 units, 1 beat
+        (dict(input_size=1, hidden_size=3), 12, 4, 3),  # 3 units in 1 beat: V = H
+    ],
+)
+def test_default_cells_are_the_fewest_that_keep_the_mvu_from_waiting(kwargs, lanes, simd, cells):
+    _, q = random_qmodel(2, **kwargs)
+    acc = LSTMAccelerator(q, lanes=lanes, simd=simd)
+    assert acc.cells == default_cells(acc.layout) == cells
+    units = -(-lanes // 4)
+    chunks = min(mx.chunks for mx in acc.layout.matrices if mx.kind == "gates")
+    assert -(-units // cells) <= chunks or cells == q.hidden_size  # the MVU never waits
+    assert cells == 1 or -(-units // (cells - 1)) > chunks  # and one fewer would not do
+
+
+def test_cells_count_in_the_multiplier_plan():
+    _, q = random_qmodel(3, input_size=2, hidden_size=6)
+    plans = {v: LSTMAccelerator(q, lanes=8, cells=v).multiplier_plan() for v in (1, 3)}
+    for one, three in zip(plans[1], plans[3], strict=True):
+        assert one["where"] == three["where"]
+        mvu = one["where"] == "matrix-vector unit lanes"
+        assert three["count"] == one["count"] * (1 if mvu else 3)
+    assert sum(mul["count"] for mul in plans[3]) == 8 + 3 * (4 + 1 + 1 + 2)
+
+
+@pytest.mark.parametrize("cells", [0, 7, -1, 2.0, True, "2"])
+def test_cells_outside_one_to_hidden_size_are_refused(cells):
+    _, q = random_qmodel(3, input_size=2, hidden_size=6)
+    with pytest.raises(
+        ValueError, match=rf"^cells must be in 1\.\.6 \(hidden_size\), not {cells!r}$"
+    ):
+        LSTMAccelerator(q, lanes=4, cells=cells)

@@ -76,26 +76,72 @@ def test_more_lanes_than_rows_or_columns_keep_the_model_exact(kwargs, lanes):
 
 
 @pytest.mark.parametrize(
-    ("hidden", "lanes", "tail"),
+    ("hidden", "lanes", "cells", "extra"),
     [
-        (4, 1, 20),
-        (4, 4, 20),
-        (4, 16, 23),
-        (6, 3, 20),
-        (6, 6, 21),
-        (5, 10, 22),
-        (4, 7, 20),
-        (4, 15, 20),
-        (5, 6, 20),
-        (5, 12, 21),
-        (3, 7, 21),
-        (3, 11, 20),
-        (8, 20, 22),
+        (4, 1, 1, 0),
+        (4, 4, 1, 0),
+        (4, 16, 1, 3),
+        (6, 3, 1, 0),
+        (6, 6, 1, 1),
+        (5, 10, 1, 2),
+        (4, 7, 1, 0),
+        (4, 15, 1, 0),
+        (5, 6, 1, 0),
+        (5, 12, 1, 1),
+        (3, 7, 1, 1),
+        (3, 11, 1, 0),
+        (8, 20, 1, 2),
+        (4, 16, 2, 1),
+        (4, 16, 3, 1),
+        (4, 16, 4, 0),
+        (8, 32, 3, 2),
+        (5, 12, 2, 0),
+        (8, 20, 5, 0),
     ],
 )
-def test_gate_tail_grows_by_one_cycle_per_extra_unit_in_a_row_group(hidden, lanes, tail):
-    # tail_gates = 20 + ceil(r/4) - 1 with the default (interpolating) tables, r the real
-    # rows of the last gate group (P when P divides 4H; 4H - (groups - 1) * P otherwise)
+def test_gate_tail_grows_by_one_cycle_per_extra_unit_beat_in_a_row_group(
+    hidden, lanes, cells, extra
+):
+    # tail_gates = (its value at P = 1) + ceil(ceil(r/4) / V) - 1, r the real rows of the
+    # last gate group (P when P divides 4H; 4H - (groups - 1) * P otherwise): the last
+    # group's units leave V per cycle
     _, q = random_qmodel(4, input_size=2, hidden_size=hidden)
-    model = CycleModel.of(LSTMAccelerator(q, lanes=lanes, max_seq_len=4))
-    assert model.tail_gates == tail
+    model = CycleModel.of(LSTMAccelerator(q, lanes=lanes, cells=cells, max_seq_len=4))
+    base = CycleModel.of(LSTMAccelerator(q, lanes=1, max_seq_len=4))
+    assert model.tail_gates - base.tail_gates == extra
+
+
+CELL_CONFIGS = {
+    # name: (model kwargs, P, S, V)
+    "P16-V1-paced": (dict(input_size=3, hidden_size=4), 16, 1, 1),
+    "P16-V2": (dict(input_size=3, hidden_size=4), 16, 1, 2),
+    "P16-S4-V3-odd": (dict(input_size=3, hidden_size=4), 16, 4, 3),
+    "P16-S4-V4=H": (dict(input_size=3, hidden_size=4), 16, 4, 4),
+    "P12-V2-padded-head-last": (dict(input_size=2, hidden_size=5, head="last"), 12, 1, 2),
+    "P20-S2-V3-2layer-proj-head-all": (
+        dict(input_size=3, hidden_size=6, num_layers=2, proj_size=2, head="all"), 20, 2, 3,
+    ),
+    "P24-S3-V5-bidir": (dict(input_size=2, hidden_size=6, bidirectional=True), 24, 3, 5),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(CELL_CONFIGS))
+def test_model_matches_simulated_cycles_with_parallel_cells(name):
+    kwargs, lanes, simd, cells = CELL_CONFIGS[name]
+    _, q = random_qmodel(5, **kwargs)
+    acc = LSTMAccelerator(q, lanes=lanes, simd=simd, cells=cells, max_seq_len=4)
+    model = CycleModel.of(acc)
+    for T in (1, 3):
+        assert _measure(acc, T).compute == model.compute(T), f"T={T}"
+
+
+def test_more_cells_shorten_a_step_until_the_mvu_never_waits():
+    # P = 32, S = 4, I = 3, H = 8: a gate group is 3 beats but completes 8 units
+    _, q = random_qmodel(6, input_size=3, hidden_size=8)
+    steps = [
+        CycleModel.of(LSTMAccelerator(q, lanes=32, simd=4, cells=v, max_seq_len=4)).step(0)
+        for v in (1, 2, 3, 4, 8)
+    ]
+    assert steps == sorted(steps, reverse=True) and steps[0] > steps[2]
+    ideal = CycleModel.of(LSTMAccelerator(q, lanes=32, simd=4, max_seq_len=4)).ideal_step(0)
+    assert ideal == 1 * 3  # ceil(32 / 32) groups * ceil(11 / 4) chunks
