@@ -76,13 +76,15 @@ def render_text(report: dict) -> str:
     if spec is not None:
         lines.append(f"spec: {'checked' if spec['checked'] else 'NOT checked'} ({spec['note']})")
     f = report["fixed_vs_float"]
-    if f.get("available"):
-        lines.append(
-            f"fixed vs float: max abs {fmt(f['max_abs'])} ({fmt(f['max_lsb'])} LSB), "
-            f"rmse {fmt(f['rmse'])}, SNR {fmt(f['snr_db'])} dB"
+    lines.append(
+        "fixed vs float: "
+        + (
+            f"max abs {fmt(f['max_abs'])} ({fmt(f['max_lsb'])} LSB), rmse {fmt(f['rmse'])}, "
+            f"SNR {fmt(f['snr_db'])} dB"
+            if f.get("available")
+            else f"n/a ({f.get('note', '')})"
         )
-    else:
-        lines.append(f"fixed vs float: n/a ({f.get('note', '')})")
+    )
     a = report["accuracy"]
     if a.get("available"):
         lines.append(

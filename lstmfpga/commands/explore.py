@@ -102,19 +102,17 @@ def run(args: argparse.Namespace) -> None:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    # The options named as explore's parameters, passed through as given.
+    same_names = {k: getattr(args, k) for k in ("labels", "spec", "calib", "workers", "scheduler")}
     result = explore(
         args.qmodel,
         args.inputs,
         sweep,
         out,
-        labels=args.labels,
-        spec=args.spec,
-        calib=args.calib,
         simulator=args.sim,
         freq_mhz=args.freq,
-        workers=args.workers,
-        scheduler=args.scheduler,
         progress=None if args.quiet else progress,
+        **same_names,
     )
     failed = sum(1 for p in result.points if p["error"])
     print(

@@ -83,20 +83,10 @@ def run(args: argparse.Namespace) -> int:
     if args.val is not None:
         val = (load_npy(args.val[0], "--val inputs"), load_npy(args.val[1], "--val targets"))
     calib = None if args.calib is None else load_npy(args.calib, "--calib")
+    # The options named as finetune's parameters, passed through as given.
+    same_names = {k: getattr(args, k) for k in ("epochs", "lr", "batch_size", "seed", "formats")}
     result = finetune(
-        spec,
-        config,
-        x,
-        y,
-        loss=loss,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        formats=args.formats,
-        calib=calib,
-        val=val,
-        progress=print,
+        spec, config, x, y, loss=loss, calib=calib, val=val, progress=print, **same_names
     )
     result.qmodel.save(args.output)
     print(result.qmodel.describe())

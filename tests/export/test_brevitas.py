@@ -95,11 +95,16 @@ class Wide40(IO8):
 SEED = 7
 
 
+#: The weight and bias quantizers of every Brevitas layer here (float64, as the reference).
+WEIGHTS = dict(
+    weight_quant=Int8WeightPerTensorFixedPoint, bias_quant=Int16Bias, dtype=torch.float64
+)
+
+
 def make_lstm(seed=SEED, *, input_size=3, hidden_size=4, **options):
     torch.manual_seed(seed)
     kwargs = dict(
-        weight_quant=Int8WeightPerTensorFixedPoint,
-        bias_quant=Int16Bias,
+        **WEIGHTS,
         io_quant=IO8,
         gate_acc_quant=Preact10,
         sigmoid_quant=Gate10,
@@ -108,7 +113,6 @@ def make_lstm(seed=SEED, *, input_size=3, hidden_size=4, **options):
         batch_first=True,
         shared_intra_layer_weight_quant=True,
         shared_intra_layer_gate_acc_quant=True,
-        dtype=torch.float64,
     )
     kwargs.update(options)
     return QuantLSTM(input_size, hidden_size, **kwargs).eval()
@@ -301,16 +305,7 @@ def test_quant_linear_head_is_imported(mode):
             super().__init__()
             self.lstm = make_lstm(hidden_size=6)
             torch.manual_seed(3)
-            self.fc = QuantLinear(
-                6,
-                2,
-                bias=True,
-                weight_quant=Int8WeightPerTensorFixedPoint,
-                bias_quant=Int16Bias,
-                input_quant=IO8,
-                output_quant=IO8,
-                dtype=torch.float64,
-            )
+            self.fc = QuantLinear(6, 2, bias=True, input_quant=IO8, output_quant=IO8, **WEIGHTS)
 
         def forward(self, x):
             y, _ = self.lstm(x)

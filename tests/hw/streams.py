@@ -8,6 +8,9 @@ cycle ``t`` is recorded as ``t``.
 Typical use::
 
     ins, outs = run_stream(dut, payloads, seed=3, idle=0.3, stall=0.3)
+
+or, for several streams, testbenches of :func:`put_all`/:func:`get_all` run by
+:func:`simulate` (which fails instead of hanging when a beat is lost).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "get_all",
     "put_all",
     "run_stream",
+    "simulate",
     "stream_get",
     "stream_put",
     "to_python",
@@ -189,13 +193,26 @@ def run_stream(dut, payloads, *, seed=0, idle=0.0, stall=0.0, quiet=None, vcd=No
         result.out_cycles.extend(c for _, c in got)
         await expect_quiet(ctx, dut.o, quiet)
 
+    simulate(harness, producer, consumer, vcd=vcd)
+    return result
+
+
+def simulate(harness, *benches, timeout: int = 100_000, vcd=None) -> None:
+    """Run ``benches`` (async testbenches) on ``harness`` with a 10 ns clock; fail instead of
+    hanging when they have not finished after ``timeout`` cycles (a lost beat). ``vcd`` is an
+    optional path for a waveform dump."""
+
+    async def watchdog(ctx):
+        await ctx.delay(timeout * 1e-8)
+        raise AssertionError(f"simulation did not finish within {timeout} cycles")
+
     sim = Simulator(harness)
     sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
+    for bench in benches:
+        sim.add_testbench(bench)
+    sim.add_testbench(watchdog, background=True)
     if vcd is None:
         sim.run()
     else:
         with sim.write_vcd(str(vcd)):
             sim.run()
-    return result
