@@ -6,7 +6,8 @@ head output, ``(batch, out)`` for a ``last`` head or ``(batch, seq, out)`` for `
 without a head, the LSTM output sequence ``(batch, seq, D*H_out)``. ``--states`` writes
 the final states ``h_n`` ``(L*D, batch, H_out)`` and ``c_n`` ``(L*D, batch, H)`` to an
 ``.npz``; ``--h0c0`` reads initial states from an ``.npz`` holding ``h0`` and ``c0`` of
-those shapes (default: zeros). A spec is run with the float64 NumPy reference; a quantized
+those shapes (default: zeros). A GRU has no cell state: ``--states`` writes ``h_n`` only
+and ``--h0c0`` holds ``h0`` only. A spec is run with the float64 NumPy reference; a quantized
 model with the bit-exact golden model (dequantized floats, or integer codes with ``--raw``).
 """
 
@@ -39,7 +40,7 @@ class Prediction(NamedTuple):
 
     output: np.ndarray
     h_n: np.ndarray
-    c_n: np.ndarray
+    c_n: np.ndarray | None  # None for a GRU
 
 
 def predict_artifact(path: str | Path, x, h0=None, c0=None, raw: bool = False) -> Prediction:
@@ -106,11 +107,26 @@ def run(args: argparse.Namespace) -> None:
     x = load_npy(args.inputs, "--inputs")
     h0 = c0 = None
     if args.h0c0 is not None:
-        states = load_npz(args.h0c0, "--h0c0", ("h0", "c0"))
-        h0, c0 = states["h0"], states["c0"]
+        states = load_npz(args.h0c0, "--h0c0", None)
+        if set(states) not in ({"h0", "c0"}, {"h0"}):
+            raise CLIError(
+                f"--h0c0 {args.h0c0} must hold arrays ['h0', 'c0'] (an LSTM) or ['h0'] (a "
+                f"GRU), not {sorted(states)}"
+            )
+        h0, c0 = states["h0"], states.get("c0")
     prediction = predict_artifact(args.artifact, x, h0, c0, raw=args.raw)
+    gru = prediction.c_n is None
+    if args.h0c0 is not None and gru != (c0 is None):
+        raise CLIError(
+            f"--h0c0 {args.h0c0}: "
+            + ("a GRU has no cell state: drop c0" if gru else "an LSTM needs c0 beside h0")
+        )
     save_npy(args.output, prediction.output)
     print(f"wrote {args.output}: {prediction.output.shape} {prediction.output.dtype}")
     if args.states is not None:
-        save_npz(args.states, h_n=prediction.h_n, c_n=prediction.c_n)
-        print(f"wrote {args.states}: h_n {prediction.h_n.shape}, c_n {prediction.c_n.shape}")
+        if gru:
+            save_npz(args.states, h_n=prediction.h_n)
+            print(f"wrote {args.states}: h_n {prediction.h_n.shape}")
+        else:
+            save_npz(args.states, h_n=prediction.h_n, c_n=prediction.c_n)
+            print(f"wrote {args.states}: h_n {prediction.h_n.shape}, c_n {prediction.c_n.shape}")
