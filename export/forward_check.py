@@ -73,13 +73,16 @@ class _Dotted:
 
 
 _LIBRARY_LSTM = "torch.nn.modules.rnn.LSTM"
+_LIBRARY_GRU = "torch.nn.modules.rnn.GRU"
+_LIBRARY_RNNS = {_LIBRARY_LSTM: "nn.LSTM", _LIBRARY_GRU: "nn.GRU"}
 _LIBRARY_LINEAR = "torch.nn.modules.linear.Linear"
 #: torch.nn modules whose (straight-line) code is walked like the user's: nn.Linear's is
 #: ``torch.linear(x, self.weight, self.bias)``, dropout's is ``torch.dropout`` (off at inference).
 _NEUTRAL = ("Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "Identity")
 _INTERPRETED = ("torch.nn.modules.container.",)  # Sequential & co
 _GLOBALS = frozenset(
-    "torch ops __torch__ CONSTANTS annotate unchecked_cast getattr int float bool".split()
+    "torch ops __torch__ CONSTANTS annotate unchecked_cast uninitialized getattr int float "
+    "bool".split()
 )
 _SCALAR_OPS: dict[str, Callable] = {
     "torch.__not__": lambda a: not a,
@@ -140,12 +143,13 @@ class _TorchScript:
     def call_module(self, module: ScriptModule, method: str, args: list, depth: int):
         qualname = module.qualname
         label = f"{qualname.rsplit('.', 1)[-1]} {module.path!r}" if module.path else qualname
-        if qualname == _LIBRARY_LSTM and method == "forward__1":
-            raise self.refuse(f"nn.LSTM.{method}", "(packed sequences are not supported)")
-        if qualname == _LIBRARY_LSTM and method == "forward" and self.find(module, method) is None:
-            method = "forward__0"  # scripted nn.LSTM: forward is the overload for tensors
+        rnn = _LIBRARY_RNNS.get(qualname)
+        if rnn and method == "forward__1":
+            raise self.refuse(f"{rnn}.{method}", "(packed sequences are not supported)")
+        if rnn and method == "forward" and self.find(module, method) is None:
+            method = "forward__0"  # scripted nn.LSTM/GRU: forward is the overload for tensors
         short = qualname.rsplit(".", 1)[-1]
-        readable = qualname in (_LIBRARY_LINEAR, _LIBRARY_LSTM) or short in _NEUTRAL
+        readable = qualname == _LIBRARY_LINEAR or rnn is not None or short in _NEUTRAL
         if qualname.startswith("torch.") and not (readable or qualname.startswith(_INTERPRETED)):
             raise self.refuse(label, "(a module that changes the numerics)")
         return self.run(module, self.method(module, method), args, depth)
@@ -287,6 +291,8 @@ class _TorchScript:
             raise self.refuse("a call", f"of {describe(callee)}")
         if callee.name in ("annotate", "unchecked_cast") and len(node.args) == 2:
             return self.expr(node.args[1], env, depth)  # the first argument is a type
+        if callee.name == "uninitialized" and len(node.args) == 1:
+            return OPAQUE  # a placeholder of the given type (scripted nn.GRU: raise branches)
         args = [self.expr(a, env, depth) for a in node.args]
         kwargs = {k.arg: self.expr(k.value, env, depth) for k in node.keywords}
         function = self.classes.get(callee.name)
@@ -317,7 +323,7 @@ class _TorchScript:
             return args[1]
         if name == "getattr" and len(args) == 2 and isinstance(args[1], str):
             return self.attribute(args[0], args[1])
-        if name == "torch.lstm" and len(args) == 9 and not kwargs:
+        if name in ("torch.lstm", "torch.gru") and len(args) == 9 and not kwargs:
             keys = ("has_biases", "num_layers", "dropout", "train", "bidirectional", "batch_first")
             flags = dict(zip(keys, args[3:], strict=True))
             if flags["train"] is not False and flags["dropout"] not in (0, 0.0):
@@ -391,7 +397,7 @@ def _check_torchscript(where: str, root: ScriptModule, classes, lstm: LSTMSignat
     if not params:
         raise flow.refuse("forward", "takes no input")
     args: list = [Val("input")] + [Val("state") for _ in params[1:]]
-    if root.qualname == _LIBRARY_LSTM:
+    if root.qualname in _LIBRARY_RNNS:
         args = args[:1]
     try:
         value = interpreter.call_module(root, "forward", args, 0)

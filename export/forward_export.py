@@ -87,7 +87,7 @@ def _check_export_graph(where: str, program, lstm: LSTMSignature) -> str | None:
             positional.append(value)
         outputs = [_output_names(where, o) for o in node.get("outputs") or ()]
         result = _export_op(flow, op, target, args, positional)
-        if op == "aten::lstm":
+        if op in ("aten::lstm", "aten::gru"):
             names = [n for group in outputs for n in group]
             for name, value in zip(names, result, strict=False):
                 env[name] = value
@@ -100,7 +100,7 @@ def _check_export_graph(where: str, program, lstm: LSTMSignature) -> str | None:
 
 def _export_op(flow: Flow, op: str, target: str, args: dict, positional: list):
     get = args.get
-    if op == "aten::lstm":
+    if op in ("aten::lstm", "aten::gru"):
         flags = {k: get(k) for k in ("has_biases", "num_layers", "bidirectional", "batch_first")}
         if get("train") not in (False, None) and get("dropout") not in (0, 0.0, None):
             raise flow.refuse(op, "in training mode (dropout active)")

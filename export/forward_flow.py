@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from .spec import SpecError
 
 FORWARD_SUPPORTED = (
-    "lstmfpga exports only lstm(x) -> optional last timestep (y[:, -1], y[-1] time-major, "
-    "h_n[-1]) -> optional nn.Linear"
+    "lstmfpga exports only lstm(x) or gru(x) -> optional last timestep (y[:, -1], "
+    "y[-1] time-major, h_n[-1]) -> optional nn.Linear"
 )
 BIG = 2**62  # "to the end" in a slice
 MAX_DEPTH = 32  # nested module calls
@@ -25,13 +25,18 @@ MAX_DEPTH = 32  # nested module calls
 
 @dataclass(frozen=True)
 class LSTMSignature:
-    """What the graph's LSTM call must match: the weights read from the same file."""
+    """What the graph's LSTM (or GRU) call must match: the weights read from the same file."""
 
     num_layers: int
     bidirectional: bool
     bias: bool
     params: tuple[str, ...]  # parameter names in PyTorch's flat-weights order
     head: tuple[str, str | None] | None  # (weight, bias) names of the nn.Linear head
+    cell: str = "lstm"  # "lstm": the graph calls aten::lstm; "gru": aten::gru
+
+    @property
+    def op(self) -> str:
+        return f"aten::{self.cell}"
 
 
 @dataclass(frozen=True)
@@ -78,10 +83,16 @@ class Flow:
             raise self.refuse(op, f"on {describe(value)} as its {position}")
         return value
 
-    def lstm(self, op: str, x, hx, params, flags: Mapping[str, object]) -> tuple[Val, Val, Val]:
+    def lstm(self, op: str, x, hx, params, flags: Mapping[str, object]) -> tuple[Val, ...]:
+        """``aten::lstm`` or ``aten::gru`` (``op``): ``(seq, h_n, c_n)``, or ``(seq, h_n)``
+        for a GRU, whose ``hx`` is one tensor rather than ``(h0, c0)``."""
+        sig = self.lstm_sig
+        if op != sig.op:
+            weights = "an nn.GRU's" if sig.cell == "gru" else "an nn.LSTM's"
+            raise self.refuse(op, f"(the file's recurrent weights are {weights})")
         self.lstm_calls += 1
         if self.lstm_calls > 1:
-            raise self.refuse(op, "(the LSTM is applied twice)")
+            raise self.refuse(op, f"(the {sig.cell.upper()} is applied twice)")
         x = self.tensor(op, x)
         if x.kind == "head":
             raise self.refuse(op, "(an nn.Linear before the LSTM)")
@@ -89,11 +100,10 @@ class Flow:
             raise self.refuse(op, f"on {x.describe()} (the LSTM must read the model input)")
         if hx is not None and not (isinstance(hx, Val) and hx.kind == "state"):
             states = list(hx) if isinstance(hx, list | tuple) else [hx]
-            if len(states) != 2 or any(
+            if len(states) != (1 if sig.cell == "gru" else 2) or any(
                 not isinstance(s, Val) or s.kind not in ("zeros", "state") for s in states
             ):
                 raise self.refuse(op, "with initial states computed inside forward")
-        sig = self.lstm_sig
         if params is not None:
             if not isinstance(params, list | tuple):
                 raise self.refuse(op, f"with weights {describe(params)}")
@@ -109,6 +119,8 @@ class Flow:
         if not isinstance(batch_first, bool):
             raise self.refuse(op, f"with batch_first={batch_first!r}")
         seq = Val("seq", time_dim=1 if batch_first else 0)
+        if sig.cell == "gru":
+            return seq, Val("h_n")
         return seq, Val("h_n"), Val("c_n")
 
     def linear(self, op: str, x, weight, bias) -> Val:
@@ -186,7 +198,7 @@ class Flow:
             return None
         flat = flatten(value)
         kinds = [v.kind if isinstance(v, Val) else None for v in flat]
-        if kinds == ["seq", "h_n", "c_n"]:
+        if kinds == (["seq", "h_n"] if self.lstm_sig.cell == "gru" else ["seq", "h_n", "c_n"]):
             return None
         raise self.refuse("forward", f"returns {describe(value)}")
 

@@ -96,7 +96,7 @@ def detect_format(path: str | Path) -> str:
     )
 
 
-def load_model(path: str | Path, head: str | None = None) -> ModelSpec:
+def load_model(path: str | Path, head: str | None = None, cell: str | None = None) -> ModelSpec:
     """Read a model file (see :func:`detect_format`) into a :class:`ModelSpec`.
 
     * state_dict (``torch.save(model.state_dict())``, also a training checkpoint dict with
@@ -109,49 +109,68 @@ def load_model(path: str | Path, head: str | None = None) -> ModelSpec:
     * ``torch.export`` archive: weights and module structure read without
       ``torch.export.load`` (see the module docstring).
 
-    ``head`` is as in :func:`from_state_dict`. ``dropout`` is recorded as ``0.0`` (files
-    do not hold it in a form read here). Raises :class:`SpecError` for a missing, corrupt,
-    refused or unsupported file; its message starts with ``"{path}: "``.
+    ``head`` and ``cell`` are as in :func:`from_state_dict` (an archive's module structure
+    names its cell, and its graph must call ``aten::lstm`` or ``aten::gru`` to match).
+    ``dropout`` is recorded as ``0.0`` (files do not hold it in a form read here). Raises
+    :class:`SpecError` for a missing, corrupt, refused or unsupported file; its message starts
+    with ``"{path}: "``.
     """
     check_head_mode("head", head)
     path = Path(path)
     kind = detect_format(path)
     try:
-        return _load_model(path, kind, head)
+        return _load_model(path, kind, head, cell)
     except SpecError as error:
         if str(error).startswith(f"{path}:"):
             raise
         raise SpecError(f"{path}: {error}") from None
 
 
-def _load_model(path: Path, kind: str, head: str | None) -> ModelSpec:
+def _load_model(path: Path, kind: str, head: str | None, cell: str | None) -> ModelSpec:
     if kind == "state_dict":
         state_dict = load_state_dict_file(path)
-        return spec_from_state_dict(state_dict, head, source=f"state_dict {path.name}")
+        return spec_from_state_dict(state_dict, head, source=f"state_dict {path.name}", cell=cell)
     elif kind == "torchscript":
         modules, tensors, root, code = read_torchscript_program(path)
         declared = root.state.get("head_mode")
         declared = declared if isinstance(declared, str) else None
         model = modules.get("", "model")
-        _, head_path = check_structure(entries_from_tensor_owners(modules, tensors), model)
+        entries = entries_from_tensor_owners(modules, tensors)
+        _, found, head_path = check_structure(entries, model)
         check_head_mode("head_mode", declared)
         check_head_given(head, declared, head_path is not None, model)
         spec = spec_from_state_dict(
-            tensors, head or declared, source=f"TorchScript archive {path.name}"
+            tensors,
+            head or declared,
+            source=f"TorchScript archive {path.name}",
+            cell=_archive_cell(cell, found),
         )
         classes = parse_classes(str(path), code)
         mode = check_torchscript(str(path), root, classes, _lstm_signature(spec, tensors))
         return _with_graph_head(path, spec, mode, head)
     elif kind == "torch.export":
         modules, tensors, program = read_export_archive(path)
+        found = None
         if modules:  # graphs without nn_module_stack metadata: the state_dict checks remain
             model = modules.get("", "model")
-            check_structure(entries_from_tensor_owners(modules, tensors), model)
-        spec = spec_from_state_dict(tensors, head, source=f"torch.export program {path.name}")
+            _, found, _ = check_structure(entries_from_tensor_owners(modules, tensors), model)
+        spec = spec_from_state_dict(
+            tensors,
+            head,
+            source=f"torch.export program {path.name}",
+            cell=_archive_cell(cell, found),
+        )
         mode = check_export_graph(str(path), program, _lstm_signature(spec, tensors))
         return _with_graph_head(path, spec, mode, head)
     else:
         raise AssertionError(f"unhandled model file kind {kind!r}")  # pragma: no cover
+
+
+def _archive_cell(given: str | None, found: str | None) -> str | None:
+    """The cell of an archive: its module's (``found``), which a given ``cell`` must match."""
+    if given is not None and found is not None and given != found:
+        raise SpecError(f"cell {given!r} given, but the archive holds an nn.{found.upper()}")
+    return given or found
 
 
 def _lstm_signature(spec: ModelSpec, tensors: Mapping[str, object]) -> LSTMSignature:
@@ -176,7 +195,7 @@ def _lstm_signature(spec: ModelSpec, tensors: Mapping[str, object]) -> LSTMSigna
         weight = next(k for k in rest if k.rpartition(".")[2] == "weight")
         bias = weight[: -len("weight")] + "bias"
         head = (weight, bias if bias in tensors else None)
-    return LSTMSignature(spec.num_layers, spec.bidirectional, spec.bias, params, head)
+    return LSTMSignature(spec.num_layers, spec.bidirectional, spec.bias, params, head, spec.cell)
 
 
 def _with_graph_head(path: Path, spec: ModelSpec, mode: str | None, head: str | None) -> ModelSpec:
@@ -185,7 +204,7 @@ def _with_graph_head(path: Path, spec: ModelSpec, mode: str | None, head: str | 
         if spec.head is not None:
             raise SpecError(
                 f"{path}: unsupported forward: the nn.Linear head is never applied to the "
-                f"LSTM output; {FORWARD_SUPPORTED}"
+                f"{spec.cell.upper()} output; {FORWARD_SUPPORTED}"
             )
         return spec
     if head is not None and head != mode:

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from .spec import HEAD_MODES, SpecError
 
 #: What lstmfpga reads from a PyTorch model; ends the messages refusing anything else.
-SUPPORTED = "lstmfpga supports one nn.LSTM and an optional nn.Linear head"
+SUPPORTED = "lstmfpga supports one nn.LSTM or nn.GRU and an optional nn.Linear head"
 
 _LSTM_QUALNAME = "torch.nn.modules.rnn.LSTM"
+_GRU_QUALNAME = "torch.nn.modules.rnn.GRU"
+#: The recurrent module kinds and their labels.
+RNN_KINDS = {"lstm": "nn.LSTM", "gru": "nn.GRU"}
 _LINEAR_QUALNAME = "torch.nn.modules.linear.Linear"
 #: torch.nn classes (by short name) that do not change inference numerics.
 _IGNORED_TORCH_MODULES = frozenset(
@@ -51,24 +54,26 @@ class ModuleEntry:
 
     path: str  # dotted path, "" for the root
     qualname: str  # "torch.nn.modules.rnn.LSTM", "__main__.MyModel", ...
-    kind: str | None  # "lstm", "linear", or None (decided from qualname)
+    kind: str | None  # "lstm", "gru", "linear", or None (decided from qualname)
     own_tensors: tuple[str, ...]  # names of parameters/buffers owned directly
 
 
 def _describe_module(entry: ModuleEntry) -> str:
     short = entry.qualname.rsplit(".", 1)[-1]
     # A torch.ao quantized "LSTM" must not read like the supported nn.LSTM.
-    label = entry.qualname if short in ("LSTM", "Linear") else short
+    label = entry.qualname if short in ("LSTM", "GRU", "Linear") else short
     where = f"layer {entry.path!r}" if entry.path else "model"
     return f"{where} ({label})"
 
 
-def check_structure(entries: Iterable[ModuleEntry], model: str) -> tuple[str, str | None]:
-    """Classify modules; return ``(lstm path, head path or None)`` or raise :class:`SpecError`."""
-    lstms, linears = [], []
+def check_structure(entries: Iterable[ModuleEntry], model: str) -> tuple[str, str, str | None]:
+    """Classify modules; return ``(rnn path, cell, head path or None)`` or raise
+    :class:`SpecError`. ``cell`` is ``"lstm"`` or ``"gru"``: the kind of the one recurrent
+    module (``nn.LSTM`` or ``nn.GRU``)."""
+    rnns, linears = [], []
     for entry in entries:
-        if entry.kind == "lstm":
-            lstms.append(entry.path)
+        if entry.kind in RNN_KINDS:
+            rnns.append(entry)
         elif entry.kind == "linear":
             linears.append(entry.path)
         elif entry.qualname.startswith("torch."):
@@ -81,19 +86,21 @@ def check_structure(entries: Iterable[ModuleEntry], model: str) -> tuple[str, st
             raise SpecError(
                 f"unsupported parameter(s) {names} of {_describe_module(entry)}: {SUPPORTED}"
             )
-    if not lstms:
-        raise SpecError(f"no nn.LSTM found in {model}: {SUPPORTED}")
-    if len(lstms) > 1:
-        paths = ", ".join(repr(p) for p in lstms)
-        raise SpecError(f"found {len(lstms)} nn.LSTM modules ({paths}): {SUPPORTED}")
+    if not rnns:
+        raise SpecError(f"no nn.LSTM or nn.GRU found in {model}: {SUPPORTED}")
+    if len(rnns) > 1:
+        paths = ", ".join(repr(e.path) for e in rnns)
+        labels = "/".join(sorted({RNN_KINDS[e.kind] for e in rnns}, reverse=True))
+        raise SpecError(f"found {len(rnns)} {labels} modules ({paths}): {SUPPORTED}")
     if len(linears) > 1:
         paths = ", ".join(repr(p) for p in linears)
         raise SpecError(f"found {len(linears)} nn.Linear modules ({paths}): {SUPPORTED}")
-    return lstms[0], (linears[0] if linears else None)
+    return rnns[0].path, rnns[0].kind, (linears[0] if linears else None)
 
 
 def _qualname_kind(qualname: str) -> str | None:
-    return {_LSTM_QUALNAME: "lstm", _LINEAR_QUALNAME: "linear"}.get(qualname)
+    kinds = {_LSTM_QUALNAME: "lstm", _GRU_QUALNAME: "gru", _LINEAR_QUALNAME: "linear"}
+    return kinds.get(qualname)
 
 
 def entries_from_tensor_owners(

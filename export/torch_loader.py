@@ -4,8 +4,8 @@ Three entry points, all returning a validated :class:`~lstmfpga.export.spec.Mode
 raising :class:`~lstmfpga.export.spec.SpecError` (one-line message) for anything they
 cannot represent exactly:
 
-* :func:`from_module` — a live ``nn.LSTM``, or an ``nn.Module`` holding one ``nn.LSTM`` and
-  at most one ``nn.Linear`` head;
+* :func:`from_module` — a live ``nn.LSTM`` or ``nn.GRU``, or an ``nn.Module`` holding one of
+  them and at most one ``nn.Linear`` head;
 * :func:`from_state_dict` — a mapping of parameter names to tensors (or NumPy arrays); the
   architecture is inferred from the key names and shapes;
 * :func:`~lstmfpga.export.model_files.load_model` — a file: a ``state_dict`` saved with
@@ -16,15 +16,16 @@ cannot represent exactly:
 What is supported
 -----------------
 One ``nn.LSTM`` with any of its options (``input_size``, ``hidden_size``, ``num_layers``,
-``bias``, ``batch_first``, ``bidirectional``, ``proj_size``, ``dropout``) and an optional
+``bias``, ``batch_first``, ``bidirectional``, ``proj_size``, ``dropout``), or one ``nn.GRU``
+with any of its options (the same but ``proj_size``; gates ``r, z, n``), and an optional
 ``nn.Linear`` head applied either to the last timestep (``head="last"``) or to every
 timestep (``head="all"``). ``batch_first`` does not appear in the spec (every lstmfpga API
 takes ``(batch, seq, features)``); ``dropout`` is recorded but has no effect at inference.
 
 Modules are classified by type, never by running them:
 
-* ``nn.LSTM`` and ``nn.Linear`` (exact types, or subclasses that do not override
-  ``forward``) are the model;
+* ``nn.LSTM``, ``nn.GRU`` and ``nn.Linear`` (exact types, or subclasses that do not
+  override ``forward``) are the model;
 * ``nn.Dropout*``, ``nn.Identity``, ``nn.Flatten``, containers (``Sequential``,
   ``ModuleList``, ``ModuleDict``) and loss modules are ignored: they do not change the
   inference numerics (``Flatten`` only reshapes, dropout is off in ``eval()``);
@@ -53,7 +54,7 @@ import torch
 from torch import nn
 
 from .archives import first_line
-from .spec import HeadSpec, LayerWeights, ModelSpec, SpecError
+from .spec import CELLS, HeadSpec, LayerWeights, ModelSpec, SpecError
 from .structure import (
     SUPPORTED,
     ModuleEntry,
@@ -64,7 +65,7 @@ from .structure import (
 
 __all__ = ["from_module", "from_state_dict"]
 
-#: A PyTorch LSTM parameter name: ``{prefix}{kind}_l{layer}[_reverse]``.
+#: A PyTorch LSTM or GRU parameter name: ``{prefix}{kind}_l{layer}[_reverse]``.
 LSTM_KEY = re.compile(
     r"^(?P<prefix>(?:.*\.)?)(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)"
     r"_l(?P<layer>0|[1-9][0-9]*)(?P<reverse>_reverse)?$"
@@ -81,17 +82,15 @@ def _live_entries(module: nn.Module) -> list[ModuleEntry]:
         cls = type(sub)
         qualname = f"{cls.__module__}.{cls.__qualname__}"
         kind = None
-        if _live_kind(sub, nn.LSTM):
-            kind = "lstm"
-        elif _live_kind(sub, nn.Linear):
-            kind = "linear"
-        elif isinstance(sub, nn.LSTM | nn.Linear):
-            label = "nn.LSTM" if isinstance(sub, nn.LSTM) else "nn.Linear"
-            where = f"layer {path!r}" if path else "model"
-            raise SpecError(
-                f"unsupported {where} ({cls.__name__}): a subclass of {label} that "
-                f"overrides forward; {SUPPORTED}"
-            )
+        for base, name in ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.Linear, "linear")):
+            if _live_kind(sub, base):
+                kind = name
+            elif isinstance(sub, base):
+                where = f"layer {path!r}" if path else "model"
+                raise SpecError(
+                    f"unsupported {where} ({cls.__name__}): a subclass of nn.{base.__name__} "
+                    f"that overrides forward; {SUPPORTED}"
+                )
         own = [n for n, _ in sub.named_parameters(recurse=False)]
         own += [n for n, _ in sub.named_buffers(recurse=False)]
         entries.append(ModuleEntry(path, qualname, kind, tuple(own)))
@@ -122,8 +121,10 @@ def _shape(name: str, value) -> tuple[int, ...]:
 
 
 # -- state_dict --------------------------------------------------------------------------------
-def from_state_dict(state_dict: Mapping, head: str | None = None) -> ModelSpec:
-    """Build a :class:`ModelSpec` from an ``nn.LSTM`` (+ ``nn.Linear``) state_dict.
+def from_state_dict(
+    state_dict: Mapping, head: str | None = None, cell: str | None = None
+) -> ModelSpec:
+    """Build a :class:`ModelSpec` from an ``nn.LSTM`` or ``nn.GRU`` (+ ``nn.Linear``) state_dict.
 
     Parameters
     ----------
@@ -138,12 +139,18 @@ def from_state_dict(state_dict: Mapping, head: str | None = None) -> ModelSpec:
     head:
         ``"last"`` or ``"all"``; ``None`` means ``"last"`` when the state_dict has a head.
         Giving a mode for a state_dict without head weights is an error.
+    cell:
+        ``"lstm"``, ``"gru"`` or ``None``: inferred from ``weight_hh_l0`` of shape ``(rows,
+        cols)``: an LSTM with a projection (``weight_hr``) or ``rows == 4 * cols``, a GRU
+        (no projection) when ``rows == 3 * cols``. A shape that could be a malformed tensor
+        of either (``rows`` a multiple of 12) is refused asking for ``cell``; anything else
+        is read as an LSTM (and its shape errors name the LSTM's rows).
 
     Raises :class:`SpecError` for inconsistent shapes, missing tensors, non-float or
     non-finite values, more than one LSTM or head candidate, and unknown keys (named).
     ``dropout`` is not part of a state_dict: the spec records ``0.0``.
     """
-    return spec_from_state_dict(state_dict, head, source="state_dict")
+    return spec_from_state_dict(state_dict, head, source="state_dict", cell=cell)
 
 
 def spec_from_state_dict(
@@ -152,8 +159,11 @@ def spec_from_state_dict(
     *,
     source: str,
     dropout: float = 0.0,
+    cell: str | None = None,
 ) -> ModelSpec:
     """:func:`from_state_dict` with the spec's ``source`` and ``dropout`` given."""
+    if cell is not None and cell not in CELLS:
+        raise SpecError(f"cell must be 'lstm' or 'gru', not {cell!r:.40}")
     if not isinstance(state_dict, Mapping):
         raise SpecError(f"state_dict must be a mapping, not {type(state_dict).__name__}")
     check_head_mode("head", head)
@@ -162,7 +172,7 @@ def spec_from_state_dict(
             raise SpecError(f"state_dict keys must be strings, not {key!r}")
     shapes = {key: _shape(key, value) for key, value in state_dict.items()}
     lstm, prefix = _lstm_keys(state_dict)
-    arch = _lstm_architecture(lstm, shapes, prefix)
+    arch = _lstm_architecture(lstm, shapes, prefix, cell)
     head_spec = _head_spec(state_dict, shapes, lstm, arch, head)
 
     def tensor(layer: int, d: int, kind: str) -> np.ndarray | None:
@@ -193,6 +203,7 @@ def spec_from_state_dict(
         head=head_spec,
         dropout=float(dropout),
         source=source,
+        cell=arch.cell,
     )
 
 
@@ -202,7 +213,7 @@ _LSTMKeys = dict[tuple[int, int], dict[str, str]]
 
 @dataclass(frozen=True)
 class _Architecture:
-    """The LSTM options a state_dict's keys and shapes imply."""
+    """The LSTM or GRU options a state_dict's keys and shapes imply."""
 
     input_size: int
     hidden_size: int
@@ -211,6 +222,7 @@ class _Architecture:
     bidirectional: bool
     bias: bool
     proj_size: int
+    cell: str = "lstm"
 
     @property
     def num_directions(self) -> int:
@@ -231,24 +243,27 @@ def _lstm_keys(state_dict: Mapping) -> tuple[_LSTMKeys, str]:
     if not lstm:
         found = ", ".join(repr(k) for k in list(state_dict)[:4]) or "nothing"
         raise SpecError(
-            f"state_dict holds no LSTM weights (expected keys like 'weight_ih_l0' or "
+            f"state_dict holds no LSTM or GRU weights (expected keys like 'weight_ih_l0' or "
             f"'lstm.weight_ih_l0', found {found}): {SUPPORTED}"
         )
     if len(prefixes) > 1:
         names = ", ".join(repr(p.rstrip(".")) for p in sorted(prefixes))
-        raise SpecError(f"state_dict holds LSTM weights of several modules ({names}): {SUPPORTED}")
+        raise SpecError(
+            f"state_dict holds recurrent weights of several modules ({names}): {SUPPORTED}"
+        )
     return lstm, prefixes.pop()
 
 
 def _lstm_architecture(
-    lstm: _LSTMKeys, shapes: Mapping[str, tuple[int, ...]], prefix: str
+    lstm: _LSTMKeys, shapes: Mapping[str, tuple[int, ...]], prefix: str, cell: str | None = None
 ) -> _Architecture:
-    """Layers, directions, bias and projection from the keys; sizes from layer 0's shapes."""
+    """Layers, directions, bias and projection from the keys; sizes from layer 0's shapes;
+    the cell ``cell``, or inferred (see :func:`from_state_dict`)."""
     num_layers = 1 + max(layer for layer, _ in lstm)
     missing_layers = sorted(set(range(num_layers)) - {layer for layer, _ in lstm})
     if missing_layers:
         raise SpecError(
-            f"state_dict has LSTM layers up to {num_layers - 1} but no weights for "
+            f"state_dict has layers up to {num_layers - 1} but no weights for "
             f"layer(s) {missing_layers}"
         )
     reverse = {layer for layer, d in lstm if d == 1}
@@ -273,23 +288,14 @@ def _lstm_architecture(
     for key, shape in ((lstm[0, 0]["weight_ih"], w_ih), (lstm[0, 0]["weight_hh"], w_hh)):
         if len(shape) != 2:
             raise SpecError(f"{key} must be 2-D, not {shape}")
-    rows, output_size = w_hh
-    hint = ""
-    if not projection and rows == 3 * output_size:
-        hint = " (3*hidden rows: a GRU?)"
-    elif not projection and rows == output_size:
-        hint = " (hidden rows: an RNN?)"
-    if rows == 0 or rows % 4:
-        raise SpecError(
-            f"{lstm[0, 0]['weight_hh']} must have 4*hidden_size rows (gates i, f, g, o), "
-            f"not {rows}{hint}"
-        )
-    hidden_size = rows // 4
-    if not projection and output_size != hidden_size:
-        raise SpecError(
-            f"{lstm[0, 0]['weight_hh']} has shape {w_hh}, but an LSTM without "
-            f"projection has weight_hh of shape (4*hidden, hidden){hint}"
-        )
+    key, output_size = lstm[0, 0]["weight_hh"], w_hh[1]
+    if cell is None:
+        cell = _infer_cell(key, w_hh, projection)
+    if cell == "gru":
+        hidden_size = _gru_hidden_size(lstm, key, w_hh)
+        projection = False
+    else:
+        hidden_size = _lstm_hidden_size(key, w_hh, projection)
     return _Architecture(
         input_size=w_ih[1],
         hidden_size=hidden_size,
@@ -298,7 +304,57 @@ def _lstm_architecture(
         bidirectional=bidirectional,
         bias=bias,
         proj_size=output_size if projection else 0,
+        cell=cell,
     )
+
+
+def _lstm_hidden_size(key: str, w_hh: tuple[int, int], projection: bool) -> int:
+    """An LSTM's hidden size: ``weight_hh`` is ``(4*hidden, hidden or proj_size)``."""
+    rows, output_size = w_hh
+    hint = ""
+    if not projection and rows == 3 * output_size:
+        hint = " (3*hidden rows: a GRU?)"
+    elif not projection and rows == output_size:
+        hint = " (hidden rows: an RNN?)"
+    if rows == 0 or rows % 4:
+        raise SpecError(f"{key} must have 4*hidden_size rows (gates i, f, g, o), not {rows}{hint}")
+    hidden_size = rows // 4
+    if not projection and output_size != hidden_size:
+        raise SpecError(
+            f"{key} has shape {w_hh}, but an LSTM without "
+            f"projection has weight_hh of shape (4*hidden, hidden){hint}"
+        )
+    return hidden_size
+
+
+def _infer_cell(key: str, w_hh: tuple[int, int], projection: bool) -> str:
+    """``"lstm"`` or ``"gru"`` from ``weight_hh_l0``'s shape (see :func:`from_state_dict`)."""
+    rows, cols = w_hh
+    if projection or (cols and rows == 4 * cols):
+        return "lstm"
+    if cols and rows == 3 * cols:
+        return "gru"
+    if rows and rows % 12 == 0:
+        raise SpecError(
+            f"{key} has shape {w_hh}, which is neither an LSTM's (4*hidden, hidden) nor a "
+            f"GRU's (3*hidden, hidden): say which it is with --cell lstm or --cell gru"
+        )
+    return "lstm"
+
+
+def _gru_hidden_size(lstm: _LSTMKeys, key: str, w_hh: tuple[int, int]) -> int:
+    """A GRU's hidden size: no projection, ``weight_hh`` of shape ``(3*hidden, hidden)``."""
+    rows, hidden_size = w_hh
+    for cell in lstm.values():
+        if "weight_hr" in cell:
+            raise SpecError(f"{cell['weight_hr']} given, but a GRU has no projection")
+    hint = " (4*hidden rows: an LSTM?)" if rows == 4 * hidden_size else ""
+    if hidden_size == 0 or rows != 3 * hidden_size:
+        raise SpecError(
+            f"{key} has shape {w_hh}, but a GRU has weight_hh of shape (3*hidden, hidden) "
+            f"(gates r, z, n){hint}"
+        )
+    return hidden_size
 
 
 def _head_spec(
@@ -323,8 +379,8 @@ def _head_spec(
     width = arch.num_directions * arch.output_size
     if shapes[head_weight][1:] != (width,):
         raise SpecError(
-            f"head {head_weight} has shape {shapes[head_weight]}, but the LSTM output "
-            f"has {width} features"
+            f"head {head_weight} has shape {shapes[head_weight]}, but the "
+            f"{arch.cell.upper()} output has {width} features"
         )
     return head_spec
 
@@ -356,11 +412,12 @@ def _find_head(
 def from_module(module: nn.Module, head: str | None = None) -> ModelSpec:
     """Build a :class:`ModelSpec` from a live module (weights copied as float64).
 
-    ``module`` is an ``nn.LSTM``, or an ``nn.Module`` whose ``named_modules()`` hold exactly
-    one ``nn.LSTM`` and at most one ``nn.Linear`` (the head); see the module docstring for
-    which other modules are ignored or refused. The head mode is ``head`` if given, else the
-    module's ``head_mode`` attribute if it has one, else ``"last"``. ``dropout`` is copied
-    from the LSTM (ignored at inference); ``batch_first`` does not matter.
+    ``module`` is an ``nn.LSTM`` or ``nn.GRU``, or an ``nn.Module`` whose ``named_modules()``
+    hold exactly one of them and at most one ``nn.Linear`` (the head); see the module
+    docstring for which other modules are ignored or refused. The head mode is ``head`` if
+    given, else the module's ``head_mode`` attribute if it has one, else ``"last"``.
+    ``dropout`` is copied from the recurrent module (ignored at inference); ``batch_first``
+    does not matter.
 
     Raises :class:`TypeError` if ``module`` is not an ``nn.Module``, :class:`SpecError` for
     an unsupported structure, a head mode without a head, or non-finite weights.
@@ -370,22 +427,23 @@ def from_module(module: nn.Module, head: str | None = None) -> ModelSpec:
     check_head_mode("head", head)
     declared = check_head_mode("head_mode", getattr(module, "head_mode", None))
     model = type(module).__name__
-    lstm_path, head_path = check_structure(_live_entries(module), model)
+    rnn_path, cell, head_path = check_structure(_live_entries(module), model)
     check_head_given(head, declared, head_path is not None, model)
-    # Only the LSTM and the head: every other module was checked to hold no tensors
-    # that matter (a loss module's class weights, say, are not part of the model).
+    # Only the recurrent module and the head: every other module was checked to hold no
+    # tensors that matter (a loss module's class weights, say, are not part of the model).
     state_dict = {}
-    for path in (lstm_path, head_path):
+    for path in (rnn_path, head_path):
         if path is not None:
             prefix = f"{path}." if path else ""
             for name, value in module.get_submodule(path).state_dict().items():
                 state_dict[prefix + name] = value
-    lstm = module.get_submodule(lstm_path)
+    rnn = module.get_submodule(rnn_path)
     return spec_from_state_dict(
         state_dict,
         head or declared,
         source=f"torch module {model}",
-        dropout=lstm.dropout,
+        dropout=rnn.dropout,
+        cell=cell,
     )
 
 

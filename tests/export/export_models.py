@@ -78,3 +78,52 @@ def assert_same_spec(actual: ModelSpec, expected: ModelSpec, *, context: str = "
     for name in et:
         assert at[name].dtype == np.float64, (context, name)
         assert np.array_equal(at[name], et[name]), (context, name)
+
+
+class GRUWithHead(nn.Module):
+    """``gru`` (initial state ``h0`` optional) → dropout → ``fc`` on the last timestep
+    (``"last"``, read as ``y[:, -1]``, ``y[-1]`` time-major or ``h_n[-1]``) or on every
+    timestep (``"all"``), or no head (``None``: returns ``(y, h_n)``).
+
+    Scriptable and exportable, like :class:`LSTMWithHead`.
+    """
+
+    reads: str
+    batch_first: bool
+    last: str
+
+    def __init__(self, gru: nn.GRU, out_features: int, head_mode: str | None, last: str = "y"):
+        super().__init__()
+        self.gru = gru
+        self.drop = nn.Dropout(0.25)
+        self.fc = None
+        if head_mode is not None:
+            width = (2 if gru.bidirectional else 1) * gru.hidden_size
+            self.fc = nn.Linear(width, out_features, bias=gru.bias)
+        self.reads = head_mode or "none"
+        self.batch_first = gru.batch_first
+        self.last = last
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
+        y, h_n = self.gru(x, h0)
+        fc = self.fc
+        if fc is None:
+            return y, h_n
+        if self.reads == "last":
+            if self.last == "h_n":
+                return fc(h_n[-1])
+            return fc(self.drop(y[:, -1] if self.batch_first else y[-1]))
+        return fc(self.drop(y))
+
+
+def make_gru_model(
+    seed: int, head: str | None = None, out_features: int = 3, last: str = "y", **kwargs
+) -> GRUWithHead:
+    """A seeded float64 :class:`GRUWithHead` in eval mode, weights uniform in [-1, 1] (wider
+    than PyTorch's init, so that the gates leave 0.5)."""
+    torch.manual_seed(seed)
+    gru = nn.GRU(**kwargs).double()
+    with torch.no_grad():
+        for parameter in gru.parameters():
+            parameter.uniform_(-1.0, 1.0)
+    return GRUWithHead(gru, out_features, head, last).double().eval()

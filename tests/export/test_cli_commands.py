@@ -271,7 +271,7 @@ def test_export_errors_fail_with_one_line(tmp_path, capsys):
     assert_one_line_error(code, err, "refused: a whole pickled nn.Module")
 
     torch.save(torch.nn.GRU(2, 3).state_dict(), tmp_path / "gru.pt")
-    code, _, err = run_cli(capsys, "export", tmp_path / "gru.pt", "-o", out)
+    code, _, err = run_cli(capsys, "export", tmp_path / "gru.pt", "--cell", "lstm", "-o", out)
     assert_one_line_error(code, err, "a GRU?")
 
     lstm_only = make_model(0, input_size=2, hidden_size=2)

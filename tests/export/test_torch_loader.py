@@ -258,10 +258,12 @@ class MyLSTM(nn.LSTM):
         return super().forward(x * 2, hx)
 
 
-UNSUPPORTED = "lstmfpga supports one nn.LSTM and an optional nn.Linear head"
+UNSUPPORTED = "lstmfpga supports one nn.LSTM or nn.GRU and an optional nn.Linear head"
 REFUSED_MODULES = {
-    "bare GRU": (lambda: nn.GRU(3, 4), r"^unsupported model \(GRU\): "),
-    "GRU layer": (lambda: Wrapper(rnn=nn.GRU(4, 4)), r"^unsupported layer 'rnn' \(GRU\): "),
+    "LSTM and GRU": (
+        lambda: Wrapper(rnn=nn.GRU(4, 4)),
+        r"^found 2 nn.LSTM/nn.GRU modules \('lstm', 'rnn'\): ",
+    ),
     "RNN layer": (lambda: Wrapper(rnn=nn.RNN(4, 4)), r"^unsupported layer 'rnn' \(RNN\): "),
     "Conv1d": (lambda: Wrapper(conv=nn.Conv1d(3, 3, 2)), r"^unsupported layer 'conv' \(Conv1d\)"),
     "Embedding": (lambda: Wrapper(emb=nn.Embedding(10, 3)), r"'emb' \(Embedding\)"),
@@ -279,7 +281,10 @@ REFUSED_MODULES = {
         lambda: Wrapper(fc1=nn.Linear(4, 4), fc2=nn.Linear(4, 2)),
         r"^found 2 nn.Linear modules \('fc1', 'fc2'\): ",
     ),
-    "no LSTM": (lambda: nn.Sequential(nn.Linear(3, 4)), r"^no nn.LSTM found in Sequential: "),
+    "no LSTM": (
+        lambda: nn.Sequential(nn.Linear(3, 4)),
+        r"^no nn.LSTM or nn.GRU found in Sequential: ",
+    ),
     "own parameter": (lambda: Scaled(), r"^unsupported parameter\(s\) 'scale' of model \(Scaled\)"),
     "own buffer": (lambda: Normalized(), r"^unsupported parameter\(s\) 'mean' of model"),
     "LSTM subclass with forward": (
@@ -421,9 +426,17 @@ BAD_STATE_DICTS = {
         lambda: _modified(lstm_state_dict("lstm.", **BASE), lstm__bias_hh_l0=None),
         r"^state_dict is missing lstm.bias_hh_l0$",
     ),
-    "GRU weights": (
-        lambda: nn.GRU(3, 4).state_dict(),
+    "GRU weights read as an LSTM": (
+        lambda: (nn.GRU(3, 4).state_dict(), "lstm"),
         r"^weight_hh_l0 has shape \(12, 4\), .* \(3\*hidden rows: a GRU\?\)$",
+    ),
+    "LSTM weights read as a GRU": (
+        lambda: (lstm_state_dict(**BASE), "gru"),
+        r"^weight_hh_l0 has shape \(16, 4\), but a GRU .* \(4\*hidden rows: an LSTM\?\)$",
+    ),
+    "neither LSTM nor GRU": (
+        lambda: _modified(lstm_state_dict(**BASE), weight_hh_l0=torch.zeros(24, 5)),
+        r"^weight_hh_l0 has shape \(24, 5\), which is neither .* --cell lstm or --cell gru$",
     ),
     "RNN weights": (lambda: nn.RNN(3, 4).state_dict(), r"\(hidden rows: an RNN\?\)$"),
     "rows not a multiple of 4": (
@@ -448,11 +461,11 @@ BAD_STATE_DICTS = {
         lambda: {
             k.replace("_l1", "_l2"): v for k, v in lstm_state_dict(**BASE).items()
         },
-        r"^state_dict has LSTM layers up to 2 but no weights for layer\(s\) \[1\]$",
+        r"^state_dict has layers up to 2 but no weights for layer\(s\) \[1\]$",
     ),
     "two LSTMs": (
         lambda: {**lstm_state_dict("a.", **BASE), **lstm_state_dict("b.", **BASE)},
-        r"^state_dict holds LSTM weights of several modules \('a', 'b'\): ",
+        r"^state_dict holds recurrent weights of several modules \('a', 'b'\): ",
     ),
     "unknown keys": (
         lambda: _modified(lstm_state_dict(**BASE), bn__running_mean=torch.zeros(4),
@@ -483,7 +496,7 @@ BAD_STATE_DICTS = {
     ),
     "no LSTM at all": (
         lambda: nn.Linear(3, 2).state_dict(),
-        r"^state_dict holds no LSTM weights \(expected keys like 'weight_ih_l0' .*, found 'weight'",
+        r"^state_dict holds no LSTM or GRU weights \(expected keys like 'weight_ih_l0' .*, found",
     ),
     "not a mapping": (lambda: [1, 2], r"^state_dict must be a mapping, not list$"),
 }  # fmt: skip
@@ -492,8 +505,10 @@ BAD_STATE_DICTS = {
 @pytest.mark.parametrize("name", list(BAD_STATE_DICTS))
 def test_bad_state_dicts_are_refused_with_one_line(name):
     build, message = BAD_STATE_DICTS[name]
+    built = build()
+    state_dict, cell = built if isinstance(built, tuple) else (built, None)
     with pytest.raises(SpecError, match=message) as info:
-        from_state_dict(build())
+        from_state_dict(state_dict, cell=cell)
     assert "\n" not in str(info.value)
 
 

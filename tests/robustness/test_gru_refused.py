@@ -1,12 +1,14 @@
-"""A GRU spec (``ModelSpec(cell="gru")``) exports and describes, but the stages without GRU
-support yet (quantize, finetune) refuse it with one line naming the cell type, through the
-real CLI."""
+"""GRUs through the real CLI: ``export`` reads GRU model files (the cell inferred from the
+shapes, or given with ``--cell``) and refuses bad ones with one line; a GRU spec describes,
+and the stages without GRU support yet (finetune) refuse it with one line naming the cell."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from harness import Case, assert_refused, run_cli
+from torch import nn
 
 from lstmfpga.export.spec import LayerWeights, ModelSpec
 
@@ -54,3 +56,78 @@ def test_finetune_refuses_a_gru(tmp_path, gru_spec_dir):
         "-o", case.out / "q",
     )  # fmt: skip
     assert_refused(result, case, match="LSTM specs only, not cell 'gru'")
+
+
+def test_export_reads_a_gru_state_dict(tmp_path):
+    case = Case.make(tmp_path)
+    torch.manual_seed(0)
+    torch.save(nn.GRU(3, 4, num_layers=2).state_dict(), case.inputs / "gru.pt")
+    result = run_cli(case, "export", case.inputs / "gru.pt", "-o", case.out / "spec")
+    assert result.returncode == 0, result.stderr
+    assert "GRU input_size=3 hidden_size=4 num_layers=2" in result.stdout
+    assert ModelSpec.load(case.out / "spec").cell == "gru"
+
+
+class _GRUThenTanh(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 4, batch_first=True)
+
+    def forward(self, x):
+        y, _ = self.gru(x)
+        return torch.tanh(y)
+
+
+def _gru_weights(**changes):
+    torch.manual_seed(1)
+    state = nn.GRU(3, 4).state_dict()
+    state.update(changes)
+    return state
+
+
+# name: (build the file in case.inputs -> extra CLI args, expected message fragment)
+BAD_GRU_FILES = {
+    "shape fits neither cell": (
+        lambda p: torch.save(_gru_weights(weight_hh_l0=torch.zeros(12, 5)), p),
+        (),
+        (
+            "neither an LSTM's (4*hidden, hidden) nor a GRU's (3*hidden, hidden): say which it "
+            "is with --cell lstm or --cell gru"
+        ),
+    ),
+    "NaN in weight_hh": (
+        lambda p: torch.save(_gru_weights(weight_hh_l0=torch.full((12, 4), float("nan"))), p),
+        (),
+        "weight_hh_l0 contains 48 non-finite value(s)",
+    ),
+    "wrong input width": (
+        lambda p: torch.save(_gru_weights(bias_hh_l0=torch.zeros(11)), p),
+        (),
+        "bias_hh_l0 must have shape (12,) for a GRU",
+    ),
+    "LSTM weights with --cell gru": (
+        lambda p: torch.save(nn.LSTM(3, 4).state_dict(), p),
+        ("--cell", "gru"),
+        "but a GRU has weight_hh of shape (3*hidden, hidden) (gates r, z, n) (4*hidden rows",
+    ),
+    "GRU then tanh (TorchScript)": (
+        lambda p: torch.jit.script(_GRUThenTanh()).save(str(p)),
+        (),
+        "unsupported forward: aten::tanh",
+    ),
+    "unknown --cell": (
+        lambda p: torch.save(_gru_weights(), p),
+        ("--cell", "rnn"),
+        "argument --cell: invalid choice: 'rnn'",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_GRU_FILES))
+def test_export_refuses_bad_gru_files(tmp_path, name):
+    build, extra, message = BAD_GRU_FILES[name]
+    case = Case.make(tmp_path)
+    path = case.inputs / "model.pt"
+    build(path)
+    result = run_cli(case, "export", path, *extra, "-o", case.out / "spec")
+    assert_refused(result, case, match=message)
