@@ -17,11 +17,11 @@ from .pipeline import SkidOutput, delay, register, valid_chain
 
 __all__ = ["ActivationLUT", "RomBank", "lookup_latency", "lookup_stages"]
 
-#: Cycles of an interpolating lookup: ROM read, ROM data register (multiplier inputs),
-#: product register, output register.
-INTERPOLATE_LATENCY = 4
-#: Cycles of a direct lookup: ROM read, output register.
-DIRECT_LATENCY = 2
+#: Cycles of an interpolating lookup: ROM read, ROM data register (the block RAM's output
+#: register), multiplier input register, product register, output register.
+INTERPOLATE_LATENCY = 5
+#: Cycles of a direct lookup: ROM read, ROM data register, output register.
+DIRECT_LATENCY = 3
 #: Read ports per ROM instance (a true dual-port block RAM); more users get another copy.
 PORTS_PER_ROM = 2
 
@@ -198,31 +198,40 @@ def lookup_stages(
     out_bits = table.out_fmt.bits
     if _interpolates(table):
         m.d.comb += [slopes_port.addr.eq(address), slopes_port.en.eq(advance)]
-        # Stage 1: ROM data; the fraction and sign wait beside it.
+        # Stage 1: the ROM read (the block RAM's address register); the fraction and sign
+        # wait beside it.
         r1 = register(m, advance, Mux(beyond, 0, fraction), name=f"{name}_r1")
         n1 = register(m, advance, negative, name=f"{name}_neg1")
-        # Stage 2: multiplier input registers.
+        # Stage 2: ROM data registers (the block RAMs' output registers).
         e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")
         s2 = register(m, advance, slopes_port.data, name=f"{name}_slope2")
         r2 = register(m, advance, r1, name=f"{name}_r2")
         n2 = register(m, advance, n1, name=f"{name}_neg2")
-        # Stage 3: product register; beside it the entry term of the folded sum (below).
+        # Stage 3: multiplier input registers; beside them the entry term of the folded sum.
         k = shift + table.guard
         width = k + out_bits
-        p3 = register(m, advance, s2 * r2, name=f"{name}_prod3")
+        s3 = register(m, advance, s2, name=f"{name}_slope3")
+        r3 = register(m, advance, r2, name=f"{name}_r3")
         a3 = register(m, advance, _folded_term(table, e2 << shift, n2, k, width, 2),
                       name=f"{name}_term3")  # fmt: skip
         n3 = register(m, advance, n2, name=f"{name}_neg3")
-        # Last stage: one adder, ``(a3 + (p3 ^ sign)) >> k``.
-        total = (a3 + (_wrap(p3, width) ^ n3.replicate(width)))[:width]
+        # Stage 4: product register (the multiplier's output register).
+        p4 = register(m, advance, s3 * r3, name=f"{name}_prod4")
+        a4 = register(m, advance, a3, name=f"{name}_term4")
+        n4 = register(m, advance, n3, name=f"{name}_neg4")
+        # Last stage: one adder, ``(a4 + (p4 ^ sign)) >> k``.
+        total = (a4 + (_wrap(p4, width) ^ n4.replicate(width)))[:width]
         unfolded = total[k:].as_signed()
-        stages = 4
+        stages = INTERPOLATE_LATENCY
     else:
         n1 = register(m, advance, negative, name=f"{name}_neg1")
+        # Stage 2: the ROM data register (the block RAM's output register).
+        e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")
+        n2 = register(m, advance, n1, name=f"{name}_neg2")
         k = table.guard
         width = k + out_bits
-        unfolded = _folded_term(table, entries_port.data, n1, k, width, 1)[k:].as_signed()
-        stages = 2
+        unfolded = _folded_term(table, e2, n2, k, width, 1)[k:].as_signed()
+        stages = DIRECT_LATENCY
 
     # Output register: the rounded, unfolded result.
     out = Signal(signed(out_bits), name=f"{name}_y", reset_less=True)
@@ -253,14 +262,16 @@ class ActivationLUT(wiring.Component):
     o : ``Out(stream.Signature(ArrayLayout(signed(out_fmt.bits), n)))``
         Output codes in ``out_fmt``, in input order.
 
-    Timing: ``latency`` 4 stages with an interpolating table (ROM read, ROM data register =
-    multiplier inputs, product register beside the folded entry term, output register), 2
-    with direct tables (ROM read, output register). The rounding and the unfold are folded
-    into the final sum, so every stage has at most one carry chain; the slowest paths are the
-    block RAM's clock-to-output into the ROM data register and the multiplier between its
-    registers. With ``o.ready`` held high it accepts one beat per cycle, and a beat
-    transferred on ``i`` in cycle ``t`` is valid on ``o`` in cycle ``t + latency``. A
-    pipeline with a skid register at its output (:class:`~.pipeline.SkidOutput`): ``i.ready``
+    Timing: ``latency`` 5 stages with an interpolating table (ROM read, ROM data register,
+    multiplier input register beside the folded entry term, product register, output
+    register), 3 with direct tables (ROM read, ROM data register, output register). The
+    rounding and the unfold are folded into the final sum, so every stage has at most one
+    carry chain. The ROM data registers, the multiplier's input and product registers have
+    no reset and nothing between them and the primitive, so :mod:`lstmfpga.synth.absorb`
+    makes them the block RAM's output register and the DSP's input and output registers.
+    With ``o.ready`` held high it accepts one beat per cycle, and a beat transferred on ``i``
+    in cycle ``t`` is valid on ``o`` in cycle ``t + latency``. A pipeline with a skid
+    register at its output (:class:`~.pipeline.SkidOutput`): ``i.ready``
     is a flip-flop output, never combinational from ``o.ready``; back-pressure loses nothing.
     """
 
@@ -298,7 +309,7 @@ class ActivationLUT(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
-        ``o.ready`` high): 4 when any table interpolates, else 2."""
+        ``o.ready`` high): 5 when any table interpolates, else 3."""
         return self._latency
 
     def elaborate(self, platform):

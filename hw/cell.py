@@ -47,9 +47,9 @@ class CellDatapath(wiring.Component):
         saturated or wrapped: exactly what the golden model adds to its ``"cell"``
         (``"hidden"``) saturation counter for this unit.
 
-    Timing: ``latency`` = 10 stages with an interpolating ``tanh_cell`` (8 with a direct
+    Timing: ``latency`` = 11 stages with an interpolating ``tanh_cell`` (9 with a direct
     one): input registers (multiplier inputs), products, aligned sum, requantized ``c``, the
-    ``tanh_cell`` lookup (4 or 2, :func:`~.activation.lookup_stages`), the ``o * tanh(c)``
+    ``tanh_cell`` lookup (5 or 3, :func:`~.activation.lookup_stages`), the ``o * tanh(c)``
     product, requantized ``m``. With ``o.ready`` held high it accepts one beat per cycle, and
     a beat transferred on ``i`` in cycle ``t`` is valid on ``o`` in cycle ``t + latency``. A
     pipeline with a skid register at its output (:class:`~.pipeline.SkidOutput`): ``i.ready``
@@ -98,7 +98,7 @@ class CellDatapath(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
-        ``o.ready`` high): 10 with an interpolating ``tanh_cell`` table, 8 with a direct one."""
+        ``o.ready`` high): 11 with an interpolating ``tanh_cell`` table, 9 with a direct one."""
         return self._latency
 
     def elaborate(self, platform):

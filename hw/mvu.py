@@ -19,15 +19,15 @@ from amaranth.lib.wiring import In, Out
 from ..quant.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
 from .layout import Target, WeightLayout, select_bits
 from .pipeline import adder_tree
-from .requant import requantize
+from .requant import requant_parts_layout, requantize_finish, requantize_parts
 
 __all__ = ["MatrixVectorUnit", "mvu_latency"]
 
 
 def mvu_latency(simd: int) -> int:
-    """:attr:`MatrixVectorUnit.latency` for ``simd`` columns per beat: 4, plus the adder-tree
+    """:attr:`MatrixVectorUnit.latency` for ``simd`` columns per beat: 5, plus the adder-tree
     register when ``simd > 1``."""
-    return 4 + (simd > 1)
+    return 5 + (simd > 1)
 
 
 def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
@@ -103,9 +103,14 @@ class MatrixVectorUnit(wiring.Component):
 
     Timing
     ------
-    Pipeline: input register (multiplier operands), product register, accumulator,
-    output register, plus a skid register beside the output; with ``S > 1`` an adder-tree
-    register after the products. ``latency`` = 4 (5 with ``S > 1``): the result of
+    Pipeline: input register (multiplier operands), product register, accumulator, the
+    requantizer's two stages (:func:`~.requant.requantize_parts`: floor bits and range-check
+    reductions; :func:`~.requant.requantize_finish`: rounding increment and saturation, the
+    output register), plus a skid register beside the output; with ``S > 1`` an adder-tree
+    register after the products. The datapath registers have no reset (the valid bits carry
+    the state), so synthesis can move the operand and product registers into the DSP's
+    input and output registers (:mod:`lstmfpga.synth.absorb`). ``latency`` = 5 (6 with
+    ``S > 1``): the result of
     a row group whose ``last`` beat is accepted in cycle ``c`` is valid on ``o`` in cycle
     ``c + latency`` (when ``o`` has not stalled). Throughput: one beat per cycle, row groups
     back to back with no bubble (``i.ready`` stays high unless ``o`` stalls), so a matrix of
@@ -227,7 +232,7 @@ class MatrixVectorUnit(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a row group's ``last`` beat accepted to its result valid: 4, plus the
+        """Cycles from a row group's ``last`` beat accepted to its result valid: 5, plus the
         adder-tree register when ``simd > 1``."""
         return mvu_latency(self._simd)
 
@@ -299,19 +304,22 @@ class MatrixVectorUnit(wiring.Component):
 
         # -- stage 1: operand registers (the multiplier's input registers) ------------------
         valid1 = Signal()
-        s1 = Signal(self._in_layout)
+        s1 = Signal(self._in_layout, reset_less=True)
         with m.If(adv):
             m.d.sync += [valid1.eq(self.i.valid), s1.eq(self.i.payload)]
 
         # -- stage 2: product registers (P * S multipliers) ----------------------------------
         S = self._simd
         valid2 = Signal()
-        prods = [[Signal(prod_shape, name=f"prod{p}_{k}") for k in range(S)] for p in range(P)]
+        prods = [
+            [Signal(prod_shape, name=f"prod{p}_{k}", reset_less=True) for k in range(S)]
+            for p in range(P)
+        ]
         ctrl = data.StructLayout(
             {name: self._in_layout[name].shape
              for name in ("bias", "shift_sel", "target_sel", "first", "last")}
         )  # fmt: skip
-        s2 = Signal(ctrl)
+        s2 = Signal(ctrl, reset_less=True)
         vector = [s1.vector] if S == 1 else [s1.vector[k] for k in range(S)]
         with m.If(adv):
             m.d.sync += valid2.eq(valid1)
@@ -332,17 +340,17 @@ class MatrixVectorUnit(wiring.Component):
         ]  # fmt: skip
         valid3, s3 = valid2, s2
         if S > 1:
-            valid3, s3 = Signal(), Signal(ctrl)
-            regs = [Signal(acc_shape, name=f"tree{p}") for p in range(P)]
+            valid3, s3 = Signal(), Signal(ctrl, reset_less=True)
+            regs = [Signal(acc_shape, name=f"tree{p}", reset_less=True) for p in range(P)]
             with m.If(adv):
                 m.d.sync += [valid3.eq(valid2), s3.eq(s2)]
                 m.d.sync += [reg.eq(term) for reg, term in zip(regs, terms, strict=True)]
             terms = regs
 
         # -- stage 3: accumulators -----------------------------------------------------------
-        accs = [Signal(acc_shape, name=f"acc{p}") for p in range(P)]
+        accs = [Signal(acc_shape, name=f"acc{p}", reset_less=True) for p in range(P)]
         done3 = Signal()
-        target3 = Signal.like(s3.target_sel)
+        target3 = Signal.like(s3.target_sel, reset_less=True)
         with m.If(adv):
             m.d.sync += [done3.eq(valid3 & s3.last), target3.eq(s3.target_sel)]
         for p in range(P):
@@ -353,20 +361,35 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(adv & valid3):
                 m.d.sync += accs[p].eq(start + terms[p])
 
-        # -- stage 4: requantize into the output register ------------------------------------
-        out = Signal(self._out_layout)
+        # -- stage 4: the requantizer's first half (floor bits, rounding bit, range checks) ---
+        parts_layout = requant_parts_layout(self.out_bits)
+        parts = [Signal(parts_layout, name=f"parts{p}", reset_less=True) for p in range(P)]
+        done4 = Signal()
+        target4 = Signal.like(target3, reset_less=True)
+        with m.If(adv):
+            m.d.sync += [done4.eq(done3), target4.eq(target3)]
+            with m.Switch(target3):
+                for index, target in enumerate(self._targets):
+                    last = index == len(self._targets) - 1
+                    with m.Default() if last else m.Case(index):
+                        for p in range(P):
+                            split = requantize_parts(
+                                accs[p], target.shift, target.fmt, self._rounding
+                            )
+                            m.d.sync += [getattr(parts[p], k).eq(v) for k, v in split.items()]
+
+        # -- stage 5: rounding increment and saturation into the output register ------------
+        out = Signal(self._out_layout, reset_less=True)
         out_valid = Signal()
         with m.If(adv):
-            m.d.sync += out_valid.eq(done3)
-            with m.Switch(target3):
+            m.d.sync += out_valid.eq(done4)
+            with m.Switch(target4):
                 for index, target in enumerate(self._targets):
                     last = index == len(self._targets) - 1
                     with m.Default() if last else m.Case(index):
                         flags = []
                         for p in range(P):
-                            code, over = requantize(
-                                accs[p], target.shift, target.fmt, self._rounding, self._overflow
-                            )
+                            code, over = requantize_finish(parts[p], target.fmt, self._overflow)
                             m.d.sync += out.data[p].eq(code)
                             flags.append(over)
                         m.d.sync += out.saturated.eq(Cat(*flags))
@@ -374,7 +397,7 @@ class MatrixVectorUnit(wiring.Component):
         # -- skid register: parks the output register's result while ``o`` stalls -------------
         # (it copies the output register whenever it is empty: only ``skid_valid`` depends on
         # ``o.ready``, not the enable of the data bits)
-        skid = Signal(self._out_layout)
+        skid = Signal(self._out_layout, reset_less=True)
         with m.If(~skid_valid):
             m.d.sync += skid.eq(out)
             with m.If(out_valid & ~self.o.ready):

@@ -9,10 +9,19 @@ result. The shift is a constant (selected per use by the caller).
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Const, Mux, Value
+from amaranth.lib import data
 
 from ..quant.fixed import FixedFormat, FormatError
 
-__all__ = ["requantize", "requantize_offset", "rounding_offset", "shift_round"]
+__all__ = [
+    "requant_parts_layout",
+    "requantize",
+    "requantize_finish",
+    "requantize_offset",
+    "requantize_parts",
+    "rounding_offset",
+    "shift_round",
+]
 
 
 def shift_round(value: Value, shift: int, rounding: str) -> Value:
@@ -41,6 +50,83 @@ def _sign_extend(value: Value, width: int) -> Value:
     return Cat(value, *([value[-1]] * (width - len(value)))).as_signed()
 
 
+def _floor_up(value: Value, shift: int, rounding: str) -> tuple[Value, Value]:
+    """The floor ``value >> shift`` (an exact left shift when ``shift <= 0``) and the
+    rounding increment ``up`` of :func:`requantize`."""
+    if shift <= 0:
+        return value << -shift, Const(0, 1)
+    value = _sign_extend(value, shift + 1)
+    floor, remainder = value[shift:].as_signed(), value[:shift]  # floor division
+    if rounding == "truncate":
+        up = Const(0, 1)
+    elif rounding == "half_up":
+        up = remainder[-1]
+    elif rounding == "half_even":
+        rest = remainder[:-1].any() if shift > 1 else Const(0, 1)
+        up = remainder[-1] & (rest | floor[0])
+    else:
+        raise FormatError(f"rounding must be half_even, half_up or truncate, not {rounding!r}")
+    return floor, up
+
+
+def requant_parts_layout(bits: int) -> data.StructLayout:
+    """The layout of :func:`requantize_parts` for codes of at most ``bits`` bits: ``low``
+    (the floor's low bits), ``up`` (the rounding increment), ``all1``/``any1`` (all / any of
+    the floor's bits from ``b - 1`` up set), ``high_all1`` (all of them from ``b`` up set),
+    ``low_all1`` (the floor's bits below ``b - 1`` all set), ``negative``."""
+    return data.StructLayout(
+        {"low": bits, "up": 1, "all1": 1, "any1": 1, "high_all1": 1, "low_all1": 1,
+         "negative": 1}
+    )  # fmt: skip
+
+
+def requantize_parts(value: Value, shift: int, fmt: FixedFormat, rounding: str) -> dict:
+    """The first half of :func:`requantize`: the floor's low ``fmt.bits`` bits, the rounding
+    increment and the bit reductions of the range checks (fields of :func:`requant_parts_layout`),
+    no carry chain. Register them and finish with :func:`requantize_finish`."""
+    if not fmt.signed:
+        raise FormatError(f"hardware formats must be signed, not {fmt}")
+    b = fmt.bits
+    floor, up = _floor_up(Value.cast(value).as_signed(), shift, rounding)
+    f = _sign_extend(floor, b + 1)
+    upper = f[b - 1 :]
+    return {
+        "low": f[:b],
+        "up": up,
+        "all1": upper.all(),
+        "any1": upper.any(),
+        "high_all1": f[b:].all(),
+        "low_all1": f[: b - 1].all() if b > 1 else Const(1, 1),
+        "negative": f[-1],
+    }
+
+
+def requantize_finish(parts, fmt: FixedFormat, overflow: str) -> tuple[Value, Value]:
+    """The second half of :func:`requantize` from the (registered) ``parts`` of
+    :func:`requantize_parts` (a :func:`requant_parts_layout` view or the dict itself): ``(code,
+    overflowed)``, the rounding increment (one ``fmt.bits``-wide carry chain) and the
+    saturation multiplexer."""
+    b = fmt.bits
+
+    def get(name):
+        return parts[name] if isinstance(parts, dict) else getattr(parts, name)
+
+    low, up, negative = Value.cast(get("low"))[:b], get("up"), get("negative")
+    fits = get("all1") | ~get("any1")
+    is_max = ~get("any1") & get("low_all1")
+    is_min_minus_1 = get("high_all1") & ~low[b - 1] & get("low_all1")
+    too_high = (~negative & ~fits) | (up & is_max)
+    too_low = negative & ~fits & ~(up & is_min_minus_1)
+    rounded = (low + up)[:b].as_signed()
+    if overflow == "saturate":
+        code = Mux(too_high, fmt.max_code, Mux(too_low, fmt.min_code, rounded))
+    elif overflow == "wrap":
+        code = rounded
+    else:
+        raise FormatError(f"overflow must be saturate or wrap, not {overflow!r}")
+    return code.as_signed()[:b].as_signed(), too_high | too_low
+
+
 def requantize(
     value: Value, shift: int, fmt: FixedFormat, rounding: str, overflow: str
 ) -> tuple[Value, Value]:
@@ -55,42 +141,13 @@ def requantize(
     ``fmt`` when its bits from ``fmt.bits - 1`` up are all equal; ``f + up`` is too high
     when ``f`` is positive and does not fit, or ``up`` and ``f == max_code``; too low when
     ``f`` is negative and does not fit, unless ``up`` and ``f == min_code - 1``. Only the
-    ``fmt.bits``-wide increment remains a carry chain.
+    ``fmt.bits``-wide increment remains a carry chain. It is
+    :func:`requantize_finish` of :func:`requantize_parts` (a pipeline registers between the
+    two).
     """
-    if not fmt.signed:
-        raise FormatError(f"hardware formats must be signed, not {fmt}")
-    value = Value.cast(value).as_signed()
-    b = fmt.bits
-    if shift > 0:
-        value = _sign_extend(value, shift + 1)
-        floor, remainder = value[shift:].as_signed(), value[:shift]  # floor division
-        if rounding == "truncate":
-            up = Const(0, 1)
-        elif rounding == "half_up":
-            up = remainder[-1]
-        elif rounding == "half_even":
-            rest = remainder[:-1].any() if shift > 1 else Const(0, 1)
-            up = remainder[-1] & (rest | floor[0])
-        else:
-            raise FormatError(f"rounding must be half_even, half_up or truncate, not {rounding!r}")
-    else:
-        floor, up = value << -shift, Const(0, 1)
-    f = _sign_extend(floor, b + 1)
-    upper = f[b - 1 :]
-    negative = f[-1]
-    fits = upper.all() | ~upper.any()
-    is_max = ~upper.any() & f[: b - 1].all()
-    is_min_minus_1 = f[b:].all() & ~f[b - 1] & f[: b - 1].all()
-    too_high = (~negative & ~fits) | (up & is_max)
-    too_low = negative & ~fits & ~(up & is_min_minus_1)
-    rounded = (f[:b] + up)[:b].as_signed()
-    if overflow == "saturate":
-        code = Mux(too_high, fmt.max_code, Mux(too_low, fmt.min_code, rounded))
-    elif overflow == "wrap":
-        code = rounded
-    else:
+    if overflow not in ("saturate", "wrap"):
         raise FormatError(f"overflow must be saturate or wrap, not {overflow!r}")
-    return code.as_signed()[:b].as_signed(), too_high | too_low
+    return requantize_finish(requantize_parts(value, shift, fmt, rounding), fmt, overflow)
 
 
 def rounding_offset(shift: int, rounding: str) -> int:

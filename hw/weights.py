@@ -13,6 +13,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .layout import WeightLayout, select_bits
+from .pipeline import register
 
 __all__ = ["WeightMemory"]
 
@@ -63,9 +64,12 @@ class WeightMemory(wiring.Component):
     on ``o``: the beat on ``o`` moves into a skid register (and is presented from there until
     taken) while the streamer advances once more; then the streamer and the memory reads
     (their ``en``) hold until the skid register empties. Nothing is lost or duplicated, and
-    neither ``cmd.ready`` nor the memories' ``en`` depends combinationally on ``o.ready``
-    (they follow flip-flops only), which keeps the consumer's ready logic off the memories'
-    timing paths.
+    neither ``cmd.ready`` nor the memories' ``en`` and addresses depend combinationally on
+    ``o.ready`` (they follow flip-flops only), which keeps the consumer's ready logic off the
+    memories' timing paths. The weight memory is read at the next address (the address
+    counter's input) into a data register with no reset and nothing between it and the
+    memory, so synthesis makes it the block RAM's output register
+    (:mod:`lstmfpga.synth.absorb`); the beat leaves from that register, not from the RAM.
     """
 
     #: Cycles from a command accepted to its first beat valid.
@@ -242,22 +246,28 @@ class WeightMemory(wiring.Component):
             slot_sels.append(sel)
         shift_sel = slot_sels[0] if S == 1 else Cat(*slot_sels)
 
+        # The next weight address is computed here and read at once: the block RAM's array
+        # read of ``addr_next`` happens at the edge where ``addr`` takes it, so the data
+        # register of stage B (``w_data``, the block RAM's output register) holds
+        # ``mem[addr]`` one edge later, exactly what reading ``addr`` with an output latch
+        # would give.
+        # (The bias memory, small and often distributed RAM, keeps its address register: an
+        # asynchronous LUT-RAM read behind the next-address logic would be a long path.)
+        addr_next, baddr_next = Signal(addr_shape), Signal(baddr_shape)
+        m.d.comb += [addr_next.eq(addr), baddr_next.eq(baddr)]
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [
-                cur.eq(next_params),
-                active.eq(1),
-                addr.eq(next_params.base),
-                baddr.eq(next_params.bias_base),
-                k.eq(0),
-                g.eq(0),
-            ]
+            m.d.sync += [cur.eq(next_params), active.eq(1), k.eq(0), g.eq(0)]
+            m.d.comb += [addr_next.eq(next_params.base), baddr_next.eq(next_params.bias_base)]
         with m.Elif(active & adv):
             with m.If(at_end):
                 m.d.sync += active.eq(0)
             with m.Elif(at_last):
-                m.d.sync += [k.eq(0), g.eq(g + 1), baddr.eq(baddr + 1), addr.eq(addr + 1)]
+                m.d.sync += [k.eq(0), g.eq(g + 1)]
+                m.d.comb += [baddr_next.eq(baddr + 1), addr_next.eq(addr + 1)]
             with m.Else():
-                m.d.sync += [k.eq(k + S), addr.eq(addr + 1)]
+                m.d.sync += k.eq(k + S)
+                m.d.comb += addr_next.eq(addr + 1)
+        m.d.sync += [addr.eq(addr_next), baddr.eq(baddr_next)]
 
         # -- stage B: memory read + registered beat fields ------------------------------------
         meta = Signal(
@@ -274,11 +284,12 @@ class WeightMemory(wiring.Component):
             )
         )
         m.d.comb += [
-            w_rd.en.eq(adv),
-            w_rd.addr.eq(addr),
+            w_rd.en.eq(1),
+            w_rd.addr.eq(addr_next),
             b_rd.en.eq(adv),
             b_rd.addr.eq(baddr),
         ]
+        w_data = register(m, adv, w_rd.data, name="w_data")
         pipe_valid = Signal()
         with m.If(adv):
             m.d.sync += [
@@ -293,7 +304,7 @@ class WeightMemory(wiring.Component):
             ]
         o = Signal(beat)  # the beat of stage B
         m.d.comb += [
-            o.weights.eq(w_rd.data),
+            o.weights.eq(w_data),
             o.bias.eq(b_rd.data),
             o.col.eq(meta.col),
             o.group.eq(meta.group),
@@ -306,7 +317,7 @@ class WeightMemory(wiring.Component):
 
         # -- skid register: parks stage B's beat while ``o`` stalls ---------------------------
         # (it copies stage B whenever it is empty: only ``skid_valid`` depends on ``o.ready``)
-        skid = Signal(beat)
+        skid = Signal(beat, reset_less=True)
         with m.If(~skid_valid):
             m.d.sync += skid.eq(o)
             with m.If(pipe_valid & ~self.o.ready):

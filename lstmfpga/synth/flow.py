@@ -153,12 +153,14 @@ def synthesize(
     """Synthesize (and for ECP5/iCE40 place and route) the design in ``outdir``.
 
     Returns ``{"target", "device", "package", "top", "luts", "ffs", "dsps", "brams", "ios",
-    "capacity", "cells", "fmax_mhz", "freq_mhz", "timing_met", "critical_path",
+    "capacity", "cells", "absorbed", "fmax_mhz", "freq_mhz", "timing_met", "critical_path",
     "utilisation", "tools", "seconds", "wall_seconds", "commands", "tried"}``: resources
     from Yosys (see the module docstring), ``capacity`` of the chosen device, ``fmax_mhz``
     the achieved clock after routing (None for Xilinx), ``utilisation`` nextpnr's
     ``{cell type: [used, available]}``, ``commands`` the tool command lines (run in
-    ``outdir``), ``tried`` the devices rejected before the chosen one and why.
+    ``outdir``), ``tried`` the devices rejected before the chosen one and why, ``absorbed``
+    (ECP5, else None) what :func:`lstmfpga.synth.absorb.absorb_registers` moved into the
+    DSP and block-RAM registers.
     ``progress`` (optional) is called with each command line before it runs; ``seed`` is
     nextpnr's placement seed (its default when None; Fmax varies by a few percent with it).
     """
@@ -205,6 +207,7 @@ def synthesize(
             **syn["resources"],
             "capacity": dev.capacity(),
             "cells": syn["cells"],
+            "absorbed": syn["absorbed"],
             "fmax_mhz": fmax,
             "freq_mhz": freq_mhz,
             "timing_met": None if fmax is None else fmax >= freq_mhz,

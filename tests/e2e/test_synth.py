@@ -85,6 +85,11 @@ def test_ecp5_flow_picks_the_smallest_device_and_measures_fmax(tmp_path, monkeyp
     for key in ("luts", "ffs", "dsps", "brams", "ios"):
         assert 0 < result[key] <= result["capacity"][key], key
     assert result["dsps"] >= 2  # at least the MAC lanes use MULT18X18D
+    # every product register became its DSP's output register; the lookups' ROM data
+    # registers became block-RAM output registers (lstmfpga.synth.absorb)
+    absorbed = result["absorbed"]
+    assert absorbed["mult_outputs"] == result["dsps"], absorbed
+    assert absorbed["bram_outputs"] >= 1 and absorbed["flip_flops"] > 0, absorbed
     assert isinstance(result["fmax_mhz"], float) and result["fmax_mhz"] > 0
     assert result["timing_met"] == (result["fmax_mhz"] >= 50)
     assert result["utilisation"]["TRELLIS_COMB"][0] > 0

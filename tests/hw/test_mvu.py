@@ -308,7 +308,7 @@ def test_properties():
     assert (dut.lanes, dut.weight_bits, dut.vector_bits, dut.acc) == (4, 8, 16, acc)
     assert dut.product_shifts == (0, 3)
     assert dut.targets == (_targets()[0], Target("h", -1, FixedFormat(8, 2)))
-    assert (dut.rounding, dut.overflow, dut.out_bits, dut.latency) == ("half_up", "wrap", 16, 4)
+    assert (dut.rounding, dut.overflow, dut.out_bits, dut.latency) == ("half_up", "wrap", 16, 5)
     assert set(dut.signature.members) == {"i", "o"}
     assert dut.i.payload.shape() == dut.in_layout
     assert set(dut.in_layout.members) == {"weights", "vector", "bias", "shift_sel",

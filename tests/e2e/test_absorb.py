@@ -1,0 +1,160 @@
+"""The netlist pass that moves flip-flops into ECP5 DSP and block-RAM registers
+(lstmfpga.synth.absorb), on small hand-built Yosys JSON netlists and on a real Yosys run."""
+
+import copy
+import json
+
+import pytest
+
+from lstmfpga.errors import SynthesisError
+from lstmfpga.synth.absorb import absorb_file, absorb_registers, plain_ff
+
+CLK, EN, RST = 2, 3, 4
+
+
+def _ff(d, q, *, ce=None, cemux="CE", lsr="0", clkmux="CLK"):
+    connections = {"CLK": [CLK], "DI": [d], "Q": [q], "LSR": [lsr]}
+    if ce is not None:
+        connections["CE"] = [ce]
+    return {
+        "type": "TRELLIS_FF",
+        "parameters": {"CEMUX": cemux if ce is not None else "1 ", "CLKMUX": clkmux,
+                       "LSRMUX": "LSR", "REGSET": "RESET", "GSR": "DISABLED"},
+        "port_directions": {"CLK": "input", "DI": "input", "Q": "output", "LSR": "input",
+                            "CE": "input"},
+        "connections": connections,
+    }  # fmt: skip
+
+
+def _mult(a_bits, b_bits, p_bits):
+    """A MULT18X18D as Yosys maps ``$mul``: no registers, no clock; operands sign-extended."""
+    connections, directions = {}, {}
+    for operand, bits in (("A", a_bits), ("B", b_bits)):
+        for i in range(18):
+            connections[f"{operand}{i}"] = [bits[min(i, len(bits) - 1)]]
+            directions[f"{operand}{i}"] = "input"
+    for i in range(36):
+        connections[f"P{i}"] = [p_bits[i] if i < len(p_bits) else 1000 + i]
+        directions[f"P{i}"] = "output"
+    for port, value in (("SIGNEDA", "1"), ("SIGNEDB", "1")):
+        connections[port], directions[port] = [value], "input"
+    return {"type": "MULT18X18D", "parameters": {}, "port_directions": directions,
+            "connections": connections}  # fmt: skip
+
+
+def _netlist(cells, outputs):
+    ports = {
+        "clk": {"direction": "input", "bits": [CLK]},
+        "en": {"direction": "input", "bits": [EN]},
+        "rst": {"direction": "input", "bits": [RST]},
+        "d": {"direction": "input", "bits": list(range(10, 18))},
+        "y": {"direction": "output", "bits": outputs},
+    }
+    return {"modules": {"top": {"ports": ports, "cells": cells, "netnames": {}}}}
+
+
+def _registered_multiplier(*, b_lsr="0", p_loads=1):
+    """d[0:4] -> FFs (a) ; d[4:8] -> FFs (b) ; a * b -> MULT -> 8 product FFs -> y."""
+    cells = {}
+    for i in range(4):
+        cells[f"a{i}"] = _ff(10 + i, 20 + i, ce=EN)
+        cells[f"b{i}"] = _ff(14 + i, 30 + i, ce=EN, lsr=b_lsr)
+    cells["mul"] = _mult([20, 21, 22, 23], [30, 31, 32, 33], list(range(40, 48)))
+    for i in range(8):
+        cells[f"p{i}"] = _ff(40 + i, 50 + i, ce=EN)
+    outputs = list(range(50, 58))
+    if p_loads == 2:  # a product bit also read by logic, not only by its register
+        outputs.append(40)
+    return _netlist(cells, outputs)
+
+
+def test_plain_flip_flops_become_the_dsps_input_and_output_registers():
+    netlist = _registered_multiplier()
+    counts = absorb_registers(netlist, "top")
+    assert counts == {"bram_outputs": 0, "mult_inputs": 2, "mult_outputs": 1, "flip_flops": 16,
+                      "inverters": 0}  # fmt: skip
+    cells = netlist["modules"]["top"]["cells"]
+    assert sorted(cells) == ["mul"]  # every flip-flop moved into the DSP
+    mul = cells["mul"]
+    assert {k: mul["parameters"][k] for k in ("REG_INPUTA_CLK", "REG_INPUTB_CLK",
+            "REG_OUTPUT_CLK", "REG_INPUTA_CE", "REG_OUTPUT_CE")} == {
+        "REG_INPUTA_CLK": "CLK0", "REG_INPUTB_CLK": "CLK0", "REG_OUTPUT_CLK": "CLK0",
+        "REG_INPUTA_CE": "CE0", "REG_OUTPUT_CE": "CE0"}  # fmt: skip
+    c = mul["connections"]
+    assert (c["CLK0"], c["CE0"], c["RST0"]) == ([CLK], [EN], ["0"])
+    # the operands now read the flip-flops' D nets (the sign extension included) ...
+    assert [c[f"A{i}"][0] for i in range(18)] == [10, 11, 12] + [13] * 15
+    assert [c[f"B{i}"][0] for i in range(18)] == [14, 15, 16] + [17] * 15
+    # ... and the product pins drive the registers' Q nets
+    assert [c[f"P{i}"][0] for i in range(8)] == list(range(50, 58))
+
+
+def test_a_reset_on_one_operand_keeps_both_operands_in_the_fabric():
+    # nextpnr times a DSP with one registered operand as if neither were: both or none
+    netlist = _registered_multiplier(b_lsr=RST)
+    counts = absorb_registers(netlist, "top")
+    assert (counts["mult_inputs"], counts["mult_outputs"], counts["flip_flops"]) == (0, 1, 8)
+    cells = netlist["modules"]["top"]["cells"]
+    assert all(f"{x}{i}" in cells for x in "ab" for i in range(4))
+    assert "REG_INPUTA_CLK" not in cells["mul"]["parameters"]
+    assert cells["mul"]["parameters"]["REG_OUTPUT_CLK"] == "CLK0"
+
+
+def test_a_product_bit_with_another_load_keeps_the_output_register_in_the_fabric():
+    netlist = _registered_multiplier(p_loads=2)
+    counts = absorb_registers(netlist, "top")
+    assert (counts["mult_inputs"], counts["mult_outputs"]) == (2, 0)
+    cells = netlist["modules"]["top"]["cells"]
+    assert all(f"p{i}" in cells for i in range(8))
+
+
+def test_block_ram_output_register_with_an_active_low_enable():
+    directions = {f"DOA{i}": "output" for i in range(18)}
+    directions |= {p: "input" for p in ("CLKA", "CEA", "OCEA", "RSTA", "ADA0")}
+    connections = {f"DOA{i}": [60 + i] for i in range(18)}
+    connections |= {"CLKA": [CLK], "CEA": ["1"], "OCEA": ["1"], "RSTA": ["0"], "ADA0": [10]}
+    bram = {"type": "DP16KD", "port_directions": directions, "connections": connections,
+            "parameters": {"REGMODE_A": "NOREG", "REGMODE_B": "NOREG"}}  # fmt: skip
+    cells = {"ram": bram}
+    for i in range(4):  # four data bits used, each into one register with CE active low
+        cells[f"r{i}"] = _ff(60 + i, 80 + i, ce=EN, cemux="INV")
+    netlist = _netlist(cells, [80, 81, 82, 83])
+    counts = absorb_registers(netlist, "top")
+    assert counts == {"bram_outputs": 1, "mult_inputs": 0, "mult_outputs": 0, "flip_flops": 4,
+                      "inverters": 1}  # fmt: skip
+    cells = netlist["modules"]["top"]["cells"]
+    ram = cells["ram"]
+    assert ram["parameters"]["REGMODE_A"] == "OUTREG"
+    assert [ram["connections"][f"DOA{i}"][0] for i in range(4)] == [80, 81, 82, 83]
+    (inverter,) = [c for c in cells.values() if c["type"] == "LUT4"]
+    assert inverter["parameters"]["INIT"] == "0101010101010101"  # Z = ~A
+    assert inverter["connections"]["A"] == [EN]
+    assert ram["connections"]["OCEA"] == inverter["connections"]["Z"]
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"CLKMUX": "INV"}, "falling edge"),
+        ({"CEMUX": "0"}, "never enabled"),
+    ],
+)
+def test_only_plain_flip_flops_move(change, why):
+    ff = _ff(10, 20, ce=EN)
+    assert plain_ff(ff) == (CLK, EN)
+    odd = copy.deepcopy(ff)
+    odd["parameters"].update(change)
+    assert plain_ff(odd) is None, why
+    assert plain_ff(_ff(10, 20, ce=EN, lsr=RST)) is None  # a set/reset
+    assert plain_ff(_ff(10, 20)) == (CLK, "1")  # no enable
+
+
+def test_the_file_form_rewrites_the_netlist_and_refuses_a_missing_module(tmp_path):
+    path = tmp_path / "top.json"
+    path.write_text(json.dumps(_registered_multiplier()))
+    assert absorb_file(path, "top")["flip_flops"] == 16
+    assert sorted(json.loads(path.read_text())["modules"]["top"]["cells"]) == ["mul"]
+    with pytest.raises(SynthesisError, match=r"^netlist has no module 'other'$"):
+        absorb_file(path, "other")
+    with pytest.raises(SynthesisError, match=r"no netlist from yosys"):
+        absorb_file(tmp_path / "missing.json", "top")
