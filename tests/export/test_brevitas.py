@@ -8,8 +8,6 @@ where Brevitas rounds ``f*c`` and ``i*g`` separately before adding them, is allo
 LSB per step; the whole forward pass within a stated number of output LSBs.
 """
 
-import os
-
 import numpy as np
 import pytest
 import torch
@@ -27,6 +25,7 @@ from brevitas.quant.fixed_point import (
     Int8WeightPerChannelFixedPoint,
     Uint8ActPerTensorFixedPointMaxInit,
 )
+from helpers.sim_cache import cache_root
 
 from lstmfpga.export.brevitas_loader import GATES, from_brevitas
 from lstmfpga.export.spec import SpecError
@@ -420,16 +419,6 @@ def test_float_linear_head_and_foreign_modules_are_refused():
 
 
 # -- hardware ------------------------------------------------------------------------------------
-def _cache_root(tmp_path_factory):
-    """The simulator build cache tests/sim shares (tests/sim/sim_flow_cases.py)."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    root = base / "lstmfpga-sim-cache"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
 def test_imported_qmodel_is_bit_exact_in_verilator(tmp_path_factory):
     spec, q = from_brevitas(make_lstm(num_layers=2))
     x = inputs(5, 3, 5, 3) * 2
@@ -440,7 +429,7 @@ def test_imported_qmodel_is_bit_exact_in_verilator(tmp_path_factory):
         lanes=4,
         seed=1,
         spec=spec,
-        build_dir=_cache_root(tmp_path_factory),
+        build_dir=cache_root(tmp_path_factory),  # the tests/sim builds
     )
     assert report["bit_exact"] is True, report["outputs"]
     assert np.array_equal(arrays["rtl"], arrays["golden"])

@@ -6,15 +6,12 @@ pytest-xdist workers), so a design is compiled once per session whatever test ne
 the content cache (and its lock file) makes that safe.
 """
 
-import os
-import shutil
-import subprocess
-
 import numpy as np
+from helpers.sim_cache import cache_root  # noqa: F401 (re-exported for the tests/sim tests)
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.quant import golden
-from lstmfpga.sim.cocotb_build import check_simulator, tool_environment
+from lstmfpga.sim.lint import verilator_lint
 from lstmfpga.sim.streams import StreamGeometry, pack_outputs
 from lstmfpga.testing import random_inputs, random_qmodel
 
@@ -100,26 +97,7 @@ def assert_outputs_equal(got, want, what: str) -> None:
         )
 
 
-def cache_root(tmp_path_factory):
-    """One simulator build cache per test session (the parent of xdist's worker dirs)."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    root = base / "lstmfpga-sim-cache"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-WAIVERS = __import__("lstmfpga.hw", fromlist=["x"]).__path__[0] + "/verilator_waivers.vlt"
-
-
 def assert_verilator_lint_clean(folder, top: str = "lstm_accel") -> None:
     """``verilator --lint-only -Wall`` with the project's waivers passes on ``folder/top.v``."""
-    check_simulator("verilator")
-    with tool_environment("verilator"):
-        lint = subprocess.run(
-            [shutil.which("verilator"), "--lint-only", "-Wall", WAIVERS, f"{top}.v",
-             "--top-module", top],
-            cwd=folder, capture_output=True, text=True,
-        )  # fmt: skip
-    assert lint.returncode == 0 and "%Warning" not in lint.stderr, lint.stderr[:3000]
+    problems = verilator_lint(folder, top)
+    assert problems == "", problems[:3000]
