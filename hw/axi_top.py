@@ -14,6 +14,12 @@ Ports (clock ``clk``, synchronous reset ``rst``):
   accelerator's rounded up to whole bytes, so a DMA engine moves ``in_bytes`` per beat.
 * ``m_axis_tdata`` (``out_bytes * 8`` bits, the code sign-extended), ``m_axis_tvalid``,
   ``m_axis_tready``, ``m_axis_tlast``: the results.
+* ``s_axis_w_tdata`` (:attr:`~.manifest.WeightPort.beat_bytes` ``* 8`` bits),
+  ``s_axis_w_tvalid``, ``s_axis_w_tready``, ``s_axis_w_tlast``: the weight port, the
+  accelerator's ``w`` (one weight or bias memory word per beat in the
+  :class:`~.manifest.WeightPort` format, the bytes of :func:`lstmfpga.runtime.pack_weights`;
+  ``tready`` only between sequences). ``tlast`` marks the last beat of a load
+  (``WEIGHT_LOADS`` counts them); it does not change what a beat writes.
 * ``s_axil_*``: the registers (``docs/registers.md``). ``CONTROL.soft_reset`` resets the
   accelerator through a :class:`~amaranth.hdl.ResetInserter` (one cycle).
 
@@ -31,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 from ..export import files
 from . import verilog
 from .accelerator import LSTMAccelerator
+from .manifest import WeightPort
 from .register_map import (
     ADDR_WIDTH,
     MAP_VERSION,
@@ -41,7 +48,7 @@ from .register_map import (
 )
 from .registers import AXI_LITE_PREFIX, RegisterBlock, axi_lite_members, check_design_id
 
-__all__ = ["AXITop", "axi_manifest", "write_axi_design"]
+__all__ = ["WEIGHT_PORT_NAMES", "AXITop", "axi_manifest", "write_axi_design"]
 
 _DESCRIBE = {
     "s_axis_tdata": "input element: its code in the low bits (two's complement)",
@@ -52,7 +59,14 @@ _DESCRIBE = {
     "m_axis_tvalid": "result valid",
     "m_axis_tready": "result ready (back-pressure pauses the drain)",
     "m_axis_tlast": "last result element of a sequence",
+    "s_axis_w_tdata": "weight beat (weight_port): bit 0 bias, the word address, the word",
+    "s_axis_w_tvalid": "weight beat valid",
+    "s_axis_w_tready": "weight beat ready (only between sequences)",
+    "s_axis_w_tlast": "last beat of a weight load (counted in WEIGHT_LOADS)",
 }
+#: The weight port's names at this top (:class:`~.manifest.WeightPort`).
+WEIGHT_PORT_NAMES = dict(data="s_axis_w_tdata", valid="s_axis_w_tvalid",
+                         ready="s_axis_w_tready", last="s_axis_w_tlast")  # fmt: skip
 
 
 def _bytes(bits: int) -> int:
@@ -101,6 +115,10 @@ class AXITop(wiring.Component):
             "m_axis_tvalid": Out(1),
             "m_axis_tready": In(1),
             "m_axis_tlast": Out(1),
+            "s_axis_w_tdata": In(8 * WeightPort.of(accelerator.layout).beat_bytes),
+            "s_axis_w_tvalid": In(1),
+            "s_axis_w_tready": Out(1),
+            "s_axis_w_tlast": In(1),
             **axi_lite_members(),
         }
 
@@ -126,6 +144,10 @@ class AXITop(wiring.Component):
             self.m_axis_tvalid.eq(acc.m_axis_tvalid),
             self.m_axis_tlast.eq(acc.m_axis_tlast),
             acc.m_axis_tready.eq(self.m_axis_tready),
+            acc.w.payload.eq(self.s_axis_w_tdata[: WeightPort.of(acc.layout).bits]),
+            acc.w.valid.eq(self.s_axis_w_tvalid),
+            self.s_axis_w_tready.eq(acc.w.ready),
+            regs.weights_loaded.eq(self.s_axis_w_tvalid & acc.w.ready & self.s_axis_w_tlast),
             regs.busy.eq(acc.busy),
             regs.error.eq(acc.error),
             regs.result_done.eq(acc.m_axis_tvalid & self.m_axis_tready & acc.m_axis_tlast),
@@ -144,7 +166,8 @@ def axi_manifest(accelerator: LSTMAccelerator, name: str = "lstm_axi") -> dict:
     holds the weights' digest, ``quantization`` the model's rounding and overflow rules (to
     quantize inputs as ``predict`` does), ``weight_formats`` every weight tensor's format
     (what new weights must fit), ``design_id`` is :func:`~.register_map.design_id` of the
-    rest (the ``ID`` register's value)."""
+    rest (the ``ID`` register's value), ``weight_port`` the :class:`~.manifest.WeightPort`
+    with this top's names."""
     q = accelerator.model
     info = verilog.manifest(accelerator, name)
     ports = [p for p in info["ports"] if p["name"] in ("clk", "rst")]
@@ -160,7 +183,7 @@ def axi_manifest(accelerator: LSTMAccelerator, name: str = "lstm_axi") -> dict:
         )
     in_bits, out_bits = _element_bits(accelerator)
     info["ports"] = ports
-    info.pop("weight_port", None)  # the accelerator's w port is not at this top (yet)
+    info["weight_port"] = WeightPort.of(accelerator.layout, **WEIGHT_PORT_NAMES).to_dict()
     info["axi"] = {
         "map_version": MAP_VERSION,
         "lite_prefix": AXI_LITE_PREFIX,

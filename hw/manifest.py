@@ -60,7 +60,7 @@ _DIRECTIONS = ("input", "output")
 _KNOWN = (
     "format", "version", "top", "lanes", "simd", "max_seq_len", "with_states", "initial_state",
     "ports", "model", "formats", "stream", "cycles", "memories", "ram_bits", "multipliers",
-    "memory_files", "files", "weight_port", "weights_sha256",
+    "memory_files", "files", "weight_port", "weights_sha256", "cells",
 )  # fmt: skip
 
 
@@ -430,7 +430,8 @@ class Manifest:
     """A design's manifest. Typed fields are what readers use; ``model``, ``formats``,
     ``stream`` (its text part), ``cycles`` (its description), ``memories`` and
     ``multipliers`` describe the design and keep the JSON layout of ``manifest.json``;
-    ``extra`` holds sections this module does not know. ``files`` lists what the folder
+    ``extra`` holds sections this module does not know; ``cells`` is the number of parallel
+    activation + cell units (1 in manifests that predate it). ``files`` lists what the folder
     holds (relative names), ``memory_files`` is ``"inline"`` or ``"readmemh"`` (``None``
     before the design is written)."""
 
@@ -453,6 +454,7 @@ class Manifest:
     extra: dict = field(default_factory=dict)
     weight_port: WeightPort | None = None
     weights_sha256: str | None = None
+    cells: int = 1
 
     @property
     def with_states(self) -> bool:
@@ -493,6 +495,7 @@ class Manifest:
             "top": self.top,
             "lanes": self.lanes,
             "simd": self.simd,
+            "cells": self.cells,
             "max_seq_len": self.max_seq_len,
             "with_states": self.with_states,
             "initial_state": self.initial_state,
@@ -591,6 +594,7 @@ class Manifest:
             files=tuple(listed),
             extra={k: v for k, v in info.items() if k not in _KNOWN},
             **_weights(info, ports, where),
+            cells=_int(info, "cells", where, 1) if "cells" in info else 1,
         )
 
     def save(self, path: str | Path) -> None:

@@ -1,18 +1,20 @@
 """An AXI4-Lite register block built from :data:`~.register_map.REGISTERS`.
 
 :class:`RegisterBlock` is the control and status interface of the AXI top
-(:mod:`.axi_top`): the accelerator's status comes in (``busy``, ``error``, ``result_done``),
-the soft reset goes out. The register map, access rules and error responses are those of
-:mod:`.register_map` (and ``docs/registers.md``, generated from it).
+(:mod:`.axi_top`): the accelerator's status comes in (``busy``, ``error``, ``result_done``,
+``weights_loaded``), the soft reset goes out. The register map, access rules and error
+responses are those of :mod:`.register_map` (and ``docs/registers.md``, generated from it).
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .register_map import ADDR_WIDTH, REGISTERS, field_mask
+from .register_map import ADDR_WIDTH, REGISTERS, field_mask, register
 
 __all__ = [
     "AXI_LITE_PREFIX",
@@ -75,9 +77,11 @@ class RegisterBlock(wiring.Component):
         The accelerator's ports (``STATUS``; ``ERRORS.stream`` is set when ``error`` rises).
     result_done : In(1)
         High in a cycle where the last result beat of a sequence is taken (``SEQUENCES``).
+    weights_loaded : In(1)
+        High in a cycle where the last beat of a weight load is taken (``WEIGHT_LOADS``).
     soft_reset : Out(1)
         High for one cycle after ``CONTROL.soft_reset`` is written with 1; the counters and
-        flags of this block are cleared in that cycle too.
+        flags of this block (but ``WEIGHT_LOADS``) are cleared in that cycle too.
     """
 
     def __init__(self, design_id: int):
@@ -97,6 +101,7 @@ class RegisterBlock(wiring.Component):
                 "busy": In(1),
                 "error": In(1),
                 "result_done": In(1),
+                "weights_loaded": In(1),
                 "soft_reset": Out(1),
             }
         )
@@ -110,31 +115,41 @@ class RegisterBlock(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        bus = self._bus
-        words = {reg.offset >> 2: reg for reg in REGISTERS}
-
         # -- state behind the registers -------------------------------------------------------
-        cycles = Signal(_DATA_BITS)
-        busy_cycles = Signal(_DATA_BITS)
-        sequences = Signal(_DATA_BITS)
-        error_seen = Signal()  # error in the previous cycle (rising-edge detection)
-        stream_flag = Signal()
-        soft_reset = Signal()
-        m.d.comb += self.soft_reset.eq(soft_reset)
+        s = SimpleNamespace(
+            cycles=Signal(_DATA_BITS),
+            busy_cycles=Signal(_DATA_BITS),
+            sequences=Signal(_DATA_BITS),
+            weight_loads=Signal(_DATA_BITS),
+            error_seen=Signal(),  # error in the previous cycle (rising-edge detection)
+            stream_flag=Signal(),
+            soft_reset=Signal(),
+            clear_stream=Signal(),
+        )
+        m.d.comb += self.soft_reset.eq(s.soft_reset)
         values = {
             "ID": self._design_id,
-            "VERSION": next(r.reset for r in REGISTERS if r.name == "VERSION"),
+            "VERSION": register("VERSION").reset,
             "STATUS": Cat(self.busy, self.error),
-            "ERRORS": stream_flag,
+            "ERRORS": s.stream_flag,
             "CONTROL": 0,
-            "CYCLES": cycles,
-            "BUSY_CYCLES": busy_cycles,
-            "SEQUENCES": sequences,
+            "CYCLES": s.cycles,
+            "BUSY_CYCLES": s.busy_cycles,
+            "SEQUENCES": s.sequences,
+            "WEIGHT_LOADS": s.weight_loads,
         }
         if set(values) != {reg.name for reg in REGISTERS}:  # pragma: no cover - table edit
             raise RuntimeError("RegisterBlock does not implement every register of the table")
+        self._write_channel(m, s)
+        self._read_channel(m, values)
+        self._counters(m, s)
+        return m
 
-        # -- write channel ----------------------------------------------------------------------
+    def _write_channel(self, m: Module, s) -> None:
+        """AW and W held until both are there, then the write and its response; ``w1c`` and
+        ``w1p`` bits act on the written data whose byte strobes are set."""
+        bus = self._bus
+        words = {reg.offset >> 2: reg for reg in REGISTERS}
         aw_full, aw_word = Signal(), Signal(ADDR_WIDTH - 2)
         w_full, w_data, w_strb = Signal(), Signal(_DATA_BITS), Signal(_DATA_BITS // 8)
         bvalid, bresp = Signal(), Signal(2)
@@ -154,7 +169,6 @@ class RegisterBlock(wiring.Component):
         m.d.comb += do_write.eq(aw_full & w_full & (~bvalid | bus("bready")))
         written = Signal(_DATA_BITS)  # the data bits whose byte strobe is set
         m.d.comb += written.eq(w_data & Cat(b.replicate(8) for b in w_strb))
-        clear_stream = Signal()
         with m.If(do_write):
             m.d.sync += [aw_full.eq(0), w_full.eq(0), bvalid.eq(1), bresp.eq(SLVERR)]
             with m.Switch(aw_word):
@@ -163,17 +177,20 @@ class RegisterBlock(wiring.Component):
                         if reg.access != "ro":
                             m.d.sync += bresp.eq(OKAY)
                         if reg.name == "ERRORS":
-                            m.d.comb += clear_stream.eq(
+                            m.d.comb += s.clear_stream.eq(
                                 (written & field_mask("ERRORS", "stream")) != 0
                             )
                         if reg.name == "CONTROL":
-                            m.d.sync += soft_reset.eq(
+                            m.d.sync += s.soft_reset.eq(
                                 (written & field_mask("CONTROL", "soft_reset")) != 0
                             )
-        with m.If(soft_reset):
-            m.d.sync += soft_reset.eq(0)
+        with m.If(s.soft_reset):
+            m.d.sync += s.soft_reset.eq(0)
 
-        # -- read channel -----------------------------------------------------------------------
+    def _read_channel(self, m: Module, values: dict) -> None:
+        """AR held until its response can be given; the data sampled in that cycle."""
+        bus = self._bus
+        words = {reg.offset >> 2: reg for reg in REGISTERS}
         ar_full, ar_word = Signal(), Signal(ADDR_WIDTH - 2)
         rvalid, rresp, rdata = Signal(), Signal(2), Signal(_DATA_BITS)
         m.d.comb += [
@@ -193,23 +210,25 @@ class RegisterBlock(wiring.Component):
                     with m.Case(word):
                         m.d.sync += [rresp.eq(OKAY), rdata.eq(values[reg.name])]
 
-        # -- counters and flags (cleared by the soft reset) -------------------------------------
+    def _counters(self, m: Module, s) -> None:
+        """The counters and the sticky flag; the soft reset clears all but ``WEIGHT_LOADS``
+        (the loaded weights survive it)."""
         m.d.sync += [
-            cycles.eq(cycles + 1),
-            busy_cycles.eq(busy_cycles + self.busy),
-            sequences.eq(sequences + self.result_done),
-            error_seen.eq(self.error),
+            s.cycles.eq(s.cycles + 1),
+            s.busy_cycles.eq(s.busy_cycles + self.busy),
+            s.sequences.eq(s.sequences + self.result_done),
+            s.weight_loads.eq(s.weight_loads + self.weights_loaded),
+            s.error_seen.eq(self.error),
         ]
-        with m.If(self.error & ~error_seen):
-            m.d.sync += stream_flag.eq(1)
-        with m.Elif(clear_stream):
-            m.d.sync += stream_flag.eq(0)
-        with m.If(soft_reset):
+        with m.If(self.error & ~s.error_seen):
+            m.d.sync += s.stream_flag.eq(1)
+        with m.Elif(s.clear_stream):
+            m.d.sync += s.stream_flag.eq(0)
+        with m.If(s.soft_reset):
             m.d.sync += [
-                cycles.eq(0),
-                busy_cycles.eq(0),
-                sequences.eq(0),
-                stream_flag.eq(0),
-                error_seen.eq(0),
+                s.cycles.eq(0),
+                s.busy_cycles.eq(0),
+                s.sequences.eq(0),
+                s.stream_flag.eq(0),
+                s.error_seen.eq(0),
             ]
-        return m

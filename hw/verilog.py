@@ -185,6 +185,7 @@ def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
         top=name,
         lanes=acc.lanes,
         simd=acc.simd,
+        cells=acc.cells,
         max_seq_len=acc.max_seq_len,
         geometry=geometry,
         compute=_compute_cycles(cycles),
@@ -223,7 +224,7 @@ def _markdown(info: dict) -> str:
         "",
         (
             f"- lanes (MAC rows) x simd (columns): {info['lanes']} x {info['simd']} = "
-            f"{info['lanes'] * info['simd']} MVU multipliers, "
+            f"{info['lanes'] * info['simd']} MVU multipliers, + {info['cells']} cell units, "
             f"max_seq_len: {info['max_seq_len']}"
         ),
         f"- model: {json.dumps(info['model'])}",
@@ -258,6 +259,7 @@ def generate(
     *,
     lanes: int = 8,
     simd: int = 1,
+    cells: int | None = None,
     max_seq_len: int = 64,
     with_states: bool = False,
     initial_state: bool = False,
@@ -266,8 +268,10 @@ def generate(
 ) -> dict:
     """Write Verilog, memory files and the manifest for ``model`` into ``outdir``.
 
-    Returns the manifest, with ``files`` listing what was written (relative to ``outdir``).
-    See :func:`write_design` for how an existing folder is treated.
+    ``lanes``, ``simd``, ``cells`` (``None``: the fewest that keep the MVU busy) and the
+    rest are :class:`~.accelerator.LSTMAccelerator`'s. Returns the manifest, with ``files``
+    listing what was written (relative to ``outdir``). See :func:`write_design` for how an
+    existing folder is treated.
     """
     if memories not in MEMORY_MODES:
         raise ValueError(f"memories must be one of {MEMORY_MODES}, not {memories!r}")
@@ -277,6 +281,7 @@ def generate(
         model,
         lanes=lanes,
         simd=simd,
+        cells=cells,
         max_seq_len=max_seq_len,
         with_states=with_states,
         initial_state=initial_state,

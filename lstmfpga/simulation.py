@@ -8,10 +8,12 @@ run; :func:`check_spec` and :func:`check_labels` check what it is given.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from lstmfpga.errors import CLIError, SimulationError
+from lstmfpga.hw.manifest import Manifest
 from lstmfpga.sim.cocotb_build import SIMULATORS
 
 __all__ = ["SIMULATORS", "check_labels", "check_spec", "simulate_model"]
@@ -93,7 +95,7 @@ def simulate_model(
     x,
     *,
     simulator: str,
-    lanes: int = 8,
+    lanes: int | None = None,
     max_seq_len: int | None = None,
     stall: float = 0.0,
     seed: int = 0,
@@ -107,7 +109,9 @@ def simulate_model(
     cycle_budget: int | None = None,
     progress=None,
     jobs: int | None = None,
-    simd: int = 1,
+    simd: int | None = None,
+    rtl=None,
+    cells: int | None = None,
 ):
     """Quantize ``x`` (and ``h0``/``c0``), run ``simulator`` and the golden model, build the
     report.
@@ -121,8 +125,21 @@ def simulate_model(
     sequence may take (default from the cycle model, :mod:`lstmfpga.sim.budget`). ``jobs``:
     simulator processes sharing the sequences (Icarus/Verilator; default: the number of
     CPUs); the results and the report do not depend on it (but for its ``timing``).
-    ``simd``: columns per MAC lane and beat (``LSTMAccelerator(simd=)``; recorded in the
-    report's ``settings`` when not 1).
+    ``lanes`` (default 8), ``simd`` (columns per MAC lane and beat, default 1; recorded in
+    the report's ``settings`` when not 1) and ``cells`` (parallel activation + cell units,
+    default the accelerator's; recorded when given) are ``LSTMAccelerator``'s.
+
+    ``rtl``: a design folder written by ``lstmfpga generate`` (either top) to run instead
+    of generating hardware (Icarus or Verilator: its Verilog as it is). The model must fit it
+    (geometry, every format, the tables: :func:`lstmfpga.runtime.check_model`, and the
+    hardware the model would generate with the folder's options must be the folder's);
+    ``lanes``, ``simd``, ``cells``, ``max_seq_len`` default to the folder's and must equal
+    them when given; ``h0``/``with_states`` need a folder built with them (a folder built with
+    ``initial_state`` gets zero states when ``h0`` is not given; one built with
+    ``with_states`` has its final states checked). When the model's weights are not the
+    ones built into the folder's hardware they are streamed in through its weight port
+    before the first sequence (every simulator process loads them); ``settings`` records
+    ``rtl`` and ``weights_reloaded``. One line errors name a mismatch.
 
     Returns ``(report, arrays)``. ``arrays`` are in ``predict``'s shapes, so that they
     compare with ``np.array_equal`` to what ``predict --raw`` writes: ``rtl`` and ``golden``
@@ -133,13 +150,14 @@ def simulate_model(
     ``cell_scale``; ``float`` (the spec's prediction, with ``spec``) and ``scale`` (value =
     code * scale).
     """
-    from lstmfpga.hw.accelerator import LSTMAccelerator
-    from lstmfpga.hw.cycles import CycleModel
     from lstmfpga.quant import golden
-    from lstmfpga.sim.report import build_report
-    from lstmfpga.sim.streams import StreamGeometry
 
     _check_simulation(simulator, stall, cycle_budget, jobs, waves)
+    if rtl is not None and simulator == "amaranth":
+        raise SimulationError(
+            "rtl runs a design folder's Verilog: simulator must be icarus or verilator, "
+            "not 'amaranth'"
+        )
     started_all = time.perf_counter()
     spec_check = None if spec is None else check_spec(model, spec)
     # The golden model first: it validates x and the states (one-line errors) and is
@@ -149,43 +167,159 @@ def simulate_model(
     B, T, _ = x_codes.shape
     if labels is not None:
         labels = check_labels(model, labels, B)
-    initial_state = h0 is not None or c0 is not None
     h0_codes, c0_codes = (
         None if v is None else model.formats[role].quantize(v, model.rounding)
         for v, role in ((h0, "hidden"), (c0, "cell"))
     )
-    max_seq_len = T if max_seq_len is None else max_seq_len
-    if max_seq_len < T:
-        raise SimulationError(f"max_seq_len {max_seq_len} is shorter than the inputs' {T} steps")
-    acc = LSTMAccelerator(
-        model, lanes=lanes, simd=simd, max_seq_len=max_seq_len, with_states=with_states,
-        initial_state=initial_state,
-    )  # fmt: skip
+    initial_state = h0 is not None or c0 is not None
+    options = dict(lanes=lanes, simd=simd, cells=cells, max_seq_len=max_seq_len,
+                   with_states=with_states, initial_state=initial_state)  # fmt: skip
+    target = _Target.folder(model, rtl, T, **options) if rtl else _Target.new(model, T, **options)
     result, version, timing = _run_simulator(
-        acc, x_codes, h0_codes, c0_codes, simulator=simulator, stall=stall, seed=seed,
-        waves=waves, build_dir=build_dir, progress=progress, cycle_budget=cycle_budget,
-        jobs=jobs,
+        target.design, x_codes, h0_codes, c0_codes, simulator=simulator, stall=stall,
+        seed=seed, waves=waves, build_dir=build_dir, progress=progress,
+        cycle_budget=cycle_budget, jobs=jobs,
     )  # fmt: skip
+    run = dict(stall=stall, seed=seed, cycle_budget=cycle_budget, started=started_all)
+    return _report(model, x, h0, c0, T, target, result, version, timing, expected,
+                   spec=spec, spec_check=spec_check, labels=labels, simulator=simulator,
+                   **run)  # fmt: skip
+
+
+@dataclass
+class _Target:
+    """What :func:`simulate_model` runs: ``design`` (an accelerator, or a folder's
+    :class:`~lstmfpga.sim.cocotb_build.Design`), the accelerator ``acc`` of its options (for
+    the cycle model) and the report's ``settings`` entries."""
+
+    design: object
+    acc: object
+    settings: dict
+
+    @property
+    def geometry(self):
+        return self.acc.stream_geometry
+
+    @classmethod
+    def new(cls, model, T: int, *, lanes, simd, cells, max_seq_len, with_states,
+            initial_state):  # fmt: skip
+        from lstmfpga.hw.accelerator import LSTMAccelerator
+
+        max_seq_len = T if max_seq_len is None else max_seq_len
+        if max_seq_len < T:
+            raise SimulationError(
+                f"max_seq_len {max_seq_len} is shorter than the inputs' {T} steps"
+            )
+        acc = LSTMAccelerator(
+            model, lanes=8 if lanes is None else lanes, simd=1 if simd is None else simd,
+            cells=cells, max_seq_len=max_seq_len, with_states=with_states,
+            initial_state=initial_state,
+        )  # fmt: skip
+        settings = {"simd": acc.simd} if acc.simd != 1 else {}
+        return cls(acc, acc, settings | ({} if cells is None else {"cells": acc.cells}))
+
+    @classmethod
+    def folder(cls, model, rtl, T: int, *, lanes, simd, cells, max_seq_len, with_states,
+               initial_state):  # fmt: skip
+        """The design in folder ``rtl`` for ``model``, after checking that they fit."""
+        import dataclasses
+        from pathlib import Path
+
+        from lstmfpga.hw.register_map import weights_digest
+        from lstmfpga.runtime import HardwareDesign, check_model
+        from lstmfpga.sim.bench_top import weight_files
+        from lstmfpga.sim.cocotb_build import Design
+
+        where = f"--rtl {rtl}"
+        hw = HardwareDesign.load(rtl)
+        layout = check_model(hw, model)
+        given = {"lanes": lanes, "simd": simd, "cells": cells, "max_seq_len": max_seq_len}
+        for what, value in given.items():
+            if value is not None and value != getattr(hw, what):
+                raise SimulationError(f"{what} must be the design's {getattr(hw, what)} "
+                                      f"({where}), not {value}")  # fmt: skip
+        if T > hw.max_seq_len:
+            raise SimulationError(
+                f"the inputs' {T} steps must fit the design's max_seq_len {hw.max_seq_len} "
+                f"({where})"
+            )
+        for what, wanted, built in (("initial states (h0, c0)", initial_state, hw.initial_state),
+                                    ("final states", with_states, hw.with_states)):  # fmt: skip
+            if wanted and not built:
+                raise SimulationError(
+                    f"{what} need a design built with them, not {where} (generate it with "
+                    f"--{'initial-state' if 'initial' in what else 'with-states'})"
+                )
+        acc = _same_hardware(model, rtl, hw)
+        design = Design.of(Path(rtl))
+        reload = hw.weights_sha256 != weights_digest(layout)
+        settings = {"rtl": str(rtl), "weights_reloaded": reload}
+        if reload:
+            port = hw.weight_port
+            if port is None:
+                raise SimulationError(
+                    f"the qmodel's weights must be the ones built into {where}, which has no "
+                    "weight port to load others (generate the design again)"
+                )
+            width = next(p.width for p in Manifest.load(rtl).ports if p.name == port.data)
+            files = weight_files(port.pack(layout), width)
+            design = dataclasses.replace(design, hex_files=design.hex_files | files)
+            settings["weight_beats"] = port.beats
+        if hw.simd != 1:
+            settings["simd"] = hw.simd
+        if cells is not None:
+            settings["cells"] = hw.cells
+        return cls(design, acc, settings)
+
+
+def _same_hardware(model, rtl, hw):
+    """The accelerator ``model`` gives with the options of folder ``rtl`` (never elaborated),
+    after checking that its manifest is the folder's (but for the weights and the top)."""
+    from lstmfpga.hw.accelerator import LSTMAccelerator
+    from lstmfpga.hw.verilog import build_manifest
+
+    acc = LSTMAccelerator(
+        model, lanes=hw.lanes, simd=hw.simd, cells=hw.cells, max_seq_len=hw.max_seq_len,
+        with_states=hw.with_states, initial_state=hw.initial_state,
+    )  # fmt: skip
+    acc._MustUse__silence = True  # only its parameters and cycle model are used
+    mine, theirs = build_manifest(acc).to_dict(), Manifest.load(rtl).to_dict()
+    for key in ("stream", "cycles", "memories", "multipliers", "formats", "model"):
+        if mine[key] != theirs.get(key):
+            raise SimulationError(
+                f"the hardware the qmodel gives with the options of --rtl {rtl} must be the "
+                f"design's, not differ in its {key}"
+            )
+    return acc
+
+
+def _report(model, x, h0, c0, T, target, result, version, timing, expected, *, spec,
+            spec_check, labels, simulator, stall, seed, cycle_budget, started):  # fmt: skip
+    """The bit-accuracy report and the arrays of :func:`simulate_model`."""
+    from lstmfpga.hw.cycles import CycleModel
+    from lstmfpga.sim.report import build_report
+
     float_prediction = None
     if spec is not None:
         from lstmfpga.export import reference
 
         float_prediction = reference.forward(spec, x, h0, c0).prediction
-    geometry = StreamGeometry.of(model, with_states=with_states, initial_state=initial_state)
-    settings = {"stall": stall, "seed": seed, "initial_state": initial_state,
-                "with_states": bool(with_states)}  # fmt: skip
+    acc, geometry = target.acc, target.geometry
+    settings = {"stall": stall, "seed": seed, "initial_state": acc.initial_state,
+                "with_states": acc.with_states}  # fmt: skip
     settings |= {} if cycle_budget is None else {"cycle_budget": int(cycle_budget)}
-    settings |= {} if simd == 1 else {"simd": int(simd)}
+    settings |= target.settings
     report = build_report(
         model=model, geometry=geometry, T=T, rtl=result.outputs, golden=expected,
-        simulator=simulator, simulator_version=version, lanes=lanes, max_seq_len=max_seq_len,
-        run_cycles=result.cycles, total_cycles=result.total_cycles,
-        wall_seconds=result.wall_seconds, cycle_model=CycleModel.of(acc),
-        rtl_error=result.error, float_prediction=float_prediction, labels=labels,
-        settings=settings, spec_check=spec_check,
-        timing=timing | {"end_to_end_seconds": round(time.perf_counter() - started_all, 3)},
+        simulator=simulator, simulator_version=version, lanes=acc.lanes,
+        max_seq_len=acc.max_seq_len, run_cycles=result.cycles,
+        total_cycles=result.total_cycles, wall_seconds=result.wall_seconds,
+        cycle_model=CycleModel.of(acc), rtl_error=result.error,
+        float_prediction=float_prediction, labels=labels, settings=settings,
+        spec_check=spec_check,
+        timing=timing | {"end_to_end_seconds": round(time.perf_counter() - started, 3)},
     )  # fmt: skip
-    arrays = _result_arrays(model, geometry, T, result.outputs, expected, with_states)
+    arrays = _result_arrays(model, geometry, T, result.outputs, expected, acc.with_states)
     if float_prediction is not None:
         arrays["float"] = np.asarray(float_prediction, dtype=np.float64)
     return report, arrays
@@ -213,9 +347,10 @@ def _check_simulation(simulator: str, stall: float, cycle_budget, jobs, waves) -
         check_simulator(simulator)  # before building anything
 
 
-def _run_simulator(acc, x_codes, h0_codes, c0_codes, *, simulator, stall, seed, waves,
+def _run_simulator(design, x_codes, h0_codes, c0_codes, *, simulator, stall, seed, waves,
                    build_dir, progress, cycle_budget, jobs):  # fmt: skip
-    """Run ``acc`` in ``simulator``: ``(result, simulator version, report timing)``."""
+    """Run ``design`` (an accelerator; a folder's design only in Icarus/Verilator) in
+    ``simulator``: ``(result, simulator version, report timing)``."""
     if simulator == "amaranth":
         from amaranth import __version__ as amaranth_version
 
@@ -223,7 +358,7 @@ def _run_simulator(acc, x_codes, h0_codes, c0_codes, *, simulator, stall, seed, 
 
         started = time.perf_counter()
         result = run_amaranth(
-            acc, x_codes, h0_codes, c0_codes, in_stall=stall, out_stall=stall, seed=seed,
+            design, x_codes, h0_codes, c0_codes, in_stall=stall, out_stall=stall, seed=seed,
             waves=None if waves is None else str(waves), cycle_budget=cycle_budget,
         )  # fmt: skip
         result.wall_seconds = time.perf_counter() - started
@@ -232,7 +367,7 @@ def _run_simulator(acc, x_codes, h0_codes, c0_codes, *, simulator, stall, seed, 
     from lstmfpga.sim.cocotb_flow import run_cocotb
 
     result = run_cocotb(
-        acc, x_codes, h0_codes, c0_codes, simulator=simulator, in_stall=stall,
+        design, x_codes, h0_codes, c0_codes, simulator=simulator, in_stall=stall,
         out_stall=stall, seed=seed, waves=waves, build_dir=build_dir, progress=progress,
         cycle_budget=cycle_budget, jobs=jobs,
     )  # fmt: skip

@@ -40,11 +40,16 @@ __all__ = [
     "VERILATOR_FLAGS",
     "VERILATOR_MAKE_OVERRIDES",
     "WAIVERS",
+    "WEIGHT_CAPACITY",
+    "WEIGHT_FILES",
+    "WEIGHT_PORTS",
     "RunOutcome",
     "bench_sources",
     "port_width",
     "read_run",
     "top_ports",
+    "weight_files",
+    "weight_port",
     "wrapper",
     "write_run",
 ]
@@ -138,6 +143,34 @@ def port_width(width: str) -> int:
     return 1 if not width else abs(int(match[1]) - int(match[2])) + 1
 
 
+#: The weight ports the bench can drive, ``(data, valid, ready, last)``: the accelerator's
+#: ``w`` stream and the AXI top's ``s_axis_w`` (see :class:`lstmfpga.hw.manifest.WeightPort`).
+WEIGHT_PORTS = (
+    ("w__payload", "w__valid", "w__ready", None),
+    ("s_axis_w_tdata", "s_axis_w_tvalid", "s_axis_w_tready", "s_axis_w_tlast"),
+)
+#: Weight beats the bench holds (a design whose load is longer is refused by
+#: :func:`weight_files`).
+WEIGHT_CAPACITY = 1 << 16
+#: The ``$readmemh`` files of a weight load (:func:`weight_files`): the beat count and the
+#: beats. Without them the bench loads nothing (the design keeps its built-in weights).
+WEIGHT_FILES = ("lstmfpga_weight_count.hex", "lstmfpga_weights.hex")
+#: The accelerator's sticky ``error`` inside the AXI top (:class:`lstmfpga.hw.axi_top.AXITop`
+#: has it in ``STATUS`` only): the bench's ``error`` net, which the cocotb test module reads.
+AXI_ERROR = "dut.accelerator.error"
+_STREAM_PORTS = ("clk", "rst", "s_axis_tdata", "s_axis_tvalid", "s_axis_tready", "s_axis_tlast",
+                 "m_axis_tdata", "m_axis_tvalid", "m_axis_tready", "m_axis_tlast")  # fmt: skip
+
+
+def weight_port(ports) -> tuple[str, str, str, str | None] | None:
+    """The :data:`WEIGHT_PORTS` entry among ``ports`` (names), ``None`` without one."""
+    names = set(ports)
+    for entry in WEIGHT_PORTS:
+        if entry[0] in names and entry[1] in names:
+            return entry
+    return None
+
+
 def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> str:
     """The simulation top :data:`TB_TOP`: the design, its clock, and the whole test bench in
     Verilog, so that no Python runs while the design does.
@@ -145,7 +178,11 @@ def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> s
     The bench reads the run from ``$readmemh`` files in its working directory:
     ``config.hex`` (64-bit words: sequences, input and output elements per sequence, the
     cycle budget per sequence), ``inputs.hex`` (every ``s_axis`` element), ``in_gaps.hex`` and
-    ``out_gaps.hex`` (the :class:`~lstmfpga.sim.stalls.StallPattern`, one gap per beat). It
+    ``out_gaps.hex`` (the :class:`~lstmfpga.sim.stalls.StallPattern`, one gap per beat), and
+    for a design with a weight port (:data:`WEIGHT_PORTS`) the :data:`WEIGHT_FILES` when
+    present: it then streams those weight beats (``tlast`` on the last, if the port has one)
+    before the first input beat, and the first sequence starts after the last weight beat
+    was taken (its budget counts from there). It
     drives ``s_axis`` and ``m_axis_tready`` as the stall pattern says, records every result
     and the cycle stamps of each sequence (first/last input beat: handshake edge minus one;
     first/last result: handshake edge, edges counted from 1 after reset), checks the
@@ -168,13 +205,34 @@ def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> s
     """
     ports = top_ports(design.verilog, design.top)
     names = {name: width for _, width, name in ports}
-    for name in ("clk", "rst", "s_axis_tdata", "s_axis_tvalid", "s_axis_tready",
-                 "s_axis_tlast", "m_axis_tdata", "m_axis_tvalid", "m_axis_tready",
-                 "m_axis_tlast"):  # fmt: skip
+    for name in _STREAM_PORTS:
         if name not in names:
             raise ValueError(f"module {design.top!r} has no port {name!r}")
-    iw, ow = port_width(names["s_axis_tdata"]), port_width(names["m_axis_tdata"])
+    weights = weight_port(names)
+    x_check = (
+        "(^m_axis_tdata === 1'bx) || (m_axis_tlast === 1'bx)" if simulator == "icarus" else "1'b0"
+    )
+    connections = ", ".join(f".{name}({name})" for _, _, name in ports)
+    return "\n".join(
+        [
+            *_declarations(ports, weights),
+            _memories(port_width(names["s_axis_tdata"]), port_width(names["m_axis_tdata"])),
+            _clock(waves),
+            _weight_bench(weights, names),
+            _stream_bench(x_check, weights is not None),
+            _finish(),
+            f"  {design.top} dut ({connections});",
+            "endmodule",
+            "",
+        ]
+    )
+
+
+def _declarations(ports, weights) -> list[str]:
+    """The module header and a net for every port (bench-driven ones as wires)."""
     driven = {"clk", "rst", "s_axis_tdata", "s_axis_tvalid", "s_axis_tlast", "m_axis_tready"}
+    if weights is not None:
+        driven |= {name for i, name in enumerate(weights) if name and i != 2}
     lines = [
         "/* verilator lint_off WIDTH */",
         "/* verilator lint_off INITIALDLY */",
@@ -184,18 +242,20 @@ def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> s
         "  reg clk = 1'b0;",
         "  reg rst = 1'b1;",
     ]
+    if "error" in _bench_nets(ports):
+        lines.append(f"  wire error = {AXI_ERROR};  // the AXI top's accelerator (STATUS.error)")
     for direction, width, name in ports:
-        if name in driven:
-            if name not in ("clk", "rst"):
-                lines.append(f"  wire {width + ' ' if width else ''}{name};")
-        elif direction == "input":
-            lines.append(f"  reg {width + ' ' if width else ''}{name} = 0;")
-        else:
-            lines.append(f"  wire {width + ' ' if width else ''}{name};")
-    x_check = (
-        "(^m_axis_tdata === 1'bx) || (m_axis_tlast === 1'bx)" if simulator == "icarus" else "1'b0"
-    )
-    lines.append(f"""
+        kind = "reg" if direction == "input" and name not in driven else "wire"
+        if name not in ("clk", "rst"):
+            lines.append(
+                f"  {kind} {width + ' ' if width else ''}{name}{' = 0' * (kind == 'reg')};"
+            )
+    return lines
+
+
+def _memories(iw: int, ow: int) -> str:
+    """The stimulus, gap, result and stamp memories, the run's state, and reading the run."""
+    return f"""
   localparam IN_CAP = {IN_CAPACITY}, OUT_CAP = {OUT_CAPACITY}, SEQ_CAP = {SEQ_CAPACITY};
   reg [63:0] cfg [0:3];
   reg [{iw - 1}:0] in_mem [0:IN_CAP-1];
@@ -228,10 +288,53 @@ def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> s
     repeat ({RESET_CYCLES}) @(posedge clk);
     rst <= 1'b0;
   end
-{_clock(waves)}
+"""
 
+
+def _weight_bench(weights, names: dict[str, str]) -> str:
+    """The weight load before the first sequence (``weights_done`` is high when there is
+    nothing, or nothing more, to load)."""
+    if weights is None:
+        return "  wire weights_done = 1'b1;"
+    data, valid, ready, last = weights
+    width = port_width(names[data])
+    count, beats = WEIGHT_FILES
+    tlast = f"\n  assign {last} = w_open && (k_w == n_w - 1);" if last else ""
+    return f"""
+  reg [{width - 1}:0] w_mem [0:{WEIGHT_CAPACITY - 1}];
+  reg [63:0] w_cfg [0:0];
+  reg [31:0] n_w = 0, k_w = 0;
+  initial begin
+    f = $fopen("{count}", "r");
+    if (f != 0) begin
+      $fclose(f);
+      $readmemh("{count}", w_cfg);
+      n_w = w_cfg[0];
+      if (n_w != 0) $readmemh("{beats}", w_mem, 0, n_w - 1);
+    end
+  end
+  wire w_open = (status == 0) && !rst && (k_w < n_w);
+  wire weights_done = (k_w == n_w);
+  assign {valid} = w_open;
+  assign {data} = w_open ? w_mem[k_w] : 0;{tlast}
+  wire w_beat = w_open && {ready};
+"""
+
+
+def _stream_bench(x_check: str, weights: bool) -> str:
+    """Driving ``s_axis`` and ``m_axis_tready``, capturing results, stamps, the checks (and
+    counting weight beats, with ``weights``)."""
+    weight_step = (
+        "\n      if (w_beat) begin"
+        "\n        k_w <= k_w + 1;"
+        "\n        window <= now + 1;  // the first sequence's budget counts from here"
+        "\n      end"
+        if weights
+        else ""
+    )
+    return f"""
   wire running = (status == 0) && !rst;
-  wire in_open = running && (b_in < n_seq) && (b_in == b_out);
+  wire in_open = running && weights_done && (b_in < n_seq) && (b_in == b_out);
   assign s_axis_tvalid = in_open && (in_wait == 0);
   assign s_axis_tdata = in_open ? in_mem[p_in] : 0;
   assign s_axis_tlast = s_axis_tvalid && (k_in == n_in - 1);
@@ -242,7 +345,7 @@ def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> s
 
   always @(posedge clk) begin
     if (running) begin
-      now <= now + 1;
+      now <= now + 1;{weight_step}
       if (in_open) begin
         if (in_wait != 0) in_wait <= in_wait - 1;
         else if (s_axis_tready) begin
@@ -287,7 +390,12 @@ def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> s
       end else finishing <= 1'b1;
     end
   end
+"""
 
+
+def _finish() -> str:
+    """Writing the results, stamps and status files, then raising ``done``."""
+    return """
   always @(posedge clk) if (finishing && !done) begin
     f = $fopen("outputs.txt", "w");
     for (i = 0; i < p_out; i = i + 1) $fdisplay(f, "%0d", out_mem[i]);
@@ -301,10 +409,7 @@ def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> s
     $fclose(f);
     done <= 1'b1;
   end
-""")
-    connections = ", ".join(f".{name}({name})" for _, _, name in ports)
-    lines += [f"  {design.top} dut ({connections});", "endmodule", ""]
-    return "\n".join(lines)
+"""
 
 
 def _clock(waves: str | None) -> str:
@@ -315,20 +420,26 @@ def _clock(waves: str | None) -> str:
     return f"  always begin\n    #{half} clk = 1'b0;\n    #{half} clk = 1'b1;\n  end"
 
 
+def _bench_nets(ports) -> tuple[str, ...]:
+    """Nets of the bench that the cocotb test reads and that are not ``ports`` of the
+    design: ``error`` of an AXI top (:data:`AXI_ERROR`)."""
+    names = {name for _, _, name in ports}
+    return ("error",) if "error" not in names and "s_axil_awvalid" in names else ()
+
+
 def bench_sources(simulator: str, design, waves: str | None):
     """What a build compiles: ``(files, sources, build_args)``; ``files`` maps names in the
     build directory to their text, ``sources`` lists the compiled files in order (the
     waivers file by absolute path). All of it goes into the cache key."""
     files = {f"{design.top}.v": design.verilog, f"{TB_TOP}.v": wrapper(design, simulator, waves)}
     if simulator == "verilator":
+        ports = top_ports(design.verilog, design.top)
         files["public_ports.vlt"] = (
             "`verilator_config\n"
+            + "".join(f'public_flat_rd -module "{TB_TOP}" -var "{name}"\n' for _, _, name in ports)
             + "".join(
                 f'public_flat_rd -module "{TB_TOP}" -var "{name}"\n'
-                for _, _, name in top_ports(design.verilog, design.top)
-            )
-            + "".join(
-                f'public_flat_rd -module "{TB_TOP}" -var "{name}"\n' for name in ("done", "status")
+                for name in ("done", "status", *_bench_nets(ports))
             )
         )
         sources = [str(WAIVERS), "public_ports.vlt", f"{design.top}.v", f"{TB_TOP}.v"]
@@ -383,6 +494,27 @@ def write_run(
     _hex_file(run_dir / "inputs.hex", np.concatenate(inputs), input_bits)
     _hex_file(run_dir / "in_gaps.hex", np.append(np.asarray(in_gaps).reshape(-1), 0), 16)
     _hex_file(run_dir / "out_gaps.hex", np.append(np.asarray(out_gaps).reshape(-1), 0), 16)
+
+
+def weight_files(beats: np.ndarray, port_bits: int) -> dict[str, str]:
+    """The :data:`WEIGHT_FILES` of a weight load: ``beats`` ``(n, beat_bytes)`` ``uint8``
+    (little-endian, as :meth:`lstmfpga.hw.manifest.WeightPort.pack` makes them) for a
+    ``port_bits``-wide data port. ``{name: text}``, to be put beside the run's other files
+    (e.g. as a :class:`~lstmfpga.sim.cocotb_build.Design`'s ``hex_files``)."""
+    beats = np.asarray(beats, np.uint8)
+    if beats.ndim != 2 or not 1 <= beats.shape[0] <= WEIGHT_CAPACITY:
+        raise ValueError(
+            f"weight beats must be 1..{WEIGHT_CAPACITY} rows of bytes, not shape {beats.shape}"
+        )
+    if beats.shape[1] * 8 - 8 >= port_bits:
+        raise ValueError(f"weight beats of {beats.shape[1]} bytes do not fit {port_bits} bits")
+    digits = -(-port_bits // 4)
+    text = beats[:, ::-1].tobytes().hex()
+    step = 2 * beats.shape[1]
+    lines = [text[i + step - digits : i + step] if digits <= step else text[i : i + step]
+             for i in range(0, len(text), step)]  # fmt: skip
+    count, data = WEIGHT_FILES
+    return {count: f"{beats.shape[0]:x}\n", data: "\n".join(lines) + "\n"}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""``lstmfpga generate QMODEL [--lanes P] [--simd S] [--max-seq-len T] -o OUTDIR``: Verilog
-for a quantized model (``P`` rows x ``S`` columns per cycle: ``P * S`` MVU multipliers).
+"""``lstmfpga generate QMODEL [--lanes P] [--simd S] [--cells V] [--max-seq-len T] -o OUTDIR``:
+Verilog for a quantized model (``P`` rows x ``S`` columns per cycle: ``P * S`` MVU
+multipliers; ``V`` parallel activation + cell units, default the fewest that keep the MVU
+busy).
 
 Writes into OUTDIR the top-level Verilog ``<name>.v`` (AXI4-Stream ports ``s_axis_t*`` /
 ``m_axis_t*``, ``clk``, synchronous ``rst``), the weight and table contents (inline, or as
@@ -10,7 +12,7 @@ Writes into OUTDIR the top-level Verilog ``<name>.v`` (AXI4-Stream ports ``s_axi
 sticky errors and soft reset, ``docs/registers.md``), which ``lstmfpga.runtime`` drives.
 
 Refused before the design is built: ``--lanes`` outside 1..4*hidden_size, a
-``--simd`` outside 1..the longest matrix row,
+``--simd`` outside 1..the longest matrix row, ``--cells`` outside 1..hidden_size,
 ``--max-seq-len`` outside 1..2**24, a ``--name`` that is not an identifier, an OUTDIR that
 is a file or holds another artifact, and a design whose memories need more RAM bits than
 the largest supported device has. An OUTDIR holding an earlier design is reused: the
@@ -30,7 +32,7 @@ def register(subparsers) -> None:
         subparsers, "generate", "generate Verilog for a quantized model", __doc__, run
     )
     parser.add_argument("qmodel", metavar="QMODEL", help="quantized model directory")
-    add_datapath(parser)
+    add_datapath(parser, cells=True)
     parser.add_argument(
         "--max-seq-len", type=int, default=64, metavar="T", help="longest sequence (default 64)"
     )
@@ -94,14 +96,18 @@ def run(args: argparse.Namespace) -> None:
         WeightLayout.of(model, args.lanes, args.simd)  # the simd rule
     except ValueError as error:
         raise CLIError(f"--simd: {error}") from None
-    acc = LSTMAccelerator(
-        model,
-        lanes=args.lanes,
-        simd=args.simd,
-        max_seq_len=args.max_seq_len,
-        with_states=args.with_states,
-        initial_state=args.initial_state,
-    )
+    try:
+        acc = LSTMAccelerator(
+            model,
+            lanes=args.lanes,
+            simd=args.simd,
+            cells=args.cells,
+            max_seq_len=args.max_seq_len,
+            with_states=args.with_states,
+            initial_state=args.initial_state,
+        )
+    except ValueError as error:
+        raise CLIError(f"--cells: {error}") from None
     ram_bits = sum(mem["width"] * mem["depth"] for mem in acc.memory_plan())
     try:
         check_ram_fits(
@@ -118,7 +124,8 @@ def run(args: argparse.Namespace) -> None:
         info = write_design(acc, args.output, memories=args.memories, name=name)
     cycles = info["cycles"]
     print(
-        f"{info['top']}: {info['lanes']} lanes x simd {info['simd']}, "
+        f"{info['top']}: {info['lanes']} lanes x simd {info['simd']}, {info['cells']} cell "
+        "units, "
         f"max_seq_len {info['max_seq_len']}, "
         f"{info['ram_bits']} RAM bits, "
         f"{sum(m['count'] for m in info['multipliers'])} multipliers"

@@ -7,6 +7,17 @@ length of X) is simulated in Amaranth's simulator, or as generated Verilog under
 Icarus Verilog or Verilator (builds cached by content; ``--build-dir`` moves the cache).
 Every output element is compared with the golden model by integer equality.
 
+``--rtl RTLDIR`` runs already generated hardware instead (``lstmfpga generate``, either
+``--top``; Icarus or Verilator, the folder's Verilog as it is): QMODEL must fit it (geometry,
+every format and table, and the hardware it gives with the folder's options; e.g. a model
+quantized ``--formats-from`` the design's qmodel), or the first mismatch is one line.
+``--lanes``, ``--simd``, ``--cells`` and ``--max-seq-len`` default to the design's and must
+equal them;
+``--h0c0`` / ``--states`` need a design built with ``--initial-state`` / ``--with-states``.
+When QMODEL's weights are not the ones built into the hardware, the bench streams them in
+through the design's weight port before the first sequence (``pack-weights``' beats), and
+the results must be those of QMODEL.
+
 Writes the bit-accuracy report R.json (see docs/report.md; ``lstmfpga report R.json``
 renders it). ``--spec SPEC`` adds the float reference (fixed-vs-float error, float
 accuracy); it must be the spec the model was quantized from (its content hash is checked
@@ -64,7 +75,13 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--sim", required=True, metavar="SIM", help=f"simulator: {', '.join(SIMULATORS)}"
     )
-    add_datapath(parser, typed=False)
+    add_datapath(parser, typed=False, cells=True)
+    parser.set_defaults(lanes=None, simd=None)  # 8 and 1, or the --rtl design's
+    parser.add_argument(
+        "--rtl", metavar="RTLDIR",
+        help="run this generated design (its Verilog) instead of generating one; new weights "
+        "are loaded through its weight port",
+    )  # fmt: skip
     parser.add_argument("--max-seq-len", metavar="T", help="longest sequence (default: that of X)")
     parser.add_argument("--h0c0", metavar="INIT.npz", help="initial states h0, c0 (floats)")
     parser.add_argument(
@@ -115,18 +132,32 @@ def check_output(path: str | Path, what: str) -> Path:
     return path
 
 
+def _check_rtl(args: argparse.Namespace) -> None:
+    """``--rtl`` is a design folder, simulated in Icarus or Verilator."""
+    if args.sim == "amaranth":
+        raise CLIError(
+            "--rtl runs the design folder's Verilog: --sim must be icarus or verilator, "
+            "not 'amaranth'"
+        )
+    if not (Path(args.rtl) / "manifest.json").is_file():
+        raise CLIError(f"--rtl {args.rtl} must be a design folder with manifest.json")
+
+
 def run(args: argparse.Namespace) -> int:
     from lstmfpga.quant.model import QuantizedModel
     from lstmfpga.sim.report import render_text, save_report
 
     if args.sim not in SIMULATORS:
         raise CLIError(f"--sim must be one of {', '.join(SIMULATORS)}, not {args.sim!r}")
+    if args.rtl is not None:
+        _check_rtl(args)
     lanes = _integer(args.lanes, "--lanes", "a positive integer", 1)
     max_seq_len = _integer(args.max_seq_len, "--max-seq-len", "a positive integer", 1)
     seed = _integer(args.seed, "--seed", "an integer in 0..2**32-1", 0, 2**32 - 1)
     cycle_budget = _integer(args.cycle_budget, "--cycle-budget", "a positive number of cycles", 1)
     jobs = _integer(args.jobs, "--jobs", "a positive integer", 1)
     simd = _integer(args.simd, "--simd", "a positive integer", 1)
+    cells = _integer(args.cells, "--cells", "a positive integer", 1)
     try:
         stall = float(args.stall)
     except ValueError:
@@ -176,6 +207,8 @@ def run(args: argparse.Namespace) -> int:
         progress=True if sys.stderr.isatty() else None,
         jobs=jobs,
         simd=simd,
+        cells=cells,
+        rtl=args.rtl,
     )
     save_report(report, args.report)
     written = [args.report]

@@ -71,7 +71,8 @@ class HardwareDesign:
     ``weight_formats`` every weight tensor's format (empty when not recorded);
     ``weight_port`` the top's weight port (:class:`~lstmfpga.hw.manifest.WeightPort`,
     ``None`` without one) and ``weights_sha256`` the digest of the weights built into the
-    hardware (:func:`lstmfpga.hw.register_map.weights_digest`; ``None`` when not recorded).
+    hardware (:func:`lstmfpga.hw.register_map.weights_digest`; ``None`` when not recorded);
+    ``cells`` the parallel activation + cell units (for information).
     """
 
     top: str
@@ -98,6 +99,7 @@ class HardwareDesign:
     where: str = "manifest"
     weight_port: WeightPort | None = None
     weights_sha256: str | None = None
+    cells: int = 1
 
     @classmethod
     def load(cls, path: str | Path) -> HardwareDesign:
@@ -191,6 +193,7 @@ class HardwareDesign:
             where=where,
             weight_port=core.weight_port,
             weights_sha256=core.weights_sha256,
+            cells=core.cells,
         )
 
     # -- derived sizes (the stored stream geometry) -----------------------------------------

@@ -352,6 +352,30 @@ def test_soft_reset_pulses_once_and_clears_counters_and_flags():
     assert 0 < value < cycle - pulses[0], "counting again from 0 after the reset"
 
 
+def test_weight_loads_count_loads_and_survive_a_soft_reset():
+    dut = RegisterBlock(ID)
+    seen = []
+
+    async def body(ctx, bus):
+        for _ in range(3):  # three loads end (their last weight beat taken)
+            ctx.set(dut.weights_loaded, 1)
+            await ctx.tick()
+            ctx.set(dut.weights_loaded, 0)
+            await wait(ctx, 2)
+        ctx.set(dut.result_done, 1)  # and one sequence
+        await ctx.tick()
+        ctx.set(dut.result_done, 0)
+        seen.append(await read1(ctx, bus, OFF["WEIGHT_LOADS"]))
+        seen.append(await read1(ctx, bus, OFF["SEQUENCES"]))
+        soft = field_mask("CONTROL", "soft_reset")
+        assert await write1(ctx, bus, OFF["CONTROL"], soft) == OKAY
+        seen.append(await read1(ctx, bus, OFF["WEIGHT_LOADS"]))  # the weights are kept
+        seen.append(await read1(ctx, bus, OFF["SEQUENCES"]))
+
+    script(dut, body, seed=4)
+    assert seen == [3, 1, 3, 0]
+
+
 # -- random handshakes ---------------------------------------------------------------------------
 @pytest.mark.parametrize("seed", [11, 12, 13])
 @pytest.mark.parametrize("rate", [1.0, 0.5, 0.15])

@@ -1,10 +1,12 @@
 """cocotb test module for tests/sim/test_runtime_axi.py: the host runtime drives the AXI top.
 
 Run by cocotb (not collected by pytest). The run directory (``$H6_AXI_RUN``) holds
-``case.npz`` (float inputs ``x``, ``x2``, initial states ``h0``, ``c0``, ``h0b``, ``c0b``) and
-the design folder ``rtl/``; this module writes ``results.npz`` (the decoded codes of every
-phase) and ``registers.json`` (what the registers read at each step). Everything the host
-does goes through :mod:`lstmfpga.runtime`: encode, decode, registers over AXI4-Lite.
+``case.npz`` (float inputs ``x``, ``x2``, ``x3``, initial states ``h0``, ``c0``, ``h0b``,
+``c0b``, ``h0c``, ``c0c``), the design folder ``rtl/`` (built for model ``qa``) and the saved
+models ``qa`` and ``qb`` (B: other weights, A's formats); this module writes ``results.npz``
+(the decoded codes of every phase) and ``registers.json`` (what the registers read at each
+step). Everything the host does goes through :mod:`lstmfpga.runtime`: encode, decode, pack
+the weights, registers over AXI4-Lite.
 """
 
 import json
@@ -25,12 +27,14 @@ from cocotbext.axi import (
     AxiStreamSource,
 )
 
+from lstmfpga.quant.model import QuantizedModel
 from lstmfpga.runtime import (
     AsyncRegisters,
     DeviceError,
     HardwareDesign,
     decode_outputs,
     encode_inputs,
+    pack_weights,
 )
 
 
@@ -68,8 +72,10 @@ class TB:
         self.sink = AxiStreamSink(
             AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst, byte_lanes=1
         )
+        self.weights = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_w"), dut.clk, dut.rst)
         self.source.set_pause_generator(pauses(1, 0.3))
         self.sink.set_pause_generator(pauses(2, 0.4))
+        self.weights.set_pause_generator(pauses(3, 0.35))
         master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         self.transport = AxiLiteTransport(master)
         self.regs = AsyncRegisters(self.transport, design)
@@ -93,10 +99,18 @@ class TB:
             last += [False] * (len(got.tdata) - 1) + [True]
         return decode_outputs(self.design, np.array(words, np.uint64), T, last=np.array(last))
 
+    async def load_weights(self, model: QuantizedModel):
+        """Stream ``model``'s weight beats (the runtime's bytes, one frame) between sequences
+        and wait until the last one is taken."""
+        stream = pack_weights(self.design, model)
+        await self.weights.send(AxiStreamFrame(stream.to_bytes()))
+        await self.weights.wait()
+
     async def snapshot(self) -> dict:
         status = await self.regs.status()
         out = {name: await self.regs.read(name)
-               for name in ("SEQUENCES", "CYCLES", "BUSY_CYCLES", "ERRORS")}  # fmt: skip
+               for name in ("SEQUENCES", "CYCLES", "BUSY_CYCLES", "ERRORS", "WEIGHT_LOADS",
+                            "ID")}  # fmt: skip
         return {**out, **{k: bool(v) for k, v in status.items()}}
 
 
@@ -141,7 +155,22 @@ async def runtime_drives_the_axi_top(dut):
     results |= {"b_prediction": got.prediction, "b_h_n": got.h_n, "b_c_n": got.c_n}
     await ClockCycles(dut.clk, 2)
     log["after_b"] = await tb.snapshot()
-    log["idle"] = {"source": tb.source.empty(), "sink": tb.sink.empty()}
+
+    # 4. reload: model B's weights through s_axis_w, then a soft reset (keeps them), then A's
+    models = {name: QuantizedModel.load(run / name) for name in ("qa", "qb")}
+    x3, h0c, c0c = case["x3"], case["h0c"], case["c0c"]
+    for phase, name, reset in (("c", "qb", False), ("d", "qb", True), ("e", "qa", False)):
+        if reset:
+            await tb.regs.soft_reset()
+        else:
+            await tb.load_weights(models[name])
+        got = await tb.run(encode_inputs(design, x3, h0c, c0c), x3.shape[1])
+        results |= {f"{phase}_prediction": got.prediction, f"{phase}_h_n": got.h_n,
+                    f"{phase}_c_n": got.c_n}  # fmt: skip
+        await ClockCycles(dut.clk, 2)
+        log[f"after_{phase}"] = await tb.snapshot()
+    log["idle"] = {"source": tb.source.empty(), "sink": tb.sink.empty(),
+                   "weights": tb.weights.empty()}  # fmt: skip
 
     np.savez(run / "results.npz", **results)
     (run / "registers.json").write_text(json.dumps(log))

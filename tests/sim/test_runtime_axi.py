@@ -5,7 +5,8 @@ host would over a DMA engine and a register window.
 
 One build, one simulation (tests/sim/runtime_axi_bench.py); the checks are here: results
 bit-exact with the golden model, registers counting sequences, the sticky error flag
-cleared on write, the soft reset.
+cleared on write, the soft reset, and weights reloaded through ``s_axis_w`` (model A, then
+B, then A again, random pauses on every stream) giving the loaded model's results.
 """
 
 import json
@@ -18,7 +19,8 @@ from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.axi_top import write_axi_design
 from lstmfpga.hw.register_map import design_id
 from lstmfpga.quant import golden
-from lstmfpga.testing import random_inputs, random_qmodel
+from lstmfpga.quant.given_formats import quantize_like
+from lstmfpga.testing import random_inputs, random_qmodel, random_spec
 
 SEED = 611
 #: Icarus in Verilog-2005 mode (Amaranth's Yosys Verilog relies on declaration initializers
@@ -43,6 +45,9 @@ def axi_run(tmp_path_factory):
     assert shutil.which("iverilog") and shutil.which("vvp"), "Icarus Verilog is needed"
     run = tmp_path_factory.mktemp("runtime_axi")
     _, q = random_qmodel(SEED, **MODEL)
+    qb = quantize_like(random_spec(SEED, scale=0.45, **MODEL), q)  # retrained, A's formats
+    q.save(run / "qa")
+    qb.save(run / "qb")
     acc = LSTMAccelerator(q, lanes=4, max_seq_len=6, with_states=True, initial_state=True)
     info = write_axi_design(acc, run / "rtl")
     x = random_inputs(SEED, 3, 4, q.input_size)
@@ -50,7 +55,10 @@ def axi_run(tmp_path_factory):
     x2 = random_inputs(SEED + 1, 2, 5, q.input_size)
     h0, c0 = states(q, 3, SEED)
     h0b, c0b = states(q, 2, SEED + 1)
-    np.savez(run / "case.npz", x=x, x2=x2, h0=h0, c0=c0, h0b=h0b, c0b=c0b)
+    x3 = random_inputs(SEED + 2, 2, 3, q.input_size)
+    h0c, c0c = states(q, 2, SEED + 2)
+    np.savez(run / "case.npz", x=x, x2=x2, x3=x3, h0=h0, c0=c0, h0b=h0b, c0b=c0b, h0c=h0c,
+             c0c=c0c)  # fmt: skip
     runner = get_runner("icarus")
     runner.build(
         sources=[run / "rtl" / f"{info['top']}.v"],
@@ -71,6 +79,7 @@ def axi_run(tmp_path_factory):
     assert (run / "registers.json").is_file(), (run / "sim.log").read_text()[-3000:]
     return {
         "q": q,
+        "qb": qb,
         "info": info,
         "case": dict(np.load(run / "case.npz")),
         "results": dict(np.load(run / "results.npz", allow_pickle=False)),
@@ -111,7 +120,7 @@ def test_registers_count_sequences_and_cycles(axi_run):
     assert a["SEQUENCES"] == 3 and not a["busy"] and not a["error"] and a["ERRORS"] == 0
     assert 0 < a["BUSY_CYCLES"] < a["CYCLES"]
     assert regs["after_b"]["SEQUENCES"] == 2, "counted from 0 after the soft reset"
-    assert regs["idle"] == {"source": True, "sink": True}, "nothing left in flight"
+    assert regs["idle"] == {"source": True, "sink": True, "weights": True}, "nothing in flight"
 
 
 def test_error_flag_is_sticky_clears_on_write_and_soft_reset_clears_the_accelerator(axi_run):
@@ -121,3 +130,23 @@ def test_error_flag_is_sticky_clears_on_write_and_soft_reset_clears_the_accelera
     assert cleared["ERRORS"] == 0 and cleared["error"], "the flag clears; the port stays high"
     assert not reset["error"] and reset["ERRORS"] == 0 and reset["SEQUENCES"] == 0
     assert reset["CYCLES"] < bad["CYCLES"]
+
+
+@pytest.mark.parametrize(
+    ("phase", "model", "loads"),
+    [("c", "qb", 1), ("d", "qb", 1), ("e", "q", 2)],
+    ids=["B-loaded", "B-after-soft-reset", "A-reloaded"],
+)
+def test_reloaded_weights_give_the_loaded_models_results(axi_run, phase, model, loads):
+    case, got, regs = axi_run["case"], axi_run["results"], axi_run["registers"]
+    _, want = golden.predict(axi_run[model], case["x3"], case["h0c"], case["c0c"])
+    _, other = golden.predict(axi_run["qb" if model == "q" else "q"], case["x3"], case["h0c"],
+                              case["c0c"])  # fmt: skip
+    assert not np.array_equal(want.prediction, other.prediction), "A and B were meant to differ"
+    np.testing.assert_array_equal(got[f"{phase}_prediction"], want.prediction)
+    np.testing.assert_array_equal(got[f"{phase}_h_n"], want.h_n)
+    np.testing.assert_array_equal(got[f"{phase}_c_n"], want.c_n)
+    after = regs[f"after_{phase}"]
+    assert after["WEIGHT_LOADS"] == loads, "loads counted, and kept over the soft reset"
+    assert after["ID"] == axi_run["info"]["design_id"], "ID names the design as generated"
+    assert not after["error"] and after["ERRORS"] == 0
