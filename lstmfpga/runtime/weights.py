@@ -116,6 +116,8 @@ def pack_weights(design: HardwareDesign, model: QuantizedModel) -> WeightStream:
     weight port: then the model's memories must have its shape)."""
     layout = check_model(design, model)
     port = WeightPort.of(layout)
-    if design.weight_port is not None and not design.weight_port.same_format(port):
-        raise _mismatch("weight port beats", design.weight_port.fields, port.fields)
+    theirs = design.weight_port
+    if theirs is not None and not theirs.same_format(port):
+        raise _mismatch("weight beats (fields, beats)", (theirs.fields, theirs.beats),
+                        (port.fields, port.beats))  # fmt: skip
     return WeightStream(port.pack(layout), port.bits, port.fields)

@@ -340,3 +340,16 @@ def test_registers_need_an_axi_design_and_a_writable_transport():
 
 def test_the_runtime_imports_numpy_only():
     assert heavy_imports("lstmfpga.runtime") == []
+
+
+def test_weight_beats_are_the_axi_weight_ports_and_another_port_is_refused():
+    _, q, acc = build("last")
+    info = axi_manifest(acc)
+    d = HardwareDesign.from_manifest(info)
+    assert d.weight_port.data == "s_axis_w_tdata" and d.weight_port.last == "s_axis_w_tlast"
+    stream = pack_weights(d, q)
+    assert np.array_equal(stream.beats, d.weight_port.pack(acc.layout))
+    assert stream.beat_bytes == d.weight_port.beat_bytes == info["weight_port"]["beat_bytes"]
+    info["weight_port"]["bias_words"] += 1  # a port that takes another number of words
+    with pytest.raises(ManifestError, match=r"qmodel weight beats \(fields, beats\) must be"):
+        pack_weights(HardwareDesign.from_manifest(info), q)
