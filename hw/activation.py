@@ -17,11 +17,11 @@ from .pipeline import SkidOutput, delay, register, valid_chain
 
 __all__ = ["ActivationLUT", "RomBank", "lookup_latency", "lookup_stages"]
 
-#: Cycles of an interpolating lookup: ROM read, ROM data register (the block RAM's output
-#: register), multiplier input register, product register, output register.
-INTERPOLATE_LATENCY = 5
-#: Cycles of a direct lookup: ROM read, ROM data register, output register.
-DIRECT_LATENCY = 3
+#: Cycles of an interpolating lookup: address register, ROM read, ROM data register (the
+#: block RAM's output register), multiplier input register, product register, output register.
+INTERPOLATE_LATENCY = 6
+#: Cycles of a direct lookup: address register, ROM read, ROM data register, output register.
+DIRECT_LATENCY = 4
 #: Read ports per ROM instance (a true dual-port block RAM); more users get another copy.
 PORTS_PER_ROM = 2
 
@@ -151,7 +151,7 @@ def lookup_stages(
     shift, size = table.shift, table.size
 
     # Stage 0 (combinational): fold, bit-slice index, clamp beyond the range, arranged for a
-    # short path into the ROM address (no comparator, no adder behind another). The fold
+    # short path into the address register (no comparator, no adder behind another). The fold
     # ``|code| = (code ^ sign) + sign`` is split at the slice: the fraction
     # ``|code| mod 2**shift`` is its own short adder, and the index ``|code| >> shift`` of a
     # negative code is ``~high`` or, when the fraction bits are all zero, ``~high + 1``.
@@ -190,6 +190,12 @@ def lookup_stages(
         index = Signal(unsigned(len(high) + 1), name=f"{name}_index")
         m.d.comb += [index.eq(folded + carry), beyond.eq(index >= size)]
         address = Mux(beyond, size, index)
+    # Stage 1: the address register (the fold and clamp get a cycle of their own; the ROM's
+    # address input then comes straight from a flip-flop), the fraction and sign beside it.
+    address = register(m, advance, address, name=f"{name}_address")
+    if fraction is not None:
+        fraction = register(m, advance, Mux(beyond, 0, fraction), name=f"{name}_r0")
+    negative = register(m, advance, negative, name=f"{name}_neg0")
     entries_port, slopes_port = roms.read_ports(table)
     m.d.comb += [entries_port.addr.eq(address), entries_port.en.eq(advance)]
 
@@ -198,16 +204,16 @@ def lookup_stages(
     out_bits = table.out_fmt.bits
     if _interpolates(table):
         m.d.comb += [slopes_port.addr.eq(address), slopes_port.en.eq(advance)]
-        # Stage 1: the ROM read (the block RAM's address register); the fraction and sign
+        # Stage 2: the ROM read (the block RAM's address register); the fraction and sign
         # wait beside it.
-        r1 = register(m, advance, Mux(beyond, 0, fraction), name=f"{name}_r1")
+        r1 = register(m, advance, fraction, name=f"{name}_r1")
         n1 = register(m, advance, negative, name=f"{name}_neg1")
-        # Stage 2: ROM data registers (the block RAMs' output registers).
+        # Stage 3: ROM data registers (the block RAMs' output registers).
         e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")
         s2 = register(m, advance, slopes_port.data, name=f"{name}_slope2")
         r2 = register(m, advance, r1, name=f"{name}_r2")
         n2 = register(m, advance, n1, name=f"{name}_neg2")
-        # Stage 3: multiplier input registers; beside them the entry term of the folded sum.
+        # Stage 4: multiplier input registers; beside them the entry term of the folded sum.
         k = shift + table.guard
         width = k + out_bits
         s3 = register(m, advance, s2, name=f"{name}_slope3")
@@ -215,7 +221,7 @@ def lookup_stages(
         a3 = register(m, advance, _folded_term(table, e2 << shift, n2, k, width, 2),
                       name=f"{name}_term3")  # fmt: skip
         n3 = register(m, advance, n2, name=f"{name}_neg3")
-        # Stage 4: product register (the multiplier's output register).
+        # Stage 5: product register (the multiplier's output register).
         p4 = register(m, advance, s3 * r3, name=f"{name}_prod4")
         a4 = register(m, advance, a3, name=f"{name}_term4")
         n4 = register(m, advance, n3, name=f"{name}_neg4")
@@ -225,7 +231,7 @@ def lookup_stages(
         stages = INTERPOLATE_LATENCY
     else:
         n1 = register(m, advance, negative, name=f"{name}_neg1")
-        # Stage 2: the ROM data register (the block RAM's output register).
+        # Stage 3: the ROM data register (the block RAM's output register).
         e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")
         n2 = register(m, advance, n1, name=f"{name}_neg2")
         k = table.guard
@@ -233,10 +239,9 @@ def lookup_stages(
         unfolded = _folded_term(table, e2, n2, k, width, 1)[k:].as_signed()
         stages = DIRECT_LATENCY
 
-    # Output register: the rounded, unfolded result.
-    out = Signal(signed(out_bits), name=f"{name}_y", reset_less=True)
-    with m.If(advance):
-        m.d.sync += out.eq(unfolded)
+    # Output register: the rounded, unfolded result; a fabric flip-flop (behind the product
+    # register and the final adder it must not become a next multiplier's input register).
+    out = register(m, advance, unfolded, name=f"{name}_y", fabric=True)
     return delay(m, advance, out, latency - stages, name=f"{name}_y")
 
 
@@ -262,9 +267,10 @@ class ActivationLUT(wiring.Component):
     o : ``Out(stream.Signature(ArrayLayout(signed(out_fmt.bits), n)))``
         Output codes in ``out_fmt``, in input order.
 
-    Timing: ``latency`` 5 stages with an interpolating table (ROM read, ROM data register,
-    multiplier input register beside the folded entry term, product register, output
-    register), 3 with direct tables (ROM read, ROM data register, output register). The
+    Timing: ``latency`` 6 stages with an interpolating table (address register, ROM read, ROM
+    data register, multiplier input register beside the folded entry term, product register,
+    output register), 4 with direct tables (address register, ROM read, ROM data register,
+    output register). The
     rounding and the unfold are folded into the final sum, so every stage has at most one
     carry chain. The ROM data registers, the multiplier's input and product registers have
     no reset and nothing between them and the primitive, so :mod:`lstmfpga.synth.absorb`
@@ -309,7 +315,7 @@ class ActivationLUT(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
-        ``o.ready`` high): 5 when any table interpolates, else 3."""
+        ``o.ready`` high): 6 when any table interpolates, else 4."""
         return self._latency
 
     def elaborate(self, platform):

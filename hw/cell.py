@@ -11,14 +11,20 @@ from ..quant.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
 from ..quant.golden import CellArithmetic
 from .activation import RomBank, lookup_latency, lookup_stages
 from .pipeline import SkidOutput, delay, register, valid_chain
-from .requant import requantize
+from .requant import (
+    requant_parts_layout,
+    requantize,
+    requantize_finish,
+    requantize_parts,
+    rounding_up,
+)
 
 __all__ = ["CellDatapath", "cell_latency"]
 
 #: Stages before the tanh lookup: input registers, products, aligned sum, requantized ``c``.
 _PRE_STAGES = 4
-#: Stages after it: the ``o * tanh(c)`` product, requantized ``m``.
-_POST_STAGES = 2
+#: Stages after it: the ``o * tanh(c)`` product, the requantizer's two halves for ``m``.
+_POST_STAGES = 3
 
 
 class CellDatapath(wiring.Component):
@@ -47,13 +53,15 @@ class CellDatapath(wiring.Component):
         saturated or wrapped: exactly what the golden model adds to its ``"cell"``
         (``"hidden"``) saturation counter for this unit.
 
-    Timing: ``latency`` = 11 stages with an interpolating ``tanh_cell`` (9 with a direct
+    Timing: ``latency`` = 13 stages with an interpolating ``tanh_cell`` (11 with a direct
     one): input registers (multiplier inputs), products, aligned sum, requantized ``c``, the
-    ``tanh_cell`` lookup (5 or 3, :func:`~.activation.lookup_stages`), the ``o * tanh(c)``
-    product, requantized ``m``. With ``o.ready`` held high it accepts one beat per cycle, and
-    a beat transferred on ``i`` in cycle ``t`` is valid on ``o`` in cycle ``t + latency``. A
-    pipeline with a skid register at its output (:class:`~.pipeline.SkidOutput`): ``i.ready``
-    is a flip-flop output, never combinational from ``o.ready``; back-pressure loses nothing.
+    ``tanh_cell`` lookup (6 or 4, :func:`~.activation.lookup_stages`), the ``o * tanh(c)``
+    product, the requantizer's two halves for ``m`` (:func:`~.requant.requantize_parts`,
+    :func:`~.requant.requantize_finish`). With ``o.ready`` held high it accepts one beat per
+    cycle, and a beat transferred on ``i`` in cycle ``t`` is valid on ``o`` in cycle ``t +
+    latency``. A pipeline with a skid register at its output
+    (:class:`~.pipeline.SkidOutput`): ``i.ready`` is a flip-flop output, never combinational
+    from ``o.ready``; back-pressure loses nothing.
     """
 
     def __init__(self, arith: CellArithmetic):
@@ -98,7 +106,8 @@ class CellDatapath(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
-        ``o.ready`` high): 11 with an interpolating ``tanh_cell`` table, 9 with a direct one."""
+        ``o.ready`` high): 13 with an interpolating ``tanh_cell`` table, 11 with a direct
+        one."""
         return self._latency
 
     def elaborate(self, platform):
@@ -120,10 +129,14 @@ class CellDatapath(wiring.Component):
         ig2 = register(m, advance, i1 * g1, name="ig2")
         o2 = register(m, advance, o1, name="o2")
         # Stage 3: aligned sum.
-        total3 = register(m, advance, (fc2 << a.fc_shift) + (ig2 << a.ig_shift), name="total3")
+        # (its rounding increment beside it: it reads only the sum's low bits, which leave
+        # the carry chain first, and stage 4 keeps one carry chain)
+        total = (fc2 << a.fc_shift) + (ig2 << a.ig_shift)
+        total3 = register(m, advance, total, name="total3")
+        up3 = register(m, advance, rounding_up(total, a.c_shift, a.rounding), name="up3")
         o3 = register(m, advance, o2, name="o3")
         # Stage 4: requantized c.
-        c_code, c_over = requantize(total3, a.c_shift, a.cell, a.rounding, a.overflow)
+        c_code, c_over = requantize(total3, a.c_shift, a.cell, a.rounding, a.overflow, up=up3)
         c4 = register(m, advance, c_code, name="c4")
         sat_c4 = register(m, advance, c_over, name="sat_c4")
         o4 = register(m, advance, o3, name="o4")
@@ -139,12 +152,22 @@ class CellDatapath(wiring.Component):
         om = register(m, advance, o_l * tc, name="om")
         c_5 = register(m, advance, c_l, name="c_om")
         sat_c_5 = register(m, advance, sat_c_l, name="sat_c_om")
-        # Stage L + 6: requantized m (the output register).
-        m_code, m_over = requantize(om, a.m_shift, a.hidden, a.rounding, a.overflow)
+        # Stage L + 6: the requantizer's first half on the product (floor bits, rounding
+        # bit, range-check reductions; the DSP's output register feeds only bit logic).
+        parts = Signal(requant_parts_layout(a.hidden.bits), name="m_parts", reset_less=True)
+        with m.If(advance):
+            m.d.sync += [
+                getattr(parts, k).eq(v)
+                for k, v in requantize_parts(om, a.m_shift, a.hidden, a.rounding).items()
+            ]
+        c_6 = register(m, advance, c_5, name="c_parts")
+        sat_c_6 = register(m, advance, sat_c_5, name="sat_c_parts")
+        # Stage L + 7: requantized m (the output register).
+        m_code, m_over = requantize_finish(parts, a.hidden, a.overflow)
         m_out = register(m, advance, m_code, name="m_out")
         sat_m_out = register(m, advance, m_over, name="sat_m_out")
-        c_out = register(m, advance, c_5, name="c_out")
-        sat_c_out = register(m, advance, sat_c_5, name="sat_c_out")
+        c_out = register(m, advance, c_6, name="c_out")
+        sat_c_out = register(m, advance, sat_c_6, name="sat_c_out")
         result = Signal(self.o.payload.shape())
         m.d.comb += [
             result.c.eq(c_out),

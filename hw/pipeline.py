@@ -16,17 +16,26 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
 
-__all__ = ["SkidOutput", "adder_tree", "delay", "register", "valid_chain"]
+__all__ = ["FABRIC_ATTR", "SkidOutput", "adder_tree", "delay", "register", "valid_chain"]
 
 
-def register(m: Module, advance: Value, value: Value, *, name: str) -> Signal:
+#: Verilog attribute of a register that stays a fabric flip-flop (``lstmfpga.synth.absorb``
+#: moves no flip-flop whose output net carries it into a DSP or block RAM).
+FABRIC_ATTR = "lstmfpga_fabric"
+
+
+def register(m: Module, advance: Value, value: Value, *, name: str, fabric: bool = False) -> Signal:
     """A datapath register of ``value``'s shape that loads ``value`` when ``advance`` is high.
 
     Datapath registers have no reset (the valid bits carry the state); this keeps them free to
-    map into DSP and memory output registers.
+    map into DSP and memory output registers. ``fabric=True`` marks it to stay a fabric
+    flip-flop (:data:`FABRIC_ATTR`): e.g. a register behind a DSP's output register and a
+    carry chain, which as the next DSP's input register would put both primitives' slow
+    ends on one path.
     """
     value = Value.cast(value)
-    reg = Signal(value.shape(), name=name, reset_less=True)
+    attrs = {FABRIC_ATTR: 1} if fabric else {}
+    reg = Signal(value.shape(), name=name, reset_less=True, attrs=attrs)
     with m.If(advance):
         m.d.sync += reg.eq(value)
     return reg

@@ -20,6 +20,7 @@ __all__ = [
     "requantize_offset",
     "requantize_parts",
     "rounding_offset",
+    "rounding_up",
     "shift_round",
 ]
 
@@ -80,14 +81,25 @@ def requant_parts_layout(bits: int) -> data.StructLayout:
     )  # fmt: skip
 
 
-def requantize_parts(value: Value, shift: int, fmt: FixedFormat, rounding: str) -> dict:
+def rounding_up(value: Value, shift: int, rounding: str) -> Value:
+    """The rounding increment of :func:`requantize` (1 bit) alone: it reads only the low
+    ``shift + 1`` bits of ``value``, so a pipeline can compute it beside the adder that makes
+    ``value`` and pass it to :func:`requantize_parts` (``up=``) one stage later."""
+    return _floor_up(Value.cast(value).as_signed(), shift, rounding)[1]
+
+
+def requantize_parts(
+    value: Value, shift: int, fmt: FixedFormat, rounding: str, up: Value | None = None
+) -> dict:
     """The first half of :func:`requantize`: the floor's low ``fmt.bits`` bits, the rounding
-    increment and the bit reductions of the range checks (fields of :func:`requant_parts_layout`),
-    no carry chain. Register them and finish with :func:`requantize_finish`."""
+    increment (``up`` when given: :func:`rounding_up` of the same value) and the bit
+    reductions of the range checks (fields of :func:`requant_parts_layout`), no carry chain.
+    Register them and finish with :func:`requantize_finish`."""
     if not fmt.signed:
         raise FormatError(f"hardware formats must be signed, not {fmt}")
     b = fmt.bits
-    floor, up = _floor_up(Value.cast(value).as_signed(), shift, rounding)
+    floor, computed_up = _floor_up(Value.cast(value).as_signed(), shift, rounding)
+    up = computed_up if up is None else up
     f = _sign_extend(floor, b + 1)
     upper = f[b - 1 :]
     return {
@@ -128,7 +140,12 @@ def requantize_finish(parts, fmt: FixedFormat, overflow: str) -> tuple[Value, Va
 
 
 def requantize(
-    value: Value, shift: int, fmt: FixedFormat, rounding: str, overflow: str
+    value: Value,
+    shift: int,
+    fmt: FixedFormat,
+    rounding: str,
+    overflow: str,
+    up: Value | None = None,
 ) -> tuple[Value, Value]:
     """``shift_round`` then saturate (or wrap) into ``fmt``: returns ``(code, overflowed)``.
 
@@ -143,11 +160,11 @@ def requantize(
     ``f`` is negative and does not fit, unless ``up`` and ``f == min_code - 1``. Only the
     ``fmt.bits``-wide increment remains a carry chain. It is
     :func:`requantize_finish` of :func:`requantize_parts` (a pipeline registers between the
-    two).
+    two); ``up`` as there (the increment computed ahead, :func:`rounding_up`).
     """
     if overflow not in ("saturate", "wrap"):
         raise FormatError(f"overflow must be saturate or wrap, not {overflow!r}")
-    return requantize_finish(requantize_parts(value, shift, fmt, rounding), fmt, overflow)
+    return requantize_finish(requantize_parts(value, shift, fmt, rounding, up), fmt, overflow)
 
 
 def rounding_offset(shift: int, rounding: str) -> int:

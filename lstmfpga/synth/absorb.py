@@ -26,9 +26,11 @@ not change:
 Block RAMs go first, so a flip-flop between a block RAM and a multiplier becomes the RAM's
 output register (the multiplier's input register then needs a flip-flop of its own in the
 RTL). A *plain* flip-flop is a ``TRELLIS_FF`` on the rising clock edge with no set/reset
-(``LSR`` tied to 0) and an enable that is either absent or active high: the registers
-:func:`lstmfpga.hw.pipeline.register` builds. Registers with a reset, an inverted clock or
-enable, or logic between them and the primitive stay in the fabric.
+(``LSR`` tied to 0) and an enable, if any, active high (or active low: the primitive then
+reads it through one shared ``LUT4`` inverter): the registers
+:func:`lstmfpga.hw.pipeline.register` builds. Registers with a reset or an inverted clock,
+logic between them and the primitive, or a ``Q`` net marked
+:data:`lstmfpga.hw.pipeline.FABRIC_ATTR` (``register(..., fabric=True)``) stay in the fabric.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from pathlib import Path
 
 from lstmfpga.errors import SynthesisError
 from lstmfpga.export import files
+from lstmfpga.hw.pipeline import FABRIC_ATTR
 
 __all__ = ["MAX_NETLIST_BYTES", "absorb_file", "absorb_registers", "plain_ff"]
 
@@ -88,6 +91,13 @@ class _Netlist:
 
     def __init__(self, module: dict):
         self.cells = module["cells"]
+        self.fabric = {
+            bit
+            for net in module.get("netnames", {}).values()
+            if FABRIC_ATTR in net.get("attributes", {})
+            for bit in net["bits"]
+            if isinstance(bit, int)
+        }
         self.driver: dict[int, tuple[str, str]] = {}
         self.loads: dict[int, list[tuple[str, str]]] = defaultdict(list)
         for name, cell in self.cells.items():
@@ -174,7 +184,7 @@ class _Netlist:
         if not isinstance(bit, int) or bit not in self.driver:
             return None
         name, port = self.driver[bit]
-        if not name or port != "Q":
+        if not name or port != "Q" or bit in self.fabric:
             return None
         info = plain_ff(self.cells[name])
         return None if info is None else (name, *info)
@@ -183,6 +193,8 @@ class _Netlist:
         """``(name, clock, enable)`` of the plain flip-flop whose ``D`` is ``bit``'s only load."""
         loads = self.loads.get(bit, []) if isinstance(bit, int) else []
         if len(loads) != 1 or loads[0][1] != "DI" or not loads[0][0]:
+            return None
+        if self.cells[loads[0][0]]["connections"]["Q"][0] in self.fabric:
             return None
         info = plain_ff(self.cells[loads[0][0]])
         return None if info is None else (loads[0][0], *info)

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lstmfpga.errors import SynthesisError
+from lstmfpga.hw.pipeline import FABRIC_ATTR
 from lstmfpga.synth.absorb import absorb_file, absorb_registers, plain_ff
 
 CLK, EN, RST = 2, 3, 4
@@ -158,3 +159,28 @@ def test_the_file_form_rewrites_the_netlist_and_refuses_a_missing_module(tmp_pat
         absorb_file(path, "other")
     with pytest.raises(SynthesisError, match=r"no netlist from yosys"):
         absorb_file(tmp_path / "missing.json", "top")
+
+
+def test_a_register_marked_fabric_stays_a_flip_flop():
+    # register(..., fabric=True) puts FABRIC_ATTR on its net: e.g. a lookup's output register,
+    # which as the next multiplier's input register would put two DSP ends on one path
+    netlist = _registered_multiplier()
+    netlist["modules"]["top"]["netnames"]["b"] = {
+        "bits": [30, 31, 32, 33], "attributes": {FABRIC_ATTR: "00000000000000000000000000000001"}
+    }  # fmt: skip
+    counts = absorb_registers(netlist, "top")
+    assert (counts["mult_inputs"], counts["mult_outputs"], counts["flip_flops"]) == (0, 1, 8)
+
+
+def test_the_fabric_attribute_reaches_the_verilog():
+    from amaranth.back import verilog
+    from amaranth.hdl import Module, Signal
+
+    from lstmfpga.hw.pipeline import register
+
+    m, advance, value = Module(), Signal(), Signal(8)
+    kept = register(m, advance, value, name="kept", fabric=True)
+    moved = register(m, advance, value, name="moved")
+    text = verilog.convert(m, ports=[advance, value, kept, moved])
+    assert f"(* {FABRIC_ATTR} = 32'd1 *)" in text
+    assert text.count(FABRIC_ATTR) == 1

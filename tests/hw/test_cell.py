@@ -133,7 +133,7 @@ def test_heavy_stalls(idle, stall, seed):
     _check(_arith(CELLS["s16.11"], HIDDENS["s16.15"]), 150, seed=seed, idle=idle, stall=stall)
 
 
-@pytest.mark.parametrize(("interpolate", "latency"), [(True, 11), (False, 9)])
+@pytest.mark.parametrize(("interpolate", "latency"), [(True, 13), (False, 11)])
 def test_latency_and_throughput(interpolate, latency):
     arith = _arith(CELLS["s16.11"], HIDDENS["s16.15"], interpolate=interpolate)
     dut = CellDatapath(arith)
