@@ -38,12 +38,13 @@ def _main(*argv):
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
     """The design generated for model A; model B (retrained: every weight x 0.9, quantized
-    with A's formats) and model C (another hidden size), saved."""
+    with A's formats), model C (another hidden size) and model D (A's spec, w8a8), saved."""
     root = tmp_path_factory.mktemp("rtl")
     _, qa = random_qmodel(SEED, **KWARGS)
     qb = quantize_like(random_spec(SEED, scale=0.45, **KWARGS), qa)
     _, qc = random_qmodel(SEED, **(KWARGS | {"hidden_size": 5}))
-    for name, q in (("qa", qa), ("qb", qb), ("qc", qc)):
+    _, qd = random_qmodel(SEED, preset="w8a8", **KWARGS)
+    for name, q in (("qa", qa), ("qb", qb), ("qc", qc), ("qd", qd)):
         q.save(root / name)
     generate(qa, root / "rtl", lanes=LANES, max_seq_len=MAX_SEQ_LEN)
     x = random_inputs(SEED, 4, T, qa.input_size)
@@ -108,6 +109,12 @@ def _refused(made, tmp_path, qmodel, *extra, rtl=None, error=CLIError):
 def test_a_model_of_another_geometry_is_refused_naming_it(made, tmp_path):
     message = _refused(made, tmp_path, "qc", "--sim", "icarus", error=ManifestError)
     assert message == "qmodel hidden_size must be the design's 3, not 5"
+
+
+def test_a_model_of_other_formats_is_refused_naming_the_first(made, tmp_path):
+    message = _refused(made, tmp_path, "qd", "--sim", "verilator", error=ManifestError)
+    fmt = made["qa"].formats["x"]
+    assert message.startswith(f"qmodel format of x must be the design's {fmt}, not s8."), message
 
 
 @pytest.mark.parametrize(
