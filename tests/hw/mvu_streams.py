@@ -8,28 +8,12 @@ time-stamps every transfer.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.sim import Simulator
-from streams import Harness, expect_quiet, put_all  # noqa: F401 (re-exported)
+from helpers.streams import Harness, expect_quiet, put_all, simulate  # noqa: F401 (re-exported)
 
-from lstmfpga.export.spec import HeadSpec, LayerWeights, ModelSpec
+from lstmfpga.export.spec import ModelSpec
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig
-
-
-def simulate(harness, *benches, timeout: int = 100_000) -> None:
-    """Run ``benches`` (async testbenches) on ``harness`` with a 10 ns clock; fail instead of
-    hanging when they have not finished after ``timeout`` cycles (a lost beat)."""
-
-    async def watchdog(ctx):
-        await ctx.delay(timeout * 1e-8)
-        raise AssertionError(f"simulation did not finish within {timeout} cycles")
-
-    sim = Simulator(harness)
-    sim.add_clock(1e-8)
-    for bench in benches:
-        sim.add_testbench(bench)
-    sim.add_testbench(watchdog, background=True)
-    sim.run()
+from lstmfpga.testing import random_inputs, random_spec
 
 
 async def get_n(ctx, stream, count: int, *, rng=None, stall=0.0, cycle=None) -> list:
@@ -71,33 +55,14 @@ def make_spec(
     head=3,
     seed=0,
 ) -> tuple[ModelSpec, np.ndarray]:
-    """A ``ModelSpec`` with random weights, and calibration inputs ``(2, 5, input_size)``."""
-    rng = np.random.default_rng(seed)
-    H, D = hidden_size, 2 if bidirectional else 1
-    H_out = proj_size or hidden_size
-    layers = []
-    for index in range(num_layers):
-        in_l = input_size if index == 0 else D * H_out
-        directions = []
-        for _ in range(D):
-            directions.append(
-                LayerWeights(
-                    rng.normal(0, 0.5, (4 * H, in_l)),
-                    rng.normal(0, 0.5, (4 * H, H_out)),
-                    rng.normal(0, 0.2, 4 * H) if bias else None,
-                    rng.normal(0, 0.2, 4 * H) if bias else None,
-                    rng.normal(0, 0.5, (H_out, H)) if proj_size else None,
-                )
-            )
-        layers.append(tuple(directions))
-    head_spec = None
-    if head:
-        head_spec = HeadSpec(
-            rng.normal(0, 0.5, (head, D * H_out)), rng.normal(0, 0.2, head), "last"
-        )
-    spec = ModelSpec(input_size, H, num_layers, bidirectional, proj_size, bias, tuple(layers),
-                     head_spec)  # fmt: skip
-    return spec, rng.normal(0, 1.0, (2, 5, input_size))
+    """:func:`lstmfpga.testing.random_spec` with a ``head``-output Linear head on the last
+    step (none when ``head`` is 0), and calibration inputs ``(2, 5, input_size)``."""
+    spec = random_spec(
+        seed, input_size=input_size, hidden_size=hidden_size, num_layers=num_layers,
+        bidirectional=bidirectional, proj_size=proj_size, bias=bias,
+        head="last" if head else None, head_out=head or 3,
+    )  # fmt: skip
+    return spec, random_inputs(seed, 2, 5, input_size)
 
 
 def make_model(preset="w8a16", **kwargs):
