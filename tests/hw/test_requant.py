@@ -8,7 +8,13 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from lstmfpga.hw.requant import requantize as hw_requantize
-from lstmfpga.hw.requant import requantize_offset, rounding_offset
+from lstmfpga.hw.requant import (
+    requantize_finish,
+    requantize_offset,
+    requantize_parts,
+    rounding_offset,
+    rounding_up,
+)
 from lstmfpga.hw.requant import shift_round as hw_shift_round
 from lstmfpga.quant.fixed import ROUNDING_MODES, FixedFormat, requantize, shift_round
 
@@ -79,3 +85,17 @@ def test_shift_round_matches_golden_exhaustively(shift, rounding):
     sim.add_testbench(bench)
     sim.run()
     assert got == shift_round(inputs, shift, rounding).tolist()
+
+
+@pytest.mark.parametrize(("shift", "rounding", "overflow"), CASES)
+def test_two_halves_with_the_increment_computed_ahead_match_golden_exhaustively(
+    shift, rounding, overflow
+):
+    # the pipelined form: rounding_up beside the adder, requantize_parts(up=) one stage later,
+    # requantize_finish after the parts register (here all combinational)
+    def halves(value, shift, fmt, rounding, overflow):
+        up = rounding_up(value, shift, rounding)
+        parts = requantize_parts(value, shift, fmt, rounding, up=up)
+        return requantize_finish(parts, fmt, overflow)
+
+    _check_exhaustively(halves, 10, 0, shift, rounding, overflow)
