@@ -5,6 +5,11 @@ its role's width (at most ``bits`` fraction bits). Data roles: the float referen
 calibration inputs and records the largest magnitude per role; that range times
 ``config.headroom`` picks the integer bits. ``gate`` defaults to ``bits - 2`` fraction bits
 (it must hold 1.0). Roles whose ``frac`` is fixed in the config are taken as given.
+
+A GRU (``spec.cell == "gru"``) has the data roles ``x``, ``preact`` (the r, z and n
+pre-activations, ``n``'s after the reset gate: ``W_in x + b_in + r * (W_hn h + b_hn)``),
+``gate``, ``hn`` (the recurrent n sum ``W_hn h + b_hn``), ``hidden`` and ``head_out``; its
+biases are two tensors, ``bias`` (``b_ir + b_hr``, ``b_iz + b_hz``, ``b_in``) and ``b_hn``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,15 @@ from ..export.reference import check_inputs, check_states, forward
 from ..export.spec import ModelSpec, SpecError
 from .config import QuantConfig
 from .fixed import MAX_BITS, FixedFormat, FormatError
-from .model import QHead, QLayer, QuantizedModel, Tensor, describe_products
+from .model import (
+    GRU_DATA_ROLES,
+    LSTM_DATA_ROLES,
+    QHead,
+    QLayer,
+    QuantizedModel,
+    Tensor,
+    describe_products,
+)
 
 __all__ = ["calibrate_ranges", "choose_frac", "quantize"]
 
@@ -59,6 +72,10 @@ def calibrate_ranges(spec: ModelSpec, x, h0=None, c0=None) -> dict[str, float]:
     result = forward(spec, x, h0, c0, trace=True)
     ranges = {"x": float(np.abs(x).max())}
     traces = list(result.trace.values())
+    ranges["gate"] = 1.0
+    ranges["head_out"] = float(np.abs(result.head).max()) if result.head is not None else 0.0
+    if spec.cell == "gru":
+        return ranges | _gru_ranges(spec.hidden_size, traces, h0)
     ranges["preact"] = max(float(np.abs(t["preact"]).max()) for t in traces)
     ranges["cell"] = max(
         max(float(np.abs(t["c"]).max()) for t in traces), float(np.abs(c0).max(initial=0.0))
@@ -67,9 +84,23 @@ def calibrate_ranges(spec: ModelSpec, x, h0=None, c0=None) -> dict[str, float]:
         max(max(float(np.abs(t["m"]).max()), float(np.abs(t["h"]).max())) for t in traces),
         float(np.abs(h0).max(initial=0.0)),
     )
-    ranges["gate"] = 1.0
-    ranges["head_out"] = float(np.abs(result.head).max()) if result.head is not None else 0.0
     return ranges
+
+
+def _gru_ranges(H: int, traces: list, h0: np.ndarray) -> dict[str, float]:
+    """A GRU's ``preact``, ``hn`` and ``hidden`` ranges from its float trace."""
+
+    def largest(values) -> float:
+        return max(float(np.abs(v).max()) for v in values)
+
+    return {
+        "preact": max(
+            largest(t["gi"][..., : 2 * H] + t["gh"][..., : 2 * H] for t in traces),
+            largest(t["gi"][..., 2 * H :] + t["r"] * t["gh"][..., 2 * H :] for t in traces),
+        ),
+        "hn": largest(t["gh"][..., 2 * H :] for t in traces),
+        "hidden": max(largest(t["h"] for t in traces), float(np.abs(h0).max(initial=0.0))),
+    }
 
 
 def _weight(values: np.ndarray, rule, config: QuantConfig) -> tuple[Tensor, dict]:
@@ -96,11 +127,10 @@ def quantize(
         raise TypeError(f"config must be a QuantConfig, not {config!r}")
     if not isinstance(spec, ModelSpec):
         raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
-    spec.require_lstm("quantization")
     ranges = calibrate_ranges(spec, calib_x, h0, c0)
     formats, notes = {}, {}
-    for role in ("x", "preact", "gate", "cell", "hidden", "head_out"):
-        rule = config.roles[role]
+    for role in GRU_DATA_ROLES if spec.cell == "gru" else LSTM_DATA_ROLES:
+        rule = config.rule(role)
         if rule.frac is not None:
             frac, why = rule.frac, "fixed by config"
         elif role == "gate":
@@ -121,12 +151,15 @@ def quantize(
             suffix = f"_l{index}" + ("_reverse" if d else "")
             w_ih, weights["w_ih" + suffix] = _weight(lw.w_ih, config.roles["w_ih"], config)
             w_hh, weights["w_hh" + suffix] = _weight(lw.w_hh, config.roles["w_hh"], config)
-            bias = w_hr = None
-            if lw.bias is not None:
-                bias, weights["bias" + suffix] = _weight(lw.bias, config.roles["bias"], config)
+            bias = w_hr = b_hn = None
+            biases = _gate_biases(spec, lw)
+            if biases is not None:
+                bias, weights["bias" + suffix] = _weight(biases[0], config.roles["bias"], config)
+            if biases is not None and spec.cell == "gru":
+                b_hn, weights["b_hn" + suffix] = _weight(biases[1], config.roles["bias"], config)
             if lw.w_hr is not None:
                 w_hr, weights["w_hr" + suffix] = _weight(lw.w_hr, config.roles["w_hr"], config)
-            qdirs.append(QLayer(w_ih, w_hh, bias, w_hr))
+            qdirs.append(QLayer(w_ih, w_hh, bias, w_hr, b_hn))
         layers.append(tuple(qdirs))
     head = None
     if spec.head is not None:
@@ -149,12 +182,24 @@ def quantize(
     )
 
 
+def _gate_biases(spec: ModelSpec, lw) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The bias tensors quantized for one (layer, direction), or None without biases: an
+    LSTM's ``b_ih + b_hh``; a GRU's ``(b_ir + b_hr, b_iz + b_hz, b_in)`` and ``b_hn``."""
+    if lw.b_ih is None:
+        return None
+    if spec.cell != "gru":
+        return lw.bias, None
+    H2 = 2 * spec.hidden_size
+    return np.concatenate([lw.b_ih[:H2] + lw.b_hh[:H2], lw.b_ih[H2:]]), lw.b_hh[H2:]
+
+
 class _Draft:
     """The parts of a model that :func:`describe_products` reads, before ``acc`` is known."""
 
     def __init__(self, spec, layers, head, formats):
         self.layers, self.head, self.formats = layers, head, formats
         self._spec = spec
+        self.cell = spec.cell
 
     def input_format(self, layer: int) -> FixedFormat:
         return self.formats["x" if layer == 0 else "hidden"]

@@ -17,6 +17,7 @@ Example (``[roles]`` entries override the preset named by ``preset``)::
     [roles]
     w_ih = { bits = 12 }            # bits 2..32; frac (optional) -62..bits
     cell = { bits = 18, frac = 12 }
+    hn = { bits = 16 }              # GRU only, optional: defaults to preact's width
     [activation]
     sigmoid = { step_log2 = -5, range_log2 = 4, interpolate = true, guard = 4 }
 
@@ -36,6 +37,7 @@ from .fixed import MAX_BITS, OVERFLOW_MODES, ROUNDING_MODES, FormatError
 
 __all__ = [
     "DATA_ROLES",
+    "GRU_ROLES",
     "MAX_CONFIG_BYTES",
     "PRESETS",
     "ROLES",
@@ -52,6 +54,10 @@ WEIGHT_ROLES = ("w_ih", "w_hh", "bias", "w_hr", "head_w", "head_b")
 #: ``gate`` is the output of sigmoid/tanh (holds 1.0); ``hidden`` is h (and o*tanh(c)).
 DATA_ROLES = ("x", "preact", "gate", "cell", "hidden", "head_out")
 ROLES = WEIGHT_ROLES + DATA_ROLES
+#: Roles only a GRU has, optional in a config: ``hn``, the requantized recurrent sum
+#: ``W_hn h + b_hn`` of the n gate (what the reset gate multiplies). Without a rule it takes
+#: ``preact``'s width, its fraction bits calibrated (:meth:`QuantConfig.rule`).
+GRU_ROLES = ("hn",)
 PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
 #: Widths a role may have (the accumulator, derived, may be wider: up to 62 bits).
 MIN_ROLE_BITS, MAX_ROLE_BITS = 2, 32
@@ -149,7 +155,7 @@ class QuantConfig:
             raise FormatError(f"name must be a string, not {self.name!r}")
         if not isinstance(self.roles, dict):
             raise FormatError(f"roles must be a dict of RoleRule, not {self.roles!r}")
-        unknown = [r for r in self.roles if r not in ROLES]
+        unknown = [r for r in self.roles if r not in ROLES + GRU_ROLES]
         if unknown:
             raise FormatError(f"unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)}")
         missing = [r for r in ROLES if r not in self.roles]
@@ -192,6 +198,15 @@ class QuantConfig:
                 f"gate format must hold 1.0: frac must be in 0..bits - 2 ({gate.bits - 2}), "
                 f"not {gate.frac}"
             )
+
+    def rule(self, role: str) -> RoleRule:
+        """The rule of ``role``; a GRU role without one takes ``preact``'s width (frac
+        calibrated)."""
+        if role in self.roles:
+            return self.roles[role]
+        if role in GRU_ROLES:
+            return RoleRule(self.roles["preact"].bits)
+        raise FormatError(f"unknown role {role!r}; roles are {', '.join(ROLES + GRU_ROLES)}")
 
     def to_dict(self) -> dict:
         """A JSON-able dict that :meth:`from_dict` turns back into an equal config."""
@@ -249,7 +264,7 @@ class QuantConfig:
         if not isinstance(table, dict):
             raise FormatError(f"{source}: roles must be a table, not {table!r}")
         for role, value in table.items():
-            if role not in ROLES:
+            if role not in ROLES + GRU_ROLES:
                 raise FormatError(f"{source}: unknown role {role!r}; roles are {', '.join(ROLES)}")
             if not isinstance(value, dict) or "bits" not in value or set(value) - {"bits", "frac"}:
                 raise FormatError(

@@ -10,12 +10,12 @@ __all__ = ["describe_qmodel", "weight_bits"]
 
 
 def weight_bits(model: QuantizedModel) -> int:
-    """Bits of every stored weight and bias code (LSTM layers, projections and head)."""
+    """Bits of every stored weight and bias code (LSTM or GRU layers, projections, head)."""
     tensors = [
         t
         for directions in model.layers
         for q in directions
-        for t in (q.w_ih, q.w_hh, q.bias, q.w_hr)
+        for t in (q.w_ih, q.w_hh, q.bias, q.w_hr, q.b_hn)
         if t is not None
     ]
     if model.head is not None:

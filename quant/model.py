@@ -1,9 +1,10 @@
 """The quantized model: integer weights, per-role formats, activation tables, alignment.
 
 A :class:`QuantizedModel` is everything the golden model and the hardware need, and nothing
-else: the geometry of the LSTM, integer weight codes with one format per tensor, one format
-per data role, the accumulator format, the activation tables, and the rounding/overflow
-rules. It saves as a versioned directory (``manifest.json`` + ``tensors.npz``, no pickle).
+else: the geometry of the LSTM (or GRU, ``cell="gru"``), integer weight codes with one
+format per tensor, one format per data role, the accumulator format, the activation tables,
+and the rounding/overflow rules. It saves as a versioned directory (``manifest.json`` +
+``tensors.npz``, no pickle).
 
 Accumulator alignment (see ``docs/numerics.md``): every dot product accumulates in one
 accumulator format with ``acc_frac = max`` over all products of ``frac(w) + frac(v)`` (and
@@ -26,6 +27,8 @@ from .config import QuantConfig
 from .fixed import FixedFormat, FormatError, bits_for_range
 
 __all__ = [
+    "GRU_DATA_ROLES",
+    "LSTM_DATA_ROLES",
     "QMODEL_FORMAT",
     "QMODEL_VERSION",
     "QHead",
@@ -37,6 +40,9 @@ __all__ = [
 
 QMODEL_FORMAT = "lstmfpga.qmodel"
 QMODEL_VERSION = 1
+#: The data roles (keys of ``QuantizedModel.formats``) of each cell type.
+LSTM_DATA_ROLES = ("x", "preact", "gate", "cell", "hidden", "head_out")
+GRU_DATA_ROLES = ("x", "preact", "gate", "hn", "hidden", "head_out")
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,12 +72,17 @@ class Tensor:
 @dataclass(frozen=True, eq=False)
 class QLayer:
     """One (layer, direction): ``w_ih`` (4H, I_l), ``w_hh`` (4H, H_out), ``bias`` (4H,)
-    (``b_ih + b_hh`` quantized once) or None, ``w_hr`` (H_out, H) or None."""
+    (``b_ih + b_hh`` quantized once) or None, ``w_hr`` (H_out, H) or None.
+
+    For a GRU ``w_ih`` is (3H, I_l), ``w_hh`` (3H, H) in gate order (r, z, n), ``bias`` (3H,)
+    holds ``b_ir + b_hr``, ``b_iz + b_hz`` and ``b_in``, and ``b_hn`` (H,) the recurrent
+    bias of n, kept apart because the reset gate scales it (both None without bias)."""
 
     w_ih: Tensor
     w_hh: Tensor
     bias: Tensor | None
     w_hr: Tensor | None
+    b_hn: Tensor | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,8 +98,10 @@ class QHead:
 
 @dataclass(frozen=True, eq=False)
 class QuantizedModel(LSTMGeometry):
-    """A fixed-point LSTM. ``formats`` maps each data role (``x``, ``preact``, ``gate``,
-    ``cell``, ``hidden``, ``head_out``) to its format; ``acc`` is the accumulator format."""
+    """A fixed-point LSTM or GRU. ``formats`` maps each data role (``x``, ``preact``,
+    ``gate``, ``cell``, ``hidden``, ``head_out``; a GRU has ``hn``, the requantized
+    recurrent sum of its n gate, instead of ``cell``) to its format; ``acc`` is the
+    accumulator format. ``cell`` is ``"lstm"`` or ``"gru"``."""
 
     input_size: int
     hidden_size: int
@@ -105,6 +118,24 @@ class QuantizedModel(LSTMGeometry):
     #: :meth:`ModelSpec.content_hash` of the spec this model was quantized from (None when
     #: unknown, e.g. a qmodel saved before the hash was recorded).
     spec_hash: str | None = None
+    cell: str = "lstm"
+
+    @property
+    def num_gates(self) -> int:
+        """Gate blocks per gate tensor: 4 for an LSTM, 3 for a GRU."""
+        return 3 if self.cell == "gru" else 4
+
+    @property
+    def data_roles(self) -> tuple[str, ...]:
+        """The data roles of this cell type (the keys of ``formats``)."""
+        return GRU_DATA_ROLES if self.cell == "gru" else LSTM_DATA_ROLES
+
+    def require_lstm(self, what: str) -> None:
+        """Raise :class:`SpecError` unless this is an LSTM (for stages without GRU support):
+        ``model.require_lstm("hardware generation")`` refuses a GRU with ``hardware
+        generation supports LSTM qmodels only, not cell 'gru'``."""
+        if self.cell != "lstm":
+            raise SpecError(f"{what} supports LSTM qmodels only, not cell {self.cell!r}")
 
     @property
     def output_format(self) -> FixedFormat:
@@ -134,14 +165,16 @@ class QuantizedModel(LSTMGeometry):
 
     @property
     def tables(self) -> dict[str, ActivationTable]:
-        """``sigmoid`` and ``tanh_gate`` (preact → gate) and ``tanh_cell`` (cell → gate)."""
+        """``sigmoid`` and ``tanh_gate`` (preact → gate) and ``tanh_cell`` (cell → gate; an
+        LSTM's only: a GRU has no cell state)."""
         cached = self.__dict__.get("_tables")
         if cached is None:
             cached = {
                 "sigmoid": self._table("sigmoid", "preact"),
                 "tanh_gate": self._table("tanh", "preact"),
-                "tanh_cell": self._table("tanh", "cell"),
             }
+            if self.cell == "lstm":
+                cached["tanh_cell"] = self._table("tanh", "cell")
             object.__setattr__(self, "_tables", cached)
         return cached
 
@@ -159,6 +192,12 @@ class QuantizedModel(LSTMGeometry):
         s_b = self.acc.frac - q.bias.fmt.frac if q.bias is not None else 0
         return s_in, s_rec, s_b
 
+    def gru_shifts(self, layer: int, direction: int) -> tuple[int, int]:
+        """A GRU's left shifts into the accumulator for ``(b_hn, r * hn)``."""
+        q = self.layers[layer][direction]
+        s_bn = self.acc.frac - q.b_hn.fmt.frac if q.b_hn is not None else 0
+        return s_bn, self.acc.frac - self.formats["gate"].frac - self.formats["hn"].frac
+
     def proj_shift(self, layer: int, direction: int) -> int:
         """Left shift into the accumulator for ``w_hr * m``."""
         q = self.layers[layer][direction]
@@ -174,7 +213,7 @@ class QuantizedModel(LSTMGeometry):
         """The gate bias as accumulator codes (``bias << s_b``), zeros when ``bias=False``."""
         q = self.layers[layer][direction]
         if q.bias is None:
-            return np.zeros(4 * self.hidden_size, np.int64)
+            return np.zeros(self.num_gates * self.hidden_size, np.int64)
         return q.bias.codes << self.gate_shifts(layer, direction)[2]
 
     def aligned_head_bias(self) -> np.ndarray:
@@ -206,6 +245,7 @@ class QuantizedModel(LSTMGeometry):
             config=config,
             calibration=calibration,
             spec_hash=spec.content_hash(),
+            cell=spec.cell,
         )
         model.validate()
         return model
@@ -249,12 +289,12 @@ class QuantizedModel(LSTMGeometry):
 
     # -- summary ---------------------------------------------------------------------------
     def describe(self) -> str:
+        proj = f"proj_size={self.proj_size} " if self.cell == "lstm" else ""
         lines = [
             (
-                f"quantized LSTM ({self.config.name}) input_size={self.input_size} "
+                f"quantized {self.cell.upper()} ({self.config.name}) input_size={self.input_size} "
                 f"hidden_size={self.hidden_size} num_layers={self.num_layers} "
-                f"bidirectional={self.bidirectional} proj_size={self.proj_size} "
-                f"bias={self.has_bias}"
+                f"bidirectional={self.bidirectional} {proj}bias={self.has_bias}"
             ),
             "head: none"
             if self.head is None
@@ -269,6 +309,8 @@ class QuantizedModel(LSTMGeometry):
                 parts = [f"w_ih={q.w_ih.fmt}", f"w_hh={q.w_hh.fmt}"]
                 if q.bias is not None:
                     parts.append(f"bias={q.bias.fmt}")
+                if q.b_hn is not None:
+                    parts.append(f"b_hn={q.b_hn.fmt}")
                 if q.w_hr is not None:
                     parts.append(f"w_hr={q.w_hr.fmt}")
                 lines.append(f"layer {index}{' reverse' if d else ''}: " + ", ".join(parts))
@@ -292,7 +334,7 @@ class QuantizedModel(LSTMGeometry):
         n = 0
         for directions in self.layers:
             for q in directions:
-                for t in (q.w_ih, q.w_hh, q.bias, q.w_hr):
+                for t in (q.w_ih, q.w_hh, q.bias, q.w_hr, q.b_hn):
                     n += 0 if t is None else t.codes.size
         if self.head is not None:
             n += self.head.weight.codes.size + (
@@ -300,15 +342,30 @@ class QuantizedModel(LSTMGeometry):
             )
         return n
 
+    def widest_weight_bits(self, head: bool = True) -> int:
+        """The widest weight format (bits) over every layer's ``w_ih``, ``w_hh`` and ``w_hr``,
+        and the head's weight with ``head`` (what a weight memory word must hold)."""
+        bits = max(
+            t.fmt.bits
+            for directions in self.layers
+            for q in directions
+            for t in (q.w_ih, q.w_hh, q.w_hr)
+            if t is not None
+        )
+        if head and self.head is not None:
+            bits = max(bits, self.head.weight.fmt.bits)
+        return bits
+
     def geometry_dict(self) -> dict:
         """The model's shape as JSON: ``input_size``, ``hidden_size``, ``num_layers``,
         ``bidirectional``, ``proj_size``, ``bias`` and ``head`` (``{"mode", "out_features"}``
-        or ``None``). The one definition behind the qmodel manifest, the hardware manifest's
+        or ``None``), and ``cell`` for a GRU (an LSTM's dict is as before GRUs). The one
+        definition behind the qmodel manifest, the hardware manifest's
         and the report's ``model`` sections."""
         head = None
         if self.head is not None:
             head = {"mode": self.head.mode, "out_features": self.head.out_features}
-        return {
+        geometry = {
             "input_size": self.input_size,
             "hidden_size": self.hidden_size,
             "num_layers": self.num_layers,
@@ -317,6 +374,9 @@ class QuantizedModel(LSTMGeometry):
             "bias": self.has_bias,
             "head": head,
         }
+        if self.cell != "lstm":
+            geometry["cell"] = self.cell
+        return geometry
 
     # -- artifact ----------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -362,7 +422,7 @@ class QuantizedModel(LSTMGeometry):
         for index, directions in enumerate(self.layers):
             for d, q in enumerate(directions):
                 suffix = f"_l{index}" + ("_reverse" if d else "")
-                for name in ("w_ih", "w_hh", "bias", "w_hr"):
+                for name in ("w_ih", "w_hh", "bias", "w_hr", "b_hn"):
                     yield name + suffix, getattr(q, name)
         if self.head is not None:
             yield "head_w", self.head.weight
@@ -386,24 +446,33 @@ class QuantizedModel(LSTMGeometry):
 
     def validate(self) -> None:
         """Check shapes, roles and that the accumulator holds every dot product."""
-        missing = {"x", "preact", "gate", "cell", "hidden", "head_out"} - set(self.formats)
+        if self.cell not in ("lstm", "gru"):
+            raise SpecError(f"cell must be 'lstm' or 'gru', not {self.cell!r:.40}")
+        gru = self.cell == "gru"
+        if gru and self.proj_size:
+            raise SpecError(f"proj_size must be 0 for a GRU, not {self.proj_size}")
+        missing = set(self.data_roles) - set(self.formats)
         if missing:
             raise SpecError(f"quantized model lacks formats for {', '.join(sorted(missing))}")
-        H, H_out = self.hidden_size, self.output_size
+        H, H_out, G = self.hidden_size, self.output_size, self.num_gates
         for index, directions in enumerate(self.layers):
             if len(directions) != self.num_directions:
                 raise SpecError(f"layer {index} has {len(directions)} directions")
             for q in directions:
-                if q.w_ih.codes.shape != (4 * H, self.layer_input_size(index)):
+                if q.w_ih.codes.shape != (G * H, self.layer_input_size(index)):
                     raise SpecError(f"layer {index} w_ih has shape {q.w_ih.codes.shape}")
-                if q.w_hh.codes.shape != (4 * H, H_out):
+                if q.w_hh.codes.shape != (G * H, H_out):
                     raise SpecError(f"layer {index} w_hh has shape {q.w_hh.codes.shape}")
                 if (q.bias is not None) != self.has_bias:
                     raise SpecError(f"layer {index} bias presence does not match bias flag")
+                if (q.b_hn is not None) != (gru and self.has_bias):
+                    raise SpecError(f"layer {index} b_hn presence does not match the cell/bias")
                 if (q.w_hr is not None) != bool(self.proj_size):
                     raise SpecError(f"layer {index} w_hr presence does not match proj_size")
-                if q.bias is not None and q.bias.codes.shape != (4 * H,):
+                if q.bias is not None and q.bias.codes.shape != (G * H,):
                     raise SpecError(f"layer {index} bias has shape {q.bias.codes.shape}")
+                if q.b_hn is not None and q.b_hn.codes.shape != (H,):
+                    raise SpecError(f"layer {index} b_hn has shape {q.b_hn.codes.shape}")
                 if q.w_hr is not None and q.w_hr.codes.shape != (H_out, H):
                     raise SpecError(f"layer {index} w_hr has shape {q.w_hr.codes.shape}")
         if self.head is not None:
@@ -420,6 +489,14 @@ class QuantizedModel(LSTMGeometry):
         gate = self.formats["gate"]
         if gate.frac < 0 or gate.max_code < (1 << gate.frac):
             raise FormatError(f"gate format {gate} cannot hold 1.0 (frac must be in 0..bits - 2)")
+        if gru:
+            sum_bits = cell_sum_bits(gate, self.formats["hidden"])
+            if sum_bits > 62:
+                raise FormatError(
+                    f"the GRU update (1 - z)*n + z*h would need {sum_bits} bits (> 62) with "
+                    f"gate={gate} and hidden={self.formats['hidden']}: use narrower formats"
+                )
+            return
         sum_bits = cell_sum_bits(gate, self.formats["cell"])
         if sum_bits > 62:
             raise FormatError(
@@ -433,6 +510,8 @@ def cell_sum_bits(gate: FixedFormat, cell: FixedFormat) -> int:
 
     Gate activations lie in ``[-ONE, ONE]`` (``ONE = 2**gate.frac``) whatever the gate width;
     ``c_prev`` is any ``cell`` code. Shifts as in :class:`lstmfpga.quant.golden.CellArithmetic`.
+    A GRU's update ``((ONE - z)*n << zn) + (z*h_prev << zh)`` has the same bound with
+    ``hidden`` for ``cell`` (``ONE - z`` and ``z`` lie in ``[0, ONE]``).
     """
     sum_frac = gate.frac + max(cell.frac, gate.frac)
     one = 1 << gate.frac
@@ -447,20 +526,29 @@ def _magnitude(fmt: FixedFormat) -> int:
 
 
 def describe_products(model) -> list:
-    """Every dot product of ``model`` as ``(segments, bias)`` for ``accumulator_format``."""
+    """Every dot product of ``model`` as ``(segments, bias)`` for ``accumulator_format``.
+
+    A GRU has three per (layer, direction): the r and z rows ``W_ih u + W_hh h + b``, the
+    recurrent n sum ``W_hn h + b_hn`` and the n pre-activation ``W_in u + b_in + r * hn``
+    (``r`` in ``[0, ONE]``, ``hn`` any ``hn`` code)."""
     h = model.formats["hidden"]
+    gru = getattr(model, "cell", "lstm") == "gru"
     products = []
     for index, directions in enumerate(model.layers):
         u = model.input_format(index)
         for q in directions:
-            segments = [
-                (q.w_ih.codes.shape[1], q.w_ih.fmt.frac + u.frac,
-                 _magnitude(q.w_ih.fmt) * _magnitude(u)),
-                (q.w_hh.codes.shape[1], q.w_hh.fmt.frac + h.frac,
-                 _magnitude(q.w_hh.fmt) * _magnitude(h)),
-            ]  # fmt: skip
+            w_u = (q.w_ih.codes.shape[1], q.w_ih.fmt.frac + u.frac,
+                   _magnitude(q.w_ih.fmt) * _magnitude(u))  # fmt: skip
+            w_h = (q.w_hh.codes.shape[1], q.w_hh.fmt.frac + h.frac,
+                   _magnitude(q.w_hh.fmt) * _magnitude(h))  # fmt: skip
             bias = None if q.bias is None else (q.bias.fmt.frac, _magnitude(q.bias.fmt))
-            products.append((segments, bias))
+            products.append(([w_u, w_h], bias))
+            if gru:
+                hn, gate = model.formats["hn"], model.formats["gate"]
+                b_hn = None if q.b_hn is None else (q.b_hn.fmt.frac, _magnitude(q.b_hn.fmt))
+                products.append(([w_h], b_hn))
+                r_hn = (1, gate.frac + hn.frac, (1 << gate.frac) * _magnitude(hn))
+                products.append(([w_u, r_hn], bias))
             if q.w_hr is not None:
                 products.append(
                     ([(q.w_hr.codes.shape[1], q.w_hr.fmt.frac + h.frac,

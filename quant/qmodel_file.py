@@ -16,7 +16,16 @@ from ..export import files
 from ..export.spec import SpecError
 from .config import QuantConfig
 from .fixed import FixedFormat, FormatError
-from .model import QMODEL_FORMAT, QMODEL_VERSION, QHead, QLayer, QuantizedModel, Tensor
+from .model import (
+    GRU_DATA_ROLES,
+    LSTM_DATA_ROLES,
+    QMODEL_FORMAT,
+    QMODEL_VERSION,
+    QHead,
+    QLayer,
+    QuantizedModel,
+    Tensor,
+)
 
 __all__ = ["read_qmodel"]
 
@@ -41,6 +50,11 @@ def read_qmodel(path: str | Path) -> QuantizedModel:
                 raise SpecError(f"{path}: activation table {name} ({part}) does not match its rule")
         if manifest["tables"].get(name) != table.to_dict():
             raise SpecError(f"{path}: activation table {name} (manifest) does not match its rule")
+    expected = {f"table_{name}_{part}" for name in model.tables for part in ("entries", "slopes")}
+    extra = sorted(k for k in tensors if k.startswith("table_") and k not in expected)
+    if extra or set(manifest["tables"]) - set(model.tables):
+        found = extra or sorted(set(manifest["tables"]) - set(model.tables))
+        raise SpecError(f"{path}: activation table(s) {_short(found)} this {model.cell} lacks")
     return model
 
 
@@ -48,10 +62,9 @@ def read_qmodel(path: str | Path) -> QuantizedModel:
 _MANIFEST_KEYS = frozenset(
     ("format", "version", "input_size", "hidden_size", "num_layers", "bidirectional",
      "proj_size", "bias", "head", "formats", "acc", "tensor_formats", "tables", "config",
-     "calibration", "spec_hash")
+     "calibration", "spec_hash", "cell")
 )  # fmt: skip
-_OPTIONAL_KEYS = frozenset(("calibration", "spec_hash"))
-_DATA_ROLES = ("x", "preact", "gate", "cell", "hidden", "head_out")
+_OPTIONAL_KEYS = frozenset(("calibration", "spec_hash", "cell"))  # no "cell": an LSTM
 _TABLE_NAMES = ("sigmoid", "tanh_gate", "tanh_cell")
 
 
@@ -154,7 +167,7 @@ def _parse_qmodel(path: Path, manifest: dict, tensors: dict[str, np.ndarray]) ->
     calibration = manifest.get("calibration", {})
     if not isinstance(calibration, dict):
         raise SpecError(f"calibration must be a JSON object, not {_short(calibration)}")
-    formats, acc = _parse_formats(manifest, config)
+    formats, acc = _parse_formats(manifest, config, geometry["cell"])
     D = 2 if geometry["bidirectional"] else 1
     get = _tensor_reader(manifest, tensors, config, geometry)
     layers = []
@@ -162,7 +175,8 @@ def _parse_qmodel(path: Path, manifest: dict, tensors: dict[str, np.ndarray]) ->
         directions = []
         for d in range(D):
             suffix = f"_l{index}" + ("_reverse" if d else "")
-            directions.append(QLayer(*(get(n + suffix) for n in ("w_ih", "w_hh", "bias", "w_hr"))))
+            names = ("w_ih", "w_hh", "bias", "w_hr", "b_hn")
+            directions.append(QLayer(*(get(n + suffix) for n in names)))
         layers.append(tuple(directions))
     head = None
     if head_info is not None:
@@ -186,6 +200,7 @@ def _parse_qmodel(path: Path, manifest: dict, tensors: dict[str, np.ndarray]) ->
         config=config,
         calibration=calibration,
         spec_hash=_optional_hash(manifest.get("spec_hash")),
+        cell=geometry["cell"],
     )
     model.validate()
     # The accumulator is the one quantization derives (or the config's wider acc_bits).
@@ -207,6 +222,11 @@ def _parse_geometry(manifest: dict) -> dict:
             f"proj_size must be smaller than hidden_size ({hidden_size}), not {proj_size}"
         )
     has_bias = _bool_field(manifest, "bias")
+    cell = manifest.get("cell", "lstm")
+    if cell not in ("lstm", "gru"):
+        raise SpecError(f"cell must be 'lstm' or 'gru', not {_short(cell)}")
+    if cell == "gru" and proj_size:
+        raise SpecError(f"proj_size must be 0 for a GRU, not {proj_size}")
     head_info = _field(manifest, "head")
     if head_info is not None:
         if not isinstance(head_info, dict) or set(head_info) != {"mode", "out_features"}:
@@ -218,21 +238,22 @@ def _parse_geometry(manifest: dict) -> dict:
             raise SpecError(f"head mode must be 'last' or 'all', not {_short(head_info['mode'])}")
     return {"input_size": input_size, "hidden_size": hidden_size, "num_layers": num_layers,
             "bidirectional": bidirectional, "proj_size": proj_size, "bias": has_bias,
-            "head": head_info}  # fmt: skip
+            "head": head_info, "cell": cell}  # fmt: skip
 
 
-def _parse_formats(manifest: dict, config: QuantConfig) -> tuple[dict, FixedFormat]:
+def _parse_formats(manifest: dict, config: QuantConfig, cell: str) -> tuple[dict, FixedFormat]:
     """The data formats by role (each the width its role has in ``config``) and ``acc``."""
     formats_data = _object_field(manifest, "formats")
-    if sorted(formats_data) != sorted(_DATA_ROLES):
+    roles = GRU_DATA_ROLES if cell == "gru" else LSTM_DATA_ROLES
+    if sorted(formats_data) != sorted(roles):
         raise SpecError(
-            f"formats must name exactly the roles {', '.join(_DATA_ROLES)}, "
+            f"formats must name exactly the roles {', '.join(roles)}, "
             f"not {_short(sorted(formats_data))}"
         )
     formats = {}
-    for role in _DATA_ROLES:
+    for role in roles:
         fmt = _format(formats_data[role], f"format of {role}")
-        _fits_rule(fmt, config.roles[role], f"format of {role}")
+        _fits_rule(fmt, config.rule(role), f"format of {role}")
         formats[role] = fmt
     return formats, _format(_field(manifest, "acc"), "acc")
 
@@ -255,6 +276,7 @@ def _tensor_reader(manifest: dict, tensors: dict, config: QuantConfig, geometry:
             slots["w_hh" + suffix] = ("w_hh", True)
             slots["bias" + suffix] = ("bias", geometry["bias"])
             slots["w_hr" + suffix] = ("w_hr", bool(geometry["proj_size"]))
+            slots["b_hn" + suffix] = ("bias", geometry["bias"] and geometry["cell"] == "gru")
     if geometry["head"] is not None:
         slots["head_w"] = ("head_w", True)
         slots["head_b"] = ("head_b", None)  # optional: a head may have no bias

@@ -1,7 +1,7 @@
 """``lstmfpga quantize SPEC --calib X.npy [--preset PRESET] [--config FILE.toml] -o QMODEL``
 or ``lstmfpga quantize SPEC --formats-from QMODEL0 [--calib X.npy] -o QMODEL``.
 
-Quantizes the spec directory SPEC (``lstmfpga export``) to fixed point. X is a
+Quantizes the spec directory SPEC (``lstmfpga export``, an LSTM or a GRU) to fixed point. X is a
 ``(batch, seq, features)`` float array (``.npy``, read without pickle) of representative
 inputs: the float reference runs on it and the observed ranges choose the data formats.
 ``--preset`` picks the base configuration (default q16); ``--config`` reads a TOML file of
@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         from lstmfpga.quant.model import QuantizedModel
 
         reference = QuantizedModel.load(args.formats_from)
+        spec.require_lstm("--formats-from")
+        reference.require_lstm("--formats-from")
         model = quantize_like(spec, reference, source=str(args.formats_from))
     else:
         model = quantize(spec, calib, load_config(args.config, args.preset))
@@ -118,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"formats and config from {args.formats_from} (no calibration)")
         print(f"wrote {args.output}")
         return 0
+    if model.cell == "gru":
+        from lstmfpga.quant import gru_golden as golden
     _, result = golden.predict(model, calib)
     reasons = model.calibration.get("roles", {})
     print(
@@ -130,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
             and (role != "head_out" or model.head is not None)
         )
     )
-    counts = ", ".join(f"{role}={result.saturation.get(role, 0)}" for role in _ROLES)
+    roles = [role for role in model.data_roles if role != "gate"]
+    counts = ", ".join(f"{role}={result.saturation.get(role, 0)}" for role in roles)
     total = sum(result.saturation.values())
     print(f"saturation on the calibration data ({calib.shape[0]} sequences): {counts}")
     if total:
@@ -140,6 +145,3 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"wrote {args.output}")
     return 0
-
-
-_ROLES = ("x", "preact", "cell", "hidden", "head_out")

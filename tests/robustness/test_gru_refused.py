@@ -1,8 +1,11 @@
 """GRUs through the real CLI: ``export`` reads GRU model files (the cell inferred from the
-shapes, or given with ``--cell``) and refuses bad ones with one line; a GRU spec describes,
-and the stages without GRU support yet (finetune) refuse it with one line naming the cell."""
+shapes, or given with ``--cell``) and refuses bad ones with one line; ``quantize`` and
+``info`` take GRU specs and qmodels, and the stages without GRU support yet (finetune,
+quantize --formats-from) refuse them with one line naming the cell."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -10,7 +13,7 @@ import torch
 from harness import Case, assert_refused, run_cli
 from torch import nn
 
-from lstmfpga.export.spec import LayerWeights, ModelSpec
+from lstmfpga.export.spec import HeadSpec, LayerWeights, ModelSpec
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +29,8 @@ def gru_spec_dir(tmp_path_factory):
     spec = ModelSpec(I, H, 1, False, 0, True, ((layer,),), None, cell="gru")
     root = tmp_path_factory.mktemp("gru")
     spec.save(root / "spec")
+    head = HeadSpec(rng.uniform(-1, 1, (2, H)), np.zeros(2), "last")
+    dataclasses.replace(spec, head=head).save(root / "classifier")
     np.save(root / "x.npy", rng.uniform(-1, 1, (4, 5, I)))
     np.save(root / "y.npy", rng.integers(0, 2, 4))
     return root
@@ -39,19 +44,38 @@ def test_info_describes_a_gru(tmp_path, gru_spec_dir):
 
 
 @pytest.mark.parametrize("preset", ["q16", "w8a8"])
-def test_quantize_refuses_a_gru(tmp_path, gru_spec_dir, preset):
+def test_quantize_takes_a_gru_and_info_describes_it(tmp_path, gru_spec_dir, preset):
     case = Case.make(tmp_path)
     result = run_cli(
         case, "quantize", gru_spec_dir / "spec", "--calib", gru_spec_dir / "x.npy",
         "--preset", preset, "-o", case.out / "q",
     )  # fmt: skip
-    assert_refused(result, case, match="quantization supports LSTM specs only, not cell 'gru'")
+    assert result.returncode == 0, result.stderr
+    assert f"quantized GRU ({preset}) input_size=3 hidden_size=4" in result.stdout
+    assert "saturation on the calibration data (4 sequences): x=0, preact=0, hn=0" in result.stdout
+    info = run_cli(case, "info", case.out / "q")
+    assert info.returncode == 0, info.stderr
+    assert "quantized GRU" in info.stdout and "b_hn=" in info.stdout
+
+
+def test_quantize_formats_from_refuses_a_gru(tmp_path, gru_spec_dir):
+    case = Case.make(tmp_path)
+    first = run_cli(
+        case, "quantize", gru_spec_dir / "spec", "--calib", gru_spec_dir / "x.npy",
+        "-o", case.out / "q0",
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    result = run_cli(
+        case, "quantize", gru_spec_dir / "spec", "--formats-from", case.out / "q0",
+        "-o", case.out / "q1",
+    )  # fmt: skip
+    assert_refused(result, case, match="--formats-from supports LSTM specs only, not cell 'gru'")
 
 
 def test_finetune_refuses_a_gru(tmp_path, gru_spec_dir):
     case = Case.make(tmp_path)
     result = run_cli(
-        case, "finetune", gru_spec_dir / "spec", "--preset", "w8a8",
+        case, "finetune", gru_spec_dir / "classifier", "--preset", "w8a8",
         "--train", gru_spec_dir / "x.npy", "--labels", gru_spec_dir / "y.npy",
         "-o", case.out / "q",
     )  # fmt: skip
