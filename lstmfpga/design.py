@@ -14,6 +14,10 @@ simulate, write as Verilog and synthesize; the CLI's steps as methods.
 True
 >>> design.write_verilog(tmp / "rtl", max_seq_len=16)["top"]   # tmp: a folder
 'lstm_accel'
+>>> wide = lstmfpga.convert(lstm, calib=x, lanes=4, simd=2, cells=2)  # the datapath's options
+>>> manifest = wide.write_verilog(tmp / "rtl2", max_seq_len=8)
+>>> manifest["lanes"], manifest["simd"], manifest["cells"]
+(4, 2, 2)
 
 ``convert`` takes what ``lstmfpga export`` takes (a live ``nn.Module`` holding one
 ``nn.LSTM`` and an optional ``nn.Linear`` head, or the path of a state_dict, TorchScript or
@@ -38,13 +42,17 @@ class Design:
     """A quantized model and the hardware options it is built with.
 
     ``spec`` (float weights), ``qmodel`` (the fixed-point model, the arithmetic contract),
-    ``lanes`` and ``max_seq_len`` (hardware options; ``max_seq_len`` None: the length of the
-    inputs simulated). ``last_report`` is the most recent :meth:`simulate` report.
+    ``lanes``, ``simd``, ``cells`` and ``max_seq_len`` (hardware options, as
+    :class:`~lstmfpga.hw.accelerator.LSTMAccelerator`'s; ``cells`` None: the fewest that keep
+    the MVU busy; ``max_seq_len`` None: the length of the inputs simulated). ``last_report``
+    is the most recent :meth:`simulate` report.
     """
 
     spec: object
     qmodel: object
     lanes: int = 8
+    simd: int = 1
+    cells: int | None = None
     max_seq_len: int | None = None
     last_report: dict | None = field(default=None, repr=False)
 
@@ -72,7 +80,7 @@ class Design:
             self.qmodel,
             x,
             simulator=sim,
-            lanes=self.lanes,
+            **self._datapath(),
             max_seq_len=self.max_seq_len,
             spec=self.spec,
             labels=labels,
@@ -88,7 +96,10 @@ class Design:
         from lstmfpga.hw.verilog import generate
 
         length = self.max_seq_len if self.max_seq_len is not None else max_seq_len
-        return generate(self.qmodel, outdir, lanes=self.lanes, max_seq_len=length, **options)
+        return generate(self.qmodel, outdir, **self._datapath(), max_seq_len=length, **options)
+
+    def _datapath(self) -> dict:
+        return {"lanes": self.lanes, "simd": self.simd, "cells": self.cells}
 
     def synthesize(self, outdir: str | Path, target: str = "ecp5", **options) -> dict:
         """Synthesize (and place and route) the design written to ``outdir`` — written first
@@ -126,11 +137,15 @@ def convert(
     calib,
     preset="q16",
     lanes: int = 8,
+    simd: int = 1,
+    cells: int | None = None,
     max_seq_len: int | None = None,
     head: str | None = None,
 ) -> Design:
     """Export ``model`` and quantize it with ``preset`` calibrated on ``calib``; see the
-    module docstring. ``head`` (``"last"``/``"all"``) as ``lstmfpga export --head``."""
+    module docstring. ``head`` (``"last"``/``"all"``) as ``lstmfpga export --head``;
+    ``lanes``, ``simd``, ``cells``, ``max_seq_len``: the :class:`Design`'s hardware options
+    (``lanes`` and ``simd`` are checked now, ``cells`` when the hardware is built)."""
     from lstmfpga.export.spec import ModelSpec
     from lstmfpga.quant.calibrate import quantize
     from lstmfpga.quant.config import QuantConfig
@@ -145,9 +160,10 @@ def convert(
         from lstmfpga.export.torch_loader import from_module
 
         spec = from_module(model, head=head)
+    spec.require_lstm("lstmfpga.convert (no GRU hardware yet)")  # refused before quantizing
     config = preset if isinstance(preset, QuantConfig) else QuantConfig.preset(preset)
     qmodel = quantize(spec, np.asarray(calib), config)
     from lstmfpga.hw.layout import WeightLayout
 
-    WeightLayout.of(qmodel, lanes)  # the lane rule, checked now rather than at simulate()
-    return Design(spec, qmodel, lanes=lanes, max_seq_len=max_seq_len)
+    WeightLayout.of(qmodel, lanes, simd)  # lanes and simd checked now rather than at simulate()
+    return Design(spec, qmodel, lanes=lanes, simd=simd, cells=cells, max_seq_len=max_seq_len)

@@ -135,6 +135,7 @@ def run_flow(
     labels=None,
     lanes: int = 8,
     simd: int = 1,
+    cells: int | None = None,
     preset: str = "q16",
     simulator: str = "verilator",
     amaranth_sequences: int = 0,
@@ -149,7 +150,8 @@ def run_flow(
     ``calib``: calibration inputs; ``inputs``: the sequences simulated (all of them, in
     ``simulator``); ``amaranth_sequences``: how many of them to run again in Amaranth's
     simulator (a cross-check of the generated Verilog against the Amaranth design);
-    ``synthesize``: run Yosys + nextpnr for ``target`` and merge the result.
+    ``synthesize``: run Yosys + nextpnr for ``target`` and merge the result. ``lanes``,
+    ``simd``, ``cells``: the accelerator's (``cells`` None: the fewest that keep the MVU busy).
     """
     from lstmfpga.export.files import write_text
     from lstmfpga.hw.verilog import generate
@@ -166,13 +168,13 @@ def run_flow(
 
     inputs = np.asarray(inputs, dtype=np.float64)
     T = inputs.shape[1]
+    datapath = {"lanes": lanes, "simd": simd, "cells": cells}  # the accelerator's, everywhere
     stages.start("generate")
     # $readmemh memory files: the form Yosys maps reliably (see lstmfpga.synth).
     manifest = generate(
         qmodel,
         paths["verilog"],
-        lanes=lanes,
-        simd=simd,
+        **datapath,
         max_seq_len=T,
         memories="readmemh",
     )
@@ -185,13 +187,13 @@ def run_flow(
     sim_name = f"simulate ({simulator}, {len(inputs)} sequences)"
     stages.start(sim_name)
     report, arrays = simulate_model(
-        qmodel, inputs, simulator=simulator, lanes=lanes, simd=simd, max_seq_len=T, spec=spec,
+        qmodel, inputs, simulator=simulator, **datapath, max_seq_len=T, spec=spec,
         labels=labels, progress=True, jobs=1 if synthesize else None,
     )  # fmt: skip
     stages.done(sim_name)
 
     if amaranth_sequences:
-        check = _cross_check(qmodel, inputs[:amaranth_sequences], lanes, simd, stages)
+        check = _cross_check(qmodel, inputs[:amaranth_sequences], datapath, stages)
         report["cross_checks"] = [check]
         report["bit_exact"] = bool(report["bit_exact"] and check["bit_exact"])
 
@@ -238,17 +240,13 @@ def _export_and_quantize(model, head, calib, preset, paths, stages, log):
     return spec, qmodel
 
 
-def _cross_check(qmodel, inputs, lanes: int, simd: int, stages) -> dict:
-    """Simulate ``inputs`` again in Amaranth's simulator: a ``cross_checks`` entry."""
+def _cross_check(qmodel, inputs, datapath: dict, stages) -> dict:
+    """Simulate ``inputs`` again in Amaranth's simulator (``datapath``: lanes, simd and
+    cells, as for the Verilog): a ``cross_checks`` entry."""
     name = f"simulate (amaranth, {len(inputs)} sequences)"
     stages.start(name)
     check, _ = simulate_model(
-        qmodel,
-        inputs,
-        simulator="amaranth",
-        lanes=lanes,
-        simd=simd,
-        max_seq_len=inputs.shape[1],
+        qmodel, inputs, simulator="amaranth", max_seq_len=inputs.shape[1], **datapath
     )
     stages.done(name)
     return {
@@ -318,6 +316,7 @@ def run_demo(
     *,
     lanes: int = 8,
     simd: int = 1,
+    cells: int | None = None,
     synthesize: bool = True,
     amaranth_sequences: int = 2,
     log: Callable[[str], None] = print,
@@ -344,6 +343,7 @@ def run_demo(
         out=out,
         lanes=lanes,
         simd=simd,
+        cells=cells,
         simulator="verilator",
         amaranth_sequences=amaranth_sequences,
         synthesize=synthesize,

@@ -1,14 +1,16 @@
 """``lstmfpga explore QMODEL --inputs X.npy [--labels Y.npy] --lanes 1,2,4,8 [--simd 1]
-[--preset q16,w8a16 --spec SPEC] --target ecp5[:25k|:85k],ice40 [--seeds 1,2,3] -o DIR``.
+[--cells 1,2] [--preset q16,w8a16 --spec SPEC] --target ecp5[:25k|:85k],ice40
+[--seeds 1,2,3] -o DIR``.
 
-Design-space exploration on Dask: every combination of lanes, presets, targets and nextpnr
-seeds is generated, simulated (bit-exact check against the golden model, cycles, accuracy
-with --labels) and synthesized, as Dask tasks on a local cluster (--workers N, default 2) or
-an existing one (--scheduler tcp://HOST:PORT). Finished tasks are cached in DIR/cache by
-content hash, so a rerun or an extended sweep recomputes nothing already done; a failed
-point is recorded with its one-line error. Writes DIR/explore.json (every point, with its
-Pareto flags) and DIR/explore.html (Pareto fronts: latency vs LUTs, latency vs DSPs,
-accuracy vs bits; a sortable table). One progress line per finished task goes to stderr.
+Design-space exploration on Dask: every combination of lanes, simd, cells, presets, targets
+and nextpnr seeds is generated, simulated (bit-exact check against the golden model, cycles,
+accuracy with --labels) and synthesized, as Dask tasks on a local cluster (--workers N,
+default 2) or an existing one (--scheduler tcp://HOST:PORT). Finished tasks are cached in
+DIR/cache by content hash, so a rerun or an extended sweep recomputes nothing already done;
+a failed point is recorded with its one-line error. Writes DIR/explore.json (every point,
+with its Pareto flags) and DIR/explore.html (Pareto fronts: latency vs LUTs, latency vs
+DSPs, accuracy vs bits; a sortable table). One progress line per finished task goes to
+stderr.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ def _str_list(text: str) -> tuple[str, ...]:
     return values
 
 
+#: The swept axes, each a :class:`~lstmfpga.explore.Sweep` field: a comma-separated list
+#: (required where the default is None).
+_AXES = (
+    ("lanes", "--lanes", _int_list, None, "P,P,...", "MAC lane counts, e.g. 1,2,4,8"),
+    ("simd", "--simd", _int_list, (1,), "S,...", "columns per lane and cycle (default 1)"),
+    ("cells", "--cells", _int_list, (None,), "V,...", "cell units (default: as the MVU needs)"),
+    ("presets", "--preset", _str_list, (), "NAME,...", "presets to requantize with (needs --spec)"),
+    ("targets", "--target", _str_list, None, "T[:DEV],...", "e.g. ecp5, ecp5:85k, ice40:up5k"),
+    ("seeds", "--seeds", _int_list, (1,), "N,...", "nextpnr placement seeds (default 1)"),
+)  # fmt: skip
+
+
 def register(subparsers) -> None:
     parser = add_command(
         subparsers,
@@ -53,17 +67,15 @@ def register(subparsers) -> None:
         help="(batch, seq, features) float inputs to simulate",
     )
     parser.add_argument("--labels", metavar="Y.npy", help="class per sequence (accuracy)")
-    # The swept axes: comma-separated lists (required ones have no default).
-    axes = (
-        ("--lanes", _int_list, None, "P,P,...", "MAC lane counts, e.g. 1,2,4,8"),
-        ("--simd", _int_list, (1,), "S,...", "columns per lane and cycle, e.g. 1,2,4 (default 1)"),
-        ("--preset", _str_list, (), "NAME,...", "presets to requantize with (needs --spec)"),
-        ("--target", _str_list, None, "T[:DEV],...", "e.g. ecp5, ecp5:85k, ice40:up5k"),
-        ("--seeds", _int_list, (1,), "N,...", "nextpnr placement seeds (default 1)"),
-    )  # fmt: skip
-    for flag, kind, default, metavar, text in axes:
+    for field, flag, kind, default, metavar, text in _AXES:
         parser.add_argument(
-            flag, type=kind, required=default is None, default=default, metavar=metavar, help=text
+            flag,
+            dest=field,
+            type=kind,
+            required=default is None,
+            default=default,
+            metavar=metavar,
+            help=text,
         )
     parser.add_argument("--spec", metavar="SPEC", help="the float model QMODEL came from")
     parser.add_argument("--calib", metavar="X.npy", help="calibration inputs (default --inputs)")
@@ -95,9 +107,7 @@ def run(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"-o {out} must be a directory, not a file")
-    sweep = Sweep(
-        lanes=args.lanes, targets=args.target, simd=args.simd, presets=args.preset, seeds=args.seeds
-    )
+    sweep = Sweep(**{field: getattr(args, field) for field, *_ in _AXES})
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

@@ -4,7 +4,7 @@
 ``DIR/explore.json`` (every point, with its Pareto flags) and ``DIR/explore.html`` (a
 self-contained page: the Pareto fronts and a sortable table). A point is
 
-* a **design** task per ``(preset, lanes, simd)``: write the Verilog (``lstmfpga generate``),
+* a **design** task per ``(preset, lanes, simd, cells)``: write the Verilog (``lstmfpga generate``),
   simulate the inputs (``lstmfpga simulate``: bit-exact check against the golden model,
   cycles per sequence, accuracy with labels);
 * a **synthesis** task per ``(design, target, seed)``: Yosys and nextpnr on a private copy of
@@ -125,6 +125,7 @@ def _point(design_job, synth_job, design, synth) -> dict:
     point = {
         "lanes": design_job["lanes"],
         "simd": design_job["simd"],
+        "cells": design.get("cells", design_job["cells"]),  # the number used (None: default)
         "preset": design_job["preset"],
         "target": synth_job["family"],
         "device": synth.get("device") or synth_job["device"],
@@ -203,6 +204,7 @@ def explore(
         "sweep": {
             "lanes": list(sweep.lanes),
             "simd": list(sweep.simd),
+            "cells": list(sweep.cells),
             "presets": list(models),
             "targets": [str(t) for t in sweep.targets],
             "seeds": list(sweep.seeds),
@@ -221,7 +223,7 @@ def explore(
 
 
 def _jobs(models, sweep, inputs, labels, data_hash, simulator, freq_mhz, out):
-    """The design jobs (one per preset, lanes and simd) and the ``(design job, synth job)``
+    """The design jobs (one per preset, lanes, simd and cells) and the ``(design job, synth job)``
     pairs (one per design, target and seed); each job keyed by the content hash of what
     determines its result."""
     cache = out / "cache"
@@ -229,16 +231,17 @@ def _jobs(models, sweep, inputs, labels, data_hash, simulator, freq_mhz, out):
     for preset, path in models.items():
         model_hash = artifact_hash(Path(path))
         for lanes in sweep.lanes:
-            for simd in sweep.simd:
+            for simd, cells in ((s, v) for s in sweep.simd for v in sweep.cells):
                 key = (
                     "design-"
-                    + digest(version(), model_hash, data_hash, lanes, simd, simulator)[:24]
+                    + digest(version(), model_hash, data_hash, lanes, simd, cells, simulator)[:24]
                 )
                 dj = {
                     "key": key,
                     "preset": preset,
                     "lanes": lanes,
                     "simd": simd,
+                    "cells": cells,
                     "qmodel": str(path),
                     "inputs": str(inputs),
                     "labels": None if labels is None else str(labels),

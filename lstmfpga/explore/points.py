@@ -13,6 +13,7 @@ __all__ = ["FRONTS", "POINT_FIELDS", "pareto_mask", "with_fronts"]
 POINT_FIELDS = (
     "lanes",
     "simd",
+    "cells",
     "preset",
     "target",
     "device",

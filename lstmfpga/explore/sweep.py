@@ -1,4 +1,4 @@
-"""The axes of a design-space sweep: lanes, simd, presets, targets, placement seeds."""
+"""The axes of a design-space sweep: lanes, simd, cells, presets, targets, placement seeds."""
 
 from __future__ import annotations
 
@@ -53,20 +53,34 @@ def _positive_ints(name: str, values) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
 
+def _cells(values) -> tuple[int | None, ...]:
+    """Cell-unit counts: positive integers, or None for the accelerator's default."""
+    values = tuple(values)
+    if not values:
+        raise ExploreError("cells must list at least one value")
+    for v in values:
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ExploreError(f"cells must be positive integers, not {v!r}")
+    return tuple(dict.fromkeys(values))
+
+
 @dataclass(frozen=True)
 class Sweep:
-    """The axes of a sweep; every combination is a point."""
+    """The axes of a sweep; every combination is a point. ``cells`` None: the accelerator's
+    default (the fewest cell units that keep the MVU busy)."""
 
     lanes: tuple[int, ...]
     targets: tuple[Target, ...]
     simd: tuple[int, ...] = (1,)
     presets: tuple[str, ...] = ()  # empty: the quantized model's own formats only
     seeds: tuple[int, ...] = (1,)
+    cells: tuple[int | None, ...] = (None,)
 
     def __post_init__(self):
         object.__setattr__(self, "lanes", _positive_ints("lanes", self.lanes))
         object.__setattr__(self, "simd", _positive_ints("simd", self.simd))
         object.__setattr__(self, "seeds", _positive_ints("seeds", self.seeds))
+        object.__setattr__(self, "cells", _cells(self.cells))
         targets = tuple(t if isinstance(t, Target) else Target.parse(t) for t in self.targets)
         if not targets:
             raise ExploreError("targets must list at least one target")
@@ -76,4 +90,5 @@ class Sweep:
     @property
     def size(self) -> int:
         presets = max(1, len(self.presets))
-        return presets * len(self.lanes) * len(self.simd) * len(self.targets) * len(self.seeds)
+        designs = presets * len(self.lanes) * len(self.simd) * len(self.cells)
+        return designs * len(self.targets) * len(self.seeds)

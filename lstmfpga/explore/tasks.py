@@ -104,11 +104,12 @@ def _design(job: dict) -> dict:
     rtl = Path(job["rtl"])
     if rtl.exists():
         shutil.rmtree(rtl)
-    generate(
+    manifest = generate(
         model,
         rtl,
         lanes=job["lanes"],
         simd=job["simd"],
+        cells=job["cells"],
         max_seq_len=x.shape[1],
         memories="readmemh",
     )  # the form Yosys maps reliably (lstmfpga.synth)
@@ -118,6 +119,7 @@ def _design(job: dict) -> dict:
         simulator=job["sim"],
         lanes=job["lanes"],
         simd=job["simd"],
+        cells=job["cells"],
         labels=labels,
         build_dir=job.get("build_dir"),
     )
@@ -136,6 +138,7 @@ def _design(job: dict) -> dict:
         "compute_cycles": float(report["cycles"]["compute"]),
         "accuracy": accuracy["rtl"] if accuracy.get("available") else None,
         "weight_bits": int(weight_bits),
+        "cells": int(manifest["cells"]),
         "rtl": str(rtl),
     }
 
