@@ -61,6 +61,28 @@ BEFORE = (
     "took the no-head run from 2.0e6 to 2.4e6 simulated cycles per CPU second (3.4 s to "
     "2.8 s of simulator CPU for 6.77e6 cycles, 0.7 s of process start-up beside it)."
 )
+#: Where the time went, and what was tried (issue 12: profile of the no-head case).
+PROFILE = (
+    "Profile of the no-head case (64 x 40 steps, `perf record` over the whole flow, "
+    "2026-12-01, load 16-20): of the simulator process's CPU, about 50% was the design's "
+    "own logic (Verilator's `nba_sequent`/`act_sequent` of the model: a flat profile over "
+    "thousands of instructions, no hot spot), 20% Python start-up inside the simulator "
+    "(cocotb importing pytest and installing pytest's assertion-rewriting hook, and the "
+    "test module importing lstmfpga and NumPy: 0.75 s of CPU per process, measured on a "
+    "1-step run), 9% libc (reading the `$readmemh` files, writing the results), and about "
+    "13% Verilator's `--timing` scheduler (the clock's delay coroutine, trigger evaluation) "
+    "and cocotb's per-time-step VPI loop (the value-change callback on `done`, 2.7%). "
+    "Changed: the simulator process now starts in 0.25 s of CPU "
+    "(`COCOTB_REWRITE_ASSERTION_FILES` empty, a test module that imports neither lstmfpga "
+    "nor NumPy) and the test module looks at `done` from just before the end the cycle "
+    "model expects instead of through a value-change callback: 3.33 s to 2.77 s of "
+    "simulator CPU for the run's 6.78e6 cycles (2.0e6 to 2.45e6 cycles per CPU second, same "
+    "build, same load). Tried without effect: `OPT_FAST=-O2 -march=native` (2.85 s). The "
+    "logic (the design with the Verilog bench, which Verilator flattens into the same "
+    "functions) is about 1.7 s of the 2.77 s: with no other overhead at all it would run "
+    "about 4e6 cycles per CPU second, so the 5e6 target needs a cheaper model of the "
+    "design itself (fewer signals evaluated per cycle), not a cheaper bench or runner."
+)
 
 #: (name, model kwargs, lanes, T, [(flow, jobs, sequences, T)]) for the full run and --smoke.
 FULL = (
@@ -217,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             *lines,
             "",
             BEFORE,
+            "",
+            PROFILE,
             "",
             (
                 f"Target (issue 12): Verilator >= {TARGET:,} cycles/s on the no-head design "

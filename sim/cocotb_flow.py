@@ -275,44 +275,26 @@ def run_cocotb(
     (the chunks' simulator processes added up); ``wall_seconds`` is the wall time of the
     simulation runs (not the build).
     """
-    for name, value in (("in_stall", in_stall), ("out_stall", out_stall)):
-        if not 0 <= value < 1:
-            raise ValueError(f"{name} must be in [0, 1), not {value!r}")
-    waves_kind = wave_format(waves)
-    check_simulator(simulator)
-    if simulator == "verilator" and waves_kind == "fst":
-        check_fst_headers()
+    waves_kind, jobs = _checked_options(simulator, in_stall, out_stall, waves, jobs)
     design = Design.of(design)
-    x_codes = np.asarray(x_codes, dtype=np.int64)
-    if x_codes.ndim != 3 or x_codes.shape[2] != design.geometry.input_size:
-        raise ValueError(
-            f"x_codes must have shape (batch, seq, {design.geometry.input_size}), "
-            f"not {x_codes.shape}"
-        )
-    if 0 in x_codes.shape:
-        raise ValueError(f"x_codes must hold at least one sequence and step, not {x_codes.shape}")
+    x_codes = _checked_codes(design, x_codes)
     B, T, _ = x_codes.shape
     build = prepare(design, simulator, waves=waves_kind, build_dir=build_dir)
     geom = design.geometry
     inputs = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
-    n_out = geom.output_length(T)
-    if jobs is None:
-        jobs = os.cpu_count() or 1
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    n_in, n_out = inputs[0].size, geom.output_length(T)
     if progress is True:
         progress = ProgressBar(f"{simulator}")
     elif progress is False:
         progress = None
-    n_in = inputs[0].size
+    compute = design.compute(T) if design.compute else None
     chunk_size = _chunk_size(
-        chunk_size, B, n_in, n_out, design.compute(T) if design.compute else 0,
+        chunk_size, B, n_in, n_out, compute or 0,
         jobs=jobs, progress=progress is not None, waves=waves is not None,
     )  # fmt: skip
     budget = CycleBudget.of(
-        design.compute(T) if design.compute else None, n_in, n_out,
-        in_stall=in_stall, out_stall=out_stall, override=cycle_budget,
-    )  # fmt: skip
+        compute, n_in, n_out, in_stall=in_stall, out_stall=out_stall, override=cycle_budget
+    )
     stalls = StallPattern.draw(B, n_in, n_out, in_stall=in_stall, out_stall=out_stall, seed=seed)
     starts = list(range(0, B, chunk_size))
 
@@ -324,39 +306,70 @@ def run_cocotb(
         )  # fmt: skip
 
     results, wall = _run_chunks(run, starts, B, chunk_size, jobs, progress)
+    result, product, process = _merged([results[start] for start in starts], wall)
+    result.meta = {
+        "simulator": simulator,
+        "simulator_version": build.version,
+        "simulator_product": product,
+        "build": {
+            "directory": str(build.directory),
+            "cached": build.cached,
+            "seconds": round(build.seconds, 3),
+        },
+        "chunks": len(starts),
+        "jobs": min(jobs, len(starts)),
+        "process_seconds": round(process, 3),
+        "cycle_budget": budget.cycles,
+        "expected_cycles": budget.expected,
+    }
+    return result
+
+
+def _checked_options(simulator: str, in_stall, out_stall, waves, jobs) -> tuple:
+    """``(waves format or None, jobs)`` after checking the options and the simulator (a
+    ValueError or SimulationError naming the first wrong one)."""
+    for name, value in (("in_stall", in_stall), ("out_stall", out_stall)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), not {value!r}")
+    waves_kind = wave_format(waves)
+    check_simulator(simulator)
+    if simulator == "verilator" and waves_kind == "fst":
+        check_fst_headers()
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, not {jobs!r}")
+    return waves_kind, jobs
+
+
+def _checked_codes(design: Design, x_codes) -> np.ndarray:
+    """``x_codes`` as int64 ``(B, T, input_size)`` with ``B, T >= 1``, else ValueError."""
+    x_codes = np.asarray(x_codes, dtype=np.int64)
+    if x_codes.ndim != 3 or x_codes.shape[2] != design.geometry.input_size:
+        raise ValueError(
+            f"x_codes must have shape (batch, seq, {design.geometry.input_size}), "
+            f"not {x_codes.shape}"
+        )
+    if 0 in x_codes.shape:
+        raise ValueError(f"x_codes must hold at least one sequence and step, not {x_codes.shape}")
+    return x_codes
+
+
+def _merged(chunks: list[tuple], wall: float) -> tuple[RunResult, str, float]:
+    """One :class:`RunResult` (without ``meta``) from the chunks' ``_run_chunk`` results in
+    order: outputs concatenated, stamps shifted to where each chunk starts in one
+    uninterrupted run; with the simulator's product name and the chunks' process seconds."""
     outputs: list[np.ndarray] = []
     cycles: list[SequenceCycles] = []
     base, error, process = 0, False, 0.0
     info: dict = {}
-    for start in starts:
-        got, stamps, total, seconds, info = results[start]
+    for got, stamps, total, seconds, info in chunks:
         outputs += got
         cycles += [SequenceCycles(*(int(v) + base for v in row)) for row in stamps]
         base += total
         process += seconds
         error = error or bool(info["error"])
-    return RunResult(
-        outputs=outputs,
-        cycles=cycles,
-        total_cycles=base,
-        wall_seconds=wall,
-        error=error,
-        meta={
-            "simulator": simulator,
-            "simulator_version": build.version,
-            "simulator_product": info.get("simulator", ""),
-            "build": {
-                "directory": str(build.directory),
-                "cached": build.cached,
-                "seconds": round(build.seconds, 3),
-            },
-            "chunks": len(starts),
-            "jobs": min(jobs, len(starts)),
-            "process_seconds": round(process, 3),
-            "cycle_budget": budget.cycles,
-            "expected_cycles": budget.expected,
-        },
-    )
+    return RunResult(outputs, cycles, base, wall, error), info.get("simulator", ""), process
 
 
 def _chunk_size(

@@ -5,9 +5,11 @@ files (``config.hex``, ``inputs.hex``, ``in_gaps.hex``, ``out_gaps.hex``) into a
 directory, the simulator's working directory, named in :data:`RUN_DIR_ENV`.
 
 Everything per cycle and per beat happens in Verilog (:func:`lstmfpga.sim.bench_top.wrapper`:
-stimulus, stalls, capture, cycle stamps, protocol and budget checks); Python wakes twice:
-to start, and when the bench raises ``done``. It then reads the bench's ``status`` flag and
-the design's sticky ``error`` port and writes ``results.json``: ``status`` (``"ok"``,
+stimulus, stalls, capture, cycle stamps, protocol and budget checks); Python wakes to
+start, and then only to look at ``done``: from just before the end the cycle model expects
+(the times the flow passes in :data:`WAIT_ENV`), else on its rising edge. It then reads
+the bench's ``status`` flag and the design's sticky ``error`` port and writes
+``results.json``: ``status`` (``"ok"``,
 ``"timeout"``, ``"tlast"``, ``"x"`` or ``"extra"``, see
 :data:`lstmfpga.sim.bench_top.STATUS`), ``error``, ``simulator``, ``simulator_version``.
 The results themselves (``outputs.hex``, ``stamps.hex``, ``status.hex``) were written by the

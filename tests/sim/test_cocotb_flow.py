@@ -2,10 +2,13 @@
 """The generated Verilog under cocotb (Icarus and Verilator) equals the golden model and the
 Amaranth simulation bit for bit and cycle for cycle; builds are cached by content."""
 
+import ast
 import dataclasses
+import importlib.util
 import io
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +23,9 @@ from sim_flow_cases import (
 from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.verilog import generate
 from lstmfpga.progress import ProgressBar
-from lstmfpga.sim import cocotb_build
+from lstmfpga.sim import cocotb_build, cocotb_flow
 from lstmfpga.sim.amaranth_sim import run_amaranth
+from lstmfpga.sim.bench_top import PERIOD_NS, RESET_CYCLES
 from lstmfpga.sim.budget import CycleBudget, SimulationError, SimulationStuck
 from lstmfpga.sim.cocotb_build import COCOTB_SIMULATORS
 from lstmfpga.sim.cocotb_flow import (
@@ -226,8 +230,33 @@ def test_bad_arguments_are_rejected(cases):
         run_cocotb(acc, x_codes, simulator="icarus", waves="trace.txt")
     with pytest.raises(ValueError, match="x_codes must have shape"):
         run_cocotb(acc, x_codes[..., :1], simulator="icarus")
+    with pytest.raises(ValueError, match="jobs must be a positive integer, not 0"):
+        run_cocotb(acc, x_codes, simulator="icarus", jobs=0)
     with pytest.raises(TypeError, match="design must be an LSTMAccelerator"):
         Design.of(42)
+
+
+def test_the_simulator_process_imports_neither_lstmfpga_nor_numpy():
+    """The cocotb test module runs in every simulator process: what it imports is start-up
+    time of every run (NumPy's import and BLAS threads, lstmfpga's package)."""
+    path = Path(importlib.util.find_spec("lstmfpga.sim.cocotb_tb").origin)
+    tree = ast.parse(path.read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}  # fmt: skip
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported == {"__future__", "cocotb", "json", "os", "pathlib", "tempfile"}
+    assert cocotb_flow.SIM_PROCESS_ENV == {"COCOTB_REWRITE_ASSERTION_FILES": ""}
+
+
+def test_the_test_module_looks_at_done_from_just_before_the_expected_end():
+    """First at 63/64 of the cycles the cycle model expects for the run (after reset), then
+    every 1/256 of them, at least every 1,024 cycles; on done's edge without a model."""
+    wait = cocotb_flow._wait_env(CycleBudget(cycles=50_000, expected=10_000), B=64)
+    total_ns = (RESET_CYCLES + 64 * 10_000) * PERIOD_NS
+    assert wait == {cocotb_flow.WAIT_ENV: f"{total_ns * 63 // 64},{total_ns // 256}"}
+    short = cocotb_flow._wait_env(CycleBudget(cycles=500, expected=100), B=2)
+    assert short[cocotb_flow.WAIT_ENV].endswith(f",{1024 * PERIOD_NS}")
+    assert cocotb_flow._wait_env(CycleBudget(cycles=500, expected=None), B=2) == {}
 
 
 def _truncate_marker(build):
