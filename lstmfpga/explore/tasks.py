@@ -123,13 +123,6 @@ def _design(job: dict) -> dict:
         labels=labels,
         build_dir=job.get("build_dir"),
     )
-    weight_bits = max(
-        t.fmt.bits
-        for directions in model.layers
-        for q in directions
-        for t in (q.w_ih, q.w_hh, q.w_hr)
-        if t is not None
-    )
     accuracy = report["accuracy"]
     return {
         "bit_exact": bool(report["bit_exact"]),
@@ -137,7 +130,7 @@ def _design(job: dict) -> dict:
         "cycles": float(report["cycles"]["per_sequence"]),
         "compute_cycles": float(report["cycles"]["compute"]),
         "accuracy": accuracy["rtl"] if accuracy.get("available") else None,
-        "weight_bits": int(weight_bits),
+        "weight_bits": model.widest_weight_bits(head=False),
         "cells": int(manifest["cells"]),
         "rtl": str(rtl),
     }
