@@ -97,8 +97,9 @@ REGISTERS: tuple[Register, ...] = (
     )),
     Register("CONTROL", 0x10, "w1p", 0, "Actions; write 1 to start one, reads 0.", (
         Field("soft_reset", 0, 1, "reset the accelerator (its buffers, state machine and "
-                                  "`error`), the counters and the error flags for one cycle; "
-                                  "stream beats in flight are lost, so stop the streams first"),
+                                  "`error`; the weights are kept), the counters but "
+                                  "`WEIGHT_LOADS` and the error flags for one cycle; stream "
+                                  "beats in flight are lost, so stop the streams first"),
     )),
     Register("CYCLES", 0x14, "ro", 0, "Clock cycles since reset (wraps at 2**32)."),
     Register("BUSY_CYCLES", 0x18, "ro", 0,

@@ -3,8 +3,9 @@
 Everything that runs per cycle and per beat in an Icarus or Verilator simulation is here, in
 Verilog: :func:`wrapper` writes the simulation top :data:`TB_TOP` (the design, its clock, the
 stimulus and stall decisions read with ``$readmemh``, the capture of every result and cycle
-stamp, the protocol checks and the cycle budget). :func:`bench_sources` lists what a build
-compiles (the design, the top, Verilator's control files) and with which flags
+stamp, the protocol checks and the cycle budget; for a design with a weight port, the weight
+beats of :func:`weight_files` streamed in before the first sequence). :func:`bench_sources`
+lists what a build compiles (the design, the top, Verilator's control files) and with which flags
 (:data:`VERILATOR_FLAGS`, :data:`VERILATOR_MAKE_OVERRIDES`, :data:`ICARUS_FLAGS`).
 :func:`write_run` writes the files one run reads and :func:`read_run` reads what it wrote:
 the file formats between the Python flow and the bench live in this module only.
