@@ -90,6 +90,7 @@ def finetune(
     (``mse``) are returned; without it, those of the last epoch. ``progress`` receives one
     line per epoch. Deterministic for a given ``seed``.
     """
+    spec.require_lstm("fine-tuning")
     if loss not in LOSSES:
         raise QATError(f"loss must be one of {', '.join(LOSSES)}, not {loss!r}")
     if formats not in FORMAT_POLICIES:

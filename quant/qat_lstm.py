@@ -111,6 +111,7 @@ class QATLSTM(torch.nn.Module):
         super().__init__()
         if not isinstance(spec, ModelSpec):
             raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
+        spec.require_lstm("fine-tuning")
         self._geometry = spec
         self._params = torch.nn.ParameterDict()
         for key, value in spec.tensors().items():
