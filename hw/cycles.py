@@ -15,11 +15,11 @@ items the fetch stage stalls only for true dependencies, for the *tail* of the i
 depends on: the cycles from that item's last beat leaving the weight memory until its last
 result is written back.
 
-* ``tail_gates = 1 (fetch) + L_mvu + 1 (regroup) + (ceil(ceil(r/4)/V) - 1) + L_act + L_cell``,
-  ``r``
-  the real rows of the last gate group (``P`` when ``P`` divides ``4H``, else
+* ``tail_gates = L_fetch + L_mvu + 1 (regroup) + (ceil(ceil(r/4)/V) - 1) + L_act + L_cell``
+  (``L_fetch = VectorFetch.latency = 2``: buffer read, read data register), ``r`` the real
+  rows of the last gate group (``P`` when ``P`` divides ``4H``, else
   ``4H - (groups - 1) * P``: the padding rows leave with the last unit);
-* ``tail_rows = 1 + L_mvu + 1 + (rows - 1) mod P`` (projection and head rows are written one
+* ``tail_rows = L_fetch + L_mvu + 1 + (rows - 1) mod P`` (projection and head rows are written one
   per cycle).
 
 Stalls before an item (nothing else ever waits):
@@ -71,6 +71,7 @@ class CycleModel:
     def of(cls, accelerator) -> CycleModel:
         from .activation import lookup_latency
         from .cell import cell_latency
+        from .fetch import VectorFetch
         from .mvu import mvu_latency
         from .regroup import emitter_cycles
 
@@ -82,7 +83,8 @@ class CycleModel:
         l_mvu = mvu_latency(layout.simd)
         gates = next(mx for mx in layout.matrices if mx.kind == "gates")
         unit_beats_last = emitter_cycles("gates", P, gates.last_group_rows, V)
-        tail_gates = 1 + l_mvu + 1 + (unit_beats_last - 1) + l_act + l_cell
+        l_fetch = VectorFetch.latency
+        tail_gates = l_fetch + l_mvu + 1 + (unit_beats_last - 1) + l_act + l_cell
         passes = []
         for p in accelerator.schedule.passes:
             entries = []
@@ -93,7 +95,7 @@ class CycleModel:
                 if mx.kind == "gates":
                     tail = tail_gates
                 else:
-                    tail = 1 + l_mvu + 1 + (last_rows - 1)
+                    tail = l_fetch + l_mvu + 1 + (last_rows - 1)
                 spacing = emitter_cycles(mx.kind, P, P, V)
                 last_spacing = emitter_cycles(mx.kind, P, last_rows, V)
                 entries.append((mx.kind, beats, tail, mx.chunks, spacing, last_spacing))

@@ -13,8 +13,9 @@ from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 
 from .layout import at_least
+from .plans import addr_width
 
-__all__ = ["Region", "ResultDrain", "drain_reference"]
+__all__ = ["Region", "ResultDrain", "drain_reference", "result_regions"]
 
 
 class Region:
@@ -37,7 +38,31 @@ class Region:
 
     @property
     def addr_width(self) -> int:
-        return max(1, (max(2, self.depth) - 1).bit_length())
+        return addr_width(self.depth)
+
+
+def result_regions(model, buffers: dict, *, with_states: bool) -> list[tuple[Region, str]]:
+    """The regions of :class:`~.accelerator.LSTMAccelerator`'s results, in output order, each
+    with the buffer it reads (``buffers``: :func:`.plans.buffer_plan`): the head output
+    (``headbuf``) or, without a head, the top layer's output sequence (region ``obuf``), then
+    with ``with_states`` ``h_n`` (``hnbuf``) and ``c_n`` (``cmem``)."""
+    q, f = model, model.formats
+    head = q.head
+    if head is not None:
+        per_step = head.out_features if head.mode == "all" else 0
+        fixed = head.out_features - per_step
+        region = Region("headbuf", f["head_out"].bits, buffers["headbuf"][1], per_step=per_step,
+                        fixed=fixed)  # fmt: skip
+        regions = [(region, "headbuf")]
+    else:
+        top = f"obuf{(q.num_layers - 1) % 2}"
+        per_step = q.num_directions * q.output_size
+        regions = [(Region("obuf", f["hidden"].bits, buffers[top][1], per_step=per_step), top)]
+    if with_states:
+        for name, bits in (("hnbuf", f["hidden"].bits), ("cmem", f["cell"].bits)):
+            depth = buffers[name][1]
+            regions.append((Region(name, bits, depth, fixed=depth), name))
+    return regions
 
 
 class ResultDrain(wiring.Component):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Cat, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -148,9 +148,14 @@ class GateRegrouper(wiring.Component):
                 m.d.comb += rows.eq(self._proj_rows)
         # units leaving in this unit beat: every complete one buffered, at most V, at most
         # the item's remaining ones (the conditions grow with k: the last true one wins)
+        # (from flip-flops: ``ge[k]``/``eq[k]`` say whether at least / exactly k units of the
+        # item are left, registered from the next count, so no adder precedes the choice)
+        left = Signal(range(H + 1), init=H)  # units of the gates item not passed on yet
+        ge = [Signal(name=f"left_ge{k}", init=int(H >= k)) for k in range(1, V + 1)]
+        eq = [Signal(name=f"left_eq{k}", init=int(H == k)) for k in range(1, V + 1)]
         n = Signal(range(V + 1))
         for k in range(1, V + 1):
-            with m.If((count >= 4 * k) & (j + k <= H)):
+            with m.If((count >= 4 * k) & ge[k - 1]):
                 m.d.comb += n.eq(k)
 
         unit_fire, row_fire, unit_end, row_end = Signal(), Signal(), Signal(), Signal()
@@ -159,7 +164,7 @@ class GateRegrouper(wiring.Component):
             self.row.valid.eq((count >= 1) & (self.kind != KIND_GATES) & self.enable),
             unit_fire.eq(self.unit.valid & self.unit.ready),
             row_fire.eq(self.row.valid & self.row.ready),
-            unit_end.eq(unit_fire & (j + n == H)),
+            unit_end.eq(unit_fire & Cat(*((n == k) & eq[k - 1] for k in range(1, V + 1))).any()),
             row_end.eq(row_fire & (j == rows - 1)),
             self.item_end.eq(unit_end | row_end),
             self.unit.payload.index.eq(j),
@@ -175,6 +180,11 @@ class GateRegrouper(wiring.Component):
             m.d.sync += j.eq(j + n)
         with m.Elif(row_fire):
             m.d.sync += j.eq(j + 1)
+        next_left = Signal.like(left)
+        m.d.comb += next_left.eq(Mux(self.item_end, H, Mux(unit_fire, left - n, left)))
+        m.d.sync += left.eq(next_left)
+        m.d.sync += [flag.eq(next_left >= k) for k, flag in enumerate(ge, 1)]
+        m.d.sync += [flag.eq(next_left == k) for k, flag in enumerate(eq, 1)]
         leave = self._departures(m, unit_fire, unit_end, row_fire, row_end, n, row_kinds)
         keep = Signal(range(cap + 1))  # rows still buffered after this cycle's departure
         m.d.comb += keep.eq(count)

@@ -21,7 +21,15 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["KIND_GATES", "KIND_HEAD", "KIND_PROJ", "Pass", "Schedule", "ScheduleCursor"]
+__all__ = [
+    "KIND_GATES",
+    "KIND_HEAD",
+    "KIND_PROJ",
+    "Pass",
+    "Schedule",
+    "ScheduleCursor",
+    "at_or_past",
+]
 
 KIND_GATES, KIND_PROJ, KIND_HEAD = 0, 1, 2
 
@@ -207,15 +215,21 @@ class ScheduleCursor(wiring.Component):
         """1 when this cursor is at or past position ``(p, s, sub)`` (lexicographic): a
         comparator added to the parent module ``m``, reading the ``p``, ``s``, ``sub``
         outputs."""
-        flag = Signal()
-        if s is None:
-            m.d.comb += flag.eq(self.p >= p)
-        elif sub is None:
-            m.d.comb += flag.eq((self.p > p) | ((self.p == p) & (self.s >= s)))
-        else:
-            m.d.comb += flag.eq(
-                (self.p > p)
-                | ((self.p == p) & (self.s > s))
-                | ((self.p == p) & (self.s == s) & (self.sub >= sub))
-            )
-        return flag
+        return at_or_past(m, (self.p, self.s, self.sub), p, s, sub)
+
+
+def at_or_past(m: Module, position, p, s=None, sub=None) -> Signal:
+    """1 when ``position`` (``(p, s, sub)`` values, e.g. a cursor's outputs) is at or past
+    ``(p, s, sub)`` (lexicographic; ``s``/``sub`` None: compare the leading fields only): a
+    comparator added to module ``m``."""
+    cp, cs, csub = position
+    flag = Signal()
+    if s is None:
+        m.d.comb += flag.eq(cp >= p)
+    elif sub is None:
+        m.d.comb += flag.eq((cp > p) | ((cp == p) & (cs >= s)))
+    else:
+        m.d.comb += flag.eq(
+            (cp > p) | ((cp == p) & (cs > s)) | ((cp == p) & (cs == s) & (csub >= sub))
+        )
+    return flag

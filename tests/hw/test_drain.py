@@ -14,7 +14,7 @@ from amaranth.hdl import signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
-from streams import Harness, get_all
+from helpers.streams import Harness, get_all
 
 from lstmfpga.hw.drain import Region, ResultDrain, drain_reference
 

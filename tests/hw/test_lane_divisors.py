@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from streams import Harness
+from helpers.streams import Harness
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.cycles import CycleModel

@@ -10,7 +10,7 @@ order, the ``T`` of every ``start`` pulse and the sticky ``error`` equal the ref
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from streams import Harness
+from helpers.streams import Harness
 
 from lstmfpga.hw.loader import InputLoader, load_reference
 

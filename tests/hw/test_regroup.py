@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Signal
 from amaranth.sim import Simulator
-from streams import Harness, expect_quiet, get_all, put_all
+from helpers.streams import Harness, expect_quiet, get_all, put_all
 
 from lstmfpga.hw.regroup import GateRegrouper, emitter_cycles, regroup_reference
 from lstmfpga.hw.schedule import KIND_GATES, KIND_HEAD, KIND_PROJ

@@ -1,0 +1,344 @@
+"""The fetch stage: weight beats + their vector elements, into the matrix-vector unit.
+
+:class:`VectorFetch` sits between the :class:`~.weights.WeightMemory` and the
+:class:`~.mvu.MatrixVectorUnit` of :class:`~.accelerator.LSTMAccelerator`. It walks the
+schedule (its own :class:`~.schedule.ScheduleCursor`), attaches to every beat the vector
+elements of its ``S`` columns read from the data buffers, takes a beat only when its true
+dependencies are written (read from the write-back cursor's position) and paces the row
+groups for the regrouper (:func:`~.regroup.emitter_cycles`).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import ReadPort
+from amaranth.lib.wiring import In, Out
+
+from .layout import WeightLayout
+from .pipeline import register
+from .plans import addr_width, buffer_plan
+from .regroup import emitter_cycles
+from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor, at_or_past
+
+__all__ = ["SOURCES", "VectorFetch", "fetch_reference"]
+
+_SRC_ZERO, _SRC_X, _SRC_O0, _SRC_O1, _SRC_M, _SRC_H0 = range(6)
+#: The source of a vector element, by code: 0, ``x``, ``obuf0``, ``obuf1``, ``mbuf``, ``h0``.
+SOURCES = ("zero", "xbuf", "obuf0", "obuf1", "mbuf", "h0buf")
+_KIND_CODES = {"gates": KIND_GATES, "proj": KIND_PROJ, "head": KIND_HEAD}
+
+
+class VectorFetch(wiring.Component):
+    """Fetches the vector elements of every weight beat and passes both to the MVU.
+
+    Parameters
+    ----------
+    model : QuantizedModel
+        The geometry (sizes, layers, directions, projection, head) and buffer formats.
+    layout : WeightLayout
+        The weight memory's layout (``lanes`` P, ``simd`` S, the matrices).
+    schedule : Schedule
+    max_seq_len : int
+    initial_state : bool
+        The recurrent input of a pass's first step is ``h0buf`` (else 0).
+    cells : int
+        The regrouper's units per cycle (sets the pacing).
+    out_layout : StructLayout
+        The MVU's input layout (``MatrixVectorUnit.in_layout``).
+
+    Members
+    -------
+    T, restart : ``In``
+        The sequence length and the restart of the schedule (the fetch cursor's inputs).
+    enable : ``In(1)``
+        Beats are taken only while it is high (the COMPUTE phase).
+    wb_p, wb_s, wb_sub : ``In``
+        The write-back cursor's position: every item before it is written.
+    i : ``In(stream.Signature(WeightMemory.beat_layout))``
+        The weight beats, in schedule order.
+    o : ``Out(stream.Signature(out_layout))``
+        The beat's ``weights``, ``bias``, ``shift_sel``, ``target_sel``, ``first``, ``last``
+        and ``vector`` (slot ``k``: column ``col + k`` of the matrix's input vector, 0 past
+        its last column).
+    xbuf_r<k>, obuf<b>_r<k>, mbuf_r<k>, h0buf_r<k> : ``In(ReadPort.Signature(...))``
+        Read port ``k`` (slot ``k``, ``0 .. S-1``) of each data buffer this model has
+        (``obuf1`` with two or more layers, ``mbuf`` with a projection, ``h0buf`` with
+        ``initial_state``); synchronous, read with ``en``.
+
+    Dependencies (a beat is taken only when they hold): a gates beat with input columns of
+    a layer above 0 waits until every pass of the layer below is written; one with
+    recurrent columns, at a step above 0, until the previous step of its pass is written;
+    a projection until the gates of its step; the head until every LSTM pass. Pacing: the
+    last beat of a row group is taken at least :func:`~.regroup.emitter_cycles` cycles
+    after the previous group's.
+
+    Timing: ``latency`` 2: a beat taken in cycle ``c`` is valid on ``o`` in cycle ``c + 2``
+    (buffer read, then the read data's register: every read port's data goes straight
+    into a register, so synthesis can use the block RAM's output register). One beat per
+    cycle while ``o`` is ready; back-pressure on ``o`` holds both stages.
+    """
+
+    #: Cycles from a beat taken on ``i`` to it being valid on ``o``.
+    latency = 2
+
+    def __init__(self, model, layout: WeightLayout, schedule: Schedule, *, max_seq_len: int,
+                 initial_state: bool, cells: int, out_layout: data.StructLayout):  # fmt: skip
+        if not isinstance(layout, WeightLayout):
+            raise TypeError(f"layout must be a WeightLayout, not {layout!r}")
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a Schedule, not {schedule!r}")
+        self._model, self._layout, self._schedule = model, layout, schedule
+        self._Tmax, self._initial_state, self._cells = max_seq_len, bool(initial_state), cells
+        self._cursor = ScheduleCursor(schedule, max_seq_len)  # validates max_seq_len
+        S = layout.simd
+        plan = buffer_plan(model, max_seq_len, initial_state=initial_state, with_states=False)
+        self._buffers = buffers = {name: plan[name] for name in SOURCES if name in plan}
+        vec = out_layout["vector"].shape
+        self._vec_shape = vec.elem_shape if isinstance(vec, data.ArrayLayout) else vec
+        cur = self._cursor.signature.members
+        members = {
+            "T": In(range(max_seq_len + 1)),
+            "restart": In(1),
+            "enable": In(1),
+            "wb_p": In(cur["p"].shape),
+            "wb_s": In(cur["s"].shape),
+            "wb_sub": In(cur["sub"].shape),
+            "i": In(stream.Signature(_beat_layout(layout))),
+            "o": Out(stream.Signature(out_layout)),
+        }
+        for name, (bits, depth) in buffers.items():
+            for k in range(S):
+                members[f"{name}_r{k}"] = In(
+                    ReadPort.Signature(addr_width=addr_width(depth), shape=signed(bits))
+                )
+        super().__init__(members)
+
+    @property
+    def buffers(self) -> dict[str, tuple[int, int]]:
+        """The buffers read: ``{name: (bits, depth)}`` (:func:`.plans.buffer_plan`'s)."""
+        return dict(self._buffers)
+
+    def ports(self, name: str) -> list:
+        """The ``S`` read port members of buffer ``name``."""
+        return [getattr(self, f"{name}_r{k}") for k in range(self._layout.simd)]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.cursor = cur = self._cursor
+        m.d.comb += [cur.T.eq(self.T), cur.restart.eq(self.restart)]
+        in_len = Signal(range(max(self._model.input_size, self._dho) + 1))
+        m.d.comb += in_len.eq(Mux(cur.layer == 0, self._model.input_size, self._dho))
+        dep_ok = self._dependencies(m, cur, in_len)
+        srcs = self._sources(m, cur, in_len)
+        take = Signal()
+        paced = self._pacing(m, cur, take)
+        self._stage(m, cur, srcs, dep_ok, paced, take)
+        return m
+
+    @property
+    def _dho(self) -> int:
+        return self._model.num_directions * self._model.output_size
+
+    def _dependencies(self, m, cur, in_len):
+        """``dep_ok``: the beat on ``i`` has its true dependencies written."""
+        sched, S, beat = self._schedule, self._layout.simd, self.i.payload
+        wb = (self.wb_p, self.wb_s, self.wb_sub)
+        any_in, any_rec = Signal(), Signal()
+        m.d.comb += [any_in.eq(beat.col < in_len), any_rec.eq(beat.col + S - 1 >= in_len)]
+        layer_ready = Signal()
+        with m.Switch(cur.layer):
+            for layer in range(self._model.num_layers):
+                with m.Case(layer):
+                    if layer == 0:
+                        m.d.comb += layer_ready.eq(1)
+                    else:
+                        first = sched.first_pass_of_layer(layer)
+                        m.d.comb += layer_ready.eq(at_or_past(m, wb, first))
+        dep_ok = Signal()
+        with m.Switch(cur.kind):
+            with m.Case(KIND_GATES):
+                rec_ready = cur.first_step | at_or_past(m, wb, cur.p, cur.s)
+                m.d.comb += dep_ok.eq((~any_in | layer_ready) & (~any_rec | rec_ready))
+            with m.Case(KIND_PROJ):
+                m.d.comb += dep_ok.eq(at_or_past(m, wb, cur.p, cur.s, 1))
+            if sched.head_pass is not None:
+                with m.Case(KIND_HEAD):
+                    m.d.comb += dep_ok.eq(at_or_past(m, wb, sched.head_pass))
+        return dep_ok
+
+    def _sources(self, m, cur, in_len):
+        """The source (``SOURCES`` code) of every slot of the beat on ``i``; drives the read
+        addresses."""
+        q, S = self._model, self._layout.simd
+        H, Ho, DHo = q.hidden_size, q.output_size, self._dho
+        n_cols = Signal(range(max(q.input_size, DHo) + Ho + H + 1))  # the matrix's columns
+        m.d.comb += n_cols.eq(in_len + Ho)
+        with m.Switch(cur.kind):
+            with m.Case(KIND_PROJ):
+                m.d.comb += n_cols.eq(H)
+            with m.Case(KIND_HEAD):
+                m.d.comb += n_cols.eq(DHo)
+        state_base = Signal(range(max(2, q.num_layers * DHo + 1)))
+        m.d.comb += state_base.eq(cur.layer * DHo + cur.direction * Ho)
+        return [self._slot_source(m, k, self.i.payload.col + k, in_len, n_cols, cur, state_base)
+                for k in range(S)]  # fmt: skip
+
+    def _slot_source(self, m, k, col, in_len, n_cols, cur, state_base):
+        """Source of column ``col`` (slot ``k``) and the read addresses of slot ``k``."""
+        q, Tmax = self._model, self._Tmax
+        I, Ho, L, DHo = q.input_size, q.output_size, q.num_layers, self._dho
+        is_rec = Signal(name=f"is_rec{k}")
+        rec_k = Signal(range(max(Ho, 1) + 1), name=f"rec_k{k}")
+        m.d.comb += [is_rec.eq(col >= in_len), rec_k.eq(col - in_len)]
+        src = Signal(range(len(SOURCES)), name=f"src{k}")
+        o_addr = Signal(range(max(2, Tmax * DHo)), name=f"o_addr{k}")
+        x_addr = Signal(range(max(2, Tmax * I)), name=f"x_addr{k}")
+        with m.Switch(cur.kind):
+            with m.Case(KIND_GATES):
+                with m.If(~is_rec):
+                    with m.If(cur.layer == 0):
+                        m.d.comb += [src.eq(_SRC_X), x_addr.eq(cur.t * I + col)]
+                    with m.Else():
+                        bank = Mux(cur.layer[0], _SRC_O0, _SRC_O1)  # layer l-1's bank
+                        m.d.comb += [src.eq(bank), o_addr.eq(cur.t * DHo + col)]
+                with m.Elif(cur.first_step):
+                    m.d.comb += src.eq(_SRC_H0 if self._initial_state else _SRC_ZERO)
+                with m.Else():
+                    bank = Mux(cur.layer[0], _SRC_O1, _SRC_O0)  # layer l's own bank
+                    rec_addr = cur.t_prev * DHo + cur.direction * Ho + rec_k
+                    m.d.comb += [src.eq(bank), o_addr.eq(rec_addr)]
+            with m.Case(KIND_PROJ):
+                m.d.comb += src.eq(_SRC_M)
+            with m.Case(KIND_HEAD):
+                top = _SRC_O1 if (L - 1) % 2 else _SRC_O0
+                m.d.comb += [src.eq(top), o_addr.eq(cur.t * DHo + col)]
+        if self._layout.simd > 1:
+            with m.If(col >= n_cols):
+                m.d.comb += src.eq(_SRC_ZERO)
+        addrs = {"xbuf": x_addr, "obuf0": o_addr, "obuf1": o_addr, "mbuf": col,
+                 "h0buf": state_base + rec_k}  # fmt: skip
+        for name in self._buffers:
+            m.d.comb += getattr(self, f"{name}_r{k}").addr.eq(addrs[name])
+        return src
+
+    def _pacing(self, m, cur, take):
+        """``paced``: hold a group's last beat until the regrouper has room for its rows."""
+        P, V, beat = self._layout.lanes, self._cells, self.i.payload
+        spacing = {kind: emitter_cycles(kind, P, P, V) for kind in _KIND_CODES}
+        last_spacing = {mx.kind: emitter_cycles(mx.kind, P, mx.last_group_rows, V)
+                        for mx in self._layout.matrices}  # fmt: skip
+        paced = Signal()
+        longest = max(max(spacing.values()), max(last_spacing.values()))
+        if longest > 1:
+            gap = Signal(range(longest))  # cycles until the next group's last beat may go
+            gap_load = Signal.like(gap)
+            with m.Switch(cur.kind):
+                for kind, code in _KIND_CODES.items():
+                    if kind in last_spacing:
+                        with m.Case(code):
+                            m.d.comb += gap_load.eq(
+                                Mux(beat.end, last_spacing[kind], spacing[kind]) - 1
+                            )
+            m.d.comb += paced.eq(beat.last & (gap != 0))
+            with m.If(take & beat.last):
+                m.d.sync += gap.eq(gap_load)
+            with m.Elif(gap != 0):
+                m.d.sync += gap.eq(gap - 1)
+        return paced
+
+    def _stage(self, m, cur, srcs, dep_ok, paced, take):
+        """Two stages under one enable: the buffer reads, then the read data's registers."""
+        S, beat = self._layout.simd, self.i.payload
+        valid1, valid2, advance = Signal(), Signal(), Signal()
+        beat1, beat2 = Signal.like(beat, name="beat1"), Signal.like(beat, name="beat2")
+        m.d.comb += [
+            advance.eq(~valid2 | self.o.ready),
+            self.i.ready.eq(self.enable & advance & dep_ok & ~paced),
+            take.eq(self.i.valid & self.i.ready),
+            cur.advance.eq(take & beat.end),
+        ]
+        with m.If(advance):
+            m.d.sync += [valid1.eq(take), beat1.eq(beat), valid2.eq(valid1), beat2.eq(beat1)]
+        vectors = []
+        for k, src in enumerate(srcs):
+            src2 = register(m, advance, register(m, advance, src, name=f"src{k}_1"),
+                            name=f"src{k}_2")  # fmt: skip
+            data_regs = {}
+            for name in self._buffers:  # each read port's data straight into a register
+                port = getattr(self, f"{name}_r{k}")
+                m.d.comb += port.en.eq(advance)
+                data_regs[name] = register(m, advance, port.data, name=f"{name}_d{k}")
+            vector = Signal(self._vec_shape, name=f"vector{k}")
+            with m.Switch(src2):
+                for name, data_reg in data_regs.items():
+                    with m.Case(SOURCES.index(name)):
+                        m.d.comb += vector.eq(data_reg)
+                with m.Default():
+                    m.d.comb += vector.eq(0)
+            vectors.append(vector)
+        o = self.o.payload
+        m.d.comb += [self.o.valid.eq(valid2), o.vector.eq(vectors[0] if S == 1 else Cat(*vectors))]
+        for field in ("weights", "bias", "shift_sel", "target_sel", "first", "last"):
+            m.d.comb += getattr(o, field).eq(getattr(beat2, field))
+
+
+def _beat_layout(layout: WeightLayout) -> data.StructLayout:
+    from .weights import WeightMemory
+
+    probe = WeightMemory(layout)  # only for its beat layout
+    probe._MustUse__silence = True
+    return probe.beat_layout
+
+
+def fetch_reference(model, layout: WeightLayout, schedule: Schedule, T: int, buffers: dict,
+                    *, initial_state: bool):  # fmt: skip
+    """What :class:`VectorFetch` does with a sequence of ``T`` steps, beat by beat in
+    schedule order: ``(position, group, col, vector, needs)`` with ``position`` the item's
+    ``(p, s, sub)``, ``vector`` the ``S`` elements read from ``buffers`` (``{name: list of
+    codes}``, names as :attr:`VectorFetch.buffers`) and ``needs`` the write-back position
+    the beat waits for (``(p,)``, ``(p, s)`` or ``(p, s, sub)``; ``None``: nothing)."""
+    S, out = layout.simd, []
+    for p, s, sub, t in schedule.items(T):
+        ps = schedule.passes[p]
+        mx = layout.matrices[ps.matrices[sub]]
+        columns = [_element(model, buffers, ps, mx.kind, s, t, T, col, initial_state)
+                   for col in range(mx.chunks * S)]  # fmt: skip
+        in_len = model.input_size if ps.layer <= 0 else model.num_directions * model.output_size
+        for g in range(mx.groups):
+            for chunk in range(mx.chunks):
+                col = chunk * S
+                if mx.kind == "proj":
+                    needs = (p, s, 1)
+                elif mx.kind == "head":
+                    needs = (schedule.head_pass,)
+                elif col + S - 1 >= in_len and s > 0:
+                    needs = (p, s)
+                elif col < in_len and ps.layer > 0:
+                    needs = (schedule.first_pass_of_layer(ps.layer),)
+                else:
+                    needs = None
+                out.append(((p, s, sub), g, col, columns[col : col + S], needs))
+    return out
+
+
+def _element(q, buffers, ps, kind, s, t, T, col, initial_state) -> int:
+    """Column ``col`` of the input vector of a ``kind`` item of pass ``ps`` at step ``s``."""
+    I, Ho, H, L = q.input_size, q.output_size, q.hidden_size, q.num_layers
+    DHo, layer, d = q.num_directions * Ho, max(ps.layer, 0), ps.direction
+    in_len = I if layer == 0 else DHo
+    if col >= {"gates": in_len + Ho, "proj": H, "head": DHo}[kind]:
+        return 0
+    if kind == "proj":
+        return buffers["mbuf"][col]
+    if kind == "head":
+        return buffers[f"obuf{(L - 1) % 2}"][t * DHo + col]
+    if col < in_len:
+        if layer == 0:
+            return buffers["xbuf"][t * I + col]
+        return buffers[f"obuf{(layer - 1) % 2}"][t * DHo + col]
+    k = col - in_len
+    if s == 0:
+        return buffers["h0buf"][layer * DHo + d * Ho + k] if initial_state else 0
+    t_prev = T - s if ps.reverse else s - 1
+    return buffers[f"obuf{layer % 2}"][t_prev * DHo + d * Ho + k]

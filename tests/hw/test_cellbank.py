@@ -1,0 +1,78 @@
+# amaranth: UnusedElaboratable=no
+"""The cell bank computes what ``cell_bank_reference`` says (Amaranth simulator).
+
+Beats of 1 .. V hidden units (random gate pre-activations over the whole input range, random
+previous cell states in ``cmem``, some beats with ``zero_c``) go in with random idle cycles;
+the consumer is first always ready, then slow. Every unit's ``c`` and ``m`` equal the
+golden cell update of its looked-up gates, in order, and nothing more comes out.
+"""
+
+import numpy as np
+import pytest
+from amaranth.hdl import signed
+from amaranth.lib.memory import Memory
+from helpers.streams import Harness, expect_quiet, get_all, put_all, simulate
+
+from lstmfpga.hw.cellbank import CellBank, cell_bank_reference
+from lstmfpga.testing import random_qmodel
+
+CASES = {"V1": (1, "q16"), "V2-w8a8": (2, "w8a8"), "V3": (3, "q16"), "V5-w4a8": (5, "w4a8")}
+C_DEPTH = 12
+
+
+def run(name, idle, stall):
+    V, preset = CASES[name]
+    seed = sum(map(ord, name))
+    _, q = random_qmodel(seed, preset=preset, input_size=2, hidden_size=6)
+    in_fmt, cell = q.tables["sigmoid"].in_fmt, q.formats["cell"]
+    dut = CellBank(q, cells=V, in_bits=in_fmt.bits, c_depth=C_DEPTH)
+    rng = np.random.default_rng(seed)
+    cmem = rng.integers(-(2 ** (cell.bits - 1)), 2 ** (cell.bits - 1), C_DEPTH).tolist()
+    beats = []
+    for _ in range(12):
+        count = int(rng.integers(1, V + 1))
+        rows = rng.integers(in_fmt.min_code, in_fmt.max_code + 1, 4 * V).tolist()
+        c_addr = int(rng.integers(0, C_DEPTH - count + 1))
+        beats.append((rows, count, c_addr, bool(rng.random() < 0.25)))
+
+    def memory(m):
+        m.submodules.cmem = mem = Memory(shape=signed(cell.bits), depth=C_DEPTH, init=cmem)
+        for k in range(V):
+            port, member = mem.read_port(domain="comb"), getattr(dut, f"c_r{k}")
+            m.d.comb += [port.addr.eq(member.addr), member.data.eq(port.data)]
+
+    harness = Harness(dut, memory)
+    rng_in, rng_out = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    got = []
+
+    async def producer(ctx):
+        payloads = [{"rows": rows, "count": count, "c_addr": c_addr, "zero_c": zero}
+                    for rows, count, c_addr, zero in beats]  # fmt: skip
+        await put_all(ctx, dut.i, payloads, rng=rng_in, idle=idle)
+
+    async def consumer(ctx):
+        for out in await get_all(ctx, dut.o, len(beats), rng=rng_out, stall=stall):
+            got.append([(out["c"][k], out["m"][k]) for k in range(out["count"])])
+        await expect_quiet(ctx, dut.o, 2 * dut.latency)
+
+    simulate(harness, producer, consumer)
+    return got, cell_bank_reference(q, beats, cmem)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize(("idle", "stall"), [(0.0, 0.0), (0.3, 0.5)], ids=["fast", "slow"])
+def test_cell_bank_computes_what_the_reference_says(name, idle, stall):
+    got, want = run(name, idle, stall)
+    assert got == want
+
+
+def test_latency_is_the_lookup_and_the_cell():
+    from lstmfpga.hw.activation import lookup_latency
+    from lstmfpga.hw.cell import cell_latency
+
+    _, q = random_qmodel(1, input_size=2, hidden_size=3)
+    bank = CellBank(q, cells=2, in_bits=16, c_depth=4)
+    t = q.tables
+    assert bank.latency == lookup_latency((t["sigmoid"], t["tanh_gate"])) + cell_latency(
+        t["tanh_cell"]
+    )
