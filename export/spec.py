@@ -65,7 +65,7 @@ def _as_matrix(name: str, value, shape: tuple[int, ...], note: str = "") -> np.n
     return array
 
 
-def _check_int(name: str, value, minimum: int) -> int:
+def check_int(name: str, value, minimum: int) -> int:
     if not isinstance(value, int | np.integer) or isinstance(value, bool):
         raise SpecError(f"{name} must be an integer, not {value!r}")
     if value < minimum:
@@ -173,11 +173,11 @@ class ModelSpec(LSTMGeometry):
     def __post_init__(self):
         if self.cell not in CELLS:
             raise SpecError(f"cell must be 'lstm' or 'gru', not {self.cell!r:.40}")
-        _check_int("input_size", self.input_size, 1)
-        _check_int("hidden_size", self.hidden_size, 1)
-        _check_int("num_layers", self.num_layers, 1)
-        _check_int("proj_size", self.proj_size, 0)
-        _check_no_gru_projection(self.cell, self.proj_size)
+        check_int("input_size", self.input_size, 1)
+        check_int("hidden_size", self.hidden_size, 1)
+        check_int("num_layers", self.num_layers, 1)
+        check_int("proj_size", self.proj_size, 0)
+        check_no_gru_projection(self.cell, self.proj_size)
         if self.proj_size >= self.hidden_size:
             raise SpecError(
                 f"proj_size must be smaller than hidden_size ({self.hidden_size}), "
@@ -366,6 +366,8 @@ class ModelSpec(LSTMGeometry):
     @classmethod
     def load(cls, path: str | Path) -> ModelSpec:
         """Load a spec directory written by :meth:`save`; raises :class:`SpecError`."""
+        from .spec_file import read_artifact  # imports this module
+
         manifest, tensors = read_artifact(path, SPEC_FORMAT, SPEC_VERSION)
         try:
             return cls.from_tensors(manifest, tensors)
@@ -374,7 +376,8 @@ class ModelSpec(LSTMGeometry):
 
     @classmethod
     def from_tensors(cls, manifest: dict, tensors: dict[str, np.ndarray]) -> ModelSpec:
-        """A spec from an artifact's manifest and tensors, every field checked.
+        """A spec from an artifact's manifest and tensors, every field checked
+        (:mod:`lstmfpga.export.spec_file`).
 
         ``cell`` is ``"lstm"`` or ``"gru"``; a manifest without it (written before GRUs) is an
         LSTM. A ``gate_order`` other than PyTorch's (a permutation of ``i, f, g, o``, or of
@@ -382,161 +385,20 @@ class ModelSpec(LSTMGeometry):
         permuted into PyTorch's order. Tensors must be floating-point arrays; missing, extra,
         complex, boolean, integer or string tensors are refused by name.
         """
-        if not isinstance(manifest, dict):
-            raise SpecError(f"artifact manifest must be a JSON object, not {manifest!r:.40}")
-        try:
-            cell = manifest.get("cell", "lstm")
-            if cell not in CELLS:
-                raise SpecError(f"cell must be 'lstm' or 'gru', not {cell!r:.40}")
-            canonical = GATE_ORDERS[cell]
-            num_layers = _check_int("num_layers", manifest["num_layers"], 1)
-            hidden = _check_int("hidden_size", manifest["hidden_size"], 1)
-            input_size = _check_int("input_size", manifest["input_size"], 1)
-            proj = _check_int("proj_size", manifest["proj_size"], 0)
-            _check_no_gru_projection(cell, proj)
-            bidirectional = _check_bool("bidirectional", manifest["bidirectional"])
-            bias = _check_bool("bias", manifest["bias"])
-            dropout = manifest.get("dropout", 0.0)
-            if not isinstance(dropout, int | float) or isinstance(dropout, bool):
-                raise SpecError(f"dropout must be a number, not {dropout!r:.40}")
-            if not 0 <= dropout <= 1:
-                raise SpecError(f"dropout must be between 0 and 1, not {dropout!r}")
-            source = manifest.get("source", "")
-            if not isinstance(source, str):
-                raise SpecError(f"source must be a string, not {source!r:.40}")
-            order = _gate_order(manifest.get("gate_order", list(canonical)), canonical)
-            head_info = manifest.get("head")
-            if head_info is not None and not (
-                isinstance(head_info, dict)
-                and isinstance(head_info.get("mode"), str)
-                and isinstance(head_info.get("bias"), bool)
-            ):
-                raise SpecError(
-                    f"head must be null or an object with a string 'mode' and a boolean 'bias', "
-                    f"not {head_info!r:.60}"
-                )
-            expected = []
-            for index in range(num_layers):
-                for d in range(2 if bidirectional else 1):
-                    suffix = f"_l{index}" + ("_reverse" if d else "")
-                    kinds = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if bias else [])
-                    expected += [k + suffix for k in kinds + (["weight_hr"] if proj else [])]
-            if head_info is not None:
-                expected += ["head.weight"] + (["head.bias"] if head_info["bias"] else [])
-            missing = [name for name in expected if name not in tensors]
-            if missing:
-                raise SpecError(f"artifact is missing tensor(s) {', '.join(map(repr, missing))}")
-            extra = sorted(set(tensors) - set(expected))
-            if extra:
-                raise SpecError(f"artifact has unexpected tensor(s) {', '.join(map(repr, extra))}")
-            for name in expected:
-                kind = np.asarray(tensors[name]).dtype
-                if kind.kind != "f":
-                    raise SpecError(f"tensor {name!r} must be floating-point, not {kind}")
-            gates = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        from .spec_file import spec_from_artifact  # imports this module
 
-            def tensor(name: str) -> np.ndarray:
-                array = np.asarray(tensors[name])
-                if name.startswith(gates) and order != canonical:
-                    array = _permute_gates(array, order, hidden, canonical)
-                return array
-
-            layers = []
-            for index in range(num_layers):
-                directions = []
-                for d in range(2 if bidirectional else 1):
-                    suffix = f"_l{index}" + ("_reverse" if d else "")
-                    directions.append(
-                        LayerWeights(
-                            w_ih=tensor("weight_ih" + suffix),
-                            w_hh=tensor("weight_hh" + suffix),
-                            b_ih=tensor("bias_ih" + suffix) if bias else None,
-                            b_hh=tensor("bias_hh" + suffix) if bias else None,
-                            w_hr=tensor("weight_hr" + suffix) if proj else None,
-                        )
-                    )
-                layers.append(tuple(directions))
-            head = None
-            if head_info is not None:
-                head = HeadSpec(
-                    weight=tensor("head.weight"),
-                    bias=tensor("head.bias") if head_info["bias"] else None,
-                    mode=head_info["mode"],
-                )
-            return cls(
-                input_size=input_size,
-                hidden_size=hidden,
-                num_layers=num_layers,
-                bidirectional=bidirectional,
-                proj_size=proj,
-                bias=bias,
-                layers=tuple(layers),
-                head=head,
-                dropout=float(dropout),
-                source=source,
-                cell=cell,
-            )
-        except KeyError as error:
-            raise SpecError(f"artifact manifest is missing {error.args[0]!r}") from None
+        return spec_from_artifact(cls, manifest, tensors)
 
 
-def _check_no_gru_projection(cell: str, proj_size: int) -> None:
+def check_no_gru_projection(cell: str, proj_size: int) -> None:
     if cell == "gru" and proj_size:
         raise SpecError(f"proj_size must be 0 for a GRU (nn.GRU has none), not {proj_size}")
 
 
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise SpecError(f"{name} must be true or false, not {value!r:.40}")
-    return bool(value)
+def __getattr__(name: str):
+    """``read_artifact`` moved to :mod:`lstmfpga.export.spec_file`; old imports still work."""
+    if name == "read_artifact":
+        from .spec_file import read_artifact
 
-
-def _gate_order(value, canonical: tuple[str, ...] = GATE_ORDER) -> tuple[str, ...]:
-    """A manifest's ``gate_order``: a permutation of ``canonical`` (the cell's gates)."""
-    if (
-        not isinstance(value, list | tuple)
-        or len(value) != len(canonical)
-        or not all(isinstance(g, str) for g in value)
-        or sorted(value) != sorted(canonical)
-    ):
-        raise SpecError(f"gate_order must be a permutation of {list(canonical)}, not {value!r:.60}")
-    return tuple(value)
-
-
-def _permute_gates(
-    array: np.ndarray, order: tuple[str, ...], hidden: int, canonical: tuple[str, ...] = GATE_ORDER
-) -> np.ndarray:
-    """Rows of ``array`` (gate blocks in ``order``) in ``canonical`` order."""
-    G = len(canonical)
-    if array.ndim < 1 or array.shape[0] != G * hidden:
-        return array  # the shape check of ModelSpec reports it
-    blocks = array.reshape(G, hidden, *array.shape[1:])
-    return blocks[[order.index(g) for g in canonical]].reshape(array.shape)
-
-
-def read_artifact(path: str | Path, kind: str, version: int) -> tuple[dict, dict]:
-    """Read ``manifest.json`` + ``tensors.npz`` of a ``kind`` artifact, without pickle.
-
-    Both go through :mod:`lstmfpga.export.files` (JSON size and depth limits; ``.npz``
-    members, sizes and headers checked before anything is allocated).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise SpecError(f"{path}: no such file or directory")
-    if not path.is_dir() or not (path / "manifest.json").is_file():
-        raise SpecError(
-            f"{path}: not an lstmfpga artifact (expected a directory with manifest.json)"
-        )
-    try:
-        manifest = files.read_json(path / "manifest.json", f"{kind} manifest")
-        if manifest.get("format") != kind:
-            raise SpecError(f"{path}: expected a {kind} artifact, found {manifest.get('format')!r}")
-        if manifest.get("version") != version:
-            raise SpecError(
-                f"{path}: {kind} version {manifest.get('version')!r} is not supported "
-                f"(this lstmfpga reads version {version})"
-            )
-        tensors = files.load_arrays(path / "tensors.npz", f"{kind} tensors")
-    except files.FileFormatError as error:
-        raise SpecError(str(error)) from None
-    return manifest, tensors
+        return read_artifact
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
