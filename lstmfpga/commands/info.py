@@ -1,8 +1,8 @@
 """``lstmfpga info FILE``: architecture and parameter counts of an artifact or model file.
 
 FILE is an lstmfpga artifact directory (dispatched on its manifest ``format``:
-``lstmfpga.spec``) or a PyTorch model file (state_dict, TorchScript, ``.pt2``), which is
-read like ``lstmfpga export`` reads it.
+``lstmfpga.spec``, ``lstmfpga.qmodel``: LSTM or GRU) or a PyTorch model file (state_dict,
+TorchScript, ``.pt2``), which is read like ``lstmfpga export`` reads it (``--cell`` as there).
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("file", metavar="FILE", help="artifact directory or model file")
+    parser.add_argument(
+        "--cell",
+        choices=("lstm", "gru"),
+        help="a model file's recurrent cell (default: inferred from the weight shapes)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -64,6 +69,6 @@ def run(args: argparse.Namespace) -> None:
         from lstmfpga.export.model_files import detect_format, load_model
 
         kind = detect_format(path)
-        spec = load_model(path)
+        spec = load_model(path, cell=args.cell)
         print(f"{path}: PyTorch {kind} file")
         print(describe_spec(spec))

@@ -316,3 +316,19 @@ def test_export_refuses_an_output_that_is_not_a_spec_folder(tmp_path, model_file
     code, _, err = run_cli(capsys, "export", model_file[0], "-o", other)
     assert_one_line_error(code, err, "holds a 'lstmfpga.qmodel' artifact, not 'lstmfpga.spec'")
     assert sorted(p.name for p in other.iterdir()) == ["manifest.json"]
+
+
+def test_export_and_info_read_a_gru_state_dict(tmp_path, capsys):
+    torch.manual_seed(0)
+    torch.save(torch.nn.GRU(2, 3, bidirectional=True).state_dict(), tmp_path / "gru.pt")
+    code, out, err = run_cli(capsys, "info", tmp_path / "gru.pt")
+    assert code == 0, err
+    assert "GRU input_size=2 hidden_size=3 num_layers=1 bidirectional=True" in out
+    code, _, err = run_cli(capsys, "info", tmp_path / "gru.pt", "--cell", "lstm")
+    assert_one_line_error(code, err, "(3*hidden rows: a GRU?)")
+    code, out, err = run_cli(capsys, "export", tmp_path / "gru.pt", "--cell", "gru",
+                             "-o", tmp_path / "spec")  # fmt: skip
+    assert code == 0, err
+    assert "gates: r, z, n" in out
+    spec = ModelSpec.load(tmp_path / "spec")
+    assert spec.cell == "gru" and spec.num_directions == 2
