@@ -293,15 +293,7 @@ class WeightLayout:
         targets = tuple(
             Target(role, model.requant_shift(role), model.formats[role]) for role in target_roles
         )
-        weight_bits = max(
-            t.fmt.bits
-            for directions in model.layers
-            for q in directions
-            for t in (q.w_ih, q.w_hh, q.w_hr)
-            if t is not None
-        )
-        if model.head is not None:
-            weight_bits = max(weight_bits, model.head.weight.fmt.bits)
+        weight_bits = model.widest_weight_bits()
 
         matrices, weight_blocks, bias_blocks = [], [], []
         base = bias_base = 0
