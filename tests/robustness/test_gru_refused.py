@@ -155,3 +155,32 @@ def test_export_refuses_bad_gru_files(tmp_path, name):
     build(path)
     result = run_cli(case, "export", path, *extra, "-o", case.out / "spec")
     assert_refused(result, case, match=message)
+
+
+# name: (write the bad input into case.inputs -> extra quantize args, expected message)
+BAD_GRU_QUANTIZE = {
+    "calibration with 2 features": (
+        lambda c: np.save(c / "x.npy", np.zeros((4, 5, 2))),
+        "calibration data: inputs have 2 features, the model expects 3",
+    ),
+    "NaN calibration data": (
+        lambda c: np.save(c / "x.npy", np.full((4, 5, 3), np.nan)),
+        "calibration data: inputs contain non-finite values (NaN or Inf)",
+    ),
+    "hn rule too narrow": (
+        lambda c: (np.save(c / "x.npy", np.zeros((4, 5, 3))),
+                   (c / "c.toml").write_text('preset = "w8a8"\n[roles]\nhn = { bits = 1 }\n')),
+        "role hn: bits must be in 2..32, not 1",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BAD_GRU_QUANTIZE))
+def test_quantize_refuses_bad_gru_inputs(tmp_path, gru_spec_dir, name):
+    write, message = BAD_GRU_QUANTIZE[name]
+    case = Case.make(tmp_path)
+    write(case.inputs)
+    config = ("--config", case.inputs / "c.toml") if (case.inputs / "c.toml").exists() else ()
+    result = run_cli(case, "quantize", gru_spec_dir / "spec", "--calib", case.inputs / "x.npy",
+                     *config, "-o", case.out / "q")  # fmt: skip
+    assert_refused(result, case, match=message)
