@@ -30,7 +30,7 @@ def register(subparsers) -> None:
         subparsers, "demo", "run the whole flow on the embedded digits classifier", __doc__, run
     )
     parser.add_argument("--out", default="out/demo", metavar="DIR", help="default out/demo")
-    add_datapath(parser)
+    add_datapath(parser, cells=True)
     parser.add_argument("--no-synth", action="store_true", help="skip ECP5 synthesis")
 
 
@@ -49,6 +49,10 @@ def check_options(args: argparse.Namespace) -> None:
 
     if not isinstance(args.lanes, int) or args.lanes < 1:
         raise CLIError(f"--lanes must be a positive integer, not {args.lanes!r}")
+    if args.cells is not None and not 1 <= args.cells <= HIDDEN:
+        raise CLIError(
+            f"--cells for the digits model must be in 1..{HIDDEN} (hidden_size), not {args.cells!r}"
+        )
     _, stand_in = random_qmodel(
         0, input_size=FEATURES, hidden_size=HIDDEN, head="last", head_out=CLASSES, calib_batch=2
     )
@@ -87,7 +91,13 @@ def run(args: argparse.Namespace) -> int:
     from lstmfpga.pipeline import run_demo, summary
 
     started = time.perf_counter()
-    result = run_demo(args.out, lanes=args.lanes, simd=args.simd, synthesize=not args.no_synth)
+    result = run_demo(
+        args.out,
+        lanes=args.lanes,
+        simd=args.simd,
+        cells=args.cells,
+        synthesize=not args.no_synth,
+    )
     print("\n== summary ==")
     print(summary(result.report))
     print(

@@ -46,6 +46,8 @@ def test_demo_flow_is_bit_exact_and_keeps_accuracy(tmp_path):
         (["--lanes", "0"], "--lanes must be a positive integer, not 0"),
         (["--simd", "0"], "--simd for the digits model (hidden_size 32): simd must be in 1..40"),
         (["--simd", "41"], "--simd for the digits model (hidden_size 32): simd must be in 1..40"),
+        (["--cells", "0"], "--cells for the digits model must be in 1..32 (hidden_size), not 0"),
+        (["--cells", "33"], "--cells for the digits model must be in 1..32 (hidden_size), not 33"),
         (["--out", "{tmp}/file"], "--out {tmp}/file must be a directory, not an existing file"),
         (
             ["--out", "{tmp}/taken"],

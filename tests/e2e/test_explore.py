@@ -76,7 +76,13 @@ def _check_point(point, qmodel, inputs_T):
     assert point["dsps"] >= point["lanes"] * point["simd"]  # the MVU's P x S multipliers
     assert point["latency_us"] == pytest.approx(point["cycles"] / point["fmax_mhz"], abs=1e-4)
     assert point["throughput"] == pytest.approx(1e6 / point["latency_us"], rel=1e-4)
-    acc = LSTMAccelerator(qmodel, lanes=point["lanes"], simd=point["simd"], max_seq_len=inputs_T)
+    acc = LSTMAccelerator(
+        qmodel,
+        lanes=point["lanes"],
+        simd=point["simd"],
+        cells=point["cells"],
+        max_seq_len=inputs_T,
+    )
     model = CycleModel.of(acc)
     # cycles per sequence = load + compute + drain, without back-pressure
     expected = (
@@ -103,6 +109,7 @@ def test_pareto_mask_keeps_exactly_the_undominated_points():
         (dict(lanes=(), targets=("ecp5",)), "lanes must list at least one value"),
         (dict(lanes=(0,), targets=("ecp5",)), "lanes must be positive integers, not 0"),
         (dict(lanes=(1,), targets=("ecp5",), simd=(0,)), "simd must be positive integers, not 0"),
+        (dict(lanes=(1,), targets=("ecp5",), cells=(0,)), "cells must be positive integers, not 0"),
         (dict(lanes=(1,), targets=("vhdl",)), "target must be one of ecp5, ice40"),
         (dict(lanes=(1,), targets=("ecp5:99k",)), "device must be one of"),
         (dict(lanes=(1,), targets=()), "targets must list at least one target"),
@@ -237,6 +244,8 @@ def test_sweep_on_a_separately_started_dask_cluster(problem, tmp_path):
                 "2",
                 "--simd",
                 "3",
+                "--cells",
+                "2",
                 "--target",
                 "ecp5:25k",
                 "--seeds",
@@ -253,6 +262,7 @@ def test_sweep_on_a_separately_started_dask_cluster(problem, tmp_path):
         assert code == 0, (tmp_path / "cluster.log").read_text()[-2000:]
         (point,) = files.read_json(out / "explore.json", "explore")["points"]
         assert point["seed"] == 2 and point["simd"] == 3 and point["accuracy"] is None
+        assert point["cells"] == 2
         _check_point(point, qmodel, T)
     finally:
         for proc in reversed(procs):
