@@ -62,8 +62,6 @@ T = 8
 MAX_SEQ_LEN = 16
 FREQ_MHZ = 150
 DEFAULT_CONFIGS = ((8, 1), (16, 1), (16, 4), (32, 4), (64, 2), (16, 8))
-#: Input ports wider than this are fed serially by the benchmark's wrapper (no pins for them).
-SERIAL_ABOVE = 64
 
 
 def macs_per_sequence(model: dict, steps: int) -> int:
@@ -93,41 +91,6 @@ def parse_config(text: str) -> tuple[int, int]:
     return lanes, simd
 
 
-def serial_wrapper(outdir: Path, info: dict) -> Path:
-    """A copy of the design in ``outdir/bench`` whose top ``bench_top`` feeds every input
-    port wider than :data:`SERIAL_ABOVE` bits from a shift register with a 1-bit input
-    (``<port>_serial``), so that the weight-load port (hundreds of bits) needs no pins; the
-    other ports pass through. The accelerator itself is unchanged."""
-    bench = outdir / "bench"
-    bench.mkdir(exist_ok=True)
-    for name in info["files"]:
-        if name.endswith(".hex"):
-            (bench / name).write_bytes((outdir / name).read_bytes())
-    top, ports, body, wires = info["top"], [], [], []
-    for port in info["ports"]:
-        name, width, direction = port["name"], port["width"], port["direction"]
-        vector = f"[{width - 1}:0] " if width > 1 else ""
-        if direction == "input" and width > SERIAL_ABOVE:
-            ports.append(f"input {name}_serial")
-            wires.append(f"  reg {vector}{name}_shift;")
-            wires.append(
-                f"  always @(posedge clk) {name}_shift <= {{{name}_shift[{width - 2}:0], "
-                f"{name}_serial}};"
-            )
-            body.append(f".{name}({name}_shift)")
-        else:
-            ports.append(f"{direction} {vector}{name}")
-            body.append(f".{name}({name})")
-    wrapper = (
-        f"module bench_top({', '.join(ports)});\n" + "\n".join(wires)
-        + f"\n  {top} core({', '.join(body)});\nendmodule\n"
-    )  # fmt: skip
-    (bench / "bench_top.v").write_text((outdir / f"{top}.v").read_text() + "\n" + wrapper)
-    manifest = {"format": "lstmfpga.hardware", "version": 2, "top": "bench_top"}
-    (bench / "manifest.json").write_text(json.dumps(manifest))
-    return bench
-
-
 def run_one(workdir: Path, config: tuple[int, int], model_kwargs: dict, seeds: list[int]) -> dict:
     lanes, simd = config
     outdir = workdir / f"{lanes}x{simd}"
@@ -140,7 +103,6 @@ def run_one(workdir: Path, config: tuple[int, int], model_kwargs: dict, seeds: l
             qmodel, outdir, lanes=lanes, simd=simd, max_seq_len=MAX_SEQ_LEN, memories="readmemh"
         )
         info = json.loads(manifest.read_text())
-    design = serial_wrapper(outdir, info)
     runs = []
     for seed in seeds:
         cached = outdir / f"seed{seed}.json"
@@ -148,7 +110,7 @@ def run_one(workdir: Path, config: tuple[int, int], model_kwargs: dict, seeds: l
             runs.append(json.loads(cached.read_text()))
             continue
         print(f"  P={lanes} S={simd} seed {seed} ...", file=sys.stderr, flush=True)
-        result = synthesize(design, "ecp5", freq_mhz=FREQ_MHZ, seed=seed)
+        result = synthesize(outdir, "ecp5", freq_mhz=FREQ_MHZ, seed=seed)
         cached.write_text(json.dumps(result))
         runs.append(result)
     fmaxes = [r["fmax_mhz"] for r in runs]

@@ -20,6 +20,7 @@ from .devices import (
     misfit,
 )
 from .flow import HARDWARE_FORMAT, check_arguments, check_design, synthesize
+from .pins import SERIAL_ABOVE, serial_notes
 from .report import SYNTHESIS_FORMAT, check_report_target, merge_report
 from .tools import check_identifier, parse_fmax, tool_command
 
@@ -27,6 +28,7 @@ __all__ = [
     "AUTO_ORDER",
     "DEVICES",
     "HARDWARE_FORMAT",
+    "SERIAL_ABOVE",
     "SYNTHESIS_FORMAT",
     "TARGETS",
     "Device",
@@ -41,6 +43,7 @@ __all__ = [
     "merge_report",
     "misfit",
     "parse_fmax",
+    "serial_notes",
     "synthesize",
     "tool_command",
 ]

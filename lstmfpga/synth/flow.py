@@ -27,6 +27,7 @@ from lstmfpga.export import files
 from lstmfpga.hw.manifest import check_header
 
 from .devices import AUTO_ORDER, DEVICES, TARGETS, find_device, misfit
+from .pins import pin_wrapper, serial_inputs
 from .tools import CAPACITY_ERROR, NEXTPNR, Progress, check_identifier, nextpnr, tool_version, yosys
 
 __all__ = [
@@ -152,7 +153,8 @@ def synthesize(
 ) -> dict:
     """Synthesize (and for ECP5/iCE40 place and route) the design in ``outdir``.
 
-    Returns ``{"target", "device", "package", "top", "luts", "ffs", "dsps", "brams", "ios",
+    Returns ``{"target", "device", "package", "top", "serial_inputs", "luts", "ffs", "dsps",
+    "brams", "ios",
     "capacity", "cells", "absorbed", "fmax_mhz", "freq_mhz", "timing_met", "critical_path",
     "utilisation", "tools", "seconds", "wall_seconds", "commands", "tried"}``: resources
     from Yosys (see the module docstring), ``capacity`` of the chosen device, ``fmax_mhz``
@@ -160,13 +162,21 @@ def synthesize(
     ``{cell type: [used, available]}``, ``commands`` the tool command lines (run in
     ``outdir``), ``tried`` the devices rejected before the chosen one and why, ``absorbed``
     (ECP5, else None) what :func:`lstmfpga.synth.absorb.absorb_registers` moved into the
-    DSP and block-RAM registers.
+    DSP and block-RAM registers, ``serial_inputs`` the input ports wider than
+    :data:`~lstmfpga.synth.pins.SERIAL_ABOVE` bits (e.g. the weight port ``w__payload``) that
+    the synthesized top, :func:`~lstmfpga.synth.pins.pin_wrapper`'s ``<top>_pins``, feeds
+    through on-chip shift registers instead of pins (``ios`` counts the real pins).
     ``progress`` (optional) is called with each command line before it runs; ``seed`` is
     nextpnr's placement seed (its default when None; Fmax varies by a few percent with it).
     """
     wall = time.perf_counter()
     check_arguments(target, device, freq_mhz, seed)
     outdir, top, _ = check_design(outdir)
+    manifest_path = outdir / "manifest.json"
+    manifest = files.read_json(manifest_path, "hardware manifest")
+    serial = serial_inputs(manifest, str(manifest_path))
+    wrapper = pin_wrapper(outdir, top, manifest, str(manifest_path))
+    synth_top, extra = (top, ()) if wrapper is None else (wrapper, (f"{top}.v", f"{wrapper}.v"))
     candidates = (
         [find_device(target, device)]
         if device is not None
@@ -178,7 +188,7 @@ def synthesize(
     for dev in candidates:
         dsp = dev.dsps > 0 if target == "ice40" else True
         if dsp not in synths:
-            synths[dsp] = yosys(outdir, top, target, dsp, progress)
+            synths[dsp] = yosys(outdir, synth_top, target, dsp, progress, extra)
             commands.append(synths[dsp]["command"])
             seconds["yosys"] += synths[dsp]["seconds"]
         syn = synths[dsp]
@@ -204,6 +214,7 @@ def synthesize(
             "device": dev.name,
             "package": dev.package,
             "top": top,
+            "serial_inputs": serial,
             **syn["resources"],
             "capacity": dev.capacity(),
             "cells": syn["cells"],

