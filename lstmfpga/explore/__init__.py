@@ -104,12 +104,14 @@ def _quantize_presets(qmodel_dir: Path, spec_dir, presets, calib, out: Path) -> 
     from lstmfpga.quant.model import QuantizedModel
 
     base = QuantizedModel.load(qmodel_dir)
+    base.require_lstm("explore")  # the accelerator is LSTM-only: refused before any task
     models = {base.config.name: qmodel_dir}
     todo = [p for p in presets if p not in models]
     if todo:
         if spec_dir is None:
             raise ExploreError("preset needs the float model: pass spec (explore --spec SPEC)")
         spec = ModelSpec.load(spec_dir)
+        spec.require_lstm("explore")
         if base.spec_hash is not None and spec.content_hash() != base.spec_hash:
             raise ExploreError(f"spec {spec_dir} is not the model {qmodel_dir} was quantized from")
         for preset in todo:
