@@ -152,6 +152,7 @@ def simulate_model(
     """
     from lstmfpga.quant import golden
 
+    model.require_lstm("simulation")
     _check_simulation(simulator, stall, cycle_budget, jobs, waves)
     if rtl is not None and simulator == "amaranth":
         raise SimulationError(

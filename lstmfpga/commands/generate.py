@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise CLIError(f"-o: {error}") from None
     model = QuantizedModel.load(args.qmodel)
+    model.require_lstm("hardware generation")
     try:
         WeightLayout.of(model, args.lanes)  # the lanes rule of the hardware
     except ValueError as error:

@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         if args.sim == "amaranth" and not str(args.waves).endswith(".vcd"):
             raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {args.waves}")
     model = QuantizedModel.load(args.qmodel)
+    model.require_lstm("simulation")
     x = load_npy(args.inputs, "--inputs")
     if x.ndim == 3 and max_seq_len is not None and max_seq_len < x.shape[1]:
         raise CLIError(

@@ -66,6 +66,7 @@ def check_model(design: HardwareDesign, model: QuantizedModel) -> WeightLayout:
     the accumulator, the weight memories' shape); returns its :class:`WeightLayout`."""
     if not isinstance(model, QuantizedModel):
         raise TypeError(f"model must be a QuantizedModel, not {model!r}")
+    model.require_lstm("pack-weights")
     head = None if design.head_mode is None else (design.head_mode, design.head_out)
     want = {"input_size": design.input_size, "hidden_size": design.hidden_size,
             "num_layers": design.num_layers, "bidirectional": design.bidirectional,

@@ -107,3 +107,46 @@ def test_generate_axi_top_for_the_host_runtime(tmp_path, built):
     _ok(run_cli(case, "pack-weights", case.out / "qb", "--rtl", out, "-o", case.out / "w.bin"))
     model = QuantizedModel.load(case.out / "qb")
     assert (case.out / "w.bin").read_bytes() == pack_weights(design, model).to_bytes()
+
+
+@pytest.fixture(scope="module")
+def gru_qmodel(tmp_path_factory):
+    """A quantized one-layer GRU (no hardware exists for GRUs yet): an LSTM spec's first
+    three gate blocks as the GRU's r, z, n."""
+    import dataclasses
+
+    from lstmfpga.export.spec import LayerWeights
+    from lstmfpga.quant.calibrate import quantize
+    from lstmfpga.quant.config import QuantConfig
+
+    lstm = random_spec(3, input_size=3, hidden_size=4)
+    w = lstm.layers[0][0]
+    gates = slice(0, 3 * lstm.hidden_size)
+    layer = LayerWeights(w.w_ih[gates], w.w_hh[gates], w.b_ih[gates], w.b_hh[gates])
+    spec = dataclasses.replace(lstm, layers=((layer,),), cell="gru", gate_order=("r", "z", "n"))
+    rng = np.random.default_rng(3)
+    I = spec.input_size
+    root = tmp_path_factory.mktemp("gru")
+    quantize(spec, rng.uniform(-1, 1, (8, 5, I)), QuantConfig.preset("q16")).save(root / "q")
+    np.save(root / "x.npy", rng.uniform(-1, 1, (2, 5, I)))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [("generate", "hardware generation"), ("pack-weights", "pack-weights"),
+     ("simulate", "simulation")],
+)  # fmt: skip
+def test_a_gru_qmodel_is_refused_by_the_hardware_commands(tmp_path, built, gru_qmodel, command,
+                                                         what):  # fmt: skip
+    case = Case.make(tmp_path)
+    q, out = gru_qmodel / "q", case.out
+    argv = {
+        "generate": ("generate", q, "-o", out / "rtl"),
+        "pack-weights": ("pack-weights", q, "--rtl", built / "rtl", "-o", out / "w.bin"),
+        "simulate": ("simulate", q, "--inputs", gru_qmodel / "x.npy", "--sim", "icarus",
+                     "--report", out / "r.json"),
+    }[command]  # fmt: skip
+    assert_refused(
+        run_cli(case, *argv), case, match=f"{what} supports LSTM qmodels only, not cell 'gru'"
+    )
