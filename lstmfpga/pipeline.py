@@ -228,6 +228,7 @@ def _export_and_quantize(model, head, calib, preset, paths, stages, log):
         from lstmfpga.export.torch_loader import from_module
 
         spec = from_module(model, head=head)
+    spec.require_lstm("the flow (no GRU hardware yet)")  # refused before anything is written
     spec.save(paths["spec"])
     log(spec.describe())
     stages.done("export")
