@@ -147,7 +147,8 @@ def _synthesis_lines(report: dict) -> list[str]:
 
 def synthesis_rows(report: dict) -> list[tuple[str, str]]:
     """``(label, value)`` rows of a report's ``synthesis`` (:func:`lstmfpga.synth.synthesize`'s
-    result merged in): resources against the device's capacity, Fmax, critical path."""
+    result merged in): resources against the device's capacity, Fmax, critical path, and a
+    note for the cache and for each input fed on chip (not pins)."""
     syn = report.get("synthesis")
     if not isinstance(syn, dict):
         return []
@@ -169,6 +170,10 @@ def synthesis_rows(report: dict) -> list[tuple[str, str]]:
                                                  if not isinstance(v, list | dict))))  # fmt: skip
     if syn.get("cached"):
         rows.append(("note", "reused from the synthesis cache"))
+    if syn.get("serial_inputs"):
+        from lstmfpga.synth import serial_notes  # its wording, one owner
+
+        rows += [("note", line) for line in serial_notes(syn)]
     return rows
 
 

@@ -324,6 +324,15 @@ def test_text_summary_shows_cross_checks_synthesis_and_latency(made):
     assert "synthesis:" not in plain and "cross-check" not in plain
 
 
+def test_inputs_fed_on_chip_get_a_note_in_text_and_html(made):
+    _, report = made
+    fed = report | {"synthesis": SYNTHESIS | {"serial_inputs": ["w__payload"]}}
+    note = "w__payload fed through a 1-bit shift register (on-chip port, not pins)"
+    assert f"note {note}" in render_text(fed)
+    assert note in render_html(fed)
+    assert "shift register" not in render_text(report | {"synthesis": SYNTHESIS})
+
+
 def test_html_shows_synthesis_cycles_ports_and_confusion(made):
     _, report = made
     page = render_html(report | {"synthesis": SYNTHESIS})
