@@ -21,6 +21,12 @@ into the accumulator are :meth:`QuantizedModel.gate_shifts` and
 :func:`lstmfpga.quant.fixed.requantize` (round per the model's mode, then saturate or wrap);
 saturation is counted per role (``x``, ``preact``, ``hn``, ``hidden``, ``head_out``).
 The head is the LSTM's: ``requant((W·h << s_w) + (b << s_b), acc.frac - head_out.frac)``.
+
+How it computes (not part of the contract): when the accumulator is at most 53 bits wide,
+the matrix products run in float64 (BLAS) on the aligned integer codes: every term and every
+partial sum is an integer below the accumulator's bound, so below ``2**53``, and the float
+result converts back to the exact ``int64`` sum. Wider accumulators use ``int64`` products.
+Everything after the products is ``int64``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from .golden import GoldenResult, quantize_inputs
 from .model import QuantizedModel
 
 __all__ = ["GRUStep", "predict", "run"]
+
+#: float64 holds every integer below 2**53: products of wider accumulators run in int64.
+_EXACT_FLOAT_BITS = 53
 
 
 class GRUStep:
@@ -49,8 +58,10 @@ class GRUStep:
         s_in, s_rec, s_b = model.gate_shifts(layer, direction)
         s_bn, self.s_rn = model.gru_shifts(layer, direction)
         self.model, self.H = model, H
-        self.w_i = q.w_ih.codes << s_in  # (3H, K), rows r, z, n
-        self.w_h = q.w_hh.codes << s_rec  # (3H, H)
+        self.dtype = np.float64 if model.acc.bits <= _EXACT_FLOAT_BITS else np.int64
+        # Transposed aligned weights, (K, 3H) and (H, 3H), columns r, z, n.
+        self.w_i = np.ascontiguousarray((q.w_ih.codes << s_in).T, dtype=self.dtype)
+        self.w_h = np.ascontiguousarray((q.w_hh.codes << s_rec).T, dtype=self.dtype)
         zeros = np.zeros(3 * H, np.int64)
         self.b = zeros if q.bias is None else q.bias.codes << s_b
         self.b_hn = zeros[:H] if q.b_hn is None else q.b_hn.codes << s_bn
@@ -72,11 +83,11 @@ class GRUStep:
         """``gi`` is ``(B, 3H)``: ``W_i·u_t << s_in + b << s_b`` (see :meth:`input_sums`)."""
         m, H = self.model, self.H
         to_preact = m.requant_shift("preact")
-        gh = h_prev @ self.w_h[: 2 * H].T  # (B, 2H) recurrent r, z sums
-        pre_rz = self.requant(gi[:, : 2 * H] + gh, to_preact, "preact", sat)
+        gh = (h_prev.astype(self.dtype) @ self.w_h).astype(np.int64)  # (B, 3H), exact
+        pre_rz = self.requant(gi[:, : 2 * H] + gh[:, : 2 * H], to_preact, "preact", sat)
         rz = m.tables["sigmoid"].lookup(pre_rz)
         r, z = rz[:, :H], rz[:, H:]
-        acc_hn = h_prev @ self.w_h[2 * H :].T + self.b_hn
+        acc_hn = gh[:, 2 * H :] + self.b_hn
         hn = self.requant(acc_hn, m.requant_shift("hn"), "hn", sat)
         acc_n = gi[:, 2 * H :] + ((r * hn) << self.s_rn)
         pre_n = self.requant(acc_n, to_preact, "preact", sat)
@@ -89,7 +100,7 @@ class GRUStep:
 
     def input_sums(self, u: np.ndarray) -> np.ndarray:
         """``(B, T, 3H)``: the input products and biases of every timestep, exact."""
-        return u @ self.w_i.T + self.b
+        return (u.astype(self.dtype) @ self.w_i).astype(np.int64) + self.b
 
 
 def _check_gru(model) -> None:

@@ -29,6 +29,9 @@ EXACT_CASES = {
                           dict(bidirectional=True, head="last")),
     "narrow-hn": (dict(preset="w8a8", roles={"hn": {"bits": 6, "frac": 4}}), dict(head="all")),
     "q16-1x1": (dict(preset="q16"), dict(input_size=1, hidden_size=1, head="last")),
+    # a 60-bit accumulator: the products run in int64 instead of float64
+    "q16-acc60-int64-products": (dict(preset="q16", acc_bits=60),
+                                 dict(bidirectional=True, head="all")),
 }  # fmt: skip
 
 
@@ -56,6 +59,14 @@ def test_golden_gru_equals_the_element_by_element_integer_gru(name):
             assert np.array_equal(result.head, head), name
         for role in ("preact", "hn", "hidden", "head_out"):
             assert result.saturation.get(role, 0) == saturation.get(role, 0), (name, role)
+
+
+def test_float64_and_int64_products_give_the_same_codes():
+    spec, narrow, x = _model(dict(preset="q16"), dict(num_layers=2, head="last"))
+    wide = quantize(spec, 0.5 * x, QuantConfig.from_dict({"preset": "q16", "acc_bits": 60}))
+    assert narrow.acc.bits <= 53 < wide.acc.bits and narrow.acc.frac == wide.acc.frac
+    a, b = (gru_golden.run(m, quantize_inputs(m, x)) for m in (narrow, wide))
+    assert np.array_equal(a.output, b.output) and np.array_equal(a.head, b.head)
 
 
 def test_saturation_is_counted_where_it_happens():
