@@ -146,7 +146,7 @@ def _load_model(path: Path, kind: str, head: str | None, cell: str | None) -> Mo
             cell=_archive_cell(cell, found),
         )
         classes = parse_classes(str(path), code)
-        mode = check_torchscript(str(path), root, classes, _lstm_signature(spec, tensors))
+        mode = check_torchscript(str(path), root, classes, _graph_signature(spec, tensors))
         return _with_graph_head(path, spec, mode, head)
     elif kind == "torch.export":
         modules, tensors, program = read_export_archive(path)
@@ -160,7 +160,7 @@ def _load_model(path: Path, kind: str, head: str | None, cell: str | None) -> Mo
             source=f"torch.export program {path.name}",
             cell=_archive_cell(cell, found),
         )
-        mode = check_export_graph(str(path), program, _lstm_signature(spec, tensors))
+        mode = check_export_graph(str(path), program, _graph_signature(spec, tensors))
         return _with_graph_head(path, spec, mode, head)
     else:
         raise AssertionError(f"unhandled model file kind {kind!r}")  # pragma: no cover
@@ -173,7 +173,7 @@ def _archive_cell(given: str | None, found: str | None) -> str | None:
     return given or found
 
 
-def _lstm_signature(spec: ModelSpec, tensors: Mapping[str, object]) -> LSTMSignature:
+def _graph_signature(spec: ModelSpec, tensors: Mapping[str, object]) -> LSTMSignature:
     """The parameter names the graph's LSTM and head calls must use, from the file's tensors."""
     prefix = ""
     for key in tensors:

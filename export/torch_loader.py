@@ -171,8 +171,8 @@ def spec_from_state_dict(
         if not isinstance(key, str):
             raise SpecError(f"state_dict keys must be strings, not {key!r}")
     shapes = {key: _shape(key, value) for key, value in state_dict.items()}
-    lstm, prefix = _lstm_keys(state_dict)
-    arch = _lstm_architecture(lstm, shapes, prefix, cell)
+    lstm, prefix = _recurrent_keys(state_dict)
+    arch = _architecture_from_shapes(lstm, shapes, prefix, cell)
     head_spec = _head_spec(state_dict, shapes, lstm, arch, head)
 
     def tensor(layer: int, d: int, kind: str) -> np.ndarray | None:
@@ -207,8 +207,8 @@ def spec_from_state_dict(
     )
 
 
-#: ``{(layer, direction): {kind: state_dict key}}`` of the LSTM tensors.
-_LSTMKeys = dict[tuple[int, int], dict[str, str]]
+#: ``{(layer, direction): {kind: state_dict key}}`` of the LSTM or GRU tensors.
+_RecurrentKeys = dict[tuple[int, int], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -229,9 +229,10 @@ class _Architecture:
         return 2 if self.bidirectional else 1
 
 
-def _lstm_keys(state_dict: Mapping) -> tuple[_LSTMKeys, str]:
-    """The LSTM keys by layer and direction, and their common prefix (``""``, ``"lstm."``)."""
-    lstm: _LSTMKeys = {}
+def _recurrent_keys(state_dict: Mapping) -> tuple[_RecurrentKeys, str]:
+    """The LSTM or GRU keys by layer and direction, and their common prefix (``""``,
+    ``"lstm."``)."""
+    lstm: _RecurrentKeys = {}
     prefixes = set()
     for key in state_dict:
         match = LSTM_KEY.match(key)
@@ -254,8 +255,11 @@ def _lstm_keys(state_dict: Mapping) -> tuple[_LSTMKeys, str]:
     return lstm, prefixes.pop()
 
 
-def _lstm_architecture(
-    lstm: _LSTMKeys, shapes: Mapping[str, tuple[int, ...]], prefix: str, cell: str | None = None
+def _architecture_from_shapes(
+    lstm: _RecurrentKeys,
+    shapes: Mapping[str, tuple[int, ...]],
+    prefix: str,
+    cell: str | None = None,
 ) -> _Architecture:
     """Layers, directions, bias and projection from the keys; sizes from layer 0's shapes;
     the cell ``cell``, or inferred (see :func:`from_state_dict`)."""
@@ -342,7 +346,7 @@ def _infer_cell(key: str, w_hh: tuple[int, int], projection: bool) -> str:
     return "lstm"
 
 
-def _gru_hidden_size(lstm: _LSTMKeys, key: str, w_hh: tuple[int, int]) -> int:
+def _gru_hidden_size(lstm: _RecurrentKeys, key: str, w_hh: tuple[int, int]) -> int:
     """A GRU's hidden size: no projection, ``weight_hh`` of shape ``(3*hidden, hidden)``."""
     rows, hidden_size = w_hh
     for cell in lstm.values():
@@ -360,7 +364,7 @@ def _gru_hidden_size(lstm: _LSTMKeys, key: str, w_hh: tuple[int, int]) -> int:
 def _head_spec(
     state_dict: Mapping,
     shapes: Mapping[str, tuple[int, ...]],
-    lstm: _LSTMKeys,
+    lstm: _RecurrentKeys,
     arch: _Architecture,
     head: str | None,
 ) -> HeadSpec | None:
