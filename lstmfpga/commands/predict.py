@@ -28,7 +28,7 @@ from lstmfpga.commands._common import (
     save_npz,
 )
 from lstmfpga.errors import CLIError
-from lstmfpga.export import reference
+from lstmfpga.export import files, reference
 from lstmfpga.export.spec import SPEC_FORMAT, ModelSpec
 from lstmfpga.quant.model import QMODEL_FORMAT
 
@@ -74,6 +74,30 @@ def _predict_spec(path: str | Path, x, h0, c0) -> Prediction:
     return Prediction(result.prediction, result.h_n, result.c_n)
 
 
+def _artifact_cell(path: str | Path) -> str:
+    """The ``cell`` its manifest records (``"lstm"`` when absent: artifacts before GRUs);
+    the loader checks the rest of the artifact later."""
+    artifact_format(path)  # exists, is an artifact folder, has a format
+    manifest = files.read_json(Path(path) / "manifest.json", "artifact manifest")
+    return str(manifest.get("cell", "lstm"))
+
+
+def _initial_states(path: str | Path, cell: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """``h0`` and ``c0`` (None for a GRU) from the ``--h0c0`` archive, its keys checked
+    against the cell."""
+    states = load_npz(path, "--h0c0", None)
+    if set(states) not in ({"h0", "c0"}, {"h0"}):
+        raise CLIError(
+            f"--h0c0 {path} must hold arrays ['h0', 'c0'] (an LSTM) or ['h0'] (a GRU), "
+            f"not {sorted(states)}"
+        )
+    if cell == "gru" and "c0" in states:
+        raise CLIError(f"--h0c0 {path}: a GRU has no cell state: drop c0")
+    if cell != "gru" and "c0" not in states:
+        raise CLIError(f"--h0c0 {path}: an LSTM needs c0 beside h0")
+    return states["h0"], states.get("c0")
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict",
@@ -107,20 +131,9 @@ def run(args: argparse.Namespace) -> None:
     x = load_npy(args.inputs, "--inputs")
     h0 = c0 = None
     if args.h0c0 is not None:
-        states = load_npz(args.h0c0, "--h0c0", None)
-        if set(states) not in ({"h0", "c0"}, {"h0"}):
-            raise CLIError(
-                f"--h0c0 {args.h0c0} must hold arrays ['h0', 'c0'] (an LSTM) or ['h0'] (a "
-                f"GRU), not {sorted(states)}"
-            )
-        h0, c0 = states["h0"], states.get("c0")
+        h0, c0 = _initial_states(args.h0c0, _artifact_cell(args.artifact))
     prediction = predict_artifact(args.artifact, x, h0, c0, raw=args.raw)
     gru = prediction.c_n is None
-    if args.h0c0 is not None and gru != (c0 is None):
-        raise CLIError(
-            f"--h0c0 {args.h0c0}: "
-            + ("a GRU has no cell state: drop c0" if gru else "an LSTM needs c0 beside h0")
-        )
     save_npy(args.output, prediction.output)
     print(f"wrote {args.output}: {prediction.output.shape} {prediction.output.dtype}")
     if args.states is not None:
