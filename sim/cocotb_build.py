@@ -375,7 +375,8 @@ def prepare(
     for name in sorted(files):
         digest.update(f"\0{name}\0{len(files[name])}\0".encode() + files[name].encode())
     key = digest.hexdigest()
-    root = Path(build_dir) if build_dir is not None else default_cache_dir()
+    # Absolute: the simulator runs in a run directory below it and is handed paths there.
+    root = (Path(build_dir) if build_dir is not None else default_cache_dir()).resolve()
     root.mkdir(parents=True, exist_ok=True)
     directory = root / f"{simulator}-{key[:16]}"
     marker = directory / BUILD_MARKER

@@ -236,6 +236,17 @@ def test_bad_arguments_are_rejected(cases):
         Design.of(42)
 
 
+@pytest.mark.parametrize("simulator", COCOTB_SIMULATORS)
+def test_a_relative_build_dir_works(simulator, cases, cache, monkeypatch):
+    """The simulator runs inside its run directory: paths it is handed must not be relative."""
+    _, _, acc, x_codes, h0, c0 = cases["P1-odd"]
+    monkeypatch.chdir(cache.parent)
+    result = run_cocotb(acc, x_codes, h0, c0, simulator=simulator, build_dir=cache.name)
+    directory = Path(result.meta["build"]["directory"])
+    assert directory.is_absolute() and directory.parent == cache.resolve()
+    assert_outputs_equal(result.outputs, expected_outputs(acc, x_codes, h0, c0), simulator)
+
+
 def test_the_simulator_process_imports_neither_lstmfpga_nor_numpy():
     """The cocotb test module runs in every simulator process: what it imports is start-up
     time of every run (NumPy's import and BLAS threads, lstmfpga's package)."""
