@@ -228,13 +228,12 @@ class WeightMemory(wiring.Component):
         adv = Signal()
         skid_valid = Signal()
         m.d.comb += adv.eq(~skid_valid)
-        at_last = Signal()
-        at_end = Signal()
-        m.d.comb += [
-            at_last.eq(k == cur.last_col),
-            at_end.eq(at_last & (g == cur.groups_m1)),
-            self.cmd.ready.eq(~active | (adv & at_end)),
-        ]
+        # ``at_last``/``at_end`` (k on the last chunk, and of the last group) are flip-flops,
+        # computed from the next counter values: ``cmd.ready`` and the next-address select
+        # then start at registers (the address path into the block RAM stays short).
+        at_last = Signal(init=1)
+        at_end = Signal(init=1)
+        m.d.comb += self.cmd.ready.eq(~active | (adv & at_end))
         # slot s of the chunk starting at column k holds column k + s
         slot_sels = []
         for slot in range(S):
@@ -254,20 +253,45 @@ class WeightMemory(wiring.Component):
         # (The bias memory, small and often distributed RAM, keeps its address register: an
         # asynchronous LUT-RAM read behind the next-address logic would be a long path.)
         addr_next, baddr_next = Signal(addr_shape), Signal(baddr_shape)
-        m.d.comb += [addr_next.eq(addr), baddr_next.eq(baddr)]
+        k_next, g_next, cur_next = Signal.like(k), Signal.like(g), Signal.like(cur)
+        m.d.comb += [
+            addr_next.eq(addr),
+            baddr_next.eq(baddr),
+            k_next.eq(k),
+            g_next.eq(g),
+            cur_next.eq(cur),
+        ]
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += [cur.eq(next_params), active.eq(1), k.eq(0), g.eq(0)]
-            m.d.comb += [addr_next.eq(next_params.base), baddr_next.eq(next_params.bias_base)]
+            m.d.sync += active.eq(1)
+            m.d.comb += [
+                cur_next.eq(next_params),
+                k_next.eq(0),
+                g_next.eq(0),
+                addr_next.eq(next_params.base),
+                baddr_next.eq(next_params.bias_base),
+            ]
         with m.Elif(active & adv):
             with m.If(at_end):
                 m.d.sync += active.eq(0)
             with m.Elif(at_last):
-                m.d.sync += [k.eq(0), g.eq(g + 1)]
-                m.d.comb += [baddr_next.eq(baddr + 1), addr_next.eq(addr + 1)]
+                m.d.comb += [
+                    k_next.eq(0),
+                    g_next.eq(g + 1),
+                    baddr_next.eq(baddr + 1),
+                    addr_next.eq(addr + 1),
+                ]
             with m.Else():
-                m.d.sync += k.eq(k + S)
-                m.d.comb += addr_next.eq(addr + 1)
-        m.d.sync += [addr.eq(addr_next), baddr.eq(baddr_next)]
+                m.d.comb += [k_next.eq(k + S), addr_next.eq(addr + 1)]
+        last_next = k_next == cur_next.last_col
+        m.d.sync += [
+            addr.eq(addr_next),
+            baddr.eq(baddr_next),
+            k.eq(k_next),
+            g.eq(g_next),
+            cur.eq(cur_next),
+            at_last.eq(last_next),
+            at_end.eq(last_next & (g_next == cur_next.groups_m1)),
+        ]
 
         # -- stage B: memory read + registered beat fields ------------------------------------
         meta = Signal(
