@@ -122,7 +122,8 @@ SEQ_CAPACITY = 1 << 16
 TAIL_CYCLES = 8
 #: Status codes the bench raises in ``status`` (``0`` while running).
 STATUS = {1: "ok", 2: "timeout", 3: "tlast", 4: "x", 5: "extra"}
-#: The files :func:`write_run` writes into a run directory (besides the design's ``.hex``).
+#: The files :func:`write_run` writes into a run directory (besides the design's ``.hex``;
+#: the two gap files only when some beat stalls).
 BENCH_FILES = ("config.hex", "inputs.hex", "in_gaps.hex", "out_gaps.hex")
 
 _PORT = re.compile(r"^\s*(input|output)\s+(?:(\[\d+:\d+\])\s*)?(\w+)\s*;", re.MULTILINE)
@@ -178,8 +179,9 @@ def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> s
 
     The bench reads the run from ``$readmemh`` files in its working directory:
     ``config.hex`` (64-bit words: sequences, input and output elements per sequence, the
-    cycle budget per sequence), ``inputs.hex`` (every ``s_axis`` element), ``in_gaps.hex`` and
-    ``out_gaps.hex`` (the :class:`~lstmfpga.sim.stalls.StallPattern`, one gap per beat), and
+    cycle budget per sequence, whether any beat stalls), ``inputs.hex`` (every ``s_axis``
+    element), ``in_gaps.hex`` and ``out_gaps.hex`` (the
+    :class:`~lstmfpga.sim.stalls.StallPattern`, one gap per beat; only with stalls), and
     for a design with a weight port (:data:`WEIGHT_PORTS`) the :data:`WEIGHT_FILES` when
     present: it then streams those weight beats (``tlast`` on the last, if the port has one)
     before the first input beat, and the first sequence starts after the last weight beat
@@ -258,7 +260,7 @@ def _memories(iw: int, ow: int) -> str:
     """The stimulus, gap, result and stamp memories, the run's state, and reading the run."""
     return f"""
   localparam IN_CAP = {IN_CAPACITY}, OUT_CAP = {OUT_CAPACITY}, SEQ_CAP = {SEQ_CAPACITY};
-  reg [63:0] cfg [0:3];
+  reg [63:0] cfg [0:4];
   reg [{iw - 1}:0] in_mem [0:IN_CAP-1];
   reg [15:0] in_gap [0:IN_CAP];
   reg [15:0] out_gap [0:OUT_CAP];
@@ -269,6 +271,7 @@ def _memories(iw: int, ow: int) -> str:
   reg [63:0] st_lo [0:SEQ_CAP-1];
   reg [31:0] n_seq, n_in, n_out;
   reg [63:0] budget;
+  reg stalls;  // 0: no gap anywhere, the gap files are neither written nor read
   reg [31:0] b_in = 0, k_in = 0, p_in = 0, b_out = 0, k_out = 0, p_out = 0;
   reg [15:0] in_wait, out_wait;  // set from the gap files (no initializer to race with)
   reg [63:0] now = 0, window = 0, waited = 0;
@@ -280,12 +283,14 @@ def _memories(iw: int, ow: int) -> str:
   integer i, f;
   initial begin
     $readmemh("config.hex", cfg);
-    n_seq = cfg[0]; n_in = cfg[1]; n_out = cfg[2]; budget = cfg[3];
+    n_seq = cfg[0]; n_in = cfg[1]; n_out = cfg[2]; budget = cfg[3]; stalls = cfg[4] != 0;
     $readmemh("inputs.hex", in_mem, 0, n_seq * n_in - 1);
-    $readmemh("in_gaps.hex", in_gap, 0, n_seq * n_in);
-    $readmemh("out_gaps.hex", out_gap, 0, n_seq * n_out);
-    in_wait = in_gap[0];
-    out_wait = out_gap[0];
+    if (stalls) begin
+      $readmemh("in_gaps.hex", in_gap, 0, n_seq * n_in);
+      $readmemh("out_gaps.hex", out_gap, 0, n_seq * n_out);
+    end
+    in_wait = stalls ? in_gap[0] : 0;
+    out_wait = stalls ? out_gap[0] : 0;
     repeat ({RESET_CYCLES}) @(posedge clk);
     rst <= 1'b0;
   end
@@ -357,14 +362,14 @@ def _stream_bench(x_check: str, weights: bool) -> str:
             k_in <= 0;
           end else k_in <= k_in + 1;
           p_in <= p_in + 1;
-          in_wait <= in_gap[p_in + 1];
+          in_wait <= stalls ? in_gap[p_in + 1] : 0;
         end
       end
       if (out_wait != 0) out_wait <= out_wait - 1;
       else if (m_axis_tvalid) begin
         out_mem[p_out] <= m_axis_tdata;
         p_out <= p_out + 1;
-        out_wait <= out_gap[p_out + 1];
+        out_wait <= stalls ? out_gap[p_out + 1] : 0;
         if (k_out == 0) st_fo[b_out] <= now + 1;
         if ({x_check}) begin
           status <= 4; bad_seq <= b_out; bad_elem <= k_out + 1;
@@ -489,12 +494,17 @@ def write_run(
 ) -> None:
     """The :data:`BENCH_FILES` of one run over the sequences ``inputs`` (their ``s_axis``
     elements, all of one length), each producing ``n_out`` results, with the stall gaps
-    ``(B, n_in)`` / ``(B, n_out)`` and ``budget`` cycles per sequence."""
+    ``(B, n_in)`` / ``(B, n_out)`` and ``budget`` cycles per sequence. Without any gap the
+    gap files are not written (``config.hex`` says so; the bench then reads none: reading
+    two files of zeros cost a few percent of a stall-free run)."""
     B, n_in = len(inputs), inputs[0].size
-    _hex_file(run_dir / "config.hex", np.array([B, n_in, n_out, budget]), 64)
+    in_gaps, out_gaps = np.asarray(in_gaps).reshape(-1), np.asarray(out_gaps).reshape(-1)
+    stalls = bool(in_gaps.any() or out_gaps.any())
+    _hex_file(run_dir / "config.hex", np.array([B, n_in, n_out, budget, int(stalls)]), 64)
     _hex_file(run_dir / "inputs.hex", np.concatenate(inputs), input_bits)
-    _hex_file(run_dir / "in_gaps.hex", np.append(np.asarray(in_gaps).reshape(-1), 0), 16)
-    _hex_file(run_dir / "out_gaps.hex", np.append(np.asarray(out_gaps).reshape(-1), 0), 16)
+    if stalls:
+        _hex_file(run_dir / "in_gaps.hex", np.append(in_gaps, 0), 16)
+        _hex_file(run_dir / "out_gaps.hex", np.append(out_gaps, 0), 16)
 
 
 def weight_files(beats: np.ndarray, port_bits: int) -> dict[str, str]:
