@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers.gru_models import random_gru_spec
 
 from lstmfpga.export.spec import (
     GRU_GATE_ORDER,
@@ -23,42 +24,9 @@ from lstmfpga.export.spec import (
 GRU_NOTE = r" for a GRU \(3\*hidden_size rows: gates r, z, n\)"
 
 
-def gru_spec(
-    seed: int = 0,
-    *,
-    input_size: int = 3,
-    hidden_size: int = 4,
-    num_layers: int = 1,
-    bidirectional: bool = False,
-    bias: bool = True,
-    head: str | None = None,
-    head_out: int = 2,
-) -> ModelSpec:
-    """A seeded random GRU spec (weights uniform in [-0.5, 0.5))."""
-    rng = np.random.default_rng(seed)
-    H, D = hidden_size, 2 if bidirectional else 1
-
-    def uniform(*shape):
-        return rng.uniform(-0.5, 0.5, shape)
-
-    layers = tuple(
-        tuple(
-            LayerWeights(
-                w_ih=uniform(3 * H, input_size if index == 0 else D * H),
-                w_hh=uniform(3 * H, H),
-                b_ih=uniform(3 * H) if bias else None,
-                b_hh=uniform(3 * H) if bias else None,
-            )
-            for _ in range(D)
-        )
-        for index in range(num_layers)
-    )
-    head_spec = (
-        None if head is None else HeadSpec(uniform(head_out, D * H), uniform(head_out), head)
-    )
-    return ModelSpec(
-        input_size, H, num_layers, bidirectional, 0, bias, layers, head_spec, cell="gru"
-    )
+def gru_spec(seed: int = 0, **geometry) -> ModelSpec:
+    """A seeded random GRU spec (weights uniform in [-0.5, 0.5])."""
+    return random_gru_spec(seed, scale=0.5, **geometry)
 
 
 def _edit_manifest(path, **changes):

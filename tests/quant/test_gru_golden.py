@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gru_models import random_gru_spec, reference_run
+from helpers.gru_models import random_gru_spec, reference_run
 from quant_helpers import exactly, rmse
 
 from lstmfpga.export.reference import forward

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from gru_models import random_gru_spec
+from helpers.gru_models import random_gru_spec
 from quant_helpers import exactly
 from torch import nn
 

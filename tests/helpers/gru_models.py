@@ -1,4 +1,4 @@
-"""Seeded GRU specs and an independent integer GRU step, for the tests of tests/quant."""
+"""Seeded GRU specs and an independent integer GRU step (tests of export/ and quant/)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ def random_gru_spec(
     bias: bool = True,
     head: str | None = None,
     scale: float = 1.0,
+    head_out: int = 2,
 ) -> ModelSpec:
-    """A GRU spec with weights uniform in ``[-scale, scale]`` and an optional 2-output head."""
+    """A GRU spec with weights uniform in ``[-scale, scale]`` and an optional head of
+    ``head_out`` outputs (weights uniform in ``[-1, 1]``)."""
     rng = np.random.default_rng(seed)
     H, D = hidden_size, 2 if bidirectional else 1
     layers = []
@@ -37,7 +39,9 @@ def random_gru_spec(
         layers.append(tuple(directions))
     head_spec = None
     if head is not None:
-        head_spec = HeadSpec(rng.uniform(-1, 1, (2, D * H)), rng.uniform(-1, 1, 2), head)
+        head_spec = HeadSpec(
+            rng.uniform(-1, 1, (head_out, D * H)), rng.uniform(-1, 1, head_out), head
+        )
     return ModelSpec(
         input_size, hidden_size, num_layers, bidirectional, 0, bias, tuple(layers), head_spec,
         cell="gru",
