@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -118,11 +118,14 @@ class ScheduleCursor(wiring.Component):
         recurrent input, whether it is the first/last step of its pass or the last item of
         its step, and ``done`` (past the last item).
 
-    Timing: ``advance`` and ``restart`` act at the next clock edge; the outputs follow the
-    position combinationally (``latency`` 0 from the position to the outputs).
+    Timing: ``advance`` and ``restart`` act at the next clock edge; the outputs always
+    describe the current position (``latency`` 0): ``kind``, ``layer``, ``direction``,
+    ``matrix``, ``first_step``, ``last_sub`` and ``done`` are flip-flops (decoded from the
+    next position and loaded with it); ``t``, ``t_prev`` and ``last_step``, which depend on
+    ``T``, follow the position combinationally.
     """
 
-    #: Cycles from the position register to the outputs (combinational).
+    #: Cycles from the position to the outputs that describe it (none).
     latency = 0
 
     def __init__(self, schedule: Schedule, max_seq_len: int):
@@ -161,55 +164,70 @@ class ScheduleCursor(wiring.Component):
         sched, T = self.schedule, self.T
         p, s, sub = Signal.like(self.p), Signal.like(self.s), Signal.like(self.sub)
         m.d.comb += [self.p.eq(p), self.s.eq(s), self.sub.eq(sub)]
-        steps = Signal.like(self.s)
-        n_sub = Signal(range(sched.items_per_step + 1))
-        reverse, single = Signal(), Signal()
+        # The item fields are flip-flops: decoded from the next position and registered with
+        # it, so no decoder stands between the position and the users of ``kind`` etc.
+        fields = {"kind": self.kind, "layer": self.layer, "direction": self.direction,
+                  "matrix": self.matrix, "first_step": self.first_step,
+                  "last_sub": self.last_sub, "done": self.done, "reverse": Signal(1),
+                  "single": Signal(1)}  # fmt: skip
+        regs = {name: Signal.like(out, name=f"{name}_r", init=self._decoded(0, 0, name))
+                for name, out in fields.items()}  # fmt: skip
         m.d.comb += [
-            self.done.eq(p == len(sched.passes)),
-            self.first_step.eq(s == 0),
-            self.last_step.eq(s == steps - 1),
-            self.last_sub.eq(sub == n_sub - 1),
+            fields[name].eq(reg) for name, reg in regs.items() if name in self.signature.members
         ]
-        with m.Switch(p):
-            for index, ps in enumerate(sched.passes):
-                with m.Case(index):
-                    kind_of_sub = [KIND_GATES, KIND_PROJ] if ps.kind == "lstm" else [KIND_HEAD]
-                    m.d.comb += [
-                        n_sub.eq(len(ps.matrices)),
-                        reverse.eq(ps.reverse),
-                        single.eq(ps.single_step),
-                        self.layer.eq(max(ps.layer, 0)),
-                        self.direction.eq(ps.direction),
-                        steps.eq(1 if ps.single_step else T),
-                    ]
-                    with m.Switch(sub):
-                        for index_sub, matrix in enumerate(ps.matrices):
-                            with m.Case(index_sub):
-                                m.d.comb += [
-                                    self.matrix.eq(matrix),
-                                    self.kind.eq(kind_of_sub[index_sub]),
-                                ]
-            with m.Default():
-                m.d.comb += [n_sub.eq(1), steps.eq(1)]
-        with m.If(single):
+        steps = Signal.like(self.s)
+        m.d.comb += [steps.eq(Mux(regs["single"] | regs["done"], 1, T)),
+                     self.last_step.eq(s == steps - 1)]  # fmt: skip
+        with m.If(regs["single"]):
             m.d.comb += [self.t.eq(T - 1), self.t_prev.eq(T)]
-        with m.Elif(reverse):
+        with m.Elif(regs["reverse"]):
             m.d.comb += [self.t.eq(T - 1 - s), self.t_prev.eq(T - s)]
         with m.Else():
             m.d.comb += [self.t.eq(s), self.t_prev.eq(s - 1)]
 
+        next_p, next_s, next_sub = Signal.like(p), Signal.like(s), Signal.like(sub)
+        m.d.comb += [next_p.eq(p), next_s.eq(s), next_sub.eq(sub)]
         with m.If(self.restart):
-            m.d.sync += [p.eq(0), s.eq(0), sub.eq(0)]
+            m.d.comb += [next_p.eq(0), next_s.eq(0), next_sub.eq(0)]
         with m.Elif(self.advance & ~self.done):
             with m.If(~self.last_sub):
-                m.d.sync += sub.eq(sub + 1)
+                m.d.comb += next_sub.eq(sub + 1)
             with m.Else():
-                m.d.sync += sub.eq(0)
+                m.d.comb += next_sub.eq(0)
                 with m.If(~self.last_step):
-                    m.d.sync += s.eq(s + 1)
+                    m.d.comb += next_s.eq(s + 1)
                 with m.Else():
-                    m.d.sync += [s.eq(0), p.eq(p + 1)]
+                    m.d.comb += [next_s.eq(0), next_p.eq(p + 1)]
+        m.d.sync += [p.eq(next_p), s.eq(next_s), sub.eq(next_sub)]
+        m.d.sync += [regs["first_step"].eq(next_s == 0)]
+        m.d.sync += [regs["done"].eq(next_p == len(sched.passes))]
+        with m.Switch(next_p):
+            for index, ps in enumerate(sched.passes):
+                with m.Case(index):
+                    for name in ("layer", "direction", "reverse", "single"):
+                        m.d.sync += regs[name].eq(self._decoded(index, 0, name))
+                    with m.Switch(next_sub):
+                        for index_sub in range(len(ps.matrices)):
+                            with m.Case(index_sub):
+                                for name in ("kind", "matrix", "last_sub"):
+                                    value = self._decoded(index, index_sub, name)
+                                    m.d.sync += regs[name].eq(value)
+            with m.Default():  # past the last pass
+                m.d.sync += regs["last_sub"].eq(1)
         return m
+
+    def _decoded(self, p: int, sub: int, name: str) -> int:
+        """Field ``name`` at position ``(p, s, sub)`` (``s`` = 0 for ``first_step``)."""
+        passes = self.schedule.passes
+        if name == "done":
+            return int(p == len(passes))
+        if name == "first_step":
+            return 1
+        ps = passes[p]
+        kinds = [KIND_GATES, KIND_PROJ] if ps.kind == "lstm" else [KIND_HEAD]
+        return {"kind": kinds[sub], "layer": max(ps.layer, 0), "direction": ps.direction,
+                "matrix": ps.matrices[sub], "last_sub": int(sub == len(ps.matrices) - 1),
+                "reverse": int(ps.reverse), "single": int(ps.single_step)}[name]  # fmt: skip
 
     def at_or_past(self, m: Module, p: int | Signal, s=None, sub=None) -> Signal:
         """1 when this cursor is at or past position ``(p, s, sub)`` (lexicographic): a
