@@ -4,7 +4,9 @@ For H in {16, 32, 64, 128} and P in {1, 4, 16}, plus lane counts that are not po
 (H = 24 with P = 3 and 6, H = 48 with P = 6 and 12: row groups that end inside a hidden unit
 when 4 does not divide P), lane counts that do not divide 4H (H = 20 with P = 7, H = 32 with
 P = 24 and 40: the last row group is padded), plus ``simd`` S > 1 points (S columns per beat, P x S
-multipliers; S = 3 and 5 do not divide I + H) (I = 16, one layer, no head), the step cost is
+multipliers; S = 3 and 5 do not divide I + H), plus ``cells`` V points (V parallel activation +
+cell units; the default V is ``hw.accelerator.default_cells``) (I = 16, one layer, no head), the
+step cost is
 measured as the difference of the compute cycles of sequences of 2 and 1 timesteps (each the
 median over a few sequences), and compared with ``CycleModel.step`` and with the bound
 ``1.10 * ceil(4H/P) * ceil((I + H)/S)``. MAC efficiency = useful MACs / (P x S x cycles).
@@ -30,7 +32,8 @@ SECTION = "cycles"
 INPUT = 16
 
 
-def measure(hidden: int, lanes: int, simd: int = 1, simulator: str = "verilator") -> dict:
+def measure(hidden: int, lanes: int, simd: int = 1, cells: int | None = None,
+            simulator: str = "verilator") -> dict:  # fmt: skip
     from lstmfpga.hw.accelerator import LSTMAccelerator
     from lstmfpga.hw.cycles import CycleModel
     from lstmfpga.quant import golden
@@ -38,7 +41,7 @@ def measure(hidden: int, lanes: int, simd: int = 1, simulator: str = "verilator"
     from lstmfpga.testing import random_inputs, random_qmodel
 
     _, q = random_qmodel(hidden, input_size=INPUT, hidden_size=hidden)
-    acc = LSTMAccelerator(q, lanes=lanes, simd=simd, max_seq_len=2)
+    acc = LSTMAccelerator(q, lanes=lanes, simd=simd, cells=cells, max_seq_len=2)
     model = CycleModel.of(acc)
     compute = {}
     for T in (1, 2):
@@ -46,7 +49,9 @@ def measure(hidden: int, lanes: int, simd: int = 1, simulator: str = "verilator"
         run = run_cocotb(acc, x, simulator=simulator)
         expected = golden.run(q, x).output.reshape(3, -1)
         if not all(np.array_equal(o, e) for o, e in zip(run.outputs, expected, strict=True)):
-            raise SystemExit(f"H={hidden} P={lanes} S={simd}: RTL differs from the golden model")
+            raise SystemExit(
+                f"H={hidden} P={lanes} S={simd} V={acc.cells}: RTL differs from the golden model"
+            )
         compute[T] = int(np.median([c.compute for c in run.cycles]))
     step = compute[2] - compute[1]
     ideal = math.ceil(4 * hidden / lanes) * math.ceil((INPUT + hidden) / simd)
@@ -55,6 +60,7 @@ def measure(hidden: int, lanes: int, simd: int = 1, simulator: str = "verilator"
         "H": hidden,
         "P": lanes,
         "S": simd,
+        "V": acc.cells,
         "measured": step,
         "model": model.step(0),
         "ideal": ideal,
@@ -66,15 +72,16 @@ def measure(hidden: int, lanes: int, simd: int = 1, simulator: str = "verilator"
 def table(rows: list[dict]) -> list[str]:
     lines = [
         (
-            "| H | P | S | measured cycles/step | model | ideal ceil(4H/P)*ceil((I+H)/S) "
+            "| H | P | S | V | measured cycles/step | model | ideal ceil(4H/P)*ceil((I+H)/S) "
             "| measured/ideal | MAC efficiency |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ok = "" if r["H"] < 32 or r["ratio"] <= 1.10 else " (above 1.10)"
         lines.append(
-            f"| {r['H']} | {r['P']} | {r['S']} | {r['measured']} | {r['model']} | {r['ideal']} | "
+            f"| {r['H']} | {r['P']} | {r['S']} | {r['V']} | {r['measured']} | {r['model']} | "
+            f"{r['ideal']} | "
             f"{r['ratio']:.3f}{ok} | {100 * r['efficiency']:.1f}% |"
         )
     return lines
@@ -85,18 +92,21 @@ def main(argv=None) -> int:
     parser.add_argument("--smoke", action="store_true", help="one small point, prints only")
     parser.add_argument("--results", type=Path, help="markdown file to update")
     args = parser.parse_args(argv)
-    points = [(h, p, 1) for h in (16, 32, 64, 128) for p in (1, 4, 16)]
-    points += [(24, 3, 1), (24, 6, 1), (48, 6, 1), (48, 12, 1)]  # not powers of two
-    points += [(20, 7, 1), (32, 24, 1), (32, 40, 2)]  # P not dividing 4H: padded last group
-    points += [(32, 8, 2), (32, 16, 4), (32, 32, 4), (64, 16, 3), (32, 32, 5)]  # simd S
+    points = [(h, p, 1, None) for h in (16, 32, 64, 128) for p in (1, 4, 16)]
+    points += [(24, 3, 1, None), (24, 6, 1, None), (48, 6, 1, None), (48, 12, 1, None)]
+    points += [(20, 7, 1, None), (32, 24, 1, None), (32, 40, 2, None)]  # padded last group
+    points += [(32, 8, 2, None), (32, 16, 4, None), (32, 32, 4, None), (64, 16, 3, None),
+               (32, 32, 5, None)]  # simd S  # fmt: skip
+    points += [(32, 128, 4, 1), (32, 128, 4, None), (32, 128, 4, 8), (16, 64, 4, 3)]  # cells V
     if args.smoke:
-        points = [(16, 4, 2)]
+        points = [(16, 4, 2, None)]
     started = time.perf_counter()
     rows = []
-    for hidden, lanes, simd in points:
-        rows.append(measure(hidden, lanes, simd))
+    for hidden, lanes, simd, cells in points:
+        rows.append(measure(hidden, lanes, simd, cells))
         print(
-            f"H={hidden:3d} P={lanes:3d} S={simd}: {rows[-1]['measured']} cycles/step",
+            f"H={hidden:3d} P={lanes:3d} S={simd} V={rows[-1]['V']}: "
+            f"{rows[-1]['measured']} cycles/step",
             file=sys.stderr,
         )
     mismatched = [r for r in rows if r["measured"] != r["model"]]
@@ -110,7 +120,8 @@ def main(argv=None) -> int:
             "the median of 3 sequences; `model` is `CycleModel.step`. The goal (H >= 32): "
             "measured/ideal <= 1.10. Then lane counts that are not powers of two, lane "
             "counts that do not divide 4H (padded last row group), then simd S > 1 "
-            "(P x S multipliers)."
+            "(P x S multipliers), then cells V (parallel activation + cell units; the "
+            "others use the default V)."
         ),
         "",
         *table(rows),
