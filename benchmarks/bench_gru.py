@@ -9,7 +9,7 @@ Tasks (nothing is downloaded), each trained twice, once with ``nn.LSTM`` and onc
 
 * **digits** (scikit-learn ``load_digits``, ``lstmfpga.digits.load_data``: each 8x8 image is
   8 timesteps of 8 features, 1,347 training / 450 test images): the demo's ``DigitsLSTM``
-  (``lstmfpga.digits.train_digits_model``) vs ``examples/gru_digits.py``'s ``DigitsGRU``;
+  (``lstmfpga.digits.train_digits_model``) vs ``lstmfpga.digits.DigitsGRU`` (``cell="gru"``);
   hidden 32, ``Linear(32 -> 10)`` on the last step, Adam lr 1e-2, cosine, 30 epochs, batch 64.
   Test accuracy in %.
 * **sunspots** (statsmodels' yearly sunspot numbers, ``examples/sunspots.py``'s windows of 24

@@ -20,57 +20,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
-from lstmfpga.digits import CLASSES, FEATURES, HIDDEN, accuracy, load_data
+from lstmfpga.digits import HIDDEN, accuracy, train_digits_model
 
 PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
 CALIBRATION = 256  # training images the quantizer calibrates on, as in examples/digits.py
 
 
-class DigitsGRU(nn.Module):
-    """``nn.GRU(8, hidden)`` over the image rows, ``nn.Linear(hidden, 10)`` on the last step."""
-
-    head_mode = "last"  # read by lstmfpga.export.torch_loader.from_module
-
-    def __init__(self, hidden: int = HIDDEN):
-        super().__init__()
-        self.gru = nn.GRU(FEATURES, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output, _ = self.gru(x)
-        return self.head(output[:, -1])
-
-
 def train_gru_digits(seed: int = 0, hidden: int = HIDDEN, epochs: int = 30, batch_size: int = 64):
-    """Train :class:`DigitsGRU` as ``lstmfpga.digits.train_digits_model`` trains the LSTM;
-    returns ``(model, (x_train, y_train, x_test, y_test))`` with the model in eval mode."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(seed)
-        data = load_data(seed)
-        x_train = torch.as_tensor(data[0]).float()
-        y_train = torch.as_tensor(data[1])
-        model = DigitsGRU(hidden)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-        loss_fn = nn.CrossEntropyLoss()
-        generator = torch.Generator().manual_seed(seed)
-        model.train()
-        for _ in range(epochs):
-            order = torch.randperm(len(x_train), generator=generator)
-            for start in range(0, len(order), batch_size):
-                batch = order[start : start + batch_size]
-                optimizer.zero_grad()
-                loss_fn(model(x_train[batch]), y_train[batch]).backward()
-                optimizer.step()
-            scheduler.step()
-        return model.eval(), data
-    finally:
-        torch.set_num_threads(threads)
+    """Train :class:`~lstmfpga.digits.DigitsGRU` exactly as the LSTM is trained
+    (``lstmfpga.digits.train_digits_model(..., cell="gru")``); returns ``(model, (x_train,
+    y_train, x_test, y_test))`` with the model in eval mode."""
+    return train_digits_model(seed, hidden, epochs, batch_size, cell="gru")
 
 
 @dataclass

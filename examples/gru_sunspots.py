@@ -21,7 +21,8 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sunspots import load_windows, rmse
+from sunspots import rmse
+from sunspots import train as sunspots_train
 
 PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
 
@@ -41,24 +42,8 @@ class SunspotGRU(nn.Module):
 
 
 def train(seed: int = 0, hidden: int = 16, epochs: int = 150):
-    """Train :class:`SunspotGRU` as ``examples/sunspots.py`` trains the LSTM; returns
-    ``(model, (x_train, y_train, x_test, y_test))`` with the model in eval mode."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(seed)
-        x_train, y_train, x_test, y_test = load_windows()
-        xt = torch.tensor(x_train, dtype=torch.float32)
-        yt = torch.tensor(y_train, dtype=torch.float32)
-        model = SunspotGRU(hidden)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        for _ in range(epochs):
-            optimizer.zero_grad()
-            nn.functional.mse_loss(model(xt), yt).backward()
-            optimizer.step()
-        return model.eval(), (x_train, y_train, x_test, y_test)
-    finally:
-        torch.set_num_threads(threads)
+    """Train :class:`SunspotGRU` exactly as ``examples/sunspots.py`` trains the LSTM."""
+    return sunspots_train(seed, hidden, epochs, model_class=SunspotGRU)
 
 
 def evaluate(model: nn.Module, data, presets=PRESETS):

@@ -48,19 +48,25 @@ def load_windows():
     return x[:split], y[:split], x[split:], y[split:]
 
 
-def train(seed: int = 0, hidden: int = 16, epochs: int = 150):
-    torch.manual_seed(seed)
+def train(seed: int = 0, hidden: int = 16, epochs: int = 150, model_class=SunspotLSTM):
+    """Train ``model_class(hidden)`` (full-batch Adam, lr 1e-2, one CPU thread); returns
+    ``(model, (x_train, y_train, x_test, y_test))`` with the model in eval mode."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    x_train, y_train, x_test, y_test = load_windows()
-    xt, yt = torch.tensor(x_train, dtype=torch.float32), torch.tensor(y_train, dtype=torch.float32)
-    model = SunspotLSTM(hidden)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for _ in range(epochs):
-        optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(xt), yt)
-        loss.backward()
-        optimizer.step()
-    return model.eval(), (x_train, y_train, x_test, y_test)
+    try:
+        torch.manual_seed(seed)
+        x_train, y_train, x_test, y_test = load_windows()
+        xt = torch.tensor(x_train, dtype=torch.float32)
+        yt = torch.tensor(y_train, dtype=torch.float32)
+        model = model_class(hidden)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        for _ in range(epochs):
+            optimizer.zero_grad()
+            nn.functional.mse_loss(model(xt), yt).backward()
+            optimizer.step()
+        return model.eval(), (x_train, y_train, x_test, y_test)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def rmse(prediction, target) -> float:

@@ -23,6 +23,7 @@ __all__ = [
     "FEATURES",
     "HIDDEN",
     "STEPS",
+    "DigitsGRU",
     "DigitsLSTM",
     "accuracy",
     "load_data",
@@ -48,6 +49,24 @@ class DigitsLSTM(nn.Module):
         return self.head(output[:, -1])
 
 
+class DigitsGRU(nn.Module):
+    """``nn.GRU(8, hidden)`` over the image rows, ``nn.Linear(hidden, 10)`` on the last step."""
+
+    head_mode = "last"  # read by lstmfpga.export.torch_loader.from_module
+
+    def __init__(self, hidden: int = HIDDEN):
+        super().__init__()
+        self.gru = nn.GRU(FEATURES, hidden, batch_first=True)
+        self.head = nn.Linear(hidden, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output, _ = self.gru(x)
+        return self.head(output[:, -1])
+
+
+MODELS = {"lstm": DigitsLSTM, "gru": DigitsGRU}
+
+
 def load_data(seed: int = 0):
     """``(x_train, y_train, x_test, y_test)``: images as ``(n, 8, 8)`` float64 in [0, 1],
     labels ``int64``; a stratified 75/25 split fixed by ``seed``."""
@@ -60,28 +79,36 @@ def load_data(seed: int = 0):
     return x_train, y_train, x_test, y_test
 
 
-def train_digits_model(seed: int = 0, hidden: int = HIDDEN, epochs: int = 30, batch_size: int = 64):
-    """Train :class:`DigitsLSTM` with Adam; returns ``(model, (x_train, y_train, x_test,
-    y_test))`` with the model in eval mode.
+def train_digits_model(
+    seed: int = 0,
+    hidden: int = HIDDEN,
+    epochs: int = 30,
+    batch_size: int = 64,
+    cell: str = "lstm",
+):
+    """Train :class:`DigitsLSTM` (``cell="gru"``: :class:`DigitsGRU`) with Adam; returns
+    ``(model, (x_train, y_train, x_test, y_test))`` with the model in eval mode.
 
     Trains on one CPU thread (about 2 s): the model is too small to gain from more, a busy
     machine slows multi-threaded training down by an order of magnitude, and one thread
     keeps the result reproducible for a given ``seed``.
     """
+    if cell not in MODELS:
+        raise ValueError(f"cell must be one of {sorted(MODELS)}, not {cell!r}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train(seed, hidden, epochs, batch_size)
+        return _train(seed, hidden, epochs, batch_size, MODELS[cell])
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(seed: int, hidden: int, epochs: int, batch_size: int):
+def _train(seed: int, hidden: int, epochs: int, batch_size: int, model_class: type[nn.Module]):
     torch.manual_seed(seed)
     data = load_data(seed)
     x_train, y_train = (torch.as_tensor(a) for a in data[:2])
     x_train = x_train.float()
-    model = DigitsLSTM(hidden)
+    model = model_class(hidden)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
     loss_fn = nn.CrossEntropyLoss()

@@ -8,12 +8,10 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from helpers.gru_models import random_gru_spec
 from quant_helpers import exactly
-from torch import nn
 
-from lstmfpga.digits import accuracy, load_data
+from lstmfpga.digits import accuracy, train_digits_model
 from lstmfpga.export.reference import forward
 from lstmfpga.export.spec import SpecError
 from lstmfpga.export.torch_loader import from_module
@@ -155,43 +153,12 @@ def test_a_gru_qmodel_without_b_hn_or_with_a_cell_table_is_refused(gru, tmp_path
 
 
 # -- a real task ----------------------------------------------------------------------------------
-class DigitsGRU(nn.Module):
-    """The 8x8 digit images read row by row (8 steps of 8 pixels) by a GRU, then a Linear."""
-
-    head_mode = "last"
-
-    def __init__(self):
-        super().__init__()
-        self.gru = nn.GRU(8, 16, batch_first=True)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        y, _ = self.gru(x)
-        return self.fc(y[:, -1])
-
-
 @pytest.fixture(scope="module")
 def digits_gru():
-    """Trained for 12 epochs (Adam, seed 0, one thread: about 3 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        x_train, y_train, x_test, y_test = load_data(0)
-        model = DigitsGRU()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-        loss_fn, generator = nn.CrossEntropyLoss(), torch.Generator().manual_seed(0)
-        xt, yt = torch.as_tensor(x_train).float(), torch.as_tensor(y_train)
-        for _ in range(12):
-            order = torch.randperm(len(xt), generator=generator)
-            for start in range(0, len(order), 64):
-                batch = order[start : start + 64]
-                optimizer.zero_grad()
-                loss_fn(model(xt[batch]), yt[batch]).backward()
-                optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-    return from_module(model.eval()), (x_train, x_test, y_test)
+    """``lstmfpga.digits.DigitsGRU`` (hidden 16) trained for 12 epochs (Adam, seed 0, one
+    thread: about 3 s)."""
+    model, (x_train, _, x_test, y_test) = train_digits_model(0, hidden=16, epochs=12, cell="gru")
+    return from_module(model), (x_train, x_test, y_test)
 
 
 # preset: (largest accuracy drop in points, largest abs logit error) on the 450 test digits,
