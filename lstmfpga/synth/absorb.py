@@ -86,6 +86,39 @@ def plain_ff(cell: dict) -> tuple | None:
     return clock, enable
 
 
+def _not_a(a, b):
+    return 1 - a
+
+
+def _a_or_b(a, b):
+    return a | b
+
+
+def _not_a_or_b(a, b):
+    return (1 - a) | b
+
+
+def _a_and_not_b(a, b):
+    return a & (1 - b)
+
+
+def sync_reset_ff(cell: dict) -> tuple | None:
+    """``(clock, enable, reset, set)`` of a flip-flop that is plain but for a synchronous
+    reset (``SRMODE = LSR_OVER_CE``: it acts whatever the enable; ``set`` when it sets to 1),
+    else None. As a multiplier's input register it becomes ``D' = D & ~reset`` (``| reset``
+    to set) with the enable ``enable | reset``: the same register."""
+    if cell.get("type") != _FF or _param(cell, "CLKMUX", "CLK") != "CLK":
+        return None
+    if _param(cell, "SRMODE", "LSR_OVER_CE") != "LSR_OVER_CE":
+        return None
+    if _param(cell, "LSRMUX", "LSR") != "LSR" or not isinstance(_bit(cell, "LSR"), int):
+        return None
+    plain = plain_ff({**cell, "connections": {**cell["connections"], "LSR": ["0"]}})
+    if plain is None:
+        return None
+    return (*plain, _bit(cell, "LSR"), _param(cell, "REGSET", "RESET") == "SET")
+
+
 class _Netlist:
     """Drivers and loads of one module's nets (bit numbers)."""
 
@@ -122,31 +155,51 @@ class _Netlist:
              for b in bits if isinstance(b, int)),
             default=1,
         )  # fmt: skip
-        self._inverters: dict[int, int] = {}
+        self._luts: dict[tuple, int] = {}
 
-    def enable_bit(self, enable):
-        """The net of an enable: ``enable`` itself, or for ``("INV", bit)`` the output of a
-        ``LUT4`` inverter of ``bit`` (one per inverted net)."""
-        if not isinstance(enable, tuple):
-            return enable
-        source = enable[1]
-        if source not in self._inverters:
+    def lut(self, function, inputs: tuple) -> int:
+        """The output net of a ``LUT4`` computing ``function(a, b)`` of up to two input nets
+        (one per distinct function and inputs)."""
+        key = (function.__name__, inputs)
+        if key not in self._luts:
             out = self._next_bit
             self._next_bit += 1
-            name = f"$absorb$inv{out}"
+            name = f"$absorb$lut{out}"
+            pins = dict(zip("AB", inputs, strict=False))
+            init = "".join(str(int(function(i & 1, (i >> 1) & 1)) & 1) for i in reversed(range(16)))
             self.cells[name] = {
                 "hide_name": 1,
                 "type": "LUT4",
-                "parameters": {"INIT": "0101010101010101"},  # Z = ~A
+                "parameters": {"INIT": init},
                 "attributes": {},
                 "port_directions": {"A": "input", "B": "input", "C": "input", "D": "input",
                                     "Z": "output"},
-                "connections": {"A": [source], "B": ["0"], "C": ["0"], "D": ["0"], "Z": [out]},
+                "connections": {p: [pins.get(p, "0")] for p in "ABCD"} | {"Z": [out]},
             }  # fmt: skip
-            self.loads[source].append((name, "A"))
+            for port, bit in pins.items():
+                self.loads[bit].append((name, port))
             self.driver[out] = (name, "Z")
-            self._inverters[source] = out
-        return self._inverters[source]
+            self._luts[key] = out
+        return self._luts[key]
+
+    @property
+    def luts_added(self) -> int:
+        return len(self._luts)
+
+    def enable_bit(self, enable):
+        """The net of an enable key: ``"1"`` or a net itself; ``("INV", bit)`` through a
+        ``LUT4`` inverter; ``("SR", enable, reset)`` (a synchronous reset that acts whatever
+        the enable) the OR of the enable and the reset."""
+        if not isinstance(enable, tuple):
+            return enable
+        if enable[0] == "INV":
+            return self.lut(_not_a, (enable[1],))
+        _, inner, reset = enable
+        if inner == "1":
+            return "1"
+        if isinstance(inner, tuple):  # active-low enable
+            return self.lut(_not_a_or_b, (inner[1], reset))
+        return self.lut(_a_or_b, (inner, reset))
 
     def connect(self, cell_name: str, port: str, bit) -> None:
         cell = self.cells[cell_name]
@@ -179,15 +232,31 @@ class _Netlist:
                 elif (cell_name, port) in self.loads[bit]:
                     self.loads[bit].remove((cell_name, port))
 
-    def ff_driving(self, bit) -> tuple | None:
-        """``(name, clock, enable)`` of the plain flip-flop whose ``Q`` is ``bit``."""
+    def ff_driving(self, bit, sync_reset: bool = False) -> tuple | None:
+        """``(name, clock, enable)`` of the plain flip-flop whose ``Q`` is ``bit``; with
+        ``sync_reset`` also a flip-flop with a synchronous reset (:func:`sync_reset_ff`),
+        then ``enable`` is ``("SR", enable, reset)``."""
         if not isinstance(bit, int) or bit not in self.driver:
             return None
         name, port = self.driver[bit]
         if not name or port != "Q" or bit in self.fabric:
             return None
         info = plain_ff(self.cells[name])
-        return None if info is None else (name, *info)
+        if info is not None:
+            return (name, *info)
+        info = sync_reset_ff(self.cells[name]) if sync_reset else None
+        if info is None or info[3]:  # (a set-to-1 register: not seen, not handled)
+            return None
+        clock, enable, reset, _ = info
+        return name, clock, ("SR", enable, reset)
+
+    def operand_data(self, ff: str, enable) -> int | str:
+        """The net a multiplier's input register reads for flip-flop ``ff``: its ``D``, or
+        for a flip-flop with a synchronous reset ``D & ~reset``."""
+        d = self.cells[ff]["connections"]["DI"][0]
+        if isinstance(enable, tuple) and enable[0] == "SR":
+            return self.lut(_a_and_not_b, (d, enable[2]))
+        return d
 
     def sole_ff_load(self, bit) -> tuple | None:
         """``(name, clock, enable)`` of the plain flip-flop whose ``D`` is ``bit``'s only load."""
@@ -284,13 +353,14 @@ class _Controls:
 
 def _operand_ffs(net: _Netlist, cell: dict, operand: str) -> dict | None:
     """``{pin: (ff, clock, enable)}`` of an operand whose non-constant pins are all plain
-    flip-flops on one clock and one enable, else None."""
+    flip-flops (or flip-flops with one synchronous reset, :func:`sync_reset_ff`) on one
+    clock and one enable, else None."""
     ffs = {}
     for pin in (f"{operand}{i}" for i in range(18)):
         bit = cell["connections"].get(pin, ["0"])[0]
         if bit in _CONST:
             continue
-        ff = net.ff_driving(bit)
+        ff = net.ff_driving(bit, sync_reset=True)
         if ff is None:
             return None
         ffs[pin] = ff
@@ -313,8 +383,8 @@ def _absorb_mult(net: _Netlist, name: str, cell: dict) -> int:
                 slots[operand] = controls.slot(clock, enable)
         if len(slots) == 2 and None not in slots.values():
             for operand, ffs in operands.items():
-                for pin, (ff, _, _) in ffs.items():
-                    net.connect(name, pin, net.cells[ff]["connections"]["DI"][0])
+                for pin, (ff, _, enable) in ffs.items():
+                    net.connect(name, pin, net.operand_data(ff, enable))
                 for ff in {ff for ff, _, _ in ffs.values()}:
                     if not net.loads.get(net.cells[ff]["connections"]["Q"][0]):
                         net.remove(ff)
@@ -342,9 +412,10 @@ def _absorb_mult(net: _Netlist, name: str, cell: dict) -> int:
 def absorb_registers(netlist: dict, top: str) -> dict:
     """Move plain flip-flops into the registers of ``top``'s ``DP16KD`` and ``MULT18X18D``
     cells (in place); returns counts ``{"bram_outputs", "mult_inputs", "mult_outputs",
-    "flip_flops", "inverters"}``: read ports and multiplier operands/outputs registered,
-    flip-flops removed, and ``LUT4`` inverters added (one per active-low enable net a
-    primitive's enable now reads)."""
+    "flip_flops", "luts"}``: read ports and multiplier operands/outputs registered,
+    flip-flops removed, and ``LUT4`` cells added (an inverter per active-low enable net a
+    primitive's enable now reads; for operand registers with a synchronous reset, the
+    data AND NOT reset and the enable OR reset)."""
     module = netlist.get("modules", {}).get(top)
     if not isinstance(module, dict) or "cells" not in module:
         raise SynthesisError(f"netlist has no module {top!r}")
@@ -366,7 +437,7 @@ def absorb_registers(netlist: dict, top: str) -> dict:
         counts["mult_inputs"] += sum(after[:2]) - sum(before[:2])
         counts["mult_outputs"] += after[2] - before[2]
     counts["flip_flops"] = flip_flops - sum(c["type"] == _FF for c in net.cells.values())
-    counts["inverters"] = len(net._inverters)
+    counts["luts"] = net.luts_added
     return counts
 
 

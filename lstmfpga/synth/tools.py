@@ -261,7 +261,7 @@ def yosys(
     if absorbed:
         cells = dict(cells)
         cells["TRELLIS_FF"] = cells.get("TRELLIS_FF", 0) - absorbed["flip_flops"]
-        cells["LUT4"] = cells.get("LUT4", 0) + absorbed["inverters"]
+        cells["LUT4"] = cells.get("LUT4", 0) + absorbed["luts"]
     return {
         "resources": count_resources(target, cells, port_bits),
         "cells": cells,

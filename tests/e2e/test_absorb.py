@@ -75,7 +75,7 @@ def test_plain_flip_flops_become_the_dsps_input_and_output_registers():
     netlist = _registered_multiplier()
     counts = absorb_registers(netlist, "top")
     assert counts == {"bram_outputs": 0, "mult_inputs": 2, "mult_outputs": 1, "flip_flops": 16,
-                      "inverters": 0}  # fmt: skip
+                      "luts": 0}  # fmt: skip
     cells = netlist["modules"]["top"]["cells"]
     assert sorted(cells) == ["mul"]  # every flip-flop moved into the DSP
     mul = cells["mul"]
@@ -92,15 +92,38 @@ def test_plain_flip_flops_become_the_dsps_input_and_output_registers():
     assert [c[f"P{i}"][0] for i in range(8)] == list(range(50, 58))
 
 
-def test_a_reset_on_one_operand_keeps_both_operands_in_the_fabric():
+def test_an_asynchronous_reset_on_one_operand_keeps_both_operands_in_the_fabric():
     # nextpnr times a DSP with one registered operand as if neither were: both or none
     netlist = _registered_multiplier(b_lsr=RST)
+    for i in range(4):
+        netlist["modules"]["top"]["cells"][f"b{i}"]["parameters"]["SRMODE"] = "ASYNC"
     counts = absorb_registers(netlist, "top")
     assert (counts["mult_inputs"], counts["mult_outputs"], counts["flip_flops"]) == (0, 1, 8)
     cells = netlist["modules"]["top"]["cells"]
     assert all(f"{x}{i}" in cells for x in "ab" for i in range(4))
     assert "REG_INPUTA_CLK" not in cells["mul"]["parameters"]
     assert cells["mul"]["parameters"]["REG_OUTPUT_CLK"] == "CLK0"
+
+
+def test_a_synchronous_reset_moves_with_its_register_as_data_and_enable_logic():
+    # Q' = rst ? 0 : (en ? D : Q) is the DSP register Q' = (en | rst) ? (D & ~rst) : Q
+    netlist = _registered_multiplier(b_lsr=RST)
+    counts = absorb_registers(netlist, "top")
+    assert (counts["mult_inputs"], counts["mult_outputs"], counts["flip_flops"]) == (2, 1, 16)
+    assert counts["luts"] == 4 + 1  # D & ~rst for each of the four b bits, en | rst once
+    cells = netlist["modules"]["top"]["cells"]
+    mul = cells["mul"]
+    luts = {c["connections"]["Z"][0]: c for c in cells.values() if c["type"] == "LUT4"}
+    b_pins = [mul["connections"][f"B{i}"][0] for i in range(4)]
+    for i, bit in enumerate(b_pins):
+        gate = luts[bit]  # Z = A & ~B (INIT bit i at index B*2 + A)
+        assert gate["parameters"]["INIT"] == "0010001000100010"
+        assert (gate["connections"]["A"], gate["connections"]["B"]) == ([14 + i], [RST])
+    assert mul["parameters"]["REG_INPUTA_CE"] == "CE0" and mul["connections"]["CE0"] == [EN]
+    assert mul["parameters"]["REG_INPUTB_CE"] == "CE1"
+    either = luts[mul["connections"]["CE1"][0]]  # Z = A | B
+    assert either["parameters"]["INIT"] == "1110111011101110"
+    assert (either["connections"]["A"], either["connections"]["B"]) == ([EN], [RST])
 
 
 def test_a_product_bit_with_another_load_keeps_the_output_register_in_the_fabric():
@@ -124,7 +147,7 @@ def test_block_ram_output_register_with_an_active_low_enable():
     netlist = _netlist(cells, [80, 81, 82, 83])
     counts = absorb_registers(netlist, "top")
     assert counts == {"bram_outputs": 1, "mult_inputs": 0, "mult_outputs": 0, "flip_flops": 4,
-                      "inverters": 1}  # fmt: skip
+                      "luts": 1}  # fmt: skip
     cells = netlist["modules"]["top"]["cells"]
     ram = cells["ram"]
     assert ram["parameters"]["REGMODE_A"] == "OUTREG"
