@@ -28,7 +28,10 @@ output register (the multiplier's input register then needs a flip-flop of its o
 RTL). A *plain* flip-flop is a ``TRELLIS_FF`` on the rising clock edge with no set/reset
 (``LSR`` tied to 0) and an enable, if any, active high (or active low: the primitive then
 reads it through one shared ``LUT4`` inverter): the registers
-:func:`lstmfpga.hw.pipeline.register` builds. Registers with a reset or an inverted clock,
+:func:`lstmfpga.hw.pipeline.register` builds. A multiplier's operand register may also have
+a synchronous reset (:func:`sync_reset_ff`; Yosys makes one of a zeroing multiplexer before
+a flip-flop): it moves as ``D & ~reset`` with the enable ``enable | reset``. Registers with
+an asynchronous reset (or a reset elsewhere) or an inverted clock,
 logic between them and the primitive, or a ``Q`` net marked
 :data:`lstmfpga.hw.pipeline.FABRIC_ATTR` (``register(..., fabric=True)``) stay in the fabric.
 """
