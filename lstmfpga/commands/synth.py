@@ -64,6 +64,9 @@ def table(result: dict) -> str:
         used, available = result[key], cap[key]
         share = f"{100 * used / available:.0f}" if available else "-"
         lines.append(f"{label:<9} {used:>7} {available:>10} {share:>5}")
+    from lstmfpga.synth import serial_notes
+
+    lines.extend(f"note: {note}" for note in serial_notes(result))
     if result["fmax_mhz"] is None:
         lines.append("Fmax: not measured (synthesis only)")
     else:

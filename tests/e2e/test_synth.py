@@ -125,6 +125,8 @@ def test_xilinx_is_resources_only_and_the_cli_merges_into_a_report(tmp_path, mon
     assert len(syn["commands"]) == 1 and "synth_xilinx" in syn["commands"][0]
     printed = capsys.readouterr().out
     assert "xilinx xc7a35t" in printed and "not measured" in printed and "LUTs" in printed
+    assert syn["serial_inputs"] == ["w__payload"]
+    assert "note: w__payload fed through a 1-bit shift register (on-chip port" in printed
 
 
 def test_a_design_that_fits_no_device_is_a_one_line_error(tmp_path, monkeypatch, capsys):
