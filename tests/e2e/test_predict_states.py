@@ -16,7 +16,8 @@ from lstmfpga.cli import main
 from lstmfpga.export import files
 
 B, T, I, H, LAYERS = 3, 5, 3, 4, 2
-#: |fixed - float| of h_n for q16 on this small model (inputs in [-1, 1])
+FLOAT64_TOLERANCE = 1e-9  # the float64 reference against torch in float64
+#: |fixed - float| of h_n and the outputs for q16 on this small model (inputs in [-1, 1])
 Q16_STATE_TOLERANCE = 0.02
 
 
@@ -45,31 +46,21 @@ def gru(tmp_path_factory):
     return root, module, x, h0
 
 
-def test_gru_spec_states_equal_torch(gru, capsys):
+@pytest.mark.parametrize(
+    ("artifact", "tolerance"), [("spec", FLOAT64_TOLERANCE), ("qmodel", Q16_STATE_TOLERANCE)]
+)
+def test_gru_states_follow_torch(gru, capsys, artifact, tolerance):
     root, module, x, h0 = gru
-    states_args = ("--h0c0", root / "h0.npz", "--states", root / "s.npz")
-    code, err = _cli(capsys, "predict", root / "spec", "--inputs", root / "x.npy", *states_args,
-                     "-o", root / "y.npy")  # fmt: skip
+    states_args = ("--h0c0", root / "h0.npz", "--states", root / f"{artifact}.npz")
+    code, err = _cli(capsys, "predict", root / artifact, "--inputs", root / "x.npy", *states_args,
+                     "-o", root / f"{artifact}.npy")  # fmt: skip
     assert code == 0, err
-    states = files.load_arrays(root / "s.npz", "states")
+    states = files.load_arrays(root / f"{artifact}.npz", "states")
     assert set(states) == {"h_n"}  # a GRU has no cell state
     with torch.no_grad():
         y, h_n = module(torch.from_numpy(x), torch.from_numpy(h0))
-    np.testing.assert_allclose(states["h_n"], h_n.numpy(), rtol=0, atol=1e-9)
-    np.testing.assert_allclose(np.load(root / "y.npy"), y.numpy(), rtol=0, atol=1e-9)
-
-
-def test_gru_qmodel_states_follow_the_float_model(gru, capsys):
-    root, module, x, h0 = gru
-    states_args = ("--h0c0", root / "h0.npz", "--states", root / "q.npz")
-    code, err = _cli(capsys, "predict", root / "qmodel", "--inputs", root / "x.npy", *states_args,
-                     "-o", root / "yq.npy")  # fmt: skip
-    assert code == 0, err
-    states = files.load_arrays(root / "q.npz", "states")
-    assert set(states) == {"h_n"}
-    with torch.no_grad():
-        _, h_n = module(torch.from_numpy(x), torch.from_numpy(h0))
-    assert np.abs(states["h_n"] - h_n.numpy()).max() <= Q16_STATE_TOLERANCE
+    assert np.abs(states["h_n"] - h_n.numpy()).max() <= tolerance
+    assert np.abs(np.load(root / f"{artifact}.npy") - y.numpy()).max() <= tolerance
 
 
 @pytest.mark.parametrize("artifact", ["spec", "qmodel"])
