@@ -7,6 +7,8 @@ group by row group, column by column: exactly the order the
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
@@ -134,14 +136,21 @@ class WeightMemory(wiring.Component):
         return self._load_layout
 
     def elaborate(self, platform):
+        m = Module()
+        n = SimpleNamespace()  # the signals the stages below share
+        self._memories(m, n)
+        self._matrix_params(m, n)
+        self._address_counter(m, n)
+        self._read_stage(m, n)
+        self._skid(m, n)
+        return m
+
+    def _memories(self, m, n):
+        """The weight and bias memories, their read ports (``n.w_rd``, ``n.b_rd``) and the
+        load port (always ready, written directly)."""
         layout = self._layout
         P, S = layout.lanes, layout.simd
         wbits, abits = layout.weight_bits, layout.acc.bits
-        matrices = layout.matrices
-        beat = self._beat_layout
-        max_segments = max(len(mat.segments) for mat in matrices)
-        m = Module()
-
         # Depths of at least 2 keep every address at least one bit wide (no 0-bit ports).
         m.submodules.weights = wmem = Memory(
             shape=unsigned(P * S * wbits), depth=max(2, layout.depth), init=layout.packed_weights()
@@ -151,7 +160,7 @@ class WeightMemory(wiring.Component):
             depth=max(2, layout.bias_depth),
             init=layout.packed_biases(),
         )
-        w_rd, b_rd = wmem.read_port(), bmem.read_port()
+        n.w_rd, n.b_rd = wmem.read_port(), bmem.read_port()
         w_wr, b_wr = wmem.write_port(), bmem.write_port()
 
         # -- load port: always ready, written directly --------------------------------------
@@ -166,11 +175,17 @@ class WeightMemory(wiring.Component):
             b_wr.en.eq(self.load.valid & load.bias),
         ]
 
-        # -- per-matrix constants, selected by the command ----------------------------------
-        addr_shape = w_rd.addr.shape()
-        baddr_shape = b_rd.addr.shape()
+    def _matrix_params(self, m, n):
+        """Per-matrix constants selected by ``cmd`` (``n.next_params``) and the ones of the
+        matrix being streamed (``n.cur``)."""
+        layout, S = self._layout, self._layout.simd
+        matrices = layout.matrices
+        beat = self._beat_layout
+        max_segments = n.max_segments = max(len(mat.segments) for mat in matrices)
+        addr_shape = n.addr_shape = n.w_rd.addr.shape()
+        baddr_shape = n.baddr_shape = n.b_rd.addr.shape()
         col_shape, group_shape = beat["col"].shape, beat["group"].shape
-        shift_sel_shape = unsigned(select_bits(len(layout.product_shifts)))
+        shift_sel_shape = n.shift_sel_shape = unsigned(select_bits(len(layout.product_shifts)))
         target_sel_shape = beat["target_sel"].shape
         params = data.StructLayout(
             {
@@ -184,8 +199,8 @@ class WeightMemory(wiring.Component):
                 "sels": data.ArrayLayout(shift_sel_shape, max_segments),
             }
         )
-        next_params = Signal(params)
-        cur = Signal(params)
+        next_params = n.next_params = Signal(params)
+        n.cur = Signal(params)
 
         def assign(mat):
             bounds = [seg.start + seg.length for seg in mat.segments]
@@ -218,7 +233,14 @@ class WeightMemory(wiring.Component):
                         with m.Case(index):
                             m.d.comb += assign(mat)
 
-        # -- stage A: the address counter ---------------------------------------------------
+    def _address_counter(self, m, n):
+        """Stage A: the address counter over the chunks and groups of the current matrix,
+        ``cmd.ready``, and each slot's shift select (``n.shift_sel``)."""
+        S = self._layout.simd
+        beat = self._beat_layout
+        col_shape, group_shape = beat["col"].shape, beat["group"].shape
+        addr_shape, baddr_shape = n.addr_shape, n.baddr_shape
+        cur, next_params, max_segments = n.cur, n.next_params, n.max_segments
         active = Signal()
         addr = Signal(addr_shape)
         baddr = Signal(baddr_shape)
@@ -237,7 +259,7 @@ class WeightMemory(wiring.Component):
         # slot s of the chunk starting at column k holds column k + s
         slot_sels = []
         for slot in range(S):
-            sel = Signal(shift_sel_shape, name=f"shift_sel{slot}")
+            sel = Signal(n.shift_sel_shape, name=f"shift_sel{slot}")
             m.d.comb += sel.eq(cur.sels[max_segments - 1])
             for seg in reversed(range(max_segments - 1)):
                 with m.If(k + slot < cur.bounds[seg]):
@@ -293,7 +315,17 @@ class WeightMemory(wiring.Component):
             at_end.eq(last_next & (g_next == cur_next.groups_m1)),
         ]
 
-        # -- stage B: memory read + registered beat fields ------------------------------------
+        n.active, n.addr, n.baddr, n.k, n.g = active, addr, baddr, k, g
+        n.adv, n.skid_valid, n.at_last, n.at_end = adv, skid_valid, at_last, at_end
+        n.addr_next, n.shift_sel = addr_next, shift_sel
+
+    def _read_stage(self, m, n):
+        """Stage B: the memory reads and the registered beat fields (``n.o``, valid when
+        ``n.pipe_valid``)."""
+        beat = self._beat_layout
+        col_shape, group_shape = beat["col"].shape, beat["group"].shape
+        target_sel_shape = beat["target_sel"].shape
+        w_rd, b_rd, adv = n.w_rd, n.b_rd, n.adv
         meta = Signal(
             data.StructLayout(
                 {
@@ -309,22 +341,22 @@ class WeightMemory(wiring.Component):
         )
         m.d.comb += [
             w_rd.en.eq(1),
-            w_rd.addr.eq(addr_next),
+            w_rd.addr.eq(n.addr_next),
             b_rd.en.eq(adv),
-            b_rd.addr.eq(baddr),
+            b_rd.addr.eq(n.baddr),
         ]
         w_data = register(m, adv, w_rd.data, name="w_data")
         pipe_valid = Signal()
         with m.If(adv):
             m.d.sync += [
-                pipe_valid.eq(active),
-                meta.col.eq(k),
-                meta.group.eq(g),
-                meta.shift_sel.eq(shift_sel),
-                meta.target_sel.eq(cur.target),
-                meta.first.eq(k == 0),
-                meta.last.eq(at_last),
-                meta.end.eq(at_end),
+                pipe_valid.eq(n.active),
+                meta.col.eq(n.k),
+                meta.group.eq(n.g),
+                meta.shift_sel.eq(n.shift_sel),
+                meta.target_sel.eq(n.cur.target),
+                meta.first.eq(n.k == 0),
+                meta.last.eq(n.at_last),
+                meta.end.eq(n.at_end),
             ]
         o = Signal(beat)  # the beat of stage B
         m.d.comb += [
@@ -339,8 +371,13 @@ class WeightMemory(wiring.Component):
             o.end.eq(meta.end),
         ]
 
-        # -- skid register: parks stage B's beat while ``o`` stalls ---------------------------
-        # (it copies stage B whenever it is empty: only ``skid_valid`` depends on ``o.ready``)
+        n.o, n.pipe_valid = o, pipe_valid
+
+    def _skid(self, m, n):
+        """The skid register: parks stage B's beat while ``o`` stalls (it copies stage B
+        whenever it is empty: only ``skid_valid`` depends on ``o.ready``)."""
+        beat = self._beat_layout
+        o, pipe_valid, skid_valid = n.o, n.pipe_valid, n.skid_valid
         skid = Signal(beat, reset_less=True)
         with m.If(~skid_valid):
             m.d.sync += skid.eq(o)
@@ -355,4 +392,3 @@ class WeightMemory(wiring.Component):
             m.d.comb += self.o.payload.eq(skid)
         with m.Else():
             m.d.comb += self.o.payload.eq(o)
-        return m
