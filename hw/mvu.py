@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..quant.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
 from .layout import Target, WeightLayout, select_bits
-from .pipeline import adder_tree
+from .pipeline import SkidOutput, adder_tree
 from .requant import requant_parts_layout, requantize_finish, requantize_parts
 
 __all__ = ["MatrixVectorUnit", "mvu_latency"]
@@ -298,9 +298,9 @@ class MatrixVectorUnit(wiring.Component):
 
         # The stages advance unless the skid register holds a result: ``adv`` (and so
         # ``i.ready``) is a register output, independent of ``o.ready`` in the same cycle.
-        adv = Signal()
-        skid_valid = Signal()
-        m.d.comb += [adv.eq(~skid_valid), self.i.ready.eq(adv)]
+        skid_out = SkidOutput(m, self.o, name="out")
+        adv = skid_out.advance
+        m.d.comb += self.i.ready.eq(adv)
 
         # -- stage 1: operand registers (the multiplier's input registers) ------------------
         valid1 = Signal()
@@ -361,6 +361,14 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(adv & valid3):
                 m.d.sync += accs[p].eq(start + terms[p])
 
+        out, out_valid = self._requantize(m, adv, accs, done3, target3)
+        skid_out.drive(out_valid, out)
+        return m
+
+    def _requantize(self, m, adv, accs, done3, target3):
+        """Stages 4 and 5: the requantizer of each lane's accumulator into the output
+        register (``out``, valid when ``out_valid``) by the shift and format of its target."""
+        P = self._lanes
         # -- stage 4: the requantizer's first half (floor bits, rounding bit, range checks) ---
         parts_layout = requant_parts_layout(self.out_bits)
         parts = [Signal(parts_layout, name=f"parts{p}", reset_less=True) for p in range(P)]
@@ -393,20 +401,4 @@ class MatrixVectorUnit(wiring.Component):
                             m.d.sync += out.data[p].eq(code)
                             flags.append(over)
                         m.d.sync += out.saturated.eq(Cat(*flags))
-
-        # -- skid register: parks the output register's result while ``o`` stalls -------------
-        # (it copies the output register whenever it is empty: only ``skid_valid`` depends on
-        # ``o.ready``, not the enable of the data bits)
-        skid = Signal(self._out_layout, reset_less=True)
-        with m.If(~skid_valid):
-            m.d.sync += skid.eq(out)
-            with m.If(out_valid & ~self.o.ready):
-                m.d.sync += skid_valid.eq(1)
-        with m.Elif(self.o.ready):
-            m.d.sync += skid_valid.eq(0)
-        m.d.comb += self.o.valid.eq(skid_valid | out_valid)
-        with m.If(skid_valid):  # (If/Else: no huge Mux expression in the simulator)
-            m.d.comb += self.o.payload.eq(skid)
-        with m.Else():
-            m.d.comb += self.o.payload.eq(out)
-        return m
+        return out, out_valid

@@ -15,7 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .layout import WeightLayout, select_bits
-from .pipeline import register
+from .pipeline import SkidOutput, register
 
 __all__ = ["WeightMemory"]
 
@@ -138,11 +138,13 @@ class WeightMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n = SimpleNamespace()  # the signals the stages below share
+        # stage B's beat reaches ``o`` through a skid register (parks it while ``o`` stalls)
+        n.skid_out = SkidOutput(m, self.o, name="out")
         self._memories(m, n)
         self._matrix_params(m, n)
         self._address_counter(m, n)
         self._read_stage(m, n)
-        self._skid(m, n)
+        n.skid_out.drive(n.pipe_valid, n.o)
         return m
 
     def _memories(self, m, n):
@@ -247,9 +249,7 @@ class WeightMemory(wiring.Component):
         k = Signal(col_shape)
         g = Signal(group_shape)
         # The streamer advances unless the skid register holds a beat (a flip-flop).
-        adv = Signal()
-        skid_valid = Signal()
-        m.d.comb += adv.eq(~skid_valid)
+        adv = n.skid_out.advance
         # ``at_last``/``at_end`` (k on the last chunk, and of the last group) are flip-flops,
         # computed from the next counter values: ``cmd.ready`` and the next-address select
         # then start at registers (the address path into the block RAM stays short).
@@ -316,7 +316,7 @@ class WeightMemory(wiring.Component):
         ]
 
         n.active, n.addr, n.baddr, n.k, n.g = active, addr, baddr, k, g
-        n.adv, n.skid_valid, n.at_last, n.at_end = adv, skid_valid, at_last, at_end
+        n.adv, n.at_last, n.at_end = adv, at_last, at_end
         n.addr_next, n.shift_sel = addr_next, shift_sel
 
     def _read_stage(self, m, n):
@@ -372,23 +372,3 @@ class WeightMemory(wiring.Component):
         ]
 
         n.o, n.pipe_valid = o, pipe_valid
-
-    def _skid(self, m, n):
-        """The skid register: parks stage B's beat while ``o`` stalls (it copies stage B
-        whenever it is empty: only ``skid_valid`` depends on ``o.ready``)."""
-        beat = self._beat_layout
-        o, pipe_valid, skid_valid = n.o, n.pipe_valid, n.skid_valid
-        skid = Signal(beat, reset_less=True)
-        with m.If(~skid_valid):
-            m.d.sync += skid.eq(o)
-            with m.If(pipe_valid & ~self.o.ready):
-                m.d.sync += skid_valid.eq(1)
-        with m.Elif(self.o.ready):
-            m.d.sync += skid_valid.eq(0)
-        m.d.comb += self.o.valid.eq(skid_valid | pipe_valid)
-        # (an If/Else, not a Mux of the whole beat: thousands of bits in one expression make
-        # Amaranth's Python simulator recurse too deeply at large P * S)
-        with m.If(skid_valid):
-            m.d.comb += self.o.payload.eq(skid)
-        with m.Else():
-            m.d.comb += self.o.payload.eq(o)
