@@ -126,30 +126,9 @@ def _beyond(code: Value, shift: int, size: int) -> Value:
     return Mux(code[-1], negative_beyond, positive_beyond)
 
 
-def lookup_stages(
-    m: Module,
-    table: ActivationTable,
-    code: Value,
-    advance: Value,
-    *,
-    latency: int,
-    roms: RomBank,
-    name: str,
-) -> Signal:
-    """Build ``table.lookup(code)`` as a ``latency``-stage pipeline enabled by ``advance``.
-
-    ``code`` is a signed value (any width; normally ``table.in_fmt.bits``) present in the
-    cycle its beat enters; the result, shape ``signed(table.out_fmt.bits)``, is a register that
-    holds the output ``latency`` stages later. ``latency`` must be at least
-    ``lookup_latency((table,))``; shorter pipelines are padded with output registers.
-    """
-    if latency < lookup_latency((table,)):
-        raise ValueError(
-            f"latency must be at least {lookup_latency((table,))} for this table, not {latency!r}"
-        )
-    code = Value.cast(code).as_signed()
-    shift, size = table.shift, table.size
-
+def _folded_address(m, code, shift, size, name):
+    """Stage 0 of a lookup (combinational): the ROM ``address`` of ``code``, its interpolation
+    ``fraction`` (None when ``shift`` is 0), ``beyond`` (past the table) and ``negative``."""
     # Stage 0 (combinational): fold, bit-slice index, clamp beyond the range, arranged for a
     # short path into the address register (no comparator, no adder behind another). The fold
     # ``|code| = (code ^ sign) + sign`` is split at the slice: the fraction
@@ -190,6 +169,65 @@ def lookup_stages(
         index = Signal(unsigned(len(high) + 1), name=f"{name}_index")
         m.d.comb += [index.eq(folded + carry), beyond.eq(index >= size)]
         address = Mux(beyond, size, index)
+    return address, fraction, beyond, negative
+
+
+def _interpolated(m, table, advance, entries_port, slopes_port, fraction, negative, name):
+    """Stages 2 to 5 of an interpolating lookup and its final adder: ``entry + slope *
+    fraction``, unfolded by the sign (``lookup_stages``' interpolating branch)."""
+    shift, out_bits = table.shift, table.out_fmt.bits
+    # Stage 2: the ROM read (the block RAM's address register); the fraction and sign
+    # wait beside it.
+    r1 = register(m, advance, fraction, name=f"{name}_r1")
+    n1 = register(m, advance, negative, name=f"{name}_neg1")
+    # Stage 3: ROM data registers (the block RAMs' output registers).
+    e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")
+    s2 = register(m, advance, slopes_port.data, name=f"{name}_slope2")
+    r2 = register(m, advance, r1, name=f"{name}_r2")
+    n2 = register(m, advance, n1, name=f"{name}_neg2")
+    # Stage 4: multiplier input registers; beside them the entry term of the folded sum.
+    k = shift + table.guard
+    width = k + out_bits
+    s3 = register(m, advance, s2, name=f"{name}_slope3")
+    r3 = register(m, advance, r2, name=f"{name}_r3")
+    a3 = register(m, advance, _folded_term(table, e2 << shift, n2, k, width, 2),
+                  name=f"{name}_term3")  # fmt: skip
+    n3 = register(m, advance, n2, name=f"{name}_neg3")
+    # Stage 5: product register (the multiplier's output register).
+    p4 = register(m, advance, s3 * r3, name=f"{name}_prod4")
+    a4 = register(m, advance, a3, name=f"{name}_term4")
+    n4 = register(m, advance, n3, name=f"{name}_neg4")
+    # Last stage: one adder, ``(a4 + (p4 ^ sign)) >> k``.
+    total = (a4 + (_wrap(p4, width) ^ n4.replicate(width)))[:width]
+    unfolded = total[k:].as_signed()
+    return unfolded
+
+
+def lookup_stages(
+    m: Module,
+    table: ActivationTable,
+    code: Value,
+    advance: Value,
+    *,
+    latency: int,
+    roms: RomBank,
+    name: str,
+) -> Signal:
+    """Build ``table.lookup(code)`` as a ``latency``-stage pipeline enabled by ``advance``.
+
+    ``code`` is a signed value (any width; normally ``table.in_fmt.bits``) present in the
+    cycle its beat enters; the result, shape ``signed(table.out_fmt.bits)``, is a register that
+    holds the output ``latency`` stages later. ``latency`` must be at least
+    ``lookup_latency((table,))``; shorter pipelines are padded with output registers.
+    """
+    if latency < lookup_latency((table,)):
+        raise ValueError(
+            f"latency must be at least {lookup_latency((table,))} for this table, not {latency!r}"
+        )
+    code = Value.cast(code).as_signed()
+    shift, size = table.shift, table.size
+
+    address, fraction, beyond, negative = _folded_address(m, code, shift, size, name)
     # Stage 1: the address register (the fold and clamp get a cycle of their own; the ROM's
     # address input then comes straight from a flip-flop), the fraction and sign beside it.
     address = register(m, advance, address, name=f"{name}_address")
@@ -204,30 +242,8 @@ def lookup_stages(
     out_bits = table.out_fmt.bits
     if _interpolates(table):
         m.d.comb += [slopes_port.addr.eq(address), slopes_port.en.eq(advance)]
-        # Stage 2: the ROM read (the block RAM's address register); the fraction and sign
-        # wait beside it.
-        r1 = register(m, advance, fraction, name=f"{name}_r1")
-        n1 = register(m, advance, negative, name=f"{name}_neg1")
-        # Stage 3: ROM data registers (the block RAMs' output registers).
-        e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")
-        s2 = register(m, advance, slopes_port.data, name=f"{name}_slope2")
-        r2 = register(m, advance, r1, name=f"{name}_r2")
-        n2 = register(m, advance, n1, name=f"{name}_neg2")
-        # Stage 4: multiplier input registers; beside them the entry term of the folded sum.
-        k = shift + table.guard
-        width = k + out_bits
-        s3 = register(m, advance, s2, name=f"{name}_slope3")
-        r3 = register(m, advance, r2, name=f"{name}_r3")
-        a3 = register(m, advance, _folded_term(table, e2 << shift, n2, k, width, 2),
-                      name=f"{name}_term3")  # fmt: skip
-        n3 = register(m, advance, n2, name=f"{name}_neg3")
-        # Stage 5: product register (the multiplier's output register).
-        p4 = register(m, advance, s3 * r3, name=f"{name}_prod4")
-        a4 = register(m, advance, a3, name=f"{name}_term4")
-        n4 = register(m, advance, n3, name=f"{name}_neg4")
-        # Last stage: one adder, ``(a4 + (p4 ^ sign)) >> k``.
-        total = (a4 + (_wrap(p4, width) ^ n4.replicate(width)))[:width]
-        unfolded = total[k:].as_signed()
+        unfolded = _interpolated(m, table, advance, entries_port, slopes_port, fraction,
+                                 negative, name)  # fmt: skip
         stages = INTERPOLATE_LATENCY
     else:
         n1 = register(m, advance, negative, name=f"{name}_neg1")
