@@ -14,10 +14,10 @@ Ports (clock ``clk``, synchronous reset ``rst``):
   accelerator's rounded up to whole bytes, so a DMA engine moves ``in_bytes`` per beat.
 * ``m_axis_tdata`` (``out_bytes * 8`` bits, the code sign-extended), ``m_axis_tvalid``,
   ``m_axis_tready``, ``m_axis_tlast``: the results.
-* ``s_axis_w_tdata`` (:attr:`~.manifest.WeightPort.beat_bytes` ``* 8`` bits),
+* ``s_axis_w_tdata`` (:attr:`~.weight_port.WeightPort.beat_bytes` ``* 8`` bits),
   ``s_axis_w_tvalid``, ``s_axis_w_tready``, ``s_axis_w_tlast``: the weight port, the
   accelerator's ``w`` (one weight or bias memory word per beat in the
-  :class:`~.manifest.WeightPort` format, the bytes of :func:`lstmfpga.runtime.pack_weights`;
+  :class:`~.weight_port.WeightPort` format, the bytes of :func:`lstmfpga.runtime.pack_weights`;
   ``tready`` only between sequences). ``tlast`` marks the last beat of a load
   (``WEIGHT_LOADS`` counts them); it does not change what a beat writes.
 * ``s_axil_*``: the registers (``docs/registers.md``). ``CONTROL.soft_reset`` resets the
@@ -37,7 +37,6 @@ from amaranth.lib.wiring import In, Out
 from ..export import files
 from . import verilog
 from .accelerator import LSTMAccelerator
-from .manifest import WeightPort
 from .register_map import (
     ADDR_WIDTH,
     MAP_VERSION,
@@ -47,6 +46,7 @@ from .register_map import (
     weights_digest,
 )
 from .registers import AXI_LITE_PREFIX, RegisterBlock, axi_lite_members, check_design_id
+from .weight_port import WeightPort
 
 __all__ = ["WEIGHT_PORT_NAMES", "AXITop", "axi_manifest", "write_axi_design"]
 
@@ -64,7 +64,7 @@ _DESCRIBE = {
     "s_axis_w_tready": "weight beat ready (only between sequences)",
     "s_axis_w_tlast": "last beat of a weight load (counted in WEIGHT_LOADS)",
 }
-#: The weight port's names at this top (:class:`~.manifest.WeightPort`).
+#: The weight port's names at this top (:class:`~.weight_port.WeightPort`).
 WEIGHT_PORT_NAMES = dict(data="s_axis_w_tdata", valid="s_axis_w_tvalid",
                          ready="s_axis_w_tready", last="s_axis_w_tlast")  # fmt: skip
 
@@ -166,7 +166,7 @@ def axi_manifest(accelerator: LSTMAccelerator, name: str = "lstm_axi") -> dict:
     holds the weights' digest, ``quantization`` the model's rounding and overflow rules (to
     quantize inputs as ``predict`` does), ``weight_formats`` every weight tensor's format
     (what new weights must fit), ``design_id`` is :func:`~.register_map.design_id` of the
-    rest (the ``ID`` register's value), ``weight_port`` the :class:`~.manifest.WeightPort`
+    rest (the ``ID`` register's value), ``weight_port`` the :class:`~.weight_port.WeightPort`
     with this top's names."""
     q = accelerator.model
     info = verilog.manifest(accelerator, name)

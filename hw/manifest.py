@@ -14,9 +14,9 @@ model's compute phase, which is affine in the number of steps ``T``
 Sections this module does not know (e.g. the AXI top's ``axi``, ``design_id``) are kept as
 they are in :attr:`Manifest.extra`.
 
-The weight port's beat format is defined here once (:class:`WeightPort`): the accelerator's
-``w`` port and the AXI top's ``s_axis_w`` carry it, the manifest records it
-(``weight_port``), the host runtime and the simulation bench pack beats with it.
+The weight port's beat format (``weight_port``) is defined once in :mod:`.weight_port`
+(:class:`~.weight_port.WeightPort`, re-exported here as the type of
+:attr:`Manifest.weight_port`); the field checks are :mod:`.manifest_fields`.
 
 Version history: 1 (no stored geometry or compute coefficients; refused, re-run
 ``lstmfpga generate``), 2 (current).
@@ -27,15 +27,26 @@ Pure Python (no Amaranth, no torch): the numpy-only host runtime loads it.
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ManifestError
 from ..export import files
+from .manifest_fields import (
+    FILE_NAME,
+    IDENTIFIER,
+    SHA256,
+    bool_field,
+    dict_field,
+    fixed_format_field,
+    int_field,
+    int_table,
+    list_field,
+    require,
+    str_field,
+)
 from .stream_geometry import HEAD_MODES, StreamGeometry
+from .weight_port import WeightPort
 
 __all__ = [
     "HARDWARE_FORMAT",
@@ -47,86 +58,19 @@ __all__ = [
     "Port",
     "WeightPort",
     "check_header",
-]
+]  # FILE_NAME, IDENTIFIER: also importable from here (hw.verilog uses them)
 
 #: ``format`` of a design folder's ``manifest.json``.
 HARDWARE_FORMAT = "lstmfpga.hardware"
 #: The version this lstmfpga writes and reads.
 MANIFEST_VERSION = 2
 MEMORY_MODES = ("inline", "readmemh")
-IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _DIRECTIONS = ("input", "output")
 _KNOWN = (
     "format", "version", "top", "lanes", "simd", "max_seq_len", "with_states", "initial_state",
     "ports", "model", "formats", "stream", "cycles", "memories", "ram_bits", "multipliers",
     "memory_files", "files", "weight_port", "weights_sha256", "cells",
 )  # fmt: skip
-
-
-# -- field checks (each raises one line naming the field) ---------------------------------------
-def _field(info: dict, key: str, where: str):
-    if not isinstance(info, dict):
-        raise ManifestError(f"{where} must be an object, not {info!r:.60}")
-    if key not in info:
-        raise ManifestError(f"{where}: {key} is missing")
-    return info[key]
-
-
-def _checked(info: dict, key: str, where: str, ok, wanted: str):
-    """``info[key]`` if ``ok(value)``, else one line: ``<where>: <key> must be <wanted>``."""
-    value = _field(info, key, where)
-    if not ok(value):
-        raise ManifestError(f"{where}: {key} must be {wanted}, not {value!r:.60}")
-    return value
-
-
-def _int(info: dict, key: str, where: str, minimum: int = 0) -> int:
-    def ok(v):
-        return isinstance(v, int) and not isinstance(v, bool) and v >= minimum
-
-    return _checked(info, key, where, ok, f"an integer >= {minimum}")
-
-
-def _bool(info: dict, key: str, where: str) -> bool:
-    return _checked(info, key, where, lambda v: isinstance(v, bool), "true or false")
-
-
-def _str(info: dict, key: str, where: str, pattern: re.Pattern | None = None) -> str:
-    def ok(v):
-        return isinstance(v, str) and (pattern is None or pattern.fullmatch(v) is not None)
-
-    wanted = "a string" if pattern is None else f"a string matching {pattern.pattern}"
-    return _checked(info, key, where, ok, wanted)
-
-
-def _dict(info: dict, key: str, where: str) -> dict:
-    return _checked(info, key, where, lambda v: isinstance(v, dict), "an object")
-
-
-def _list(info: dict, key: str, where: str) -> list:
-    return _checked(info, key, where, lambda v: isinstance(v, list), "a list")
-
-
-def _fixed_format(text, what: str, where: str) -> str:
-    from ..quant.fixed import FixedFormat  # numpy only
-
-    try:
-        if not isinstance(text, str):
-            raise ValueError(f"must be a string, not {text!r:.60}")
-        FixedFormat.parse(text)
-    except ValueError as error:
-        raise ManifestError(f"{where}: {what}: {error}") from None
-    return text
-
-
-def _int_table(table: dict, what: str, where: str) -> dict[str, int]:
-    """``{"T": cycles}`` tables: keys positive integers, values integers >= 0."""
-    for key in table:
-        if not (isinstance(key, str) and key.isdigit() and int(key) >= 1):
-            raise ManifestError(f"{where}: {what} keys must be positive integers, not {key!r:.40}")
-        _int(table, key, f"{where}: {what}")
-    return table
 
 
 def check_header(info, where: str = "manifest", versions=(MANIFEST_VERSION,)) -> int:
@@ -172,18 +116,18 @@ class Port:
 
     @classmethod
     def from_dict(cls, info, where: str) -> Port:
-        name = _str(info, "name", where, IDENTIFIER)
+        name = str_field(info, "name", where, IDENTIFIER)
         where = f"{where} {name}"
-        direction = _str(info, "direction", where)
+        direction = str_field(info, "direction", where)
         if direction not in _DIRECTIONS:
             raise ManifestError(
                 f"{where}: direction must be one of {_DIRECTIONS}, not {direction!r}"
             )
         signed = info.get("signed")
         if signed is not None:
-            signed = _bool(info, "signed", where)
-        return cls(name, direction, _int(info, "width", where, 1), _str(info, "description", where),
-                   signed)  # fmt: skip
+            signed = bool_field(info, "signed", where)
+        width = int_field(info, "width", where, 1)
+        return cls(name, direction, width, str_field(info, "description", where), signed)
 
 
 @dataclass(frozen=True)
@@ -201,171 +145,23 @@ class ComputeCycles:
         return self.first + (T - 1) * self.per_step
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-#: The beat fields in order from bit 0 (see :class:`WeightPort`).
-WEIGHT_FIELDS = ("bias", "addr", "data")
-
-
-@dataclass(frozen=True)
-class WeightPort:
-    """The weight port: its beat format (the one definition) and its port names.
-
-    A beat writes one word of the weight memory or the bias memory (the weight memory's load
-    port, :class:`lstmfpga.hw.weights.WeightMemory` ``load``): bit 0 ``bias`` (1: the bias
-    memory), then ``addr`` (``addr_bits``), then ``data`` (``data_bits``: the word, its
-    ``lanes * simd`` weights or ``lanes`` biases lane-major, each in two's complement, as
-    :func:`lstmfpga.hw.layout.pack` packs a memory word; narrower bias words are zero-extended).
-    A whole load is every weight word (addresses ``0 .. weight_words - 1``) then every bias
-    word; on a byte stream each beat is ``beat_bytes`` bytes, little-endian (bits above
-    :attr:`bits` zero). ``data``, ``valid``, ``ready`` and ``last`` are the top's port names
-    (``last``: ``None`` when the port has no ``tlast``).
-    """
-
-    addr_bits: int
-    data_bits: int
-    weight_words: int
-    bias_words: int
-    data: str = "w__payload"
-    valid: str = "w__valid"
-    ready: str = "w__ready"
-    last: str | None = None
-
-    @classmethod
-    def of(cls, layout, **ports) -> WeightPort:
-        """The port of a :class:`~lstmfpga.hw.layout.WeightLayout` (``ports``: names)."""
-        from .layout import select_bits
-
-        P, S = layout.lanes, layout.simd
-        return cls(
-            addr_bits=select_bits(max(layout.depth, layout.bias_depth)),
-            data_bits=max(P * S * layout.weight_bits, P * layout.acc.bits),
-            weight_words=layout.depth,
-            bias_words=layout.bias_depth,
-            **ports,
-        )
-
-    @property
-    def bits(self) -> int:
-        """Bits of a beat's payload."""
-        return 1 + self.addr_bits + self.data_bits
-
-    @property
-    def beat_bytes(self) -> int:
-        return -(-self.bits // 8)
-
-    @property
-    def beats(self) -> int:
-        """Beats of a whole load."""
-        return self.weight_words + self.bias_words
-
-    @property
-    def fields(self) -> dict[str, tuple[int, int]]:
-        """``{field: (offset, width)}`` of a beat."""
-        return {"bias": (0, 1), "addr": (1, self.addr_bits),
-                "data": (1 + self.addr_bits, self.data_bits)}  # fmt: skip
-
-    def same_format(self, other: WeightPort) -> bool:
-        """Whether ``other`` takes the same beats (port names aside)."""
-        return self.fields == other.fields and self.beats == other.beats
-
-    def pack(self, layout) -> np.ndarray:
-        """The beats writing ``layout``'s memory images: ``(beats, beat_bytes)`` ``uint8``,
-        each row one beat, little-endian. ``layout`` must have this port's shape."""
-        mine = WeightPort.of(layout)
-        if not self.same_format(mine):
-            raise ValueError(
-                f"weights must have the weight port's fields {self.fields} and {self.beats} "
-                f"words, not {mine.fields} and {mine.beats}"
-            )
-        rows = []
-        for is_bias, words, width in ((0, layout.weight_words, layout.weight_bits),
-                                      (1, layout.bias_words, layout.acc.bits)):  # fmt: skip
-            n = words.shape[0]
-            data = _bits(words, width)
-            pad = np.zeros((n, self.data_bits - data.shape[1]), np.uint8)
-            addr = _bits(np.arange(n)[:, None], self.addr_bits)
-            rows.append(np.concatenate([np.full((n, 1), is_bias, np.uint8), addr, data, pad], 1))
-        bits = np.concatenate(rows)
-        bits = np.pad(bits, ((0, 0), (0, 8 * self.beat_bytes - self.bits)))
-        return np.packbits(bits, axis=1, bitorder="little")
-
-    def to_dict(self) -> dict:
-        return {
-            "ports": {"data": self.data, "valid": self.valid, "ready": self.ready,
-                      "last": self.last},
-            "beat_bits": self.bits,
-            "beat_bytes": self.beat_bytes,
-            "fields": {name: list(span) for name, span in self.fields.items()},
-            "weight_words": self.weight_words,
-            "bias_words": self.bias_words,
-        }  # fmt: skip
-
-    @classmethod
-    def from_dict(cls, info, where: str) -> WeightPort:
-        where = f"{where}: weight_port"
-        ports = _dict(info, "ports", where)
-        names = {key: _str(ports, key, f"{where} ports", IDENTIFIER)
-                 for key in ("data", "valid", "ready")}  # fmt: skip
-        last = _field(ports, "last", f"{where} ports")
-        if last is not None:
-            last = _str(ports, "last", f"{where} ports", IDENTIFIER)
-        fields = _dict(info, "fields", where)
-        spans = {}
-        for name in WEIGHT_FIELDS:
-            span = _checked(fields, name, f"{where} fields", _is_span, "[offset, width]")
-            spans[name] = tuple(span)
-        port = cls(
-            addr_bits=spans["addr"][1],
-            data_bits=spans["data"][1],
-            weight_words=_int(info, "weight_words", where, 1),
-            bias_words=_int(info, "bias_words", where, 1),
-            last=last,
-            **names,
-        )
-        if spans != port.fields:
-            raise ManifestError(
-                f"{where}: fields must be bias, addr, data from bit 0 ({port.fields}), not {spans}"
-            )
-        for key, want in (("beat_bits", port.bits), ("beat_bytes", port.beat_bytes)):
-            if _int(info, key, where, 1) != want:
-                raise ManifestError(f"{where}: {key} must be {want}, not {info[key]!r:.40}")
-        return port
-
-
-def _is_span(value) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
-        and value[1] >= 1
-    )
-
-
-def _bits(codes, width: int) -> np.ndarray:
-    """``(n, k)`` signed codes → ``(n, k * width)`` bits (two's complement, LSB first)."""
-    codes = np.asarray(codes, np.int64).astype(np.uint64)
-    shifts = np.arange(width, dtype=np.uint64)
-    bits = (codes[:, :, None] >> shifts) & np.uint64(1)
-    return bits.reshape(codes.shape[0], -1).astype(np.uint8)
-
-
 def _geometry(stream: dict, with_states: bool, initial_state: bool, where: str) -> StreamGeometry:
     where = f"{where}: stream geometry"
-    info = _dict(stream, "geometry", where.rsplit(" ", 1)[0])
-    head_mode = _field(info, "head_mode", where)
+    info = dict_field(stream, "geometry", where.rsplit(" ", 1)[0])
+    head_mode = require(info, "head_mode", where)
     if head_mode not in (None, *HEAD_MODES):
         raise ManifestError(f"{where}: head_mode must be null, 'last' or 'all', not {head_mode!r}")
-    head_out = _int(info, "head_out", where)
+    head_out = int_field(info, "head_out", where)
     if (head_mode is None) != (head_out == 0):
         raise ManifestError(f"{where}: head_out must be 0 exactly without a head, not {head_out}")
     return StreamGeometry(
-        input_size=_int(info, "input_size", where, 1),
-        hidden_size=_int(info, "hidden_size", where, 1),
-        output_size=_int(info, "output_size", where, 1),
-        states=_int(info, "states", where, 1),
+        input_size=int_field(info, "input_size", where, 1),
+        hidden_size=int_field(info, "hidden_size", where, 1),
+        output_size=int_field(info, "output_size", where, 1),
+        states=int_field(info, "states", where, 1),
         head_out=head_out,
         head_mode=head_mode,
-        sequence_output_size=_int(info, "sequence_output_size", where, 1),
+        sequence_output_size=int_field(info, "sequence_output_size", where, 1),
         with_states=with_states,
         initial_state=initial_state,
     )
@@ -374,21 +170,21 @@ def _geometry(stream: dict, with_states: bool, initial_state: bool, where: str) 
 def _check_model(model: dict, geometry: StreamGeometry, where: str) -> None:
     """The ``model`` section's fields, and that the stored geometry is the model's."""
     where = f"{where}: model"
-    layers = _int(model, "num_layers", where, 1)
-    bidirectional = _bool(model, "bidirectional", where)
-    hidden = _int(model, "hidden_size", where, 1)
-    proj = _int(model, "proj_size", where)
-    _bool(model, "bias", where)
-    _str(model, "preset", where)
-    head = _field(model, "head", where)
+    layers = int_field(model, "num_layers", where, 1)
+    bidirectional = bool_field(model, "bidirectional", where)
+    hidden = int_field(model, "hidden_size", where, 1)
+    proj = int_field(model, "proj_size", where)
+    bool_field(model, "bias", where)
+    str_field(model, "preset", where)
+    head = require(model, "head", where)
     if head is not None:
-        mode = _str(head, "mode", f"{where} head")
+        mode = str_field(head, "mode", f"{where} head")
         if mode not in HEAD_MODES:
             raise ManifestError(f"{where} head: mode must be 'last' or 'all', not {mode!r}")
-        head = (mode, _int(head, "out_features", f"{where} head", 1))
+        head = (mode, int_field(head, "out_features", f"{where} head", 1))
     D, H_out = 2 if bidirectional else 1, proj or hidden
     derived = StreamGeometry(
-        input_size=_int(model, "input_size", where, 1),
+        input_size=int_field(model, "input_size", where, 1),
         hidden_size=hidden,
         output_size=H_out,
         states=layers * D,
@@ -407,7 +203,7 @@ def _weights(info: dict, ports: tuple[Port, ...], where: str) -> dict:
     ports of the top, its data port as wide as a beat)."""
     out = {}
     if "weights_sha256" in info:
-        out["weights_sha256"] = _str(info, "weights_sha256", where, _SHA256)
+        out["weights_sha256"] = str_field(info, "weights_sha256", where, SHA256)
     if info.get("weight_port") is not None:
         port = WeightPort.from_dict(info["weight_port"], where)
         widths = {p.name: p.width for p in ports}
@@ -523,46 +319,47 @@ class Manifest:
     def from_dict(cls, info, where: str = "manifest") -> Manifest:
         """Check every field of a ``manifest.json`` object (see the module docstring)."""
         check_header(info, where)
-        top = _str(info, "top", where, IDENTIFIER)
-        with_states = _bool(info, "with_states", where)
-        initial_state = _bool(info, "initial_state", where)
-        stream = _dict(info, "stream", where)
+        top = str_field(info, "top", where, IDENTIFIER)
+        with_states = bool_field(info, "with_states", where)
+        initial_state = bool_field(info, "initial_state", where)
+        stream = dict_field(info, "stream", where)
         geometry = _geometry(stream, with_states, initial_state, where)
         for key in ("input_format", "output_format"):
-            _fixed_format(_field(stream, key, f"{where}: stream"), key, f"{where}: stream")
-        _str(stream, "input_elements", f"{where}: stream")
-        _int_table(_dict(stream, "output_elements", f"{where}: stream"), "output_elements",
+            fixed_format_field(require(stream, key, f"{where}: stream"), key, f"{where}: stream")
+        str_field(stream, "input_elements", f"{where}: stream")
+        int_table(dict_field(stream, "output_elements", f"{where}: stream"), "output_elements",
                    f"{where}: stream")  # fmt: skip
-        model = _dict(info, "model", where)
+        model = dict_field(info, "model", where)
         _check_model(model, geometry, where)
-        formats = _dict(info, "formats", where)
+        formats = dict_field(info, "formats", where)
         for role, text in formats.items():
-            _fixed_format(text, f"format of {role}", f"{where}: formats")
-        cycles = _dict(info, "cycles", where)
+            fixed_format_field(text, f"format of {role}", f"{where}: formats")
+        cycles = dict_field(info, "cycles", where)
         cwhere = f"{where}: cycles"
         compute = ComputeCycles(
-            _int(cycles, "compute_first", cwhere), _int(cycles, "compute_per_step", cwhere)
+            int_field(cycles, "compute_first", cwhere),
+            int_field(cycles, "compute_per_step", cwhere),
         )
-        _str(cycles, "formula", cwhere)
+        str_field(cycles, "formula", cwhere)
         for key in ("compute", "per_sequence"):
-            _int_table(_dict(cycles, key, cwhere), key, cwhere)
-        ports = tuple(Port.from_dict(p, f"{where}: port") for p in _list(info, "ports", where))
+            int_table(dict_field(cycles, key, cwhere), key, cwhere)
+        ports = tuple(Port.from_dict(p, f"{where}: port") for p in list_field(info, "ports", where))
         if len({p.name for p in ports}) != len(ports):
             raise ManifestError(f"{where}: ports must have distinct names")
-        memories = tuple(_list(info, "memories", where))
+        memories = tuple(list_field(info, "memories", where))
         bits = 0
         for mem in memories:
-            name = _str(mem, "name", f"{where}: memory")
+            name = str_field(mem, "name", f"{where}: memory")
             mwhere = f"{where}: memory {name}"
-            bits += _int(mem, "width", mwhere, 1) * _int(mem, "depth", mwhere, 1)
-        ram_bits = _int(info, "ram_bits", where)
+            bits += int_field(mem, "width", mwhere, 1) * int_field(mem, "depth", mwhere, 1)
+        ram_bits = int_field(info, "ram_bits", where)
         if ram_bits != bits:
             raise ManifestError(f"{where}: ram_bits must be the memories' {bits}, not {ram_bits}")
-        multipliers = tuple(_list(info, "multipliers", where))
+        multipliers = tuple(list_field(info, "multipliers", where))
         for mul in multipliers:
-            mwhere = f"{where}: multiplier {_str(mul, 'where', f'{where}: multiplier')}"
+            mwhere = f"{where}: multiplier {str_field(mul, 'where', f'{where}: multiplier')}"
             for key in ("count", "a_bits", "b_bits"):
-                _int(mul, key, mwhere, 1 if key != "count" else 0)
+                int_field(mul, key, mwhere, 1 if key != "count" else 0)
         memory_files = info.get("memory_files")
         if memory_files is not None and memory_files not in MEMORY_MODES:
             raise ManifestError(
@@ -577,9 +374,9 @@ class Manifest:
             )
         return cls(
             top=top,
-            lanes=_int(info, "lanes", where, 1),
-            simd=_int(info, "simd", where, 1),
-            max_seq_len=_int(info, "max_seq_len", where, 1),
+            lanes=int_field(info, "lanes", where, 1),
+            simd=int_field(info, "simd", where, 1),
+            max_seq_len=int_field(info, "max_seq_len", where, 1),
             geometry=geometry,
             compute=compute,
             ports=ports,
@@ -594,7 +391,7 @@ class Manifest:
             files=tuple(listed),
             extra={k: v for k, v in info.items() if k not in _KNOWN},
             **_weights(info, ports, where),
-            cells=_int(info, "cells", where, 1) if "cells" in info else 1,
+            cells=int_field(info, "cells", where, 1) if "cells" in info else 1,
         )
 
     def save(self, path: str | Path) -> None:

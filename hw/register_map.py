@@ -298,7 +298,7 @@ def _md_reload() -> list[str]:
             "`lstmfpga.runtime.pack_weights(design, qmodel)` checks the model against the "
             "manifest (geometry, every data and weight format, tables, memory shapes; one line "
             "naming the first mismatch) and gives the weight port's beats "
-            "(`lstmfpga.hw.manifest.WeightPort`, the one definition of the format: bit 0 "
+            "(`lstmfpga.hw.weight_port.WeightPort`, the one definition of the format: bit 0 "
             "`bias`, then the word address, then the word, lane-major; every weight word, "
             "then every bias word; each beat `beat_bytes` little-endian bytes). "
             "`lstmfpga pack-weights QMODEL --rtl RTLDIR -o weights.bin` writes the same bytes. "

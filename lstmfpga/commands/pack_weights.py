@@ -9,7 +9,7 @@ mismatch is one line naming it. The design must record its weight formats (the A
 manifest does).
 
 weights.bin holds the load beats of the weight memory (``lstmfpga.runtime.pack_weights``, in
-the format of ``lstmfpga.hw.manifest.WeightPort``): every weight word, then every bias word,
+the format of ``lstmfpga.hw.weight_port.WeightPort``): every weight word, then every bias word,
 one beat each, each beat ``ceil(bits / 8)`` bytes little-endian; a beat is bit 0 ``bias``
 (1: bias memory), then the word address, then the word (printed with the beat count). Send
 it as one frame to the design's weight port (``s_axis_w`` of the AXI top, ``tlast`` on the

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from ..errors import LstmfpgaError, ManifestError
 from ..export.files import read_json
-from ..hw.manifest import HARDWARE_FORMAT, Manifest, WeightPort
+from ..hw.manifest import HARDWARE_FORMAT, Manifest
 from ..hw.stream_geometry import StreamGeometry
+from ..hw.weight_port import WeightPort
 from ..quant.fixed import FixedFormat, FormatError
 
 __all__ = ["HARDWARE_FORMAT", "DeviceError", "HardwareDesign", "ManifestError", "StreamError"]
@@ -69,7 +70,7 @@ class HardwareDesign:
     rules (``None`` when the manifest does not record them: then only codes can be
     encoded); ``design_id`` the ``ID`` register's value (``None`` without registers);
     ``weight_formats`` every weight tensor's format (empty when not recorded);
-    ``weight_port`` the top's weight port (:class:`~lstmfpga.hw.manifest.WeightPort`,
+    ``weight_port`` the top's weight port (:class:`~lstmfpga.hw.weight_port.WeightPort`,
     ``None`` without one) and ``weights_sha256`` the digest of the weights built into the
     hardware (:func:`lstmfpga.hw.register_map.weights_digest`; ``None`` when not recorded);
     ``cells`` the parallel activation + cell units (for information).

@@ -2,7 +2,7 @@
 
 A weight port takes the beats of the weight memory's load port
 (:class:`lstmfpga.hw.weights.WeightMemory` ``load``), one memory word per beat, in the beat
-format defined once by :class:`lstmfpga.hw.manifest.WeightPort` (which the hardware's ports
+format defined once by :class:`lstmfpga.hw.weight_port.WeightPort` (which the hardware's ports
 are sized from): bit 0 ``bias`` (1: bias memory, 0: weight memory), then ``addr``, then
 ``data`` (the word packed lane-major as :func:`lstmfpga.hw.layout.pack` does). The stream
 holds every weight word (addresses ``0 .. depth - 1``) then every bias word. The words are
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hw.layout import WeightLayout
-from ..hw.manifest import WeightPort
 from ..hw.register_map import tables_digest
+from ..hw.weight_port import WeightPort
 from ..quant.given_formats import geometry, tensor_formats
 from ..quant.model import QuantizedModel
 from .design import HardwareDesign, ManifestError
@@ -113,7 +113,7 @@ def check_model(design: HardwareDesign, model: QuantizedModel) -> WeightLayout:
 def pack_weights(design: HardwareDesign, model: QuantizedModel) -> WeightStream:
     """The load beats that write ``model``'s weights and biases into ``design`` (checked
     with :func:`check_model` first), in the beat format of
-    :class:`lstmfpga.hw.manifest.WeightPort` (the design's, when its manifest records a
+    :class:`lstmfpga.hw.weight_port.WeightPort` (the design's, when its manifest records a
     weight port: then the model's memories must have its shape)."""
     layout = check_model(design, model)
     port = WeightPort.of(layout)

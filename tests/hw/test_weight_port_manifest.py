@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""The weight port's beat format has one definition (hw.manifest.WeightPort): the accelerator's
+"""The weight port's beat format has one definition (hw.weight_port.WeightPort): the accelerator's
 ``w`` payload and the AXI top's ``s_axis_w_tdata`` are sized from it, the manifest records it
 with the top's port names, and a manifest whose ``weight_port`` disagrees is refused in one
 line naming the field."""
@@ -13,9 +13,10 @@ from amaranth.hdl import Shape
 from lstmfpga.errors import ManifestError
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.axi_top import WEIGHT_PORT_NAMES, AXITop, axi_manifest
-from lstmfpga.hw.manifest import Manifest, WeightPort
+from lstmfpga.hw.manifest import Manifest
 from lstmfpga.hw.register_map import weights_digest
 from lstmfpga.hw.verilog import build_manifest
+from lstmfpga.hw.weight_port import WeightPort
 from lstmfpga.testing import random_qmodel
 
 CASES = {  # (model kwargs, lanes, simd): odd sizes, a projection, wide words
