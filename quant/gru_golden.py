@@ -31,17 +31,101 @@ Everything after the products is ``int64``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..export.spec import SpecError
-from .fixed import check_codes, requantize
+from .fixed import FixedFormat, check_codes, requantize
 from .golden import GoldenResult, quantize_inputs
 from .model import QuantizedModel
 
-__all__ = ["GRUStep", "predict", "run"]
+__all__ = ["GRUCellArithmetic", "GRUStep", "predict", "run"]
 
 #: float64 holds every integer below 2**53: products of wider accumulators run in int64.
 _EXACT_FLOAT_BITS = 53
+
+
+@dataclass(frozen=True)
+class GRUCellArithmetic:
+    """A GRU hidden unit's work after the matrix products (what the GRU cell datapath
+    implements), the same for every layer and direction of a model.
+
+    From the unit's r and z pre-activations (``preact`` codes), the exact accumulator value
+    ``acc_nx = W_in·u_t << s_in + b_in << s_b``, the requantized recurrent sum ``hn`` and
+    ``h_prev`` (``hidden``)::
+
+        r, z  = sigmoid(pre_r), sigmoid(pre_z)                                → gate
+        pre_n = requant(acc_nx + (r·hn << rn_shift), n_shift)                 → preact
+        n     = tanh_gate(pre_n)                                              → gate
+        h     = requant(((ONE - z)·n << zn_shift) + (z·h_prev << zh_shift), h_shift) → hidden
+
+    ``requant`` rounds per ``rounding`` then applies ``overflow``; products and sums are
+    exact. :meth:`GRUStep.step` computes its units with :meth:`update`.
+    """
+
+    gate: FixedFormat
+    preact: FixedFormat
+    hn: FixedFormat
+    hidden: FixedFormat
+    acc: FixedFormat
+    #: Left shift of ``r·hn`` into the accumulator (``QuantizedModel.gru_shifts``' second).
+    rn_shift: int
+    #: Right shift from the accumulator to ``preact`` (``requant_shift("preact")``, may be < 0).
+    n_shift: int
+    rounding: str
+    overflow: str
+    sigmoid: object  # ActivationTable
+    tanh_gate: object  # ActivationTable
+
+    @classmethod
+    def of(cls, model: QuantizedModel) -> GRUCellArithmetic:
+        _check_gru(model)
+        f, t = model.formats, model.tables
+        rn_shift = model.gru_shifts(0, 0)[1]  # the same for every layer and direction
+        return cls(f["gate"], f["preact"], f["hn"], f["hidden"], model.acc, rn_shift,
+                   model.requant_shift("preact"), model.rounding, model.overflow,
+                   t["sigmoid"], t["tanh_gate"])  # fmt: skip
+
+    @property
+    def one(self) -> int:
+        """``ONE``, the gate code of 1.0: ``2**gate.frac``."""
+        return 1 << self.gate.frac
+
+    @property
+    def sum_frac(self) -> int:
+        """Fraction bits of the aligned sum ``(ONE - z)·n + z·h_prev``."""
+        return self.gate.frac + max(self.gate.frac, self.hidden.frac)
+
+    @property
+    def zn_shift(self) -> int:
+        return self.sum_frac - 2 * self.gate.frac
+
+    @property
+    def zh_shift(self) -> int:
+        return self.sum_frac - self.gate.frac - self.hidden.frac
+
+    @property
+    def h_shift(self) -> int:
+        return self.sum_frac - self.hidden.frac
+
+    def update(self, pre_r, pre_z, acc_nx, hn, h_prev, saturation: dict | None = None):
+        """``(h, r, z, pre_n, n)`` codes (``int64`` arrays of the inputs' shape); codes that
+        did not fit are added to ``saturation["preact"]`` (``pre_n``) and
+        ``saturation["hidden"]`` (``h``)."""
+        pre_r, pre_z, acc_nx, hn, h_prev = (
+            np.asarray(a, dtype=np.int64) for a in (pre_r, pre_z, acc_nx, hn, h_prev)
+        )
+        r, z = self.sigmoid.lookup(pre_r), self.sigmoid.lookup(pre_z)
+        acc_n = acc_nx + ((r * hn) << self.rn_shift)
+        pre_n, n_n = requantize(acc_n, self.n_shift, self.preact, self.rounding, self.overflow)
+        n = self.tanh_gate.lookup(pre_n)
+        total = (((self.one - z) * n) << self.zn_shift) + ((z * h_prev) << self.zh_shift)
+        h, n_h = requantize(total, self.h_shift, self.hidden, self.rounding, self.overflow)
+        if saturation is not None:
+            saturation["preact"] = saturation.get("preact", 0) + int(n_n)
+            saturation["hidden"] = saturation.get("hidden", 0) + int(n_h)
+        return h, r, z, pre_n, n
 
 
 class GRUStep:
@@ -56,7 +140,7 @@ class GRUStep:
         q = model.layers[layer][direction]
         H = model.hidden_size
         s_in, s_rec, s_b = model.gate_shifts(layer, direction)
-        s_bn, self.s_rn = model.gru_shifts(layer, direction)
+        s_bn, _ = model.gru_shifts(layer, direction)
         self.model, self.H = model, H
         self.dtype = np.float64 if model.acc.bits <= _EXACT_FLOAT_BITS else np.int64
         # Transposed aligned weights, (K, 3H) and (H, 3H), columns r, z, n.
@@ -65,13 +149,7 @@ class GRUStep:
         zeros = np.zeros(3 * H, np.int64)
         self.b = zeros if q.bias is None else q.bias.codes << s_b
         self.b_hn = zeros[:H] if q.b_hn is None else q.b_hn.codes << s_bn
-        f = model.formats
-        self.gate, self.hidden = f["gate"], f["hidden"]
-        self.one = 1 << self.gate.frac
-        sum_frac = self.gate.frac + max(self.gate.frac, self.hidden.frac)
-        self.s_zn = sum_frac - 2 * self.gate.frac
-        self.s_zh = sum_frac - self.gate.frac - self.hidden.frac
-        self.s_h = sum_frac - self.hidden.frac
+        self.arith = GRUCellArithmetic.of(model)
 
     def requant(self, acc, shift: int, role: str, sat: dict) -> np.ndarray:
         m = self.model
@@ -85,15 +163,10 @@ class GRUStep:
         to_preact = m.requant_shift("preact")
         gh = (h_prev.astype(self.dtype) @ self.w_h).astype(np.int64)  # (B, 3H), exact
         pre_rz = self.requant(gi[:, : 2 * H] + gh[:, : 2 * H], to_preact, "preact", sat)
-        rz = m.tables["sigmoid"].lookup(pre_rz)
-        r, z = rz[:, :H], rz[:, H:]
         acc_hn = gh[:, 2 * H :] + self.b_hn
         hn = self.requant(acc_hn, m.requant_shift("hn"), "hn", sat)
-        acc_n = gi[:, 2 * H :] + ((r * hn) << self.s_rn)
-        pre_n = self.requant(acc_n, to_preact, "preact", sat)
-        n = m.tables["tanh_gate"].lookup(pre_n)
-        total = (((self.one - z) * n) << self.s_zn) + ((z * h_prev) << self.s_zh)
-        h = self.requant(total, self.s_h, "hidden", sat)
+        h, r, z, pre_n, n = self.arith.update(pre_rz[:, :H], pre_rz[:, H:], gi[:, 2 * H :], hn,
+                                              h_prev, sat)  # fmt: skip
         parts = {"preact": np.concatenate([pre_rz, pre_n], axis=1), "hn": hn, "r": r, "z": z,
                  "n": n}  # fmt: skip
         return h, parts

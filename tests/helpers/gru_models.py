@@ -1,10 +1,15 @@
-"""Seeded GRU specs and an independent integer GRU step (tests of export/ and quant/)."""
+"""Seeded GRU specs and qmodels, an independent integer GRU step (tests of export/ and
+quant/), and the per-step inputs of a golden trace (tests of the GRU hardware blocks)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from lstmfpga.export.spec import HeadSpec, LayerWeights, ModelSpec
+from lstmfpga.quant import gru_golden
+from lstmfpga.quant.calibrate import quantize
+from lstmfpga.quant.config import QuantConfig
+from lstmfpga.quant.golden import quantize_inputs
 
 
 def random_gru_spec(
@@ -46,6 +51,49 @@ def random_gru_spec(
         input_size, hidden_size, num_layers, bidirectional, 0, bias, tuple(layers), head_spec,
         cell="gru",
     )  # fmt: skip
+
+
+def random_gru_qmodel(
+    seed: int,
+    config: dict,
+    *,
+    batch: int = 3,
+    steps: int = 5,
+    calib_scale: float = 0.5,
+    **spec_kwargs,
+):
+    """``(qmodel, x_codes)``: :func:`random_gru_spec` (weights in ``[-2, 2]``) quantized with
+    ``config`` (a :meth:`QuantConfig.from_dict` dict), calibrated on ``calib_scale`` times
+    inputs uniform in ``[-1, 1]``, and those inputs (``(batch, steps, I)``) as codes, so that
+    the golden run on them saturates a little when ``calib_scale < 1``."""
+    spec = random_gru_spec(seed, scale=2.0, **spec_kwargs)
+    x = np.random.default_rng(seed).uniform(-1, 1, (batch, steps, spec.input_size))
+    model = quantize(spec, calib_scale * x, QuantConfig.from_dict(config))
+    return model, quantize_inputs(model, x)
+
+
+def step_inputs(model, x_codes, h0=None):
+    """Run the golden GRU with a trace; return ``(result, steps)`` with ``steps[(l, d)]`` the
+    dict ``{"u": (B, T, I_l), "h_prev": (B, T, H), **trace}`` by time: the layer input and the
+    previous hidden state each step of that direction saw (``h0``, or zeros, at its first
+    step: ``t = 0`` forward, ``t = T - 1`` reverse)."""
+    result = gru_golden.run(model, x_codes, h0, trace=True)
+    B = np.shape(x_codes)[0]
+    H, D = model.hidden_size, model.num_directions
+    steps = {}
+    u = np.asarray(x_codes, np.int64)
+    for layer in range(model.num_layers):
+        for d in range(D):
+            tr = result.trace[(layer, d)]
+            start = np.zeros((B, H), np.int64) if h0 is None else np.asarray(h0)[layer * D + d]
+            h = tr["h"]
+            if d == 0:
+                h_prev = np.concatenate([start[:, None], h[:, :-1]], axis=1)
+            else:
+                h_prev = np.concatenate([h[:, 1:], start[:, None]], axis=1)
+            steps[(layer, d)] = {"u": u, "h_prev": h_prev, **tr}
+        u = np.concatenate([result.trace[(layer, d)]["h"] for d in range(D)], axis=2)
+    return result, steps
 
 
 # -- an independent, straightforward integer GRU (Python ints, one value at a time) ------------
