@@ -20,6 +20,7 @@ import numpy as np
 
 from ..export.reference import check_inputs, check_states, forward
 from ..export.spec import ModelSpec, SpecError
+from .accumulator import accumulator_format, describe_products
 from .config import QuantConfig
 from .fixed import MAX_BITS, FixedFormat, FormatError
 from .model import (
@@ -29,7 +30,6 @@ from .model import (
     QLayer,
     QuantizedModel,
     Tensor,
-    describe_products,
 )
 
 __all__ = ["calibrate_ranges", "choose_frac", "quantize"]
@@ -170,7 +170,7 @@ def quantize(
         head = QHead(hw, hb, spec.head.mode)
 
     draft = _Draft(spec, tuple(layers), head, formats)
-    acc = QuantizedModel.accumulator_format(describe_products(draft), config.acc_bits)
+    acc = accumulator_format(describe_products(draft), config.acc_bits)
     return QuantizedModel.assemble(
         spec,
         layers,

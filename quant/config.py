@@ -95,6 +95,23 @@ class RoleRule:
                     f"frac must be in -{MAX_BITS}..{self.bits} (at most bits), not {self.frac!r}"
                 )
 
+    def check(self, fmt, what: str) -> None:
+        """Raise :class:`FormatError` (naming ``what``) unless the format ``fmt`` is one this
+        rule makes: its width, its fixed ``frac`` if it has one, and ``frac`` at most ``bits``
+        (what quantization produces, so that a saved qmodel loads back)."""
+        if fmt.bits != self.bits:
+            raise FormatError(
+                f"{what} {fmt} must have the config's {self.bits} bits, not {fmt.bits}"
+            )
+        if self.frac is not None and fmt.frac != self.frac:
+            raise FormatError(
+                f"{what} {fmt} must have the config's frac {self.frac}, not {fmt.frac}"
+            )
+        if fmt.frac > fmt.bits:
+            raise FormatError(
+                f"{what} {fmt}: frac must be at most bits ({fmt.bits}), not {fmt.frac}"
+            )
+
 
 @dataclass(frozen=True)
 class ActivationRule:

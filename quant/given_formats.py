@@ -6,7 +6,7 @@ models that were quantized elsewhere (e.g. a Brevitas ``QuantLSTM``, see
 :mod:`lstmfpga.export.brevitas_loader`): one format per data role, and per weight tensor
 either its format (the spec's float values are then quantized with the config's rounding,
 saturating) or its integer codes (a :class:`~lstmfpga.quant.model.Tensor`, taken verbatim).
-The accumulator is derived as always (:meth:`QuantizedModel.accumulator_format`).
+The accumulator is derived as always (:func:`lstmfpga.quant.accumulator.accumulator_format`).
 
 :func:`quantize_like` quantizes a spec with *another* qmodel's formats (``lstmfpga quantize
 ... --formats-from QMODEL``): a retrained model then fits the hardware built for the first
@@ -19,9 +19,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..export.spec import ModelSpec, SpecError
+from .accumulator import accumulator_format, describe_products
 from .config import DATA_ROLES, QuantConfig
 from .fixed import FixedFormat, FormatError
-from .model import QHead, QLayer, QuantizedModel, Tensor, describe_products
+from .model import QHead, QLayer, QuantizedModel, Tensor
 
 __all__ = [
     "geometry",
@@ -87,12 +88,7 @@ def tensor_formats(model: QuantizedModel) -> dict[str, FixedFormat]:
 def _check_rule(what: str, fmt: FixedFormat, rule) -> None:
     if not isinstance(fmt, FixedFormat) or not fmt.signed:
         raise FormatError(f"{what} must be a signed FixedFormat, not {fmt!r}")
-    if fmt.bits != rule.bits:
-        raise FormatError(f"{what} {fmt} must have the config's {rule.bits} bits, not {fmt.bits}")
-    if rule.frac is not None and fmt.frac != rule.frac:
-        raise FormatError(f"{what} {fmt} must have the config's frac {rule.frac}, not {fmt.frac}")
-    if fmt.frac > fmt.bits:
-        raise FormatError(f"{what} {fmt}: frac must be at most bits ({fmt.bits}), not {fmt.frac}")
+    rule.check(fmt, what)
 
 
 def quantize_with_formats(
@@ -179,7 +175,7 @@ def quantize_with_formats(
         head = QHead(built["head_w"], built.get("head_b"), spec.head.mode)
     formats = {role: formats[role] for role in DATA_ROLES}
     draft = _Draft(tuple(layers), head, formats)
-    acc = QuantizedModel.accumulator_format(describe_products(draft), config.acc_bits)
+    acc = accumulator_format(describe_products(draft), config.acc_bits)
     reasons = reasons or {}
     roles = {
         role: {"format": str(formats[role]), "why": reasons.get(role, "given")}

@@ -6,11 +6,12 @@ format per tensor, one format per data role, the accumulator format, the activat
 and the rounding/overflow rules. It saves as a versioned directory (``manifest.json`` +
 ``tensors.npz``, no pickle).
 
-Accumulator alignment (see ``docs/numerics.md``): every dot product accumulates in one
-accumulator format with ``acc_frac = max`` over all products of ``frac(w) + frac(v)`` (and
-the bias fractions). A product ``w * v`` enters the accumulator shifted left by
-``acc_frac - frac(w) - frac(v)``; a bias code by ``acc_frac - frac(b)``. No rounding happens
-before the accumulator is requantized.
+Accumulator alignment (see ``docs/numerics.md`` and :mod:`lstmfpga.quant.accumulator`,
+which sizes the accumulator): every dot product accumulates in one accumulator format; a
+product ``w * v`` enters it shifted left by ``acc_frac - frac(w) - frac(v)``, a bias code by
+``acc_frac - frac(b)`` (:meth:`QuantizedModel.gate_shifts` and the other ``*_shift(s)``
+methods). No rounding happens before the accumulator is requantized. Reading and writing the
+artifact: :mod:`lstmfpga.quant.qmodel_file`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export import files
-from ..export.spec import LSTMGeometry, SpecError
+from ..export.spec import LSTMGeometry, ModelSpec, SpecError
+from .accumulator import accumulator_format, cell_sum_bits, describe_products
 from .activation import ActivationTable, make_table
 from .config import QuantConfig
-from .fixed import FixedFormat, FormatError, bits_for_range
+from .fixed import FixedFormat, FormatError
 
 __all__ = [
     "GRU_DATA_ROLES",
@@ -35,7 +36,6 @@ __all__ = [
     "QLayer",
     "QuantizedModel",
     "Tensor",
-    "cell_sum_bits",
 ]
 
 QMODEL_FORMAT = "lstmfpga.qmodel"
@@ -228,9 +228,16 @@ class QuantizedModel(LSTMGeometry):
 
     # -- construction helpers ----------------------------------------------------------------
     @classmethod
-    def assemble(cls, spec, layers, head, *, formats, acc, config, calibration) -> QuantizedModel:
-        """The validated model of ``spec``'s geometry (a ``ModelSpec``) with these quantized
-        ``layers``/``head``, formats and rules; ``spec_hash`` is ``spec.content_hash()``."""
+    def assemble(
+        cls, spec, layers, head, *, formats, acc, config, calibration, spec_hash=None
+    ) -> QuantizedModel:
+        """The validated model of ``spec``'s geometry with these quantized ``layers``/``head``,
+        formats and rules. ``spec`` is a ``ModelSpec`` (the model's ``spec_hash`` is then
+        ``spec.content_hash()``) or any object with its geometry attributes (``input_size``,
+        ``hidden_size``, ``num_layers``, ``bidirectional``, ``proj_size``, ``bias``, ``cell``;
+        the ``spec_hash`` given is recorded)."""
+        if isinstance(spec, ModelSpec):
+            spec_hash = spec.content_hash()
         model = cls(
             input_size=spec.input_size,
             hidden_size=spec.hidden_size,
@@ -244,48 +251,11 @@ class QuantizedModel(LSTMGeometry):
             acc=acc,
             config=config,
             calibration=calibration,
-            spec_hash=spec.content_hash(),
+            spec_hash=spec_hash,
             cell=spec.cell,
         )
         model.validate()
         return model
-
-    @staticmethod
-    def accumulator_format(
-        products: list[tuple[list[tuple[int, int, int]], tuple[int, int] | None]],
-        requested_bits: int | None = None,
-    ) -> FixedFormat:
-        """The accumulator format for ``products``.
-
-        Each product is ``(segments, bias)``: ``segments`` a list of
-        ``(length, weight_fmt, vector_fmt)``-derived ``(length, frac_sum, magnitude)`` with
-        ``magnitude`` the largest ``|w*v|`` code product; ``bias`` ``(frac, magnitude)``.
-        """
-        frac = max(
-            max([f for _, f, _ in segments] + ([bias[0]] if bias else []))
-            for segments, bias in products
-        )
-        bound = 0
-        for segments, bias in products:
-            total = sum(n * mag << (frac - f) for n, f, mag in segments)
-            if bias is not None:
-                total += bias[1] << (frac - bias[0])
-            bound = max(bound, total)
-        bits = bits_for_range(-bound, bound)
-        if requested_bits is not None:
-            if requested_bits < bits:
-                raise FormatError(
-                    f"accumulator of {requested_bits} bits cannot hold a dot product: "
-                    f"needs {bits} bits"
-                )
-            bits = requested_bits
-        if bits > 62:
-            raise FormatError(f"accumulator would need {bits} bits (> 62): use narrower formats")
-        return FixedFormat(bits, frac)
-
-    def products(self):
-        """Describe every dot product for :meth:`accumulator_format`."""
-        return describe_products(self)
 
     # -- summary ---------------------------------------------------------------------------
     def describe(self) -> str:
@@ -384,40 +354,11 @@ class QuantizedModel(LSTMGeometry):
         then renamed: an interrupted save never leaves a half-written file). An earlier
         manifest is removed first and the new one written last, so a folder with a manifest
         always holds that manifest's tensors (an interrupted save leaves no artifact)."""
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise SpecError(f"{path}: exists and is not a directory")
-        path.mkdir(parents=True, exist_ok=True)
-        tensors, tensor_formats = {}, {}
+        from .qmodel_file import write_qmodel
 
-        def put(name, t):
-            if t is not None:
-                tensors[name] = t.codes
-                tensor_formats[name] = t.fmt.to_dict()
+        return write_qmodel(self, path)
 
-        for name, t in self._named_tensors():
-            put(name, t)
-        for name, table in self.tables.items():
-            tensors[f"table_{name}_entries"] = table.entries
-            tensors[f"table_{name}_slopes"] = table.slopes
-        manifest = {
-            "format": QMODEL_FORMAT,
-            "version": QMODEL_VERSION,
-            **self.geometry_dict(),
-            "formats": {k: v.to_dict() for k, v in self.formats.items()},
-            "acc": self.acc.to_dict(),
-            "tensor_formats": tensor_formats,
-            "tables": {k: t.to_dict() for k, t in self.tables.items()},
-            "config": self.config.to_dict(),
-            "calibration": self.calibration,
-            "spec_hash": self.spec_hash,
-        }
-        (path / "manifest.json").unlink(missing_ok=True)
-        files.save_npz(path / "tensors.npz", **tensors)
-        files.write_json(path / "manifest.json", manifest)
-        return path
-
-    def _named_tensors(self):
+    def named_tensors(self):
         """``(artifact name, Tensor or None)`` of every weight slot, in artifact order."""
         for index, directions in enumerate(self.layers):
             for d, q in enumerate(directions):
@@ -483,7 +424,7 @@ class QuantizedModel(LSTMGeometry):
                 raise SpecError(f"head bias has shape {self.head.bias.codes.shape}")
             if self.head.mode not in ("last", "all"):
                 raise SpecError(f"head mode must be 'last' or 'all', not {self.head.mode!r}")
-        needed = QuantizedModel.accumulator_format(self.products())
+        needed = accumulator_format(describe_products(self))
         if needed.frac != self.acc.frac or needed.bits > self.acc.bits:
             raise SpecError(f"accumulator {self.acc} cannot hold the dot products (needs {needed})")
         gate = self.formats["gate"]
@@ -503,59 +444,3 @@ class QuantizedModel(LSTMGeometry):
                 f"the cell update f*c + i*g would need {sum_bits} bits (> 62) with "
                 f"gate={gate} and cell={self.formats['cell']}: use narrower formats"
             )
-
-
-def cell_sum_bits(gate: FixedFormat, cell: FixedFormat) -> int:
-    """Signed width of the aligned cell sum ``(f*c_prev << fc) + (i*g << ig)``.
-
-    Gate activations lie in ``[-ONE, ONE]`` (``ONE = 2**gate.frac``) whatever the gate width;
-    ``c_prev`` is any ``cell`` code. Shifts as in :class:`lstmfpga.quant.golden.CellArithmetic`.
-    A GRU's update ``((ONE - z)*n << zn) + (z*h_prev << zh)`` has the same bound with
-    ``hidden`` for ``cell`` (``ONE - z`` and ``z`` lie in ``[0, ONE]``).
-    """
-    sum_frac = gate.frac + max(cell.frac, gate.frac)
-    one = 1 << gate.frac
-    bound = (one * _magnitude(cell) << (sum_frac - gate.frac - cell.frac)) + (
-        one * one << (sum_frac - 2 * gate.frac)
-    )
-    return bits_for_range(-bound, bound)
-
-
-def _magnitude(fmt: FixedFormat) -> int:
-    return max(abs(fmt.min_code), abs(fmt.max_code))
-
-
-def describe_products(model) -> list:
-    """Every dot product of ``model`` as ``(segments, bias)`` for ``accumulator_format``.
-
-    A GRU has three per (layer, direction): the r and z rows ``W_ih u + W_hh h + b``, the
-    recurrent n sum ``W_hn h + b_hn`` and the n pre-activation ``W_in u + b_in + r * hn``
-    (``r`` in ``[0, ONE]``, ``hn`` any ``hn`` code)."""
-    h = model.formats["hidden"]
-    gru = getattr(model, "cell", "lstm") == "gru"
-    products = []
-    for index, directions in enumerate(model.layers):
-        u = model.input_format(index)
-        for q in directions:
-            w_u = (q.w_ih.codes.shape[1], q.w_ih.fmt.frac + u.frac,
-                   _magnitude(q.w_ih.fmt) * _magnitude(u))  # fmt: skip
-            w_h = (q.w_hh.codes.shape[1], q.w_hh.fmt.frac + h.frac,
-                   _magnitude(q.w_hh.fmt) * _magnitude(h))  # fmt: skip
-            bias = None if q.bias is None else (q.bias.fmt.frac, _magnitude(q.bias.fmt))
-            products.append(([w_u, w_h], bias))
-            if gru:
-                hn, gate = model.formats["hn"], model.formats["gate"]
-                b_hn = None if q.b_hn is None else (q.b_hn.fmt.frac, _magnitude(q.b_hn.fmt))
-                products.append(([w_h], b_hn))
-                r_hn = (1, gate.frac + hn.frac, (1 << gate.frac) * _magnitude(hn))
-                products.append(([w_u, r_hn], bias))
-            if q.w_hr is not None:
-                products.append(
-                    ([(q.w_hr.codes.shape[1], q.w_hr.fmt.frac + h.frac,
-                       _magnitude(q.w_hr.fmt) * _magnitude(h))], None)
-                )  # fmt: skip
-    if model.head is not None:
-        w, b = model.head.weight, model.head.bias
-        segments = [(w.codes.shape[1], w.fmt.frac + h.frac, _magnitude(w.fmt) * _magnitude(h))]
-        products.append((segments, None if b is None else (b.fmt.frac, _magnitude(b.fmt))))
-    return products

@@ -1,5 +1,6 @@
-"""Reading a quantized-model artifact (``manifest.json`` + ``tensors.npz``), every field
-checked: what :meth:`lstmfpga.quant.model.QuantizedModel.load` does.
+"""The quantized-model artifact (``manifest.json`` + ``tensors.npz``): writing it
+(:meth:`~lstmfpga.quant.model.QuantizedModel.save`) and reading it back with every field
+checked (:meth:`~lstmfpga.quant.model.QuantizedModel.load`).
 
 The manifest is read within :mod:`lstmfpga.export.files`' size and depth limits, the tensors
 without pickle and with their headers checked first. Errors are :class:`SpecError` or
@@ -9,11 +10,13 @@ without pickle and with their headers checked first. Errors are :class:`SpecErro
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
 from ..export import files
 from ..export.spec import SpecError
+from .accumulator import accumulator_format, describe_products
 from .config import QuantConfig
 from .fixed import FixedFormat, FormatError
 from .model import (
@@ -27,7 +30,41 @@ from .model import (
     Tensor,
 )
 
-__all__ = ["read_qmodel"]
+__all__ = ["read_qmodel", "write_qmodel"]
+
+
+def write_qmodel(model: QuantizedModel, path: str | Path) -> Path:
+    """Write ``model`` to the directory ``path`` (:meth:`QuantizedModel.save`): the tensors,
+    then the manifest, each to a temporary name and renamed; an earlier manifest is removed
+    first, so a folder with a manifest always holds that manifest's tensors."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SpecError(f"{path}: exists and is not a directory")
+    path.mkdir(parents=True, exist_ok=True)
+    tensors, tensor_formats = {}, {}
+    for name, t in model.named_tensors():
+        if t is not None:
+            tensors[name] = t.codes
+            tensor_formats[name] = t.fmt.to_dict()
+    for name, table in model.tables.items():
+        tensors[f"table_{name}_entries"] = table.entries
+        tensors[f"table_{name}_slopes"] = table.slopes
+    manifest = {
+        "format": QMODEL_FORMAT,
+        "version": QMODEL_VERSION,
+        **model.geometry_dict(),
+        "formats": {k: v.to_dict() for k, v in model.formats.items()},
+        "acc": model.acc.to_dict(),
+        "tensor_formats": tensor_formats,
+        "tables": {k: t.to_dict() for k, t in model.tables.items()},
+        "config": model.config.to_dict(),
+        "calibration": model.calibration,
+        "spec_hash": model.spec_hash,
+    }
+    (path / "manifest.json").unlink(missing_ok=True)
+    files.save_npz(path / "tensors.npz", **tensors)
+    files.write_json(path / "manifest.json", manifest)
+    return path
 
 
 def read_qmodel(path: str | Path) -> QuantizedModel:
@@ -144,17 +181,6 @@ def _format(value, what: str) -> FixedFormat:
         raise FormatError(f"{what}: {error}") from None
 
 
-def _fits_rule(fmt: FixedFormat, rule, what: str) -> None:
-    """``fmt`` is what quantization makes for ``rule``: its width, ``frac <= bits`` (or the
-    rule's fixed ``frac``)."""
-    if fmt.bits != rule.bits:
-        raise FormatError(f"{what} {fmt} must have the config's {rule.bits} bits, not {fmt.bits}")
-    if rule.frac is not None and fmt.frac != rule.frac:
-        raise FormatError(f"{what} {fmt} must have the config's frac {rule.frac}, not {fmt.frac}")
-    if fmt.frac > fmt.bits:
-        raise FormatError(f"{what} {fmt}: frac must be at most bits ({fmt.bits}), not {fmt.frac}")
-
-
 def _parse_qmodel(path: Path, manifest: dict, tensors: dict[str, np.ndarray]) -> QuantizedModel:
     unknown = sorted(set(manifest) - _MANIFEST_KEYS)
     if unknown:
@@ -186,25 +212,18 @@ def _parse_qmodel(path: Path, manifest: dict, tensors: dict[str, np.ndarray]) ->
                 f"head out_features {head_info['out_features']!r} does not match head_w "
                 f"{head.weight.codes.shape}"
             )
-    model = QuantizedModel(
-        input_size=geometry["input_size"],
-        hidden_size=geometry["hidden_size"],
-        num_layers=num_layers,
-        bidirectional=geometry["bidirectional"],
-        proj_size=geometry["proj_size"],
-        has_bias=geometry["bias"],
-        layers=tuple(layers),
-        head=head,
+    model = QuantizedModel.assemble(
+        SimpleNamespace(**geometry),
+        layers,
+        head,
         formats=formats,
         acc=acc,
         config=config,
         calibration=calibration,
         spec_hash=_optional_hash(manifest.get("spec_hash")),
-        cell=geometry["cell"],
     )
-    model.validate()
     # The accumulator is the one quantization derives (or the config's wider acc_bits).
-    expected = QuantizedModel.accumulator_format(model.products(), config.acc_bits)
+    expected = accumulator_format(describe_products(model), config.acc_bits)
     if acc != expected:
         raise SpecError(f"accumulator {acc} is not the one the formats derive ({expected})")
     return model
@@ -253,7 +272,7 @@ def _parse_formats(manifest: dict, config: QuantConfig, cell: str) -> tuple[dict
     formats = {}
     for role in roles:
         fmt = _format(formats_data[role], f"format of {role}")
-        _fits_rule(fmt, config.rule(role), f"format of {role}")
+        config.rule(role).check(fmt, f"format of {role}")
         formats[role] = fmt
     return formats, _format(_field(manifest, "acc"), "acc")
 
@@ -302,7 +321,7 @@ def _tensor_reader(manifest: dict, tensors: dict, config: QuantConfig, geometry:
         if name not in tensors:
             raise SpecError(f"tensors.npz lacks tensor {name}")
         fmt = _format(tensor_formats[name], f"tensor {name} format")
-        _fits_rule(fmt, config.roles[role], f"tensor {name} format")
+        config.roles[role].check(fmt, f"tensor {name} format")
         codes = tensors[name]
         if codes.dtype.kind not in "iu":
             raise SpecError(f"tensor {name} must hold integer codes, not {codes.dtype}")

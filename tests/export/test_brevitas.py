@@ -326,10 +326,10 @@ def test_given_formats_reproduce_a_calibrated_model():
     """quantize_with_formats with a calibrated model's own formats gives that model back."""
     geometry = dict(input_size=3, hidden_size=5, num_layers=2, bidirectional=True, head="all")
     spec, calibrated = random_qmodel(5, preset="w8a8", head_out=2, **geometry)
-    tensors = dict(calibrated._named_tensors())
+    tensors = dict(calibrated.named_tensors())
     formats = {name: tensors[name].fmt for name in tensor_names(spec)}
     q = quantize_with_formats(spec, dict(calibrated.formats), formats, calibrated.config)
-    for name, tensor in q._named_tensors():
+    for name, tensor in q.named_tensors():
         assert tensor is None or np.array_equal(tensor.codes, tensors[name].codes), name
     assert q.acc == calibrated.acc
     x = golden.quantize_inputs(q, inputs(6, 3, 4, 3))
@@ -338,7 +338,7 @@ def test_given_formats_reproduce_a_calibrated_model():
 
 def test_given_formats_are_checked_against_the_config():
     spec, calibrated = random_qmodel(5, preset="w8a8", input_size=3, hidden_size=4)
-    tensors = {n: t.fmt for n, t in calibrated._named_tensors() if t is not None}
+    tensors = {n: t.fmt for n, t in calibrated.named_tensors() if t is not None}
     formats = dict(calibrated.formats)
     with pytest.raises(FormatError, match=r"^format of x s16\.\d+ must have the config's 8 bits"):
         quantize_with_formats(

@@ -12,6 +12,7 @@ from quant_helpers import exactly
 
 from lstmfpga.export.spec import SpecError
 from lstmfpga.quant import golden
+from lstmfpga.quant.accumulator import cell_sum_bits
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig
 from lstmfpga.quant.fixed import FixedFormat, FormatError
@@ -20,7 +21,6 @@ from lstmfpga.quant.model import (
     QMODEL_VERSION,
     QuantizedModel,
     Tensor,
-    cell_sum_bits,
 )
 from lstmfpga.testing import random_inputs, random_qmodel, random_spec
 
