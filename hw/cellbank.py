@@ -20,7 +20,7 @@ from .cell import CellDatapath
 
 __all__ = ["CellBank", "cell_bank_reference"]
 
-#: Unit beats in flight between the input and the cells / the output (ample for the latencies).
+#: Unit beats in flight between the input and the cells / the output (more than the bank holds).
 _SIDEBAND_DEPTH = 32
 
 
@@ -103,12 +103,17 @@ class CellBank(wiring.Component):
         count_bits = len(self.i.payload.count)
         m.submodules.sideband_out = to_out = SyncFIFOBuffered(width=count_bits,
                                                               depth=_SIDEBAND_DEPTH)  # fmt: skip
+        # The FIFOs never fill: at most ``latency + 2`` beats are inside the bank (each
+        # pipeline's stage registers and its skid register), so ``i.ready`` is the lookup
+        # pipeline's registered ready alone (``w_rdy`` unused: no level comparator on it).
+        if self.latency + 2 > _SIDEBAND_DEPTH:
+            raise ValueError(f"the cell bank holds up to {self.latency + 2} beats, more than "
+                             f"its {_SIDEBAND_DEPTH}-entry sideband FIFOs")  # fmt: skip
         i = self.i.payload
         fire = Signal()
-        room = to_cells.w_rdy & to_out.w_rdy
         m.d.comb += [
-            act.i.valid.eq(self.i.valid & room),
-            self.i.ready.eq(act.i.ready & room),
+            act.i.valid.eq(self.i.valid),
+            self.i.ready.eq(act.i.ready),
             fire.eq(act.i.valid & act.i.ready),
             to_cells.w_en.eq(fire),
             to_cells.w_data.eq(Cat(i.c_addr, i.zero_c)),

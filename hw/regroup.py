@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -136,36 +136,50 @@ class GateRegrouper(wiring.Component):
         spare = 4 - math.gcd(P, 4)
         cap = P + spare
         rowbuf = [Signal(signed(bits), name=f"row{e}") for e in range(cap)]
-        count = Signal(range(cap + 1))  # rows buffered
+        # Timing: every decision of a cycle is plain logic on flip-flops, no carry chain. The
+        # row count is kept as a thermometer code (``full[v - 1]``: at least ``v`` rows
+        # buffered), so "rows kept after a departure of r rows >= v" is ``full[v + r - 1]``.
+        full = [Signal(name=f"full{v}") for v in range(1, cap + 1)]
+
+        def at_least(v):  # rows buffered >= v
+            return 1 if v <= 0 else (full[v - 1] if v <= cap else 0)
+
         j = Signal(range(max(H, self._proj_rows, self._head_rows, 1) + 1))  # unit/row index
         row_kinds = {
             code: n for code, n in ((KIND_PROJ, self._proj_rows), (KIND_HEAD, self._head_rows)) if n
         }
-        rows = Signal(range(max(self._proj_rows, self._head_rows, 1) + 1))
-        m.d.comb += rows.eq(max(self._head_rows, 1))
-        if self._proj_rows:
-            with m.If(self.kind == KIND_PROJ):
-                m.d.comb += rows.eq(self._proj_rows)
-        # units leaving in this unit beat: every complete one buffered, at most V, at most
-        # the item's remaining ones (the conditions grow with k: the last true one wins)
-        # (from flip-flops: ``ge[k]``/``eq[k]`` say whether at least / exactly k units of the
-        # item are left, registered from the next count, so no adder precedes the choice)
-        left = Signal(range(H + 1), init=H)  # units of the gates item not passed on yet
+        # units of the gates item not passed on yet: ``left``, with ``ge[k]``/``eq[k]`` (at
+        # least / exactly k left) registered beside it
+        left = Signal(range(H + 1), init=H)
         ge = [Signal(name=f"left_ge{k}", init=int(H >= k)) for k in range(1, V + 1)]
         eq = [Signal(name=f"left_eq{k}", init=int(H == k)) for k in range(1, V + 1)]
+        # ``can[k]``: k units can leave (k complete units buffered, k left in the item);
+        # monotone in k, so exactly n = k leave when ``can[k] & ~can[k + 1]``
+        can = [Signal(name=f"can{k}") for k in range(1, V + 2)]
+        m.d.comb += [can[k - 1].eq(at_least(4 * k) & ge[k - 1]) for k in range(1, V + 1)]
+        m.d.comb += can[V].eq(0)
+        n_is = [None] + [Signal(name=f"n_is{k}") for k in range(1, V + 1)]
+        m.d.comb += [n_is[k].eq(can[k - 1] & ~can[k]) for k in range(1, V + 1)]
         n = Signal(range(V + 1))
         for k in range(1, V + 1):
-            with m.If((count >= 4 * k) & ge[k - 1]):
+            with m.If(n_is[k]):
                 m.d.comb += n.eq(k)
+        last_unit = Signal()  # this unit beat takes the item's last units
+        m.d.comb += last_unit.eq(Cat(*(n_is[k] & eq[k - 1] for k in range(1, V + 1))).any())
+        last_row = Signal()  # the row at ``j`` is the item's last
+        m.d.comb += last_row.eq(_equals(j, max(self._head_rows, 1) - 1))
+        if self._proj_rows:
+            with m.If(self.kind == KIND_PROJ):
+                m.d.comb += last_row.eq(_equals(j, self._proj_rows - 1))
 
         unit_fire, row_fire, unit_end, row_end = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
-            self.unit.valid.eq((n != 0) & (self.kind == KIND_GATES) & self.enable),
-            self.row.valid.eq((count >= 1) & (self.kind != KIND_GATES) & self.enable),
+            self.unit.valid.eq(can[0] & (self.kind == KIND_GATES) & self.enable),
+            self.row.valid.eq(at_least(1) & (self.kind != KIND_GATES) & self.enable),
             unit_fire.eq(self.unit.valid & self.unit.ready),
             row_fire.eq(self.row.valid & self.row.ready),
-            unit_end.eq(unit_fire & Cat(*((n == k) & eq[k - 1] for k in range(1, V + 1))).any()),
-            row_end.eq(row_fire & (j == rows - 1)),
+            unit_end.eq(unit_fire & last_unit),
+            row_end.eq(row_fire & last_row),
             self.item_end.eq(unit_end | row_end),
             self.unit.payload.index.eq(j),
             self.unit.payload.count.eq(n),
@@ -174,49 +188,66 @@ class GateRegrouper(wiring.Component):
         ]
         # the next units are always rowbuf[0 ..] (the buffer shifts down as rows leave)
         m.d.comb += [self.unit.payload.rows[r].eq(rowbuf[r]) for r in range(min(4 * V, cap))]
-        with m.If(self.item_end):
-            m.d.sync += j.eq(0)
-        with m.Elif(unit_fire):
-            m.d.sync += j.eq(j + n)
-        with m.Elif(row_fire):
-            m.d.sync += j.eq(j + 1)
-        next_left = Signal.like(left)
-        m.d.comb += next_left.eq(Mux(self.item_end, H, Mux(unit_fire, left - n, left)))
-        m.d.sync += left.eq(next_left)
-        m.d.sync += [flag.eq(next_left >= k) for k, flag in enumerate(ge, 1)]
-        m.d.sync += [flag.eq(next_left == k) for k, flag in enumerate(eq, 1)]
-        leave = self._departures(m, unit_fire, unit_end, row_fire, row_end, n, row_kinds)
-        keep = Signal(range(cap + 1))  # rows still buffered after this cycle's departure
-        m.d.comb += keep.eq(count)
-        for rows_out, cond in leave:
-            with m.If(cond):
-                m.d.comb += keep.eq(count - rows_out)
+        self._indices(m, j, left, ge, eq, n_is, unit_fire, row_fire)
+        leave = self._departures(m, unit_fire, unit_end, row_fire, row_end, n_is, row_kinds)
+        # ``kept[v]``: at least v rows still buffered after this cycle's departure (v >= 1)
+        kept = [None] + [Signal(name=f"kept{v}") for v in range(1, cap + 1)]
+        stay = ~Cat(*(cond for _, cond in leave)).any()
+        for v in range(1, cap + 1):
+            terms = [stay & at_least(v)] + [cond & at_least(v + out) for out, cond in leave]
+            m.d.comb += kept[v].eq(Cat(*terms).any())
+
+        def kept_at_least(v):
+            return 1 if v <= 0 else (kept[v] if v <= cap else 0)
+
         take = Signal()
-        m.d.comb += [self.i.ready.eq(keep <= spare), take.eq(self.i.valid & self.i.ready)]
-        m.d.sync += count.eq(keep + take * P)
+        m.d.comb += [self.i.ready.eq(~kept_at_least(spare + 1)),
+                     take.eq(self.i.valid & self.i.ready)]  # fmt: skip
+        # rows after this cycle: kept + P * take
+        m.d.sync += [
+            full[v - 1].eq(kept_at_least(v) | (take & kept_at_least(v - P)))
+            for v in range(1, cap + 1)
+        ]
         for k in range(cap):
-            with m.If(take & (keep <= k)):  # the new beat's rows go behind the kept ones
+            with m.If(take & ~kept_at_least(k + 1)):  # the new beat's rows go behind the kept
                 offsets = range(max(0, k - P + 1), min(k, spare) + 1)
                 if len(offsets) == 1:
                     m.d.sync += rowbuf[k].eq(self.i.payload[k - offsets[0]])
                 else:
-                    with m.Switch(keep):
-                        for off in offsets:
-                            with m.Case(off):
-                                m.d.sync += rowbuf[k].eq(self.i.payload[k - off])
+                    for off in offsets:  # exactly ``off`` rows kept
+                        with m.If(kept_at_least(off) & ~kept_at_least(off + 1)):
+                            m.d.sync += rowbuf[k].eq(self.i.payload[k - off])
             for rows_out, cond in leave:
                 if k + rows_out < cap:
                     with m.Elif(cond):
                         m.d.sync += rowbuf[k].eq(rowbuf[k + rows_out])
         return m
 
-    def _departures(self, m, unit_fire, unit_end, row_fire, row_end, n, row_kinds):
+    def _indices(self, m, j, left, ge, eq, n_is, unit_fire, row_fire):
+        """The item's unit/row index ``j`` and its units left (``left``, ``ge``, ``eq``):
+        each candidate next value is computed from flip-flops, the fired beat selects one."""
+        H, V = self._H, self._V
+        with m.If(self.item_end):
+            m.d.sync += j.eq(0)
+            m.d.sync += left.eq(H)
+            m.d.sync += [flag.eq(H >= k) for k, flag in enumerate(ge, 1)]
+            m.d.sync += [flag.eq(H == k) for k, flag in enumerate(eq, 1)]
+        with m.Elif(unit_fire):
+            for k in range(1, V + 1):
+                with m.If(n_is[k]):  # k units leave: ``left - k`` left
+                    m.d.sync += [j.eq(j + k), left.eq(left - k)]
+                    m.d.sync += [f.eq(_at_least(left, kk + k, H)) for kk, f in enumerate(ge, 1)]
+                    m.d.sync += [f.eq(_equals(left, kk + k)) for kk, f in enumerate(eq, 1)]
+        with m.Elif(row_fire):
+            m.d.sync += j.eq(j + 1)
+
+    def _departures(self, m, unit_fire, unit_end, row_fire, row_end, n_is, row_kinds):
         """``[(rows leaving, condition)]`` of this cycle (at most one condition holds). An
         item's last unit or row takes its group's padding rows with it."""
         gate_pad = self._pad(4 * self._H)
         departures = {}
         for k in range(1, self._V + 1):
-            fired = unit_fire & (n == k)
+            fired = unit_fire & n_is[k]
             if gate_pad:
                 departures.setdefault(4 * k, []).append(fired & ~unit_end)
                 departures.setdefault(4 * k + gate_pad, []).append(fired & unit_end)
@@ -233,6 +264,23 @@ class GateRegrouper(wiring.Component):
             m.d.comb += cond.eq(Cat(*conditions).any())
             leave.append((rows_out, cond))
         return leave
+
+
+def _equals(value, constant: int):
+    """``value == constant`` as plain logic (0 when the constant is out of range)."""
+    if not 0 <= constant < 1 << len(value):
+        return Const(0, 1)
+    return value == constant
+
+
+def _at_least(value, constant: int, top: int):
+    """``value >= constant`` for ``value`` in ``0 .. top``, as a decoder (an OR of
+    equalities: plain logic that synthesis maps to LUTs, no carry chain)."""
+    if constant <= 0:
+        return Const(1, 1)
+    if constant > top:
+        return Const(0, 1)
+    return Cat(*(value == v for v in range(constant, top + 1))).any()
 
 
 def regroup_reference(items, *, hidden_size: int, proj_rows: int = 0, head_rows: int = 0,
