@@ -47,13 +47,14 @@ from .forward_check import (
 )
 from .pt2_archive import read_export_archive
 from .spec import HeadSpec, ModelSpec, SpecError
+from .state_dict_layout import LSTM_KEY
 from .structure import (
     check_head_given,
     check_head_mode,
     check_structure,
     entries_from_tensor_owners,
 )
-from .torch_loader import LSTM_KEY, spec_from_state_dict
+from .torch_loader import spec_from_state_dict
 
 __all__ = ["detect_format", "load_model", "load_state_dict_file"]
 

@@ -26,6 +26,7 @@ __all__ = [
     "CELLS",
     "GATE_ORDER",
     "GRU_GATE_ORDER",
+    "SHAPE_OPTIONS",
     "SPEC_FORMAT",
     "SPEC_VERSION",
     "HeadSpec",
@@ -33,6 +34,7 @@ __all__ = [
     "LayerWeights",
     "ModelSpec",
     "SpecError",
+    "shape_options",
 ]
 
 GATE_ORDER = ("i", "f", "g", "o")
@@ -121,7 +123,8 @@ class HeadSpec:
 class LSTMGeometry:
     """Derived sizes of an LSTM, shared by :class:`ModelSpec` and the quantized model.
 
-    Needs ``input_size``, ``hidden_size``, ``bidirectional`` and ``proj_size`` attributes.
+    Needs ``input_size``, ``hidden_size``, ``bidirectional`` and ``proj_size`` attributes
+    (and ``num_layers`` and ``cell`` for :meth:`shape_text`).
     """
 
     @property
@@ -141,6 +144,15 @@ class LSTMGeometry:
     def sequence_output_size(self) -> int:
         """Features per timestep of the LSTM's output sequence: ``D * output_size``."""
         return self.num_directions * self.output_size
+
+    def shape_text(self, bias: bool) -> str:
+        """The shape as ``describe`` prints it: ``input_size=I hidden_size=H num_layers=L
+        bidirectional=B proj_size=P bias=b`` (``proj_size`` for an LSTM only)."""
+        proj = f"proj_size={self.proj_size} " if self.cell == "lstm" else ""
+        return (
+            f"input_size={self.input_size} hidden_size={self.hidden_size} "
+            f"num_layers={self.num_layers} bidirectional={self.bidirectional} {proj}bias={bias}"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -270,14 +282,7 @@ class ModelSpec(LSTMGeometry):
     def describe(self) -> str:
         """A few readable lines: architecture and parameter count."""
         name = self.cell.upper()
-        proj = f"proj_size={self.proj_size} " if self.cell == "lstm" else ""
-        parts = [
-            (
-                f"{name} input_size={self.input_size} hidden_size={self.hidden_size} "
-                f"num_layers={self.num_layers} bidirectional={self.bidirectional} "
-                f"{proj}bias={self.bias}"
-            ),
-        ]
+        parts = [f"{name} {self.shape_text(self.bias)}"]
         if self.cell == "gru":
             parts.append("gates: r, z, n (PyTorch's order)")
         if self.head is None:
@@ -388,6 +393,17 @@ class ModelSpec(LSTMGeometry):
         from .spec_file import spec_from_artifact  # imports this module
 
         return spec_from_artifact(cls, manifest, tensors)
+
+
+#: The options that give a model its shape, named as :class:`ModelSpec`'s fields.
+SHAPE_OPTIONS = ("input_size", "hidden_size", "num_layers", "bidirectional", "proj_size", "bias",
+                 "cell")  # fmt: skip
+
+
+def shape_options(model) -> dict:
+    """:data:`SHAPE_OPTIONS` of ``model`` (a :class:`ModelSpec`, or anything with attributes
+    of those names) as keyword arguments of :class:`ModelSpec`."""
+    return {name: getattr(model, name) for name in SHAPE_OPTIONS}
 
 
 def check_no_gru_projection(cell: str, proj_size: int) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.spec import LSTMGeometry, ModelSpec, SpecError
+from ..export.spec import LSTMGeometry, ModelSpec, SpecError, shape_options
 from .accumulator import accumulator_format, cell_sum_bits, describe_products
 from .activation import ActivationTable, make_table
 from .config import QuantConfig
@@ -238,13 +238,10 @@ class QuantizedModel(LSTMGeometry):
         the ``spec_hash`` given is recorded)."""
         if isinstance(spec, ModelSpec):
             spec_hash = spec.content_hash()
+        shape = shape_options(spec)
+        shape["has_bias"] = shape.pop("bias")
         model = cls(
-            input_size=spec.input_size,
-            hidden_size=spec.hidden_size,
-            num_layers=spec.num_layers,
-            bidirectional=spec.bidirectional,
-            proj_size=spec.proj_size,
-            has_bias=spec.bias,
+            **shape,
             layers=tuple(layers),
             head=head,
             formats=formats,
@@ -252,20 +249,14 @@ class QuantizedModel(LSTMGeometry):
             config=config,
             calibration=calibration,
             spec_hash=spec_hash,
-            cell=spec.cell,
         )
         model.validate()
         return model
 
     # -- summary ---------------------------------------------------------------------------
     def describe(self) -> str:
-        proj = f"proj_size={self.proj_size} " if self.cell == "lstm" else ""
         lines = [
-            (
-                f"quantized {self.cell.upper()} ({self.config.name}) input_size={self.input_size} "
-                f"hidden_size={self.hidden_size} num_layers={self.num_layers} "
-                f"bidirectional={self.bidirectional} {proj}bias={self.has_bias}"
-            ),
+            f"quantized {self.cell.upper()} ({self.config.name}) {self.shape_text(self.has_bias)}",
             "head: none"
             if self.head is None
             else f"head: {self.head.out_features} outputs on {self.head.mode} timestep(s)",

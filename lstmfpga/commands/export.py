@@ -3,7 +3,7 @@ spec directory.
 
 MODEL is a state_dict (``.pt``/``.pth``), a TorchScript archive or a ``torch.export``
 archive (``.pt2``) of one nn.LSTM or nn.GRU (+ optional nn.Linear head), read by
-``lstmfpga.export.torch_loader.load_model``, which never runs code stored in the file. The
+``lstmfpga.export.model_files.load_model``, which never runs code stored in the file. The
 cell is inferred from the weight shapes (a GRU's weight_hh has 3*hidden rows, an LSTM's
 4*hidden); ``--cell`` says it where the shapes cannot. An archive's forward must be exactly
 LSTM or GRU -> optional last timestep (y[:, -1], y[-1] time-major, h_n[-1]) -> optional
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> None:
         return _run_brevitas(args)
     if args.model is None:
         raise CLIError("MODEL is required (or --brevitas FACTORY --qmodel QMODEL)")
-    from lstmfpga.export.torch_loader import load_model  # imports torch: only when needed
+    from lstmfpga.export.model_files import load_model  # imports torch: only when needed
 
     spec = load_model(args.model, head=args.head, cell=args.cell)
     spec.save(args.output)
