@@ -10,18 +10,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lstmfpga.commands._common import artifact_format, description
+from lstmfpga.commands._common import add_command, artifact_format
 from lstmfpga.errors import CLIError
 from lstmfpga.export.spec import SPEC_FORMAT, ModelSpec
 from lstmfpga.quant.model import QMODEL_FORMAT
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "info",
-        help="describe a spec directory or a PyTorch model file",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "info", "describe a spec directory or a PyTorch model file", __doc__, run
     )
     parser.add_argument("file", metavar="FILE", help="artifact directory or model file")
     parser.add_argument(
@@ -29,7 +26,6 @@ def register(subparsers) -> None:
         choices=("lstm", "gru"),
         help="a model file's recurrent cell (default: inferred from the weight shapes)",
     )
-    parser.set_defaults(func=run)
 
 
 def tensor_table(tensors: dict) -> list[str]:

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import numpy as np
 
 from lstmfpga.commands._common import (
+    add_command,
     artifact_format,
-    description,
     load_npy,
     load_npz,
     save_npy,
@@ -99,11 +99,8 @@ def _initial_states(path: str | Path, cell: str) -> tuple[np.ndarray, np.ndarray
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "predict",
-        help="run an exported model on inputs from a .npy file",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "predict", "run an exported model on inputs from a .npy file", __doc__, run
     )
     parser.add_argument(
         "artifact",
@@ -119,7 +116,6 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--raw", action="store_true", help="quantized model: write integer codes, not floats"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lstmfpga.commands._common import description, load_npy
+from lstmfpga.commands._common import add_command, load_npy
 from lstmfpga.errors import CLIError
 from lstmfpga.export import files
 from lstmfpga.quant.config import PRESETS
@@ -59,11 +59,12 @@ def check_output_dir(path: str | Path, option: str, kind: str) -> Path:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "quantize",
-        help="quantize a spec to fixed point, calibrated on sample inputs",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "quantize a spec to fixed point, calibrated on sample inputs",
+        __doc__,
+        run,
     )
     parser.add_argument("spec", metavar="SPEC", help="spec directory (lstmfpga export)")
     parser.add_argument(
@@ -87,7 +88,6 @@ def register(subparsers) -> None:
     parser.add_argument(
         "-o", "--output", required=True, metavar="QMODEL", help="quantized model directory"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
