@@ -1,10 +1,10 @@
 """The GRU cell in hardware: one hidden unit per cycle, exactly
-:meth:`lstmfpga.quant.gru_golden.GRUCellArithmetic.update`.
+:meth:`lstmfpga.quant.gru_golden.GRUCellArithmetic.update_sums`.
 
 It takes what the matrix-vector unit delivers for a unit in the arrangement of
-:mod:`.gru_layout` (the r and z pre-activations, the exact ``n_x`` accumulator and the ``hn``
-code) plus ``h_prev``, and returns the unit's new hidden state: the sigmoid and tanh lookups
-are :func:`~.activation.lookup_stages`, the requantizers :mod:`.requant`'s.
+:mod:`.gru_layout` (the unit's four exact sums ``r``, ``z``, ``n_x``, ``n_h``) plus
+``h_prev``, and returns the unit's new hidden state: the sigmoid and tanh lookups are
+:func:`~.activation.lookup_stages`, the requantizers :mod:`.requant`'s.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from .requant import requantize, rounding_up
 
 __all__ = ["GRUCellDatapath", "gru_cell_latency"]
 
+#: Stages before the r/z lookups: the requantized r, z (``preact``) and n_h (``hn``).
+_PRE_STAGES = 1
 #: Stages between the r/z lookups and the tanh lookup: multiplier inputs (``r``, ``hn``), the
 #: ``r·hn`` product, the aligned ``n`` sum (with its rounding bit), requantized ``pre_n``.
 _MID_STAGES = 4
@@ -31,9 +33,10 @@ _POST_STAGES = 4
 
 
 def gru_cell_latency(sigmoid: ActivationTable, tanh_gate: ActivationTable) -> int:
-    """Latency of a :class:`GRUCellDatapath` with these tables: the sigmoid lookup, 4, the
-    tanh lookup, 4 (20 with interpolating tables, 16 with direct ones)."""
-    return lookup_latency((sigmoid,)) + _MID_STAGES + lookup_latency((tanh_gate,)) + _POST_STAGES
+    """Latency of a :class:`GRUCellDatapath` with these tables: 1, the sigmoid lookup, 4, the
+    tanh lookup, 4 (21 with interpolating tables, 17 with direct ones)."""
+    lookups = lookup_latency((sigmoid,)) + lookup_latency((tanh_gate,))
+    return _PRE_STAGES + lookups + _MID_STAGES + _POST_STAGES
 
 
 def _check_arith(arith) -> None:
@@ -55,48 +58,51 @@ def _check_arith(arith) -> None:
             raise TypeError(f"arith.{name} must be an ActivationTable, not {table!r}")
         if table.function != function:
             raise ValueError(f"arith.{name} must be a {function} table, not {table.function!r}")
-    for name in ("rn_shift", "zn_shift", "zh_shift"):
+    for name in ("rn_shift", "zn_shift", "zh_shift"):  # (n_shift, hn_shift, h_shift: any)
         shift = getattr(arith, name)
         if not isinstance(shift, int) or shift < 0:
             raise ValueError(f"arith.{name} must be a non-negative integer, not {shift!r}")
 
 
 class GRUCellDatapath(wiring.Component):
-    """One GRU hidden unit's update per cycle, bit-exact to ``arith.update``.
+    """One GRU hidden unit's update per cycle, bit-exact to ``arith.update_sums``.
 
-    ``r, z = sigmoid(pre_r), sigmoid(pre_z)``; ``pre_n = requant(n_x + (r·hn << rn_shift),
-    n_shift) → preact``; ``n = tanh_gate(pre_n)``; ``h = requant(((ONE - z)·n << zn_shift) +
-    (z·h_prev << zh_shift), h_shift) → hidden``, where ``requant`` is ``shift_round`` with
-    ``arith.rounding`` followed by ``arith.overflow`` and the tables are ``arith``'s. Products
-    and sums are exact (full width, whatever the input codes).
+    ``pre_r, pre_z = requant(r, n_shift), requant(z, n_shift) → preact``; ``hn =
+    requant(n_h, hn_shift) → hn``; ``r, z = sigmoid(pre_r), sigmoid(pre_z)``; ``pre_n =
+    requant(n_x + (r·hn << rn_shift), n_shift) → preact``; ``n = tanh_gate(pre_n)``; ``h =
+    requant(((ONE - z)·n << zn_shift) + (z·h_prev << zh_shift), h_shift) → hidden``, where
+    ``requant`` is ``shift_round`` with ``arith.rounding`` followed by ``arith.overflow`` and
+    the tables are ``arith``'s. Products and sums are exact (full width, whatever the input
+    codes).
 
     Parameters
     ----------
     arith : GRUCellArithmetic
-        Formats ``preact`` (p bits), ``hn`` (n bits), ``hidden`` (h bits), ``gate``, ``acc``
-        (a bits), all signed; the shifts; the rounding and overflow modes; the ``sigmoid``
-        and ``tanh_gate`` tables (:meth:`GRUCellArithmetic.of` a GRU qmodel).
+        Formats ``acc`` (a bits), ``preact``, ``hn``, ``hidden`` (h bits), ``gate``, all
+        signed; the shifts; the rounding and overflow modes; the ``sigmoid`` and
+        ``tanh_gate`` tables (:meth:`GRUCellArithmetic.of` a GRU qmodel).
 
     Members
     -------
     i : ``In(stream.Signature(StructLayout(...)))``
-        Fields ``r``, ``z``: ``signed(p)``, the unit's r and z pre-activations (``preact``
-        codes, the MVU's ``r`` and ``z`` rows); ``n_x``: ``signed(a)``, the exact accumulator
-        ``W_in·u << s_in + b_in << s_b`` (the ``n_x`` row); ``hn``: ``signed(n)`` (the
-        ``n_h`` row); ``h_prev``: ``signed(h)``, the unit's previous hidden state.
+        Fields ``r``, ``z``, ``n_x``, ``n_h``: ``signed(a)``, the unit's four exact
+        accumulator sums (the MVU's rows of :mod:`.gru_layout`); ``h_prev``: ``signed(h)``,
+        the unit's previous hidden state.
     o : ``Out(stream.Signature(StructLayout(...)))``
-        Fields ``h``: ``signed(h)``, the new hidden state; ``sat_n``, ``sat_h``: 1 bit each,
-        1 when the rounded ``pre_n`` (``h``) did not fit ``preact`` (``hidden``) and was
-        saturated or wrapped: exactly what ``update`` adds to its ``"preact"``
-        (``"hidden"``) saturation counter for this unit.
+        Fields ``h``: ``signed(h)``, the new hidden state; ``sat_preact``: 0..3, how many of
+        ``pre_r``, ``pre_z``, ``pre_n`` did not fit ``preact`` after rounding (saturated or
+        wrapped); ``sat_hn``, ``sat_h``: 1 bit each, the same for ``hn`` and ``h``: exactly
+        what ``update_sums`` adds to its ``"preact"``, ``"hn"`` and ``"hidden"`` saturation
+        counters for this unit.
 
-    Timing: ``latency`` (:func:`gru_cell_latency`) = the sigmoid lookups of ``r`` and ``z``
-    side by side (6 stages interpolating, 4 direct; one ROM with two read ports), the ``r``
-    and ``hn`` multiplier input registers, the ``r·hn`` product register, the aligned sum
-    with ``n_x`` (its rounding bit beside it, :func:`~.requant.rounding_up`), the requantized
-    ``pre_n``, the tanh lookup (6 or 4), the multiplier input registers of ``(ONE - z)·n`` and
+    Timing: ``latency`` (:func:`gru_cell_latency`) = the requantized r, z and n_h (one stage
+    each, side by side), the sigmoid lookups of ``r`` and ``z`` side by side (6 stages
+    interpolating, 4 direct; one ROM with two read ports), the ``r`` and ``hn`` multiplier
+    input registers, the ``r·hn`` product register, the aligned sum with ``n_x`` (its
+    rounding bit beside it, :func:`~.requant.rounding_up`), the requantized ``pre_n``, the
+    tanh lookup (6 or 4), the multiplier input registers of ``(ONE - z)·n`` and
     ``z·h_prev``, their product registers, the aligned sum (rounding bit beside it), the
-    requantized ``h`` (the output register): 20 stages with interpolating tables, 16 with
+    requantized ``h`` (the output register): 21 stages with interpolating tables, 17 with
     direct ones. Every multiplier sits between plain input and product registers (no reset)
     that :mod:`lstmfpga.synth.absorb` can move into the DSP. With ``o.ready`` held high it
     accepts one beat per cycle, and a beat transferred on ``i`` in cycle ``t`` is valid on
@@ -109,10 +115,9 @@ class GRUCellDatapath(wiring.Component):
         _check_arith(arith)
         self._arith = arith
         self._latency = gru_cell_latency(arith.sigmoid, arith.tanh_gate)
-        p, n, h, acc = arith.preact.bits, arith.hn.bits, arith.hidden.bits, arith.acc.bits
-        in_layout = data.StructLayout({"r": signed(p), "z": signed(p), "n_x": signed(acc),
-                                       "hn": signed(n), "h_prev": signed(h)})  # fmt: skip
-        out_layout = data.StructLayout({"h": signed(h), "sat_n": 1, "sat_h": 1})
+        acc, h = signed(arith.acc.bits), signed(arith.hidden.bits)
+        in_layout = data.StructLayout({"r": acc, "z": acc, "n_x": acc, "n_h": acc, "h_prev": h})
+        out_layout = data.StructLayout({"h": h, "sat_preact": range(4), "sat_hn": 1, "sat_h": 1})
         super().__init__(
             {"i": In(stream.Signature(in_layout)), "o": Out(stream.Signature(out_layout))}
         )
@@ -125,7 +130,7 @@ class GRUCellDatapath(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
-        ``o.ready`` high): 20 with interpolating tables, 16 with direct ones."""
+        ``o.ready`` high): 21 with interpolating tables, 17 with direct ones."""
         return self._latency
 
     def elaborate(self, platform):
@@ -138,60 +143,75 @@ class GRUCellDatapath(wiring.Component):
         p = self.i.payload
         roms = RomBank(m, "rom")
 
-        # Stages 1 .. L: r and z through the sigmoid table (one ROM, two read ports), the
-        # other inputs alongside.
+        def reg(value, name):
+            return register(m, advance, value, name=name)
+
+        def carry(values: dict, stages: int) -> dict:
+            """``values`` delayed by ``stages`` registers (the values travelling alongside)."""
+            return {k: delay(m, advance, v, stages, name=k) for k, v in values.items()}
+
+        # Stage 1: r and z requantized to preact, n_h to hn (side by side); the saturation
+        # flags as counts (``sat_pre`` 0..2 here, 0..3 once pre_n adds its own).
+        pre_r, over_r = requantize(p.r, a.n_shift, a.preact, a.rounding, a.overflow)
+        pre_z, over_z = requantize(p.z, a.n_shift, a.preact, a.rounding, a.overflow)
+        hn, over_hn = requantize(p.n_h, a.hn_shift, a.hn, a.rounding, a.overflow)
+        pre_r1, pre_z1 = reg(pre_r, "pre_r"), reg(pre_z, "pre_z")
+        side = {"n_x": p.n_x, "hn": hn, "h_prev": p.h_prev, "sat_pre": over_r + over_z,
+                "sat_hn": over_hn}  # fmt: skip
+        side = {k: reg(v, f"{k}_1") for k, v in side.items()}
+        # Stages 2 .. L + 1: r and z through the sigmoid table (one ROM, two read ports).
         lut = lookup_latency((a.sigmoid,))
-        r_l, z_l = (lookup_stages(m, a.sigmoid, getattr(p, k), advance, latency=lut, roms=roms,
-                                  name=f"sig_{k}") for k in ("r", "z"))  # fmt: skip
-        n_x_l, hn_l, hp_l = (delay(m, advance, getattr(p, k), lut, name=k)
-                             for k in ("n_x", "hn", "h_prev"))  # fmt: skip
-        # Stage L + 1: multiplier input registers of r·hn.
-        r1, hn1 = register(m, advance, r_l, name="r_in"), register(m, advance, hn_l, name="hn_in")
-        n_x1, z1, hp1 = (register(m, advance, v, name=f"{k}_1")
-                         for k, v in (("n_x", n_x_l), ("z", z_l), ("h_prev", hp_l)))  # fmt: skip
-        # Stage L + 2: the product register.
-        rhn2 = register(m, advance, r1 * hn1, name="rhn")
-        n_x2, z2, hp2 = (register(m, advance, v, name=f"{k}_2")
-                         for k, v in (("n_x", n_x1), ("z", z1), ("h_prev", hp1)))  # fmt: skip
-        # Stage L + 3: the aligned n sum, its rounding increment beside it (it reads only the
-        # sum's low bits).
-        acc_n = n_x2 + (rhn2 << a.rn_shift)
-        acc_n3 = register(m, advance, acc_n, name="acc_n")
-        up3 = register(m, advance, rounding_up(acc_n, a.n_shift, a.rounding), name="acc_n_up")
-        z3, hp3 = (register(m, advance, v, name=f"{k}_3") for k, v in (("z", z2), ("h_prev", hp2)))
-        # Stage L + 4: the requantized n pre-activation.
-        pre_n, over_n = requantize(acc_n3, a.n_shift, a.preact, a.rounding, a.overflow, up=up3)
-        pre_n4 = register(m, advance, pre_n, name="pre_n")
-        sat_n4 = register(m, advance, over_n, name="sat_n_4")
-        z4, hp4 = (register(m, advance, v, name=f"{k}_4") for k, v in (("z", z3), ("h_prev", hp3)))
-        # Stages L + 5 .. L + 4 + T: n through the tanh table.
-        tlut = lookup_latency((a.tanh_gate,))
-        n_t = lookup_stages(m, a.tanh_gate, pre_n4, advance, latency=tlut, roms=roms, name="tanh")
-        z_t, hp_t, sat_n_t = (
-            delay(m, advance, v, tlut, name=k)
-            for k, v in (("z", z4), ("h_prev", hp4), ("sat_n", sat_n4))
+        r_l, z_l = (
+            lookup_stages(m, a.sigmoid, v, advance, latency=lut, roms=roms, name=f"sig_{k}")
+            for k, v in (("r", pre_r1), ("z", pre_z1))
         )
-        # Stage L + T + 5: multiplier input registers of (ONE - z)·n and z·h_prev.
-        omz5 = register(m, advance, a.one - z_t, name="one_minus_z")
-        n5 = register(m, advance, n_t, name="n_in")
-        z5 = register(m, advance, z_t, name="z_in")
-        hp5 = register(m, advance, hp_t, name="h_prev_in")
-        sat_n5 = register(m, advance, sat_n_t, name="sat_n_5")
-        # Stage L + T + 6: the product registers.
-        zn6 = register(m, advance, omz5 * n5, name="zn")
-        zh6 = register(m, advance, z5 * hp5, name="zh")
-        sat_n6 = register(m, advance, sat_n5, name="sat_n_6")
-        # Stage L + T + 7: the aligned sum and its rounding increment.
-        total = (zn6 << a.zn_shift) + (zh6 << a.zh_shift)
-        total7 = register(m, advance, total, name="total")
-        up7 = register(m, advance, rounding_up(total, a.h_shift, a.rounding), name="total_up")
-        sat_n7 = register(m, advance, sat_n6, name="sat_n_7")
-        # Stage L + T + 8: the requantized h (the output register).
-        h_code, over_h = requantize(total7, a.h_shift, a.hidden, a.rounding, a.overflow, up=up7)
+        side = carry(side, lut)
+        # Stage L + 2: multiplier input registers of r·hn.
+        r_in, hn_in = reg(r_l, "r_in"), reg(side.pop("hn"), "hn_in")
+        side = carry({**side, "z": z_l}, 1)
+        # Stage L + 3: the product register.
+        rhn = reg(r_in * hn_in, "rhn")
+        side = carry(side, 1)
+        # Stage L + 4: the aligned n sum, its rounding increment beside it (it reads only the
+        # sum's low bits).
+        acc_n = side.pop("n_x") + (rhn << a.rn_shift)
+        acc_n4, up4 = (
+            reg(acc_n, "acc_n"),
+            reg(rounding_up(acc_n, a.n_shift, a.rounding), "acc_n_up"),
+        )
+        side = carry(side, 1)
+        # Stage L + 5: the requantized n pre-activation.
+        pre_n, over_n = requantize(acc_n4, a.n_shift, a.preact, a.rounding, a.overflow, up=up4)
+        pre_n5 = reg(pre_n, "pre_n")
+        side["sat_pre"] = reg(side["sat_pre"] + over_n, "sat_pre_5")
+        side = {k: v if k == "sat_pre" else reg(v, f"{k}_5") for k, v in side.items()}
+        # Stages L + 6 .. L + 5 + T: n through the tanh table.
+        tlut = lookup_latency((a.tanh_gate,))
+        n_t = lookup_stages(m, a.tanh_gate, pre_n5, advance, latency=tlut, roms=roms, name="tanh")
+        side = carry(side, tlut)
+        # Stage L + T + 6: multiplier input registers of (ONE - z)·n and z·h_prev.
+        z = side.pop("z")
+        omz, n_in = reg(a.one - z, "one_minus_z"), reg(n_t, "n_in")
+        z_in, hp_in = reg(z, "z_in"), reg(side.pop("h_prev"), "h_prev_in")
+        side = carry(side, 1)
+        # Stage L + T + 7: the product registers.
+        zn, zh = reg(omz * n_in, "zn"), reg(z_in * hp_in, "zh")
+        side = carry(side, 1)
+        # Stage L + T + 8: the aligned sum and its rounding increment.
+        total = (zn << a.zn_shift) + (zh << a.zh_shift)
+        total8, up8 = (
+            reg(total, "total"),
+            reg(rounding_up(total, a.h_shift, a.rounding), "total_up"),
+        )
+        side = carry(side, 1)
+        # Stage L + T + 9: the requantized h (the output register).
+        h_code, over_h = requantize(total8, a.h_shift, a.hidden, a.rounding, a.overflow, up=up8)
         result = Signal(self.o.payload.shape())
-        h_out = register(m, advance, h_code, name="h_out")
-        sat_h_out = register(m, advance, over_h, name="sat_h_out")
-        sat_n_out = register(m, advance, sat_n7, name="sat_n_out")
-        m.d.comb += [result.h.eq(h_out), result.sat_n.eq(sat_n_out), result.sat_h.eq(sat_h_out)]
+        m.d.comb += [
+            result.h.eq(reg(h_code, "h_out")),
+            result.sat_h.eq(reg(over_h, "sat_h_out")),
+            result.sat_preact.eq(reg(side["sat_pre"], "sat_pre_out")),
+            result.sat_hn.eq(reg(side["sat_hn"], "sat_hn_out")),
+        ]
         skid_out.drive(valid, result)
         return m

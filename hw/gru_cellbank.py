@@ -2,10 +2,11 @@
 
 :class:`GRUCellBank` is the GRU's counterpart of :class:`~.cellbank.CellBank`: it takes the
 same beats from the gate regrouper (up to ``V`` units of four rows each, a count, a state
-address), with the GRU's rows ``r, z, n_x, n_h`` per unit instead of the LSTM's ``i, f, g,
-o``, and reads each unit's ``h_prev`` from the GRU's state memory (the role ``cmem`` plays
-for an LSTM) where ``CellBank`` reads ``c_prev``. ``V`` :class:`~.gru_cell.GRUCellDatapath` s
-(each with its own sigmoid and tanh lookups) run in lockstep.
+address), with a GRU unit's four exact sums ``r, z, n_x, n_h`` where an LSTM unit has its
+``i, f, g, o`` pre-activations, and reads each unit's ``h_prev`` from the GRU's state memory
+(the role ``cmem`` plays for an LSTM) where ``CellBank`` reads ``c_prev``. ``V``
+:class:`~.gru_cell.GRUCellDatapath` s (each with its own sigmoid and tanh lookups) run in
+lockstep.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..quant.gru_golden import GRUCellArithmetic
 from .gru_cell import GRUCellDatapath, gru_cell_latency
+from .gru_layout import GRU_BLOCKS
 from .layout import at_least
 
 __all__ = ["GRUCellBank", "gru_cell_bank_reference"]
@@ -46,12 +48,12 @@ class GRUCellBank(wiring.Component):
     -------
     i : ``In(stream.Signature(StructLayout({"rows": ArrayLayout(signed(in_bits), 4V),
     "count": range(V + 1), "h_addr": ..., "zero_h": 1})))``
-        ``count`` units, unit ``k`` in ``rows[4k .. 4k + 3]`` (``r``, ``z``: ``preact``
-        codes, ``n_x``: the exact accumulator, ``n_h``: the ``hn`` code, each sign-extended to
-        ``in_bits``); its previous hidden state is ``hmem[h_addr + k]``, or 0 when ``zero_h``.
+        ``count`` units, unit ``k`` in ``rows[4k .. 4k + 3]`` (its exact sums ``r``, ``z``,
+        ``n_x``, ``n_h``, accumulator codes sign-extended to ``in_bits``); its previous
+        hidden state is ``hmem[h_addr + k]``, or 0 when ``zero_h``.
     o : ``Out(stream.Signature(StructLayout({"h": ArrayLayout(signed(hidden), V),
     "count": range(V + 1)})))``
-        Unit ``k``'s new hidden state (``GRUCellArithmetic.update``); elements past
+        Unit ``k``'s new hidden state (``GRUCellArithmetic.update_sums``); elements past
         ``count`` undefined.
     h_r<k> : ``In(ReadPort.Signature(...))``, ``k`` in ``0 .. V-1``
         Combinational read ports of the state memory (``en`` unused), read in the cycle the
@@ -116,18 +118,16 @@ class GRUCellBank(wiring.Component):
             to_out.w_en.eq(self.i.valid & ready),
             to_out.w_data.eq(i.count),
         ]
-        widths = (a.preact.bits, a.preact.bits, a.acc.bits, a.hn.bits)
         for k, cell in enumerate(cells):
             port, ci = getattr(self, f"h_r{k}"), cell.i.payload
-            r, z, n_x, hn = (i.rows[4 * k + q][:w].as_signed() for q, w in enumerate(widths))
             m.d.comb += [
                 port.addr.eq(i.h_addr + k),
                 cell.i.valid.eq(self.i.valid & ready),
-                ci.r.eq(r),
-                ci.z.eq(z),
-                ci.n_x.eq(n_x),
-                ci.hn.eq(hn),
                 ci.h_prev.eq(Mux(i.zero_h, 0, port.data)),
+            ]
+            m.d.comb += [  # the sums fit the accumulator: its low bits are the code
+                getattr(ci, name).eq(i.rows[4 * k + q][: a.acc.bits].as_signed())
+                for q, name in enumerate(GRU_BLOCKS)
             ]
         o = self.o.payload
         m.d.comb += [
@@ -149,6 +149,6 @@ def gru_cell_bank_reference(model, beats, hmem):
     for rows, count, h_addr, zero_h in beats:
         units = np.asarray(rows, np.int64)[: 4 * count].reshape(count, 4).T  # r, z, n_x, n_h
         h_prev = [0 if zero_h else int(hmem[h_addr + k]) for k in range(count)]
-        h, *_ = arith.update(*units, h_prev)
+        h, _ = arith.update_sums(*units, h_prev)
         out.append([int(v) for v in h])
     return out

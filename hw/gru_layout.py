@@ -1,35 +1,36 @@
 """A GRU layer's gate matrix as the LSTM's matrix-vector unit holds it (pure NumPy).
 
 The LSTM's gates matrix of a (layer, direction) is ``4H`` rows by ``I_l + H`` columns
-(``W_ih | W_hh`` against the vector ``[u_t; h_prev]``), rows unit-major. A GRU fits the same
-geometry, the same vector and the same fetch, with four row blocks per hidden unit ``j``:
+(``W_ih | W_hh`` against the vector ``[u_t; h_prev]``), rows unit-major, one requantization
+target. A GRU fits the same geometry, the same vector and the same fetch, with four row blocks
+per hidden unit ``j``:
 
-==========  ========================  ======================  ================================
-block       weights (``u`` | ``h``)   bias (accumulator)      leaves the MVU as
-==========  ========================  ======================  ================================
-``r``       ``W_ir[j] | W_hr[j]``     ``(b_ir + b_hr) << s_b``  ``preact`` code (requantized)
-``z``       ``W_iz[j] | W_hz[j]``     ``(b_iz + b_hz) << s_b``  ``preact`` code (requantized)
-``n_x``     ``W_in[j] | 0``           ``b_in << s_b``           the exact accumulator value
-``n_h``     ``0 | W_hn[j]``           ``b_hn << s_bn``          ``hn`` code (requantized)
-==========  ========================  ======================  ================================
+==========  ========================  ==========================  ==========================
+block       weights (``u`` | ``h``)   bias (accumulator codes)    golden model's sum
+==========  ========================  ==========================  ==========================
+``r``       ``W_ir[j] | W_hr[j]``     ``(b_ir + b_hr) << s_b``    ``acc_r``
+``z``       ``W_iz[j] | W_hz[j]``     ``(b_iz + b_hz) << s_b``    ``acc_z``
+``n_x``     ``W_in[j] | 0``           ``b_in << s_b``             ``acc_nx``
+``n_h``     ``0 | W_hn[j]``           ``b_hn << s_bn``            ``acc_hn``
+==========  ========================  ==========================  ==========================
 
 Products enter the accumulator with the model's shifts (``s_in`` for the ``u`` columns,
 ``s_rec`` for the ``h`` columns, :meth:`QuantizedModel.gate_shifts`; ``s_bn``,
-:meth:`QuantizedModel.gru_shifts`), so the four rows of unit ``j`` are exactly the golden
-model's ``acc_r``, ``acc_z``, ``acc_nx = W_in·u << s_in + b_in << s_b`` and ``acc_hn``
-(:class:`lstmfpga.quant.gru_golden.GRUStep`). ``n_x`` must stay exact because the cell adds
-``r·hn << s_rn`` to it before the one requantization of ``n`` (the ``n_x`` target is the
-accumulator format itself with shift 0: an identity, since the accumulator never overflows).
-Rows are unit-major (``4j + q`` holds block ``q`` of unit ``j``, :func:`~.layout.unit_major`),
-so a unit's four values leave the MVU together, as an LSTM unit's four gates do.
+:meth:`QuantizedModel.gru_shifts`), so the four rows of unit ``j`` are exactly the sums of
+:meth:`lstmfpga.quant.gru_golden.GRUCellArithmetic.update_sums`. All four leave the MVU
+**exact**, through one target for the whole matrix: the accumulator format itself with shift
+0 (an identity, since the accumulator never overflows). ``n_x`` must be exact because the
+cell adds ``r·hn << s_rn`` to it before the one requantization of ``n``; r, z and ``n_h``
+could be requantized in the MVU (to ``preact``, ``preact``, ``hn``), but their rows share
+row groups (``P`` lanes, one target per group), so the GRU cell requantizes them instead.
+The rows need no wider a word: the regrouper's rows are the MVU's widest target, ``n_x``'s,
+anyway. Rows are unit-major (``4j + q`` holds block ``q`` of unit ``j``,
+:func:`~.layout.unit_major`), so a unit's four sums leave the MVU together, as an LSTM
+unit's four gates do.
 
 Nothing here re-derives a number: weights, biases, shifts and formats are the model's.
-:func:`gru_rows_reference` is what the MVU computes for this arrangement (per row: the exact
-accumulation, :func:`lstmfpga.quant.arithmetic.dot_accumulate`, then its target's
-:func:`lstmfpga.quant.fixed.requantize`).
-
-What the MVU itself does not do yet: its ``target_sel`` selects one target per row group,
-while these rows need one per row (``row_targets``; with ``P = 1`` a row group is one row).
+:func:`gru_rows_reference` is what the MVU computes for this arrangement
+(:func:`lstmfpga.quant.arithmetic.dot_accumulate`, then the identity requantization).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ import numpy as np
 
 from ..export.spec import SpecError
 from ..quant.arithmetic import dot_accumulate
-from ..quant.fixed import requantize, shift_round
 from ..quant.model import QuantizedModel
 from .layout import Segment, Target, unit_major
 
@@ -48,8 +48,6 @@ __all__ = ["GRU_BLOCKS", "GRUGateRows", "gru_gate_rows", "gru_rows_reference", "
 
 #: The row blocks of a hidden unit, in row order (``4j + q`` holds block ``q`` of unit ``j``).
 GRU_BLOCKS = ("r", "z", "n_x", "n_h")
-#: Target index of each block (into :attr:`GRUGateRows.targets`).
-_BLOCK_TARGETS = (0, 0, 1, 2)
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,11 +69,8 @@ class GRUGateRows:
     segments : tuple of Segment
         The ``u`` columns (shift ``s_in``) and the ``h`` columns (shift ``s_rec``);
         ``shift_index`` indexes :attr:`product_shifts`.
-    targets : tuple of Target
-        ``("preact", acc.frac - preact.frac, preact)``, ``("n_x", 0, acc)``,
-        ``("hn", acc.frac - hn.frac, hn)``.
-    row_targets : numpy.ndarray
-        ``(4H,)`` the target index of every row (``0, 0, 1, 2`` per unit).
+    target : Target
+        ``("gru_sums", 0, acc)``: every row leaves the MVU as its exact accumulator value.
     """
 
     layer: int
@@ -85,8 +80,7 @@ class GRUGateRows:
     codes: np.ndarray
     bias: np.ndarray
     segments: tuple[Segment, ...]
-    targets: tuple[Target, ...]
-    row_targets: np.ndarray
+    target: Target
 
     @property
     def rows(self) -> int:
@@ -110,8 +104,8 @@ class GRUGateRows:
 
     @property
     def out_bits(self) -> int:
-        """Width of the MVU's results for these rows: the widest target (the accumulator)."""
-        return max(t.fmt.bits for t in self.targets)
+        """Width of the MVU's results for these rows: the accumulator's."""
+        return self.target.fmt.bits
 
 
 def _check(model, layer, direction) -> None:
@@ -145,37 +139,23 @@ def gru_gate_rows(model: QuantizedModel, layer: int, direction: int) -> GRUGateR
     b_hn = np.zeros(H, np.int64) if q.b_hn is None else q.b_hn.codes << s_bn
     bias = np.concatenate([model.aligned_gate_bias(layer, direction), b_hn])
     codes, bias = unit_major(blocks, H), unit_major(bias, H)
-    row_targets = np.tile(np.array(_BLOCK_TARGETS, np.int64), H)
-    f = model.formats
-    targets = (
-        Target("preact", model.requant_shift("preact"), f["preact"]),
-        Target("n_x", 0, model.acc),
-        Target("hn", model.requant_shift("hn"), f["hn"]),
-    )
     segments = (Segment(0, I, s_in, 0), Segment(I, H, s_rec, 1))
-    for a in (codes, bias, row_targets):
+    for a in (codes, bias):
         a.setflags(write=False)
-    return GRUGateRows(layer, direction, H, I, codes, bias, segments, targets, row_targets)
+    return GRUGateRows(layer, direction, H, I, codes, bias, segments,
+                       Target("gru_sums", 0, model.acc))  # fmt: skip
 
 
-def gru_rows_reference(rows: GRUGateRows, u, h_prev, rounding: str, overflow: str):
+def gru_rows_reference(rows: GRUGateRows, u, h_prev) -> np.ndarray:
     """What the MVU computes for ``rows`` on ``u`` ``(..., I_l)`` and ``h_prev`` ``(..., H)``
-    codes: ``(codes, saturated)``, both ``(..., 4H)``; row ``k`` is its target's
-    ``requantize`` of ``dot_accumulate`` of the row, ``saturated`` its overflow flag."""
+    codes: ``(..., 4H)`` int64, row ``k`` the exact ``dot_accumulate`` of row ``k`` plus its
+    bias (the identity target leaves it as it is)."""
     vector = np.concatenate([np.asarray(u, np.int64), np.asarray(h_prev, np.int64)], axis=-1)
-    acc = dot_accumulate(rows.codes, vector, rows.col_shifts) + rows.bias
-    codes = np.empty_like(acc)
-    saturated = np.zeros(acc.shape, bool)
-    for index, target in enumerate(rows.targets):
-        mask = rows.row_targets == index
-        part = acc[..., mask]
-        codes[..., mask] = requantize(part, target.shift, target.fmt, rounding, overflow)[0]
-        saturated[..., mask] = target.fmt.overflows(shift_round(part, target.shift, rounding))
-    return codes, saturated
+    return dot_accumulate(rows.codes, vector, rows.col_shifts) + rows.bias
 
 
-def split_units(codes) -> dict[str, np.ndarray]:
-    """The MVU results ``(..., 4H)`` of :class:`GRUGateRows` as ``{"r": pre_r, "z": pre_z,
-    "n_x": acc_nx, "n_h": hn}``, each ``(..., H)`` (unit ``j`` at index ``j``)."""
-    codes = np.asarray(codes)
-    return {name: codes[..., q::4] for q, name in enumerate(GRU_BLOCKS)}
+def split_units(sums) -> dict[str, np.ndarray]:
+    """The MVU results ``(..., 4H)`` of :class:`GRUGateRows` as ``{"r": acc_r, "z": acc_z,
+    "n_x": acc_nx, "n_h": acc_hn}``, each ``(..., H)`` (unit ``j`` at index ``j``)."""
+    sums = np.asarray(sums)
+    return {name: sums[..., q::4] for q, name in enumerate(GRU_BLOCKS)}

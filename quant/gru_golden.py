@@ -51,17 +51,19 @@ class GRUCellArithmetic:
     """A GRU hidden unit's work after the matrix products (what the GRU cell datapath
     implements), the same for every layer and direction of a model.
 
-    From the unit's r and z pre-activations (``preact`` codes), the exact accumulator value
-    ``acc_nx = W_in·u_t << s_in + b_in << s_b``, the requantized recurrent sum ``hn`` and
-    ``h_prev`` (``hidden``)::
+    From the unit's four exact accumulator sums ``acc_r``, ``acc_z`` (``W_i u_t << s_in +
+    W_h h_prev << s_rec + b << s_b`` of rows r and z), ``acc_nx = W_in·u_t << s_in + b_in <<
+    s_b``, ``acc_hn = W_hn·h_prev << s_rec + b_hn << s_bn`` and ``h_prev`` (``hidden``)::
 
+        pre_r, pre_z = requant(acc_r, n_shift), requant(acc_z, n_shift)       → preact
+        hn    = requant(acc_hn, hn_shift)                                     → hn
         r, z  = sigmoid(pre_r), sigmoid(pre_z)                                → gate
         pre_n = requant(acc_nx + (r·hn << rn_shift), n_shift)                 → preact
         n     = tanh_gate(pre_n)                                              → gate
         h     = requant(((ONE - z)·n << zn_shift) + (z·h_prev << zh_shift), h_shift) → hidden
 
     ``requant`` rounds per ``rounding`` then applies ``overflow``; products and sums are
-    exact. :meth:`GRUStep.step` computes its units with :meth:`update`.
+    exact. :meth:`GRUStep.step` computes its units with :meth:`update_sums`.
     """
 
     gate: FixedFormat
@@ -73,6 +75,8 @@ class GRUCellArithmetic:
     rn_shift: int
     #: Right shift from the accumulator to ``preact`` (``requant_shift("preact")``, may be < 0).
     n_shift: int
+    #: Right shift from the accumulator to ``hn`` (``requant_shift("hn")``, may be < 0).
+    hn_shift: int
     rounding: str
     overflow: str
     sigmoid: object  # ActivationTable
@@ -84,8 +88,8 @@ class GRUCellArithmetic:
         f, t = model.formats, model.tables
         rn_shift = model.gru_shifts(0, 0)[1]  # the same for every layer and direction
         return cls(f["gate"], f["preact"], f["hn"], f["hidden"], model.acc, rn_shift,
-                   model.requant_shift("preact"), model.rounding, model.overflow,
-                   t["sigmoid"], t["tanh_gate"])  # fmt: skip
+                   model.requant_shift("preact"), model.requant_shift("hn"), model.rounding,
+                   model.overflow, t["sigmoid"], t["tanh_gate"])  # fmt: skip
 
     @property
     def one(self) -> int:
@@ -109,23 +113,32 @@ class GRUCellArithmetic:
     def h_shift(self) -> int:
         return self.sum_frac - self.hidden.frac
 
-    def update(self, pre_r, pre_z, acc_nx, hn, h_prev, saturation: dict | None = None):
-        """``(h, r, z, pre_n, n)`` codes (``int64`` arrays of the inputs' shape); codes that
-        did not fit are added to ``saturation["preact"]`` (``pre_n``) and
-        ``saturation["hidden"]`` (``h``)."""
-        pre_r, pre_z, acc_nx, hn, h_prev = (
-            np.asarray(a, dtype=np.int64) for a in (pre_r, pre_z, acc_nx, hn, h_prev)
+    def _requant(self, acc, shift: int, fmt: FixedFormat, role: str, saturation) -> np.ndarray:
+        codes, count = requantize(acc, shift, fmt, self.rounding, self.overflow)
+        if saturation is not None:
+            saturation[role] = saturation.get(role, 0) + int(count)
+        return codes
+
+    def update_sums(self, acc_r, acc_z, acc_nx, acc_hn, h_prev, saturation: dict | None = None):
+        """``(h, parts)``: the new hidden codes and a dict of the unit's ``pre_r``, ``pre_z``,
+        ``hn``, ``r``, ``z``, ``pre_n`` and ``n`` codes (``int64`` arrays of the inputs'
+        shape); codes that did not fit are added to ``saturation["preact"]`` (``pre_r``,
+        ``pre_z``, ``pre_n``), ``["hn"]`` and ``["hidden"]`` (``h``)."""
+        acc_r, acc_z, acc_nx, acc_hn, h_prev = (
+            np.asarray(a, dtype=np.int64) for a in (acc_r, acc_z, acc_nx, acc_hn, h_prev)
         )
+        pre_r = self._requant(acc_r, self.n_shift, self.preact, "preact", saturation)
+        pre_z = self._requant(acc_z, self.n_shift, self.preact, "preact", saturation)
+        hn = self._requant(acc_hn, self.hn_shift, self.hn, "hn", saturation)
         r, z = self.sigmoid.lookup(pre_r), self.sigmoid.lookup(pre_z)
         acc_n = acc_nx + ((r * hn) << self.rn_shift)
-        pre_n, n_n = requantize(acc_n, self.n_shift, self.preact, self.rounding, self.overflow)
+        pre_n = self._requant(acc_n, self.n_shift, self.preact, "preact", saturation)
         n = self.tanh_gate.lookup(pre_n)
         total = (((self.one - z) * n) << self.zn_shift) + ((z * h_prev) << self.zh_shift)
-        h, n_h = requantize(total, self.h_shift, self.hidden, self.rounding, self.overflow)
-        if saturation is not None:
-            saturation["preact"] = saturation.get("preact", 0) + int(n_n)
-            saturation["hidden"] = saturation.get("hidden", 0) + int(n_h)
-        return h, r, z, pre_n, n
+        h = self._requant(total, self.h_shift, self.hidden, "hidden", saturation)
+        parts = {"pre_r": pre_r, "pre_z": pre_z, "hn": hn, "r": r, "z": z, "pre_n": pre_n,
+                 "n": n}  # fmt: skip
+        return h, parts
 
 
 class GRUStep:
@@ -151,24 +164,19 @@ class GRUStep:
         self.b_hn = zeros[:H] if q.b_hn is None else q.b_hn.codes << s_bn
         self.arith = GRUCellArithmetic.of(model)
 
-    def requant(self, acc, shift: int, role: str, sat: dict) -> np.ndarray:
-        m = self.model
-        codes, count = requantize(acc, shift, m.formats[role], m.rounding, m.overflow)
-        sat[role] = sat.get(role, 0) + count
-        return codes
+    def recurrent_sums(self, h_prev: np.ndarray) -> np.ndarray:
+        """``(B, 3H)``: ``W_h·h_prev << s_rec`` (columns r, z, n; no bias), exact."""
+        return (h_prev.astype(self.dtype) @ self.w_h).astype(np.int64)
 
     def step(self, gi: np.ndarray, h_prev: np.ndarray, sat: dict):
         """``gi`` is ``(B, 3H)``: ``W_i·u_t << s_in + b << s_b`` (see :meth:`input_sums`)."""
-        m, H = self.model, self.H
-        to_preact = m.requant_shift("preact")
-        gh = (h_prev.astype(self.dtype) @ self.w_h).astype(np.int64)  # (B, 3H), exact
-        pre_rz = self.requant(gi[:, : 2 * H] + gh[:, : 2 * H], to_preact, "preact", sat)
-        acc_hn = gh[:, 2 * H :] + self.b_hn
-        hn = self.requant(acc_hn, m.requant_shift("hn"), "hn", sat)
-        h, r, z, pre_n, n = self.arith.update(pre_rz[:, :H], pre_rz[:, H:], gi[:, 2 * H :], hn,
-                                              h_prev, sat)  # fmt: skip
-        parts = {"preact": np.concatenate([pre_rz, pre_n], axis=1), "hn": hn, "r": r, "z": z,
-                 "n": n}  # fmt: skip
+        H = self.H
+        gh = self.recurrent_sums(h_prev)
+        acc_rz = gi[:, : 2 * H] + gh[:, : 2 * H]
+        h, p = self.arith.update_sums(acc_rz[:, :H], acc_rz[:, H:], gi[:, 2 * H :],
+                                      gh[:, 2 * H :] + self.b_hn, h_prev, sat)  # fmt: skip
+        parts = {"preact": np.concatenate([p["pre_r"], p["pre_z"], p["pre_n"]], axis=1),
+                 "hn": p["hn"], "r": p["r"], "z": p["z"], "n": p["n"]}  # fmt: skip
         return h, parts
 
     def input_sums(self, u: np.ndarray) -> np.ndarray:

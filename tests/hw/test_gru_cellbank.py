@@ -34,7 +34,7 @@ def _golden_beats(model, x_codes, V, rng):
     at the first step, whose ``h_prev`` is 0); the expected values are the golden ``h``."""
     _, steps = step_inputs(model, x_codes)
     s, rows = steps[(0, 0)], gru_gate_rows(model, 0, 0)
-    codes, _ = gru_rows_reference(rows, s["u"], s["h_prev"], model.rounding, model.overflow)
+    codes = gru_rows_reference(rows, s["u"], s["h_prev"])
     B, T = codes.shape[:2]
     hmem, beats, want = [], [], []
     for b in range(B):
@@ -51,12 +51,20 @@ def _golden_beats(model, x_codes, V, rng):
 
 
 def _random_beats(model, V, depth, rng, count_beats=12):
+    """Beats of random sums: ones that requantize into ``preact`` / ``hn`` (codes scaled up,
+    random low bits) and, in one beat of four, any accumulator codes."""
     f, acc = model.formats, model.acc
-    fields = (f["preact"], f["preact"], acc, f["hn"])
+    targets = (("preact", f["preact"]),) * 3 + (("hn", f["hn"]),)
     beats = []
-    for _ in range(count_beats):
+    for n in range(count_beats):
         count = int(rng.integers(1, V + 1))
-        rows = np.stack([rng.integers(x.min_code, x.max_code + 1, V) for x in fields], axis=1)
+        if n % 4 == 3:
+            rows = rng.integers(acc.min_code, acc.max_code + 1, (V, 4))
+        else:
+            rows = np.stack([
+                rng.integers(fmt.min_code, fmt.max_code + 1, V) << model.requant_shift(role)
+                for role, fmt in targets
+            ], axis=1)  # fmt: skip
         beats.append((rows.reshape(-1).tolist(), count, int(rng.integers(0, depth - count + 1)),
                       bool(rng.random() < 0.25)))  # fmt: skip
     return beats

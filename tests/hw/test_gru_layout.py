@@ -1,9 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """A GRU gate matrix in the LSTM MVU's geometry (``hw.gru_layout``): its integer product gives,
-step by step, exactly the golden GRU's r and z pre-activations, its ``hn`` codes and the exact
-``n_x`` accumulator; followed by the GRU cell arithmetic it gives the golden hidden states
-and saturation counts; and the real ``MatrixVectorUnit`` (one lane, so one target per row)
-computes the same rows under random stalls."""
+step by step, exactly the golden GRU's four sums per unit (r, z, n_x, n_h); followed by the GRU
+cell arithmetic it gives the golden pre-activations, ``hn`` codes, hidden states and
+saturation counts; and the real ``MatrixVectorUnit`` computes the same rows, unchanged, for
+lane counts that do and do not divide a unit's four rows, under random stalls."""
 
 import numpy as np
 import pytest
@@ -43,42 +43,38 @@ def _case(name):
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_rows_give_the_golden_pre_activations_hn_and_exact_n_x(name):
+def test_rows_give_the_golden_sums(name):
     model, x_codes, h0 = _case(name)
     _, steps = step_inputs(model, x_codes, h0)
     H = model.hidden_size
     for (layer, d), s in steps.items():
-        rows = gru_gate_rows(model, layer, d)
-        codes, _ = gru_rows_reference(rows, s["u"], s["h_prev"], model.rounding, model.overflow)
-        units = split_units(codes)
-        assert np.array_equal(units["r"], s["preact"][..., :H]), (name, layer, d)
-        assert np.array_equal(units["z"], s["preact"][..., H : 2 * H]), (name, layer, d)
-        assert np.array_equal(units["n_h"], s["hn"]), (name, layer, d)
-        n_x = GRUStep(model, layer, d).input_sums(s["u"])[..., 2 * H :]
-        assert np.array_equal(units["n_x"], n_x), (name, layer, d)
+        units = split_units(gru_rows_reference(gru_gate_rows(model, layer, d), s["u"], s["h_prev"]))
+        golden = GRUStep(model, layer, d)
+        gi, gh = golden.input_sums(s["u"]), golden.recurrent_sums(s["h_prev"])
+        assert np.array_equal(units["r"], gi[..., :H] + gh[..., :H]), (name, layer, d)
+        assert np.array_equal(units["z"], gi[..., H : 2 * H] + gh[..., H : 2 * H])
+        assert np.array_equal(units["n_x"], gi[..., 2 * H :]), (name, layer, d)
+        assert np.array_equal(units["n_h"], gh[..., 2 * H :] + golden.b_hn), (name, layer, d)
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_rows_then_the_cell_arithmetic_give_the_golden_states_and_saturation(name):
+def test_rows_then_the_cell_arithmetic_give_the_golden_step(name):
     model, x_codes, h0 = _case(name)
     result, steps = step_inputs(model, x_codes, h0)
     arith = GRUCellArithmetic.of(model)
-    sat = {"preact": 0, "hn": 0, "hidden": 0}
+    H = model.hidden_size
+    sat = {}
     for (layer, d), s in steps.items():
-        rows = gru_gate_rows(model, layer, d)
-        codes, flags = gru_rows_reference(rows, s["u"], s["h_prev"], model.rounding,
-                                          model.overflow)  # fmt: skip
-        units = split_units(codes)
-        h, *_ = arith.update(units["r"], units["z"], units["n_x"], units["n_h"], s["h_prev"], sat)
+        units = split_units(gru_rows_reference(gru_gate_rows(model, layer, d), s["u"], s["h_prev"]))
+        h, parts = arith.update_sums(*(units[k] for k in GRU_BLOCKS), s["h_prev"], sat)
         assert np.array_equal(h, s["h"]), (name, layer, d)
-        block = np.asarray(rows.row_targets)
-        sat["preact"] += int(flags[..., block == 0].sum())
-        sat["hn"] += int(flags[..., block == 2].sum())
-        assert not flags[..., block == 1].any(), "the exact n_x rows never saturate"
-    for role in sat:
+        for key, block in (("pre_r", 0), ("pre_z", 1), ("pre_n", 2)):
+            assert np.array_equal(parts[key], s["preact"][..., block * H : (block + 1) * H])
+        assert np.array_equal(parts["hn"], s["hn"]), (name, layer, d)
+    for role in ("preact", "hn", "hidden"):
         assert sat[role] == result.saturation[role], (name, role)
     if name == "w8a8-saturating-h0":
-        assert sat["preact"] > 0 and sat["hn"] > 0  # the case saturates both MVU targets
+        assert sat["preact"] > 0 and sat["hn"] > 0  # the case saturates both
 
 
 def test_arrangement_has_the_lstm_geometry_and_the_models_numbers():
@@ -105,12 +101,7 @@ def test_arrangement_has_the_lstm_geometry_and_the_models_numbers():
                     q.bias.codes[j] << s_b, q.bias.codes[H + j] << s_b,
                     q.bias.codes[2 * H + j] << s_b, q.b_hn.codes[j] << s_bn,
                 ]  # fmt: skip
-    assert [(t.role, t.shift, t.fmt) for t in rows.targets] == [
-        ("preact", model.requant_shift("preact"), model.formats["preact"]),
-        ("n_x", 0, model.acc),
-        ("hn", model.requant_shift("hn"), model.formats["hn"]),
-    ]
-    assert list(rows.row_targets) == [0, 0, 1, 2] * H
+    assert tuple(rows.target) == ("gru_sums", 0, model.acc)
     assert rows.out_bits == model.acc.bits
     assert GRU_BLOCKS == ("r", "z", "n_x", "n_h")
 
@@ -130,48 +121,54 @@ def test_argument_errors():
         gru_gate_rows(model, 0, True)
 
 
-def _mvu_beats(rows, vectors, S):
-    """Beats of a one-lane MVU for ``rows`` times each of ``vectors`` (``(cols,)`` codes):
-    per vector, per row, ``ceil(cols / S)`` beats of ``S`` columns (zeros past the last)."""
-    cols, chunks = rows.cols, -(-rows.cols // S)
-    col_seg = np.concatenate([np.full(seg.length, seg.shift_index) for seg in rows.segments])
+def _mvu_beats(rows, vectors, P, S):
+    """Beats of a ``P``-lane, ``S``-slot MVU for ``rows`` times each of ``vectors`` (``(cols,)``
+    codes): per vector, per group of ``P`` rows (zero rows past the last), ``ceil(cols / S)``
+    beats of ``S`` columns (zeros past the last)."""
+    cols, chunks, groups = rows.cols, -(-rows.cols // S), -(-rows.rows // P)
+    codes = np.zeros((groups * P, chunks * S), np.int64)
+    codes[: rows.rows, :cols] = rows.codes
+    bias = np.zeros(groups * P, np.int64)
+    bias[: rows.rows] = rows.bias
+    col_seg = np.zeros(chunks * S, np.int64)
+    col_seg[:cols] = np.concatenate([np.full(seg.length, seg.shift_index) for seg in rows.segments])
     beats = []
     for vector in vectors:
-        for row in range(rows.rows):
+        v = np.zeros(chunks * S, np.int64)
+        v[:cols] = vector
+        for g in range(groups):
             for c in range(chunks):
-                idx = [c * S + k for k in range(S)]
-                w = [int(rows.codes[row, i]) if i < cols else 0 for i in idx]
-                v = [int(vector[i]) if i < cols else 0 for i in idx]
-                sel = [int(col_seg[i]) if i < cols else 0 for i in idx]
+                w = codes[g * P : (g + 1) * P, c * S : (c + 1) * S].reshape(-1).tolist()
+                vs, sel = v[c * S : (c + 1) * S].tolist(), col_seg[c * S : (c + 1) * S].tolist()
                 beats.append({
-                    "weights": w, "vector": v[0] if S == 1 else v,
-                    "shift_sel": sel[0] if S == 1 else sel, "bias": [int(rows.bias[row])],
-                    "target_sel": int(rows.row_targets[row]), "first": c == 0,
-                    "last": c == chunks - 1,
+                    "weights": w, "vector": vs[0] if S == 1 else vs,
+                    "shift_sel": sel[0] if S == 1 else sel,
+                    "bias": bias[g * P : (g + 1) * P].tolist(), "target_sel": 0,
+                    "first": c == 0, "last": c == chunks - 1,
                 })  # fmt: skip
-    return beats
+    return beats, groups
 
 
-@pytest.mark.parametrize(("name", "simd"), [("w8a8-saturating-h0", 1), ("q16-2-layers-bidir", 3)])
-def test_the_mvu_with_one_lane_computes_the_rows(name, simd):
-    """With ``P = 1`` each row is its own row group, so the MVU's per-group target is the
-    row's: the unit computes the arrangement as it stands (``P > 1`` needs a target per lane)."""
+@pytest.mark.parametrize(
+    ("name", "lanes", "simd"),
+    [("w8a8-saturating-h0", 3, 1), ("q16-2-layers-bidir", 8, 2), ("w8a16-no-bias", 6, 4)],
+)
+def test_the_mvu_computes_the_rows_for_any_lanes(name, lanes, simd):
+    """The rows need one target (the identity), as an LSTM gates matrix: the MVU computes
+    them as it stands, with ``P`` dividing 4 or not (a unit's rows split across groups)."""
     model, x_codes, h0 = _case(name)
     _, steps = step_inputs(model, x_codes, h0)
     layer, d = model.num_layers - 1, model.num_directions - 1  # layer input: hidden codes
     s, rows = steps[(layer, d)], gru_gate_rows(model, layer, d)
     picks = [(0, 0), (1, 2), (2, 4)]  # (batch, t) pairs
-    vectors = [np.concatenate([s["u"][b, t], s["h_prev"][b, t]]) for b, t in picks]
-    want, want_sat = gru_rows_reference(rows, np.array([s["u"][b, t] for b, t in picks]),
-                                        np.array([s["h_prev"][b, t] for b, t in picks]),
-                                        model.rounding, model.overflow)  # fmt: skip
-    q = model.layers[layer][d]
-    f = model.formats
-    dut = MatrixVectorUnit(1, max(q.w_ih.fmt.bits, q.w_hh.fmt.bits),
+    u, h_prev = (np.array([s[k][b, t] for b, t in picks]) for k in ("u", "h_prev"))
+    want = gru_rows_reference(rows, u, h_prev)
+    q, f = model.layers[layer][d], model.formats
+    dut = MatrixVectorUnit(lanes, max(q.w_ih.fmt.bits, q.w_hh.fmt.bits),
                            max(f["x"].bits, f["hidden"].bits), model.acc, rows.product_shifts,
-                           rows.targets, model.rounding, model.overflow, simd)  # fmt: skip
-    beats = _mvu_beats(rows, vectors, simd)
-    seed = 5 + simd
+                           (rows.target,), model.rounding, model.overflow, simd)  # fmt: skip
+    beats, groups = _mvu_beats(rows, np.concatenate([u, h_prev], axis=1), lanes, simd)
+    seed = lanes * 10 + simd
     rng_in, rng_out = (np.random.default_rng(k) for k in np.random.SeedSequence(seed).spawn(2))
     got = []
 
@@ -179,9 +176,10 @@ def test_the_mvu_with_one_lane_computes_the_rows(name, simd):
         await put_all(ctx, dut.i, beats, rng=rng_in, idle=0.2)
 
     async def consumer(ctx):
-        got.extend(await get_all(ctx, dut.o, want.size, rng=rng_out, stall=0.3))
+        got.extend(await get_all(ctx, dut.o, groups * len(picks), rng=rng_out, stall=0.3))
         await expect_quiet(ctx, dut.o, 2 * dut.latency)
 
     simulate(Harness(dut), producer, consumer)
-    assert [g["data"][0] for g in got] == want.reshape(-1).tolist(), f"seed={seed}"
-    assert [g["saturated"] for g in got] == want_sat.reshape(-1).astype(int).tolist()
+    data = np.array([g["data"] for g in got]).reshape(len(picks), groups * lanes)
+    assert np.array_equal(data[:, : rows.rows], want), f"seed={seed}"
+    assert not any(g["saturated"] for g in got), "an exact sum never saturates"
