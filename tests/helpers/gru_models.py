@@ -96,6 +96,34 @@ def step_inputs(model, x_codes, h0=None):
     return result, steps
 
 
+def mvu_beats(rows, vectors, P, S):
+    """Beats of a ``P``-lane, ``S``-slot MVU for ``rows`` times each of ``vectors`` (``(cols,)``
+    codes): per vector, per group of ``P`` rows (zero rows past the last), ``ceil(cols / S)``
+    beats of ``S`` columns (zeros past the last)."""
+    cols, chunks, groups = rows.cols, -(-rows.cols // S), -(-rows.rows // P)
+    codes = np.zeros((groups * P, chunks * S), np.int64)
+    codes[: rows.rows, :cols] = rows.codes
+    bias = np.zeros(groups * P, np.int64)
+    bias[: rows.rows] = rows.bias
+    col_seg = np.zeros(chunks * S, np.int64)
+    col_seg[:cols] = np.concatenate([np.full(seg.length, seg.shift_index) for seg in rows.segments])
+    beats = []
+    for vector in vectors:
+        v = np.zeros(chunks * S, np.int64)
+        v[:cols] = vector
+        for g in range(groups):
+            for c in range(chunks):
+                w = codes[g * P : (g + 1) * P, c * S : (c + 1) * S].reshape(-1).tolist()
+                vs, sel = v[c * S : (c + 1) * S].tolist(), col_seg[c * S : (c + 1) * S].tolist()
+                beats.append({
+                    "weights": w, "vector": vs[0] if S == 1 else vs,
+                    "shift_sel": sel[0] if S == 1 else sel,
+                    "bias": bias[g * P : (g + 1) * P].tolist(), "target_sel": 0,
+                    "first": c == 0, "last": c == chunks - 1,
+                })  # fmt: skip
+    return beats, groups
+
+
 # -- an independent, straightforward integer GRU (Python ints, one value at a time) ------------
 def _shift_round(value: int, shift: int, rounding: str) -> int:
     if shift <= 0:

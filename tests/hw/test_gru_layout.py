@@ -7,7 +7,7 @@ lane counts that do and do not divide a unit's four rows, under random stalls.""
 
 import numpy as np
 import pytest
-from helpers.gru_models import random_gru_qmodel, step_inputs
+from helpers.gru_models import mvu_beats, random_gru_qmodel, step_inputs
 from helpers.streams import Harness, expect_quiet, get_all, put_all, simulate
 
 from lstmfpga.export.spec import SpecError
@@ -121,34 +121,6 @@ def test_argument_errors():
         gru_gate_rows(model, 0, True)
 
 
-def _mvu_beats(rows, vectors, P, S):
-    """Beats of a ``P``-lane, ``S``-slot MVU for ``rows`` times each of ``vectors`` (``(cols,)``
-    codes): per vector, per group of ``P`` rows (zero rows past the last), ``ceil(cols / S)``
-    beats of ``S`` columns (zeros past the last)."""
-    cols, chunks, groups = rows.cols, -(-rows.cols // S), -(-rows.rows // P)
-    codes = np.zeros((groups * P, chunks * S), np.int64)
-    codes[: rows.rows, :cols] = rows.codes
-    bias = np.zeros(groups * P, np.int64)
-    bias[: rows.rows] = rows.bias
-    col_seg = np.zeros(chunks * S, np.int64)
-    col_seg[:cols] = np.concatenate([np.full(seg.length, seg.shift_index) for seg in rows.segments])
-    beats = []
-    for vector in vectors:
-        v = np.zeros(chunks * S, np.int64)
-        v[:cols] = vector
-        for g in range(groups):
-            for c in range(chunks):
-                w = codes[g * P : (g + 1) * P, c * S : (c + 1) * S].reshape(-1).tolist()
-                vs, sel = v[c * S : (c + 1) * S].tolist(), col_seg[c * S : (c + 1) * S].tolist()
-                beats.append({
-                    "weights": w, "vector": vs[0] if S == 1 else vs,
-                    "shift_sel": sel[0] if S == 1 else sel,
-                    "bias": bias[g * P : (g + 1) * P].tolist(), "target_sel": 0,
-                    "first": c == 0, "last": c == chunks - 1,
-                })  # fmt: skip
-    return beats, groups
-
-
 @pytest.mark.parametrize(
     ("name", "lanes", "simd"),
     [("w8a8-saturating-h0", 3, 1), ("q16-2-layers-bidir", 8, 2), ("w8a16-no-bias", 6, 4)],
@@ -167,7 +139,7 @@ def test_the_mvu_computes_the_rows_for_any_lanes(name, lanes, simd):
     dut = MatrixVectorUnit(lanes, max(q.w_ih.fmt.bits, q.w_hh.fmt.bits),
                            max(f["x"].bits, f["hidden"].bits), model.acc, rows.product_shifts,
                            (rows.target,), model.rounding, model.overflow, simd)  # fmt: skip
-    beats, groups = _mvu_beats(rows, np.concatenate([u, h_prev], axis=1), lanes, simd)
+    beats, groups = mvu_beats(rows, np.concatenate([u, h_prev], axis=1), lanes, simd)
     seed = lanes * 10 + simd
     rng_in, rng_out = (np.random.default_rng(k) for k in np.random.SeedSequence(seed).spawn(2))
     got = []
