@@ -258,6 +258,12 @@ def _md_top() -> list[str]:
             "sign-extended to a whole-byte word |"
         ),
         (
+            "| `s_axis_tkeep`, `m_axis_tkeep` | only with `beat_elements` K > 1: then `tdata` "
+            "carries K elements in byte-aligned lanes (element j in lane j, "
+            "`lstmfpga.hw.beat_format.BeatFormat`) and `tkeep` (one bit per byte) marks the "
+            "lanes of a sequence's partial last beat |"
+        ),
+        (
             "| `s_axis_w_tdata/tvalid/tready/tlast` | weight beats (`weight_port`), one memory "
             "word per beat in whole bytes; `tready` only between sequences; `tlast` on a "
             "load's last beat counts in `WEIGHT_LOADS` |"
@@ -276,16 +282,30 @@ def _md_top() -> list[str]:
         "```python",
         (
             "from lstmfpga.runtime import HardwareDesign, MemoryTransport, Registers, "
-            "decode_outputs, encode_inputs"
+            "decode_bytes, encode_inputs"
         ),
         'design = HardwareDesign.load("rtl")',
         "regs = Registers(MemoryTransport(mmap_of_the_register_window), design)",
         "regs.check_id()                                  # the hardware is this design",
         "tx = encode_inputs(design, x, h0, c0).to_bytes()  # DMA to s_axis",
-        "words = ...                # DMA from m_axis: one tdata word per beat (integers)",
-        'y = decode_outputs(design, words, T=x.shape[1]).floats()["prediction"]',
+        "rx = ...                   # DMA from m_axis: the bytes received",
+        'y = decode_bytes(design, rx, T=x.shape[1]).floats()["prediction"]',
         'regs.read("SEQUENCES"), regs.status(), regs.clear_errors(), regs.soft_reset()',
         "```",
+        "",
+        (
+            "Wide beats: `write_axi_design(accelerator, outdir, beat_elements=K)` (K in 1..64) "
+            "builds the top with K elements per `s_axis`/`m_axis` beat; the manifest records "
+            "`axi.beat_elements` (absent for K = 1, whose Verilog and manifest are those of a "
+            "top without wide beats) and the runtime reads it: the DMA bytes are the same for "
+            "every K (each element's lane, little-endian, back to back; the DMA engine's "
+            "`tkeep` marks a transfer's partial last beat), `encode_inputs(...).beats()` gives "
+            "the bus beats (`tdata`, `tkeep`, `tlast`) and `decode_beats` reads result beats. "
+            "`hw.beats.BeatUnpacker` and `BeatPacker` convert between beats and the "
+            "accelerator's one-element stream, which still moves one element per cycle; "
+            "`tkeep` must mark whole lanes from lane 0 (a lane counts when its first byte is "
+            "kept; lanes after the first null one are ignored)."
+        ),
     ]
 
 

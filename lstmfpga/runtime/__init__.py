@@ -12,7 +12,7 @@ and status registers through a transport with ``read32``/``write32`` (:class:`Re
     design = HardwareDesign.load("rtl")
     beats = encode_inputs(design, x)            # beats.to_bytes() -> the DMA's input buffer
     ...                                         # DMA out, DMA back
-    results = decode_outputs(design, words, T=x.shape[1])
+    results = decode_outputs(design, words, T=x.shape[1])   # or decode_bytes(design, buf, T)
     y = results.floats()["prediction"]          # as `lstmfpga predict`
 
 Errors are one line naming the problem: :class:`ManifestError`, :class:`StreamError`,
@@ -21,7 +21,15 @@ Errors are one line naming the problem: :class:`ManifestError`, :class:`StreamEr
 
 from .design import DeviceError, HardwareDesign, ManifestError, StreamError
 from .registers import AsyncRegisters, AsyncTransport, MemoryTransport, Registers, Status, Transport
-from .streams import BeatStream, Results, decode_outputs, encode_codes, encode_inputs
+from .streams import (
+    BeatStream,
+    Results,
+    decode_beats,
+    decode_bytes,
+    decode_outputs,
+    encode_codes,
+    encode_inputs,
+)
 from .weights import WeightStream, check_model, pack_weights
 
 __all__ = [
@@ -39,6 +47,8 @@ __all__ = [
     "Transport",
     "WeightStream",
     "check_model",
+    "decode_beats",
+    "decode_bytes",
     "decode_outputs",
     "encode_codes",
     "encode_inputs",

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..errors import LstmfpgaError, ManifestError
 from ..export.files import read_json
+from ..hw.beat_format import BeatFormat, check_beat_elements
 from ..hw.manifest import HARDWARE_FORMAT, Manifest
 from ..hw.stream_geometry import StreamGeometry
 from ..hw.weight_port import WeightPort
@@ -73,7 +74,10 @@ class HardwareDesign:
     ``weight_port`` the top's weight port (:class:`~lstmfpga.hw.weight_port.WeightPort`,
     ``None`` without one) and ``weights_sha256`` the digest of the weights built into the
     hardware (:func:`lstmfpga.hw.register_map.weights_digest`; ``None`` when not recorded);
-    ``cells`` the parallel activation + cell units (for information).
+    ``cells`` the parallel activation + cell units (for information);
+    ``beat_elements`` the elements per ``s_axis``/``m_axis`` beat (``K``; 1 unless the AXI
+    top was built with wide beats: then :attr:`in_format`/:attr:`out_format` give the
+    beats' lanes and ``tkeep``).
     """
 
     top: str
@@ -101,6 +105,7 @@ class HardwareDesign:
     weight_port: WeightPort | None = None
     weights_sha256: str | None = None
     cells: int = 1
+    beat_elements: int = 1
 
     @classmethod
     def load(cls, path: str | Path) -> HardwareDesign:
@@ -127,6 +132,7 @@ class HardwareDesign:
         axi = extra.get("axi")
         registers, design_id, tables = {}, None, None
         in_bits, out_bits = beat["s_axis_tdata"], beat["m_axis_tdata"]
+        K = 1
         if axi is not None:
             if not isinstance(axi, dict):
                 raise ManifestError(f"{where}: axi must be an object, not {axi!r:.40}")
@@ -144,6 +150,7 @@ class HardwareDesign:
                 raise ManifestError(
                     f"{where}: axi tables_sha256 must be a string, not {tables!r:.40}"
                 )
+            K = _beat_elements(core, axi, in_bits, out_bits, f"{where}: axi")
         for what, bits, width in (("input", in_bits, beat["s_axis_tdata"]),
                                   ("output", out_bits, beat["m_axis_tdata"])):  # fmt: skip
             if bits > width or bits > 62:
@@ -195,6 +202,7 @@ class HardwareDesign:
             weight_port=core.weight_port,
             weights_sha256=core.weights_sha256,
             cells=core.cells,
+            beat_elements=K,
         )
 
     # -- derived sizes (the stored stream geometry) -----------------------------------------
@@ -239,3 +247,38 @@ class HardwareDesign:
     @property
     def output_format(self) -> FixedFormat:
         return self.formats["head_out" if self.head_mode is not None else "hidden"]
+
+    @property
+    def in_format(self) -> BeatFormat:
+        """The ``s_axis`` beats: ``beat_elements`` input codes of ``in_bits`` per beat."""
+        return BeatFormat(self.beat_elements, self.in_bits)
+
+    @property
+    def out_format(self) -> BeatFormat:
+        """The ``m_axis`` beats."""
+        return BeatFormat(self.beat_elements, self.out_bits)
+
+
+def _beat_elements(core: Manifest, axi: dict, in_bits: int, out_bits: int, where: str) -> int:
+    """``axi.beat_elements`` (1 when absent), checked against the ports: ``K > 1`` needs
+    ``tdata`` of ``K`` byte lanes and ``tkeep`` on both streams."""
+    K = axi.get("beat_elements", 1)
+    try:
+        check_beat_elements(K)
+    except (TypeError, ValueError) as error:
+        raise ManifestError(f"{where}: {error}") from None
+    if K == 1:
+        return K
+    for stream, bits in (("s_axis", in_bits), ("m_axis", out_bits)):
+        if not 1 <= bits <= 62:
+            break  # refused below, with the element widths
+        fmt = BeatFormat(K, bits)
+        for port, width in (("tdata", fmt.beat_bits), ("tkeep", fmt.beat_bytes)):
+            name = f"{stream}_{port}"
+            found = next((p.width for p in core.ports if p.name == name), None)
+            if found != width:
+                raise ManifestError(
+                    f"{where}: {name} must be {width} bits wide for {K} elements per beat, "
+                    f"not {'missing' if found is None else found}"
+                )
+    return K

@@ -3,9 +3,14 @@
 The stream contract is the accelerator's (``docs/accelerator.md``): per sequence, with
 ``initial_state``, ``h0`` then ``c0`` codes, then ``x`` time-major, ``tlast`` on the last
 beat; the results in the order and shapes of ``lstmfpga predict --raw`` (then ``h_n``,
-``c_n`` with ``with_states``). A beat carries one code in the low bits of ``tdata``, two's
-complement; :meth:`BeatStream.to_bytes` gives the bytes a DMA engine moves (each beat
-``ceil(tdata bits / 8)`` bytes, little-endian).
+``c_n`` with ``with_states``). An element is one code in the low bits of its lane, two's
+complement; a beat carries one element, or ``K`` in byte-aligned lanes when the design was
+built with ``beat_elements=K`` (:class:`lstmfpga.hw.beat_format.BeatFormat`, ``tkeep`` on a
+sequence's partial last beat). :meth:`BeatStream.to_bytes` gives the bytes a DMA engine
+moves (each element's lane, little-endian, back to back: the same bytes for every ``K``),
+:meth:`BeatStream.beats` the bus beats (``tdata``, ``tkeep``, ``tlast``);
+:func:`decode_outputs` takes result elements, :func:`decode_beats` result beats and
+:func:`decode_bytes` the bytes a DMA engine received.
 """
 
 from __future__ import annotations
@@ -14,41 +19,63 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..hw.beat_format import BeatFormat, Beats
 from ..quant.fixed import FixedFormat, check_codes
 from ..sim.streams import pack_inputs, unpack_outputs
 from .design import HardwareDesign, StreamError
 
-__all__ = ["BeatStream", "Results", "decode_outputs", "encode_codes", "encode_inputs"]
+__all__ = [
+    "BeatStream",
+    "Results",
+    "decode_beats",
+    "decode_bytes",
+    "decode_outputs",
+    "encode_codes",
+    "encode_inputs",
+]
 
 
 @dataclass(frozen=True, eq=False)
 class BeatStream:
-    """``data`` (``uint64``, one ``tdata`` word per beat) and ``last`` (``bool``, ``tlast``)
-    of ``bits``-wide beats."""
+    """The input elements: ``data`` (``uint64``, each element's ``bits``-wide lane) and
+    ``last`` (``bool``, the sequence's last element), sent ``elements`` per beat (``K``)."""
 
     data: np.ndarray
     last: np.ndarray
     bits: int
+    elements: int = 1
 
     def __len__(self) -> int:
+        """Elements (with one element per beat: beats)."""
         return int(self.data.size)
 
     @property
-    def beat_bytes(self) -> int:
+    def lane_bytes(self) -> int:
         return -(-self.bits // 8)
 
+    @property
+    def beat_bytes(self) -> int:
+        """Bytes of a beat's ``tdata``."""
+        return self.elements * self.lane_bytes
+
     def to_bytes(self) -> bytes:
-        """Each beat as ``beat_bytes`` little-endian bytes (``tlast`` is not in the bytes:
-        it is the last beat of each DMA transfer, see :meth:`sequences`)."""
+        """Each element as ``lane_bytes`` little-endian bytes, back to back (``tlast`` is
+        not in the bytes: it is the last beat of each DMA transfer, see :meth:`sequences`;
+        with ``K`` elements per beat the engine's ``tkeep`` marks a transfer's partial last
+        beat)."""
         raw = self.data.astype("<u8").view(np.uint8).reshape(-1, 8)
-        return raw[:, : self.beat_bytes].tobytes()
+        return raw[:, : self.lane_bytes].tobytes()
+
+    def beats(self) -> Beats:
+        """The bus beats: ``K`` elements each, a sequence's last beat partial (``tkeep``)."""
+        return BeatFormat(self.elements, self.bits).pack_words(self.data, self.last)
 
     def sequences(self) -> list[BeatStream]:
         """One stream per sequence (split after every ``tlast``)."""
         ends = np.flatnonzero(self.last) + 1
         starts = np.r_[0, ends[:-1]]
         return [
-            BeatStream(self.data[a:b], self.last[a:b], self.bits)
+            BeatStream(self.data[a:b], self.last[a:b], self.bits, self.elements)
             for a, b in zip(starts, ends, strict=True)
         ]
 
@@ -148,7 +175,8 @@ def encode_codes(design: HardwareDesign, x_codes, h0=None, c0=None) -> BeatStrea
     last = np.zeros(codes.size, bool)
     last[np.cumsum([p.size for p in per_sequence]) - 1] = True
     mask = np.uint64((1 << design.in_bits) - 1)
-    return BeatStream(codes.astype(np.uint64) & mask, last, design.in_beat_bits)
+    K = design.beat_elements
+    return BeatStream(codes.astype(np.uint64) & mask, last, design.in_beat_bits // K, K)
 
 
 def decode_outputs(design: HardwareDesign, data, T: int, *, last=None) -> Results:
@@ -196,3 +224,32 @@ def decode_outputs(design: HardwareDesign, data, T: int, *, last=None) -> Result
     f = design.formats
     return Results(prediction, h_n, c_n, {"output": design.output_format, "hidden": f["hidden"],
                                           "cell": f["cell"]})  # fmt: skip
+
+
+def decode_beats(design: HardwareDesign, beats: Beats, T: int) -> Results:
+    """Result beats (``tdata``, ``tkeep``, ``tlast`` of ``m_axis``:
+    :class:`~lstmfpga.hw.beat_format.Beats`) of ``B`` sequences of ``T`` steps →
+    :class:`Results`; each sequence's ``tlast`` is checked."""
+    fmt = design.out_format
+    tdata, tkeep = np.asarray(beats.tdata), np.asarray(beats.tkeep)
+    if tdata.ndim != 2 or tdata.shape[1] != fmt.beat_bytes or tkeep.shape != tdata.shape:
+        raise StreamError(
+            f"result beats must be (n, {fmt.beat_bytes}) tdata and tkeep bytes, not "
+            f"{tdata.shape} and {tkeep.shape}"
+        )
+    if np.asarray(beats.tlast).shape != (tdata.shape[0],):
+        raise StreamError(f"tlast flags must be one per beat ({tdata.shape[0]})")
+    codes, last = fmt.unpack(beats)
+    return decode_outputs(design, fmt.lane_words(codes), T, last=last)
+
+
+def decode_bytes(design: HardwareDesign, data: bytes, T: int) -> Results:
+    """The bytes a DMA engine received from ``m_axis`` (each result element's lane,
+    little-endian, back to back, for ``B`` sequences of ``T`` steps) → :class:`Results`."""
+    lane = design.out_format.lane_bytes
+    raw = np.frombuffer(bytes(data), np.uint8)
+    if raw.size % lane:
+        raise StreamError(f"result bytes must be whole {lane}-byte elements, not {raw.size} bytes")
+    padded = np.zeros((raw.size // lane, 8), np.uint8)
+    padded[:, :lane] = raw.reshape(-1, lane)
+    return decode_outputs(design, padded.view("<u8")[:, 0], T)

@@ -11,6 +11,7 @@ from helpers.imports import heavy_imports
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.axi_top import axi_manifest
+from lstmfpga.hw.beat_format import Beats
 from lstmfpga.hw.layout import pack
 from lstmfpga.hw.register_map import MAP_VERSION, REGISTERS
 from lstmfpga.hw.verilog import manifest as accelerator_manifest
@@ -23,6 +24,8 @@ from lstmfpga.runtime import (
     Registers,
     StreamError,
     check_model,
+    decode_beats,
+    decode_bytes,
     decode_outputs,
     encode_codes,
     encode_inputs,
@@ -232,6 +235,50 @@ def test_output_beats_must_be_whole_results_with_tlast_at_their_ends():
         decode_outputs(d, np.zeros(6, np.uint64), 2, last=[0, 0, 0, 0, 0, 1])
     with pytest.raises(StreamError, match=r"T must be in 1\.\.6, not 0"):
         decode_outputs(d, np.zeros(3, np.uint64), 0)
+
+
+# -- K elements per beat ---------------------------------------------------------------------
+@pytest.mark.parametrize("K", [2, 3, 4])
+def test_k_element_beats_carry_the_same_bytes_and_decode_to_the_same_results(case, K):
+    _, q, acc, _, d1 = case
+    d = HardwareDesign.from_manifest(axi_manifest(acc, beat_elements=K))
+    assert (d.beat_elements, d1.beat_elements) == (K, 1)
+    assert d.in_beat_bits == K * d1.in_beat_bits and d.in_format.lane_bits == d1.in_beat_bits
+    x, h0, c0 = floats_and_states(q, d, 2, 3, SEED + K)
+    one, wide = encode_inputs(d1, x, h0, c0), encode_inputs(d, x, h0, c0)
+    assert wide.to_bytes() == one.to_bytes(), "a DMA buffer does not depend on K"
+    beats = wide.beats()
+    n = acc.input_length(3)
+    assert len(beats) == 2 * -(-n // K) and beats.tlast.sum() == 2
+    assert beats.tdata[beats.tkeep].tobytes() == one.to_bytes()
+    if n % K:
+        assert beats.tkeep[-1].sum() == (n % K) * d.in_format.lane_bytes
+    _, result = golden.predict(q, x, h0, c0)
+    codes = np.concatenate(
+        [pack_outputs(d.geometry, result.prediction, b, result.h_n, result.c_n) for b in range(2)]
+    )
+    last = np.zeros(codes.size, bool)
+    last[np.cumsum([acc.result_length(3)] * 2) - 1] = True
+    out = d.out_format.pack(codes, last)  # what the AXI top's packer sends
+    for got in (decode_beats(d, out, 3), decode_bytes(d, out.tdata[out.tkeep].tobytes(), 3)):
+        np.testing.assert_array_equal(got.prediction, result.prediction)
+        if d.with_states:
+            np.testing.assert_array_equal(got.c_n, result.c_n)
+
+
+def test_result_beats_and_bytes_must_be_whole():
+    _, _q, acc = build("last")  # 3 results per sequence of 16-bit lanes
+    d = HardwareDesign.from_manifest(axi_manifest(acc, beat_elements=2))
+    with pytest.raises(StreamError, match=r"result bytes must be whole 2-byte elements, not 5"):
+        decode_bytes(d, b"\0" * 5, 2)
+    with pytest.raises(StreamError, match="whole results of 3 beats for T=2, not 2 beats"):
+        decode_bytes(d, b"\0" * 4, 2)
+    beats = d.out_format.pack(np.arange(6), [0, 0, 1, 0, 0, 1])  # 2 beats per sequence
+    bad = Beats(beats.tdata, beats.tkeep, np.array([True, False, False, True]))  # tlast early
+    with pytest.raises(StreamError, match=r"tlast must be on the last beat of every 3-beat"):
+        decode_beats(d, bad, 2)
+    with pytest.raises(StreamError, match=r"result beats must be \(n, 4\) tdata and tkeep"):
+        decode_beats(d, Beats(beats.tdata[:, :2], beats.tkeep[:, :2], beats.tlast), 2)
 
 
 # -- weights ---------------------------------------------------------------------------------
