@@ -22,17 +22,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lstmfpga.commands._common import description
+from lstmfpga.commands._common import add_command
 from lstmfpga.errors import CLIError
 from lstmfpga.export import files
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "pack-weights",
-        help="write the weight beat stream of a quantized model for generated hardware",
-        description=description(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "write the weight beat stream of a quantized model for generated hardware",
+        __doc__,
+        run,
     )
     parser.add_argument("qmodel", metavar="QMODEL", help="quantized model directory")
     parser.add_argument(
@@ -41,7 +42,6 @@ def register(subparsers) -> None:
     parser.add_argument(
         "-o", "--output", required=True, metavar="weights.bin", help="beat stream file"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
