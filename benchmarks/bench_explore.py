@@ -16,7 +16,6 @@ other in one run, so the ratio compares like with like. The model:
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -24,14 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_md import publish  # benchmarks/results_md.py
+from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
 
 from lstmfpga.explore import Sweep, explore
 from lstmfpga.export import files
 from lstmfpga.testing import random_inputs, random_qmodel
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "explore"
 FULL = dict(
     model=dict(input_size=8, hidden_size=32, head="last", head_out=10),
@@ -54,12 +51,9 @@ SMOKE = dict(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sweep, print only")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="RESULTS.md to update")
-    args = parser.parse_args(argv)
+    args = benchmark_parser(__doc__, "tiny sweep, print only").parse_args(argv)
     cfg = SMOKE if args.smoke else FULL
-    command = "python benchmarks/bench_explore.py" + (" --smoke" if args.smoke else "")
+    command = command_line("bench_explore.py", args)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         _, qmodel = random_qmodel(0, **cfg["model"])
@@ -116,8 +110,7 @@ def main(argv=None) -> int:
         ),
     ]
     body = "## Design-space exploration (Dask)\n\n" + "\n".join(lines)
-    publish(None if args.smoke and args.results == RESULTS else args.results, SECTION, body)
-    return 0
+    return publish_run(args, SECTION, body)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,13 @@ model (``lstmfpga.quant.golden``, what the hardware computes bit for bit) on the
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
-from results_md import publish  # benchmarks/results_md.py
+from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
@@ -41,7 +40,6 @@ import sunspots  # noqa: E402  (examples/sunspots.py)
 
 from lstmfpga import digits  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "gru"
 PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
 NO_RTL = "not yet (no GRU hardware)"
@@ -118,10 +116,7 @@ def _table(title: str, rows: list[dict]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="hidden 8, 1-5 epochs")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="RESULTS.md to update")
-    args = parser.parse_args(argv)
+    args = benchmark_parser(__doc__, "hidden 8, 1-5 epochs").parse_args(argv)
     torch.set_num_threads(1)  # reproducible, and faster than 2 threads on a busy machine
     _warm_up()
     if args.smoke:
@@ -132,7 +127,7 @@ def main(argv=None) -> int:
         budget = (
             "digits: hidden 32, 30 epochs, batch 64; sunspots: hidden 16, 150 full-batch epochs"
         )
-    command = "python benchmarks/bench_gru.py" + (" --smoke" if args.smoke else "")
+    command = command_line("bench_gru.py", args)
     lines = [
         (
             f"Command: `{command}` ({platform.machine()}, Python {platform.python_version()}, "
@@ -151,8 +146,7 @@ def main(argv=None) -> int:
         ),
     ]
     body = "## GRU beside the LSTM: accuracy per preset\n\n" + "\n".join(lines)
-    publish(None if args.smoke and args.results == RESULTS else args.results, SECTION, body)
-    return 0
+    return publish_run(args, SECTION, body)
 
 
 if __name__ == "__main__":

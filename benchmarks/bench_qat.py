@@ -22,15 +22,13 @@ on the test inputs. The golden model is what the hardware computes bit for bit.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from results_md import publish  # benchmarks/results_md.py
+from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
@@ -42,22 +40,9 @@ from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig
 from lstmfpga.quant.qat import finetune
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "qat"
 PTQ_PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
 QAT_PRESETS = ("w8a8", "w4a8")
-
-
-class _CancerLSTM(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = torch.nn.LSTM(3, 16, batch_first=True)
-        self.fc = torch.nn.Linear(16, 2)
-
-    def forward(self, x):
-        y, _ = self.lstm(x)
-        return self.fc(y[:, -1])
 
 
 def _cancer(seed: int = 0, epochs: int = 80):
@@ -68,7 +53,7 @@ def _cancer(seed: int = 0, epochs: int = 80):
     mean, std = x_tr.mean(axis=0), x_tr.std(axis=0)
     x_tr, x_te = (x_tr - mean) / std, (x_te - mean) / std
     torch.manual_seed(seed)
-    model = _CancerLSTM()
+    model = digits.SequenceModel("lstm", 3, 16, 2)  # 3 statistics -> benign/malignant
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     loss_fn = torch.nn.CrossEntropyLoss()
     xt, yt = torch.as_tensor(x_tr, dtype=torch.float32), torch.as_tensor(y_tr)
@@ -125,10 +110,7 @@ def _measure(name, spec, data, epochs: int, lr: float) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="one data set, 1 epoch")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="RESULTS.md to update")
-    args = parser.parse_args(argv)
+    args = benchmark_parser(__doc__, "one data set, 1 epoch").parse_args(argv)
     torch.set_num_threads(1)  # reproducible, and faster than 2 threads on a busy machine
     epochs = 1 if args.smoke else 20
     sets = (
@@ -140,7 +122,7 @@ def main(argv=None) -> int:
     for name, build in sets:
         spec, data = build()
         rows += _measure(name, spec, data, epochs, lr=2e-3)
-    command = "python benchmarks/bench_qat.py" + (" --smoke" if args.smoke else "")
+    command = command_line("bench_qat.py", args)
 
     def cell(v):
         return "–" if v is None else f"{v:.2f}"
@@ -166,8 +148,7 @@ def main(argv=None) -> int:
         ),
     ]
     body = "## Accuracy per preset: post-training vs bit-exact fine-tuning\n\n" + "\n".join(lines)
-    publish(None if args.smoke and args.results == RESULTS else args.results, SECTION, body)
-    return 0
+    return publish_run(args, SECTION, body)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ Sections (all measured in one run, on this machine):
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -33,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results_md import update_section  # benchmarks/results_md.py
+from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
 
 from lstmfpga.export.reference import forward
 from lstmfpga.quant import golden
@@ -43,8 +42,6 @@ from lstmfpga.quant.config import QuantConfig
 from lstmfpga.quant.fixed import FixedFormat
 from lstmfpga.testing import random_inputs, random_spec
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "quant"
 PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
 
@@ -286,16 +283,8 @@ def _blas_kernel() -> str:
 
 # -- RESULTS.md ------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (CI)")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        help=f"markdown file to update (default: {RESULTS.relative_to(ROOT)}, not with --smoke)",
-    )
-    args = parser.parse_args(argv)
-    results = args.results if args.results or args.smoke else RESULTS
-    command = "python benchmarks/bench_quant.py" + (" --smoke" if args.smoke else "")
+    args = benchmark_parser(__doc__, "tiny sizes, seconds (CI)").parse_args(argv)
+    command = command_line("bench_quant.py", args)
     digits, models = bench_digits(args.smoke)
     sections = [
         "## Quantization",
@@ -334,12 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             "CPU time (medians of 41 interleaved runs, six alternations)."
         ),
     ]
-    body = "\n".join(sections)
-    print(body)
-    if results is not None:
-        update_section(results, SECTION, body)
-        print(f"\nupdated the {SECTION} section of {results}", file=sys.stderr)
-    return 0
+    return publish_run(args, SECTION, "\n".join(sections))
 
 
 if __name__ == "__main__":

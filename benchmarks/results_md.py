@@ -1,8 +1,14 @@
 """``benchmarks/RESULTS.md`` sections: each benchmark script owns the text between
-``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` and rewrites only that."""
+``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` and rewrites only that.
+
+Also the command line every benchmark shares: :func:`benchmark_parser` (``--smoke``,
+``--results``), :func:`command_line` (the command a figure came from) and
+:func:`publish_run` (print the section, and write it where :func:`results_path` says).
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -36,3 +42,37 @@ def publish(results: Path | None, name: str, body: str) -> None:
     if results is not None:
         update_section(results, name, body)
         print(f"\nupdated the {name} section of {results}", file=sys.stderr)
+
+
+def benchmark_parser(doc: str, smoke: str) -> argparse.ArgumentParser:
+    """The parser a benchmark script starts from: the first paragraph of its docstring
+    ``doc`` as the description, ``--smoke`` (``smoke`` says what it runs) and ``--results``
+    (where to write: :func:`results_path`)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help=smoke)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        help="markdown file to update (default: benchmarks/RESULTS.md, not with --smoke)",
+    )
+    return parser
+
+
+def results_path(args: argparse.Namespace) -> Path | None:
+    """Where a run writes its section: ``--results`` if given, else ``RESULTS.md``; a
+    ``--smoke`` run without ``--results`` prints only (None)."""
+    return args.results if args.results or args.smoke else RESULTS
+
+
+def command_line(script: str, args: argparse.Namespace, *extra: str) -> str:
+    """``python benchmarks/SCRIPT [--smoke] EXTRA...``: the command that produced a figure."""
+    return " ".join(
+        ["python", f"benchmarks/{script}", *(["--smoke"] if args.smoke else []), *extra]
+    )
+
+
+def publish_run(args: argparse.Namespace, name: str, body: str) -> int:
+    """:func:`publish` ``body`` as section ``name`` where :func:`results_path` says; the exit
+    status of a finished benchmark (0)."""
+    publish(results_path(args), name, body)
+    return 0
