@@ -17,28 +17,22 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sunspots import rmse
 from sunspots import train as sunspots_train
 
+from lstmfpga.digits import SequenceModel
+
 PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
 
 
-class SunspotGRU(nn.Module):
+class SunspotGRU(SequenceModel):
     """GRU over the window and a Linear head on every step: a per-timestep regressor."""
 
-    head_mode = "all"
-
     def __init__(self, hidden: int = 16):
-        super().__init__()
-        self.gru = nn.GRU(1, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.gru(x)[0])
+        super().__init__("gru", 1, hidden, 1, head_mode="all")
 
 
 def train(seed: int = 0, hidden: int = 16, epochs: int = 150):

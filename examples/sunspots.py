@@ -19,22 +19,17 @@ import statsmodels.api as sm
 import torch
 from torch import nn
 
+from lstmfpga.digits import SequenceModel
+
 WINDOW = 24
 SCALE = 100.0  # sunspot numbers / 100: inputs of order 1
 
 
-class SunspotLSTM(nn.Module):
+class SunspotLSTM(SequenceModel):
     """LSTM over the window and a Linear head on every step: a per-timestep regressor."""
 
-    head_mode = "all"
-
     def __init__(self, hidden: int = 16):
-        super().__init__()
-        self.lstm = nn.LSTM(1, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.lstm(x)[0])
+        super().__init__("lstm", 1, hidden, 1, head_mode="all")
 
 
 def load_windows():

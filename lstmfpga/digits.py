@@ -25,6 +25,7 @@ __all__ = [
     "STEPS",
     "DigitsGRU",
     "DigitsLSTM",
+    "SequenceModel",
     "accuracy",
     "load_data",
     "train_digits_model",
@@ -34,34 +35,39 @@ __all__ = [
 # HIDDEN)``, ``nn.Linear(HIDDEN, CLASSES)``) lives in the torch-free lstmfpga.demo_geometry.
 
 
-class DigitsLSTM(nn.Module):
+class SequenceModel(nn.Module):
+    """One batch-first ``nn.LSTM`` or ``nn.GRU`` (``cell``: ``"lstm"`` or ``"gru"``, the
+    module's attribute name) over ``input_size`` features, and ``nn.Linear(hidden, outputs)``
+    on the last step (``head_mode="last"``: a classifier) or on every step (``"all"``: a
+    per-step regressor): the models ``lstmfpga export`` reads, as the tasks here train them."""
+
+    def __init__(self, cell: str, input_size: int, hidden: int, outputs: int, head_mode="last"):
+        super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', not {cell!r}")
+        self.head_mode = head_mode  # read by lstmfpga.export.torch_loader.from_module
+        self.cell = cell
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        setattr(self, cell, rnn(input_size, hidden, batch_first=True))
+        self.head = nn.Linear(hidden, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        output, _ = getattr(self, self.cell)(x)
+        return self.head(output[:, -1] if self.head_mode == "last" else output)
+
+
+class DigitsLSTM(SequenceModel):
     """``nn.LSTM(8, hidden)`` over the image rows, ``nn.Linear(hidden, 10)`` on the last step."""
 
-    head_mode = "last"  # read by lstmfpga.export.torch_loader.from_module
-
     def __init__(self, hidden: int = HIDDEN):
-        super().__init__()
-        self.lstm = nn.LSTM(FEATURES, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output, _ = self.lstm(x)
-        return self.head(output[:, -1])
+        super().__init__("lstm", FEATURES, hidden, CLASSES)
 
 
-class DigitsGRU(nn.Module):
+class DigitsGRU(SequenceModel):
     """``nn.GRU(8, hidden)`` over the image rows, ``nn.Linear(hidden, 10)`` on the last step."""
 
-    head_mode = "last"  # read by lstmfpga.export.torch_loader.from_module
-
     def __init__(self, hidden: int = HIDDEN):
-        super().__init__()
-        self.gru = nn.GRU(FEATURES, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, CLASSES)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        output, _ = self.gru(x)
-        return self.head(output[:, -1])
+        super().__init__("gru", FEATURES, hidden, CLASSES)
 
 
 MODELS = {"lstm": DigitsLSTM, "gru": DigitsGRU}

@@ -7,28 +7,18 @@ import pytest
 import torch
 
 from lstmfpga import cli
+from lstmfpga.digits import SequenceModel
 from lstmfpga.export import files
 from lstmfpga.quant import golden
 from lstmfpga.quant.model import QuantizedModel
 from lstmfpga.quant.qat import QATLSTM
 
 
-class _Classifier(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = torch.nn.LSTM(2, 3, batch_first=True)
-        self.fc = torch.nn.Linear(3, 2)
-
-    def forward(self, x):
-        y, _ = self.lstm(x)
-        return self.fc(y[:, -1])
-
-
 @pytest.fixture(scope="module")
 def task(tmp_path_factory):
     root = tmp_path_factory.mktemp("finetune")
     torch.manual_seed(0)
-    torch.save(_Classifier().state_dict(), root / "model.pt")
+    torch.save(SequenceModel("lstm", 2, 3, 2).state_dict(), root / "model.pt")  # LSTM + last step
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (48, 5, 2))
     y = (x[:, :, 1].sum(axis=1) > 0).astype(np.int64)
