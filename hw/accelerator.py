@@ -60,14 +60,17 @@ from .fetch import VectorFetch
 from .layout import WeightLayout
 from .loader import InputLoader
 from .mvu import MatrixVectorUnit
-from .plans import buffer_plan, memory_plan, multiplier_plan
+from .plans import buffer_plan, memory_plan, multiplier_plan, stream_buffer_plan
 from .regroup import GateRegrouper, emitter_cycles
 from .schedule import Schedule, ScheduleCursor
 from .stream_geometry import StreamGeometry
 from .weights import WeightMemory
 from .writeback import WriteBack
 
-__all__ = ["LSTMAccelerator", "default_cells", "emitter_cycles"]
+__all__ = ["MODES", "LSTMAccelerator", "default_cells", "emitter_cycles"]
+
+#: Operating modes: whole sequences buffered (``"sequence"``), or step by step (``"stream"``).
+MODES = ("sequence", "stream")
 
 
 def default_cells(layout: WeightLayout) -> int:
@@ -111,6 +114,14 @@ class LSTMAccelerator(wiring.Component):
         Append ``h_n`` and ``c_n`` to every result.
     initial_state : bool
         Every input sequence starts with ``h0`` and ``c0``.
+    mode : str
+        ``"sequence"`` (the default: LOAD, COMPUTE, DRAIN per sequence, up to
+        ``max_seq_len`` steps) or ``"stream"`` (unidirectional models: each step's output
+        leaves as soon as it is computed, sequences of any length, state kept across
+        sequences on request; ``max_seq_len`` does not apply). Stream mode adds the inputs
+        ``s_axis_tuser`` (on the first element of a step's ``x`` vector: reset the state
+        before that step) and ``reset_on_tlast`` (reset before every sequence's first step;
+        high unless driven). See ``docs/accelerator.md`` and :mod:`.stream_top`.
     """
 
     def __init__(
@@ -123,10 +134,18 @@ class LSTMAccelerator(wiring.Component):
         max_seq_len: int = 64,
         with_states: bool = False,
         initial_state: bool = False,
+        mode: str = "sequence",
     ):
         try:
             if not isinstance(model, QuantizedModel):
                 raise TypeError(f"model must be a QuantizedModel, not {model!r}")
+            if mode not in MODES:
+                raise ValueError(f"mode must be 'sequence' or 'stream', not {mode!r}")
+            if mode == "stream" and model.num_directions != 1:
+                raise ValueError(
+                    "mode 'stream' needs a unidirectional model, not a bidirectional one: "
+                    "the reverse direction needs the whole sequence before its first step"
+                )
             if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
                 raise ValueError(f"max_seq_len must be a positive integer, not {max_seq_len!r}")
             self._layout = WeightLayout.of(model, lanes, simd)  # validates lanes, simd
@@ -139,7 +158,7 @@ class LSTMAccelerator(wiring.Component):
             self._MustUse__silence = True  # a rejected design is not an unused one
             raise
         self._model, self._lanes, self._simd, self._cells = model, lanes, simd, cells
-        self._max_seq_len = max_seq_len
+        self._max_seq_len, self._mode = max_seq_len, mode
         self._with_states, self._initial_state = bool(with_states), bool(initial_state)
         self._schedule = Schedule.of(self._layout)
         f = model.formats
@@ -163,6 +182,7 @@ class LSTMAccelerator(wiring.Component):
                 "error": Out(1),
                 "w": In(stream.Signature(self._load_layout)),
             }
+            | ({"s_axis_tuser": In(1), "reset_on_tlast": In(1, init=1)} if mode == "stream" else {})
         )
 
     # -- parameters ---------------------------------------------------------------------------
@@ -195,6 +215,10 @@ class LSTMAccelerator(wiring.Component):
         return self._max_seq_len
 
     @property
+    def mode(self) -> str:
+        return self._mode
+
+    @property
     def with_states(self) -> bool:
         return self._with_states
 
@@ -223,7 +247,14 @@ class LSTMAccelerator(wiring.Component):
         return self.stream_geometry.input_length(T)
 
     def buffer_plan(self) -> dict[str, tuple[int, int]]:
-        """On-chip data buffers: ``{name: (width, depth)}`` (:func:`.plans.buffer_plan`)."""
+        """On-chip data buffers: ``{name: (width, depth)}`` (:func:`.plans.buffer_plan`, or in
+        stream mode :func:`.plans.stream_buffer_plan`)."""
+        if self._mode == "stream":
+            from .stream_schedule import RING, SLOTS
+
+            return stream_buffer_plan(self._model, ring=RING, slots=SLOTS,
+                                      initial_state=self._initial_state,
+                                      with_states=self._with_states)  # fmt: skip
         return buffer_plan(self._model, self._max_seq_len, initial_state=self._initial_state,
                            with_states=self._with_states)  # fmt: skip
 
@@ -238,6 +269,10 @@ class LSTMAccelerator(wiring.Component):
 
     # -- hardware -----------------------------------------------------------------------------
     def elaborate(self, platform):
+        if self._mode == "stream":
+            from .stream_top import elaborate_stream
+
+            return elaborate_stream(self)
         m = Module()
         q = self._model
         head = q.head

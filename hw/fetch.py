@@ -17,9 +17,10 @@ from amaranth.lib.wiring import In, Out
 
 from .layout import WeightLayout
 from .pipeline import register
-from .plans import addr_width, buffer_plan
+from .plans import addr_width, buffer_plan, stream_buffer_plan
 from .regroup import emitter_cycles
 from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor, at_or_past
+from .stream_schedule import RING, SLOTS, STEP_BITS, step_end, step_lead
 
 __all__ = ["SOURCES", "VectorFetch", "fetch_reference"]
 
@@ -46,6 +47,10 @@ class VectorFetch(wiring.Component):
         The regrouper's units per cycle (sets the pacing).
     out_layout : StructLayout
         The MVU's input layout (``MatrixVectorUnit.in_layout``).
+    stream_mode : bool
+        Stream mode (:mod:`.stream_schedule`, unidirectional models, ``max_seq_len`` 1): the
+        cursor restarts after every step, the buffers are the rings of
+        :func:`.plans.stream_buffer_plan`, and the members below marked *stream* exist.
 
     Members
     -------
@@ -65,11 +70,24 @@ class VectorFetch(wiring.Component):
         Read port ``k`` (slot ``k``, ``0 .. S-1``) of each data buffer this model has
         (``obuf1`` with two or more layers, ``mbuf`` with a projection, ``h0buf`` with
         ``initial_state``); synchronous, read with ``en``.
+    n : ``Out(STEP_BITS)``, *stream*
+        Steps finished (modulo ``2**STEP_BITS``): the current step's number.
+    wb_n : ``In(STEP_BITS)``, *stream*
+        The write-back's step count (``wb_p``, ``wb_s``, ``wb_sub`` are its position in it).
+    x_ready, step_reset, step_last : ``In(1)``, *stream*
+        Step ``n``'s input is loaded; its state is reset first (the recurrent input is
+        ``h0buf`` or 0); its input carried ``tlast`` (a ``last`` head follows it). The last
+        two are read from the first beat of the step on (``x_ready`` then holds).
+    out_free : ``In(1)``, *stream*
+        The output slot of step ``n`` has been drained: beats of step ``n`` wait for it.
 
     Dependencies (a beat is taken only when they hold): a gates beat with input columns of
     a layer above 0 waits until every pass of the layer below is written; one with
     recurrent columns, at a step above 0, until the previous step of its pass is written;
-    a projection until the gates of its step; the head until every LSTM pass. Pacing: the
+    a projection until the gates of its step; the head until every LSTM pass. In stream
+    mode the same at step granularity: layer 0's input columns wait for ``x_ready``, the
+    recurrent columns (unless ``step_reset``) for the layer of step ``n - 1``, and every
+    beat for ``out_free``. Pacing: the
     last beat of a row group is taken at least :func:`~.regroup.emitter_cycles` cycles
     after the previous group's.
 
@@ -83,16 +101,24 @@ class VectorFetch(wiring.Component):
     latency = 2
 
     def __init__(self, model, layout: WeightLayout, schedule: Schedule, *, max_seq_len: int,
-                 initial_state: bool, cells: int, out_layout: data.StructLayout):  # fmt: skip
+                 initial_state: bool, cells: int, out_layout: data.StructLayout,
+                 stream_mode: bool = False):  # fmt: skip
         if not isinstance(layout, WeightLayout):
             raise TypeError(f"layout must be a WeightLayout, not {layout!r}")
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a Schedule, not {schedule!r}")
         self._model, self._layout, self._schedule = model, layout, schedule
         self._Tmax, self._initial_state, self._cells = max_seq_len, bool(initial_state), cells
+        self._stream = bool(stream_mode)
+        if self._stream and model.num_directions != 1:
+            raise ValueError("stream mode needs a unidirectional model")
         self._cursor = ScheduleCursor(schedule, max_seq_len)  # validates max_seq_len
         S = layout.simd
-        plan = buffer_plan(model, max_seq_len, initial_state=initial_state, with_states=False)
+        if self._stream:
+            plan = stream_buffer_plan(model, ring=RING, slots=SLOTS,
+                                      initial_state=initial_state, with_states=False)  # fmt: skip
+        else:
+            plan = buffer_plan(model, max_seq_len, initial_state=initial_state, with_states=False)
         self._buffers = buffers = {name: plan[name] for name in SOURCES if name in plan}
         vec = out_layout["vector"].shape
         self._vec_shape = vec.elem_shape if isinstance(vec, data.ArrayLayout) else vec
@@ -107,6 +133,9 @@ class VectorFetch(wiring.Component):
             "i": In(stream.Signature(_beat_layout(layout))),
             "o": Out(stream.Signature(out_layout)),
         }
+        if self._stream:
+            members |= {"n": Out(STEP_BITS), "wb_n": In(STEP_BITS), "x_ready": In(1),
+                        "step_reset": In(1), "step_last": In(1), "out_free": In(1)}  # fmt: skip
         for name, (bits, depth) in buffers.items():
             for k in range(S):
                 members[f"{name}_r{k}"] = In(
@@ -129,7 +158,10 @@ class VectorFetch(wiring.Component):
         m.d.comb += [cur.T.eq(self.T), cur.restart.eq(self.restart)]
         in_len = Signal(range(max(self._model.input_size, self._dho) + 1))
         m.d.comb += in_len.eq(Mux(cur.layer == 0, self._model.input_size, self._dho))
-        dep_ok = self._dependencies(m, cur, in_len)
+        if self._stream:
+            dep_ok = self._stream_dependencies(m, cur, in_len)
+        else:
+            dep_ok = self._dependencies(m, cur, in_len)
         srcs = self._sources(m, cur, in_len)
         take = Signal()
         paced = self._pacing(m, cur, take)
@@ -167,6 +199,60 @@ class VectorFetch(wiring.Component):
                     m.d.comb += dep_ok.eq(at_or_past(m, wb, sched.head_pass))
         return dep_ok
 
+    def _stream_dependencies(self, m, cur, in_len):
+        """``dep_ok`` in stream mode (see the class docstring)."""
+        S, beat = self._layout.simd, self.i.payload
+        wb_p, wb_sub = self.wb_p, self.wb_sub
+        any_in, any_rec = Signal(), Signal()
+        m.d.comb += [any_in.eq(beat.col < in_len), any_rec.eq(beat.col + S - 1 >= in_len)]
+        lag = step_lead(m, self.n, self.wb_n, name="wb_lag")  # 0: write-back in step n
+        same, prev = lag == 0, lag == 1
+        in_ready = Signal()
+        with m.Switch(cur.layer):
+            for layer in range(self._model.num_layers):
+                with m.Case(layer):  # pass index == layer (one direction)
+                    m.d.comb += in_ready.eq(self.x_ready if layer == 0 else same & (wb_p >= layer))
+        rec_ready = self.step_reset | same | (prev & (wb_p > cur.layer))
+        dep_ok = Signal()
+        with m.Switch(cur.kind):
+            with m.Case(KIND_GATES):
+                m.d.comb += dep_ok.eq((~any_in | in_ready) & (~any_rec | rec_ready))
+            with m.Case(KIND_PROJ):
+                m.d.comb += dep_ok.eq(same & ((wb_p > cur.p) | ((wb_p == cur.p) & (wb_sub >= 1))))
+            if self._schedule.head_pass is not None:
+                with m.Case(KIND_HEAD):
+                    m.d.comb += dep_ok.eq(same & (wb_p >= self._schedule.head_pass))
+        ok = Signal()
+        m.d.comb += ok.eq(dep_ok & self.out_free)
+        return ok
+
+    def _stream_bases(self, m, cur):
+        """Stream mode: the ring addresses of step ``n``'s ``x`` and of the layer outputs
+        (word ``(slot * ceil(L/2) + layer // 2) * H_out``): ``(x, input, recurrent, head)``."""
+        q = self._model
+        I, Ho, L = q.input_size, q.output_size, q.num_layers
+        stride = -(-L // 2) * Ho
+        slot_bits = (SLOTS - 1).bit_length()
+        o_depth = self._buffers["obuf0"][1]
+        x_base = Signal(range(RING * I), name="x_base")
+        in_base = Signal(range(o_depth), name="in_base")
+        rec_base = Signal(range(o_depth), name="rec_base")
+        head_base = Signal(range(o_depth), name="head_base")
+        slot, prev = Signal(slot_bits, name="slot"), Signal(slot_bits, name="prev_slot")
+        m.d.comb += [
+            x_base.eq(self.n[: (RING - 1).bit_length()] * I),
+            slot.eq(self.n),
+            prev.eq(self.n - 1),
+            head_base.eq(slot * stride + (L - 1) // 2 * Ho),
+        ]
+        with m.Switch(cur.layer):
+            for layer in range(L):
+                with m.Case(layer):
+                    below = (layer - 1) // 2 * Ho if layer else 0
+                    m.d.comb += [in_base.eq(slot * stride + below),
+                                 rec_base.eq(prev * stride + layer // 2 * Ho)]  # fmt: skip
+        return x_base, in_base, rec_base, head_base
+
     def _sources(self, m, cur, in_len):
         """The source (``SOURCES`` code) of every slot of the beat on ``i``; drives the read
         addresses."""
@@ -181,38 +267,46 @@ class VectorFetch(wiring.Component):
                 m.d.comb += n_cols.eq(DHo)
         state_base = Signal(range(max(2, q.num_layers * DHo + 1)))
         m.d.comb += state_base.eq(cur.layer * DHo + cur.direction * Ho)
-        return [self._slot_source(m, k, self.i.payload.col + k, in_len, n_cols, cur, state_base)
-                for k in range(S)]  # fmt: skip
+        bases = self._stream_bases(m, cur) if self._stream else None
+        return [self._slot_source(m, k, self.i.payload.col + k, in_len, n_cols, cur, state_base,
+                                  bases) for k in range(S)]  # fmt: skip
 
-    def _slot_source(self, m, k, col, in_len, n_cols, cur, state_base):
+    def _slot_source(self, m, k, col, in_len, n_cols, cur, state_base, bases=None):
         """Source of column ``col`` (slot ``k``) and the read addresses of slot ``k``."""
-        q, Tmax = self._model, self._Tmax
+        q = self._model
         I, Ho, L, DHo = q.input_size, q.output_size, q.num_layers, self._dho
         is_rec = Signal(name=f"is_rec{k}")
         rec_k = Signal(range(max(Ho, 1) + 1), name=f"rec_k{k}")
         m.d.comb += [is_rec.eq(col >= in_len), rec_k.eq(col - in_len)]
         src = Signal(range(len(SOURCES)), name=f"src{k}")
-        o_addr = Signal(range(max(2, Tmax * DHo)), name=f"o_addr{k}")
-        x_addr = Signal(range(max(2, Tmax * I)), name=f"x_addr{k}")
+        o_addr = Signal(range(max(2, self._buffers["obuf0"][1])), name=f"o_addr{k}")
+        x_addr = Signal(range(max(2, self._buffers["xbuf"][1])), name=f"x_addr{k}")
+        if bases is None:  # sequence mode: buffers indexed by t
+            x_in, o_in = cur.t * I + col, cur.t * DHo + col
+            o_rec, o_head = cur.t_prev * DHo + cur.direction * Ho + rec_k, cur.t * DHo + col
+            first = cur.first_step
+        else:  # stream mode: rings indexed by the step count
+            x_in, o_in = bases[0] + col, bases[1] + col
+            o_rec, o_head = bases[2] + rec_k, bases[3] + col
+            first = self.step_reset
         with m.Switch(cur.kind):
             with m.Case(KIND_GATES):
                 with m.If(~is_rec):
                     with m.If(cur.layer == 0):
-                        m.d.comb += [src.eq(_SRC_X), x_addr.eq(cur.t * I + col)]
+                        m.d.comb += [src.eq(_SRC_X), x_addr.eq(x_in)]
                     with m.Else():
                         bank = Mux(cur.layer[0], _SRC_O0, _SRC_O1)  # layer l-1's bank
-                        m.d.comb += [src.eq(bank), o_addr.eq(cur.t * DHo + col)]
-                with m.Elif(cur.first_step):
+                        m.d.comb += [src.eq(bank), o_addr.eq(o_in)]
+                with m.Elif(first):
                     m.d.comb += src.eq(_SRC_H0 if self._initial_state else _SRC_ZERO)
                 with m.Else():
                     bank = Mux(cur.layer[0], _SRC_O1, _SRC_O0)  # layer l's own bank
-                    rec_addr = cur.t_prev * DHo + cur.direction * Ho + rec_k
-                    m.d.comb += [src.eq(bank), o_addr.eq(rec_addr)]
+                    m.d.comb += [src.eq(bank), o_addr.eq(o_rec)]
             with m.Case(KIND_PROJ):
                 m.d.comb += src.eq(_SRC_M)
             with m.Case(KIND_HEAD):
                 top = _SRC_O1 if (L - 1) % 2 else _SRC_O0
-                m.d.comb += [src.eq(top), o_addr.eq(cur.t * DHo + col)]
+                m.d.comb += [src.eq(top), o_addr.eq(o_head)]
         if self._layout.simd > 1:
             with m.If(col >= n_cols):
                 m.d.comb += src.eq(_SRC_ZERO)
@@ -258,6 +352,14 @@ class VectorFetch(wiring.Component):
             take.eq(self.i.valid & self.i.ready),
             cur.advance.eq(take & beat.end),
         ]
+        if self._stream:  # restart the cursor after each step, and count the steps
+            n = Signal(STEP_BITS, name="step")
+            wrap = Signal()
+            end = step_end(m, self._schedule, cur.p, cur.last_sub, self.step_last)
+            m.d.comb += [self.n.eq(n), wrap.eq(take & beat.end & end),
+                         cur.restart.eq(self.restart | wrap)]  # fmt: skip
+            with m.If(wrap):
+                m.d.sync += n.eq(n + 1)
         with m.If(advance):
             m.d.sync += [valid1.eq(take), beat1.eq(beat), valid2.eq(valid1), beat2.eq(beat1)]
         vectors = []

@@ -16,12 +16,27 @@ from amaranth.lib.wiring import In, Out
 
 from .layout import at_least
 
-__all__ = ["InputLoader", "load_reference"]
+__all__ = ["InputLoader", "load_reference", "state_ports"]
 
 
 def _addr_width(depth: int) -> int:
     """Address width of a buffer of ``depth`` words (buffers have at least 2 words)."""
     return max(1, (max(2, depth) - 1).bit_length())
+
+
+def state_ports(n_h0: int, h0_bits: int, n_c0: int, c_depth: int, c_bits: int) -> dict:
+    """The initial-state write port members of a loader: ``h0_w`` (with ``n_h0``, into a
+    buffer of ``n_h0`` words) and ``c_w`` (with ``n_c0``, into ``c_depth`` words)."""
+    members = {}
+    if n_h0:
+        members["h0_w"] = In(
+            WritePort.Signature(addr_width=_addr_width(n_h0), shape=signed(h0_bits))
+        )
+    if n_c0:
+        members["c_w"] = In(
+            WritePort.Signature(addr_width=_addr_width(c_depth), shape=signed(c_bits))
+        )
+    return members
 
 
 class InputLoader(wiring.Component):
@@ -108,14 +123,7 @@ class InputLoader(wiring.Component):
             "T": Out(range(max_seq_len + 1)),
             "error": Out(1),
         }
-        if self._n_h0:
-            members["h0_w"] = In(
-                WritePort.Signature(addr_width=_addr_width(n_h0), shape=signed(h0_bits))
-            )
-        if self._n_c0:
-            members["c_w"] = In(
-                WritePort.Signature(addr_width=_addr_width(c_depth), shape=signed(c_bits))
-            )
+        members |= state_ports(n_h0, h0_bits, n_c0, c_depth, c_bits)
         super().__init__(members)
 
     @property

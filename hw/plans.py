@@ -7,7 +7,13 @@ others) and the manifest (:mod:`.verilog`).
 
 from __future__ import annotations
 
-__all__ = ["addr_width", "buffer_plan", "memory_plan", "multiplier_plan"]
+__all__ = [
+    "addr_width",
+    "buffer_plan",
+    "memory_plan",
+    "multiplier_plan",
+    "stream_buffer_plan",
+]
 
 
 def addr_width(depth: int) -> int:
@@ -21,22 +27,46 @@ def buffer_plan(model, max_seq_len: int, *, initial_state: bool, with_states: bo
     ``xbuf`` (inputs), ``obuf0``/``obuf1`` (layer outputs, alternating), ``cmem`` (cell
     states), ``mbuf`` (cell outputs before the projection), ``h0buf``, ``hnbuf``,
     ``headbuf``."""
-    q, Tmax = model, max_seq_len
+    q = model
+    return _plan(q, max_seq_len * q.input_size, max_seq_len * q.num_directions * q.output_size,
+                 max_seq_len, initial_state=initial_state, with_states=with_states)  # fmt: skip
+
+
+def stream_buffer_plan(model, *, ring: int, slots: int, initial_state: bool,
+                       with_states: bool) -> dict:  # fmt: skip
+    """The buffers of a stream-mode build (unidirectional): ``xbuf`` a ring of ``ring``
+    input steps; ``obuf0``/``obuf1`` the outputs of the even/odd layers for ``slots`` steps
+    (word ``(slot * ceil(L/2) + layer // 2) * H_out + j``); ``cmem``; ``mbuf`` with a
+    projection; ``h0buf`` and ``c0buf`` (the initial state a reset restores) with
+    ``initial_state``; ``hnbuf``; ``headbuf`` (``slots`` steps of head outputs for ``all``,
+    one for ``last``)."""
+    q = model
+    per_bank = -(-q.num_layers // 2)
+    words = slots * per_bank * q.output_size
+    return _plan(q, ring * q.input_size, words, slots, initial_state=initial_state,
+                 with_states=with_states, c0=initial_state)  # fmt: skip
+
+
+def _plan(q, x_words: int, out_words: int, head_steps: int, *, initial_state: bool,
+          with_states: bool, c0: bool = False) -> dict:  # fmt: skip
+    """The buffers, in the order they are built: the sizes that depend on the mode given
+    (``xbuf`` and ``obuf*`` words, steps of an every-step head's outputs)."""
     f = q.formats
-    H, Ho, D, L = q.hidden_size, q.output_size, q.num_directions, q.num_layers
-    LD = L * D
-    plan = {"xbuf": (f["x"].bits, Tmax * q.input_size)}
-    for bank in range(min(L, 2)):
-        plan[f"obuf{bank}"] = (f["hidden"].bits, Tmax * D * Ho)
+    H, Ho, LD = q.hidden_size, q.output_size, q.num_layers * q.num_directions
+    plan = {"xbuf": (f["x"].bits, x_words)}
+    for bank in range(min(q.num_layers, 2)):
+        plan[f"obuf{bank}"] = (f["hidden"].bits, out_words)
     plan["cmem"] = (f["cell"].bits, LD * H)
     if q.proj_size:
         plan["mbuf"] = (f["hidden"].bits, H)
     if initial_state:
         plan["h0buf"] = (f["hidden"].bits, LD * Ho)
+    if c0:
+        plan["c0buf"] = (f["cell"].bits, LD * H)
     if with_states:
         plan["hnbuf"] = (f["hidden"].bits, LD * Ho)
     if q.head is not None:
-        rows = q.head.out_features * (Tmax if q.head.mode == "all" else 1)
+        rows = q.head.out_features * (head_steps if q.head.mode == "all" else 1)
         plan["headbuf"] = (f["head_out"].bits, rows)
     return plan
 

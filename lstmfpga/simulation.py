@@ -16,7 +16,38 @@ from lstmfpga.errors import CLIError, SimulationError
 from lstmfpga.hw.manifest import Manifest
 from lstmfpga.sim.cocotb_build import SIMULATORS
 
-__all__ = ["SIMULATORS", "check_labels", "check_spec", "simulate_model"]
+__all__ = ["SIMULATORS", "check_labels", "check_spec", "simulate_model", "stateful_golden"]
+
+
+def stateful_golden(model, x_codes, h0=None, c0=None):
+    """The golden model on the rows of ``x_codes`` ``(B, T, I)`` taken as consecutive
+    segments of one signal (stream mode's ``--stateful``): row ``b`` starts from the final
+    state of row ``b - 1`` (row 0 from ``h0[:, 0]``, ``c0[:, 0]``, default zeros). Returns a
+    :class:`~lstmfpga.quant.golden.GoldenResult` whose batch index is the segment: its
+    ``prediction`` per segment (for a ``last`` head, the head at the segment's last step),
+    ``h_n``/``c_n`` the state at each segment's end. The every-step outputs are those of
+    the golden model on the whole signal (``x_codes.reshape(1, B * T, I)``)."""
+    from lstmfpga.quant import golden
+
+    x_codes = np.asarray(x_codes)
+    parts, h, c = [], None, None
+    if h0 is not None:
+        h = np.asarray(h0)[:, :1]
+    if c0 is not None:
+        c = np.asarray(c0)[:, :1]
+    for b in range(x_codes.shape[0]):
+        part = golden.run(model, x_codes[b : b + 1], h, c)
+        parts.append(part)
+        h, c = part.h_n, part.c_n
+    first = parts[0]
+    return type(first)(
+        np.concatenate([p.output for p in parts]),
+        np.concatenate([p.h_n for p in parts], axis=1),
+        np.concatenate([p.c_n for p in parts], axis=1),
+        None if first.head is None else np.concatenate([p.head for p in parts]),
+        {k: sum(p.saturation[k] for p in parts) for k in first.saturation},
+        {},
+    )
 
 
 def check_spec(model, spec) -> dict:

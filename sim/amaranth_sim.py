@@ -49,6 +49,8 @@ class RunResult:
     wall_seconds: float
     error: bool = False
     meta: dict = field(default_factory=dict)
+    #: per sequence, the cycle each output element was accepted
+    output_cycles: list = field(default_factory=list)
 
 
 def run_amaranth(
@@ -63,6 +65,8 @@ def run_amaranth(
     waves: str | None = None,
     cycle_budget: int | None = None,
     stalls: StallPattern | None = None,
+    resets=None,
+    reset_on_tlast: bool = True,
 ) -> RunResult:
     """Drive ``accelerator`` (an :class:`~lstmfpga.hw.accelerator.LSTMAccelerator`) with the
     sequences of ``x_codes`` ``(B, T, I)`` back to back and collect the ``m_axis`` elements of
@@ -75,7 +79,13 @@ def run_amaranth(
     Each sequence gets a cycle budget from the cycle model (:mod:`lstmfpga.sim.budget`;
     ``cycle_budget`` overrides it): a sequence that exceeds it stops the simulation with
     :class:`~lstmfpga.sim.budget.SimulationStuck`; a ``tlast`` at the wrong element with
-    :class:`~lstmfpga.sim.budget.SimulationError`."""
+    :class:`~lstmfpga.sim.budget.SimulationError`.
+
+    Stream mode (``accelerator.mode == "stream"``): ``reset_on_tlast`` drives the design's
+    input of that name, and ``resets`` ``(B, T)`` (booleans, default none) sets
+    ``s_axis_tuser`` on the first element of step ``t`` of sequence ``b`` (reset the state
+    before that step); the budget comes from
+    :class:`~lstmfpga.hw.stream_cycles.StreamCycleModel`."""
     from ..hw.cycles import CycleModel
 
     for name, value in (("in_stall", in_stall), ("out_stall", out_stall)):
@@ -89,6 +99,14 @@ def run_amaranth(
             f"not {x_codes.shape}"
         )
     B, T, _ = x_codes.shape
+    stream = getattr(accelerator, "mode", "sequence") == "stream"
+    if resets is not None:
+        resets = np.asarray(resets, dtype=bool)
+        if not stream or resets.shape != (B, T):
+            raise ValueError(
+                f"resets must be a (batch, seq) = ({B}, {T}) array for a stream-mode design, "
+                f"not {resets.shape} for mode {getattr(accelerator, 'mode', 'sequence')!r}"
+            )
     geom = StreamGeometry.of(
         accelerator.model,
         with_states=accelerator.with_states,
@@ -96,15 +114,27 @@ def run_amaranth(
     )
     inputs = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
     n_out = geom.output_length(T)
+    users = None
+    if stream:
+        from ..hw.stream_cycles import StreamCycleModel
+
+        compute = StreamCycleModel.of(accelerator).sequence(T)
+        users = np.zeros((B, inputs[0].size), dtype=bool)
+        if resets is not None:  # the first element of each step's x vector
+            first = inputs[0].size - T * input_size + np.arange(T) * input_size
+            users[:, first] = resets
+    else:
+        compute = CycleModel.of(accelerator).compute(T)
     budget = CycleBudget.of(
-        CycleModel.of(accelerator).compute(T), inputs[0].size, n_out,
+        compute, inputs[0].size, n_out,
         in_stall=in_stall, out_stall=out_stall, override=cycle_budget,
     )  # fmt: skip
     if stalls is None:
         stalls = StallPattern.draw(
             B, inputs[0].size, n_out, in_stall=in_stall, out_stall=out_stall, seed=seed
         )
-    bench = _StreamBench(accelerator, inputs, n_out, stalls, budget, seed)
+    bench = _StreamBench(accelerator, inputs, n_out, stalls, budget, seed, users=users,
+                         reset_on_tlast=reset_on_tlast)  # fmt: skip
     sim = Simulator(accelerator)
     sim.add_clock(1e-8)
     sim.add_testbench(bench.run)
@@ -126,6 +156,7 @@ def run_amaranth(
         wall_seconds=wall,
         error=bench.error,
         meta={"cycle_budget": budget.cycles, "expected_cycles": budget.expected},
+        output_cycles=[np.array(c, dtype=np.int64) for c in bench.out_times],
     )
 
 
@@ -140,14 +171,18 @@ class _StreamBench:
     ``error`` (the design's error flag) and ``problem`` (the :class:`SimulationError` that
     stopped the run, or None)."""
 
-    def __init__(self, dut, inputs, n_out: int, stalls: StallPattern, budget, seed: int):
+    def __init__(self, dut, inputs, n_out: int, stalls: StallPattern, budget, seed: int, *,
+                 users=None, reset_on_tlast: bool = True):  # fmt: skip
         self.dut, self.n_out, self.budget, self.seed = dut, n_out, budget, seed
         self.elements = [e.tolist() for e in inputs]
+        self.users = None if users is None else [u.tolist() for u in users]
+        self.reset_on_tlast = reset_on_tlast
         self.in_gaps, self.out_gaps = stalls.in_gaps.tolist(), stalls.out_gaps.tolist()
         B = len(inputs)
         self.in_marks = [[-1, -1] for _ in range(B)]
         self.out_marks = [[-1, -1] for _ in range(B)]
         self.outputs: list[list[int]] = [[] for _ in range(B)]
+        self.out_times: list[list[int]] = [[] for _ in range(B)]
         self.now, self.error, self.problem = 0, False, None
 
     async def run(self, ctx):
@@ -155,6 +190,9 @@ class _StreamBench:
         elements, in_gaps, out_gaps = self.elements, self.in_gaps, self.out_gaps
         in_marks, out_marks, outputs = self.in_marks, self.out_marks, self.outputs
         B, n_in = len(elements), len(elements[0])
+        users, out_times = self.users, self.out_times
+        if users is not None:
+            ctx.set(dut.reset_on_tlast, self.reset_on_tlast)
         b_in = k_in = b_out = k_out = now = window = 0
         in_wait, out_wait = in_gaps[0][0], out_gaps[0][0]
         while b_out < B:
@@ -164,6 +202,8 @@ class _StreamBench:
             if offer:
                 ctx.set(dut.s_axis_tdata, elements[b_in][k_in])
                 ctx.set(dut.s_axis_tlast, k_in == n_in - 1)
+                if users is not None:
+                    ctx.set(dut.s_axis_tuser, users[b_in][k_in])
             ready = out_wait == 0
             ctx.set(dut.m_axis_tready, ready)
             _, _, s_ready, valid, data, last = await ctx.tick().sample(
@@ -187,6 +227,7 @@ class _StreamBench:
             elif valid:
                 got = outputs[b_out]
                 got.append(int(data))
+                out_times[b_out].append(now)
                 if k_out == 0:
                     out_marks[b_out][0] = now
                 k_out += 1

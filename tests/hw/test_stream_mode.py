@@ -1,0 +1,190 @@
+# amaranth: UnusedElaboratable=no
+"""Stream mode (``LSTMAccelerator(..., mode="stream")``) equals the golden model bit for bit.
+
+Each step's input enters and its output leaves as soon as it is computed: the result stream
+of a sequence is exactly sequence mode's (``pack_outputs`` of the golden model), with any
+number of steps (no ``max_seq_len``), state reset per sequence (``reset_on_tlast``) or
+carried across sequences, and a reset before any step whose first input element carries
+``s_axis_tuser``. Amaranth simulator, fixed seeds. The long runs (``slow``) are sized by
+``LSTMFPGA_SWEEP``: ``small`` (the default, CI) 150 steps and a 48-step signal in 8
+segments; ``large`` 1000 steps and a 400-step signal in 8 segments of 50.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from lstmfpga.hw.accelerator import LSTMAccelerator
+from lstmfpga.quant import golden
+from lstmfpga.sim.amaranth_sim import run_amaranth
+from lstmfpga.sim.streams import StreamGeometry, pack_outputs
+from lstmfpga.simulation import stateful_golden
+from lstmfpga.testing import random_inputs, random_qmodel
+
+CASES = {
+    # name: (model kwargs, lanes, simd, T, batch, build options)
+    "1layer-nohead-P4": (dict(input_size=3, hidden_size=4), 4, 1, 6, 2, {}),
+    "P1-odd-head-last": (dict(input_size=2, hidden_size=3, head="last"), 1, 1, 5, 2, {}),
+    "P2-S2-head-all-nobias": (
+        dict(input_size=3, hidden_size=3, bias=False, head="all", head_bias=False),
+        2, 2, 5, 2, {},
+    ),
+    "2layer-proj": (dict(input_size=4, hidden_size=5, num_layers=2, proj_size=2), 4, 1, 5, 2, {}),
+    "3layer-proj-head-all-states-h0": (
+        dict(input_size=2, hidden_size=4, num_layers=3, proj_size=3, head="all", head_out=2),
+        8, 1, 4, 2, dict(with_states=True, initial_state=True),
+    ),
+    "P7-H3-2layer-head-last-states": (
+        dict(input_size=3, hidden_size=3, num_layers=2, head="last", head_out=3),
+        7, 1, 5, 2, dict(with_states=True),
+    ),
+    "V2-P8-S2-2layer": (dict(input_size=5, hidden_size=6, num_layers=2), 8, 2, 4, 2,
+                        dict(cells=2)),
+    "P6-H5-proj-head-all-h0": (
+        dict(input_size=1, hidden_size=5, proj_size=3, head="all", head_out=2), 6, 1, 5, 2,
+        dict(initial_state=True),
+    ),
+}  # fmt: skip
+
+LARGE = os.environ.get("LSTMFPGA_SWEEP", "small") == "large"
+LONG_T = 1000 if LARGE else 150
+SEGMENT_T = 50 if LARGE else 6  # 8 segments of this many steps
+
+
+def _states(q, batch, seed, initial_state):
+    if not initial_state:
+        return None, None
+    rng = np.random.default_rng(seed)
+    L = q.num_layers
+    h0 = q.formats["hidden"].quantize(rng.normal(0, 0.3, (L, batch, q.output_size)))
+    c0 = q.formats["cell"].quantize(rng.normal(0, 0.3, (L, batch, q.hidden_size)))
+    return h0, c0
+
+
+def _expected(acc, expected, batch):
+    geom = StreamGeometry.of(acc.model, with_states=acc.with_states,
+                             initial_state=acc.initial_state)  # fmt: skip
+    return [pack_outputs(geom, expected.prediction, b, expected.h_n, expected.c_n)
+            for b in range(batch)]  # fmt: skip
+
+
+def _assert_equal(outputs, wanted):
+    assert len(outputs) == len(wanted)
+    for b, (got, want) in enumerate(zip(outputs, wanted, strict=True)):
+        mismatch = np.flatnonzero(got != want) if got.shape == want.shape else [-1]
+        assert got.shape == want.shape and len(mismatch) == 0, (
+            f"sequence {b}: shapes {got.shape} {want.shape}, mismatches at {mismatch[:5]}"
+        )
+
+
+def _stream(q, lanes=4, simd=1, **options):
+    return LSTMAccelerator(q, lanes=lanes, simd=simd, mode="stream", **options)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_stream_mode_is_bit_exact(name):
+    kwargs, lanes, simd, T, batch, options = CASES[name]
+    seed = sum(map(ord, name))
+    _, q = random_qmodel(seed, **kwargs)
+    acc = _stream(q, lanes, simd, **options)
+    x = golden.quantize_inputs(q, random_inputs(seed, batch, T, q.input_size))
+    h0, c0 = _states(q, batch, seed, options.get("initial_state"))
+    result = run_amaranth(acc, x, h0, c0)
+    assert not result.error
+    _assert_equal(result.outputs, _expected(acc, golden.run(q, x, h0, c0), batch))
+
+
+@pytest.mark.parametrize(("seed", "lanes", "head"), [(1, 4, "all"), (2, 6, None), (3, 3, "last")])
+def test_random_stalls_on_both_streams_lose_nothing(seed, lanes, head):
+    _, q = random_qmodel(seed, input_size=3, hidden_size=5, num_layers=2, head=head, head_out=2)
+    acc = _stream(q, lanes, with_states=True)
+    x = golden.quantize_inputs(q, random_inputs(seed, 2, 5, 3))
+    result = run_amaranth(acc, x, in_stall=0.4, out_stall=0.5, seed=seed)
+    assert not result.error
+    _assert_equal(result.outputs, _expected(acc, golden.run(q, x), 2))
+
+
+def test_outputs_leave_before_the_sequence_is_in():
+    """Step 0's output is out before step 1's input is taken (inputs held back), so no
+    step waits for the rest of the sequence."""
+    _, q = random_qmodel(4, input_size=2, hidden_size=3)
+    acc = _stream(q, 4)
+    x = golden.quantize_inputs(q, random_inputs(4, 1, 6, 2))
+    result = run_amaranth(acc, x)
+    first_out = result.output_cycles[0][0]
+    assert first_out < result.cycles[0].last_in
+    _assert_equal(result.outputs, _expected(acc, golden.run(q, x), 1))
+
+
+@pytest.mark.slow
+def test_a_long_sequence_on_a_tiny_model_beyond_max_seq_len():
+    _, q = random_qmodel(5, input_size=1, hidden_size=2, head="all", head_out=1)
+    acc = _stream(q, 8, max_seq_len=4)
+    x = golden.quantize_inputs(q, random_inputs(5, 1, LONG_T, 1))
+    result = run_amaranth(acc, x)
+    assert not result.error
+    _assert_equal(result.outputs, _expected(acc, golden.run(q, x), 1))
+
+
+@pytest.mark.slow
+def test_a_signal_as_8_stateful_segments_equals_golden_on_the_whole_signal():
+    _, q = random_qmodel(6, input_size=2, hidden_size=3, num_layers=2)
+    acc = _stream(q, 6, with_states=True, initial_state=True)
+    signal = golden.quantize_inputs(q, random_inputs(6, 1, 8 * SEGMENT_T, 2))
+    segments = signal.reshape(8, SEGMENT_T, 2)
+    h0, c0 = _states(q, 8, 6, True)
+    resets = np.zeros((8, SEGMENT_T), dtype=bool)
+    resets[0, 0] = True  # start from segment 0's h0/c0; the others' are not used
+    result = run_amaranth(acc, segments, h0, c0, reset_on_tlast=False, resets=resets)
+    assert not result.error
+    whole = golden.run(q, signal, h0[:, :1], c0[:, :1])
+    got = np.concatenate([out[: SEGMENT_T * 3] for out in result.outputs])
+    np.testing.assert_array_equal(got, whole.output.reshape(-1))
+    # and the final states after each segment are those of the signal up to there
+    _assert_equal(result.outputs, _expected(acc, stateful_golden(q, segments, h0, c0), 8))
+
+
+def test_tuser_resets_the_state_before_its_step():
+    """A reset at step 4 of one sequence gives the outputs of two sequences (0..3, 4..8)."""
+    _, q = random_qmodel(7, input_size=2, hidden_size=4, head="all", head_out=2)
+    acc = _stream(q, 4)
+    x = golden.quantize_inputs(q, random_inputs(7, 1, 9, 2))
+    resets = np.zeros((1, 9), dtype=bool)
+    resets[0, 4] = True
+    result = run_amaranth(acc, x, resets=resets)
+    want = np.concatenate([golden.run(q, x[:, :4]).prediction.reshape(-1),
+                           golden.run(q, x[:, 4:]).prediction.reshape(-1)])  # fmt: skip
+    np.testing.assert_array_equal(result.outputs[0], want)
+
+
+def test_without_reset_on_tlast_state_carries_to_the_next_sequence():
+    _, q = random_qmodel(8, input_size=3, hidden_size=3, head="last")
+    acc = _stream(q, 2)
+    x = golden.quantize_inputs(q, random_inputs(8, 3, 4, 3))
+    result = run_amaranth(acc, x, reset_on_tlast=False)
+    _assert_equal(result.outputs, _expected(acc, stateful_golden(q, x), 3))
+
+
+def test_bidirectional_models_are_refused_in_stream_mode():
+    _, q = random_qmodel(9, input_size=2, hidden_size=3, bidirectional=True)
+    with pytest.raises(ValueError, match=r"^mode 'stream' needs a unidirectional model, not a "
+                       r"bidirectional one: the reverse direction needs the whole sequence "
+                       r"before its first step$"):  # fmt: skip
+        LSTMAccelerator(q, mode="stream")
+
+
+def test_mode_must_be_sequence_or_stream():
+    _, q = random_qmodel(9, input_size=2, hidden_size=3)
+    with pytest.raises(ValueError, match=r"^mode must be 'sequence' or 'stream', not 'streaming'$"):
+        LSTMAccelerator(q, mode="streaming")
+    assert LSTMAccelerator(q).mode == "sequence"
+    assert _stream(q).mode == "stream"
+
+
+def test_stream_ports_exist_only_in_stream_mode():
+    _, q = random_qmodel(9, input_size=2, hidden_size=3)
+    stream, sequence = _stream(q).signature.members, LSTMAccelerator(q).signature.members
+    assert {"s_axis_tuser", "reset_on_tlast"} <= set(stream)
+    assert not {"s_axis_tuser", "reset_on_tlast"} & set(sequence)
+    assert stream["reset_on_tlast"].init == 1
