@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,7 +62,8 @@ class GateRegrouper(wiring.Component):
         ``KIND_*`` of the current item (the schedule position of the results arriving); it
         must change only after ``item_end``.
     enable : ``In(1)``
-        Nothing leaves while it is low (beats are still taken while they fit).
+        Nothing leaves in the cycle after a cycle it was low (it is registered: a flip-flop,
+        not a comparator, heads the departure logic); beats are still taken while they fit.
     i : ``In(stream.Signature(ArrayLayout(signed(bits), P)))``
         One row group: the item's rows ``g*P .. g*P + P - 1`` (padding past its last row).
     unit : ``Out(stream.Signature(StructLayout({"rows": ArrayLayout(signed(bits), 4 * V),
@@ -166,21 +167,21 @@ class GateRegrouper(wiring.Component):
                 m.d.comb += n.eq(k)
         last_unit = Signal()  # this unit beat takes the item's last units
         m.d.comb += last_unit.eq(Cat(*(n_is[k] & eq[k - 1] for k in range(1, V + 1))).any())
-        last_row = Signal()  # the row at ``j`` is the item's last
-        m.d.comb += last_row.eq(_equals(j, max(self._head_rows, 1) - 1))
-        if self._proj_rows:
-            with m.If(self.kind == KIND_PROJ):
-                m.d.comb += last_row.eq(_equals(j, self._proj_rows - 1))
+        # ``row_last[code]``: the row at ``j`` is the last of a ``code`` item (registered)
+        row_last = {code: Signal(name=f"row_last{code}", init=int(rows == 1))
+                    for code, rows in row_kinds.items()}  # fmt: skip
+        last_row = Signal()
+        m.d.comb += last_row.eq(Cat(*((self.kind == c) & f for c, f in row_last.items())).any())
 
-        unit_fire, row_fire, unit_end, row_end = Signal(), Signal(), Signal(), Signal()
+        unit_fire, row_fire = Signal(), Signal()
+        enabled = Signal()  # ``enable`` one cycle late: a flip-flop at the head of the logic
+        m.d.sync += enabled.eq(self.enable)
         m.d.comb += [
-            self.unit.valid.eq(can[0] & (self.kind == KIND_GATES) & self.enable),
-            self.row.valid.eq(at_least(1) & (self.kind != KIND_GATES) & self.enable),
+            self.unit.valid.eq(can[0] & (self.kind == KIND_GATES) & enabled),
+            self.row.valid.eq(at_least(1) & (self.kind != KIND_GATES) & enabled),
             unit_fire.eq(self.unit.valid & self.unit.ready),
             row_fire.eq(self.row.valid & self.row.ready),
-            unit_end.eq(unit_fire & last_unit),
-            row_end.eq(row_fire & last_row),
-            self.item_end.eq(unit_end | row_end),
+            self.item_end.eq((unit_fire & last_unit) | (row_fire & last_row)),
             self.unit.payload.index.eq(j),
             self.unit.payload.count.eq(n),
             self.row.payload.index.eq(j),
@@ -188,14 +189,24 @@ class GateRegrouper(wiring.Component):
         ]
         # the next units are always rowbuf[0 ..] (the buffer shifts down as rows leave)
         m.d.comb += [self.unit.payload.rows[r].eq(rowbuf[r]) for r in range(min(4 * V, cap))]
-        self._indices(m, j, left, ge, eq, n_is, unit_fire, row_fire)
-        leave = self._departures(m, unit_fire, unit_end, row_fire, row_end, n_is, row_kinds)
-        # ``kept[v]``: at least v rows still buffered after this cycle's departure (v >= 1)
+        self._indices(m, j, left, ge, eq, n_is, unit_fire, row_fire, row_last)
+        # What leaves if a unit beat / a row fires, ``[(rows, condition)]`` (the condition
+        # from flip-flops and the kind; an item's last unit or row takes its group's padding
+        # rows with it), and ``kept[v]``: at least v rows stay after this cycle's departure.
+        gate_pad = self._pad(4 * H)
+        unit_out = [(4 * k + (gate_pad if end else 0), n_is[k] & (eq[k - 1] if end else ~eq[k - 1]))
+                    for k in range(1, V + 1) for end in ((0, 1) if gate_pad else (0,))]  # fmt: skip
+        if not gate_pad:
+            unit_out = [(4 * k, n_is[k]) for k in range(1, V + 1)]
+        row_out = [(1, ~last_row)] + [
+            (1 + self._pad(rows), (self.kind == code) & row_last[code])
+            for code, rows in row_kinds.items()
+        ]
         kept = [None] + [Signal(name=f"kept{v}") for v in range(1, cap + 1)]
-        stay = ~Cat(*(cond for _, cond in leave)).any()
         for v in range(1, cap + 1):
-            terms = [stay & at_least(v)] + [cond & at_least(v + out) for out, cond in leave]
-            m.d.comb += kept[v].eq(Cat(*terms).any())
+            if_unit = Cat(*(cond & at_least(v + out) for out, cond in unit_out)).any()
+            if_row = Cat(*(cond & at_least(v + out) for out, cond in row_out)).any()
+            m.d.comb += kept[v].eq(Mux(unit_fire, if_unit, Mux(row_fire, if_row, at_least(v))))
 
         def kept_at_least(v):
             return 1 if v <= 0 else (kept[v] if v <= cap else 0)
@@ -208,22 +219,34 @@ class GateRegrouper(wiring.Component):
             full[v - 1].eq(kept_at_least(v) | (take & kept_at_least(v - P)))
             for v in range(1, cap + 1)
         ]
+        # Each row loads when a beat is taken or a unit/row fires: rows past the ones kept are
+        # don't-cares, so the shifts need no further condition (``fire`` is the enable).
+        fire = Signal()
+        m.d.comb += fire.eq(unit_fire | row_fire)
         for k in range(cap):
-            with m.If(take & ~kept_at_least(k + 1)):  # the new beat's rows go behind the kept
-                offsets = range(max(0, k - P + 1), min(k, spare) + 1)
+            shifted = {}
+            for which, outs in (("unit", unit_out), ("row", row_out)):
+                value = Signal(signed(bits), name=f"row{k}_{which}_shift")
+                m.d.comb += value.eq(rowbuf[min(k + outs[0][0], cap - 1)])
+                for out, cond in outs[1:]:
+                    with m.If(cond):
+                        m.d.comb += value.eq(rowbuf[min(k + out, cap - 1)])
+                shifted[which] = value
+            offsets = range(max(0, k - P + 1), min(k, spare) + 1)
+            # (below ``spare`` a taken beat lands behind the kept rows, which may include k)
+            into = take if k >= spare else take & ~kept_at_least(k + 1)
+            with m.If(into):
                 if len(offsets) == 1:
                     m.d.sync += rowbuf[k].eq(self.i.payload[k - offsets[0]])
                 else:
                     for off in offsets:  # exactly ``off`` rows kept
                         with m.If(kept_at_least(off) & ~kept_at_least(off + 1)):
                             m.d.sync += rowbuf[k].eq(self.i.payload[k - off])
-            for rows_out, cond in leave:
-                if k + rows_out < cap:
-                    with m.Elif(cond):
-                        m.d.sync += rowbuf[k].eq(rowbuf[k + rows_out])
+            with m.Elif(fire):
+                m.d.sync += rowbuf[k].eq(Mux(unit_fire, shifted["unit"], shifted["row"]))
         return m
 
-    def _indices(self, m, j, left, ge, eq, n_is, unit_fire, row_fire):
+    def _indices(self, m, j, left, ge, eq, n_is, unit_fire, row_fire, row_last):
         """The item's unit/row index ``j`` and its units left (``left``, ``ge``, ``eq``):
         each candidate next value is computed from flip-flops, the fired beat selects one."""
         H, V = self._H, self._V
@@ -232,6 +255,7 @@ class GateRegrouper(wiring.Component):
             m.d.sync += left.eq(H)
             m.d.sync += [flag.eq(H >= k) for k, flag in enumerate(ge, 1)]
             m.d.sync += [flag.eq(H == k) for k, flag in enumerate(eq, 1)]
+            m.d.sync += [flag.eq(self._rows_of(code) == 1) for code, flag in row_last.items()]
         with m.Elif(unit_fire):
             for k in range(1, V + 1):
                 with m.If(n_is[k]):  # k units leave: ``left - k`` left
@@ -240,30 +264,10 @@ class GateRegrouper(wiring.Component):
                     m.d.sync += [f.eq(_equals(left, kk + k)) for kk, f in enumerate(eq, 1)]
         with m.Elif(row_fire):
             m.d.sync += j.eq(j + 1)
+            m.d.sync += [f.eq(_equals(j, self._rows_of(code) - 2)) for code, f in row_last.items()]
 
-    def _departures(self, m, unit_fire, unit_end, row_fire, row_end, n_is, row_kinds):
-        """``[(rows leaving, condition)]`` of this cycle (at most one condition holds). An
-        item's last unit or row takes its group's padding rows with it."""
-        gate_pad = self._pad(4 * self._H)
-        departures = {}
-        for k in range(1, self._V + 1):
-            fired = unit_fire & n_is[k]
-            if gate_pad:
-                departures.setdefault(4 * k, []).append(fired & ~unit_end)
-                departures.setdefault(4 * k + gate_pad, []).append(fired & unit_end)
-            else:
-                departures.setdefault(4 * k, []).append(fired)
-        departures.setdefault(1, []).append(row_fire & ~row_end)
-        for code, rows in row_kinds.items():
-            departures.setdefault(1 + self._pad(rows), []).append(row_end & (self.kind == code))
-        if not row_kinds:
-            departures[1].append(row_end)
-        leave = []
-        for rows_out, conditions in sorted(departures.items()):
-            cond = Signal(name=f"leave{rows_out}")
-            m.d.comb += cond.eq(Cat(*conditions).any())
-            leave.append((rows_out, cond))
-        return leave
+    def _rows_of(self, code: int) -> int:
+        return self._proj_rows if code == KIND_PROJ else self._head_rows
 
 
 def _equals(value, constant: int):
