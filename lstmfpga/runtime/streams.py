@@ -243,13 +243,15 @@ def decode_beats(design: HardwareDesign, beats: Beats, T: int) -> Results:
     return decode_outputs(design, fmt.lane_words(codes), T, last=last)
 
 
-def decode_bytes(design: HardwareDesign, data: bytes, T: int) -> Results:
+def decode_bytes(design: HardwareDesign, data: bytes, T: int, *, last=None) -> Results:
     """The bytes a DMA engine received from ``m_axis`` (each result element's lane,
-    little-endian, back to back, for ``B`` sequences of ``T`` steps) → :class:`Results`."""
+    little-endian, back to back, for ``B`` sequences of ``T`` steps) → :class:`Results`;
+    ``last`` (one flag per element: the ends of the received transfers) is checked when
+    given."""
     lane = design.out_format.lane_bytes
     raw = np.frombuffer(bytes(data), np.uint8)
     if raw.size % lane:
         raise StreamError(f"result bytes must be whole {lane}-byte elements, not {raw.size} bytes")
     padded = np.zeros((raw.size // lane, 8), np.uint8)
     padded[:, :lane] = raw.reshape(-1, lane)
-    return decode_outputs(design, padded.view("<u8")[:, 0], T)
+    return decode_outputs(design, padded.view("<u8")[:, 0], T, last=last)

@@ -32,6 +32,7 @@ from lstmfpga.runtime import (
     AsyncRegisters,
     DeviceError,
     HardwareDesign,
+    decode_bytes,
     decode_outputs,
     encode_inputs,
     pack_weights,
@@ -63,14 +64,20 @@ def pauses(seed: int, rate: float):
 
 
 class TB:
+    """With one element per beat (K = 1) a frame is a list of ``tdata`` words (one "byte"
+    lane as wide as ``tdata``); with K > 1 it is the DMA buffer's bytes (byte lanes,
+    cocotbext-axi drives and reads ``tkeep``)."""
+
     def __init__(self, dut, design: HardwareDesign):
         self.dut, self.design = dut, design
+        self.wide = design.beat_elements > 1
         cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        lanes = {} if self.wide else {"byte_lanes": 1}  # K > 1: from tkeep, one per byte
         self.source = AxiStreamSource(
-            AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst, byte_lanes=1
+            AxiStreamBus.from_prefix(dut, "s_axis"), dut.clk, dut.rst, **lanes
         )
         self.sink = AxiStreamSink(
-            AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst, byte_lanes=1
+            AxiStreamBus.from_prefix(dut, "m_axis"), dut.clk, dut.rst, **lanes
         )
         self.weights = AxiStreamSource(AxiStreamBus.from_prefix(dut, "s_axis_w"), dut.clk, dut.rst)
         self.source.set_pause_generator(pauses(1, 0.3))
@@ -91,13 +98,26 @@ class TB:
         and decode them with the runtime."""
         frames = beats.sequences()
         for frame in frames:
-            await self.source.send(AxiStreamFrame([int(v) for v in frame.data]))
-        words, last = [], []
+            await self.source.send(self.frame(frame))
+        received, last = [], []
+        lane = 1 if not self.wide else self.design.out_format.lane_bytes
         for _ in frames:
             got = await self.sink.recv()
-            words += list(got.tdata)
-            last += [False] * (len(got.tdata) - 1) + [True]
-        return decode_outputs(self.design, np.array(words, np.uint64), T, last=np.array(last))
+            received.append(got.tdata)
+            n = len(got.tdata) // lane
+            last += [False] * (n - 1) + [True]
+        if self.wide:
+            data = b"".join(bytes(r) for r in received)
+            return decode_bytes(self.design, data, T, last=np.array(last))
+        words = np.array([w for r in received for w in r], np.uint64)
+        return decode_outputs(self.design, words, T, last=np.array(last))
+
+    def frame(self, stream, drop: int = 0) -> AxiStreamFrame:
+        """One sequence's input as a frame, without its last ``drop`` elements."""
+        if self.wide:
+            data = stream.to_bytes()
+            return AxiStreamFrame(data[: len(data) - drop * stream.lane_bytes])
+        return AxiStreamFrame([int(v) for v in stream.data[: len(stream) - drop]])
 
     async def load_weights(self, model: QuantizedModel):
         """Stream ``model``'s weight beats (the runtime's bytes, one frame) between sequences
@@ -139,8 +159,7 @@ async def runtime_drives_the_axi_top(dut):
 
     # 2. a malformed sequence (not whole x vectors): the sticky flag, cleared on write
     bad = encode_inputs(design, x[:1], case["h0"][:, :1], case["c0"][:, :1])
-    frame = [int(v) for v in bad.data[:-1]]  # one element short
-    await tb.source.send(AxiStreamFrame(frame))
+    await tb.source.send(tb.frame(bad, drop=1))  # one element short
     await tb.sink.recv()  # whatever the accelerator made of the whole vectors it had
     await ClockCycles(dut.clk, 2)
     log["after_bad"] = await tb.snapshot()

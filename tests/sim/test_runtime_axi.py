@@ -3,7 +3,9 @@
 through cocotbext-axi (AxiStreamSource/Sink with random pauses, AxiLiteMaster), exactly as a
 host would over a DMA engine and a register window.
 
-One build, one simulation (tests/sim/runtime_axi_bench.py); the checks are here: results
+One build and one simulation per K, the elements per stream beat, 1 and 4 (the cocotb module
+tests/sim/runtime_axi_bench.py: with K = 4 it moves the runtime's bytes as a DMA engine would,
+tkeep on partial last beats); the checks are here: results
 bit-exact with the golden model, registers counting sequences, the sticky error flag
 cleared on write, the soft reset, and weights reloaded through ``s_axis_w`` (model A, then
 B, then A again, random pauses on every stream) giving the loaded model's results.
@@ -38,18 +40,22 @@ def states(q, batch, seed):
     )
 
 
-@pytest.fixture(scope="module")
-def axi_run(tmp_path_factory):
+@pytest.fixture(scope="module", params=[1, 4], ids=["K1", "K4"])
+def axi_run(tmp_path_factory, request):
+    """One Icarus run per K (elements per s_axis/m_axis beat; K = 4: 64-bit tdata, tkeep on
+    the partial last beats of the T = 5 sequences and of the malformed one)."""
     from cocotb_tools.runner import get_runner
 
     assert shutil.which("iverilog") and shutil.which("vvp"), "Icarus Verilog is needed"
-    run = tmp_path_factory.mktemp("runtime_axi")
+    K = request.param
+    run = tmp_path_factory.mktemp(f"runtime_axi_k{K}")
     _, q = random_qmodel(SEED, **MODEL)
     qb = quantize_like(random_spec(SEED, scale=0.45, **MODEL), q)  # retrained, A's formats
     q.save(run / "qa")
     qb.save(run / "qb")
     acc = LSTMAccelerator(q, lanes=4, max_seq_len=6, with_states=True, initial_state=True)
-    info = write_axi_design(acc, run / "rtl")
+    info = write_axi_design(acc, run / "rtl", beat_elements=K)
+    assert K == 1 or (acc.input_length(5) % K and acc.result_length(3) % K), "partial beats"
     x = random_inputs(SEED, 3, 4, q.input_size)
     x[0, 1] = [1e3, -1e3]  # saturate in the x format
     x2 = random_inputs(SEED + 1, 2, 5, q.input_size)
@@ -78,6 +84,7 @@ def axi_run(tmp_path_factory):
     )
     assert (run / "registers.json").is_file(), (run / "sim.log").read_text()[-3000:]
     return {
+        "K": K,
         "q": q,
         "qb": qb,
         "info": info,
