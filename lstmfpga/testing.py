@@ -1,6 +1,9 @@
-"""Random models for tests, benchmarks and examples (NumPy only, seeded)."""
+"""Random models for tests, benchmarks and examples (NumPy only, seeded), and edited copies
+of what tests feed in (:func:`with_changes`)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -8,7 +11,7 @@ from .export.spec import HeadSpec, LayerWeights, ModelSpec
 from .quant.calibrate import quantize
 from .quant.config import QuantConfig
 
-__all__ = ["random_inputs", "random_qmodel", "random_spec"]
+__all__ = ["random_inputs", "random_qmodel", "random_spec", "with_changes"]
 
 
 def random_spec(
@@ -81,3 +84,17 @@ def random_qmodel(seed: int = 0, preset: str = "q16", calib_batch: int = 16, **k
     spec = random_spec(seed, **kwargs)
     calib = random_inputs(seed, calib_batch, 12, spec.input_size)
     return spec, quantize(spec, calib, QuantConfig.preset(preset))
+
+
+def with_changes(mapping: Mapping, changes: Mapping, *, delete=None) -> dict:
+    """A copy of ``mapping`` with ``changes`` made: each ``key: value`` sets ``key``, a value
+    that is ``delete`` removes it. ``a__b`` names the key ``a.b`` (so that keyword arguments
+    can name ``head.weight`` or ``lstm.bias_hh_l0``)."""
+    result = dict(mapping)
+    for key, value in changes.items():
+        key = key.replace("__", ".")
+        if value is delete:
+            del result[key]
+        else:
+            result[key] = value
+    return result

@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 from helpers.gru_models import random_gru_spec
+from spec_artifacts import assert_edit_refused, edit_manifest
 
 from lstmfpga.export.spec import (
     GRU_GATE_ORDER,
@@ -27,14 +28,6 @@ GRU_NOTE = r" for a GRU \(3\*hidden_size rows: gates r, z, n\)"
 def gru_spec(seed: int = 0, **geometry) -> ModelSpec:
     """A seeded random GRU spec (weights uniform in [-0.5, 0.5])."""
     return random_gru_spec(seed, scale=0.5, **geometry)
-
-
-def _edit_manifest(path, **changes):
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest.update(changes)
-    for key in [k for k, v in changes.items() if v is ...]:
-        del manifest[key]
-    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 ROUND_TRIP = {
@@ -101,7 +94,7 @@ def test_lstm_specs_keep_cell_lstm_and_their_hash(tmp_path):
     )
     path = spec.save(tmp_path / "lstm")
     assert json.loads((path / "manifest.json").read_text())["cell"] == "lstm"
-    _edit_manifest(path, cell=...)  # a spec saved before specs recorded the cell type
+    edit_manifest(path, cell=...)  # a spec saved before specs recorded the cell type
     old = ModelSpec.load(path)
     assert old.cell == "lstm" and old.gate_order == ("i", "f", "g", "o")
     assert old.content_hash() == spec.content_hash()
@@ -133,7 +126,7 @@ def test_gru_gate_order_of_an_artifact_is_honoured(tmp_path):
             array = blocks[["rzn".index(g) for g in order]].reshape(array.shape)
         permuted[name] = array
     np.savez(path / "tensors.npz", **permuted)
-    _edit_manifest(path, gate_order=order)
+    edit_manifest(path, gate_order=order)
     loaded = ModelSpec.load(path)
     assert loaded.gate_order == ("r", "z", "n")
     for name, array in spec.tensors().items():
@@ -165,17 +158,13 @@ BAD_MANIFESTS = {
 
 @pytest.mark.parametrize("name", list(BAD_MANIFESTS))
 def test_bad_gru_manifests_are_refused(name, tmp_path):
-    changes, message = BAD_MANIFESTS[name]
-    path = gru_spec(0).save(tmp_path / "spec")
-    _edit_manifest(path, **changes)
-    with pytest.raises(SpecError, match=message):
-        ModelSpec.load(path)
+    assert_edit_refused(gru_spec(0), tmp_path, edit_manifest, *BAD_MANIFESTS[name])
 
 
 def test_lstm_tensors_labelled_gru_are_refused_by_shape(tmp_path):
     """An LSTM's 4*hidden_size rows under ``cell: gru`` name the GRU's expected shape."""
     path = _lstm_spec().save(tmp_path / "spec")
-    _edit_manifest(path, cell="gru", gate_order=["r", "z", "n"])
+    edit_manifest(path, cell="gru", gate_order=["r", "z", "n"])
     with pytest.raises(
         SpecError,
         match=rf"spec: weight_ih_l0 must have shape \(9, 2\){GRU_NOTE}, not \(12, 2\)$",

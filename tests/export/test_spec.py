@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from spec_artifacts import assert_edit_refused, edit_manifest, save_tensors
 
 from lstmfpga.export.spec import (
     SPEC_FORMAT,
@@ -59,15 +60,9 @@ def test_spec_tensors_are_read_only_copies():
         spec.layers[0][0].w_ih[0, 0] = 2.0
 
 
-def _edit_manifest(path, **changes):
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest.update(changes)
-    (path / "manifest.json").write_text(json.dumps(manifest))
-
-
 def test_version_mismatch_is_refused(tmp_path):
     path = random_spec(0).save(tmp_path / "spec")
-    _edit_manifest(path, version=SPEC_VERSION + 1)
+    edit_manifest(path, version=SPEC_VERSION + 1)
     with pytest.raises(
         SpecError,
         match=rf"lstmfpga.spec version {SPEC_VERSION + 1} is not supported "
@@ -78,7 +73,7 @@ def test_version_mismatch_is_refused(tmp_path):
 
 def test_format_mismatch_is_refused(tmp_path):
     path = random_spec(0).save(tmp_path / "spec")
-    _edit_manifest(path, format="lstmfpga.qmodel")
+    edit_manifest(path, format="lstmfpga.qmodel")
     with pytest.raises(SpecError, match=r"expected a lstmfpga.spec artifact, found 'lstmfpga.q"):
         ModelSpec.load(path)
 
@@ -110,7 +105,7 @@ def test_bad_artifacts_are_refused(tmp_path):
         ModelSpec.load(path)
 
     path = random_spec(0).save(tmp_path / "wrong-shape")
-    _edit_manifest(path, hidden_size=5)
+    edit_manifest(path, hidden_size=5)
     with pytest.raises(
         SpecError, match=r"wrong-shape: weight_ih_l0 must have shape \(20, 3\), not \(16, 3\)$"
     ):
@@ -128,17 +123,6 @@ def test_pickled_tensors_are_never_loaded(tmp_path):
         read_artifact(path, SPEC_FORMAT, SPEC_VERSION)
 
 
-def _save_tensors(path, **changes):
-    tensors = dict(np.load(path / "tensors.npz"))
-    for name, value in changes.items():
-        name = name.replace("__", ".")
-        if value is None:
-            del tensors[name]
-        else:
-            tensors[name] = value
-    np.savez(path / "tensors.npz", **tensors)
-
-
 @pytest.mark.parametrize(
     "order", [["f", "i", "g", "o"], ["o", "g", "f", "i"], ["i", "f", "o", "g"]]
 )
@@ -154,7 +138,7 @@ def test_gate_order_of_an_artifact_is_honoured(order, tmp_path):
             array = blocks[["ifgo".index(g) for g in order]].reshape(array.shape)
         permuted[name] = array
     np.savez(path / "tensors.npz", **permuted)
-    _edit_manifest(path, gate_order=order)
+    edit_manifest(path, gate_order=order)
     loaded = ModelSpec.load(path)
     assert loaded.gate_order == ("i", "f", "g", "o")
     for name, array in spec.tensors().items():
@@ -167,7 +151,7 @@ def test_gate_order_of_an_artifact_is_honoured(order, tmp_path):
 )
 def test_bad_gate_order_is_refused(order, tmp_path):
     path = random_spec(0).save(tmp_path / "spec")
-    _edit_manifest(path, gate_order=order)
+    edit_manifest(path, gate_order=order)
     with pytest.raises(
         SpecError, match=r"spec: gate_order must be a permutation of \['i', 'f', 'g', 'o'\], not "
     ):
@@ -202,11 +186,7 @@ BAD_TENSORS = {
 
 @pytest.mark.parametrize("name", list(BAD_TENSORS))
 def test_bad_tensors_are_refused_by_name(name, tmp_path):
-    changes, message = BAD_TENSORS[name]
-    path = random_spec(0).save(tmp_path / "spec")
-    _save_tensors(path, **changes)
-    with pytest.raises(SpecError, match=message):
-        ModelSpec.load(path)
+    assert_edit_refused(random_spec(0), tmp_path, save_tensors, *BAD_TENSORS[name])
 
 
 BAD_MANIFESTS = {
@@ -232,11 +212,7 @@ BAD_MANIFESTS = {
 
 @pytest.mark.parametrize("name", list(BAD_MANIFESTS))
 def test_bad_manifest_fields_are_refused(name, tmp_path):
-    changes, message = BAD_MANIFESTS[name]
-    path = random_spec(0).save(tmp_path / "spec")
-    _edit_manifest(path, **changes)
-    with pytest.raises(SpecError, match=message):
-        ModelSpec.load(path)
+    assert_edit_refused(random_spec(0), tmp_path, edit_manifest, *BAD_MANIFESTS[name])
 
 
 def test_truncated_tensors_and_deep_manifest_are_refused(tmp_path):

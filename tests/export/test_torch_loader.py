@@ -34,6 +34,7 @@ from lstmfpga.export import archives, files, pt2_archive
 from lstmfpga.export.model_files import detect_format, load_model
 from lstmfpga.export.spec import ModelSpec, SpecError
 from lstmfpga.export.torch_loader import from_module, from_state_dict
+from lstmfpga.testing import with_changes
 
 pytestmark = [pytest.mark.filterwarnings(w) for w in TORCH_WARNINGS]
 
@@ -402,14 +403,7 @@ def test_state_dict_infers_every_lstm_option():
 
 
 def _modified(state_dict, **changes):
-    result = dict(state_dict)
-    for key, value in changes.items():
-        key = key.replace("__", ".")
-        if value is None:
-            del result[key]
-        else:
-            result[key] = value
-    return result
+    return with_changes(state_dict, changes)
 
 
 BASE = dict(input_size=3, hidden_size=4, num_layers=2)

@@ -24,6 +24,8 @@ import torch
 from harness import Case, assert_refused, run_cli
 from torch import nn
 
+from lstmfpga.testing import with_changes
+
 pytestmark = [
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
     pytest.mark.filterwarnings("ignore:`torch.jit.*` is deprecated:DeprecationWarning"),
@@ -69,13 +71,7 @@ def copy_spec(c: Case, good: mf.Good, manifest=None, **tensors):
         data = manifest(data)
     text = data if isinstance(data, str) else json.dumps(data)
     (target / "manifest.json").write_text(text)
-    arrays = dict(np.load(good.spec / "tensors.npz"))
-    for name, value in tensors.items():
-        name = name.replace("__", ".")
-        if value is None:
-            del arrays[name]
-        else:
-            arrays[name] = value
+    arrays = with_changes(np.load(good.spec / "tensors.npz"), tensors)
     with open(target / "tensors.npz", "wb") as file:
         np.savez(file, **arrays)
     return target
