@@ -20,7 +20,7 @@ from .activation import RomBank, lookup_latency, lookup_stages
 from .pipeline import SkidOutput, delay, register, valid_chain
 from .requant import requantize, rounding_up
 
-__all__ = ["GRUCellDatapath", "gru_cell_latency"]
+__all__ = ["GRUCellDatapath", "gru_cell_latency", "gru_cell_multipliers"]
 
 #: Stages before the r/z lookups: the requantized r, z (``preact``) and n_h (``hn``).
 _PRE_STAGES = 1
@@ -37,6 +37,27 @@ def gru_cell_latency(sigmoid: ActivationTable, tanh_gate: ActivationTable) -> in
     tanh lookup, 4 (21 with interpolating tables, 17 with direct ones)."""
     lookups = lookup_latency((sigmoid,)) + lookup_latency((tanh_gate,))
     return _PRE_STAGES + lookups + _MID_STAGES + _POST_STAGES
+
+
+def gru_cell_multipliers(arith: GRUCellArithmetic, cells: int = 1) -> list[dict]:
+    """The hardware multipliers of ``cells`` :class:`GRUCellDatapath` s, as
+    :func:`~.plans.multiplier_plan` lists them (``where``, ``count``, operand widths
+    ``a_bits``, ``b_bits``): the interpolations of the tables that interpolate (r and z
+    through the sigmoid, n through the tanh) and the three products ``r·hn``,
+    ``(ONE - z)·n``, ``z·h_prev``."""
+    g, V = arith.gate.bits, cells
+    muls = []
+    for where, table, count in (("GRU r, z sigmoid interpolation", arith.sigmoid, 2 * V),
+                                ("GRU n tanh interpolation", arith.tanh_gate, V)):  # fmt: skip
+        if table.interpolates:
+            muls.append({"where": where, "count": count, "a_bits": table.slope_bits,
+                         "b_bits": table.shift + 1})  # fmt: skip
+    muls += [
+        {"where": "GRU r*hn", "count": V, "a_bits": g, "b_bits": arith.hn.bits},
+        {"where": "GRU (1-z)*n", "count": V, "a_bits": g + 1, "b_bits": g},
+        {"where": "GRU z*h_prev", "count": V, "a_bits": g, "b_bits": arith.hidden.bits},
+    ]
+    return muls
 
 
 def _check_arith(arith) -> None:

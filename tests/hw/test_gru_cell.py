@@ -8,17 +8,18 @@ Verilog is lint-clean."""
 
 import itertools
 import os
+import re
 from dataclasses import replace
 
 import numpy as np
 import pytest
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import signed
 from amaranth.lib import data
 from helpers.gru_models import random_gru_qmodel, step_inputs
 from streams import run_stream
 
-from lstmfpga.hw.gru_cell import GRUCellDatapath, gru_cell_latency
+from lstmfpga.hw.gru_cell import GRUCellDatapath, gru_cell_latency, gru_cell_multipliers
 from lstmfpga.quant.activation import make_table
 from lstmfpga.quant.fixed import OVERFLOW_MODES, ROUNDING_MODES
 from lstmfpga.quant.gru_golden import GRUCellArithmetic, GRUStep
@@ -221,3 +222,23 @@ def test_verilog_is_lint_clean(tmp_path):
     dut = GRUCellDatapath(GRUCellArithmetic.of(_model(CASES["direct-tables-truncate"], 3)[0]))
     (tmp_path / "gru_cell.v").write_text(verilog.convert(dut, name="gru_cell"))
     assert verilator_lint(tmp_path, "gru_cell") == ""
+
+
+@pytest.mark.parametrize(("name", "count"), [("q16", 6), ("w8a8-narrow-hidden-mixed-tables", 5),
+                                             ("direct-tables-truncate", 3)])  # fmt: skip
+def test_multiplier_count_and_widths_are_the_designs(name, count):
+    """``gru_cell_multipliers`` lists exactly the design's ``$mul`` cells and their widths."""
+    arith = GRUCellArithmetic.of(_model(CASES[name], 3)[0])
+    text = rtlil.convert(GRUCellDatapath(arith), name="gru_cell")
+    design = sorted(
+        tuple(sorted((int(a), int(b))))
+        for a, b in re.findall(
+            r"cell \$mul .*\n(?:\s+parameter .*\n)*?\s+parameter \\A_WIDTH (\d+)"
+            r"\n\s+parameter \\B_WIDTH (\d+)",
+            text,
+        )
+    )
+    listed = sorted(tuple(sorted((m["a_bits"], m["b_bits"])))
+                    for m in gru_cell_multipliers(arith) for _ in range(m["count"]))  # fmt: skip
+    assert len(design) == count and design == listed
+    assert sum(m["count"] for m in gru_cell_multipliers(arith, cells=3)) == 3 * count
