@@ -270,14 +270,8 @@ class ModelSpec(LSTMGeometry):
 
     @property
     def parameter_count(self) -> int:
-        count = 0
-        for directions in self.layers:
-            for lw in directions:
-                for t in (lw.w_ih, lw.w_hh, lw.b_ih, lw.b_hh, lw.w_hr):
-                    count += 0 if t is None else t.size
-        if self.head is not None:
-            count += self.head.weight.size + (0 if self.head.bias is None else self.head.bias.size)
-        return count
+        """Float parameters: the elements of every tensor (:meth:`tensors`)."""
+        return sum(t.size for t in self.tensors().values())
 
     def describe(self) -> str:
         """A few readable lines: architecture and parameter count."""

@@ -292,16 +292,8 @@ class QuantizedModel(LSTMGeometry):
 
     @property
     def weight_count(self) -> int:
-        n = 0
-        for directions in self.layers:
-            for q in directions:
-                for t in (q.w_ih, q.w_hh, q.bias, q.w_hr, q.b_hn):
-                    n += 0 if t is None else t.codes.size
-        if self.head is not None:
-            n += self.head.weight.codes.size + (
-                0 if self.head.bias is None else self.head.bias.codes.size
-            )
-        return n
+        """Stored weight and bias codes: the elements of every tensor (:meth:`named_tensors`)."""
+        return sum(t.codes.size for _, t in self.named_tensors() if t is not None)
 
     def widest_weight_bits(self, head: bool = True) -> int:
         """The widest weight format (bits) over every layer's ``w_ih``, ``w_hh`` and ``w_hr``,

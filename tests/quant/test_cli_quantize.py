@@ -38,6 +38,16 @@ def files(tmp_path):
     return spec, spec_path, tmp_path / "calib.npy", calib
 
 
+@pytest.fixture
+def qmodel_path(files, tmp_path):
+    """The qmodel folder ``lstmfpga quantize SPEC --calib X -o q`` writes for ``files``."""
+    _, spec_path, calib_path, _ = files
+    path = tmp_path / "q"
+    run = _parse(["quantize", str(spec_path), "--calib", str(calib_path), "-o", str(path)])
+    run.func(run)
+    return path
+
+
 @pytest.mark.parametrize("preset", ["q16", "w8a16"])
 def test_quantize_writes_a_model_and_reports_it(files, tmp_path, capsys, preset):
     spec, spec_path, calib_path, calib = files
@@ -129,11 +139,8 @@ def test_errors_are_one_line_with_exit_code_2(files, tmp_path, capsys, main, set
     assert not (tmp_path / "q").exists()
 
 
-def test_predict_qmodel_matches_the_golden_model(files, tmp_path):
-    spec, spec_path, calib_path, _calib = files
-    path = tmp_path / "q"
-    run = _parse(["quantize", str(spec_path), "--calib", str(calib_path), "-o", str(path)])
-    run.func(run)
+def test_predict_qmodel_matches_the_golden_model(files, qmodel_path):
+    spec, path = files[0], qmodel_path
     model = QuantizedModel.load(path)
     x = random_inputs(8, 5, 7, spec.input_size)
     LD = spec.num_layers
@@ -153,13 +160,9 @@ def test_predict_qmodel_matches_the_golden_model(files, tmp_path):
     assert values.saturation == result.saturation
 
 
-def test_describe_qmodel(files, tmp_path):
-    _, spec_path, calib_path, _ = files
-    path = tmp_path / "q"
-    run = _parse(["quantize", str(spec_path), "--calib", str(calib_path), "-o", str(path)])
-    run.func(run)
-    text = command.describe_qmodel(path)
-    model = QuantizedModel.load(path)
+def test_describe_qmodel(qmodel_path):
+    text = command.describe_qmodel(qmodel_path)
+    model = QuantizedModel.load(qmodel_path)
     assert text.startswith(model.describe())
     assert f"weights: {model.weight_count} codes, " in text
     assert text.endswith(" ROM bits")
