@@ -13,10 +13,12 @@ from amaranth.lib.memory import Memory
 from helpers.gru_models import random_gru_qmodel, step_inputs
 from helpers.streams import Harness, expect_quiet, get_all, put_all, simulate
 
+from lstmfpga.export.spec import SpecError
 from lstmfpga.hw.gru_cell import gru_cell_latency
 from lstmfpga.hw.gru_cellbank import GRUCellBank, gru_cell_bank_reference
 from lstmfpga.hw.gru_layout import gru_gate_rows, gru_rows_reference
 from lstmfpga.sim.lint import verilator_lint
+from lstmfpga.testing import random_qmodel
 
 # name: (V, quantization config)
 CASES = {
@@ -125,6 +127,11 @@ def test_parameters_latency_and_errors():
         GRUCellBank(model, cells=1, in_bits=16, h_depth=4)
     with pytest.raises(ValueError, match=r"^h_depth must be an integer >= 1, not 0$"):
         GRUCellBank(model, cells=1, in_bits=model.acc.bits, h_depth=0)
+    _, lstm = random_qmodel(1, input_size=2, hidden_size=2)
+    with pytest.raises(SpecError, match=r"runs GRU qmodels only, not cell 'lstm'$"):
+        GRUCellBank(lstm, cells=1, in_bits=64, h_depth=4)
+    with pytest.raises(TypeError, match=r"^model must be a QuantizedModel, not 'model'$"):
+        GRUCellBank("model", cells=1, in_bits=64, h_depth=4)
 
 
 def test_verilog_is_lint_clean(tmp_path):
