@@ -16,12 +16,26 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, Value
 
-__all__ = ["FABRIC_ATTR", "SkidOutput", "adder_tree", "delay", "register", "valid_chain"]
+__all__ = [
+    "FABRIC_ATTR",
+    "NO_RW_CHECK",
+    "SkidOutput",
+    "adder_tree",
+    "delay",
+    "register",
+    "valid_chain",
+]
 
 
 #: Verilog attribute of a register that stays a fabric flip-flop (``lstmfpga.synth.absorb``
 #: moves no flip-flop whose output net carries it into a DSP or block RAM).
 FABRIC_ATTR = "lstmfpga_fabric"
+
+#: ``attrs`` of a :class:`~amaranth.lib.memory.Memory` whose reads never meet a write to the
+#: same address in the same cycle (or whose such reads are never used): Yosys' ``no_rw_check``,
+#: so synthesis adds no collision logic (address comparators and a write-data bypass in front
+#: of the block RAM's read register). Simulation is unaffected.
+NO_RW_CHECK = {"no_rw_check": 1}
 
 
 def register(m: Module, advance: Value, value: Value, *, name: str, fabric: bool = False) -> Signal:

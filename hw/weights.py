@@ -15,7 +15,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .layout import WeightLayout, select_bits
-from .pipeline import SkidOutput, register
+from .pipeline import NO_RW_CHECK, SkidOutput, register
 
 __all__ = ["WeightMemory"]
 
@@ -154,13 +154,21 @@ class WeightMemory(wiring.Component):
         P, S = layout.lanes, layout.simd
         wbits, abits = layout.weight_bits, layout.acc.bits
         # Depths of at least 2 keep every address at least one bit wide (no 0-bit ports).
+        # ``no_rw_check``: the load port writes only between sequences, the reads that matter
+        # happen while a matrix streams (``docs/accelerator.md``, weight port), so a read
+        # never meets a write to its address in the same cycle, and synthesis needs no
+        # collision logic (address comparators and a bypass in front of the read register).
         m.submodules.weights = wmem = Memory(
-            shape=unsigned(P * S * wbits), depth=max(2, layout.depth), init=layout.packed_weights()
+            shape=unsigned(P * S * wbits),
+            depth=max(2, layout.depth),
+            init=layout.packed_weights(),
+            attrs=NO_RW_CHECK,
         )
         m.submodules.biases = bmem = Memory(
             shape=unsigned(P * abits),
             depth=max(2, layout.bias_depth),
             init=layout.packed_biases(),
+            attrs=NO_RW_CHECK,
         )
         n.w_rd, n.b_rd = wmem.read_port(), bmem.read_port()
         w_wr, b_wr = wmem.write_port(), bmem.write_port()
@@ -194,6 +202,9 @@ class WeightMemory(wiring.Component):
                 "base": addr_shape,
                 "bias_base": baddr_shape,
                 "last_col": col_shape,  # first column of the last chunk
+                "penult_col": col_shape,  # first column of the chunk before it (or 0)
+                "one_chunk": 1,  # last_col == 0
+                "one_beat": 1,  # one chunk and one group
                 "groups_m1": group_shape,
                 "target": target_sel_shape,
                 # segment s covers columns bound[s-1] .. bound[s]-1 (bound[-1] = cols)
@@ -215,6 +226,9 @@ class WeightMemory(wiring.Component):
                         "base": mat.base,
                         "bias_base": mat.bias_base,
                         "last_col": (mat.chunks - 1) * S,
+                        "penult_col": max(0, mat.chunks - 2) * S,
+                        "one_chunk": int(mat.chunks == 1),
+                        "one_beat": int(mat.chunks == 1 and mat.groups == 1),
                         "groups_m1": mat.groups - 1,
                         "target": mat.target,
                         "bounds": bounds,
@@ -283,8 +297,20 @@ class WeightMemory(wiring.Component):
             g_next.eq(g),
             cur_next.eq(cur),
         ]
+        # The next ``at_last``/``at_end`` of each case come from flip-flops (the matrix
+        # constants and comparisons of the current counters), so the case select is the only
+        # logic behind ``cmd.valid``: no adder or comparator after it.
+        penult_k = Signal(name="penult_k")  # k + S is the last chunk
+        last_g = Signal(name="last_g")  # g is the last group
+        penult_g = Signal(name="penult_g")  # g + 1 is the last group
+        m.d.comb += [
+            penult_k.eq(k == cur.penult_col),
+            last_g.eq(g == cur.groups_m1),
+            penult_g.eq(g + 1 == cur.groups_m1),
+        ]
         with m.If(self.cmd.valid & self.cmd.ready):
-            m.d.sync += active.eq(1)
+            m.d.sync += [active.eq(1), at_last.eq(next_params.one_chunk),
+                         at_end.eq(next_params.one_beat)]  # fmt: skip
             m.d.comb += [
                 cur_next.eq(next_params),
                 k_next.eq(0),
@@ -296,6 +322,7 @@ class WeightMemory(wiring.Component):
             with m.If(at_end):
                 m.d.sync += active.eq(0)
             with m.Elif(at_last):
+                m.d.sync += [at_last.eq(cur.one_chunk), at_end.eq(cur.one_chunk & penult_g)]
                 m.d.comb += [
                     k_next.eq(0),
                     g_next.eq(g + 1),
@@ -303,16 +330,14 @@ class WeightMemory(wiring.Component):
                     addr_next.eq(addr + 1),
                 ]
             with m.Else():
+                m.d.sync += [at_last.eq(penult_k), at_end.eq(penult_k & last_g)]
                 m.d.comb += [k_next.eq(k + S), addr_next.eq(addr + 1)]
-        last_next = k_next == cur_next.last_col
         m.d.sync += [
             addr.eq(addr_next),
             baddr.eq(baddr_next),
             k.eq(k_next),
             g.eq(g_next),
             cur.eq(cur_next),
-            at_last.eq(last_next),
-            at_end.eq(last_next & (g_next == cur_next.groups_m1)),
         ]
 
         n.active, n.addr, n.baddr, n.k, n.g = active, addr, baddr, k, g

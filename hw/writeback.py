@@ -8,7 +8,7 @@ arrive in schedule order, so no addresses travel with the data.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import WritePort
 from amaranth.lib.wiring import In, Out
@@ -134,8 +134,11 @@ class WriteBack(wiring.Component):
             self.rows.ready.eq(1),
             unit_fire.eq(self.units.valid),
             row_fire.eq(self.rows.valid),
-            item_end.eq((unit_fire & (j + count == H))
-                        | (row_fire & (j == Mux(cur.kind == KIND_PROJ, Ho, self._head_rows) - 1))),
+            # (as comparisons of j with constants: no adder before the cursor's advance)
+            item_end.eq((unit_fire & Cat(*[(count == k) & (j == H - k)
+                                           for k in range(1, self._V + 1)]).any())
+                        | (row_fire & Mux(cur.kind == KIND_PROJ, j == Ho - 1,
+                                          j == max(self._head_rows, 1) - 1))),
             cur.advance.eq(item_end),
         ]  # fmt: skip
         with m.If(item_end):
