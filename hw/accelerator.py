@@ -120,8 +120,9 @@ class LSTMAccelerator(wiring.Component):
         leaves as soon as it is computed, sequences of any length, state kept across
         sequences on request; ``max_seq_len`` does not apply). Stream mode adds the inputs
         ``s_axis_tuser`` (on the first element of a step's ``x`` vector: reset the state
-        before that step) and ``reset_on_tlast`` (reset before every sequence's first step;
-        high unless driven). See ``docs/accelerator.md`` and :mod:`.stream_top`.
+        before that step) and ``keep_state`` (1: carry the state over ``tlast``; 0, also
+        when left undriven: reset it before every sequence's first step). See
+        ``docs/accelerator.md`` and :mod:`.stream_top`.
     """
 
     def __init__(
@@ -182,7 +183,7 @@ class LSTMAccelerator(wiring.Component):
                 "error": Out(1),
                 "w": In(stream.Signature(self._load_layout)),
             }
-            | ({"s_axis_tuser": In(1), "reset_on_tlast": In(1, init=1)} if mode == "stream" else {})
+            | ({"s_axis_tuser": In(1), "keep_state": In(1)} if mode == "stream" else {})
         )
 
     # -- parameters ---------------------------------------------------------------------------

@@ -75,7 +75,15 @@ class StreamCycleModel:
             ),
             "latency": self.latency,
             "interval": self.interval,
+            "per_step_outputs": self.per_step_outputs,
+            "input_size": self.input_size,
         }
+
+    @classmethod
+    def from_dict(cls, info: dict) -> StreamCycleModel:
+        """From :meth:`to_dict` (a manifest's ``stream_cycles``)."""
+        return cls(*(int(info[k]) for k in ("latency", "interval", "per_step_outputs",
+                                              "input_size")))  # fmt: skip
 
 
 def _steady_interval(model: CycleModel, steps: int = 12) -> int:

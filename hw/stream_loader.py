@@ -43,8 +43,8 @@ class StreamLoader(wiring.Component):
     i : ``In(stream.Signature(StructLayout({"data": signed(data_bits), "last": 1, "user": 1})))``
         The input elements: ``last`` ends a sequence (``tlast``); ``user`` on the first
         element of a step's ``x`` vector requests a state reset before that step.
-    reset_on_tlast : ``In(1)``
-        Reset the state before the first step of every sequence.
+    keep_state : ``In(1)``
+        0: reset the state before the first step of every sequence; 1: carry it over.
     open : ``In(1)``
         A new sequence may start (the previous one is drained): the first element of a
         sequence waits for it.
@@ -88,7 +88,7 @@ class StreamLoader(wiring.Component):
         self._element = data.StructLayout({"data": signed(data_bits), "last": 1, "user": 1})
         members = {
             "i": In(stream.Signature(self._element)),
-            "reset_on_tlast": In(1),
+            "keep_state": In(1),
             "open": In(1),
             "drained": In(STEP_BITS),
             "x_w": In(WritePort.Signature(addr_width=addr_width(ring * input_size),
@@ -145,7 +145,7 @@ class StreamLoader(wiring.Component):
             with m.Else():
                 reset_now = Signal()
                 m.d.comb += reset_now.eq(
-                    Mux(feat == 0, elem.user | (first_step & self.reset_on_tlast), step_reset)
+                    Mux(feat == 0, elem.user | (first_step & ~self.keep_state), step_reset)
                 )
                 m.d.comb += [self.x_w.addr.eq(slot * I + feat), self.x_w.data.eq(elem.data),
                              self.x_w.en.eq(1)]  # fmt: skip

@@ -109,7 +109,7 @@ def _loader(m, n, acc):
         loader.i.payload.last.eq(acc.s_axis_tlast),
         loader.i.payload.user.eq(acc.s_axis_tuser),
         acc.s_axis_tready.eq(loader.i.ready),
-        loader.reset_on_tlast.eq(acc.reset_on_tlast),
+        loader.keep_state.eq(acc.keep_state),
         loader.open.eq(~pending),
         loader.drained.eq(n.drain.n),
         acc.error.eq(loader.error),

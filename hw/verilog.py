@@ -127,6 +127,8 @@ _DESCRIBE = {
     "w__payload": "weight beat: bit 0 bias, then the word address, then the word (weight_port)",
     "w__valid": "weight beat valid",
     "w__ready": "weight beat ready (only between sequences)",
+    "s_axis_tuser": "stream mode: on the first element of a step's x, reset the state first",
+    "keep_state": "stream mode: 1 carries the state over tlast, 0 resets it per sequence",
 }
 
 
@@ -180,6 +182,14 @@ def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
     q = acc.model
     cycles = CycleModel.of(acc)
     memories = acc.memory_plan()
+    mode = {}
+    compute = None
+    if acc.mode == "stream":
+        from .stream_cycles import StreamCycleModel
+
+        stream_cycles = StreamCycleModel.of(acc)
+        compute = ComputeCycles(stream_cycles.latency, stream_cycles.interval)
+        mode = {"mode": "stream", "stream_cycles": stream_cycles.to_dict()}
     geometry = StreamGeometry.of(q, with_states=acc.with_states, initial_state=acc.initial_state)
     return Manifest(
         top=name,
@@ -188,7 +198,7 @@ def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
         cells=acc.cells,
         max_seq_len=acc.max_seq_len,
         geometry=geometry,
-        compute=_compute_cycles(cycles),
+        compute=_compute_cycles(cycles) if compute is None else compute,
         ports=_ports(acc),
         model=q.geometry_dict() | {"preset": q.config.name},
         formats={role: str(fmt) for role, fmt in q.formats.items()} | {"acc": str(q.acc)},
@@ -209,7 +219,8 @@ def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
             # reloaded weights must fit (`pack-weights`, `quantize --formats-from`)
             "quantization": {"rounding": q.rounding, "overflow": q.overflow},
             "weight_formats": {n: str(f) for n, f in tensor_formats(q).items()},
-        },
+        }
+        | mode,
     )
 
 
@@ -265,6 +276,7 @@ def generate(
     initial_state: bool = False,
     memories: str = "inline",
     name: str = "lstm_accel",
+    mode: str = "sequence",
 ) -> dict:
     """Write Verilog, memory files and the manifest for ``model`` into ``outdir``.
 
@@ -285,6 +297,7 @@ def generate(
         max_seq_len=max_seq_len,
         with_states=with_states,
         initial_state=initial_state,
+        mode=mode,
     )
     return write_design(acc, outdir, memories=memories, name=name)
 

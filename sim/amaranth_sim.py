@@ -66,7 +66,7 @@ def run_amaranth(
     cycle_budget: int | None = None,
     stalls: StallPattern | None = None,
     resets=None,
-    reset_on_tlast: bool = True,
+    keep_state: bool = False,
 ) -> RunResult:
     """Drive ``accelerator`` (an :class:`~lstmfpga.hw.accelerator.LSTMAccelerator`) with the
     sequences of ``x_codes`` ``(B, T, I)`` back to back and collect the ``m_axis`` elements of
@@ -81,10 +81,10 @@ def run_amaranth(
     :class:`~lstmfpga.sim.budget.SimulationStuck`; a ``tlast`` at the wrong element with
     :class:`~lstmfpga.sim.budget.SimulationError`.
 
-    Stream mode (``accelerator.mode == "stream"``): ``reset_on_tlast`` drives the design's
-    input of that name, and ``resets`` ``(B, T)`` (booleans, default none) sets
-    ``s_axis_tuser`` on the first element of step ``t`` of sequence ``b`` (reset the state
-    before that step); the budget comes from
+    Stream mode (``accelerator.mode == "stream"``): ``keep_state`` drives the design's
+    input of that name (carry the state from each sequence to the next), and ``resets``
+    ``(B, T)`` (booleans, default none) sets ``s_axis_tuser`` on the first element of step
+    ``t`` of sequence ``b`` (reset the state before that step); the budget comes from
     :class:`~lstmfpga.hw.stream_cycles.StreamCycleModel`."""
     from ..hw.cycles import CycleModel
 
@@ -134,7 +134,7 @@ def run_amaranth(
             B, inputs[0].size, n_out, in_stall=in_stall, out_stall=out_stall, seed=seed
         )
     bench = _StreamBench(accelerator, inputs, n_out, stalls, budget, seed, users=users,
-                         reset_on_tlast=reset_on_tlast)  # fmt: skip
+                         keep_state=keep_state)  # fmt: skip
     sim = Simulator(accelerator)
     sim.add_clock(1e-8)
     sim.add_testbench(bench.run)
@@ -172,11 +172,11 @@ class _StreamBench:
     stopped the run, or None)."""
 
     def __init__(self, dut, inputs, n_out: int, stalls: StallPattern, budget, seed: int, *,
-                 users=None, reset_on_tlast: bool = True):  # fmt: skip
+                 users=None, keep_state: bool = False):  # fmt: skip
         self.dut, self.n_out, self.budget, self.seed = dut, n_out, budget, seed
         self.elements = [e.tolist() for e in inputs]
         self.users = None if users is None else [u.tolist() for u in users]
-        self.reset_on_tlast = reset_on_tlast
+        self.keep_state = keep_state
         self.in_gaps, self.out_gaps = stalls.in_gaps.tolist(), stalls.out_gaps.tolist()
         B = len(inputs)
         self.in_marks = [[-1, -1] for _ in range(B)]
@@ -192,7 +192,7 @@ class _StreamBench:
         B, n_in = len(elements), len(elements[0])
         users, out_times = self.users, self.out_times
         if users is not None:
-            ctx.set(dut.reset_on_tlast, self.reset_on_tlast)
+            ctx.set(dut.keep_state, self.keep_state)
         b_in = k_in = b_out = k_out = now = window = 0
         in_wait, out_wait = in_gaps[0][0], out_gaps[0][0]
         while b_out < B:

@@ -50,7 +50,7 @@ def test_isolated_step_latency_is_the_model(name):
 @pytest.mark.parametrize("name", [n for n in CASES if "last" not in n])
 def test_steady_step_interval_is_the_model(name):
     acc = _accelerator(name)
-    T = 12
+    T = 8
     x = golden.quantize_inputs(acc.model, random_inputs(2, 1, T, acc.model.input_size))
     result = run_amaranth(acc, x)
     model = StreamCycleModel.of(acc)
