@@ -17,17 +17,13 @@ median over a few sequences), and compared with ``CycleModel.step`` and with the
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from results_md import update_section  # benchmarks/results_md.py
+from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "cycles"
 INPUT = 16
 
@@ -88,10 +84,9 @@ def table(rows: list[dict]) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="one small point, prints only")
-    parser.add_argument("--results", type=Path, help="markdown file to update")
-    args = parser.parse_args(argv)
+    args = benchmark_parser(__doc__.splitlines()[0], "one small point, prints only").parse_args(
+        argv
+    )
     points = [(h, p, 1, None) for h in (16, 32, 64, 128) for p in (1, 4, 16)]
     points += [(24, 3, 1, None), (24, 6, 1, None), (48, 6, 1, None), (48, 12, 1, None)]
     points += [(20, 7, 1, None), (32, 24, 1, None), (32, 40, 2, None)]  # padded last group
@@ -110,7 +105,7 @@ def main(argv=None) -> int:
             file=sys.stderr,
         )
     mismatched = [r for r in rows if r["measured"] != r["model"]]
-    command = "python benchmarks/bench_cycles.py" + (" --smoke" if args.smoke else "")
+    command = command_line("bench_cycles.py", args)
     body = [
         "## Cycles per timestep (Verilator)",
         "",
@@ -130,10 +125,7 @@ def main(argv=None) -> int:
         if not mismatched
         else f"MODEL MISMATCH at {[(r['H'], r['P'], r['S']) for r in mismatched]}",
     ]
-    print("\n".join(body))
-    results = args.results if args.results or args.smoke else RESULTS
-    if results is not None:
-        update_section(results, SECTION, "\n".join(body))
+    publish_run(args, SECTION, "\n".join(body))
     return 1 if mismatched else 0
 
 

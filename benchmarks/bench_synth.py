@@ -4,6 +4,9 @@
                                                         # seeds 1 2 3; rewrites the "synth"
                                                         # section of benchmarks/RESULTS.md
     python benchmarks/bench_synth.py --configs 8x1 32x4 --seeds 1 2 3 --workdir W
+    python benchmarks/bench_synth.py --cached-only --workdir W   # tabulate the finished runs
+                                                        # in W only (nothing runs; the rest
+                                                        # is listed as not run)
     python benchmarks/bench_synth.py --smoke            # one tiny model, P = 2, one seed,
                                                         # prints only (what CI runs)
 
@@ -47,14 +50,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_md import update_section  # benchmarks/results_md.py
+from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
 
 from lstmfpga.hw.verilog import generate
 from lstmfpga.synth import synthesize
 from lstmfpga.testing import random_qmodel
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "synth"
 DEMO = dict(input_size=8, hidden_size=32, head="last", head_out=10)
 SMOKE = dict(input_size=2, hidden_size=4, head="last", head_out=3)
@@ -91,10 +92,18 @@ def parse_config(text: str) -> tuple[int, int]:
     return lanes, simd
 
 
-def run_one(workdir: Path, config: tuple[int, int], model_kwargs: dict, seeds: list[int]) -> dict:
+def run_one(
+    workdir: Path, config: tuple[int, int], model_kwargs: dict, seeds: list[int], cached_only=False
+) -> dict | None:
+    """One configuration's row; with ``cached_only`` only the seeds already finished in
+    ``workdir`` (None when there is none)."""
     lanes, simd = config
     outdir = workdir / f"{lanes}x{simd}"
     manifest = outdir / "manifest.json"
+    if cached_only:
+        seeds = [s for s in seeds if (outdir / f"seed{s}.json").is_file()]
+        if not seeds or not manifest.is_file():
+            return None
     if manifest.is_file():
         info = json.loads(manifest.read_text())
     else:
@@ -122,6 +131,7 @@ def run_one(workdir: Path, config: tuple[int, int], model_kwargs: dict, seeds: l
     return {
         "lanes": lanes,
         "simd": simd,
+        "seeds": seeds,
         "device": first["device"],
         "resources": {k: first[k] for k in ("luts", "ffs", "dsps", "brams")},
         "fmax": fmaxes,
@@ -151,7 +161,8 @@ def table(rows: list[dict]) -> list[str]:
         res = r["resources"]
         lines.append(
             f"| {r['lanes']} | {r['simd']} | {r['device']} | {r['cycles']} | {r['tail_gates']} "
-            f"| {', '.join(f'{f:.1f}' for f in r['fmax'])} | {r['fmax_median']:.1f} "
+            f"| {', '.join(f's{s} {f:.1f}' for s, f in zip(r['seeds'], r['fmax'], strict=True))} "
+            f"| {r['fmax_median']:.1f} "
             f"| {r['fmax_min']:.1f} | {r['latency_us']:.2f} / {r['latency_worst_us']:.2f} "
             f"| {res['dsps']} ({r['lanes'] * r['simd']}) | {res['luts']} | {res['ffs']} "
             f"| {res['brams']} | {r['bound']} | {r['cycles'] / r['bound']:.2f} "
@@ -170,35 +181,41 @@ def _path(cp: dict | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="one tiny model, P=2 (CI)")
+    parser = benchmark_parser(__doc__, "one tiny model, P=2 (CI)")
     parser.add_argument(
         "--configs", type=parse_config, nargs="+", help="PxS values (default: the table)"
     )
     parser.add_argument("--seeds", type=int, nargs="+", help="nextpnr seeds (default 1 2 3)")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        help=f"markdown file to update (default: {RESULTS.relative_to(ROOT)}, not with --smoke)",
-    )
     parser.add_argument("--workdir", type=Path, help="keep (and reuse) the designs and runs here")
     parser.add_argument("--note", help="a paragraph added to the section")
+    parser.add_argument(
+        "--cached-only",
+        action="store_true",
+        help="run nothing: tabulate the seeds already finished in --workdir (others listed)",
+    )
     args = parser.parse_args(argv)
     configs = args.configs or ([(2, 1)] if args.smoke else list(DEFAULT_CONFIGS))
     seeds = args.seeds or ([1] if args.smoke else [1, 2, 3])
     model_kwargs = SMOKE if args.smoke else DEMO
-    results = args.results if args.results or args.smoke else RESULTS
-    command = "python benchmarks/bench_synth.py" + (" --smoke" if args.smoke else "")
+    command = command_line("bench_synth.py", args)
     if args.configs:
         command += " --configs " + " ".join(f"{p}x{s}" for p, s in args.configs)
     if args.seeds:
         command += " --seeds " + " ".join(map(str, args.seeds))
+    if args.cached_only:
+        command += " --cached-only --workdir W"
+    if args.cached_only and args.workdir is None:
+        parser.error("--cached-only needs --workdir")
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
         workdir = args.workdir or Path(tmp)
-        rows = [run_one(workdir, c, model_kwargs, seeds) for c in configs]
+        found = {c: run_one(workdir, c, model_kwargs, seeds, args.cached_only) for c in configs}
     total = time.perf_counter() - started
+    rows = [r for r in found.values() if r is not None]
+    missing = [f"{p}x{s}" for (p, s), r in found.items() if r is None]
+    if not rows:
+        parser.error(f"no finished runs in {workdir} for {' '.join(missing)}")
 
     m = model_kwargs
     tools = rows[0]["tools"]
@@ -208,7 +225,9 @@ def main(argv: list[str] | None = None) -> int:
         (
             f"Written by `{command}` on {time.strftime('%Y-%m-%d')} (Python "
             f"{platform.python_version()}; {tools['yosys']}, {tools['nextpnr']}; "
-            f"{total:.0f} s in this call, cached runs reused). Model: I={m['input_size']}, "
+            f"{total:.0f} s in this call, cached runs reused"
+            f"{'; --cached-only: finished runs only' if args.cached_only else ''}). "
+            f"Model: I={m['input_size']}, "
             f"H={m['hidden_size']}, 1 layer, Linear head ({m['head_out']} outputs, last step), "
             f"q16 preset, max_seq_len {MAX_SEQ_LEN}; {FREQ_MHZ} MHz constraint, nextpnr seeds "
             f"{' '.join(map(str, seeds))}, on a machine shared with other jobs (flow times are "
@@ -222,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     for r in rows:
-        for seed, cp in zip(seeds, r["critical"], strict=True):
+        for seed, cp in zip(r["seeds"], r["critical"], strict=True):
             body.append(f"- P={r['lanes']}, S={r['simd']}, seed {seed}: {_path(cp)}")
     if not args.smoke:
         body += ["", f"Target (issue 16): >= {FREQ_MHZ} MHz on every seed at (8, 1) and (32, 4):"]
@@ -232,14 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                 body.append(
                     f"P={r['lanes']}, S={r['simd']}: worst seed {r['fmax_min']:.1f} MHz, {met}."
                 )
+    if missing:
+        body += ["", f"Not in the table (no finished run): {', '.join(missing)}."]
     if args.note:
         body += ["", args.note]
-    text = "\n".join(body)
-    print(text)
-    if results is not None:
-        update_section(results, SECTION, text)
-        print(f"\nupdated the {SECTION} section of {results}", file=sys.stderr)
-    return 0
+    return publish_run(args, SECTION, "\n".join(body))
 
 
 if __name__ == "__main__":
