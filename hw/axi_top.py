@@ -31,6 +31,11 @@ beats and the accelerator's one-element stream (reset with it by ``CONTROL.soft_
 The accelerator still takes and gives one element per cycle. ``K = 1`` is the top above,
 exactly (no ``tkeep``, the same Verilog and manifest).
 
+In stream mode (an accelerator built with ``mode="stream"``) the top adds ``s_axis_tuser``
+(one bit per lane: set on the first element of a step's ``x``, it resets the state before
+that step; with ``K = 1`` one bit), and ``STATE_CONTROL.keep_state`` drives the
+accelerator's ``keep_state`` (carry the state over ``tlast``); ``MODE`` reads the mode.
+
 The stream contract is the accelerator's (``docs/accelerator.md``).
 """
 
@@ -65,6 +70,8 @@ _DESCRIBE = {
     "s_axis_tvalid": "input valid",
     "s_axis_tready": "input ready (high while a sequence is being loaded)",
     "s_axis_tlast": "last element of a sequence",
+    "s_axis_tuser": "stream mode: on the first element of a step's x, reset the state before "
+    "that step (one bit per lane)",
     "m_axis_tdata": "result element: its code sign-extended",
     "m_axis_tvalid": "result valid",
     "m_axis_tready": "result ready (back-pressure pauses the drain)",
@@ -140,6 +147,7 @@ class AXITop(wiring.Component):
             "s_axis_tvalid": In(1),
             "s_axis_tready": Out(1),
             "s_axis_tlast": In(1),
+            **({"s_axis_tuser": In(beat_elements)} if accelerator.mode == "stream" else {}),
             "m_axis_tdata": Out(fmt_out.beat_bits),
             **({"m_axis_tkeep": Out(fmt_out.beat_bytes)} if wide else {}),
             "m_axis_tvalid": Out(1),
@@ -167,12 +175,15 @@ class AXITop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         acc = self._acc
-        m.submodules.registers = regs = RegisterBlock(self._design_id)
+        stream = acc.mode == "stream"
+        m.submodules.registers = regs = RegisterBlock(self._design_id, stream=stream)
         m.submodules.accelerator = ResetInserter(regs.soft_reset)(acc)
         if self._K == 1:
             streams, result_done = self._element_streams()
         else:
             streams, result_done = self._beat_streams(m, regs)
+        if stream:
+            streams.append(acc.keep_state.eq(regs.keep_state))
         m.d.comb += [
             *streams,
             acc.w.payload.eq(self.s_axis_w_tdata[: WeightPort.of(acc.layout).bits]),
@@ -204,6 +215,8 @@ class AXITop(wiring.Component):
             self.m_axis_tlast.eq(acc.m_axis_tlast),
             acc.m_axis_tready.eq(self.m_axis_tready),
         ]
+        if acc.mode == "stream":
+            connections.append(acc.s_axis_tuser.eq(self.s_axis_tuser))
         return connections, acc.m_axis_tvalid & self.m_axis_tready & acc.m_axis_tlast
 
     def _beat_streams(self, m: Module, regs: RegisterBlock) -> tuple[list, object]:
@@ -211,13 +224,15 @@ class AXITop(wiring.Component):
         :meth:`_element_streams`)."""
         acc = self._acc
         fmt_in, fmt_out = beat_formats(acc, self._K)
+        stream = acc.mode == "stream"
         reset = ResetInserter(regs.soft_reset)
-        m.submodules.unpack = unpack = reset(BeatUnpacker(fmt_in))
+        m.submodules.unpack = unpack = reset(BeatUnpacker(fmt_in, user=stream))
         m.submodules.pack = pack = reset(BeatPacker(fmt_out))
         beat, element = ("data", "keep", "last"), ("data", "last")
+        user = ("user",) if stream else ()
         connections = [
-            *_join(self, "s_axis", unpack.i, beat, ports_drive=True),
-            *_join(acc, "s_axis", unpack.o, element, ports_drive=False),
+            *_join(self, "s_axis", unpack.i, beat + user, ports_drive=True),
+            *_join(acc, "s_axis", unpack.o, element + user, ports_drive=False),
             *_join(acc, "m_axis", pack.i, element, ports_drive=True),
             *_join(self, "m_axis", pack.o, beat, ports_drive=False),
         ]

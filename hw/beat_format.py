@@ -42,11 +42,14 @@ def check_beat_elements(value) -> int:
 @dataclass(frozen=True, eq=False)
 class Beats:
     """Stream beats: ``tdata`` ``(n, beat_bytes)`` ``uint8`` (little-endian), ``tkeep``
-    ``(n, beat_bytes)`` ``bool`` (one flag per byte), ``tlast`` ``(n,)`` ``bool``."""
+    ``(n, beat_bytes)`` ``bool`` (one flag per byte), ``tlast`` ``(n,)`` ``bool``, and
+    optionally ``tuser`` ``(n, K)`` ``bool`` (one flag per lane: stream mode's "reset the
+    state before this step" on a step's first element)."""
 
     tdata: np.ndarray
     tkeep: np.ndarray
     tlast: np.ndarray
+    tuser: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.tlast.size)
@@ -57,8 +60,16 @@ class Beats:
 
     def keeps(self) -> list[int]:
         """Each beat's ``tkeep`` as one integer (bit ``b``: byte ``b``)."""
-        bits = np.packbits(self.tkeep, axis=1, bitorder="little")
-        return [int.from_bytes(row.tobytes(), "little") for row in bits]
+        return _ints(self.tkeep)
+
+    def users(self) -> list[int]:
+        """Each beat's ``tuser`` as one integer (bit ``j``: lane ``j``; 0 without ``tuser``)."""
+        return [0] * len(self) if self.tuser is None else _ints(self.tuser)
+
+
+def _ints(flags: np.ndarray) -> list[int]:
+    bits = np.packbits(np.asarray(flags, bool), axis=1, bitorder="little")
+    return [int.from_bytes(row.tobytes(), "little") for row in bits]
 
 
 @dataclass(frozen=True)
@@ -111,13 +122,13 @@ class BeatFormat:
         """Beats of sequences of ``lengths`` elements."""
         return -(-np.asarray(lengths, np.int64) // self.elements)
 
-    def pack(self, codes, last) -> Beats:
-        """Elements (signed ``codes``, with ``last`` on each sequence's last one) → beats:
-        what :class:`~lstmfpga.hw.beats.BeatPacker` sends for them. The stream must end with
-        a ``last``."""
-        return self.pack_words(self.lane_words(np.asarray(codes, np.int64).ravel()), last)
+    def pack(self, codes, last, user=None) -> Beats:
+        """Elements (signed ``codes``, with ``last`` on each sequence's last one; ``user``
+        flags, optional) → beats: what :class:`~lstmfpga.hw.beats.BeatPacker` sends for
+        them. The stream must end with a ``last``."""
+        return self.pack_words(self.lane_words(np.asarray(codes, np.int64).ravel()), last, user)
 
-    def pack_words(self, words, last) -> Beats:
+    def pack_words(self, words, last, user=None) -> Beats:
         """:meth:`pack` of lane words (``uint64``, one per element, as they go into the
         lanes: e.g. codes with zero padding)."""
         words = np.asarray(words, np.uint64).ravel()
@@ -127,6 +138,11 @@ class BeatFormat:
                 f"elements must be one or more whole sequences (the last one with last), not "
                 f"{words.size} elements and {last.size} last flags"
             )
+        if user is not None:
+            user = np.asarray(user, bool).ravel()
+            if user.shape != words.shape:
+                raise ValueError(f"user flags must be one per element ({words.size}), not "
+                                 f"{user.size}")  # fmt: skip
         ends = np.flatnonzero(last) + 1
         starts = np.r_[0, ends[:-1]]
         lengths = ends - starts
@@ -144,7 +160,11 @@ class BeatFormat:
         raw = lanes.astype("<u8").view(np.uint8).reshape(-1, K, 8)[:, :, :L]
         tlast = np.zeros(lanes.shape[0], bool)
         tlast[np.cumsum(beats) - 1] = True
-        return Beats(raw.reshape(-1, K * L).copy(), np.repeat(kept, L, axis=1), tlast)
+        tuser = None
+        if user is not None:
+            tuser = np.zeros(lanes.shape, bool)
+            tuser[beat, lane] = user
+        return Beats(raw.reshape(-1, K * L).copy(), np.repeat(kept, L, axis=1), tlast, tuser)
 
     def unpack(self, beats: Beats) -> tuple[np.ndarray, np.ndarray]:
         """Beats → ``(codes, last)`` of their elements: what
@@ -154,8 +174,7 @@ class BeatFormat:
         is null gives nothing."""
         K, L = self.elements, self.lane_bytes
         tdata = np.asarray(beats.tdata, np.uint8).reshape(-1, K, L)
-        first_kept = np.asarray(beats.tkeep, bool).reshape(-1, K, L)[:, :, 0]
-        kept = np.cumprod(first_kept, axis=1).astype(bool)  # lanes up to the first null one
+        kept = self._kept(beats)
         padded = np.zeros((*tdata.shape[:2], 8), np.uint8)
         padded[:, :, :L] = tdata
         words = padded.view("<u8")[:, :, 0]
@@ -164,3 +183,16 @@ class BeatFormat:
         rows = np.flatnonzero(np.asarray(beats.tlast, bool) & (n > 0))
         last[rows, n[rows] - 1] = True
         return self.codes(words[kept]), last[kept]
+
+    def _kept(self, beats: Beats) -> np.ndarray:
+        """``(n, K)``: the lanes :meth:`unpack` takes (up to each beat's first null one)."""
+        K, L = self.elements, self.lane_bytes
+        first_kept = np.asarray(beats.tkeep, bool).reshape(-1, K, L)[:, :, 0]
+        return np.cumprod(first_kept, axis=1).astype(bool)
+
+    def users(self, beats: Beats) -> np.ndarray:
+        """The ``tuser`` flag of each element :meth:`unpack` gives (its lane's)."""
+        kept = self._kept(beats)
+        if beats.tuser is None:
+            return np.zeros(int(kept.sum()), bool)
+        return np.asarray(beats.tuser, bool).reshape(kept.shape)[kept]

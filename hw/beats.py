@@ -25,31 +25,41 @@ from .beat_format import BeatFormat
 __all__ = ["BeatPacker", "BeatUnpacker", "beat_layout", "element_layout"]
 
 
-def beat_layout(fmt: BeatFormat) -> data.StructLayout:
-    """A beat's payload: ``data`` (``tdata``), ``keep`` (``tkeep``), ``last`` (``tlast``)."""
-    return data.StructLayout({"data": fmt.beat_bits, "keep": fmt.beat_bytes, "last": 1})
+def beat_layout(fmt: BeatFormat, user: bool = False) -> data.StructLayout:
+    """A beat's payload: ``data`` (``tdata``), ``keep`` (``tkeep``), ``last`` (``tlast``),
+    with ``user`` also ``user`` (``tuser``, one bit per lane)."""
+    fields = {"data": fmt.beat_bits, "keep": fmt.beat_bytes, "last": 1}
+    return data.StructLayout(fields | ({"user": fmt.elements} if user else {}))
 
 
-def element_layout(fmt: BeatFormat) -> data.StructLayout:
-    """An element's payload: its code ``data`` and ``last``."""
-    return data.StructLayout({"data": signed(fmt.element_bits), "last": 1})
+def element_layout(fmt: BeatFormat, user: bool = False) -> data.StructLayout:
+    """An element's payload: its code ``data`` and ``last`` (with ``user``, its lane's
+    ``user`` bit)."""
+    fields = {"data": signed(fmt.element_bits), "last": 1}
+    return data.StructLayout(fields | ({"user": 1} if user else {}))
 
 
 class _Converter(wiring.Component):
     """A converter of :class:`BeatFormat` ``fmt``: ``i`` of ``layouts[0]``, ``o`` of
     ``layouts[1]``."""
 
-    def __init__(self, fmt: BeatFormat, layouts):
-        if not isinstance(fmt, BeatFormat):
+    def __init__(self, fmt: BeatFormat, layouts, user: bool = False):
+        if not isinstance(fmt, BeatFormat) or not isinstance(user, bool):
             self._MustUse__silence = True  # a rejected converter is not an unused one
-            raise TypeError(f"fmt must be a BeatFormat, not {fmt!r}")
-        self._fmt = fmt
-        i, o = (layout(fmt) for layout in layouts)
+            if not isinstance(fmt, BeatFormat):
+                raise TypeError(f"fmt must be a BeatFormat, not {fmt!r}")
+            raise TypeError(f"user must be True or False, not {user!r}")
+        self._fmt, self._user = fmt, user
+        i, o = (layout(fmt, user) for layout in layouts)
         super().__init__({"i": In(stream.Signature(i)), "o": Out(stream.Signature(o))})
 
     @property
     def fmt(self) -> BeatFormat:
         return self._fmt
+
+    @property
+    def user(self) -> bool:
+        return self._user
 
 
 class BeatUnpacker(_Converter):
@@ -59,12 +69,13 @@ class BeatUnpacker(_Converter):
     ``keep`` bit of its first byte is set; what a DMA engine sends: null bytes only at the
     end of a packet's last beat); an element's code is the low ``element_bits`` of its lane
     (padding ignored); ``last`` goes with the final element of a beat with ``last``. A beat
-    whose first lane is null is taken and gives nothing.
+    whose first lane is null is taken and gives nothing. With ``user``, an element's
+    ``user`` is its lane's bit of the beat's ``user`` (reference: :meth:`BeatFormat.users`).
 
     Members
     -------
-    i : In(stream.Signature(beat_layout(fmt)))
-    o : Out(stream.Signature(element_layout(fmt)))
+    i : In(stream.Signature(beat_layout(fmt, user)))
+    o : Out(stream.Signature(element_layout(fmt, user)))
 
     Latency 0 (``o`` is a lane of the beat on ``i``; ``i.ready`` when its final element is
     taken); throughput one element per cycle.
@@ -72,8 +83,8 @@ class BeatUnpacker(_Converter):
 
     latency = 0
 
-    def __init__(self, fmt: BeatFormat):
-        super().__init__(fmt, (beat_layout, element_layout))
+    def __init__(self, fmt: BeatFormat, user: bool = False):
+        super().__init__(fmt, (beat_layout, element_layout), user)
 
     def elaborate(self, platform):
         m = Module()
@@ -90,6 +101,8 @@ class BeatUnpacker(_Converter):
             o.payload.last.eq(i.payload.last & final),
             i.ready.eq((o.ready & final) | ~kept.bit_select(lane, 1)),
         ]
+        if self._user:
+            m.d.comb += o.payload.user.eq(i.payload.user.bit_select(lane, 1))
         with m.If(i.valid & i.ready):
             m.d.sync += lane.eq(0)
         with m.Elif(o.valid & o.ready):

@@ -52,6 +52,7 @@ __all__ = [
     "HARDWARE_FORMAT",
     "MANIFEST_VERSION",
     "MEMORY_MODES",
+    "MODES",
     "ComputeCycles",
     "Manifest",
     "ManifestError",
@@ -60,6 +61,8 @@ __all__ = [
     "check_header",
 ]  # FILE_NAME, IDENTIFIER: also importable from here (hw.verilog uses them)
 
+#: The accelerator's operating modes (``mode``; absent: ``"sequence"``).
+MODES = ("sequence", "stream")
 #: ``format`` of a design folder's ``manifest.json``.
 HARDWARE_FORMAT = "lstmfpga.hardware"
 #: The version this lstmfpga writes and reads.
@@ -268,6 +271,12 @@ class Manifest:
     def hex_files(self) -> tuple[str, ...]:
         return tuple(name for name in self.files if name.endswith(".hex"))
 
+    @property
+    def mode(self) -> str:
+        """``"sequence"`` or ``"stream"`` (the ``mode`` entry, kept in :attr:`extra`; absent
+        in sequence-mode manifests)."""
+        return self.extra.get("mode", "sequence")
+
     def port(self, name: str) -> Port:
         for port in self.ports:
             if port.name == name:
@@ -365,6 +374,9 @@ class Manifest:
             raise ManifestError(
                 f"{where}: memory_files must be one of {MEMORY_MODES}, not {memory_files!r:.40}"
             )
+        mode = info.get("mode", "sequence")
+        if mode not in MODES:
+            raise ManifestError(f"{where}: mode must be 'sequence' or 'stream', not {mode!r:.40}")
         listed = info.get("files", [])
         if not isinstance(listed, list) or not all(
             isinstance(n, str) and FILE_NAME.fullmatch(n) for n in listed

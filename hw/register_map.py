@@ -8,6 +8,7 @@ its names. Nothing here imports Amaranth, so the host runtime can use it.
 Every register is 32 bits wide at a word-aligned byte offset. Accesses:
 
 * ``ro``: read only; a write answers ``SLVERR`` and changes nothing;
+* ``rw``: read and write (the fields; other bits read 0);
 * ``w1c``: read the flags; writing 1 to a flag clears it (0 leaves it alone);
 * ``w1p``: write 1 to a bit to pulse its action for one cycle; reads 0.
 
@@ -39,12 +40,12 @@ __all__ = [
 ]
 
 #: The access kinds (see the module docstring).
-ACCESSES = ("ro", "w1c", "w1p")
+ACCESSES = ("ro", "rw", "w1c", "w1p")
 #: Byte-address width of the AXI4-Lite port (a 256-byte window).
 ADDR_WIDTH = 8
 #: Bumped when a register is added, changes meaning or moves; readable in ``VERSION``
-#: (2: ``WEIGHT_LOADS``).
-MAP_VERSION = 2
+#: (2: ``WEIGHT_LOADS``; 3: ``MODE``, ``STATE_CONTROL``).
+MAP_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ class Field:
 @dataclass(frozen=True)
 class Register:
     """One 32-bit register. ``reset`` is its value after reset (``None``: given when the
-    block is built, e.g. the design ID); ``fields`` name its bits (none: the whole word)."""
+    block is built, ``built`` says what: the design ID, the mode); ``fields`` name its bits
+    (none: the whole word)."""
 
     name: str
     offset: int
@@ -68,6 +70,7 @@ class Register:
     reset: int | None
     description: str
     fields: tuple[Field, ...] = ()
+    built: str = ""
 
     def __post_init__(self):
         if self.access not in ACCESSES:
@@ -83,7 +86,8 @@ REGISTERS: tuple[Register, ...] = (
              "Design ID: the low 32 bits of the SHA-256 of the design's manifest "
              "(`design_id`); the host runtime compares it with the manifest it was given. It "
              "names the hardware as generated, with its built-in weights: a weight reload "
-             "does not change it (`WEIGHT_LOADS` tells whether the weights were reloaded)."),
+             "does not change it (`WEIGHT_LOADS` tells whether the weights were reloaded).",
+             built="design ID"),
     Register("VERSION", 0x04, "ro", MAP_VERSION, "Version of this register map."),
     Register("STATUS", 0x08, "ro", 0, "Live status of the accelerator.", (
         Field("busy", 0, 1, "a sequence is being computed or drained"),
@@ -96,10 +100,11 @@ REGISTERS: tuple[Register, ...] = (
                               "the initial state)"),
     )),
     Register("CONTROL", 0x10, "w1p", 0, "Actions; write 1 to start one, reads 0.", (
-        Field("soft_reset", 0, 1, "reset the accelerator (its buffers, state machine and "
-                                  "`error`; the weights are kept), the counters but "
-                                  "`WEIGHT_LOADS` and the error flags for one cycle; stream "
-                                  "beats in flight are lost, so stop the streams first"),
+        Field("soft_reset", 0, 1, "reset the accelerator (its buffers, state machine, "
+                                  "carried state and `error`; the weights are kept), the "
+                                  "counters but `WEIGHT_LOADS`, the error flags and "
+                                  "`STATE_CONTROL` for one cycle; stream beats in flight are "
+                                  "lost, so stop the streams first"),
     )),
     Register("CYCLES", 0x14, "ro", 0, "Clock cycles since reset (wraps at 2**32)."),
     Register("BUSY_CYCLES", 0x18, "ro", 0,
@@ -111,13 +116,26 @@ REGISTERS: tuple[Register, ...] = (
              "Weight loads completed since `rst`: `s_axis_w` beats taken with `tlast` (wraps). "
              "Not cleared by `CONTROL.soft_reset`, which keeps the loaded weights; 0: the "
              "built-in weights, the ones `ID` names."),
+    Register("MODE", 0x24, "ro", None, "The accelerator's operating mode, fixed when the "
+             "design is generated.", (
+        Field("stream", 0, 1, "1: stream mode (each step's output leaves as soon as it is "
+                              "computed; `STATE_CONTROL` and `s_axis_tuser` control the "
+                              "state); 0: sequence mode (whole sequences buffered)"),
+    ), built="the mode"),
+    Register("STATE_CONTROL", 0x28, "rw", 0,
+             "Stream mode: the state (h, c) across sequences. In sequence mode it reads 0 and "
+             "a write answers `SLVERR` (every sequence starts from zeros, or its `h0`, `c0`). "
+             "Back to 0 on `CONTROL.soft_reset`.", (
+        Field("keep_state", 0, 1, "1: carry the state over `tlast` into the next sequence "
+                                  "(a continuous signal sent as consecutive sequences); 0: "
+                                  "reset it before each sequence's first step. Either way "
+                                  "`s_axis_tuser` on the first element of a step's x resets "
+                                  "it before that step"),
+    )),
 )  # fmt: skip
 
 #: Registers of issue 11 that need accelerator ports that do not exist yet (docs only).
 PLANNED = (
-    ("MODE", "stream or sequence mode (needs the streaming mode, issue 11 section 1)"),
-    ("STATE_RESET", ("reset the carried state before the next step (needs stream mode's "
-                    "state sideband)")),
     ("SATURATION_*", ("saturation counters per tensor, the counts the golden model reports "
                      "(needs saturation events out of the datapath)")),
 )  # fmt: skip
@@ -192,8 +210,9 @@ def _md_intro() -> list[str]:
         ),
         "",
         (
-            "Accesses: `ro` read only (a write answers `SLVERR` and changes nothing); `w1c` "
-            "write 1 to clear a flag; `w1p` write 1 to pulse an action (reads 0). An address "
+            "Accesses: `ro` read only (a write answers `SLVERR` and changes nothing); `rw` "
+            "read and write; `w1c` write 1 to clear a flag; `w1p` write 1 to pulse an action "
+            "(reads 0). An address "
             "holding no register answers `SLVERR` (a read returns 0). The low two address bits "
             "are ignored; byte strobes are honoured (a bit is written only when its byte's "
             "strobe is set). One read and one write are handled at a time; a read takes effect "
@@ -206,7 +225,7 @@ def _md_intro() -> list[str]:
 def _md_tables() -> list[str]:
     lines = ["| offset | name | access | reset | description |", "|---|---|---|---|---|"]
     for reg in REGISTERS:
-        reset = "design ID" if reg.reset is None else f"`{reg.reset:#x}`"
+        reset = reg.built if reg.reset is None else f"`{reg.reset:#x}`"
         lines.append(
             f"| `{reg.offset:#04x}` | `{reg.name}` | {reg.access} | {reset} | {reg.description} |"
         )
@@ -262,6 +281,11 @@ def _md_top() -> list[str]:
             "carries K elements in byte-aligned lanes (element j in lane j, "
             "`lstmfpga.hw.beat_format.BeatFormat`) and `tkeep` (one bit per byte) marks the "
             "lanes of a sequence's partial last beat |"
+        ),
+        (
+            "| `s_axis_tuser` | only in stream mode (`MODE.stream`): one bit per lane, set on "
+            "the first element of a step's x to reset the state before that step "
+            "(`lstmfpga.runtime.encode_inputs(..., resets=)`) |"
         ),
         (
             "| `s_axis_w_tdata/tvalid/tready/tlast` | weight beats (`weight_port`), one memory "

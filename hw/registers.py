@@ -63,6 +63,8 @@ class RegisterBlock(wiring.Component):
     ----------
     design_id : int
         The value of ``ID`` (32 bits; :func:`~.register_map.design_id` of the manifest).
+    stream : bool
+        The accelerator runs in stream mode (``MODE.stream``; ``STATE_CONTROL`` writable).
 
     Members
     -------
@@ -75,6 +77,9 @@ class RegisterBlock(wiring.Component):
         answer ``SLVERR``.
     busy, error : In(1)
         The accelerator's ports (``STATUS``; ``ERRORS.stream`` is set when ``error`` rises).
+    keep_state : Out(1)
+        ``STATE_CONTROL.keep_state`` (stream mode's accelerator input of that name; always 0
+        in sequence mode).
     result_done : In(1)
         High in a cycle where the last result beat of a sequence is taken (``SEQUENCES``).
     weights_loaded : In(1)
@@ -84,17 +89,15 @@ class RegisterBlock(wiring.Component):
         flags of this block (but ``WEIGHT_LOADS``) are cleared in that cycle too.
     """
 
-    def __init__(self, design_id: int):
-        if (
-            not isinstance(design_id, int)
-            or isinstance(design_id, bool)
-            or not (0 <= design_id < 1 << _DATA_BITS)
-        ):
+    def __init__(self, design_id: int, *, stream: bool = False):
+        try:
+            self._design_id = check_design_id(design_id)
+            if not isinstance(stream, bool):
+                raise TypeError(f"stream must be True or False, not {stream!r}")
+        except (TypeError, ValueError):
             self._MustUse__silence = True  # a rejected block is not an unused one
-            if not isinstance(design_id, int) or isinstance(design_id, bool):
-                raise TypeError(f"design_id must be an integer, not {design_id!r}")
-            raise ValueError(f"design_id must fit 32 unsigned bits, not {design_id!r}")
-        self._design_id = design_id
+            raise
+        self._stream = stream
         super().__init__(
             {
                 **axi_lite_members(),
@@ -103,12 +106,17 @@ class RegisterBlock(wiring.Component):
                 "result_done": In(1),
                 "weights_loaded": In(1),
                 "soft_reset": Out(1),
+                "keep_state": Out(1),
             }
         )
 
     @property
     def design_id(self) -> int:
         return self._design_id
+
+    @property
+    def stream(self) -> bool:
+        return self._stream
 
     def _bus(self, name: str):
         return getattr(self, f"{AXI_LITE_PREFIX}_{name}")
@@ -125,8 +133,9 @@ class RegisterBlock(wiring.Component):
             stream_flag=Signal(),
             soft_reset=Signal(),
             clear_stream=Signal(),
+            keep_state=Signal(),
         )
-        m.d.comb += self.soft_reset.eq(s.soft_reset)
+        m.d.comb += [self.soft_reset.eq(s.soft_reset), self.keep_state.eq(s.keep_state)]
         values = {
             "ID": self._design_id,
             "VERSION": register("VERSION").reset,
@@ -137,6 +146,9 @@ class RegisterBlock(wiring.Component):
             "BUSY_CYCLES": s.busy_cycles,
             "SEQUENCES": s.sequences,
             "WEIGHT_LOADS": s.weight_loads,
+            "MODE": int(self._stream),
+            "STATE_CONTROL": s.keep_state
+            << (field_mask("STATE_CONTROL", "keep_state").bit_length() - 1),
         }
         if set(values) != {reg.name for reg in REGISTERS}:  # pragma: no cover - table edit
             raise RuntimeError("RegisterBlock does not implement every register of the table")
@@ -174,7 +186,7 @@ class RegisterBlock(wiring.Component):
             with m.Switch(aw_word):
                 for word, reg in words.items():
                     with m.Case(word):
-                        if reg.access != "ro":
+                        if self._writable(reg):
                             m.d.sync += bresp.eq(OKAY)
                         if reg.name == "ERRORS":
                             m.d.comb += s.clear_stream.eq(
@@ -184,8 +196,18 @@ class RegisterBlock(wiring.Component):
                             m.d.sync += s.soft_reset.eq(
                                 (written & field_mask("CONTROL", "soft_reset")) != 0
                             )
+                        if reg.name == "STATE_CONTROL" and self._stream:
+                            bit = field_mask("STATE_CONTROL", "keep_state").bit_length() - 1
+                            with m.If(w_strb[bit // 8]):  # its byte's strobe
+                                m.d.sync += s.keep_state.eq(w_data[bit])
         with m.If(s.soft_reset):
             m.d.sync += s.soft_reset.eq(0)
+
+    def _writable(self, reg) -> bool:
+        """Whether a write to ``reg`` is answered ``OKAY`` (``STATE_CONTROL``: stream mode)."""
+        if reg.name == "STATE_CONTROL":
+            return self._stream
+        return reg.access != "ro"
 
     def _read_channel(self, m: Module, values: dict) -> None:
         """AR held until its response can be given; the data sampled in that cycle."""
@@ -231,4 +253,5 @@ class RegisterBlock(wiring.Component):
                 s.sequences.eq(0),
                 s.stream_flag.eq(0),
                 s.error_seen.eq(0),
+                s.keep_state.eq(0),
             ]

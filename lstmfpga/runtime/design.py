@@ -77,7 +77,8 @@ class HardwareDesign:
     ``cells`` the parallel activation + cell units (for information);
     ``beat_elements`` the elements per ``s_axis``/``m_axis`` beat (``K``; 1 unless the AXI
     top was built with wide beats: then :attr:`in_format`/:attr:`out_format` give the
-    beats' lanes and ``tkeep``).
+    beats' lanes and ``tkeep``); ``mode`` ``"sequence"`` or ``"stream"`` (sequences of any
+    length, ``tuser`` resets, ``STATE_CONTROL``).
     """
 
     top: str
@@ -106,6 +107,7 @@ class HardwareDesign:
     weights_sha256: str | None = None
     cells: int = 1
     beat_elements: int = 1
+    mode: str = "sequence"
 
     @classmethod
     def load(cls, path: str | Path) -> HardwareDesign:
@@ -203,6 +205,7 @@ class HardwareDesign:
             weights_sha256=core.weights_sha256,
             cells=core.cells,
             beat_elements=K,
+            mode=core.mode,
         )
 
     # -- derived sizes (the stored stream geometry) -----------------------------------------

@@ -143,6 +143,16 @@ class Registers:
     def soft_reset(self) -> None:
         self.write("CONTROL", field_mask("CONTROL", "soft_reset"))
 
+    def keep_state(self, on: bool = True) -> None:
+        """Stream mode: carry the state over ``tlast`` (``STATE_CONTROL.keep_state``)."""
+        self.write("STATE_CONTROL", _keep_state(on))
+
+
+def _keep_state(on) -> int:
+    if not isinstance(on, bool):
+        raise TypeError(f"on must be True or False, not {on!r}")
+    return field_mask("STATE_CONTROL", "keep_state") if on else 0
+
 
 class AsyncRegisters:
     """:class:`Registers` over an :class:`AsyncTransport` (every method is awaited)."""
@@ -171,3 +181,6 @@ class AsyncRegisters:
 
     async def soft_reset(self) -> None:
         await self.write("CONTROL", field_mask("CONTROL", "soft_reset"))
+
+    async def keep_state(self, on: bool = True) -> None:
+        await self.write("STATE_CONTROL", _keep_state(on))

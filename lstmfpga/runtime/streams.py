@@ -38,12 +38,15 @@ __all__ = [
 @dataclass(frozen=True, eq=False)
 class BeatStream:
     """The input elements: ``data`` (``uint64``, each element's ``bits``-wide lane) and
-    ``last`` (``bool``, the sequence's last element), sent ``elements`` per beat (``K``)."""
+    ``last`` (``bool``, the sequence's last element), sent ``elements`` per beat (``K``);
+    for a stream-mode design ``user`` (``bool``, ``tuser``: reset the state before the step
+    whose first ``x`` element it marks)."""
 
     data: np.ndarray
     last: np.ndarray
     bits: int
     elements: int = 1
+    user: np.ndarray | None = None
 
     def __len__(self) -> int:
         """Elements (with one element per beat: beats)."""
@@ -68,16 +71,18 @@ class BeatStream:
 
     def beats(self) -> Beats:
         """The bus beats: ``K`` elements each, a sequence's last beat partial (``tkeep``)."""
-        return BeatFormat(self.elements, self.bits).pack_words(self.data, self.last)
+        return BeatFormat(self.elements, self.bits).pack_words(self.data, self.last, self.user)
 
     def sequences(self) -> list[BeatStream]:
         """One stream per sequence (split after every ``tlast``)."""
         ends = np.flatnonzero(self.last) + 1
         starts = np.r_[0, ends[:-1]]
-        return [
-            BeatStream(self.data[a:b], self.last[a:b], self.bits, self.elements)
-            for a, b in zip(starts, ends, strict=True)
-        ]
+        user = self.user
+        out = []
+        for a, b in zip(starts, ends, strict=True):
+            part = None if user is None else user[a:b]
+            out.append(BeatStream(self.data[a:b], self.last[a:b], self.bits, self.elements, part))
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,19 +121,19 @@ def _as_floats(name: str, values, shape: tuple) -> np.ndarray:
 def _check_x_shape(design: HardwareDesign, shape: tuple) -> None:
     if len(shape) != 3 or shape[2] != design.input_size or 0 in shape:
         raise StreamError(f"inputs must have shape (batch, seq, {design.input_size}), not {shape}")
-    if shape[1] > design.max_seq_len:
+    if shape[1] > design.max_seq_len and design.mode != "stream":
         raise StreamError(
             f"sequence length must be at most the design's max_seq_len {design.max_seq_len}, "
             f"not {shape[1]}"
         )
 
 
-def encode_inputs(design: HardwareDesign, x, h0=None, c0=None) -> BeatStream:
+def encode_inputs(design: HardwareDesign, x, h0=None, c0=None, *, resets=None) -> BeatStream:
     """Float inputs ``(batch, seq, input_size)`` (and float ``h0`` ``(L*D, B, H_out)``,
     ``c0`` ``(L*D, B, H)`` for a design with ``initial_state``; zeros when omitted) → the
     input beats of every sequence, quantized exactly as ``lstmfpga predict`` does: ``x``
     with the model's rounding and overflow rules, the states with its rounding, saturating.
-    """
+    ``resets`` (stream mode, see :func:`encode_codes`)."""
     if design.rounding is None:
         raise StreamError(
             f"{design.where} does not record the model's rounding and overflow rules: "
@@ -147,16 +152,19 @@ def encode_inputs(design: HardwareDesign, x, h0=None, c0=None) -> BeatStream:
             value = _as_floats(name, value, (design.states, B, size))
             value = f[role].quantize(value, design.rounding, "saturate")
         states.append(value)
-    return encode_codes(design, x_codes, *states)
+    return encode_codes(design, x_codes, *states, resets=resets)
 
 
 def _check_codes(name: str, codes, shape: tuple, fmt: FixedFormat) -> np.ndarray:
     return check_codes(name, codes, shape, fmt, StreamError)
 
 
-def encode_codes(design: HardwareDesign, x_codes, h0=None, c0=None) -> BeatStream:
+def encode_codes(design: HardwareDesign, x_codes, h0=None, c0=None, *, resets=None) -> BeatStream:
     """Input codes ``(batch, seq, input_size)`` (``x`` format; ``h0``/``c0`` codes in the
-    ``hidden``/``cell`` formats with ``initial_state``, zeros when omitted) → input beats."""
+    ``hidden``/``cell`` formats with ``initial_state``, zeros when omitted) → input beats.
+    For a stream-mode design ``resets`` ``(batch, seq)`` (booleans, default none) sets
+    ``tuser`` on the first ``x`` element of step ``t`` of sequence ``b``: the state is reset
+    before that step."""
     x_codes = np.asarray(x_codes)
     _check_x_shape(design, x_codes.shape)
     x_codes = _check_codes("input codes", x_codes, x_codes.shape, design.formats["x"])
@@ -176,15 +184,36 @@ def encode_codes(design: HardwareDesign, x_codes, h0=None, c0=None) -> BeatStrea
     last[np.cumsum([p.size for p in per_sequence]) - 1] = True
     mask = np.uint64((1 << design.in_bits) - 1)
     K = design.beat_elements
-    return BeatStream(codes.astype(np.uint64) & mask, last, design.in_beat_bits // K, K)
+    user = _users(design, x_codes.shape, resets, [p.size for p in per_sequence])
+    return BeatStream(codes.astype(np.uint64) & mask, last, design.in_beat_bits // K, K, user)
+
+
+def _users(design: HardwareDesign, shape: tuple, resets, lengths: list[int]):
+    """The ``tuser`` flag per input element (stream mode; ``None`` in sequence mode)."""
+    B, T, I = shape
+    if design.mode != "stream":
+        if resets is not None:
+            raise StreamError("resets need a stream-mode design (tuser), not a sequence-mode one")
+        return None
+    user = np.zeros((B, max(lengths)), bool)
+    if resets is not None:
+        resets = np.asarray(resets)
+        if resets.shape != (B, T) or resets.dtype != np.bool_:
+            raise StreamError(
+                f"resets must be a ({B}, {T}) boolean array, not {resets.dtype} {resets.shape}"
+            )
+        first = lengths[0] - T * I  # the initial-state elements before x
+        user[:, first : first + T * I : I] = resets
+    return user.reshape(-1)
 
 
 def decode_outputs(design: HardwareDesign, data, T: int, *, last=None) -> Results:
     """The output beats of ``B`` sequences of ``T`` steps (``tdata`` words; ``last`` their
     ``tlast`` flags, checked when given) → :class:`Results`. Raises :class:`StreamError`
     when the beats are not whole results."""
-    if not isinstance(T, int) or isinstance(T, bool) or not 1 <= T <= design.max_seq_len:
-        raise StreamError(f"T must be in 1..{design.max_seq_len}, not {T!r}")
+    longest = None if design.mode == "stream" else design.max_seq_len  # stream: any length
+    if not isinstance(T, int) or isinstance(T, bool) or not 1 <= T <= (longest or T):
+        raise StreamError(f"T must be in 1..{longest or 'any'}, not {T!r}")
     data = np.asarray(data)
     if data.ndim != 1 or data.dtype.kind not in "iu":
         raise StreamError(

@@ -208,20 +208,28 @@ def wide_accelerator(q):
     return LSTMAccelerator(q, lanes=3, max_seq_len=4, with_states=True, initial_state=True)
 
 
-def run_beats(top, beats: Beats, n_sequences: int, seed: int, idle: float, stall: float):
-    """Drive ``beats`` on ``s_axis`` and take result beats until ``n_sequences`` tlasts,
-    with random gaps on both sides; returns the result beats and ``SEQUENCES``."""
+def run_beats(top, beats: Beats, n_sequences: int, seed: int, idle: float, stall: float,
+              before=None):  # fmt: skip
+    """Drive ``beats`` on ``s_axis`` (after ``await before(ctx)``, when given) and take
+    result beats until ``n_sequences`` tlasts, with random gaps on both sides; returns the
+    result beats and ``SEQUENCES``."""
     rng_in, rng_out = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    wide = "s_axis_tkeep" in top.signature.members
+    members = top.signature.members
+    wide, user = "s_axis_tkeep" in members, "s_axis_tuser" in members
     got, seen = {"data": [], "keep": [], "last": []}, {}
 
     async def producer(ctx):
-        for word, keep, last in zip(beats.words(), beats.keeps(), beats.tlast, strict=True):
+        if before is not None:
+            await before(ctx)
+        fields = zip(beats.words(), beats.keeps(), beats.users(), beats.tlast, strict=True)
+        for word, keep, users, last in fields:
             while rng_in.random() < idle:
                 ctx.set(top.s_axis_tvalid, 0)
                 await ctx.tick()
             if wide:
                 ctx.set(top.s_axis_tkeep, keep)
+            if user:
+                ctx.set(top.s_axis_tuser, users)
             await put(ctx, top, word, last)
 
     async def consumer(ctx):
@@ -355,3 +363,50 @@ def test_wide_beats_verilog_is_lint_clean(tmp_path, wide_model):
     assert HardwareDesign.load(tmp_path / "rtl").beat_elements == 2
     problems = verilator_lint(tmp_path / "rtl", info["top"])
     assert problems == "", problems[:3000]
+
+
+# -- stream mode: s_axis_tuser, MODE, STATE_CONTROL ---------------------------------------------
+@pytest.mark.parametrize("K", [1, 2], ids=["K1", "K2"])
+def test_stream_mode_keeps_the_state_over_tlast_and_tuser_resets_it(K):
+    """Three 3-step segments of one signal with STATE_CONTROL.keep_state written over
+    AXI4-Lite; tuser on step 1 of segment 1: the results are the golden model's on the
+    signal cut there, bit for bit, under stalls."""
+    _, q = random_qmodel(SEED + 2, input_size=3, hidden_size=3, head="all", head_out=2)
+    acc = LSTMAccelerator(q, lanes=3, mode="stream")
+    info = axi_manifest(acc, beat_elements=K)
+    design = HardwareDesign.from_manifest(info)
+    assert design.mode == "stream" and info["mode"] == "stream"
+    top = AXITop(acc, info["design_id"], K)
+    widths = {n: Shape.cast(m.shape).width for n, m in top.signature.members.items()}
+    assert widths["s_axis_tuser"] == K
+    B, T = 3, 3
+    x = random_inputs(SEED + 3, B, T, q.input_size)
+    resets = np.zeros((B, T), bool)
+    resets[1, 1] = True
+    beats = encode_inputs(design, x, resets=resets).beats()
+    assert beats.users().count(0) == len(beats) - 1
+    seen = {}
+
+    async def before(ctx):
+        seen["MODE"] = await axil(ctx, top, "MODE")
+        await axil(ctx, top, "STATE_CONTROL", field_mask("STATE_CONTROL", "keep_state"))
+
+    got, sequences = run_beats(top, beats, B, SEED + K, 0.3, 0.4, before=before)
+    assert sequences == B
+    result = decode_beats(design, as_beats(got, design.out_format.beat_bytes), T)
+    signal = golden.quantize_inputs(q, x).reshape(1, B * T, q.input_size)
+    cut = T + 1  # segment 1, step 1
+    want = np.concatenate([golden.run(q, signal[:, :cut]).prediction,
+                           golden.run(q, signal[:, cut:]).prediction], axis=1)  # fmt: skip
+    np.testing.assert_array_equal(result.prediction, want.reshape(B, T, -1))
+    assert seen["MODE"] == field_mask("MODE", "stream")
+    kept = golden.run(q, signal).prediction.reshape(B, T, -1)
+    assert not np.array_equal(result.prediction, kept), "the tuser reset was meant to matter"
+
+
+def test_a_sequence_mode_top_has_no_tuser_and_its_manifest_says_sequence(wide_model):
+    top = AXITop(wide_accelerator(wide_model), 0)
+    assert "s_axis_tuser" not in top.signature.members
+    assert HardwareDesign.from_manifest(axi_manifest(wide_accelerator(wide_model))).mode == (
+        "sequence"
+    )

@@ -200,3 +200,21 @@ def test_full_throughput_one_element_per_cycle_without_stalls():
     got = run(BeatPacker(fmt), element_payloads(codes, last), 4, SEED, 0.0, 0.0, cycles=cycles)
     assert np.diff(cycles).tolist() == [1] * 15
     assert [b["data"] for b in got] == fmt.pack(codes, last).words()
+
+
+@pytest.mark.parametrize(("K", "bits"), [(1, 12), (3, 5), (4, 16)])
+def test_unpacker_gives_each_element_its_lanes_user_bit(K, bits):
+    fmt = BeatFormat(K, bits)
+    seed = SEED + 13 * K
+    codes, last = sequences(fmt, seed, lengths_for(K))
+    user = np.random.default_rng(seed).random(codes.size) < 0.3
+    beats = fmt.pack(codes, last, user)
+    np.testing.assert_array_equal(fmt.users(beats), user)
+    payloads = [p | {"user": u} for p, u in zip(beat_payloads(beats), beats.users(), strict=True)]
+    got = run(BeatUnpacker(fmt, user=True), payloads, codes.size, seed, 0.3, 0.3)
+    assert [e["user"] for e in got] == user.astype(int).tolist(), f"seed {seed}"
+    assert [e["data"] for e in got] == codes.tolist()
+    with pytest.raises(TypeError, match="user must be True or False, not 1"):
+        BeatUnpacker(fmt, user=1)
+    with pytest.raises(ValueError, match=r"user flags must be one per element \(2\), not 1"):
+        BeatFormat(2, 8).pack([1, 2], [False, True], [True])

@@ -25,6 +25,8 @@ from lstmfpga.hw.registers import OKAY, SLVERR, RegisterBlock
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "registers.md"
 ID = 0xC0FFEE42
 OFF = {reg.name: reg.offset for reg in REGISTERS}
+#: The values given when a sequence-mode block is built (reset ``None`` in the table).
+BUILT = {"ID": ID, "MODE": 0}
 UNMAPPED = [a for a in range(0, 1 << ADDR_WIDTH, 4) if a not in OFF.values()]
 
 
@@ -164,7 +166,7 @@ def test_table_offsets_are_unique_and_fields_fit_their_register():
 def test_table_lookups_name_the_problem():
     assert field_mask("ERRORS", "stream") == 1 and register("ID").offset == 0
     with pytest.raises(KeyError, match="register must be one of ID, VERSION"):
-        register("MODE")
+        register("SATURATION")
     with pytest.raises(KeyError, match="register STATUS has no field 'ready'"):
         field_mask("STATUS", "ready")
 
@@ -177,8 +179,11 @@ def test_design_id_is_a_32_bit_hash_that_ignores_the_file_list():
 
 
 # -- construction ------------------------------------------------------------------------------
-def test_design_id_is_checked_and_kept():
+def test_design_id_and_mode_are_checked_and_kept():
     assert RegisterBlock(ID).design_id == ID
+    assert RegisterBlock(ID).stream is False and RegisterBlock(ID, stream=True).stream is True
+    with pytest.raises(TypeError, match="stream must be True or False, not 'yes'"):
+        RegisterBlock(ID, stream="yes")
     with pytest.raises(TypeError, match="design_id must be an integer, not '1'"):
         RegisterBlock("1")
     with pytest.raises(ValueError, match="design_id must fit 32 unsigned bits, not 4294967296"):
@@ -188,7 +193,7 @@ def test_design_id_is_checked_and_kept():
 # -- reads ---------------------------------------------------------------------------------------
 def test_reads_after_reset_give_the_reset_values():
     got = read(RegisterBlock(ID), *(reg.offset for reg in REGISTERS if reg.name != "CYCLES"))
-    want = [(OKAY, ID if reg.reset is None else reg.reset) for reg in REGISTERS
+    want = [(OKAY, BUILT.get(reg.name, reg.reset)) for reg in REGISTERS
             if reg.name != "CYCLES"]  # fmt: skip
     assert got == want
 
@@ -207,7 +212,7 @@ def test_writes_to_read_only_registers_answer_slverr_and_change_nothing():
                     reads=[OFF["ID"], OFF["VERSION"]])  # fmt: skip
     assert [f["bresp"] for _, f in b] == [SLVERR] * len(ro)
     _, after = transact(dut, reads=[reg.offset for reg in ro])
-    assert [f["rdata"] for _, f in after] == [ID if g.reset is None else g.reset for g in ro]
+    assert [f["rdata"] for _, f in after] == [BUILT.get(g.name, g.reset) for g in ro]
 
 
 def test_low_address_bits_are_ignored():
@@ -394,3 +399,49 @@ def test_random_transactions_with_random_stalls_get_the_right_responses(seed, ra
     assert [(f["rresp"], f["rdata"]) for _, f in r] == want_r, f"seed {seed}"
     want_b = [OKAY if a == OFF["ERRORS"] else SLVERR for a, _, _ in writes]
     assert [f["bresp"] for _, f in b] == want_b, f"seed {seed}"
+
+
+# -- stream mode: MODE and STATE_CONTROL ------------------------------------------------------
+def test_every_built_value_is_documented():
+    assert {reg.name: reg.built for reg in REGISTERS if reg.reset is None} == {
+        "ID": "design ID", "MODE": "the mode"}  # fmt: skip
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["sequence", "stream"])
+def test_mode_reads_the_mode_the_block_was_built_for(stream):
+    want = field_mask("MODE", "stream") if stream else 0
+    assert read(RegisterBlock(ID, stream=stream), OFF["MODE"]) == [(OKAY, want)]
+
+
+def test_keep_state_is_written_with_its_byte_strobe_drives_the_output_and_soft_reset_clears_it():
+    dut = RegisterBlock(ID, stream=True)
+    keep, S = field_mask("STATE_CONTROL", "keep_state"), OFF["STATE_CONTROL"]
+    seen = []
+
+    async def body(ctx, bus):
+        seen.append((await read1(ctx, bus, S), ctx.get(dut.keep_state)))  # reset: 0
+        assert await write1(ctx, bus, S, 0xFFFFFFFF, strb=0b1110) == OKAY  # not byte 0
+        seen.append((await read1(ctx, bus, S), ctx.get(dut.keep_state)))
+        assert await write1(ctx, bus, S, 0xFFFFFFFF) == OKAY  # only the field is kept
+        seen.append((await read1(ctx, bus, S), ctx.get(dut.keep_state)))
+        assert await write1(ctx, bus, S, 0, strb=0b0001) == OKAY
+        seen.append((await read1(ctx, bus, S), ctx.get(dut.keep_state)))
+        assert await write1(ctx, bus, S, keep) == OKAY
+        assert await write1(ctx, bus, OFF["CONTROL"], field_mask("CONTROL", "soft_reset")) == OKAY
+        seen.append((await read1(ctx, bus, S), ctx.get(dut.keep_state)))
+
+    script(dut, body, seed=5)
+    assert seen == [(0, 0), (0, 0), (keep, 1), (0, 0), (0, 0)]
+
+
+def test_in_sequence_mode_state_control_is_refused_and_reads_zero():
+    dut = RegisterBlock(ID)
+    seen = []
+
+    async def body(ctx, bus):
+        seen.append(await write1(ctx, bus, OFF["STATE_CONTROL"], 0xFFFFFFFF))
+        seen.append(await read1(ctx, bus, OFF["STATE_CONTROL"]))
+        seen.append(ctx.get(dut.keep_state))
+
+    script(dut, body, seed=6)
+    assert seen == [SLVERR, 0, 0]

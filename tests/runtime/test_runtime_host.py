@@ -281,6 +281,39 @@ def test_result_beats_and_bytes_must_be_whole():
         decode_beats(d, Beats(beats.tdata[:, :2], beats.tkeep[:, :2], beats.tlast), 2)
 
 
+# -- stream mode -----------------------------------------------------------------------------
+def test_stream_mode_resets_mark_a_steps_first_x_element_and_any_length_is_taken():
+    _, q = random_qmodel(SEED, input_size=2, hidden_size=3, head="all", head_out=2)
+    acc = LSTMAccelerator(q, lanes=3, max_seq_len=4, mode="stream", initial_state=True)
+    d = HardwareDesign.from_manifest(axi_manifest(acc))
+    assert d.mode == "stream"
+    x = np.zeros((2, 9, 2), np.int64)  # longer than max_seq_len: stream mode has no limit
+    resets = np.zeros((2, 9), bool)
+    resets[1, 4] = True
+    stream = encode_codes(d, x, resets=resets)
+    n_state = d.states * (d.output_size + d.hidden_size)
+    n = n_state + 9 * 2
+    assert np.flatnonzero(stream.user).tolist() == [n + n_state + 4 * 2]
+    assert np.flatnonzero(encode_codes(d, x).user).tolist() == []
+    assert decode_outputs(d, np.zeros(2 * 9 * 2, np.uint64), 9).prediction.shape == (2, 9, 2)
+    with pytest.raises(StreamError, match=r"resets must be a \(2, 9\) boolean array, not"):
+        encode_codes(d, x, resets=np.zeros((2, 8), bool))
+    sequence = HardwareDesign.from_manifest(axi_manifest(build("last")[2]))
+    with pytest.raises(StreamError, match="resets need a stream-mode design"):
+        encode_codes(sequence, np.zeros((1, 2, 3), np.int64), resets=np.zeros((1, 2), bool))
+
+
+def test_keep_state_writes_state_control():
+    window = bytearray(256)
+    regs = Registers(MemoryTransport(window))
+    regs.keep_state(True)
+    assert regs.read("STATE_CONTROL") == 1
+    regs.keep_state(False)
+    assert regs.read("STATE_CONTROL") == 0
+    with pytest.raises(TypeError, match="on must be True or False, not 1"):
+        regs.keep_state(1)
+
+
 # -- weights ---------------------------------------------------------------------------------
 def test_weight_beats_are_the_layouts_words_in_the_load_ports_packing(case):
     from amaranth.lib import data
@@ -354,7 +387,7 @@ def test_registers_by_name_over_a_memory_window():
     with pytest.raises(ValueError, match="register SEQUENCES is read only"):
         regs.write("SEQUENCES", 0)
     with pytest.raises(KeyError, match="register must be one of ID, VERSION"):
-        regs.read("MODE")
+        regs.read("SATURATION")
 
 
 def test_another_designs_id_is_refused():
