@@ -23,10 +23,30 @@ from .gru_cell import GRUCellDatapath, gru_cell_latency
 from .gru_layout import GRU_BLOCKS
 from .layout import at_least
 
-__all__ = ["GRUCellBank", "gru_cell_bank_reference"]
+__all__ = ["GRUBankAsCellBank", "GRUCellBank", "accelerator_cell_bank", "gru_cell_bank_reference"]
 
 #: Unit beats in flight between the input and the output (ample for the cells' latency).
 _SIDEBAND_DEPTH = 32
+
+
+def _members(cells, in_bits, depth, hidden_bits, addr_names, out_names, read_prefix) -> dict:
+    """A cell bank's signature: ``i`` (``rows``, ``count`` and ``addr_names``: the state
+    address and its zero flag), ``o`` (``out_names``, each ``V`` hidden codes, and
+    ``count``), and ``V`` combinational state read ports ``<read_prefix><k>``."""
+    addr = range(max(2, depth))
+    hidden = signed(hidden_bits)
+    members = {
+        "i": In(stream.Signature(data.StructLayout({
+            "rows": data.ArrayLayout(signed(in_bits), 4 * cells), "count": range(cells + 1),
+            addr_names[0]: addr, addr_names[1]: 1}))),
+        "o": Out(stream.Signature(data.StructLayout(
+            {name: data.ArrayLayout(hidden, cells) for name in out_names}
+            | {"count": range(cells + 1)}))),
+    }  # fmt: skip
+    width = Signal(addr).shape().width
+    for k in range(cells):
+        members[f"{read_prefix}{k}"] = In(ReadPort.Signature(addr_width=width, shape=hidden))
+    return members
 
 
 class GRUCellBank(wiring.Component):
@@ -69,22 +89,8 @@ class GRUCellBank(wiring.Component):
         acc_bits = self._arith.acc.bits
         self._in_bits = at_least("in_bits", in_bits, acc_bits)
         at_least("h_depth", h_depth, 1)
-        hidden = self._arith.hidden
-        addr = range(max(2, h_depth))
-        self._addr_width = Signal(addr).shape().width
-        members = {
-            "i": In(stream.Signature(data.StructLayout({
-                "rows": data.ArrayLayout(signed(in_bits), 4 * cells),
-                "count": range(cells + 1), "h_addr": addr, "zero_h": 1}))),
-            "o": Out(stream.Signature(data.StructLayout({
-                "h": data.ArrayLayout(signed(hidden.bits), cells),
-                "count": range(cells + 1)}))),
-        }  # fmt: skip
-        for k in range(cells):
-            members[f"h_r{k}"] = In(
-                ReadPort.Signature(addr_width=self._addr_width, shape=signed(hidden.bits))
-            )
-        super().__init__(members)
+        super().__init__(_members(cells, in_bits, h_depth, self._arith.hidden.bits,
+                                  ("h_addr", "zero_h"), ("h",), "h_r"))  # fmt: skip
 
     @property
     def arith(self) -> GRUCellArithmetic:
@@ -152,3 +158,60 @@ def gru_cell_bank_reference(model, beats, hmem):
         h, _ = arith.update_sums(*units, h_prev)
         out.append([int(v) for v in h])
     return out
+
+
+class GRUBankAsCellBank(wiring.Component):
+    """A :class:`GRUCellBank` behind :class:`~.cellbank.CellBank`'s interface, so that
+    :class:`~.accelerator.LSTMAccelerator` joins it as it joins an LSTM's cell bank: the
+    state memory is ``cmem`` (words :func:`.plans.state_format`, the ``hidden`` format),
+    read through ``c_r<k>`` at ``c_addr``; ``zero_c`` is ``zero_h``; each unit's new ``h``
+    leaves as both ``c`` (written back to ``cmem``, the next step's ``h_prev``) and ``m``
+    (written to the output buffer, and ``hnbuf`` on the last step).
+
+    Parameters and timing are :class:`GRUCellBank`'s (``c_depth`` its ``h_depth``)."""
+
+    def __init__(self, model, *, cells: int, in_bits: int, c_depth: int):
+        self._bank = bank = GRUCellBank(model, cells=cells, in_bits=in_bits, h_depth=c_depth)
+        self._V = cells
+        super().__init__(_members(cells, in_bits, c_depth, bank.arith.hidden.bits,
+                                  ("c_addr", "zero_c"), ("c", "m"), "c_r"))  # fmt: skip
+
+    @property
+    def bank(self) -> GRUCellBank:
+        return self._bank
+
+    @property
+    def latency(self) -> int:
+        return self._bank.latency
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bank = bank = self._bank
+        i, bi, o, bo = self.i.payload, bank.i.payload, self.o.payload, bank.o.payload
+        m.d.comb += [
+            bank.i.valid.eq(self.i.valid),
+            self.i.ready.eq(bank.i.ready),
+            bi.rows.eq(i.rows),
+            bi.count.eq(i.count),
+            bi.h_addr.eq(i.c_addr),
+            bi.zero_h.eq(i.zero_c),
+            self.o.valid.eq(bank.o.valid),
+            bank.o.ready.eq(self.o.ready),
+            o.count.eq(bo.count),
+        ]
+        for k in range(self._V):
+            port, inner = getattr(self, f"c_r{k}"), getattr(bank, f"h_r{k}")
+            m.d.comb += [port.addr.eq(inner.addr), inner.data.eq(port.data),
+                         o.c[k].eq(bo.h[k]), o.m[k].eq(bo.h[k])]  # fmt: skip
+        return m
+
+
+def accelerator_cell_bank(model, *, cells: int, in_bits: int, c_depth: int):
+    """The cell bank :class:`~.accelerator.LSTMAccelerator` joins for ``model``: a
+    :class:`~.cellbank.CellBank` for an LSTM, a :class:`GRUBankAsCellBank` for a GRU (the
+    same ports)."""
+    if model.cell == "gru":
+        return GRUBankAsCellBank(model, cells=cells, in_bits=in_bits, c_depth=c_depth)
+    from .cellbank import CellBank
+
+    return CellBank(model, cells=cells, in_bits=in_bits, c_depth=c_depth)

@@ -42,7 +42,7 @@ import numpy as np
 from ..export.spec import SpecError
 from ..quant.arithmetic import dot_accumulate
 from ..quant.model import QuantizedModel
-from .layout import Segment, Target, unit_major
+from .layout import GRU_SUMS, Segment, Target, unit_major
 
 __all__ = ["GRU_BLOCKS", "GRUGateRows", "gru_gate_rows", "gru_rows_reference", "split_units"]
 
@@ -143,7 +143,7 @@ def gru_gate_rows(model: QuantizedModel, layer: int, direction: int) -> GRUGateR
     for a in (codes, bias):
         a.setflags(write=False)
     return GRUGateRows(layer, direction, H, I, codes, bias, segments,
-                       Target("gru_sums", 0, model.acc))  # fmt: skip
+                       Target(GRU_SUMS, 0, model.acc))  # fmt: skip
 
 
 def gru_rows_reference(rows: GRUGateRows, u, h_prev) -> np.ndarray:

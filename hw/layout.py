@@ -13,7 +13,9 @@ comes from the model):
 
 Matrices are stored one after the other in program order: for each layer ``l`` and direction
 ``d``, the ``gates`` matrix (``W_ih | W_hh``, rows in unit-major order), then the ``proj``
-matrix (``W_hr``, with a projection); then the ``head`` matrix (with a head). A matrix of
+matrix (``W_hr``, with a projection); then the ``head`` matrix (with a head). A GRU's
+``gates`` matrix is :func:`.gru_layout.gru_gate_rows`' (``4H`` rows ``r, z, n_x, n_h`` per
+unit against the same vector, target :data:`GRU_SUMS`: the exact accumulator). A matrix of
 ``groups`` row groups and ``chunks = ceil(cols / S)`` column chunks occupies the weight words
 ``base .. base + groups*chunks - 1``: word ``base + g*chunks + c`` holds columns
 ``c*S .. c*S + S - 1`` of rows ``g*P .. g*P + P - 1``, so a linear counter streams the whole
@@ -31,6 +33,7 @@ from ..quant.fixed import FixedFormat
 from ..quant.model import QuantizedModel
 
 __all__ = [
+    "GRU_SUMS",
     "KINDS",
     "Matrix",
     "Segment",
@@ -44,6 +47,10 @@ __all__ = [
 
 #: Matrix kinds, in the order they appear for one (layer, direction); ``head`` comes last.
 KINDS = ("gates", "proj", "head")
+
+#: The target role of a GRU's gate rows: every row leaves the MVU as its exact accumulator
+#: value (:mod:`.gru_layout`).
+GRU_SUMS = "gru_sums"
 
 
 class Segment(NamedTuple):
@@ -269,9 +276,18 @@ class WeightLayout:
         # (name, layer, direction, kind, codes (rows, cols) layout order, bias (rows,),
         #  [(length, shift)], role)
         raw = []
+        gru = model.cell == "gru"
         for l, directions in enumerate(model.layers):
             for d, q in enumerate(directions):
                 suffix = f"l{l}" + ("_reverse" if d else "")
+                if gru:  # the GRU's rows r, z, n_x, n_h in this geometry, all exact
+                    from .gru_layout import gru_gate_rows
+
+                    rows = gru_gate_rows(model, l, d)
+                    raw.append((f"{suffix}_gates", l, d, "gates", rows.codes, rows.bias,
+                                [(seg.length, seg.shift) for seg in rows.segments],
+                                rows.target.role))  # fmt: skip
+                    continue
                 s_in, s_rec, _ = model.gate_shifts(l, d)
                 codes = np.concatenate([q.w_ih.codes, q.w_hh.codes], axis=1)
                 raw.append((f"{suffix}_gates", l, d, "gates", unit_major(codes, H),
@@ -289,9 +305,13 @@ class WeightLayout:
 
         product_shifts = tuple(sorted({s for r in raw for _, s in r[6]}))
         roles = [r[7] for r in raw]
-        target_roles = [role for role in ("preact", "hidden", "head_out") if role in roles]
+        known = ("preact", GRU_SUMS, "hidden", "head_out")
+        target_roles = [role for role in known if role in roles]
         targets = tuple(
-            Target(role, model.requant_shift(role), model.formats[role]) for role in target_roles
+            Target(role, 0, model.acc)  # a GRU's gate rows: the exact accumulator (identity)
+            if role == GRU_SUMS
+            else Target(role, model.requant_shift(role), model.formats[role])
+            for role in target_roles
         )
         weight_bits = model.widest_weight_bits()
 

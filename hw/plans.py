@@ -12,8 +12,16 @@ __all__ = [
     "buffer_plan",
     "memory_plan",
     "multiplier_plan",
+    "state_format",
     "stream_buffer_plan",
 ]
+
+
+def state_format(model):
+    """The format of ``cmem``'s words, the state each cell unit reads back at the next step:
+    an LSTM's cell state ``c`` (``cell``), a GRU's hidden state ``h`` (``hidden``: a GRU has
+    no cell state, its ``h_prev`` comes from ``cmem`` as an LSTM's ``c_prev`` does)."""
+    return model.formats["hidden" if model.cell == "gru" else "cell"]
 
 
 def addr_width(depth: int) -> int:
@@ -25,8 +33,8 @@ def addr_width(depth: int) -> int:
 def buffer_plan(model, max_seq_len: int, *, initial_state: bool, with_states: bool) -> dict:
     """On-chip data buffers: ``{name: (width, depth)}`` (only those the build needs):
     ``xbuf`` (inputs), ``obuf0``/``obuf1`` (layer outputs, alternating), ``cmem`` (cell
-    states), ``mbuf`` (cell outputs before the projection), ``h0buf``, ``hnbuf``,
-    ``headbuf``."""
+    states; a GRU's hidden states, :func:`state_format`), ``mbuf`` (cell outputs before the
+    projection), ``h0buf``, ``hnbuf``, ``headbuf``."""
     q = model
     return _plan(q, max_seq_len * q.input_size, max_seq_len * q.num_directions * q.output_size,
                  max_seq_len, initial_state=initial_state, with_states=with_states)  # fmt: skip
@@ -56,7 +64,7 @@ def _plan(q, x_words: int, out_words: int, head_steps: int, *, initial_state: bo
     plan = {"xbuf": (f["x"].bits, x_words)}
     for bank in range(min(q.num_layers, 2)):
         plan[f"obuf{bank}"] = (f["hidden"].bits, out_words)
-    plan["cmem"] = (f["cell"].bits, LD * H)
+    plan["cmem"] = (state_format(q).bits, LD * H)
     if q.proj_size:
         plan["mbuf"] = (f["hidden"].bits, H)
     if initial_state:
@@ -90,11 +98,17 @@ def memory_plan(model, layout, buffers: dict) -> list[dict]:
 
 def multiplier_plan(model, layout, cells: int) -> list[dict]:
     """Hardware multipliers: where, how many, operand widths (the MVU's ``P * S``, then
-    those of the ``cells`` activation + cell units)."""
+    those of the ``cells`` activation + cell units; a GRU's cells:
+    :func:`.gru_cell.gru_cell_multipliers`)."""
     f, tables, V = model.formats, model.tables, cells
     vec_bits = max(f["x"].bits, f["hidden"].bits)
     muls = [{"where": "matrix-vector unit lanes", "count": layout.lanes * layout.simd,
              "a_bits": layout.weight_bits, "b_bits": vec_bits}]  # fmt: skip
+    if model.cell == "gru":
+        from ..quant.gru_golden import GRUCellArithmetic
+        from .gru_cell import gru_cell_multipliers
+
+        return muls + gru_cell_multipliers(GRUCellArithmetic.of(model), V)
     for where, table, count in (
         ("gate activation interpolation", tables["sigmoid"], 4 * V),
         ("cell tanh interpolation", tables["tanh_cell"], V),
