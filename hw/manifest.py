@@ -32,10 +32,10 @@ from pathlib import Path
 
 from ..errors import ManifestError
 from ..export import files
+from . import manifest_sections as sections
 from .manifest_fields import (
     FILE_NAME,
     IDENTIFIER,
-    SHA256,
     bool_field,
     dict_field,
     fixed_format_field,
@@ -45,7 +45,8 @@ from .manifest_fields import (
     require,
     str_field,
 )
-from .stream_geometry import HEAD_MODES, StreamGeometry
+from .manifest_sections import MODES
+from .stream_geometry import StreamGeometry
 from .weight_port import WeightPort
 
 __all__ = [
@@ -61,8 +62,6 @@ __all__ = [
     "check_header",
 ]  # FILE_NAME, IDENTIFIER: also importable from here (hw.verilog uses them)
 
-#: The accelerator's operating modes (``mode``; absent: ``"sequence"``).
-MODES = ("sequence", "stream")
 #: ``format`` of a design folder's ``manifest.json``.
 HARDWARE_FORMAT = "lstmfpga.hardware"
 #: The version this lstmfpga writes and reads.
@@ -72,7 +71,7 @@ _DIRECTIONS = ("input", "output")
 _KNOWN = (
     "format", "version", "top", "lanes", "simd", "max_seq_len", "with_states", "initial_state",
     "ports", "model", "formats", "stream", "cycles", "memories", "ram_bits", "multipliers",
-    "memory_files", "files", "weight_port", "weights_sha256", "cells",
+    "memory_files", "files", "weight_port", "weights_sha256", "cells", "mode", "stream_cycles",
 )  # fmt: skip
 
 
@@ -148,81 +147,6 @@ class ComputeCycles:
         return self.first + (T - 1) * self.per_step
 
 
-def _geometry(stream: dict, with_states: bool, initial_state: bool, where: str) -> StreamGeometry:
-    where = f"{where}: stream geometry"
-    info = dict_field(stream, "geometry", where.rsplit(" ", 1)[0])
-    head_mode = require(info, "head_mode", where)
-    if head_mode not in (None, *HEAD_MODES):
-        raise ManifestError(f"{where}: head_mode must be null, 'last' or 'all', not {head_mode!r}")
-    head_out = int_field(info, "head_out", where)
-    if (head_mode is None) != (head_out == 0):
-        raise ManifestError(f"{where}: head_out must be 0 exactly without a head, not {head_out}")
-    return StreamGeometry(
-        input_size=int_field(info, "input_size", where, 1),
-        hidden_size=int_field(info, "hidden_size", where, 1),
-        output_size=int_field(info, "output_size", where, 1),
-        states=int_field(info, "states", where, 1),
-        head_out=head_out,
-        head_mode=head_mode,
-        sequence_output_size=int_field(info, "sequence_output_size", where, 1),
-        with_states=with_states,
-        initial_state=initial_state,
-    )
-
-
-def _check_model(model: dict, geometry: StreamGeometry, where: str) -> None:
-    """The ``model`` section's fields, and that the stored geometry is the model's."""
-    where = f"{where}: model"
-    layers = int_field(model, "num_layers", where, 1)
-    bidirectional = bool_field(model, "bidirectional", where)
-    hidden = int_field(model, "hidden_size", where, 1)
-    proj = int_field(model, "proj_size", where)
-    bool_field(model, "bias", where)
-    str_field(model, "preset", where)
-    head = require(model, "head", where)
-    if head is not None:
-        mode = str_field(head, "mode", f"{where} head")
-        if mode not in HEAD_MODES:
-            raise ManifestError(f"{where} head: mode must be 'last' or 'all', not {mode!r}")
-        head = (mode, int_field(head, "out_features", f"{where} head", 1))
-    D, H_out = 2 if bidirectional else 1, proj or hidden
-    derived = StreamGeometry(
-        input_size=int_field(model, "input_size", where, 1),
-        hidden_size=hidden,
-        output_size=H_out,
-        states=layers * D,
-        head_out=0 if head is None else head[1],
-        head_mode=None if head is None else head[0],
-        sequence_output_size=D * H_out,
-        with_states=geometry.with_states,
-        initial_state=geometry.initial_state,
-    )
-    if derived != geometry:
-        raise ManifestError(f"{where}: the stream geometry must be the model's, not {geometry}")
-
-
-def _weights(info: dict, ports: tuple[Port, ...], where: str) -> dict:
-    """The optional ``weights_sha256`` and ``weight_port`` sections (the port's names must be
-    ports of the top, its data port as wide as a beat)."""
-    out = {}
-    if "weights_sha256" in info:
-        out["weights_sha256"] = str_field(info, "weights_sha256", where, SHA256)
-    if info.get("weight_port") is not None:
-        port = WeightPort.from_dict(info["weight_port"], where)
-        widths = {p.name: p.width for p in ports}
-        names = [port.data, port.valid, port.ready] + ([port.last] if port.last else [])
-        for name in names:
-            if name not in widths:
-                raise ManifestError(f"{where}: weight_port: port {name!r} is not a port of the top")
-        if widths[port.data] not in (port.bits, 8 * port.beat_bytes):
-            raise ManifestError(
-                f"{where}: weight_port: port {port.data} must be {port.bits} or "
-                f"{8 * port.beat_bytes} bits wide, not {widths[port.data]}"
-            )
-        out["weight_port"] = port
-    return out
-
-
 # -- the manifest -------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Manifest:
@@ -232,7 +156,11 @@ class Manifest:
     ``extra`` holds sections this module does not know; ``cells`` is the number of parallel
     activation + cell units (1 in manifests that predate it). ``files`` lists what the folder
     holds (relative names), ``memory_files`` is ``"inline"`` or ``"readmemh"`` (``None``
-    before the design is written)."""
+    before the design is written). ``mode`` is ``"sequence"`` or ``"stream"`` (JSON
+    ``mode``, absent in sequence mode) and ``stream_cycles`` stream mode's cycle model
+    (:meth:`~.stream_cycles.StreamCycleModel.to_dict`: ``latency``, the per-step latency,
+    ``interval``, ...; ``None`` in sequence mode); given in ``extra`` they become these
+    fields."""
 
     top: str
     lanes: int
@@ -254,6 +182,16 @@ class Manifest:
     weight_port: WeightPort | None = None
     weights_sha256: str | None = None
     cells: int = 1
+    mode: str = "sequence"
+    stream_cycles: dict | None = None
+
+    def __post_init__(self):
+        # ``mode``/``stream_cycles`` given in ``extra`` (as the JSON has them) become the fields
+        extra = dict(self.extra)
+        for key in ("mode", "stream_cycles"):
+            if key in extra:
+                object.__setattr__(self, key, extra.pop(key))
+        object.__setattr__(self, "extra", extra)
 
     @property
     def with_states(self) -> bool:
@@ -270,12 +208,6 @@ class Manifest:
     @property
     def hex_files(self) -> tuple[str, ...]:
         return tuple(name for name in self.files if name.endswith(".hex"))
-
-    @property
-    def mode(self) -> str:
-        """``"sequence"`` or ``"stream"`` (the ``mode`` entry, kept in :attr:`extra`; absent
-        in sequence-mode manifests)."""
-        return self.extra.get("mode", "sequence")
 
     def port(self, name: str) -> Port:
         for port in self.ports:
@@ -322,6 +254,10 @@ class Manifest:
             out["weights_sha256"] = self.weights_sha256
         if self.weight_port is not None:
             out["weight_port"] = self.weight_port.to_dict()
+        if self.mode != "sequence":
+            out["mode"] = self.mode
+        if self.stream_cycles is not None:
+            out["stream_cycles"] = self.stream_cycles
         return out | self.extra
 
     @classmethod
@@ -332,14 +268,14 @@ class Manifest:
         with_states = bool_field(info, "with_states", where)
         initial_state = bool_field(info, "initial_state", where)
         stream = dict_field(info, "stream", where)
-        geometry = _geometry(stream, with_states, initial_state, where)
+        geometry = sections.geometry(stream, with_states, initial_state, where)
         for key in ("input_format", "output_format"):
             fixed_format_field(require(stream, key, f"{where}: stream"), key, f"{where}: stream")
         str_field(stream, "input_elements", f"{where}: stream")
         int_table(dict_field(stream, "output_elements", f"{where}: stream"), "output_elements",
                    f"{where}: stream")  # fmt: skip
         model = dict_field(info, "model", where)
-        _check_model(model, geometry, where)
+        sections.check_model(model, geometry, where)
         formats = dict_field(info, "formats", where)
         for role, text in formats.items():
             fixed_format_field(text, f"format of {role}", f"{where}: formats")
@@ -374,9 +310,7 @@ class Manifest:
             raise ManifestError(
                 f"{where}: memory_files must be one of {MEMORY_MODES}, not {memory_files!r:.40}"
             )
-        mode = info.get("mode", "sequence")
-        if mode not in MODES:
-            raise ManifestError(f"{where}: mode must be 'sequence' or 'stream', not {mode!r:.40}")
+        mode, stream_cycles = sections.mode(info, where)
         listed = info.get("files", [])
         if not isinstance(listed, list) or not all(
             isinstance(n, str) and FILE_NAME.fullmatch(n) for n in listed
@@ -402,8 +336,10 @@ class Manifest:
             memory_files=memory_files,
             files=tuple(listed),
             extra={k: v for k, v in info.items() if k not in _KNOWN},
-            **_weights(info, ports, where),
+            **sections.weights(info, ports, where),
             cells=int_field(info, "cells", where, 1) if "cells" in info else 1,
+            mode=mode,
+            stream_cycles=stream_cycles,
         )
 
     def save(self, path: str | Path) -> None:
