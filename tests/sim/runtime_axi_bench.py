@@ -1,6 +1,8 @@
 """cocotb test module for tests/sim/test_runtime_axi.py: the host runtime drives the AXI top.
 
-Run by cocotb (not collected by pytest). The run directory (``$H6_AXI_RUN``) holds
+Run by cocotb (not collected by pytest). For a stream-mode design it runs
+:func:`stream_mode` (``case.npz``: ``x``, ``resets``, ``x2``) instead of what follows. The
+run directory (``$H6_AXI_RUN``) holds
 ``case.npz`` (float inputs ``x``, ``x2``, ``x3``, initial states ``h0``, ``c0``, ``h0b``,
 ``c0b``, ``h0c``, ``c0c``), the design folder ``rtl/`` (built for model ``qa``) and the saved
 models ``qa`` and ``qb`` (B: other weights, A's formats); this module writes ``results.npz``
@@ -113,11 +115,21 @@ class TB:
         return decode_outputs(self.design, words, T, last=np.array(last))
 
     def frame(self, stream, drop: int = 0) -> AxiStreamFrame:
-        """One sequence's input as a frame, without its last ``drop`` elements."""
+        """One sequence's input as a frame, without its last ``drop`` elements; in stream
+        mode with ``tuser`` (cocotbext-axi drives a beat's ``tuser`` from its last byte: every
+        byte of a beat gets the beat's lane bits)."""
+        n = len(stream) - drop
         if self.wide:
-            data = stream.to_bytes()
-            return AxiStreamFrame(data[: len(data) - drop * stream.lane_bytes])
-        return AxiStreamFrame([int(v) for v in stream.data[: len(stream) - drop]])
+            data = stream.to_bytes()[: n * stream.lane_bytes]
+            frame = AxiStreamFrame(data)
+            if stream.user is not None:
+                users = stream.beats().users()
+                frame.tuser = [users[i // stream.beat_bytes] for i in range(len(data))]
+            return frame
+        frame = AxiStreamFrame([int(v) for v in stream.data[:n]])
+        if stream.user is not None:
+            frame.tuser = [int(u) for u in stream.user[:n]]
+        return frame
 
     async def load_weights(self, model: QuantizedModel):
         """Stream ``model``'s weight beats (the runtime's bytes, one frame) between sequences
@@ -134,6 +146,26 @@ class TB:
         return {**out, **{k: bool(v) for k, v in status.items()}}
 
 
+async def stream_mode(tb: TB, case, run: Path) -> None:
+    """Stream mode: ``x`` as consecutive segments of one signal (``keep_state`` written over
+    AXI4-Lite) with a ``tuser`` reset at ``resets``, then ``x2`` with ``keep_state`` 0."""
+    design, log, results = tb.design, {}, {}
+    log["mode"] = await tb.regs.read("MODE")
+    await tb.regs.keep_state(True)
+    log["state_control"] = await tb.regs.read("STATE_CONTROL")
+    x, resets = case["x"], case["resets"]
+    got = await tb.run(encode_inputs(design, x, resets=resets), x.shape[1])
+    results["kept"] = got.prediction
+    await tb.regs.keep_state(False)
+    x2 = case["x2"]
+    got = await tb.run(encode_inputs(design, x2), x2.shape[1])
+    results["reset"] = got.prediction
+    await ClockCycles(tb.dut.clk, 2)
+    log["after"] = await tb.snapshot()
+    np.savez(run / "results.npz", **results)
+    (run / "registers.json").write_text(json.dumps(log))
+
+
 @cocotb.test()
 async def runtime_drives_the_axi_top(dut):
     run = Path(os.environ["H6_AXI_RUN"])
@@ -141,6 +173,9 @@ async def runtime_drives_the_axi_top(dut):
     design = HardwareDesign.load(run / "rtl")
     tb = TB(dut, design)
     await tb.reset()
+    if design.mode == "stream":
+        await stream_mode(tb, case, run)
+        return
     log = {"id": await tb.regs.check_id()}
     try:  # an address without a register answers SLVERR: the transport raises
         await tb.transport.read32(0x80)

@@ -44,9 +44,6 @@ def states(q, batch, seed):
 def axi_run(tmp_path_factory, request):
     """One Icarus run per K (elements per s_axis/m_axis beat; K = 4: 64-bit tdata, tkeep on
     the partial last beats of the T = 5 sequences and of the malformed one)."""
-    from cocotb_tools.runner import get_runner
-
-    assert shutil.which("iverilog") and shutil.which("vvp"), "Icarus Verilog is needed"
     K = request.param
     run = tmp_path_factory.mktemp(f"runtime_axi_k{K}")
     _, q = random_qmodel(SEED, **MODEL)
@@ -65,6 +62,14 @@ def axi_run(tmp_path_factory, request):
     h0c, c0c = states(q, 2, SEED + 2)
     np.savez(run / "case.npz", x=x, x2=x2, x3=x3, h0=h0, c0=c0, h0b=h0b, c0b=c0b, h0c=h0c,
              c0c=c0c)  # fmt: skip
+    return {"K": K, "q": q, "qb": qb, "info": info} | simulate(run, info)
+
+
+def simulate(run, info) -> dict:
+    """Build ``run/rtl`` in Icarus, run the cocotb module on it; what it wrote."""
+    from cocotb_tools.runner import get_runner
+
+    assert shutil.which("iverilog") and shutil.which("vvp"), "Icarus Verilog is needed"
     runner = get_runner("icarus")
     runner.build(
         sources=[run / "rtl" / f"{info['top']}.v"],
@@ -84,10 +89,6 @@ def axi_run(tmp_path_factory, request):
     )
     assert (run / "registers.json").is_file(), (run / "sim.log").read_text()[-3000:]
     return {
-        "K": K,
-        "q": q,
-        "qb": qb,
-        "info": info,
         "case": dict(np.load(run / "case.npz")),
         "results": dict(np.load(run / "results.npz", allow_pickle=False)),
         "registers": json.loads((run / "registers.json").read_text()),
@@ -157,3 +158,42 @@ def test_reloaded_weights_give_the_loaded_models_results(axi_run, phase, model, 
     assert after["WEIGHT_LOADS"] == loads, "loads counted, and kept over the soft reset"
     assert after["ID"] == axi_run["info"]["design_id"], "ID names the design as generated"
     assert not after["error"] and after["ERRORS"] == 0
+
+
+# -- stream mode ------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def stream_run(tmp_path_factory):
+    """A stream-mode AXI top with K = 2 (input size 2: one step per beat, 4 results per
+    step in 2 beats; tuser one bit per lane)."""
+    run = tmp_path_factory.mktemp("runtime_axi_stream")
+    _, q = random_qmodel(SEED + 5, input_size=2, hidden_size=3, head="all", head_out=4)
+    acc = LSTMAccelerator(q, lanes=4, max_seq_len=4, mode="stream")
+    info = write_axi_design(acc, run / "rtl", beat_elements=2)
+    x = random_inputs(SEED + 5, 3, 5, q.input_size)  # 5 steps > max_seq_len: no limit
+    resets = np.zeros((3, 5), bool)
+    resets[1, 2] = True
+    x2 = random_inputs(SEED + 6, 2, 3, q.input_size)
+    np.savez(run / "case.npz", x=x, resets=resets, x2=x2)
+    return {"q": q, "info": info} | simulate(run, info)
+
+
+def test_stream_mode_carries_the_state_over_tlast_and_tuser_resets_it_in_icarus(stream_run):
+    q, case, got = stream_run["q"], stream_run["case"], stream_run["results"]
+    x, B, T = case["x"], *case["x"].shape[:2]
+    signal = golden.quantize_inputs(q, x).reshape(1, B * T, q.input_size)
+    cut = T + 2  # segment 1, step 2 carries tuser
+    want = np.concatenate([golden.run(q, signal[:, :cut]).prediction,
+                           golden.run(q, signal[:, cut:]).prediction], axis=1)  # fmt: skip
+    np.testing.assert_array_equal(got["kept"], want.reshape(B, T, -1))
+    uncut = golden.run(q, signal).prediction.reshape(B, T, -1)
+    assert not np.array_equal(got["kept"], uncut), "the tuser reset was meant to matter"
+    regs = stream_run["registers"]
+    assert regs["mode"] == 1 and regs["state_control"] == 1
+
+
+def test_stream_mode_without_keep_state_starts_every_sequence_afresh_in_icarus(stream_run):
+    q, case, got = stream_run["q"], stream_run["case"], stream_run["results"]
+    _, want = golden.predict(q, case["x2"])
+    np.testing.assert_array_equal(got["reset"], want.prediction)
+    after = stream_run["registers"]["after"]
+    assert after["SEQUENCES"] == 5 and not after["error"] and after["ERRORS"] == 0
