@@ -60,6 +60,7 @@ from .fetch import VectorFetch
 from .layout import WeightLayout
 from .loader import InputLoader
 from .mvu import MatrixVectorUnit
+from .pipeline import NO_RW_CHECK
 from .plans import buffer_plan, memory_plan, multiplier_plan, stream_buffer_plan
 from .regroup import GateRegrouper, emitter_cycles
 from .schedule import Schedule, ScheduleCursor
@@ -67,10 +68,24 @@ from .stream_geometry import StreamGeometry
 from .weights import WeightMemory
 from .writeback import WriteBack
 
-__all__ = ["MODES", "LSTMAccelerator", "default_cells", "emitter_cycles"]
+__all__ = ["MODES", "LSTMAccelerator", "check_mode", "default_cells", "emitter_cycles"]
 
 #: Operating modes: whole sequences buffered (``"sequence"``), or step by step (``"stream"``).
 MODES = ("sequence", "stream")
+
+
+def check_mode(mode, model, name: str = "mode") -> str:
+    """``mode`` if ``model`` can be built in it, else ``ValueError`` (one line; ``name`` is
+    the option's name in the message, e.g. ``--mode``)."""
+    if mode not in MODES:
+        raise ValueError(f"{name} must be 'sequence' or 'stream', not {mode!r}")
+    if mode == "stream" and model.num_directions != 1:
+        stream = "--mode stream" if name.startswith("-") else f"{name} 'stream'"
+        raise ValueError(
+            f"{stream} needs a unidirectional model, not a bidirectional one: the reverse "
+            "direction needs the whole sequence before its first step"
+        )
+    return mode
 
 
 def default_cells(layout: WeightLayout) -> int:
@@ -140,13 +155,7 @@ class LSTMAccelerator(wiring.Component):
         try:
             if not isinstance(model, QuantizedModel):
                 raise TypeError(f"model must be a QuantizedModel, not {model!r}")
-            if mode not in MODES:
-                raise ValueError(f"mode must be 'sequence' or 'stream', not {mode!r}")
-            if mode == "stream" and model.num_directions != 1:
-                raise ValueError(
-                    "mode 'stream' needs a unidirectional model, not a bidirectional one: "
-                    "the reverse direction needs the whole sequence before its first step"
-                )
+            check_mode(mode, model)
             if not isinstance(max_seq_len, int) or isinstance(max_seq_len, bool) or max_seq_len < 1:
                 raise ValueError(f"max_seq_len must be a positive integer, not {max_seq_len!r}")
             self._layout = WeightLayout.of(model, lanes, simd)  # validates lanes, simd
@@ -300,8 +309,12 @@ class LSTMAccelerator(wiring.Component):
         n.vec_bits = max(f["x"].bits, f["hidden"].bits)
         m.submodules.mvu = n.mvu = MatrixVectorUnit.of(layout, n.vec_bits, q.rounding, q.overflow)
 
+        # No read meets a write to its address in the same cycle with its data used (the
+        # fetch waits for true dependencies; inputs are written in LOAD, results read in
+        # DRAIN), so the buffers need no collision logic (``NO_RW_CHECK``).
         def memory(name, fmt_bits, depth):
-            mem = Memory(shape=signed(fmt_bits), depth=max(2, depth), init=[])  # no 0-bit addr
+            mem = Memory(shape=signed(fmt_bits), depth=max(2, depth), init=[],
+                         attrs=NO_RW_CHECK)  # no 0-bit addr  # fmt: skip
             m.submodules[name] = mem
             return mem
 

@@ -23,6 +23,7 @@ from .cellbank import CellBank
 from .drain import Region
 from .fetch import VectorFetch
 from .mvu import MatrixVectorUnit
+from .pipeline import NO_RW_CHECK
 from .regroup import GateRegrouper
 from .schedule import ScheduleCursor
 from .stream_drain import StreamDrain
@@ -63,9 +64,11 @@ def _blocks(m, n, acc):
     m.submodules.mvu = n.mvu = MatrixVectorUnit.of(layout, vec_bits, n.q.rounding, n.q.overflow)
     n.plan = acc.buffer_plan()
     n.mems = {}
+    # no used read meets a write to its address in the same cycle (the stages wait for the
+    # steps they read; the loader writes only free ring slots and h0/c0 between sequences)
     for name, (width, depth) in n.plan.items():
         n.mems[name] = m.submodules[name] = Memory(shape=signed(width), depth=max(2, depth),
-                                                   init=[])  # fmt: skip
+                                                   init=[], attrs=NO_RW_CHECK)  # fmt: skip
     n.out_bits = n.mvu.o.payload.data.shape().elem_shape.width
     m.submodules.write_back = n.wb = WriteBack(
         n.q, n.sched, max_seq_len=1, cells=n.V, row_bits=n.out_bits, with_states=acc.with_states

@@ -29,17 +29,10 @@ from amaranth.lib.wiring import Flow
 from ..export import files
 from ..quant.model import QuantizedModel
 from .accelerator import LSTMAccelerator
-from .manifest import (
-    FILE_NAME,
-    HARDWARE_FORMAT,
-    IDENTIFIER,
-    MEMORY_MODES,
-    ComputeCycles,
-    Manifest,
-    Port,
-    WeightPort,
-)
+from .manifest import HARDWARE_FORMAT, MEMORY_MODES, ComputeCycles, Manifest, Port
+from .manifest_fields import FILE_NAME, IDENTIFIER
 from .stream_geometry import StreamGeometry
+from .weight_port import WeightPort
 
 __all__ = [
     "HARDWARE_FORMAT",
@@ -146,7 +139,7 @@ def _ports(acc: LSTMAccelerator) -> tuple[Port, ...]:
 
 def weight_port(acc: LSTMAccelerator) -> WeightPort | None:
     """The accelerator's weight port (``w``), ``None`` if it has none; its payload must be
-    :class:`~.manifest.WeightPort`'s beat (checked)."""
+    :class:`~.weight_port.WeightPort`'s beat (checked)."""
     if "w" not in acc.signature.members:
         return None
     port = WeightPort.of(acc.layout)

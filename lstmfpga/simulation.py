@@ -143,6 +143,9 @@ def simulate_model(
     simd: int | None = None,
     rtl=None,
     cells: int | None = None,
+    mode: str = "sequence",
+    stateful: bool = False,
+    beat_elements: int | None = None,
 ):
     """Quantize ``x`` (and ``h0``/``c0``), run ``simulator`` and the golden model, build the
     report.
@@ -172,6 +175,14 @@ def simulate_model(
     before the first sequence (every simulator process loads them); ``settings`` records
     ``rtl`` and ``weights_reloaded``. One line errors name a mismatch.
 
+    ``mode``: ``"sequence"`` or ``"stream"`` (the accelerator's; stream mode needs a
+    unidirectional model and has no ``max_seq_len``). ``stateful`` (stream mode, Amaranth
+    simulator): the rows of ``x`` are consecutive segments of one signal, the state carried
+    from row ``b`` to row ``b + 1`` (the hardware's ``keep_state``; ``h0``/``c0`` of row 0
+    start it); the golden side is :func:`stateful_golden`, which equals the golden model on
+    the whole signal. ``settings`` records ``mode`` (when not ``sequence``) and ``stateful``.
+    ``beat_elements``: with ``rtl``, must be the design's elements per beat.
+
     Returns ``(report, arrays)``. ``arrays`` are in ``predict``'s shapes, so that they
     compare with ``np.array_equal`` to what ``predict --raw`` writes: ``rtl`` and ``golden``
     (prediction codes: ``(batch, out)`` for a ``last`` head, ``(batch, seq, out)`` for
@@ -185,6 +196,11 @@ def simulate_model(
 
     model.require_lstm("simulation")
     _check_simulation(simulator, stall, cycle_budget, jobs, waves)
+    _check_mode(model, mode, stateful, simulator, rtl, spec, max_seq_len)
+    if beat_elements is not None and rtl is None:
+        raise SimulationError(
+            "beat_elements needs rtl (an AXI design generated with --beat-elements)"
+        )
     if rtl is not None and simulator == "amaranth":
         raise SimulationError(
             "rtl runs a design folder's Verilog: simulator must be icarus or verilator, "
@@ -203,14 +219,21 @@ def simulate_model(
         None if v is None else model.formats[role].quantize(v, model.rounding)
         for v, role in ((h0, "hidden"), (c0, "cell"))
     )
+    if stateful:
+        expected = stateful_golden(model, x_codes, h0_codes, c0_codes)
     initial_state = h0 is not None or c0 is not None
     options = dict(lanes=lanes, simd=simd, cells=cells, max_seq_len=max_seq_len,
                    with_states=with_states, initial_state=initial_state)  # fmt: skip
-    target = _Target.folder(model, rtl, T, **options) if rtl else _Target.new(model, T, **options)
+    if rtl:
+        target = _Target.folder(model, rtl, T, **options, beat_elements=beat_elements)
+    else:
+        target = _Target.new(model, T, **options, mode=mode)
+    if stateful:
+        target.settings["stateful"] = True
     result, version, timing = _run_simulator(
         target.design, x_codes, h0_codes, c0_codes, simulator=simulator, stall=stall,
         seed=seed, waves=waves, build_dir=build_dir, progress=progress,
-        cycle_budget=cycle_budget, jobs=jobs,
+        cycle_budget=cycle_budget, jobs=jobs, stateful=stateful,
     )  # fmt: skip
     run = dict(stall=stall, seed=seed, cycle_budget=cycle_budget, started=started_all)
     return _report(model, x, h0, c0, T, target, result, version, timing, expected,
@@ -234,25 +257,26 @@ class _Target:
 
     @classmethod
     def new(cls, model, T: int, *, lanes, simd, cells, max_seq_len, with_states,
-            initial_state):  # fmt: skip
+            initial_state, mode="sequence"):  # fmt: skip
         from lstmfpga.hw.accelerator import LSTMAccelerator
 
         max_seq_len = T if max_seq_len is None else max_seq_len
-        if max_seq_len < T:
+        if max_seq_len < T and mode == "sequence":
             raise SimulationError(
                 f"max_seq_len {max_seq_len} is shorter than the inputs' {T} steps"
             )
         acc = LSTMAccelerator(
             model, lanes=8 if lanes is None else lanes, simd=1 if simd is None else simd,
             cells=cells, max_seq_len=max_seq_len, with_states=with_states,
-            initial_state=initial_state,
+            initial_state=initial_state, mode=mode,
         )  # fmt: skip
         settings = {"simd": acc.simd} if acc.simd != 1 else {}
+        settings |= {"mode": mode} if mode != "sequence" else {}
         return cls(acc, acc, settings | ({} if cells is None else {"cells": acc.cells}))
 
     @classmethod
     def folder(cls, model, rtl, T: int, *, lanes, simd, cells, max_seq_len, with_states,
-               initial_state):  # fmt: skip
+               initial_state, beat_elements=None):  # fmt: skip
         """The design in folder ``rtl`` for ``model``, after checking that they fit."""
         import dataclasses
         from pathlib import Path
@@ -265,12 +289,13 @@ class _Target:
         where = f"--rtl {rtl}"
         hw = HardwareDesign.load(rtl)
         layout = check_model(hw, model)
-        given = {"lanes": lanes, "simd": simd, "cells": cells, "max_seq_len": max_seq_len}
+        given = {"lanes": lanes, "simd": simd, "cells": cells, "max_seq_len": max_seq_len,
+                 "beat_elements": beat_elements}  # fmt: skip
         for what, value in given.items():
             if value is not None and value != getattr(hw, what):
                 raise SimulationError(f"{what} must be the design's {getattr(hw, what)} "
                                       f"({where}), not {value}")  # fmt: skip
-        if T > hw.max_seq_len:
+        if T > hw.max_seq_len and folder_mode(Manifest.load(rtl)) == "sequence":
             raise SimulationError(
                 f"the inputs' {T} steps must fit the design's max_seq_len {hw.max_seq_len} "
                 f"({where})"
@@ -310,12 +335,13 @@ def _same_hardware(model, rtl, hw):
     from lstmfpga.hw.accelerator import LSTMAccelerator
     from lstmfpga.hw.verilog import build_manifest
 
+    folder = Manifest.load(rtl)
     acc = LSTMAccelerator(
         model, lanes=hw.lanes, simd=hw.simd, cells=hw.cells, max_seq_len=hw.max_seq_len,
-        with_states=hw.with_states, initial_state=hw.initial_state,
+        with_states=hw.with_states, initial_state=hw.initial_state, mode=folder_mode(folder),
     )  # fmt: skip
     acc._MustUse__silence = True  # only its parameters and cycle model are used
-    mine, theirs = build_manifest(acc).to_dict(), Manifest.load(rtl).to_dict()
+    mine, theirs = build_manifest(acc).to_dict(), folder.to_dict()
     for key in ("stream", "cycles", "memories", "multipliers", "formats", "model"):
         if mine[key] != theirs.get(key):
             raise SimulationError(
@@ -323,6 +349,12 @@ def _same_hardware(model, rtl, hw):
                 f"design's, not differ in its {key}"
             )
     return acc
+
+
+def folder_mode(manifest) -> str:
+    """A design folder's mode (``"sequence"`` when its manifest predates modes)."""
+    mode = getattr(manifest, "mode", None)
+    return mode if isinstance(mode, str) else manifest.extra.get("mode", "sequence")
 
 
 def _report(model, x, h0, c0, T, target, result, version, timing, expected, *, spec,
@@ -346,7 +378,8 @@ def _report(model, x, h0, c0, T, target, result, version, timing, expected, *, s
         simulator=simulator, simulator_version=version, lanes=acc.lanes,
         max_seq_len=acc.max_seq_len, run_cycles=result.cycles,
         total_cycles=result.total_cycles, wall_seconds=result.wall_seconds,
-        cycle_model=CycleModel.of(acc), rtl_error=result.error,
+        cycle_model=CycleModel.of(acc) if acc.mode == "sequence" else None,
+        rtl_error=result.error,
         float_prediction=float_prediction, labels=labels, settings=settings,
         spec_check=spec_check,
         timing=timing | {"end_to_end_seconds": round(time.perf_counter() - started, 3)},
@@ -355,6 +388,36 @@ def _report(model, x, h0, c0, T, target, result, version, timing, expected, *, s
     if float_prediction is not None:
         arrays["float"] = np.asarray(float_prediction, dtype=np.float64)
     return report, arrays
+
+
+def _check_mode(model, mode, stateful, simulator, rtl, spec, max_seq_len) -> None:
+    """Refuse a bad ``mode``/``stateful`` combination (one line each)."""
+    from lstmfpga.hw.accelerator import check_mode
+
+    try:
+        check_mode(mode, model)
+    except ValueError as error:
+        raise SimulationError(str(error)) from None
+    if mode == "stream":
+        if rtl is not None:
+            raise SimulationError("mode 'stream' with rtl: the design folder sets the mode")
+        if max_seq_len is not None:
+            raise SimulationError(
+                f"max_seq_len {max_seq_len} does not apply to mode 'stream' (any length)"
+            )
+    if stateful:
+        if mode != "stream":
+            raise SimulationError("stateful needs mode 'stream' (state carried across rows)")
+        if simulator != "amaranth":
+            raise SimulationError(
+                f"stateful runs in the amaranth simulator, not {simulator!r} (the Verilog "
+                "benches do not drive keep_state and s_axis_tuser yet)"
+            )
+        if spec is not None:
+            raise SimulationError(
+                "stateful with a float spec: the float reference runs whole sequences; "
+                "leave out the spec"
+            )
 
 
 def _check_simulation(simulator: str, stall: float, cycle_budget, jobs, waves) -> None:
@@ -380,7 +443,7 @@ def _check_simulation(simulator: str, stall: float, cycle_budget, jobs, waves) -
 
 
 def _run_simulator(design, x_codes, h0_codes, c0_codes, *, simulator, stall, seed, waves,
-                   build_dir, progress, cycle_budget, jobs):  # fmt: skip
+                   build_dir, progress, cycle_budget, jobs, stateful=False):  # fmt: skip
     """Run ``design`` (an accelerator; a folder's design only in Icarus/Verilator) in
     ``simulator``: ``(result, simulator version, report timing)``."""
     if simulator == "amaranth":
@@ -389,9 +452,14 @@ def _run_simulator(design, x_codes, h0_codes, c0_codes, *, simulator, stall, see
         from lstmfpga.sim.amaranth_sim import run_amaranth
 
         started = time.perf_counter()
+        stream = {}
+        if stateful:  # state kept over tlast; row 0 starts from h0/c0 (or zeros)
+            resets = np.zeros(x_codes.shape[:2], dtype=bool)
+            resets[0, 0] = True
+            stream = {"keep_state": True, "resets": resets}
         result = run_amaranth(
             design, x_codes, h0_codes, c0_codes, in_stall=stall, out_stall=stall, seed=seed,
-            waves=None if waves is None else str(waves), cycle_budget=cycle_budget,
+            waves=None if waves is None else str(waves), cycle_budget=cycle_budget, **stream,
         )  # fmt: skip
         result.wall_seconds = time.perf_counter() - started
         timing = {"build_seconds": 0.0, "build_cached": False, "jobs": 1, "chunks": 1}

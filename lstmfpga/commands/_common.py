@@ -84,6 +84,27 @@ def add_datapath(
         )
 
 
+def add_mode(parser: argparse.ArgumentParser) -> None:
+    """``--mode sequence|stream`` (the accelerator's ``mode``; checked by :func:`check_mode`)."""
+    parser.add_argument(
+        "--mode",
+        default="sequence",
+        metavar="MODE",
+        help="sequence: whole sequences buffered, up to --max-seq-len (default); stream: each "
+        "step's output as soon as it is computed, any length, unidirectional models",
+    )
+
+
+def check_mode(mode: str, model) -> str:
+    """``mode`` if it is a mode the model can be built in, else a one-line CLIError."""
+    from lstmfpga.hw.accelerator import check_mode as check
+
+    try:
+        return check(mode, model, "--mode")
+    except ValueError as error:
+        raise CLIError(str(error)) from None
+
+
 def artifact_format(path: str | Path) -> str:
     """The ``"format"`` field of ``path/manifest.json`` (nothing else is read)."""
     path = Path(path)

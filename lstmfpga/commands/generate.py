@@ -1,12 +1,18 @@
-"""``lstmfpga generate QMODEL [--lanes P] [--simd S] [--cells V] [--max-seq-len T] -o OUTDIR``:
-Verilog for a quantized model (``P`` rows x ``S`` columns per cycle: ``P * S`` MVU
-multipliers; ``V`` parallel activation + cell units, default the fewest that keep the MVU
-busy).
+"""``lstmfpga generate QMODEL [--lanes P] [--simd S] [--cells V] [--max-seq-len T]
+[--mode sequence|stream] -o OUTDIR``: Verilog for a quantized model (``P`` rows x ``S``
+columns per cycle: ``P * S`` MVU multipliers; ``V`` parallel activation + cell units,
+default the fewest that keep the MVU busy).
 
 Writes into OUTDIR the top-level Verilog ``<name>.v`` (AXI4-Stream ports ``s_axis_t*`` /
 ``m_axis_t*``, ``clk``, synchronous ``rst``), the weight and table contents (inline, or as
 ``$readmemh`` files with ``--memories readmemh``), and ``manifest.json`` / ``manifest.md``
 (ports, formats, latency and cycle model, memory sizes, multipliers, RAM bits).
+``--mode stream`` builds the streaming accelerator (unidirectional models): each step's
+output leaves as soon as it is computed, sequences of any length (no ``--max-seq-len``),
+state kept across sequences with the ``keep_state`` input, reset before a step by
+``s_axis_tuser`` (docs/accelerator.md); the manifest records ``mode`` and ``stream_cycles``
+(per-step latency and steady interval).
+``--beat-elements K`` (with ``--top axi``): K elements per stream beat (docs/registers.md).
 ``--top axi`` wraps the accelerator in :class:`lstmfpga.hw.axi_top.AXITop` instead (top
 ``lstm_axi``: whole-byte AXI4-Stream data, an AXI4-Lite register block with ID, counters,
 sticky errors and soft reset, ``docs/registers.md``), which ``lstmfpga.runtime`` drives.
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import argparse
 
-from lstmfpga.commands._common import add_command, add_datapath
+from lstmfpga.commands._common import add_command, add_datapath, add_mode, check_mode
 from lstmfpga.errors import CLIError, SynthesisError
 
 
@@ -34,8 +40,10 @@ def register(subparsers) -> None:
     parser.add_argument("qmodel", metavar="QMODEL", help="quantized model directory")
     add_datapath(parser, cells=True)
     parser.add_argument(
-        "--max-seq-len", type=int, default=64, metavar="T", help="longest sequence (default 64)"
-    )
+        "--max-seq-len", type=int, default=None, metavar="T",
+        help="longest sequence (default 64; sequence mode only)",
+    )  # fmt: skip
+    add_mode(parser)
     parser.add_argument(
         "--memories",
         choices=("inline", "readmemh"),
@@ -54,6 +62,14 @@ def register(subparsers) -> None:
         "registers and whole-byte streams (docs/registers.md)",
     )
     parser.add_argument(
+        "--beat-elements",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --top axi: elements per s_axis/m_axis beat, in byte-aligned lanes, tkeep "
+        "on a sequence's partial last beat (1..64, default 1)",
+    )
+    parser.add_argument(
         "--name", help="top module name (default lstm_accel, or lstm_axi with --top axi)"
     )
     parser.add_argument("-o", "--output", required=True, metavar="OUTDIR")
@@ -65,7 +81,8 @@ MAX_SEQ_LEN = 1 << 24
 
 
 def run(args: argparse.Namespace) -> None:
-    from lstmfpga.hw.accelerator import LSTMAccelerator
+    from lstmfpga.hw.accelerator import MODES, LSTMAccelerator
+    from lstmfpga.hw.beat_format import MAX_BEAT_ELEMENTS
     from lstmfpga.hw.layout import WeightLayout
     from lstmfpga.hw.verilog import check_output, write_design
     from lstmfpga.quant.model import QuantizedModel
@@ -77,9 +94,25 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"--lanes must be a positive integer, not {args.lanes}")
     if not 1 <= args.simd:
         raise CLIError(f"--simd must be a positive integer, not {args.simd}")
-    if not 1 <= args.max_seq_len <= MAX_SEQ_LEN:
+    if args.mode not in MODES:
+        raise CLIError(f"--mode must be 'sequence' or 'stream', not {args.mode!r}")
+    if args.max_seq_len is not None and args.mode == "stream":
         raise CLIError(
-            f"--max-seq-len must be an integer in 1..{MAX_SEQ_LEN}, not {args.max_seq_len}"
+            f"--max-seq-len {args.max_seq_len} does not apply to --mode stream (sequences of "
+            "any length)"
+        )
+    max_seq_len = 64 if args.max_seq_len is None else args.max_seq_len
+    if not 1 <= max_seq_len <= MAX_SEQ_LEN:
+        raise CLIError(f"--max-seq-len must be an integer in 1..{MAX_SEQ_LEN}, not {max_seq_len}")
+    if not 1 <= args.beat_elements <= MAX_BEAT_ELEMENTS:
+        raise CLIError(
+            f"--beat-elements must be an integer in 1..{MAX_BEAT_ELEMENTS}, not "
+            f"{args.beat_elements}"
+        )
+    if args.beat_elements != 1 and args.top != "axi":
+        raise CLIError(
+            f"--beat-elements {args.beat_elements} needs --top axi (the plain top carries one "
+            "element per beat)"
         )
     name = args.name or ("lstm_axi" if args.top == "axi" else "lstm_accel")
     check_identifier(name, "--name")
@@ -89,6 +122,7 @@ def run(args: argparse.Namespace) -> None:
         raise CLIError(f"-o: {error}") from None
     model = QuantizedModel.load(args.qmodel)
     model.require_lstm("hardware generation")
+    check_mode(args.mode, model)
     try:
         WeightLayout.of(model, args.lanes)  # the lanes rule of the hardware
     except ValueError as error:
@@ -103,16 +137,20 @@ def run(args: argparse.Namespace) -> None:
             lanes=args.lanes,
             simd=args.simd,
             cells=args.cells,
-            max_seq_len=args.max_seq_len,
+            max_seq_len=max_seq_len,
             with_states=args.with_states,
             initial_state=args.initial_state,
+            mode=args.mode,
         )
     except ValueError as error:
         raise CLIError(f"--cells: {error}") from None
     ram_bits = sum(mem["width"] * mem["depth"] for mem in acc.memory_plan())
     try:
         check_ram_fits(
-            ram_bits, f"a design for {args.qmodel} with --max-seq-len {args.max_seq_len}"
+            ram_bits,
+            f"a design for {args.qmodel} with --max-seq-len {max_seq_len}"
+            if args.mode == "sequence"
+            else f"a stream-mode design for {args.qmodel}",
         )
     except SynthesisError:
         acc._MustUse__silence = True  # refused before elaboration: not an unused design
@@ -120,10 +158,24 @@ def run(args: argparse.Namespace) -> None:
     if args.top == "axi":
         from lstmfpga.hw.axi_top import write_axi_design
 
-        info = write_axi_design(acc, args.output, memories=args.memories, name=name)
+        info = write_axi_design(acc, args.output, memories=args.memories, name=name,
+                                beat_elements=args.beat_elements)  # fmt: skip
     else:
         info = write_design(acc, args.output, memories=args.memories, name=name)
     cycles = info["cycles"]
+    if acc.mode == "stream":
+        stream = info["stream_cycles"]
+        print(
+            f"{info['top']}: stream mode, {info['lanes']} lanes x simd {info['simd']}, "
+            f"{info['cells']} cell units, {info['ram_bits']} RAM bits, "
+            f"{sum(m['count'] for m in info['multipliers'])} multipliers"
+        )
+        print(
+            f"per-step latency {stream['latency']} cycles (input in -> output out), steady "
+            f"{stream['interval']} cycles per step"
+        )
+        print(f"wrote {', '.join(info['files'])} to {args.output}")
+        return
     print(
         f"{info['top']}: {info['lanes']} lanes x simd {info['simd']}, {info['cells']} cell "
         "units, "

@@ -30,6 +30,13 @@ and the report says the spec was not checked). ``--labels Y.npy`` (one integer c
 ``initial_state``; ``--states S.npz`` builds it with ``with_states``, checks its final
 states too and writes them (integer codes ``h_n``, ``c_n``, as ``predict --raw --states``).
 
+``--mode stream`` simulates the streaming accelerator (unidirectional models; each step's
+output leaves as soon as it is computed; no ``--max-seq-len``); ``--stateful`` (with
+``--mode stream``, ``--sim amaranth``) treats the rows of X as consecutive segments of one
+signal, the state carried from row b to row b+1 (``--h0c0``: row 0's initial state): the
+result must equal the golden model on the concatenated signal. ``--beat-elements K`` (with
+``--rtl``): must be the AXI design's elements per beat.
+
 ``--stall P`` idles ``tvalid`` and drops ``tready`` with probability P (seeded by
 ``--seed``). Each sequence may take a cycle budget derived from the cycle model (4 x its
 expected cycles + 1000); a sequence over budget ends the run with a one-line error.
@@ -48,7 +55,15 @@ import math
 import sys
 from pathlib import Path
 
-from lstmfpga.commands._common import add_command, add_datapath, load_npy, load_npz, save_npz
+from lstmfpga.commands._common import (
+    add_command,
+    add_datapath,
+    add_mode,
+    check_mode,
+    load_npy,
+    load_npz,
+    save_npz,
+)
 from lstmfpga.errors import CLIError
 from lstmfpga.pipeline import simulate_model
 from lstmfpga.sim.cocotb_build import SIMULATORS
@@ -82,7 +97,18 @@ def register(subparsers) -> None:
         help="run this generated design (its Verilog) instead of generating one; new weights "
         "are loaded through its weight port",
     )  # fmt: skip
-    parser.add_argument("--max-seq-len", metavar="T", help="longest sequence (default: that of X)")
+    parser.add_argument(
+        "--max-seq-len", metavar="T", help="longest sequence (default: that of X; sequence mode)"
+    )
+    add_mode(parser)
+    parser.add_argument(
+        "--stateful", action="store_true",
+        help="with --mode stream: the rows of X are consecutive segments of one signal",
+    )  # fmt: skip
+    parser.add_argument(
+        "--beat-elements", type=int, default=None, metavar="K",
+        help="with --rtl: must be the design's elements per beat (default: the design's)",
+    )  # fmt: skip
     parser.add_argument("--h0c0", metavar="INIT.npz", help="initial states h0, c0 (floats)")
     parser.add_argument(
         "--states", metavar="S.npz", help="check the final states and write them (h_n, c_n codes)"
@@ -151,6 +177,26 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--sim must be one of {', '.join(SIMULATORS)}, not {args.sim!r}")
     if args.rtl is not None:
         _check_rtl(args)
+    if args.beat_elements is not None and not args.rtl:
+        raise CLIError("--beat-elements needs --rtl (an AXI design generated with --beat-elements)")
+    if args.mode not in ("sequence", "stream"):
+        raise CLIError(f"--mode must be 'sequence' or 'stream', not {args.mode!r}")
+    if args.mode == "stream" and args.rtl is not None:
+        raise CLIError("--mode stream with --rtl: the design folder sets the mode")
+    if args.mode == "stream" and args.max_seq_len is not None:
+        raise CLIError(
+            f"--max-seq-len {args.max_seq_len} does not apply to --mode stream (sequences of "
+            "any length)"
+        )
+    if args.stateful and args.mode != "stream":
+        raise CLIError("--stateful needs --mode stream (the state is carried across rows of X)")
+    if args.stateful and args.sim != "amaranth":
+        raise CLIError(
+            f"--stateful runs in --sim amaranth, not {args.sim!r} (the Verilog benches do not "
+            "drive keep_state and s_axis_tuser yet)"
+        )
+    if args.stateful and args.spec is not None:
+        raise CLIError("--stateful with --spec: the float reference runs whole sequences")
     lanes = _integer(args.lanes, "--lanes", "a positive integer", 1)
     max_seq_len = _integer(args.max_seq_len, "--max-seq-len", "a positive integer", 1)
     seed = _integer(args.seed, "--seed", "an integer in 0..2**32-1", 0, 2**32 - 1)
@@ -174,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {args.waves}")
     model = QuantizedModel.load(args.qmodel)
     model.require_lstm("simulation")
+    check_mode(args.mode, model)
     x = load_npy(args.inputs, "--inputs")
     if x.ndim == 3 and max_seq_len is not None and max_seq_len < x.shape[1]:
         raise CLIError(
@@ -210,6 +257,9 @@ def run(args: argparse.Namespace) -> int:
         simd=simd,
         cells=cells,
         rtl=args.rtl,
+        mode=args.mode,
+        stateful=args.stateful,
+        beat_elements=args.beat_elements,
     )
     save_report(report, args.report)
     written = [args.report]
