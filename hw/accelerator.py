@@ -54,14 +54,14 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..quant.model import QuantizedModel
-from .cellbank import CellBank
 from .drain import ResultDrain, result_regions
 from .fetch import VectorFetch
+from .gru_cellbank import accelerator_cell_bank
 from .layout import WeightLayout
 from .loader import InputLoader
 from .mvu import MatrixVectorUnit
 from .pipeline import NO_RW_CHECK
-from .plans import buffer_plan, memory_plan, multiplier_plan, stream_buffer_plan
+from .plans import buffer_plan, memory_plan, multiplier_plan, state_format, stream_buffer_plan
 from .regroup import GateRegrouper, emitter_cycles
 from .schedule import Schedule, ScheduleCursor
 from .stream_geometry import StreamGeometry
@@ -79,6 +79,8 @@ def check_mode(mode, model, name: str = "mode") -> str:
     the option's name in the message, e.g. ``--mode``)."""
     if mode not in MODES:
         raise ValueError(f"{name} must be 'sequence' or 'stream', not {mode!r}")
+    if mode == "stream" and model.cell != "lstm":
+        raise ValueError(f"{name} must be 'sequence' for a GRU, not 'stream'")
     if mode == "stream" and model.num_directions != 1:
         stream = "--mode stream" if name.startswith("-") else f"{name} 'stream'"
         raise ValueError(
@@ -172,7 +174,7 @@ class LSTMAccelerator(wiring.Component):
         self._with_states, self._initial_state = bool(with_states), bool(initial_state)
         self._schedule = Schedule.of(self._layout)
         f = model.formats
-        states = [f["hidden"].bits, f["cell"].bits]
+        states = [f["hidden"].bits, state_format(model).bits]
         self._in_bits = max([f["x"].bits] + (states if self._initial_state else []))
         self._out_bits = max([model.output_format.bits] + (states if self._with_states else []))
         probe = WeightMemory(self._layout)  # only for its load port's payload layout
@@ -363,9 +365,11 @@ class LSTMAccelerator(wiring.Component):
 
         # ---- LOAD: s_axis → xbuf (and h0buf, cmem) --------------------------------------------
         n_h0, n.n_c0 = (LD * Ho, LD * H) if self._initial_state else (0, 0)
+        if n.q.cell == "gru":
+            n.n_c0 = 0  # no c0: the state memory cmem gets h0 (``_write_back``)
         m.submodules.loader = n.loader = InputLoader(
             input_size=I, max_seq_len=Tmax, data_bits=self._in_bits, x_bits=f["x"].bits,
-            n_h0=n_h0, n_c0=n.n_c0, h0_bits=f["hidden"].bits, c_bits=f["cell"].bits,
+            n_h0=n_h0, n_c0=n.n_c0, h0_bits=f["hidden"].bits, c_bits=state_format(n.q).bits,
             c_depth=LD * H,
         )  # fmt: skip
         m.d.comb += [
@@ -445,7 +449,7 @@ class LSTMAccelerator(wiring.Component):
             n.post.advance.eq(n.regroup.item_end),
         ]
         # gates: up to V consecutive hidden units per cycle into the cells
-        m.submodules.cells = n.cellbank = bank = CellBank(
+        m.submodules.cells = n.cellbank = bank = accelerator_cell_bank(
             n.q, cells=V, in_bits=out_bits, c_depth=LD * H
         )
         units, i = n.regroup.unit.payload, bank.i.payload
@@ -475,6 +479,9 @@ class LSTMAccelerator(wiring.Component):
                 wiring.connect(m, member, n.mems[name].write_port())
         if n.n_c0:
             wiring.connect(m, n.loader.c_w, n.wb.c0)
+        elif n.q.cell == "gru" and self._initial_state:  # h0 into h0buf and the state memory
+            h0_w, c0 = n.loader.h0_w, n.wb.c0
+            m.d.comb += [c0.addr.eq(h0_w.addr), c0.data.eq(h0_w.data), c0.en.eq(h0_w.en)]
 
     def _drain(self, m, n):
         """DRAIN: the result drain on ``m_axis`` (sharing the top ``obuf``'s slot-0 port)."""

@@ -59,8 +59,8 @@ def result_regions(model, buffers: dict, *, with_states: bool) -> list[tuple[Reg
         per_step = q.num_directions * q.output_size
         regions = [(Region("obuf", f["hidden"].bits, buffers[top][1], per_step=per_step), top)]
     if with_states:
-        for name, bits in (("hnbuf", f["hidden"].bits), ("cmem", f["cell"].bits)):
-            depth = buffers[name][1]
+        for name in ("hnbuf", "cmem") if q.cell == "lstm" else ("hnbuf",):  # GRU: no c_n
+            bits, depth = buffers[name]
             regions.append((Region(name, bits, depth, fixed=depth), name))
     return regions
 

@@ -38,6 +38,7 @@ class StreamGeometry:
     sequence_output_size: int  # D * H_out
     with_states: bool = False
     initial_state: bool = False
+    cell_state: bool = True  # an LSTM's c (c0, c_n); a GRU has none
 
     @classmethod
     def of(cls, model, *, with_states: bool = False, initial_state: bool = False):
@@ -55,12 +56,14 @@ class StreamGeometry:
             sequence_output_size=model.sequence_output_size,
             with_states=with_states,
             initial_state=initial_state,
+            cell_state=getattr(model, "cell", "lstm") == "lstm",
         )
 
     @property
     def state_length(self) -> int:
-        """Elements of ``h`` and ``c`` of every layer and direction: ``L*D*(H_out + H)``."""
-        return self.states * (self.output_size + self.hidden_size)
+        """Elements of ``h`` and ``c`` of every layer and direction: ``L*D*(H_out + H)``
+        (a GRU's ``h`` only: ``L*D*H``)."""
+        return self.states * (self.output_size + (self.hidden_size if self.cell_state else 0))
 
     def prediction_shape(self, T: int) -> tuple[int, ...]:
         """The shape of one sequence's prediction (head ``last``: ``(out,)``; head ``all``:
@@ -81,5 +84,9 @@ class StreamGeometry:
         return n + (self.state_length if self.with_states else 0)
 
     def to_dict(self) -> dict:
-        """The fields as a JSON-ready dict (:meth:`lstmfpga.hw.manifest.Manifest` stores it)."""
-        return asdict(self)
+        """The fields as a JSON-ready dict (:meth:`lstmfpga.hw.manifest.Manifest` stores it;
+        ``cell_state`` only when false, a GRU's: an LSTM's dict is as before GRUs)."""
+        out = asdict(self)
+        if self.cell_state:
+            del out["cell_state"]
+        return out

@@ -194,7 +194,6 @@ def simulate_model(
     """
     from lstmfpga.quant import golden
 
-    model.require_lstm("simulation")
     _check_simulation(simulator, stall, cycle_budget, jobs, waves)
     _check_mode(model, mode, stateful, simulator, rtl, spec, max_seq_len)
     if beat_elements is not None and rtl is None:
@@ -500,9 +499,10 @@ def _result_arrays(model, geometry, T: int, outputs: list, expected, with_states
     }
     if with_states:
         arrays["rtl_h_n"] = np.stack([p["h_n"] for p in parts], axis=1)
-        arrays["rtl_c_n"] = np.stack([p["c_n"] for p in parts], axis=1)
         arrays["golden_h_n"] = np.asarray(expected.h_n, dtype=np.int64)
-        arrays["golden_c_n"] = np.asarray(expected.c_n, dtype=np.int64)
         arrays["hidden_scale"] = np.float64(model.formats["hidden"].lsb)
-        arrays["cell_scale"] = np.float64(model.formats["cell"].lsb)
+        if geometry.cell_state:  # an LSTM's c_n (a GRU has none)
+            arrays["rtl_c_n"] = np.stack([p["c_n"] for p in parts], axis=1)
+            arrays["golden_c_n"] = np.asarray(expected.c_n, dtype=np.int64)
+            arrays["cell_scale"] = np.float64(model.formats["cell"].lsb)
     return arrays

@@ -25,9 +25,11 @@ def pack_inputs(geom: StreamGeometry, x_codes, b: int, h0=None, c0=None) -> np.n
         B = x_codes.shape[0]
         if h0 is None:
             h0 = np.zeros((geom.states, B, geom.output_size), np.int64)
-        if c0 is None:
-            c0 = np.zeros((geom.states, B, geom.hidden_size), np.int64)
-        parts += [np.asarray(h0)[:, b, :].reshape(-1), np.asarray(c0)[:, b, :].reshape(-1)]
+        parts.append(np.asarray(h0)[:, b, :].reshape(-1))
+        if geom.cell_state:  # a GRU has no c0
+            if c0 is None:
+                c0 = np.zeros((geom.states, B, geom.hidden_size), np.int64)
+            parts.append(np.asarray(c0)[:, b, :].reshape(-1))
     parts.append(np.asarray(x_codes)[b].reshape(-1))
     return np.concatenate(parts).astype(np.int64)
 
@@ -36,7 +38,9 @@ def pack_outputs(geom: StreamGeometry, prediction, b: int, h_n=None, c_n=None) -
     """The ``m_axis`` elements expected for sequence ``b`` from golden-model arrays."""
     parts = [np.asarray(prediction)[b].reshape(-1)]
     if geom.with_states:
-        parts += [np.asarray(h_n)[:, b, :].reshape(-1), np.asarray(c_n)[:, b, :].reshape(-1)]
+        parts.append(np.asarray(h_n)[:, b, :].reshape(-1))
+        if geom.cell_state:  # a GRU has no c_n
+            parts.append(np.asarray(c_n)[:, b, :].reshape(-1))
     return np.concatenate(parts).astype(np.int64)
 
 
@@ -53,5 +57,6 @@ def unpack_outputs(geom: StreamGeometry, elements, T: int) -> dict[str, np.ndarr
     if geom.with_states:
         nh = geom.states * geom.output_size
         out["h_n"] = elements[n : n + nh].reshape(geom.states, geom.output_size)
-        out["c_n"] = elements[n + nh :].reshape(geom.states, geom.hidden_size)
+        if geom.cell_state:
+            out["c_n"] = elements[n + nh :].reshape(geom.states, geom.hidden_size)
     return out

@@ -121,7 +121,6 @@ def run(args: argparse.Namespace) -> None:
     except ValueError as error:
         raise CLIError(f"-o: {error}") from None
     model = QuantizedModel.load(args.qmodel)
-    model.require_lstm("hardware generation")
     check_mode(args.mode, model)
     try:
         WeightLayout.of(model, args.lanes)  # the lanes rule of the hardware

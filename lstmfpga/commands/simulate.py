@@ -219,7 +219,6 @@ def run(args: argparse.Namespace) -> int:
         if args.sim == "amaranth" and not str(args.waves).endswith(".vcd"):
             raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {args.waves}")
     model = QuantizedModel.load(args.qmodel)
-    model.require_lstm("simulation")
     check_mode(args.mode, model)
     x = load_npy(args.inputs, "--inputs")
     if x.ndim == 3 and max_seq_len is not None and max_seq_len < x.shape[1]:
@@ -229,8 +228,9 @@ def run(args: argparse.Namespace) -> int:
     labels = None if args.labels is None else load_npy(args.labels, "--labels")
     h0 = c0 = None
     if args.h0c0 is not None:
-        states = load_npz(args.h0c0, "--h0c0", ("h0", "c0"))
-        h0, c0 = states["h0"], states["c0"]
+        keys = ("h0",) if model.cell == "gru" else ("h0", "c0")  # a GRU has no c0
+        states = load_npz(args.h0c0, "--h0c0", keys)
+        h0, c0 = states["h0"], states.get("c0")
     spec = None
     if args.spec is not None:
         from lstmfpga.export.spec import ModelSpec
@@ -267,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
         save_npz(args.dump, **arrays)
         written.append(args.dump)
     if args.states is not None:
-        save_npz(args.states, h_n=arrays["rtl_h_n"], c_n=arrays["rtl_c_n"])
+        c_n = {"c_n": arrays["rtl_c_n"]} if "rtl_c_n" in arrays else {}  # a GRU: h_n only
+        save_npz(args.states, h_n=arrays["rtl_h_n"], **c_n)
         written.append(args.states)
     print(render_text(report), end="")
     print(f"wrote {', '.join(map(str, written))}")
