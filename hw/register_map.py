@@ -318,8 +318,9 @@ def _md_top() -> list[str]:
         "```",
         "",
         (
-            "Wide beats: `write_axi_design(accelerator, outdir, beat_elements=K)` (K in 1..64) "
-            "builds the top with K elements per `s_axis`/`m_axis` beat; the manifest records "
+            "Wide beats: `write_axi_design(accelerator, outdir, beat_elements=K)` (K in 1..64; "
+            "`lstmfpga generate --top axi --beat-elements K`) builds the top with K elements per "
+            "`s_axis`/`m_axis` beat; the manifest records "
             "`axi.beat_elements` (absent for K = 1, whose Verilog and manifest are those of a "
             "top without wide beats) and the runtime reads it: the DMA bytes are the same for "
             "every K (each element's lane, little-endian, back to back; the DMA engine's "
