@@ -128,12 +128,10 @@ def test_targets_parse_family_and_device():
     assert Sweep(lanes=(1, 2, 1), targets=("ecp5", "ecp5:85k"), seeds=(1, 2)).size == 8
 
 
-def test_local_cluster_sweep_caches_and_extends(problem, tmp_path):
-    root, qmodel = problem
-    out = tmp_path / "sweep"
-    lines: list[str] = []
-    sweep = Sweep(lanes=(1, 9, 8), targets=("ecp5:25k",))
-    result = explore(
+def _explore_local(root, sweep: Sweep, out, **options):
+    """``explore`` of the problem in ``root`` (with its labels) on a local 2-worker cluster,
+    simulated in Icarus."""
+    return explore(
         root / "qmodel",
         root / "x.npy",
         sweep,
@@ -141,8 +139,23 @@ def test_local_cluster_sweep_caches_and_extends(problem, tmp_path):
         labels=root / "y.npy",
         simulator="icarus",
         workers=2,
-        progress=lines.append,
+        **options,
     )
+
+
+def _explore_cli(root, *options) -> int:
+    """``lstmfpga explore QMODEL --inputs X OPTIONS...`` on the problem in ``root``."""
+    return cli.main(
+        ["explore", str(root / "qmodel"), "--inputs", str(root / "x.npy"), *map(str, options)]
+    )
+
+
+def test_local_cluster_sweep_caches_and_extends(problem, tmp_path):
+    root, qmodel = problem
+    out = tmp_path / "sweep"
+    lines: list[str] = []
+    sweep = Sweep(lanes=(1, 9, 8), targets=("ecp5:25k",))
+    result = _explore_local(root, sweep, out, progress=lines.append)
     by_lanes = {p["lanes"]: p for p in result.points}
     assert sorted(by_lanes) == [1, 8, 9]
     # lanes 9 is more than 4 * hidden_size = 8: that point fails, the others go on
@@ -169,27 +182,11 @@ def test_local_cluster_sweep_caches_and_extends(problem, tmp_path):
     assert "script" in page.tags
 
     # a rerun computes nothing; an extended sweep computes only its new points
-    again = explore(
-        root / "qmodel",
-        root / "x.npy",
-        sweep,
-        out,
-        labels=root / "y.npy",
-        simulator="icarus",
-        workers=2,
-    )
+    again = _explore_local(root, sweep, out)
     assert again.computed == 0 and again.cached == 4
     assert [p for p in again.points if p["error"] is None] == done
     wider = Sweep(lanes=(1, 8, 2), targets=("ecp5:25k",))
-    extended = explore(
-        root / "qmodel",
-        root / "x.npy",
-        wider,
-        out,
-        labels=root / "y.npy",
-        simulator="icarus",
-        workers=2,
-    )
+    extended = _explore_local(root, wider, out)
     assert extended.computed == 2 and extended.cached == 4
     _check_point({p["lanes"]: p for p in extended.points}[2], qmodel, T)
 
@@ -206,58 +203,22 @@ def test_sweep_on_a_separately_started_dask_cluster(problem, tmp_path):
     address = f"tcp://127.0.0.1:{port}"
     dask = [sys.executable, "-m", "dask"]  # the `dask` command of this environment
     log = open(tmp_path / "cluster.log", "w")
-    procs = [
-        subprocess.Popen(
-            [*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        ),
-    ]
+
+    def start(*argv):  # a `dask` process of this environment, logging to cluster.log
+        return subprocess.Popen([*dask, *map(str, argv)], stdout=log, stderr=subprocess.STDOUT)
+
+    procs = [start("scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard")]
     try:
         time.sleep(1)
         procs.append(
-            subprocess.Popen(
-                [
-                    *dask,
-                    "worker",
-                    address,
-                    "--nworkers",
-                    "1",
-                    "--nthreads",
-                    "1",
-                    "--no-dashboard",
-                    "--local-directory",
-                    str(tmp_path / "worker"),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        )
+            start("worker", address, "--nworkers", 1, "--nthreads", 1, "--no-dashboard",
+                  "--local-directory", tmp_path / "worker")
+        )  # fmt: skip
         out = tmp_path / "remote"
-        code = cli.main(
-            [
-                "explore",
-                str(root / "qmodel"),
-                "--inputs",
-                str(root / "x.npy"),
-                "--lanes",
-                "2",
-                "--simd",
-                "3",
-                "--cells",
-                "2",
-                "--target",
-                "ecp5:25k",
-                "--seeds",
-                "2",
-                "--sim",
-                "amaranth",
-                "--scheduler",
-                address,
-                "-o",
-                str(out),
-                "-q",
-            ]
+        code = _explore_cli(
+            root,
+            *("--lanes", 2, "--simd", 3, "--cells", 2, "--target", "ecp5:25k", "--seeds", 2),
+            *("--sim", "amaranth", "--scheduler", address, "-o", out, "-q"),
         )
         assert code == 0, (tmp_path / "cluster.log").read_text()[-2000:]
         (point,) = files.read_json(out / "explore.json", "explore")["points"]
@@ -274,21 +235,10 @@ def test_sweep_on_a_separately_started_dask_cluster(problem, tmp_path):
 
 def test_unreachable_scheduler_is_one_line_error(problem, tmp_path, capsys):
     root, _ = problem
-    code = cli.main(
-        [
-            "explore",
-            str(root / "qmodel"),
-            "--inputs",
-            str(root / "x.npy"),
-            "--lanes",
-            "2",
-            "--target",
-            "ecp5",
-            "--scheduler",
-            f"tcp://127.0.0.1:{_free_port()}",
-            "-o",
-            str(tmp_path / "o"),
-        ]
+    code = _explore_cli(
+        root,
+        *("--lanes", 2, "--target", "ecp5", "--scheduler", f"tcp://127.0.0.1:{_free_port()}"),
+        *("-o", tmp_path / "o"),
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1

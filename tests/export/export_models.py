@@ -127,3 +127,16 @@ def make_gru_model(
         for parameter in gru.parameters():
             parameter.uniform_(-1.0, 1.0)
     return GRUWithHead(gru, out_features, head, last).double().eval()
+
+
+def random_reference_case(rng: np.random.Generator, kwargs: dict, seqs: tuple[int, ...]):
+    """A random case of the reference-vs-torch tests, ``(kwargs, head, batch, seq, states)``:
+    the module options ``kwargs`` (``dropout`` dropped for one layer: PyTorch warns that it
+    only acts between layers), then a head mode, a batch size, a length from ``seqs`` and
+    whether initial states are given, drawn from ``rng`` in that order."""
+    if kwargs["num_layers"] == 1:
+        kwargs["dropout"] = 0.0
+    head = [None, "last", "all"][int(rng.integers(3))]
+    batch = int(rng.choice([1, 2, 5]))
+    seq = int(rng.choice(seqs))
+    return kwargs, head, batch, seq, bool(rng.integers(2))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from export_models import random_reference_case
 from torch import nn
 
 from lstmfpga.export import reference
@@ -124,12 +125,7 @@ def _random_cases(count: int, seed: int) -> dict:
             bidirectional=bool(rng.integers(2)),
             dropout=float(rng.choice([0.0, 0.3])),
         )
-        if kwargs["num_layers"] == 1:
-            kwargs["dropout"] = 0.0  # PyTorch warns: dropout only acts between layers
-        head = [None, "last", "all"][int(rng.integers(3))]
-        batch = int(rng.choice([1, 2, 5]))
-        seq = int(rng.choice([1, 2, 13, 40]))
-        cases[f"random-{index}"] = (kwargs, head, batch, seq, bool(rng.integers(2)))
+        cases[f"random-{index}"] = random_reference_case(rng, kwargs, (1, 2, 13, 40))
     return cases
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from export_models import make_model
+from export_models import make_model, random_reference_case
 
 from lstmfpga.export import reference
 from lstmfpga.export.torch_loader import from_module
@@ -53,12 +53,7 @@ def _random_cases(count: int, seed: int) -> dict:
             proj_size=int(rng.integers(0, hidden)) if rng.random() < 0.4 else 0,
             dropout=float(rng.choice([0.0, 0.3])),
         )
-        if kwargs["num_layers"] == 1:
-            kwargs["dropout"] = 0.0  # PyTorch warns: dropout only acts between layers
-        head = [None, "last", "all"][int(rng.integers(3))]
-        batch = int(rng.choice([1, 2, 5]))
-        seq = int(rng.choice([1, 2, 13, 50]))
-        cases[f"random-{index}"] = (kwargs, head, batch, seq, bool(rng.integers(2)))
+        cases[f"random-{index}"] = random_reference_case(rng, kwargs, (1, 2, 13, 50))
     return cases
 
 

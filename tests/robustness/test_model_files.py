@@ -123,38 +123,43 @@ def _(c, good):
 
 
 # -- malicious TorchScript archives ------------------------------------------------------------
-@case("TorchScript data.pkl: os.system")
-def _(c, good):
-    evil = mf.rewrite(
-        good.script, c.inputs / "evil.pt", {"data.pkl": mf.payload_pickle("os.system", c.marker)}
-    )
-    return export(c, evil), "the TorchScript archive references posix.system"
+#: name -> (good archive, member, payload, pickle protocol, command, refusal): an archive with
+#: one member replaced by a pickle that would run code when unpickled.
+PAYLOAD_MEMBERS = {
+    "TorchScript data.pkl: os.system": (
+        "script", "data.pkl", "os.system", 2, export,
+        "the TorchScript archive references posix.system"),
+    "TorchScript data.pkl: eval": (
+        "trace", "data.pkl", "eval", 2, info, "the TorchScript archive references builtins.eval"),
+    "TorchScript constants.pkl: builtins.exec": (
+        "script", "constants.pkl", "exec", 2, export,
+        "refused: constants.pkl references builtins.exec"),
+    "TorchScript constants.pkl: protocol-4 os.system (STACK_GLOBAL)": (
+        "trace", "constants.pkl", "os.system", 4, export,
+        "refused: constants.pkl references posix.system"),
+    "TorchScript traced_inputs.pkl: subprocess.Popen": (
+        "trace", "traced_inputs.pkl", "subprocess.Popen", 2, export,
+        "refused: traced_inputs.pkl references subprocess.Popen"),
+    ".pt2 sample inputs: open()": (
+        "pt2", "data/sample_inputs/model.pt", "open", 2, export,
+        "refused: data/sample_inputs/model.pt references io.open"),
+    ".pt2 extra pickle member: builtins.exec": (
+        "pt2", "data/extra.pkl", "exec", 2, export,
+        "refused: data/extra.pkl references builtins.exec"),
+}  # fmt: skip
 
 
-@case("TorchScript data.pkl: eval")
-def _(c, good):
-    evil = mf.rewrite(
-        good.trace, c.inputs / "evil.pt", {"data.pkl": mf.payload_pickle("eval", c.marker)}
-    )
-    return info(c, evil), "the TorchScript archive references builtins.eval"
+def _payload_member_case(archive: str, member: str, payload: str, protocol: int, command, match):
+    def build(c, good):
+        bad = c.inputs / ("evil.pt2" if archive == "pt2" else "evil.pt")
+        pickled = mf.payload_pickle(payload, c.marker, protocol=protocol)
+        return command(c, mf.rewrite(getattr(good, archive), bad, {member: pickled})), match
+
+    return build
 
 
-@case("TorchScript constants.pkl: builtins.exec")
-def _(c, good):
-    evil = mf.rewrite(
-        good.script, c.inputs / "evil.pt", {"constants.pkl": mf.payload_pickle("exec", c.marker)}
-    )
-    return export(c, evil), "refused: constants.pkl references builtins.exec"
-
-
-@case("TorchScript constants.pkl: protocol-4 os.system (STACK_GLOBAL)")
-def _(c, good):
-    evil = mf.rewrite(
-        good.trace,
-        c.inputs / "evil.pt",
-        {"constants.pkl": mf.payload_pickle("os.system", c.marker, protocol=4)},
-    )
-    return export(c, evil), "refused: constants.pkl references posix.system"
+for _name, _case in PAYLOAD_MEMBERS.items():
+    case(_name)(_payload_member_case(*_case))
 
 
 @case("TorchScript debug_pkl: open()")
@@ -164,16 +169,6 @@ def _(c, good):
         good.script, c.inputs / "evil.pt", {name: mf.payload_pickle("open", c.marker)}
     )
     return export(c, evil), "references io.open"
-
-
-@case("TorchScript traced_inputs.pkl: subprocess.Popen")
-def _(c, good):
-    evil = mf.rewrite(
-        good.trace,
-        c.inputs / "evil.pt",
-        {"traced_inputs.pkl": mf.payload_pickle("subprocess.Popen", c.marker)},
-    )
-    return export(c, evil), "refused: traced_inputs.pkl references subprocess.Popen"
 
 
 def _edit_root_code(good_path, edit):
@@ -235,16 +230,6 @@ def _(c, good):
     return export(c, evil), "refused: weight 'lstm.weight_ih_l0' is stored as a pickle"
 
 
-@case(".pt2 sample inputs: open()")
-def _(c, good):
-    evil = mf.rewrite(
-        good.pt2,
-        c.inputs / "evil.pt2",
-        {"data/sample_inputs/model.pt": mf.payload_pickle("open", c.marker)},
-    )
-    return export(c, evil), "refused: data/sample_inputs/model.pt references io.open"
-
-
 @case(".pt2 sample inputs: torch.save zip with eval")
 def _(c, good):
     buffer = c.inputs / "inner.pt"
@@ -267,14 +252,6 @@ def _(c, good):
         {"models/model.json": program.replace(json.dumps(symbol)[1:-1], payload, 1).encode()},
     )
     return export(c, evil), "refused: symbolic shape expression"
-
-
-@case(".pt2 extra pickle member: builtins.exec")
-def _(c, good):
-    evil = mf.rewrite(
-        good.pt2, c.inputs / "evil.pt2", {"data/extra.pkl": mf.payload_pickle("exec", c.marker)}
-    )
-    return export(c, evil), "refused: data/extra.pkl references builtins.exec"
 
 
 # -- spec artifacts ----------------------------------------------------------------------------
@@ -563,40 +540,34 @@ def _(c, good):
     return export(c, bad), "weight 'lstm.bias_ih_l0' must be floating-point, not complex64"
 
 
-@case("forward: relu (TorchScript)")
-def _(c, good):
-    mf.save(mf.Relu(), "script", c.inputs / "relu.pt")
-    return export(c, c.inputs / "relu.pt"), "unsupported forward: aten::relu"
+#: name -> (the model, how it is saved, file name, command, refusal): a forward lstmfpga
+#: cannot represent, in an archive.
+FORWARDS = {
+    "forward: relu (TorchScript)": (
+        mf.Relu, "script", "relu.pt", export, "unsupported forward: aten::relu"),
+    "forward: relu (.pt2)": (mf.Relu, "pt2", "relu.pt2", export, "unsupported forward: aten::relu"),
+    "forward: Linear before the LSTM": (
+        mf.LinearFirst, "script", "first.pt", export,
+        "aten::linear (an nn.Linear before the LSTM)"),
+    "forward: timestep 0 (.pt2)": (
+        mf.FirstStep, "pt2", "first.pt2", export, "aten::select selecting timestep 0"),
+    "forward: mean over time (traced)": (
+        mf.MeanOverTime, "trace", "mean.pt", info, "unsupported forward: aten::mean"),
+    "forward: c_n (TorchScript)": (
+        mf.CellState, "script", "cell.pt", export, "selecting index -1 of dim 0 of c_n"),
+}  # fmt: skip
 
 
-@case("forward: relu (.pt2)")
-def _(c, good):
-    mf.save(mf.Relu(), "pt2", c.inputs / "relu.pt2")
-    return export(c, c.inputs / "relu.pt2"), "unsupported forward: aten::relu"
+def _forward_case(model, how: str, name: str, command, match: str) -> Callable:
+    def build(c, good):
+        mf.save(model(), how, c.inputs / name)
+        return command(c, c.inputs / name), match
+
+    return build
 
 
-@case("forward: Linear before the LSTM")
-def _(c, good):
-    mf.save(mf.LinearFirst(), "script", c.inputs / "first.pt")
-    return export(c, c.inputs / "first.pt"), "aten::linear (an nn.Linear before the LSTM)"
-
-
-@case("forward: timestep 0 (.pt2)")
-def _(c, good):
-    mf.save(mf.FirstStep(), "pt2", c.inputs / "first.pt2")
-    return export(c, c.inputs / "first.pt2"), "aten::select selecting timestep 0"
-
-
-@case("forward: mean over time (traced)")
-def _(c, good):
-    mf.save(mf.MeanOverTime(), "trace", c.inputs / "mean.pt")
-    return info(c, c.inputs / "mean.pt"), "unsupported forward: aten::mean"
-
-
-@case("forward: c_n (TorchScript)")
-def _(c, good):
-    mf.save(mf.CellState(), "script", c.inputs / "cell.pt")
-    return export(c, c.inputs / "cell.pt"), "selecting index -1 of dim 0 of c_n"
+for _name, _case in FORWARDS.items():
+    case(_name)(_forward_case(*_case))
 
 
 @case("export --head all of a last-step archive")

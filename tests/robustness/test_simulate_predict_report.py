@@ -176,6 +176,12 @@ def _simulate(built, *extra, inputs=None, qmodel=None, sim="amaranth"):
     ]  # fmt: skip
 
 
+def _simulate_with(option: str, value: str, match: str):
+    """A case: ``simulate`` of the good model with ``option value`` added, refused with
+    ``match``."""
+    return lambda c, b: (_simulate(b, option, value), match)
+
+
 def _predict(built, *extra, inputs=None, artifact=None):
     return ["predict", artifact or built["qmodel"], "--inputs", inputs or built["x"],
             "-o", "y.npy", *extra]  # fmt: skip
@@ -265,23 +271,23 @@ CASES = {
     "h0c0-truncated": lambda c, b: (
         _simulate(b, "--h0c0", _cut(_npz(c, "s.npz", **_states()), 100)), "s.npz"),
     # -- simulate: options ------------------------------------------------------------------
-    "stall-too-large": lambda c, b: (
-        _simulate(b, "--stall", "1.5"), "--stall must be a probability in [0, 1), not '1.5'"),
-    "stall-nan": lambda c, b: (_simulate(b, "--stall", "nan"), "not 'nan'"),
-    "stall-not-a-number": lambda c, b: (_simulate(b, "--stall", "often"), "not 'often'"),
-    "lanes-zero": lambda c, b: (
-        _simulate(b, "--lanes", "0"), "--lanes must be a positive integer, not '0'"),
-    "lanes-beyond-the-gate-rows": lambda c, b: (
-        _simulate(b, "--lanes", "17"), "lanes must be in 1..16 (4*hidden_size), not 17"),
-    "lanes-not-a-number": lambda c, b: (_simulate(b, "--lanes", "eight"), "not 'eight'"),
+    **{name: _simulate_with(option, value, match) for name, (option, value, match) in {
+        "stall-too-large": ("--stall", "1.5", "--stall must be a probability in [0, 1), not '1.5'"),
+        "stall-nan": ("--stall", "nan", "not 'nan'"),
+        "stall-not-a-number": ("--stall", "often", "not 'often'"),
+        "lanes-zero": ("--lanes", "0", "--lanes must be a positive integer, not '0'"),
+        "lanes-beyond-the-gate-rows": (
+            "--lanes", "17", "lanes must be in 1..16 (4*hidden_size), not 17"),
+        "lanes-not-a-number": ("--lanes", "eight", "not 'eight'"),
+    }.items()},
     "sim-unknown": lambda c, b: (
         _simulate(b, sim="modelsim"), "--sim must be one of amaranth, icarus, verilator"),
-    "seed-negative": lambda c, b: (_simulate(b, "--seed", "-1"), "--seed must be an integer"),
-    "cycle-budget-zero": lambda c, b: (
-        _simulate(b, "--cycle-budget", "0"), "--cycle-budget must be a positive number"),
-    "max-seq-len-short": lambda c, b: (
-        _simulate(b, "--max-seq-len", "2"), "shorter than the inputs' 4 steps"),
-    "waves-not-vcd": lambda c, b: (_simulate(b, "--waves", "w.txt"), "must be a .vcd file"),
+    **{name: _simulate_with(option, value, match) for name, (option, value, match) in {
+        "seed-negative": ("--seed", "-1", "--seed must be an integer"),
+        "cycle-budget-zero": ("--cycle-budget", "0", "--cycle-budget must be a positive number"),
+        "max-seq-len-short": ("--max-seq-len", "2", "shorter than the inputs' 4 steps"),
+        "waves-not-vcd": ("--waves", "w.txt", "must be a .vcd file"),
+    }.items()},
     "report-in-missing-folder": lambda c, b: (
         [*_simulate(b)[:-2], "--report", "no/such/r.json"], "no such directory"),
     "report-is-a-folder": lambda c, b: (
