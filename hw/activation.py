@@ -15,7 +15,7 @@ from amaranth.lib.wiring import In, Out
 from ..quant.activation import FUNCTIONS, LUT_ROUNDING, ActivationTable
 from .pipeline import SkidOutput, delay, register, valid_chain
 
-__all__ = ["ActivationLUT", "RomBank", "lookup_latency", "lookup_stages"]
+__all__ = ["ActivationLUT", "RomBank", "clamp_outside", "lookup_latency", "lookup_stages"]
 
 #: Cycles of an interpolating lookup: address register, ROM read, ROM data register (the
 #: block RAM's output register), multiplier input register, product register, output register.
@@ -62,19 +62,32 @@ class RomBank:
 
     def read_ports(self, table: ActivationTable):
         """Synchronous read ports ``(entries, slopes)`` of ``table`` (``slopes`` is None for
-        direct tables)."""
+        direct tables). With :func:`clamp_outside` the memories hold only the first
+        ``table.size`` words: the clamp entry ``entries[size]`` is a constant the lookup
+        selects after the data register (a ``2**z + 1``-word table would need twice the block
+        RAM depth and a multiplexer between the block RAMs and their output register)."""
         interpolate = _interpolates(table)
         key = (table.entries.tobytes(), table.slopes.tobytes() if interpolate else None)
         group = self._roms.setdefault(key, [])
         if not group or group[-1][2] == PORTS_PER_ROM:
-            entries = self._memory(table.entries, table.entry_bits, "entries")
-            slopes = self._memory(table.slopes, table.slope_bits, "slopes") if interpolate else None
+            words = table.size if clamp_outside(table) else len(table.entries)
+            entries = self._memory(table.entries[:words], table.entry_bits, "entries")
+            slopes = (self._memory(table.slopes[:words], table.slope_bits, "slopes")
+                      if interpolate else None)  # fmt: skip
             self._count += 1
             group.append([entries, slopes, 0])
         rom = group[-1]
         rom[2] += 1
         entries, slopes = rom[0].read_port(), rom[1].read_port() if rom[1] is not None else None
         return entries, slopes
+
+
+def clamp_outside(table: ActivationTable) -> bool:
+    """Whether the lookup of ``table`` keeps its clamp entry ``entries[size]`` out of the
+    ROM: a power-of-two ``size`` (the address is ``Cat(index, beyond)``, so the ROM's index
+    bits alone address ``entries[:size]``) and one entry past it."""
+    size = table.size
+    return size & (size - 1) == 0 and len(table.entries) == size + 1
 
 
 def _extend(value: Value, width: int) -> Value:
@@ -172,7 +185,7 @@ def _folded_address(m, code, shift, size, name):
     return address, fraction, beyond, negative
 
 
-def _interpolated(m, table, advance, entries_port, slopes_port, fraction, negative, name):
+def _interpolated(m, table, advance, entry, slopes_port, fraction, negative, name):
     """Stages 2 to 5 of an interpolating lookup and its final adder: ``entry + slope *
     fraction``, unfolded by the sign (``lookup_stages``' interpolating branch)."""
     shift, out_bits = table.shift, table.out_fmt.bits
@@ -181,7 +194,7 @@ def _interpolated(m, table, advance, entries_port, slopes_port, fraction, negati
     r1 = register(m, advance, fraction, name=f"{name}_r1")
     n1 = register(m, advance, negative, name=f"{name}_neg1")
     # Stage 3: ROM data registers (the block RAMs' output registers).
-    e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")
+    e2 = entry(2)
     s2 = register(m, advance, slopes_port.data, name=f"{name}_slope2")
     r2 = register(m, advance, r1, name=f"{name}_r2")
     n2 = register(m, advance, n1, name=f"{name}_neg2")
@@ -235,20 +248,32 @@ def lookup_stages(
         fraction = register(m, advance, Mux(beyond, 0, fraction), name=f"{name}_r0")
     negative = register(m, advance, negative, name=f"{name}_neg0")
     entries_port, slopes_port = roms.read_ports(table)
-    m.d.comb += [entries_port.addr.eq(address), entries_port.en.eq(advance)]
+    rom_address = address
+    if clamp_outside(table):  # the ROM holds entries[:size]; entries[size] is a constant
+        z = size.bit_length() - 1
+        rom_address = address[:z]
+        beyond2 = delay(m, advance, address[z], 2, name=f"{name}_beyond")
+
+    def entry(stage):  # the ROM data register (stage 3), the clamp entry selected after it
+        data = register(m, advance, entries_port.data, name=f"{name}_entry{stage}")
+        if not clamp_outside(table):
+            return data
+        last = Const(int(table.entries[size]), data.shape())
+        return Mux(beyond2, last, data)
+
+    m.d.comb += [entries_port.addr.eq(rom_address), entries_port.en.eq(advance)]
 
     if table.function not in FUNCTIONS:
         raise ValueError(f"table function must be one of {FUNCTIONS}, not {table.function!r}")
     out_bits = table.out_fmt.bits
     if _interpolates(table):
-        m.d.comb += [slopes_port.addr.eq(address), slopes_port.en.eq(advance)]
-        unfolded = _interpolated(m, table, advance, entries_port, slopes_port, fraction,
-                                 negative, name)  # fmt: skip
+        m.d.comb += [slopes_port.addr.eq(rom_address), slopes_port.en.eq(advance)]
+        unfolded = _interpolated(m, table, advance, entry, slopes_port, fraction, negative, name)
         stages = INTERPOLATE_LATENCY
     else:
         n1 = register(m, advance, negative, name=f"{name}_neg1")
         # Stage 3: the ROM data register (the block RAM's output register).
-        e2 = register(m, advance, entries_port.data, name=f"{name}_entry2")
+        e2 = entry(2)
         n2 = register(m, advance, n1, name=f"{name}_neg2")
         k = table.guard
         width = k + out_bits
