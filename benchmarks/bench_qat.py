@@ -109,6 +109,22 @@ def _measure(name, spec, data, epochs: int, lr: float) -> list[dict]:
     return rows
 
 
+def _table_row(r: dict) -> str:
+    """One row of the section's table: accuracies in %, drops in points, "–" where not run."""
+
+    def cell(v):
+        return "–" if v is None else f"{v:.2f}"
+
+    def drop(v, ref):
+        return "–" if v is None else f"{ref - v:+.2f}"
+
+    return (
+        f"| {r['data']} | {r['preset']} | {r['float']:.2f} | {r['ptq']:.2f} | "
+        f"{drop(r['ptq'], r['float'])} | {cell(r['qat'])} | {drop(r['qat'], r['float'])} "
+        f"| {cell(r.get('seconds'))} |"
+    )
+
+
 def main(argv=None) -> int:
     args = benchmark_parser(__doc__, "one data set, 1 epoch").parse_args(argv)
     torch.set_num_threads(1)  # reproducible, and faster than 2 threads on a busy machine
@@ -124,12 +140,6 @@ def main(argv=None) -> int:
         rows += _measure(name, spec, data, epochs, lr=2e-3)
     command = command_line("bench_qat.py", args)
 
-    def cell(v):
-        return "–" if v is None else f"{v:.2f}"
-
-    def drop(v, ref):
-        return "–" if v is None else f"{ref - v:+.2f}"
-
     lines = [
         (
             f"Command: `{command}` ({platform.machine()}, Python {platform.python_version()}, "
@@ -140,12 +150,7 @@ def main(argv=None) -> int:
         "",
         "| data | preset | float | PTQ | PTQ drop | QAT | QAT drop | QAT time (s) |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
-        *(
-            f"| {r['data']} | {r['preset']} | {r['float']:.2f} | {r['ptq']:.2f} | "
-            f"{drop(r['ptq'], r['float'])} | {cell(r['qat'])} | {drop(r['qat'], r['float'])} "
-            f"| {cell(r.get('seconds'))} |"
-            for r in rows
-        ),
+        *map(_table_row, rows),
     ]
     body = "## Accuracy per preset: post-training vs bit-exact fine-tuning\n\n" + "\n".join(lines)
     return publish_run(args, SECTION, body)

@@ -36,11 +36,10 @@ from results_md import benchmark_parser, command_line, publish_run  # benchmarks
 
 from lstmfpga.export.reference import forward
 from lstmfpga.quant import golden
-from lstmfpga.quant.activation import make_table
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig
 from lstmfpga.quant.fixed import FixedFormat
-from lstmfpga.testing import random_inputs, random_spec
+from lstmfpga.testing import random_geometry, random_inputs, random_spec
 
 SECTION = "quant"
 PRESETS = ("q16", "w8a16", "w8a8", "w4a8")
@@ -117,15 +116,7 @@ def bench_tables(models: dict) -> list[str]:
             rule = getattr(config, function)
             worst = None
             for frac in range(16):
-                table = make_table(
-                    function,
-                    FixedFormat(16, frac),
-                    FixedFormat(16, 14),
-                    step_log2=rule.step_log2,
-                    range_log2=rule.range_log2,
-                    interpolate=rule.interpolate,
-                    guard=rule.guard,
-                )
+                table = rule.table(function, FixedFormat(16, frac), FixedFormat(16, 14))
                 err = table.error()
                 if worst is None or err.max_lsb > worst[0].max_lsb:
                     worst = (err, table.in_fmt)
@@ -142,17 +133,7 @@ def tolerance_sweep(count: int, max_seq: int, seed: int = 123) -> dict[str, np.n
     rng = np.random.default_rng(seed)
     errors = {preset: [] for preset in PRESETS}
     for index in range(count):
-        hidden = int(rng.integers(1, 17))
-        kwargs = {
-            "input_size": int(rng.integers(1, 9)),
-            "hidden_size": hidden,
-            "num_layers": int(rng.integers(1, 4)),
-            "bidirectional": bool(rng.integers(2)),
-            "bias": bool(rng.integers(2)),
-            "head": [None, "last", "all"][int(rng.integers(3))],
-        }
-        if hidden > 1 and rng.integers(2):
-            kwargs["proj_size"] = int(rng.integers(1, hidden))
+        kwargs = random_geometry(rng, max_input_size=8, max_hidden_size=16, max_layers=3)
         spec = random_spec(index, **kwargs)
         batch, seq = 8, int(rng.integers(1, max_seq + 1))
         x = random_inputs(index, batch, seq, spec.input_size)

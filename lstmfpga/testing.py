@@ -11,7 +11,7 @@ from .export.spec import HeadSpec, LayerWeights, ModelSpec
 from .quant.calibrate import quantize
 from .quant.config import QuantConfig
 
-__all__ = ["random_inputs", "random_qmodel", "random_spec", "with_changes"]
+__all__ = ["random_geometry", "random_inputs", "random_qmodel", "random_spec", "with_changes"]
 
 
 def random_spec(
@@ -73,6 +73,34 @@ def random_spec(
         dropout=dropout,
         source=source,
     )
+
+
+def random_geometry(
+    rng: np.random.Generator,
+    *,
+    max_input_size: int,
+    max_hidden_size: int,
+    max_layers: int,
+    scales: tuple[float, ...] = (),
+) -> dict:
+    """:func:`random_spec` keyword arguments drawn from ``rng``: ``hidden_size``,
+    ``input_size`` and ``num_layers`` from 1 to their maxima, uni- or bidirectional, with or
+    without bias, every head mode, a ``scale`` from ``scales`` if given, and a projection
+    (``proj_size`` below ``hidden_size``) half the time."""
+    hidden = int(rng.integers(1, max_hidden_size + 1))
+    kwargs = {
+        "input_size": int(rng.integers(1, max_input_size + 1)),
+        "hidden_size": hidden,
+        "num_layers": int(rng.integers(1, max_layers + 1)),
+        "bidirectional": bool(rng.integers(2)),
+        "bias": bool(rng.integers(2)),
+        "head": [None, "last", "all"][int(rng.integers(3))],
+    }
+    if scales:
+        kwargs["scale"] = float(rng.choice(scales))
+    if hidden > 1 and rng.integers(2):
+        kwargs["proj_size"] = int(rng.integers(1, hidden))
+    return kwargs
 
 
 def random_inputs(seed: int, batch: int, seq: int, features: int) -> np.ndarray:

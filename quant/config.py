@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
-from .activation import FUNCTIONS
+from .activation import FUNCTIONS, make_table
 from .fixed import MAX_BITS, OVERFLOW_MODES, ROUNDING_MODES, FormatError
 
 __all__ = [
@@ -143,6 +143,19 @@ class ActivationRule:
             raise FormatError(f"interpolate must be true or false, not {self.interpolate!r}")
         if not _is_int(self.guard) or not 0 <= self.guard <= 16:
             raise FormatError(f"guard must be an integer in 0..16, not {self.guard!r}")
+
+    def table(self, function: str, in_fmt, out_fmt):
+        """The ``function`` (``"sigmoid"`` or ``"tanh"``) table from ``in_fmt`` to
+        ``out_fmt`` built by this rule (:func:`~lstmfpga.quant.activation.make_table`)."""
+        return make_table(
+            function,
+            in_fmt,
+            out_fmt,
+            step_log2=self.step_log2,
+            range_log2=self.range_log2,
+            interpolate=self.interpolate,
+            guard=self.guard,
+        )
 
 
 def _is_int(value) -> bool:

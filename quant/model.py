@@ -23,7 +23,7 @@ import numpy as np
 
 from ..export.spec import LSTMGeometry, ModelSpec, SpecError, shape_options
 from .accumulator import accumulator_format, cell_sum_bits, describe_products
-from .activation import ActivationTable, make_table
+from .activation import ActivationTable
 from .config import QuantConfig
 from .fixed import FixedFormat, FormatError
 
@@ -153,15 +153,7 @@ class QuantizedModel(LSTMGeometry):
     # -- tables ----------------------------------------------------------------------------
     def _table(self, function: str, in_role: str) -> ActivationTable:
         rule = getattr(self.config, function)
-        return make_table(
-            function,
-            self.formats[in_role],
-            self.formats["gate"],
-            step_log2=rule.step_log2,
-            range_log2=rule.range_log2,
-            interpolate=rule.interpolate,
-            guard=rule.guard,
-        )
+        return rule.table(function, self.formats[in_role], self.formats["gate"])
 
     @property
     def tables(self) -> dict[str, ActivationTable]:

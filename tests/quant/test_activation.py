@@ -55,16 +55,7 @@ def _exact_error_lsb(table: ActivationTable) -> np.ndarray:
 
 
 def _preset_table(function: str, in_fmt: FixedFormat, preset: str = "q16") -> ActivationTable:
-    rule = getattr(QuantConfig.preset(preset), function)
-    return make_table(
-        function,
-        in_fmt,
-        GATE,
-        step_log2=rule.step_log2,
-        range_log2=rule.range_log2,
-        interpolate=rule.interpolate,
-        guard=rule.guard,
-    )
+    return getattr(QuantConfig.preset(preset), function).table(function, in_fmt, GATE)
 
 
 TABLES = [

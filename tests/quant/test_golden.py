@@ -22,7 +22,7 @@ from lstmfpga.quant import golden
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig, RoleRule
 from lstmfpga.quant.fixed import ROUNDING_MODES, FixedFormat, requantize
-from lstmfpga.testing import random_inputs, random_spec
+from lstmfpga.testing import random_geometry, random_inputs, random_spec
 
 # docs/numerics.md, "Golden model vs float".
 TOL_MAX = {"q16": 5e-3, "w8a16": 8e-2, "w8a8": 1e-1, "w4a8": 1.0}
@@ -340,19 +340,9 @@ def test_run_equals_the_restated_pipeline(index, rounding, overflow):
 
 def _random_geometry(rng) -> dict:
     """random_spec kwargs: 1-2 layers, uni/bidirectional, projection, bias, every head mode."""
-    hidden = int(rng.integers(1, 9))
-    kwargs = {
-        "input_size": int(rng.integers(1, 6)),
-        "hidden_size": hidden,
-        "num_layers": int(rng.integers(1, 3)),
-        "bidirectional": bool(rng.integers(2)),
-        "bias": bool(rng.integers(2)),
-        "head": [None, "last", "all"][int(rng.integers(3))],
-        "scale": float(rng.choice([1.0, 2.5])),
-    }
-    if hidden > 1 and rng.integers(2):
-        kwargs["proj_size"] = int(rng.integers(1, hidden))
-    return kwargs
+    return random_geometry(
+        rng, max_input_size=5, max_hidden_size=8, max_layers=2, scales=(1.0, 2.5)
+    )
 
 
 @pytest.mark.parametrize("rounding", ROUNDING_MODES)
