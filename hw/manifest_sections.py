@@ -48,6 +48,8 @@ def geometry(stream: dict, with_states: bool, initial_state: bool, where: str) -
         sequence_output_size=int_field(info, "sequence_output_size", where, 1),
         with_states=with_states,
         initial_state=initial_state,
+        # stored only for a GRU (false: no c0/c_n in the streams); absent: an LSTM's
+        cell_state=bool_field(info, "cell_state", where) if "cell_state" in info else True,
     )
 
 
@@ -66,6 +68,9 @@ def check_model(model: dict, geometry: StreamGeometry, where: str) -> None:
         if mode not in HEAD_MODES:
             raise ManifestError(f"{where} head: mode must be 'last' or 'all', not {mode!r}")
         head = (mode, int_field(head, "out_features", f"{where} head", 1))
+    cell = str_field(model, "cell", where) if "cell" in model else "lstm"  # GRUs only
+    if cell not in ("lstm", "gru"):
+        raise ManifestError(f"{where}: cell must be 'lstm' or 'gru', not {cell!r}")
     D, H_out = 2 if bidirectional else 1, proj or hidden
     derived = StreamGeometry(
         input_size=int_field(model, "input_size", where, 1),
@@ -77,6 +82,7 @@ def check_model(model: dict, geometry: StreamGeometry, where: str) -> None:
         sequence_output_size=D * H_out,
         with_states=geometry.with_states,
         initial_state=geometry.initial_state,
+        cell_state=cell == "lstm",
     )
     if derived != geometry:
         raise ManifestError(f"{where}: the stream geometry must be the model's, not {geometry}")

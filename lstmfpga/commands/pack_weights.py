@@ -58,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--rtl {rtl} must be a design folder with manifest.json")
     design = HardwareDesign.load(rtl)
     model = QuantizedModel.load(args.qmodel)
-    model.require_lstm("pack-weights")
     stream = pack_weights(design, model)
     with files.atomic_write(output, "wb") as file:
         file.write(stream.to_bytes())

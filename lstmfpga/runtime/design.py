@@ -24,6 +24,8 @@ from ..quant.fixed import FixedFormat, FormatError
 __all__ = ["HARDWARE_FORMAT", "DeviceError", "HardwareDesign", "ManifestError", "StreamError"]
 
 _ROLES = ("x", "preact", "gate", "cell", "hidden", "head_out", "acc")
+#: A GRU design's (``hn`` in place of ``cell``: no cell state).
+_GRU_ROLES = ("x", "preact", "gate", "hn", "hidden", "head_out", "acc")
 
 
 class StreamError(LstmfpgaError):
@@ -125,7 +127,7 @@ class HardwareDesign:
         model = core.model
         mwhere = f"{where}: model"
         formats = {}
-        for role in _ROLES:
+        for role in _ROLES if core.geometry.cell_state else _GRU_ROLES:
             if role not in core.formats:
                 raise ManifestError(f"{where}: formats: {role} is missing")
             formats[role] = _format(core.formats[role], f"format of {role}", where)

@@ -103,7 +103,8 @@ class Results:
         out = {"prediction": self.formats["output"].dequantize(self.prediction)}
         if self.h_n is not None:
             out["h_n"] = self.formats["hidden"].dequantize(self.h_n)
-            out["c_n"] = self.formats["cell"].dequantize(self.c_n)
+            if self.c_n is not None:  # a GRU design has no c_n
+                out["c_n"] = self.formats["cell"].dequantize(self.c_n)
         return out
 
 
@@ -171,12 +172,15 @@ def encode_codes(design: HardwareDesign, x_codes, h0=None, c0=None, *, resets=No
     B = x_codes.shape[0]
     if not design.initial_state and (h0 is not None or c0 is not None):
         raise StreamError("h0/c0 need a design built with initial_state")
+    if c0 is not None and not design.geometry.cell_state:
+        raise StreamError("c0 must be None for a GRU design (no cell state)")
     if design.initial_state:
         L = design.states
         h0 = np.zeros((L, B, design.output_size), np.int64) if h0 is None else _check_codes(
             "h0", h0, (L, B, design.output_size), design.formats["hidden"])  # fmt: skip
-        c0 = np.zeros((L, B, design.hidden_size), np.int64) if c0 is None else _check_codes(
-            "c0", c0, (L, B, design.hidden_size), design.formats["cell"])  # fmt: skip
+        if design.geometry.cell_state:
+            c0 = np.zeros((L, B, design.hidden_size), np.int64) if c0 is None else _check_codes(
+                "c0", c0, (L, B, design.hidden_size), design.formats["cell"])  # fmt: skip
     geom = design.geometry
     per_sequence = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
     codes = np.concatenate(per_sequence)
@@ -249,10 +253,11 @@ def decode_outputs(design: HardwareDesign, data, T: int, *, last=None) -> Result
     h_n = c_n = None
     if design.with_states:
         h_n = np.stack([p["h_n"] for p in parts], axis=1)
-        c_n = np.stack([p["c_n"] for p in parts], axis=1)
+        if design.geometry.cell_state:  # a GRU design has no c_n
+            c_n = np.stack([p["c_n"] for p in parts], axis=1)
     f = design.formats
     return Results(prediction, h_n, c_n, {"output": design.output_format, "hidden": f["hidden"],
-                                          "cell": f["cell"]})  # fmt: skip
+                                          "cell": f.get("cell")})  # fmt: skip
 
 
 def decode_beats(design: HardwareDesign, beats: Beats, T: int) -> Results:

@@ -66,7 +66,9 @@ def check_model(design: HardwareDesign, model: QuantizedModel) -> WeightLayout:
     the accumulator, the weight memories' shape); returns its :class:`WeightLayout`."""
     if not isinstance(model, QuantizedModel):
         raise TypeError(f"model must be a QuantizedModel, not {model!r}")
-    model.require_lstm("pack-weights")
+    cell = "lstm" if design.geometry.cell_state else "gru"  # a GRU design has no cell state
+    if model.cell != cell:
+        raise _mismatch("cell", repr(cell), repr(model.cell))
     head = None if design.head_mode is None else (design.head_mode, design.head_out)
     want = {"input_size": design.input_size, "hidden_size": design.hidden_size,
             "num_layers": design.num_layers, "bidirectional": design.bidirectional,
