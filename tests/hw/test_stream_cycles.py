@@ -20,7 +20,6 @@ from lstmfpga.testing import random_inputs, random_qmodel
 CASES = {
     # name: (model kwargs, lanes, simd, cells)
     "1layer-P4": (dict(input_size=3, hidden_size=4), 4, 1, None),
-    "P3-head-all": (dict(input_size=3, hidden_size=3, head="all"), 3, 1, None),
     "2layer-proj-P4": (dict(input_size=4, hidden_size=5, num_layers=2, proj_size=2), 4, 1, None),
     "V2-P8-S2-2layer-head-all": (
         dict(input_size=5, hidden_size=6, num_layers=2, head="all", head_out=2), 8, 2, 2,

@@ -188,3 +188,55 @@ def test_stream_ports_exist_only_in_stream_mode():
     stream, sequence = _stream(q).signature.members, LSTMAccelerator(q).signature.members
     assert {"s_axis_tuser", "keep_state"} <= set(stream)
     assert not {"s_axis_tuser", "keep_state"} & set(sequence)
+
+
+def _drive(acc, elements, n_out, cycles=4000):
+    """Send ``elements`` (``(code, last)``) into ``s_axis``, collect ``n_out`` results
+    ``(code, last)``; returns them and the ``error`` output at the end."""
+    from amaranth.sim import Simulator
+
+    got = []
+
+    async def producer(ctx):
+        for code, last in elements:
+            ctx.set(acc.s_axis_tdata, code)
+            ctx.set(acc.s_axis_tlast, last)
+            ctx.set(acc.s_axis_tvalid, 1)
+            await ctx.tick().until(acc.s_axis_tready)
+        ctx.set(acc.s_axis_tvalid, 0)
+
+    async def consumer(ctx):
+        ctx.set(acc.m_axis_tready, 1)
+        for _ in range(cycles):
+            _, _, valid, data, last = await ctx.tick().sample(
+                acc.m_axis_tvalid, acc.m_axis_tdata, acc.m_axis_tlast
+            )
+            if valid:
+                got.append((int(data), bool(last)))
+            if len(got) == n_out:
+                break
+        got.append(bool(ctx.get(acc.error)))
+
+    sim = Simulator(acc)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return got[:-1], got[-1]
+
+
+def test_a_partial_last_vector_raises_error_and_ends_the_sequence_there():
+    """A sequence ending inside its third vector computes that vector as its last step (the
+    error flag says its missing element is undefined); the next sequence is unaffected."""
+    _, q = random_qmodel(10, input_size=2, hidden_size=3)
+    acc = _stream(q, 4)
+    x = golden.quantize_inputs(q, random_inputs(10, 2, 2, 2))  # (2 sequences, 2 steps, 2)
+    first = [(int(c), False) for c in x[0].reshape(-1)] + [(5, True)]  # 2.5 vectors
+    second = [(int(c), k == 3) for k, c in enumerate(x[1].reshape(-1))]
+    got, error = _drive(acc, first + second, 3 * 3 + 2 * 3)
+    assert error
+    want_first = golden.run(q, x[:1]).output.reshape(-1)  # its two whole steps
+    assert [c for c, _ in got[:6]] == want_first.tolist()
+    assert [last for _, last in got[:9]] == [False] * 8 + [True]  # 3 steps, tlast on the 3rd
+    assert [c for c, _ in got[9:]] == golden.run(q, x[1:]).output.reshape(-1).tolist()
+    assert [last for _, last in got[9:]] == [False] * 5 + [True]
