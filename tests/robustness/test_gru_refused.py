@@ -184,16 +184,3 @@ def test_quantize_refuses_bad_gru_inputs(tmp_path, gru_spec_dir, name):
     result = run_cli(case, "quantize", gru_spec_dir / "spec", "--calib", case.inputs / "x.npy",
                      *config, "-o", case.out / "q")  # fmt: skip
     assert_refused(result, case, match=message)
-
-
-def test_generate_refuses_a_gru_qmodel_until_there_is_gru_hardware(tmp_path, gru_spec_dir):
-    case = Case.make(tmp_path)
-    quantized = run_cli(
-        case, "quantize", gru_spec_dir / "spec", "--calib", gru_spec_dir / "x.npy",
-        "--preset", "w8a8", "-o", case.out / "q",
-    )  # fmt: skip
-    assert quantized.returncode == 0, quantized.stderr
-    result = run_cli(case, "generate", case.out / "q", "-o", case.out / "design")
-    message = "hardware generation supports LSTM qmodels only, not cell 'gru'"
-    assert_refused(result, case, match=message)
-    assert not (case.out / "design").exists()
