@@ -78,8 +78,13 @@ class CycleModel:
         q, layout, P = accelerator.model, accelerator.layout, accelerator.lanes
         V = accelerator.cells
         tables = q.tables
-        l_act = lookup_latency((tables["sigmoid"], tables["tanh_gate"]))
-        l_cell = cell_latency(tables["tanh_cell"])
+        if q.cell == "gru":  # the GRU cell does its own lookups
+            from .gru_cell import gru_cell_latency
+
+            l_act, l_cell = 0, gru_cell_latency(tables["sigmoid"], tables["tanh_gate"])
+        else:
+            l_act = lookup_latency((tables["sigmoid"], tables["tanh_gate"]))
+            l_cell = cell_latency(tables["tanh_cell"])
         l_mvu = mvu_latency(layout.simd)
         gates = next(mx for mx in layout.matrices if mx.kind == "gates")
         unit_beats_last = emitter_cycles("gates", P, gates.last_group_rows, V)

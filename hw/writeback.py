@@ -75,8 +75,8 @@ class WriteBack(wiring.Component):
         self._cursor = ScheduleCursor(schedule, max_seq_len)  # validates max_seq_len
         f, q = model.formats, model
         V = cells
-        c_bits, h_bits = f["cell"].bits, f["hidden"].bits
         plan = buffer_plan(model, max_seq_len, initial_state=False, with_states=with_states)
+        c_bits, h_bits = plan["cmem"][0], f["hidden"].bits  # plans.state_format
         # write ports: V on the buffers the cells write, 1 on those single rows write
         by_cells = {"cmem", "mbuf"} if q.proj_size else {"cmem", "obuf0", "obuf1", "hnbuf"}
         self._buffers = {
