@@ -9,7 +9,7 @@ unit) and ``V`` :class:`~.cell.CellDatapath` s, with each unit's previous cell s
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -48,6 +48,10 @@ class CellBank(wiring.Component):
     ArrayLayout(signed(hidden), V), "count": range(V + 1)})))``
         Unit ``k``'s new cell state and output (``CellArithmetic.update`` of its looked-up
         gates); elements past ``count`` undefined.
+    sat_c, sat_m : ``Out(unsigned(V))``
+        Saturation pulses: bit ``k`` is high in the cycle a beat transfers on ``o`` when unit
+        ``k``'s ``c`` / ``m`` saturated (what the golden model counts as "cell" / "hidden"),
+        0 for ``k >= count`` and in cycles without a transfer.
     c_r<k> : ``In(ReadPort.Signature(...))``, ``k`` in ``0 .. V-1``
         Combinational read ports of ``cmem`` (``en`` unused): read when the unit enters its
         cell, after the activation lookup.
@@ -75,6 +79,8 @@ class CellBank(wiring.Component):
                 "c": data.ArrayLayout(signed(f["cell"].bits), cells),
                 "m": data.ArrayLayout(signed(f["hidden"].bits), cells),
                 "count": range(cells + 1)}))),
+            "sat_c": Out(unsigned(cells)),
+            "sat_m": Out(unsigned(cells)),
         }  # fmt: skip
         for k in range(cells):
             members[f"c_r{k}"] = In(
@@ -148,19 +154,26 @@ class CellBank(wiring.Component):
             o.count.eq(to_out.r_data),
             to_out.r_en.eq(self.o.valid & self.o.ready),
         ]
+        real = [Signal(name=f"real{k}") for k in range(V)]  # unit k of the beat transferred
+        m.d.comb += [r.eq(self.o.valid & self.o.ready & (to_out.r_data > k))
+                     for k, r in enumerate(real)]  # fmt: skip
         for k, cell in enumerate(cells):
             m.d.comb += [
                 cell.o.ready.eq(self.o.ready & to_out.r_rdy),
                 o.c[k].eq(cell.o.payload.c),
                 o.m[k].eq(cell.o.payload.m),
+                # saturation pulses of the beat transferred on ``o`` (units past count: 0)
+                self.sat_c[k].eq(cell.o.payload.sat_c & real[k]),
+                self.sat_m[k].eq(cell.o.payload.sat_m & real[k]),
             ]
         return m
 
 
-def cell_bank_reference(model, beats, cmem):
+def cell_bank_reference(model, beats, cmem, *, saturation: bool = False):
     """What :class:`CellBank` sends for ``beats`` (``(rows, count, c_addr, zero_c)`` each):
-    per beat ``count`` results ``(c, m)``, with ``cmem`` (a list) holding the previous cell
-    states (read, not updated here)."""
+    per beat ``count`` results ``(c, m)`` (``(c, m, sat_c, sat_m)`` with ``saturation``: the
+    unit's "cell" / "hidden" saturation counts, 0 or 1), with ``cmem`` (a list) holding the
+    previous cell states (read, not updated here)."""
     tables, arith = model.tables, CellArithmetic.of(model)
     out = []
     for rows, count, c_addr, zero_c in beats:
@@ -170,7 +183,11 @@ def cell_bank_reference(model, beats, cmem):
             gates = [tables["sigmoid"].lookup(i), tables["sigmoid"].lookup(f),
                      tables["tanh_gate"].lookup(g), tables["sigmoid"].lookup(o)]  # fmt: skip
             c_prev = 0 if zero_c else int(cmem[c_addr + k])
-            c, mval = arith.update(*gates, c_prev)[:2]
-            results.append((int(c), int(mval)))
+            counts = {}
+            c, mval = arith.update(*gates, c_prev, saturation=counts)
+            result = (int(c), int(mval))
+            if saturation:
+                result += (counts.get("cell", 0), counts.get("hidden", 0))
+            results.append(result)
         out.append(results)
     return out
