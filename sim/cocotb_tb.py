@@ -1,18 +1,22 @@
 """The cocotb test module that starts a run of the Verilog test bench and checks its flags.
 
 Run by :mod:`lstmfpga.sim.cocotb_flow` (never imported by it): the flow writes the run's
-files (``config.hex``, ``inputs.hex``, ``in_gaps.hex``, ``out_gaps.hex``) into a run
-directory, the simulator's working directory, named in :data:`RUN_DIR_ENV`.
+files (``config.hex``, ``inputs.hex``, ``in_gaps.hex``, ``out_gaps.hex``) and a copy of this
+module (as the top-level module ``lstmfpga_cocotb_tb``, so that the simulator's Python does
+not import the ``lstmfpga`` package and NumPy with it) into a run directory, the
+simulator's working directory, named in :data:`RUN_DIR_ENV`. It imports nothing but cocotb
+and the standard library.
 
 Everything per cycle and per beat happens in Verilog (:func:`lstmfpga.sim.bench_top.wrapper`:
 stimulus, stalls, capture, cycle stamps, protocol and budget checks); Python wakes to
 start, and then only to look at ``done``: from just before the end the cycle model expects
-(the times the flow passes in :data:`WAIT_ENV`), else on its rising edge. It then reads
-the bench's ``status`` flag and the design's sticky ``error`` port and writes
-``results.json``: ``status`` (``"ok"``,
-``"timeout"``, ``"tlast"``, ``"x"`` or ``"extra"``, see
-:data:`lstmfpga.sim.bench_top.STATUS`), ``error``, ``simulator``, ``simulator_version``.
-The results themselves (``outputs.hex``, ``stamps.hex``, ``status.hex``) were written by the
+(the times the flow passes in :data:`WAIT_ENV`: with only a timer pending, the Verilator
+model's main loop runs the clock without waking cocotb), else on its rising edge. It then
+reads the bench's ``status`` flag and the design's sticky ``error`` port and writes
+``results.json``: ``status`` (``"ok"``, ``"timeout"``, ``"tlast"``, ``"x"`` or ``"extra"``,
+see :data:`lstmfpga.sim.bench_files.STATUS`), ``error``, ``simulator``,
+``simulator_version``.
+The results themselves (``outputs.txt``, ``stamps.txt``, ``status.txt``) were written by the
 bench. The test passes whatever the design does: the flow turns a bad status into one line.
 """
 

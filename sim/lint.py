@@ -1,6 +1,6 @@
 """Verilator's lint of generated Verilog (``-Wall``, with the project's waivers).
 
-The waivers (``hw/verilator_waivers.vlt``, :data:`lstmfpga.sim.bench_top.WAIVERS`) are the
+The waivers (``hw/verilator_waivers.vlt``, :data:`lstmfpga.sim.bench_build.WAIVERS`) are the
 documented ones every simulator build uses too; a design is lint-clean when Verilator exits
 0 and prints no ``%Warning``.
 """
@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .bench_top import WAIVERS
+from .bench_build import WAIVERS
 from .cocotb_build import check_simulator, tool_environment
 
 __all__ = ["verilator_lint"]

@@ -23,7 +23,7 @@ from sim_flow_cases import (
 from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.verilog import generate
 from lstmfpga.progress import ProgressBar
-from lstmfpga.sim import cocotb_build, cocotb_flow
+from lstmfpga.sim import cocotb_build, cocotb_run
 from lstmfpga.sim.amaranth_sim import run_amaranth
 from lstmfpga.sim.bench_top import PERIOD_NS, RESET_CYCLES
 from lstmfpga.sim.budget import CycleBudget, SimulationError, SimulationStuck
@@ -256,18 +256,18 @@ def test_the_simulator_process_imports_neither_lstmfpga_nor_numpy():
                 for a in n.names}  # fmt: skip
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert imported == {"__future__", "cocotb", "json", "os", "pathlib", "tempfile"}
-    assert cocotb_flow.SIM_PROCESS_ENV == {"COCOTB_REWRITE_ASSERTION_FILES": ""}
+    assert cocotb_run.SIM_PROCESS_ENV == {"COCOTB_REWRITE_ASSERTION_FILES": ""}
 
 
 def test_the_test_module_looks_at_done_from_just_before_the_expected_end():
     """First at 63/64 of the cycles the cycle model expects for the run (after reset), then
     every 1/256 of them, at least every 1,024 cycles; on done's edge without a model."""
-    wait = cocotb_flow._wait_env(CycleBudget(cycles=50_000, expected=10_000), B=64)
+    wait = cocotb_run._wait_env(CycleBudget(cycles=50_000, expected=10_000), B=64)
     total_ns = (RESET_CYCLES + 64 * 10_000) * PERIOD_NS
-    assert wait == {cocotb_flow.WAIT_ENV: f"{total_ns * 63 // 64},{total_ns // 256}"}
-    short = cocotb_flow._wait_env(CycleBudget(cycles=500, expected=100), B=2)
-    assert short[cocotb_flow.WAIT_ENV].endswith(f",{1024 * PERIOD_NS}")
-    assert cocotb_flow._wait_env(CycleBudget(cycles=500, expected=None), B=2) == {}
+    assert wait == {cocotb_run.WAIT_ENV: f"{total_ns * 63 // 64},{total_ns // 256}"}
+    short = cocotb_run._wait_env(CycleBudget(cycles=500, expected=100), B=2)
+    assert short[cocotb_run.WAIT_ENV].endswith(f",{1024 * PERIOD_NS}")
+    assert cocotb_run._wait_env(CycleBudget(cycles=500, expected=None), B=2) == {}
 
 
 def _truncate_marker(build):
