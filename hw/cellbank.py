@@ -112,8 +112,9 @@ class CellBank(wiring.Component):
         # The FIFOs never fill: at most ``latency + 2`` beats are inside the bank (each
         # pipeline's stage registers and its skid register), so ``i.ready`` is the lookup
         # pipeline's registered ready alone (``w_rdy`` unused: no level comparator on it).
-        if self.latency + 2 > _SIDEBAND_DEPTH:
-            raise ValueError(f"the cell bank holds up to {self.latency + 2} beats, more than "
+        # (one more in the register that writes them)
+        if self.latency + 3 > _SIDEBAND_DEPTH:
+            raise ValueError(f"the cell bank holds up to {self.latency + 3} beats, more than "
                              f"its {_SIDEBAND_DEPTH}-entry sideband FIFOs")  # fmt: skip
         i = self.i.payload
         fire = Signal()
@@ -121,10 +122,20 @@ class CellBank(wiring.Component):
             act.i.valid.eq(self.i.valid),
             self.i.ready.eq(act.i.ready),
             fire.eq(act.i.valid & act.i.ready),
-            to_cells.w_en.eq(fire),
-            to_cells.w_data.eq(Cat(i.c_addr, i.zero_c)),
-            to_out.w_en.eq(fire),
-            to_out.w_data.eq(i.count),
+        ]
+        # The FIFOs are written one cycle after the transfer, from registers: the transfer
+        # logic (the regrouper's choice behind ``i.valid``) then ends at flip-flops here and
+        # is not shared with the FIFOs' write logic. An entry is readable two cycles after
+        # the transfer, before the lookups (4 or more cycles) deliver the beat's gates.
+        written = Signal(name="sideband_we")
+        side_cell = Signal(width + 1, name="sideband_cell_data", reset_less=True)
+        side_out = Signal(count_bits, name="sideband_out_data", reset_less=True)
+        m.d.sync += [written.eq(fire), side_cell.eq(Cat(i.c_addr, i.zero_c)), side_out.eq(i.count)]
+        m.d.comb += [
+            to_cells.w_en.eq(written),
+            to_cells.w_data.eq(side_cell),
+            to_out.w_en.eq(written),
+            to_out.w_data.eq(side_out),
         ]
         m.d.comb += [act.i.payload[r].eq(i.rows[r]) for r in range(4 * V)]
         # cell inputs: the activations + c_prev (the cells run in lockstep)
