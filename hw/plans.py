@@ -70,7 +70,7 @@ def _plan(q, x_words: int, out_words: int, head_steps: int, *, initial_state: bo
     if initial_state:
         plan["h0buf"] = (f["hidden"].bits, LD * Ho)
     if c0:
-        plan["c0buf"] = (f["cell"].bits, LD * H)
+        plan["c0buf"] = (state_format(q).bits, LD * H)  # a GRU's: h0 (its state's reset value)
     if with_states:
         plan["hnbuf"] = (f["hidden"].bits, LD * Ho)
     if q.head is not None:
