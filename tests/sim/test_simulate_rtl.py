@@ -160,25 +160,36 @@ def test_a_folder_without_a_design_is_refused(made, tmp_path):
     assert message == f"--rtl {tmp_path} must be a design folder with manifest.json"
 
 
-def test_the_axi_top_takes_new_weights_through_s_axis_w(made, tmp_path):
-    """One Icarus build of the AXI top (initial states streamed too): the bench drives
-    ``s_axis_w`` with the same beats, whole bytes, ``tlast`` on the last."""
+@pytest.mark.parametrize("K", [1, 4], ids=["K1", "K4"])
+def test_the_axi_top_takes_new_weights_through_s_axis_w(made, tmp_path, K):
+    """One Icarus build of the AXI top per K, elements per s_axis/m_axis beat (initial states
+    streamed too; K = 4: 12 input elements in 3 full beats, the 2 results in a partial beat
+    with tkeep): the bench drives ``s_axis_w`` with the same beats, whole bytes, ``tlast``
+    on the last."""
     from lstmfpga.hw.accelerator import LSTMAccelerator
     from lstmfpga.hw.axi_top import write_axi_design
 
     qa, qb = made["qa"], made["qb"]
     acc = LSTMAccelerator(qa, lanes=2, max_seq_len=4, initial_state=True)
-    write_axi_design(acc, tmp_path / "axi")
+    write_axi_design(acc, tmp_path / "axi", beat_elements=K)
+    assert K == 1 or acc.result_length(T) % K, "a partial result beat"
     rng = np.random.default_rng(SEED)
     h0 = rng.normal(0, 0.4, (1, 4, qa.output_size))
     c0 = rng.normal(0, 0.4, (1, 4, qa.hidden_size))
     np.savez(tmp_path / "init.npz", h0=h0, c0=c0)
     code, report, arrays = _simulate(made, "qb", "icarus", "--h0c0", tmp_path / "init.npz",
-                                     "--stall", "0.3", rtl=tmp_path / "axi")  # fmt: skip
+                                     "--stall", "0.3", "--beat-elements", K,
+                                     rtl=tmp_path / "axi")  # fmt: skip
     assert code == 0 and report["bit_exact"] and report["settings"]["weights_reloaded"]
     assert report["settings"]["initial_state"] and report["lanes"] == 2
     want = golden.predict(qb, made["x"], h0, c0)[1].prediction
     np.testing.assert_array_equal(arrays["rtl"], want)
+
+
+def test_beat_elements_other_than_the_designs_are_refused(made, tmp_path):
+    message = _refused(made, tmp_path, "qb", "--sim", "icarus", "--beat-elements", 2,
+                       error=SimulationError)  # fmt: skip
+    assert message.startswith("beat_elements must be the design's 1 (--rtl ")
 
 
 def test_cells_other_than_the_designs_are_refused(made, tmp_path):
