@@ -137,7 +137,9 @@ REGISTERS: tuple[Register, ...] = (
 #: Registers of issue 11 that need accelerator ports that do not exist yet (docs only).
 PLANNED = (
     ("SATURATION_*", ("saturation counters per tensor, the counts the golden model reports "
-                     "(needs saturation events out of the datapath)")),
+                     "(the cell bank has its pulses, `CellBank.sat_c`/`sat_m`; the MVU's "
+                     "`saturated` lanes still need each output beat's kind, gate, projection "
+                     "or head row, and the accelerator a port carrying both)")),
 )  # fmt: skip
 
 
