@@ -12,7 +12,7 @@ lockstep.
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import ReadPort
@@ -29,10 +29,13 @@ __all__ = ["GRUBankAsCellBank", "GRUCellBank", "accelerator_cell_bank", "gru_cel
 _SIDEBAND_DEPTH = 32
 
 
-def _members(cells, in_bits, depth, hidden_bits, addr_names, out_names, read_prefix) -> dict:
+def _members(cells, in_bits, depth, hidden_bits, addr_names, out_names, read_prefix,
+             sat_names) -> dict:  # fmt: skip
     """A cell bank's signature: ``i`` (``rows``, ``count`` and ``addr_names``: the state
     address and its zero flag), ``o`` (``out_names``, each ``V`` hidden codes, and
-    ``count``), and ``V`` combinational state read ports ``<read_prefix><k>``."""
+    ``count``), ``V`` combinational state read ports ``<read_prefix><k>``, and the
+    saturation pulses: ``sat_preact`` (``V`` counts 0..3) and ``sat_names`` (``V`` bits
+    each)."""
     addr = range(max(2, depth))
     hidden = signed(hidden_bits)
     members = {
@@ -46,6 +49,8 @@ def _members(cells, in_bits, depth, hidden_bits, addr_names, out_names, read_pre
     width = Signal(addr).shape().width
     for k in range(cells):
         members[f"{read_prefix}{k}"] = In(ReadPort.Signature(addr_width=width, shape=hidden))
+    members["sat_preact"] = Out(data.ArrayLayout(unsigned(2), cells))
+    members.update({name: Out(unsigned(cells)) for name in sat_names})
     return members
 
 
@@ -78,6 +83,11 @@ class GRUCellBank(wiring.Component):
     h_r<k> : ``In(ReadPort.Signature(...))``, ``k`` in ``0 .. V-1``
         Combinational read ports of the state memory (``en`` unused), read in the cycle the
         beat is taken on ``i``.
+    sat_preact : ``Out(ArrayLayout(unsigned(2), V))``; sat_hn, sat_h : ``Out(unsigned(V))``
+        Saturation pulses of the beat transferred on ``o`` (0 in other cycles and for units
+        ``k >= count``): element / bit ``k`` counts unit ``k``'s ``pre_r``, ``pre_z``,
+        ``pre_n`` codes that did not fit ``preact`` (0..3), its ``hn``, its ``h``: what the
+        golden model counts as ``preact``, ``hn``, ``hidden``.
 
     Timing: ``latency`` = :func:`~.gru_cell.gru_cell_latency` (the cells'); one beat per
     cycle; ``i.ready`` is the cells' registered ``i.ready`` and the count FIFO's room.
@@ -90,7 +100,8 @@ class GRUCellBank(wiring.Component):
         self._in_bits = at_least("in_bits", in_bits, acc_bits)
         at_least("h_depth", h_depth, 1)
         super().__init__(_members(cells, in_bits, h_depth, self._arith.hidden.bits,
-                                  ("h_addr", "zero_h"), ("h",), "h_r"))  # fmt: skip
+                                  ("h_addr", "zero_h"), ("h",), "h_r",
+                                  ("sat_hn", "sat_h")))  # fmt: skip
 
     @property
     def arith(self) -> GRUCellArithmetic:
@@ -142,20 +153,30 @@ class GRUCellBank(wiring.Component):
             to_out.r_en.eq(self.o.valid & self.o.ready),
         ]
         for k, cell in enumerate(cells):
-            m.d.comb += [cell.o.ready.eq(self.o.ready & to_out.r_rdy), o.h[k].eq(cell.o.payload.h)]
+            out = cell.o.payload
+            real = Signal(name=f"real{k}")  # unit k of the beat transferred on o
+            m.d.comb += [
+                cell.o.ready.eq(self.o.ready & to_out.r_rdy),
+                o.h[k].eq(out.h),
+                real.eq(self.o.valid & self.o.ready & (to_out.r_data > k)),
+                self.sat_preact[k].eq(Mux(real, out.sat_preact, 0)),
+                self.sat_hn[k].eq(out.sat_hn & real),
+                self.sat_h[k].eq(out.sat_h & real),
+            ]
         return m
 
 
-def gru_cell_bank_reference(model, beats, hmem):
+def gru_cell_bank_reference(model, beats, hmem, saturation: dict | None = None):
     """What :class:`GRUCellBank` sends for ``beats`` (``(rows, count, h_addr, zero_h)``
     each): per beat the ``count`` new hidden states, with ``hmem`` (a list) holding the
-    previous ones (read, not updated here)."""
+    previous ones (read, not updated here); the saturations are added to ``saturation``
+    (``"preact"``, ``"hn"``, ``"hidden"``: what the pulses sum to)."""
     arith = GRUCellArithmetic.of(model)
     out = []
     for rows, count, h_addr, zero_h in beats:
         units = np.asarray(rows, np.int64)[: 4 * count].reshape(count, 4).T  # r, z, n_x, n_h
         h_prev = [0 if zero_h else int(hmem[h_addr + k]) for k in range(count)]
-        h, _ = arith.update_sums(*units, h_prev)
+        h, _ = arith.update_sums(*units, h_prev, saturation)
         out.append([int(v) for v in h])
     return out
 
@@ -166,7 +187,9 @@ class GRUBankAsCellBank(wiring.Component):
     state memory is ``cmem`` (words :func:`.plans.state_format`, the ``hidden`` format),
     read through ``c_r<k>`` at ``c_addr``; ``zero_c`` is ``zero_h``; each unit's new ``h``
     leaves as both ``c`` (written back to ``cmem``, the next step's ``h_prev``) and ``m``
-    (written to the output buffer, and ``hnbuf`` on the last step).
+    (written to the output buffer, and ``hnbuf`` on the last step). The saturation pulses are
+    CellBank's ``sat_c`` (always 0: no cell state) and ``sat_m`` (the GRU's ``sat_h``), with
+    the GRU's ``sat_preact`` and ``sat_hn`` beside them.
 
     Parameters and timing are :class:`GRUCellBank`'s (``c_depth`` its ``h_depth``)."""
 
@@ -174,7 +197,8 @@ class GRUBankAsCellBank(wiring.Component):
         self._bank = bank = GRUCellBank(model, cells=cells, in_bits=in_bits, h_depth=c_depth)
         self._V = cells
         super().__init__(_members(cells, in_bits, c_depth, bank.arith.hidden.bits,
-                                  ("c_addr", "zero_c"), ("c", "m"), "c_r"))  # fmt: skip
+                                  ("c_addr", "zero_c"), ("c", "m"), "c_r",
+                                  ("sat_hn", "sat_c", "sat_m")))  # fmt: skip
 
     @property
     def bank(self) -> GRUCellBank:
@@ -199,6 +223,8 @@ class GRUBankAsCellBank(wiring.Component):
             bank.o.ready.eq(self.o.ready),
             o.count.eq(bo.count),
         ]
+        m.d.comb += [self.sat_preact.eq(bank.sat_preact), self.sat_hn.eq(bank.sat_hn),
+                     self.sat_m.eq(bank.sat_h), self.sat_c.eq(0)]  # fmt: skip
         for k in range(self._V):
             port, inner = getattr(self, f"c_r{k}"), getattr(bank, f"h_r{k}")
             m.d.comb += [port.addr.eq(inner.addr), inner.data.eq(port.data),

@@ -14,6 +14,7 @@ import pytest
 from helpers.gru_models import random_gru_spec
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
+from lstmfpga.hw.cellbank import CellBank
 from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.gru_cell import gru_cell_multipliers
 from lstmfpga.hw.gru_cellbank import GRUBankAsCellBank, accelerator_cell_bank
@@ -26,6 +27,7 @@ from lstmfpga.quant.config import QuantConfig
 from lstmfpga.quant.gru_golden import GRUCellArithmetic
 from lstmfpga.sim.amaranth_sim import run_amaranth
 from lstmfpga.sim.streams import StreamGeometry, pack_outputs
+from lstmfpga.testing import random_qmodel
 
 # name: (spec kwargs, preset, lanes P, simd S, cells V, T, build options)
 CASES = {
@@ -135,7 +137,14 @@ def test_gru_cell_bank_choice():
     bank = accelerator_cell_bank(q, cells=2, in_bits=q.acc.bits, c_depth=3)
     assert isinstance(bank, GRUBankAsCellBank)
     assert bank.latency == bank.bank.latency == 21  # interpolating q16 tables
-    assert set(bank.signature.members) == {"i", "o", "c_r0", "c_r1"}
+    # CellBank's ports (what the accelerator joins), plus the GRU's own saturation pulses
+    _, lstm = random_qmodel(5, input_size=2, hidden_size=3)
+    lstm_bank = accelerator_cell_bank(lstm, cells=2, in_bits=lstm.acc.bits, c_depth=3)
+    assert isinstance(lstm_bank, CellBank)
+    assert set(bank.signature.members) == set(lstm_bank.signature.members) | {
+        "sat_preact",
+        "sat_hn",
+    }
 
 
 def test_gru_stream_mode_is_refused_in_one_line():

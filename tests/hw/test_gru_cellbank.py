@@ -8,7 +8,7 @@ out; its Verilog is lint-clean."""
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.hdl import signed
+from amaranth.hdl import Signal, signed
 from amaranth.lib.memory import Memory
 from helpers.gru_models import random_gru_qmodel, step_inputs
 from helpers.streams import Harness, expect_quiet, get_all, put_all, simulate
@@ -83,11 +83,17 @@ def run(name, idle, stall):
     beats = golden + _random_beats(model, V, len(hmem), rng)
     dut = GRUCellBank(model, cells=V, in_bits=model.acc.bits + 2, h_depth=len(hmem))
 
+    pulses = {role: Signal(16, name=f"pulses_{role}") for role in ("preact", "hn", "hidden")}
+
     def memory(m):
         m.submodules.hmem = mem = Memory(shape=signed(hidden.bits), depth=len(hmem), init=hmem)
         for k in range(V):
             port, member = mem.read_port(domain="comb"), getattr(dut, f"h_r{k}")
             m.d.comb += [port.addr.eq(member.addr), member.data.eq(port.data)]
+        # the saturation pulses, summed over the run
+        for role, counts in (("preact", [dut.sat_preact[k] for k in range(V)]),
+                             ("hn", list(dut.sat_hn)), ("hidden", list(dut.sat_h))):  # fmt: skip
+            m.d.sync += pulses[role].eq(pulses[role] + sum(counts))
 
     rng_in, rng_out = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     got = []
@@ -101,9 +107,13 @@ def run(name, idle, stall):
         for out in await get_all(ctx, dut.o, len(beats), rng=rng_out, stall=stall):
             got.append(out["h"][: out["count"]])
         await expect_quiet(ctx, dut.o, 2 * dut.latency)
+        counted.update({role: ctx.get(signal) for role, signal in pulses.items()})
 
+    counted = {}
     simulate(Harness(dut, memory), producer, consumer)
-    reference = gru_cell_bank_reference(model, beats, hmem)
+    saturation = {"preact": 0, "hn": 0, "hidden": 0}
+    reference = gru_cell_bank_reference(model, beats, hmem, saturation)
+    assert counted == saturation and saturation["preact"] > 0  # the random beats saturate
     return got, reference, want
 
 
