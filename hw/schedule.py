@@ -121,8 +121,9 @@ class ScheduleCursor(wiring.Component):
     Timing: ``advance`` and ``restart`` act at the next clock edge; the outputs always
     describe the current position (``latency`` 0): ``kind``, ``layer``, ``direction``,
     ``matrix``, ``first_step``, ``last_sub`` and ``done`` are flip-flops (decoded from the
-    next position and loaded with it); ``t``, ``t_prev`` and ``last_step``, which depend on
-    ``T``, follow the position combinationally.
+    advanced position, computed from the registers only, and loaded with it: ``advance`` and
+    ``restart`` only select what the registers load); ``t``, ``t_prev`` and ``last_step``,
+    which depend on ``T``, follow the position combinationally.
     """
 
     #: Cycles from the position to the outputs that describe it (none).
@@ -164,8 +165,8 @@ class ScheduleCursor(wiring.Component):
         sched, T = self.schedule, self.T
         p, s, sub = Signal.like(self.p), Signal.like(self.s), Signal.like(self.sub)
         m.d.comb += [self.p.eq(p), self.s.eq(s), self.sub.eq(sub)]
-        # The item fields are flip-flops: decoded from the next position and registered with
-        # it, so no decoder stands between the position and the users of ``kind`` etc.
+        # The item fields are flip-flops: decoded from the advanced position and registered
+        # with it, so no decoder stands between the position and the users of ``kind`` etc.
         fields = {"kind": self.kind, "layer": self.layer, "direction": self.direction,
                   "matrix": self.matrix, "first_step": self.first_step,
                   "last_sub": self.last_sub, "done": self.done, "reverse": Signal(1),
@@ -185,35 +186,40 @@ class ScheduleCursor(wiring.Component):
         with m.Else():
             m.d.comb += [self.t.eq(s), self.t_prev.eq(s - 1)]
 
-        next_p, next_s, next_sub = Signal.like(p), Signal.like(s), Signal.like(sub)
-        m.d.comb += [next_p.eq(p), next_s.eq(s), next_sub.eq(sub)]
-        with m.If(self.restart):
-            m.d.comb += [next_p.eq(0), next_s.eq(0), next_sub.eq(0)]
-        with m.Elif(self.advance & ~self.done):
-            with m.If(~self.last_sub):
-                m.d.comb += next_sub.eq(sub + 1)
+        # The advanced position and its fields come from the registers only; ``advance`` and
+        # ``restart`` just choose what the registers load (no logic behind them).
+        adv_p, adv_s, adv_sub = Signal.like(p), Signal.like(s), Signal.like(sub)
+        m.d.comb += [adv_p.eq(p), adv_s.eq(s), adv_sub.eq(sub + 1)]
+        with m.If(self.last_sub):
+            m.d.comb += adv_sub.eq(0)
+            with m.If(~self.last_step):
+                m.d.comb += adv_s.eq(s + 1)
             with m.Else():
-                m.d.comb += next_sub.eq(0)
-                with m.If(~self.last_step):
-                    m.d.comb += next_s.eq(s + 1)
-                with m.Else():
-                    m.d.comb += [next_s.eq(0), next_p.eq(p + 1)]
-        m.d.sync += [p.eq(next_p), s.eq(next_s), sub.eq(next_sub)]
-        m.d.sync += [regs["first_step"].eq(next_s == 0)]
-        m.d.sync += [regs["done"].eq(next_p == len(sched.passes))]
-        with m.Switch(next_p):
+                m.d.comb += [adv_s.eq(0), adv_p.eq(p + 1)]
+        adv = {name: Signal.like(reg, name=f"{name}_adv") for name, reg in regs.items()}
+        m.d.comb += [adv["first_step"].eq(adv_s == 0),
+                     adv["done"].eq(adv_p == len(sched.passes))]  # fmt: skip
+        for name in ("layer", "direction", "reverse", "single", "kind", "matrix", "last_sub"):
+            m.d.comb += adv[name].eq(regs[name])
+        with m.Switch(adv_p):
             for index, ps in enumerate(sched.passes):
                 with m.Case(index):
                     for name in ("layer", "direction", "reverse", "single"):
-                        m.d.sync += regs[name].eq(self._decoded(index, 0, name))
-                    with m.Switch(next_sub):
+                        m.d.comb += adv[name].eq(self._decoded(index, 0, name))
+                    with m.Switch(adv_sub):
                         for index_sub in range(len(ps.matrices)):
                             with m.Case(index_sub):
                                 for name in ("kind", "matrix", "last_sub"):
                                     value = self._decoded(index, index_sub, name)
-                                    m.d.sync += regs[name].eq(value)
+                                    m.d.comb += adv[name].eq(value)
             with m.Default():  # past the last pass
-                m.d.sync += regs["last_sub"].eq(1)
+                m.d.comb += adv["last_sub"].eq(1)
+        with m.If(self.restart):
+            m.d.sync += [p.eq(0), s.eq(0), sub.eq(0)]
+            m.d.sync += [reg.eq(self._decoded(0, 0, name)) for name, reg in regs.items()]
+        with m.Elif(self.advance & ~self.done):
+            m.d.sync += [p.eq(adv_p), s.eq(adv_s), sub.eq(adv_sub)]
+            m.d.sync += [reg.eq(adv[name]) for name, reg in regs.items()]
         return m
 
     def _decoded(self, p: int, sub: int, name: str) -> int:
