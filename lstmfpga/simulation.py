@@ -176,8 +176,8 @@ def simulate_model(
     ``rtl`` and ``weights_reloaded``. One line errors name a mismatch.
 
     ``mode``: ``"sequence"`` or ``"stream"`` (the accelerator's; stream mode needs a
-    unidirectional model and has no ``max_seq_len``). ``stateful`` (stream mode, Amaranth
-    simulator): the rows of ``x`` are consecutive segments of one signal, the state carried
+    unidirectional model and has no ``max_seq_len``). ``stateful`` (stream mode): the
+    rows of ``x`` are consecutive segments of one signal, the state carried
     from row ``b`` to row ``b + 1`` (the hardware's ``keep_state``; ``h0``/``c0`` of row 0
     start it); the golden side is :func:`stateful_golden`, which equals the golden model on
     the whole signal. ``settings`` records ``mode`` (when not ``sequence``) and ``stateful``.
@@ -195,7 +195,7 @@ def simulate_model(
     from lstmfpga.quant import golden
 
     _check_simulation(simulator, stall, cycle_budget, jobs, waves)
-    _check_mode(model, mode, stateful, simulator, rtl, spec, max_seq_len)
+    _check_mode(model, mode, stateful, rtl, spec, max_seq_len)
     if beat_elements is not None and rtl is None:
         raise SimulationError(
             "beat_elements needs rtl (an AXI design generated with --beat-elements)"
@@ -389,7 +389,7 @@ def _report(model, x, h0, c0, T, target, result, version, timing, expected, *, s
     return report, arrays
 
 
-def _check_mode(model, mode, stateful, simulator, rtl, spec, max_seq_len) -> None:
+def _check_mode(model, mode, stateful, rtl, spec, max_seq_len) -> None:
     """Refuse a bad ``mode``/``stateful`` combination (one line each)."""
     from lstmfpga.hw.accelerator import check_mode
 
@@ -407,11 +407,6 @@ def _check_mode(model, mode, stateful, simulator, rtl, spec, max_seq_len) -> Non
     if stateful:
         if mode != "stream":
             raise SimulationError("stateful needs mode 'stream' (state carried across rows)")
-        if simulator != "amaranth":
-            raise SimulationError(
-                f"stateful runs in the amaranth simulator, not {simulator!r} (the Verilog "
-                "benches do not drive keep_state and s_axis_tuser yet)"
-            )
         if spec is not None:
             raise SimulationError(
                 "stateful with a float spec: the float reference runs whole sequences; "
@@ -445,17 +440,17 @@ def _run_simulator(design, x_codes, h0_codes, c0_codes, *, simulator, stall, see
                    build_dir, progress, cycle_budget, jobs, stateful=False):  # fmt: skip
     """Run ``design`` (an accelerator; a folder's design only in Icarus/Verilator) in
     ``simulator``: ``(result, simulator version, report timing)``."""
+    stream = {}
+    if stateful:  # state kept over tlast; row 0 starts from h0/c0 (or zeros)
+        resets = np.zeros(x_codes.shape[:2], dtype=bool)
+        resets[0, 0] = True
+        stream = {"keep_state": True, "resets": resets}
     if simulator == "amaranth":
         from amaranth import __version__ as amaranth_version
 
         from lstmfpga.sim.amaranth_sim import run_amaranth
 
         started = time.perf_counter()
-        stream = {}
-        if stateful:  # state kept over tlast; row 0 starts from h0/c0 (or zeros)
-            resets = np.zeros(x_codes.shape[:2], dtype=bool)
-            resets[0, 0] = True
-            stream = {"keep_state": True, "resets": resets}
         result = run_amaranth(
             design, x_codes, h0_codes, c0_codes, in_stall=stall, out_stall=stall, seed=seed,
             waves=None if waves is None else str(waves), cycle_budget=cycle_budget, **stream,
@@ -468,7 +463,7 @@ def _run_simulator(design, x_codes, h0_codes, c0_codes, *, simulator, stall, see
     result = run_cocotb(
         design, x_codes, h0_codes, c0_codes, simulator=simulator, in_stall=stall,
         out_stall=stall, seed=seed, waves=waves, build_dir=build_dir, progress=progress,
-        cycle_budget=cycle_budget, jobs=jobs,
+        cycle_budget=cycle_budget, jobs=jobs, **stream,
     )  # fmt: skip
     build = result.meta["build"]
     timing = {

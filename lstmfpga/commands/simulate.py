@@ -32,7 +32,7 @@ states too and writes them (integer codes ``h_n``, ``c_n``, as ``predict --raw -
 
 ``--mode stream`` simulates the streaming accelerator (unidirectional models; each step's
 output leaves as soon as it is computed; no ``--max-seq-len``); ``--stateful`` (with
-``--mode stream``, ``--sim amaranth``) treats the rows of X as consecutive segments of one
+``--mode stream``) treats the rows of X as consecutive segments of one
 signal, the state carried from row b to row b+1 (``--h0c0``: row 0's initial state): the
 result must equal the golden model on the concatenated signal. ``--beat-elements K`` (with
 ``--rtl``): must be the AXI design's elements per beat.
@@ -190,11 +190,6 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.stateful and args.mode != "stream":
         raise CLIError("--stateful needs --mode stream (the state is carried across rows of X)")
-    if args.stateful and args.sim != "amaranth":
-        raise CLIError(
-            f"--stateful runs in --sim amaranth, not {args.sim!r} (the Verilog benches do not "
-            "drive keep_state and s_axis_tuser yet)"
-        )
     if args.stateful and args.spec is not None:
         raise CLIError("--stateful with --spec: the float reference runs whole sequences")
     lanes = _integer(args.lanes, "--lanes", "a positive integer", 1)

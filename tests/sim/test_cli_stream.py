@@ -84,8 +84,8 @@ def test_generate_stream_mode_records_the_mode_and_the_per_step_latency(files, c
         (("--stateful",), r"^--stateful needs --mode stream \(the state is carried across rows"),
         (("--mode", "stream", "--max-seq-len", "8"),
          r"^--max-seq-len 8 does not apply to --mode stream \(sequences of any length\)$"),
-        (("--mode", "stream", "--stateful", "--sim", "icarus"),
-         r"^--stateful runs in --sim amaranth, not 'icarus'"),
+        (("--mode", "stream", "--stateful", "--spec", "nospec"),
+         r"^--stateful with --spec: the float reference runs whole sequences$"),
     ],
 )  # fmt: skip
 def test_bad_mode_options_are_one_line_errors(files, argv, message):

@@ -1,10 +1,12 @@
 # amaranth: UnusedElaboratable=no
 """Stream mode as generated Verilog: lint-clean, and bit-exact against the golden model in
 Verilator (1000 steps per sequence, far beyond ``max_seq_len``) and in Icarus, with random
-valid/ready stalls on both streams. One stream-mode design, built once per simulator and
-session (the shared build cache of ``sim_flow_cases``).
+valid/ready stalls on both streams, and a 400-step signal fed as 8 stateful segments
+(``keep_state``) equal to the golden model on the whole signal. One stream-mode design,
+built once per simulator and session (the shared build cache of ``sim_flow_cases``).
 """
 
+import numpy as np
 import pytest
 from sim_flow_cases import (
     assert_outputs_equal,
@@ -47,3 +49,31 @@ def test_stream_mode_verilog_is_lint_clean(tmp_path):
     q, _ = _design()
     generate(q, tmp_path, lanes=4, mode="stream", with_states=True, initial_state=True)
     assert_verilator_lint_clean(tmp_path)
+
+
+def test_a_400_step_signal_as_8_stateful_segments_equals_golden_on_the_whole_signal(cache):
+    """``keep_state``: each segment starts from the state the previous one ended in, so the
+    outputs, concatenated, are the golden model's on the whole signal (``s_axis_tuser`` on
+    the first step resets to zeros once)."""
+    q, acc = _design()
+    signal = golden.quantize_inputs(q, random_inputs(6, 1, 400, q.input_size))
+    segments = signal.reshape(8, 50, q.input_size)
+    resets = np.zeros((8, 50), dtype=bool)
+    resets[0, 0] = True
+    result = run_cocotb(acc, segments, simulator="verilator", in_stall=0.2, out_stall=0.2,
+                        seed=3, build_dir=cache, keep_state=True, resets=resets)  # fmt: skip
+    assert not result.error
+    per_step = 2  # head_out, every step
+    got = np.concatenate([out[: 50 * per_step] for out in result.outputs])
+    np.testing.assert_array_equal(got, golden.run(q, signal).head.reshape(-1))
+    assert_outputs_equal(result.outputs, expected_outputs_stateful(acc, segments), "verilator")
+
+
+def expected_outputs_stateful(acc, segments):
+    from lstmfpga.sim.streams import StreamGeometry, pack_outputs
+    from lstmfpga.simulation import stateful_golden
+
+    expected = stateful_golden(acc.model, segments)
+    geom = StreamGeometry.of(acc.model, with_states=acc.with_states)
+    return [pack_outputs(geom, expected.prediction, b, expected.h_n, expected.c_n)
+            for b in range(segments.shape[0])]  # fmt: skip
