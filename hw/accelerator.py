@@ -79,8 +79,6 @@ def check_mode(mode, model, name: str = "mode") -> str:
     the option's name in the message, e.g. ``--mode``)."""
     if mode not in MODES:
         raise ValueError(f"{name} must be 'sequence' or 'stream', not {mode!r}")
-    if mode == "stream" and model.cell != "lstm":
-        raise ValueError(f"{name} must be 'sequence' for a GRU, not 'stream'")
     if mode == "stream" and model.num_directions != 1:
         stream = "--mode stream" if name.startswith("-") else f"{name} 'stream'"
         raise ValueError(

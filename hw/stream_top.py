@@ -19,11 +19,12 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from .cellbank import CellBank
 from .drain import Region
 from .fetch import VectorFetch
+from .gru_cellbank import accelerator_cell_bank
 from .mvu import MatrixVectorUnit
 from .pipeline import NO_RW_CHECK
+from .plans import state_format
 from .regroup import GateRegrouper
 from .schedule import ScheduleCursor
 from .stream_drain import StreamDrain
@@ -75,8 +76,9 @@ def _blocks(m, n, acc):
     )
     m.submodules.loader = n.loader = StreamLoader(
         input_size=n.I, ring=RING, data_bits=acc._in_bits, x_bits=f["x"].bits,
-        n_h0=n.L * n.Ho if acc.initial_state else 0, n_c0=n.L * n.H if acc.initial_state else 0,
-        h0_bits=f["hidden"].bits, c_bits=f["cell"].bits,
+        n_h0=n.L * n.Ho if acc.initial_state else 0,
+        n_c0=n.L * n.H if acc.initial_state and n.q.cell == "lstm" else 0,  # a GRU: no c0
+        h0_bits=f["hidden"].bits, c_bits=state_format(n.q).bits,
     )  # fmt: skip
     n.drain = _make_drain(m, n, acc)
     # the step counters of the stages in the top: issue, regroup (post), write-back
@@ -126,7 +128,11 @@ def _loader(m, n, acc):
     wiring.connect(m, loader.x_w, n.mems["xbuf"].write_port())
     if acc.initial_state:
         wiring.connect(m, loader.h0_w, n.mems["h0buf"].write_port())
-        wiring.connect(m, loader.c_w, n.mems["c0buf"].write_port())
+        if n.q.cell == "gru":  # a GRU's state memory restores h0: c0buf gets h0 too
+            h0_w, c0 = loader.h0_w, n.mems["c0buf"].write_port()
+            m.d.comb += [c0.addr.eq(h0_w.addr), c0.data.eq(h0_w.data), c0.en.eq(h0_w.en)]
+        else:
+            wiring.connect(m, loader.c_w, n.mems["c0buf"].write_port())
 
 
 def _known(m, n, step, name):
@@ -212,8 +218,9 @@ def _post(m, n, acc):
     # c_prev: cmem, or after a reset c0buf (addresses L*H up) or 0
     LH = L * H
     c_depth = 2 * LH if acc.initial_state else LH
-    m.submodules.cells = n.cellbank = bank = CellBank(n.q, cells=V, in_bits=n.out_bits,
-                                                      c_depth=c_depth)  # fmt: skip
+    m.submodules.cells = n.cellbank = bank = accelerator_cell_bank(
+        n.q, cells=V, in_bits=n.out_bits, c_depth=c_depth
+    )
     units, i = regroup.unit.payload, bank.i.payload
     from_c0 = reset if acc.initial_state else 0
     m.d.comb += [
@@ -288,8 +295,8 @@ def _make_drain(m, n, acc):
         per_step, stride, base, n.step_buffer = None, 0, 0, None
         final.append(Region("headbuf", f["head_out"].bits, plan["headbuf"][1], fixed=n.out_rows))
     if acc.with_states:
-        for name, bits in (("hnbuf", f["hidden"].bits), ("cmem", f["cell"].bits)):
-            depth = plan[name][1]
+        for name in ("hnbuf", "cmem") if n.q.cell == "lstm" else ("hnbuf",):  # GRU: no c_n
+            bits, depth = plan[name]
             final.append(Region(name, bits, depth, fixed=depth))
     drain = StreamDrain(per_step, stride=stride, base=base, slots=SLOTS, final=final,
                         data_bits=acc._out_bits)  # fmt: skip

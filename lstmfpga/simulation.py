@@ -43,7 +43,7 @@ def stateful_golden(model, x_codes, h0=None, c0=None):
     return type(first)(
         np.concatenate([p.output for p in parts]),
         np.concatenate([p.h_n for p in parts], axis=1),
-        np.concatenate([p.c_n for p in parts], axis=1),
+        None if first.c_n is None else np.concatenate([p.c_n for p in parts], axis=1),  # GRU
         None if first.head is None else np.concatenate([p.head for p in parts]),
         {k: sum(p.saturation[k] for p in parts) for k in first.saturation},
         {},
