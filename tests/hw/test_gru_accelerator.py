@@ -21,12 +21,14 @@ from lstmfpga.hw.gru_cellbank import GRUBankAsCellBank, accelerator_cell_bank
 from lstmfpga.hw.gru_layout import gru_gate_rows
 from lstmfpga.hw.layout import GRU_SUMS, WeightLayout
 from lstmfpga.hw.plans import state_format
+from lstmfpga.hw.stream_cycles import StreamCycleModel
 from lstmfpga.quant import golden
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig
 from lstmfpga.quant.gru_golden import GRUCellArithmetic
 from lstmfpga.sim.amaranth_sim import run_amaranth
 from lstmfpga.sim.streams import StreamGeometry, pack_outputs
+from lstmfpga.simulation import stateful_golden
 from lstmfpga.testing import random_qmodel
 
 # name: (spec kwargs, preset, lanes P, simd S, cells V, T, build options)
@@ -147,7 +149,49 @@ def test_gru_cell_bank_choice():
     }
 
 
-def test_gru_stream_mode_is_refused_in_one_line():
-    q, _ = gru_model(6, "q16", input_size=2, hidden_size=3)
-    with pytest.raises(ValueError, match=r"^mode must be 'sequence' for a GRU, not 'stream'$"):
-        LSTMAccelerator(q, lanes=2, mode="stream")
+# name: (spec kwargs, preset, lanes P, simd S, cells V, build options)
+STREAM_CASES = {
+    "P3-S1-head-all-h0-states": (dict(input_size=2, hidden_size=3, head="all", head_out=2),
+                                 "q16", 3, 1, 1, dict(with_states=True, initial_state=True)),
+    "P8-S2-V2-2layer-h0-states": (dict(input_size=3, hidden_size=2, num_layers=2), "w8a8", 8, 2,
+                                  2, dict(with_states=True, initial_state=True)),
+    "P1-head-last": (dict(input_size=1, hidden_size=3, head="last"), "w8a16", 1, 1, 1, {}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(STREAM_CASES))
+def test_gru_stream_mode_equals_golden_step_by_step(name):
+    """Stream mode (each step's output as soon as it is computed): independent sequences
+    under stalls, then the state carried over ``tlast`` (``keep_state``) with a ``tuser``
+    reset at the first step (which restores ``h0``)."""
+    spec_kwargs, preset, P, S, V, options = STREAM_CASES[name]
+    seed = sorted(STREAM_CASES).index(name)
+    q, x = gru_model(20 + seed, preset, **spec_kwargs)
+    acc = LSTMAccelerator(q, lanes=P, simd=S, cells=V, mode="stream", **options)
+    h0 = None
+    if options.get("initial_state"):
+        rng = np.random.default_rng(seed)
+        h0 = q.formats["hidden"].quantize(rng.normal(0, 0.4, (q.num_layers, 3, q.hidden_size)))
+    check_run(acc, x[:, :4], h0, in_stall=0.3, out_stall=0.3, seed=seed)
+    x_codes = golden.quantize_inputs(q, x[:, :4])
+    resets = np.zeros((3, 4), dtype=bool)
+    resets[0, 0] = True
+    result = run_amaranth(acc, x_codes, h0, keep_state=True, resets=resets)
+    expected = stateful_golden(q, x_codes, h0)
+    geom = acc.stream_geometry
+    for b, got in enumerate(result.outputs):
+        want = pack_outputs(geom, expected.prediction, b, expected.h_n)
+        np.testing.assert_array_equal(got, want, err_msg=f"segment {b}")
+
+
+def test_gru_stream_cycle_model_latency_and_interval():
+    q, x = gru_model(30, "q16", input_size=3, hidden_size=4, num_layers=2, head="all")
+    acc = LSTMAccelerator(q, lanes=4, simd=2, mode="stream")
+    model = StreamCycleModel.of(acc)
+    one = run_amaranth(acc, golden.quantize_inputs(q, x[:2, :1]))  # isolated steps
+    assert [c.compute for c in one.cycles] == [model.latency] * 2
+    T = 6
+    steady = run_amaranth(acc, golden.quantize_inputs(q, x[:1, :T]))
+    per_step = model.per_step_outputs
+    firsts = steady.output_cycles[0][: T * per_step : per_step]
+    np.testing.assert_array_equal(np.diff(firsts)[-3:], [model.interval] * 3)

@@ -75,11 +75,11 @@ def test_gru_generate_then_simulate_rtl_in_icarus(files, capsys):
     ("argv", "match"),
     [
         (("generate", "{q}", "--mode", "stream", "-o", "{root}/stream"),
-         "--mode must be 'sequence' for a GRU, not 'stream'"),
+         "--mode stream needs a unidirectional model"),
         (("simulate", "{q}", "--inputs", "{root}/x.npy", "--sim", "amaranth", "--h0c0",
           "{root}/lstm_init.npz", "--report", "{root}/bad.json"), "lstm_init.npz"),
     ],
-    ids=["stream-mode", "h0c0-with-c0"],
+    ids=["stream-mode-bidirectional", "h0c0-with-c0"],
 )  # fmt: skip
 def test_gru_cli_refusals_are_one_line(files, capsys, argv, match):
     root = files["root"]
