@@ -6,7 +6,8 @@ image is 8 timesteps of 8 features, seed 0, stratified 75/25 split), the same ge
 1e-2, cosine schedule, 30 epochs, batch 64, one CPU thread, a few seconds) with ``nn.GRU`` in
 place of ``nn.LSTM``. The model is exported, quantized per preset (calibrated on 256
 training images) and run in the bit-exact golden model (``lstmfpga.quant.golden``), which
-prints float and fixed-point test accuracy. There is no GRU hardware yet, so no RTL figure.
+prints float and fixed-point test accuracy. It stops at the golden model: ``lstmfpga generate`` and
+``simulate`` take the saved GRU qmodels like an LSTM's (no RTL figure here).
 
 Run ``python examples/gru_digits.py [--presets q16 w8a16 w8a8 w4a8] [--out DIR]``; with
 ``--out`` the spec and one qmodel per preset are saved there (directories ``spec``,
@@ -88,7 +89,7 @@ def run(epochs: int = 30, presets=PRESETS, out: Path | None = None):
     print(f"float64 reference: {float_accuracy:.2f}% on the test set")
     for r in results:
         print(f"{r.preset} golden model: {r.accuracy:.2f}%, saturation {r.saturation}")
-    print("RTL: not yet (no GRU hardware)")
+    print("RTL: not run here (lstmfpga generate/simulate take the GRU qmodels: --out DIR)")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         spec.save(out / "spec")

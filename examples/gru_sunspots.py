@@ -6,7 +6,8 @@ years for testing), the same geometry (hidden 16, ``nn.Linear(16, 1)`` on every 
 same training (full-batch Adam, lr 1e-2, 150 epochs, seed 0, one CPU thread) with ``nn.GRU``
 in place of ``nn.LSTM``. The model is exported, quantized per preset (calibrated on the
 training windows) and run in the bit-exact golden model; it prints the RMSE of float and
-fixed point against the true series. There is no GRU hardware yet, so no RTL figure.
+fixed point against the true series. It stops at the golden model (``lstmfpga generate`` and
+``simulate`` take GRU qmodels too: no RTL figure here).
 
 Run: ``python examples/gru_sunspots.py [--presets q16 w8a16 w8a8 w4a8]``.
 """
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     print(f"  float {float_rmse:.2f}")
     for preset, value in fixed.items():
         print(f"  {preset:5s} {value:.2f}")
-    print("  rtl   not yet (no GRU hardware)")
+    print("  rtl   not run here (lstmfpga generate/simulate take GRU qmodels)")
     return 0
 
 

@@ -96,7 +96,7 @@ def test_the_example_prints_each_figure(example, capsys):
     module.main(["--epochs", "1", "--presets", "q16"])
     printed = capsys.readouterr().out
     assert "float64 reference:" in printed and "q16 golden model:" in printed
-    assert "RTL: not yet (no GRU hardware)" in printed
+    assert "RTL: not run here (lstmfpga generate/simulate take the GRU qmodels" in printed
 
 
 # examples/gru_sunspots.py at its default budget (150 full-batch epochs, about a second):
