@@ -1,8 +1,9 @@
 # amaranth: UnusedElaboratable=no
-"""A GRU through the command line: ``lstmfpga generate`` writes its design (the manifest records
-the cell and a stream geometry without c0/c_n), ``lstmfpga simulate --rtl`` runs that Verilog in
-Icarus (weights streamed in through the weight port, ``h0`` in, ``h_n`` out, random stalls) bit
-for bit against the golden GRU, and the bad inputs a GRU brings are refused in one line."""
+"""A GRU through the command line: ``lstmfpga generate`` writes its design (the manifest
+records the cell and a stream geometry without c0/c_n; the Verilog is lint-clean), ``lstmfpga
+simulate --rtl`` runs that Verilog in Icarus (weights streamed in through the weight port,
+``h0`` in, ``h_n`` out, random stalls) bit for bit against the golden GRU, and the bad inputs a
+GRU brings are refused in one line."""
 
 import json
 
@@ -14,6 +15,7 @@ from lstmfpga.cli import main
 from lstmfpga.quant import golden
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig
+from lstmfpga.sim.lint import verilator_lint
 
 B, T, LANES, SIMD = 3, 3, 5, 2
 
@@ -49,6 +51,7 @@ def test_gru_generate_then_simulate_rtl_in_icarus(files, capsys):
     # h0 (L*D*H = 12) then x; the prediction (T * out) then h_n (12): no c0, no c_n
     assert manifest["stream"]["input_elements"] == "12 + T * 2"
     assert manifest["stream"]["output_elements"] == {"1": 2 + 12, "4": 8 + 12}
+    assert verilator_lint(rtl) == ""  # the whole GRU design, with the project's waivers
     capsys.readouterr()
     dump, states = root / "dump.npz", root / "states.npz"
     code = cli("simulate", root / "qmodel", "--inputs", root / "x.npy", "--sim", "icarus",
