@@ -24,12 +24,10 @@ from .bench_files import (  # noqa: F401  (weight_files: imported from here by l
 
 __all__ = [
     "AXI_ERROR",
+    "CAPACITIES",
     "COCOTB_READS",
-    "IN_CAPACITY",
-    "OUT_CAPACITY",
     "PERIOD_NS",
     "RESET_CYCLES",
-    "SEQ_CAPACITY",
     "STATUS",
     "TAIL_CYCLES",
     "TB_TOP",
@@ -47,12 +45,12 @@ PERIOD_NS = 10
 TB_TOP = "lstmfpga_tb"
 TIMESCALE = ("1ns", "1ps")
 RESET_CYCLES = 2
-#: Capacities of the Verilog bench's memories (lines of all sequences of one run, and
-#: sequences): longer batches are split into runs that fit (see
-#: :func:`lstmfpga.sim.cocotb_flow.run_cocotb`).
-IN_CAPACITY = 1 << 20
-OUT_CAPACITY = 1 << 20
-SEQ_CAPACITY = 1 << 16
+#: Capacities of the Verilog bench's memories per simulator: input lines, result lines (of
+#: all sequences of one run) and sequences; longer batches are split into runs that fit
+#: (see :func:`lstmfpga.sim.cocotb_flow.run_cocotb`). Icarus allocates and initializes its
+#: arrays when it starts (Verilator's are zeroed memory): its smaller ones start a process
+#: 0.6 s of CPU sooner, and at Icarus's speed a run never needs more.
+CAPACITIES = {"verilator": (1 << 20, 1 << 20, 1 << 16), "icarus": (1 << 16, 1 << 16, 1 << 12)}
 #: Cycles the bench keeps ``m_axis_tready`` high after the last expected result, watching
 #: for a result beat that should not be there.
 TAIL_CYCLES = 8
@@ -61,13 +59,21 @@ _PORT = re.compile(r"^\s*(input|output)\s+(?:(\[\d+:\d+\])\s*)?(\w+)\s*;", re.MU
 
 
 def top_ports(verilog: str, top: str) -> list[tuple[str, str, str]]:
-    """``(direction, range, name)`` of every port of module ``top``, from its declarations."""
+    """``(direction, range, name)`` of every port of module ``top``, from its declarations
+    (of the names in its header: a function's ``input`` declarations are not ports)."""
     match = re.search(
-        rf"^module\s+{re.escape(top)}\s*\(.*?^endmodule", verilog, re.MULTILINE | re.DOTALL
+        rf"^module\s+{re.escape(top)}\s*\((.*?)\);.*?^endmodule",
+        verilog,
+        re.MULTILINE | re.DOTALL,
     )
     if match is None:
         raise ValueError(f"no module {top!r} in the Verilog")
-    return [(m[1], m[2] or "", m[3]) for m in _PORT.finditer(match.group(0))]
+    header = set(re.findall(r"\w+", match.group(1)))
+    ports = {}
+    for m in _PORT.finditer(match.group(0)):
+        if m[3] in header and m[3] not in ports:
+            ports[m[3]] = (m[1], m[2] or "", m[3])
+    return list(ports.values())
 
 
 def port_width(width: str) -> int:
@@ -159,7 +165,7 @@ def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> s
     return "\n".join(
         [
             *_declarations(ports, weights, simulator),
-            _memories(widths),
+            _memories(widths, CAPACITIES[simulator]),
             _clock(waves) if simulator == "icarus" else "",
             _weight_bench(weights, widths),
             _stream_inputs(widths),
@@ -207,11 +213,13 @@ def _line_bits(widths: dict[str, int]) -> tuple[int, int]:
     return inputs, widths["m_axis_tdata"] + widths.get("m_axis_tkeep", 0)
 
 
-def _memories(widths: dict[str, int]) -> str:
-    """The stimulus, gap, result and stamp memories, the run's state, and reading the run."""
+def _memories(widths: dict[str, int], capacities: tuple[int, int, int]) -> str:
+    """The stimulus, gap, result and stamp memories (of ``capacities``), the run's state,
+    and reading the run."""
     il, ol = _line_bits(widths)
+    in_cap, out_cap, seq_cap = capacities
     return f"""
-  localparam IN_CAP = {IN_CAPACITY}, OUT_CAP = {OUT_CAPACITY}, SEQ_CAP = {SEQ_CAPACITY};
+  localparam IN_CAP = {in_cap}, OUT_CAP = {out_cap}, SEQ_CAP = {seq_cap};
   reg [63:0] cfg [0:5];
   reg [{il - 1}:0] in_mem [0:IN_CAP-1];
   reg [15:0] in_gap [0:IN_CAP];

@@ -45,6 +45,8 @@ from .bench_build import (
 )
 from .bench_files import StreamLines
 from .bench_top import TB_TOP, TIMESCALE, port_widths
+from .icarus_opt import SCRIPT as OPT_SCRIPT
+from .icarus_opt import optimized
 from .simulators import (  # re-exported: the flow's one import point for them
     COCOTB_SIMULATORS,
     SIMULATORS,
@@ -248,9 +250,13 @@ def build_recipe(simulator: str, waves: str | None) -> dict:
     return recipe
 
 
-def _compile(runner, simulator: str, directory: Path, design: Design, waves: str | None):
-    """Invoke the simulator's compiler through the cocotb runner (the step the cache skips)."""
+def _compile(runner, simulator: str, directory: Path, design: Design, waves: str | None,
+             optimize: bool = False):  # fmt: skip
+    """Invoke the simulator's compiler through the cocotb runner (the step the cache skips);
+    with ``optimize`` on the design's Verilog after :data:`lstmfpga.sim.icarus_opt.SCRIPT`."""
     files, sources, build_args = bench_sources(simulator, design, waves)
+    if optimize:
+        files[f"{design.top}.v"] = optimized(design.verilog, design.top) or design.verilog
     for name, text in files.items():
         write_text(directory / name, text)
     if simulator == "verilator":
@@ -293,16 +299,21 @@ def prepare(
     *,
     waves: str | None = None,
     build_dir: str | Path | None = None,
+    optimize: bool = False,
 ) -> Build:
     """Compile ``design`` for ``simulator`` unless a build with the same key exists.
 
-    ``waves`` is ``None``, ``"vcd"`` or ``"fst"`` (the trace format compiled in)."""
+    ``waves`` is ``None``, ``"vcd"`` or ``"fst"`` (the trace format compiled in);
+    ``optimize``: compile the Verilog after Yosys's ``opt`` (:mod:`lstmfpga.sim.icarus_opt`;
+    a build of its own)."""
     check_simulator(simulator)
     design = Design.of(design)
     if waves not in (None, "vcd", "fst"):
         raise ValueError(f"waves must be None, 'vcd' or 'fst', not {waves!r}")
     version = simulator_version(simulator)
     recipe = build_recipe(simulator, waves) | {"version": version}
+    if optimize:
+        recipe["optimize"] = OPT_SCRIPT
     files, sources, build_args = bench_sources(simulator, design, waves)
     digest = hashlib.sha256(json.dumps([recipe, sources, build_args], sort_keys=True).encode())
     for name in sorted(files):
@@ -326,7 +337,7 @@ def prepare(
         with tool_environment(simulator):
             runner = get_runner(simulator)
             try:
-                _compile(runner, simulator, directory, design, waves)
+                _compile(runner, simulator, directory, design, waves, optimize)
             except (RuntimeError, SystemExit) as error:
                 raise SimulationError(
                     f"{simulator} build failed ({error}): {last_error(directory / 'build.log')} "

@@ -36,11 +36,10 @@ from pathlib import Path
 import numpy as np
 
 from ..progress import ProgressBar
+from . import icarus_opt
 from .amaranth_sim import RunResult, SequenceCycles
 from .bench_top import (
-    IN_CAPACITY,
-    OUT_CAPACITY,
-    SEQ_CAPACITY,
+    CAPACITIES,
     port_widths,
 )
 from .budget import CycleBudget, SimulationError
@@ -132,18 +131,21 @@ def run_cocotb(
     inputs = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
     n_out = geom.output_length(T)
     users = _users(design, inputs[0].size, T, resets, keep_state)
-    build = prepare(design, simulator, waves=waves_kind, build_dir=build_dir)
     codec = design.lines()
     lines = codec.encode(inputs, users)
     n_in, n_out_lines = len(lines[0]), codec.beats(n_out)
+    compute = design.compute(T) if design.compute else None
+    cycles = None if compute is None else B * (compute + n_in + n_out_lines)
+    optimize = waves is None and icarus_opt.worth_it(simulator, design, cycles)
+    build = prepare(design, simulator, waves=waves_kind, build_dir=build_dir, optimize=optimize)
     if progress is True:
         progress = ProgressBar(f"{simulator}")
     elif progress is False:
         progress = None
-    compute = design.compute(T) if design.compute else None
     chunk_size = _chunk_size(
         chunk_size, B, n_in, n_out_lines, compute or 0,
         jobs=jobs, progress=progress is not None, whole=waves is not None or keep_state,
+        capacities=CAPACITIES[simulator],
     )  # fmt: skip
     budget = CycleBudget.of(
         compute, n_in, n_out_lines, in_stall=in_stall, out_stall=out_stall,
@@ -172,6 +174,7 @@ def run_cocotb(
             "directory": str(build.directory),
             "cached": build.cached,
             "seconds": round(build.seconds, 3),
+            "optimized": optimize,
         },
         "chunks": len(starts),
         "jobs": min(jobs, len(starts)),
@@ -254,17 +257,18 @@ def _merged(chunks: list[tuple], wall: float) -> tuple[RunResult, str, float]:
 
 def _chunk_size(
     chunk_size, B: int, n_in: int, n_out: int, compute: int, *, jobs: int, progress: bool,
-    whole: bool,
+    whole: bool, capacities: tuple[int, int, int],
 ) -> int:  # fmt: skip
     """Sequences per simulator process: as asked (at most what the bench holds), else the
     whole batch split over ``jobs`` (and into about 10 chunks with progress, each ~2M cycles
     at least: a process takes ~0.5 s to start); ``whole`` (waves, or a state kept from
     sequence to sequence): one run."""
-    fits = min(IN_CAPACITY // n_in, OUT_CAPACITY // max(n_out, 1), SEQ_CAPACITY)
+    in_cap, out_cap, seq_cap = capacities
+    fits = min(in_cap // n_in, out_cap // max(n_out, 1), seq_cap)
     if fits < 1:
         raise ValueError(
             f"a sequence of {n_in} input and {n_out} output beats does not fit the "
-            f"simulation bench ({IN_CAPACITY} and {OUT_CAPACITY} at most)"
+            f"simulation bench ({in_cap} and {out_cap} at most)"
         )
     if chunk_size is None:
         least = math.ceil(2_000_000 / (compute + n_in + n_out))
