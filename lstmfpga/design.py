@@ -20,8 +20,9 @@ True
 (4, 2, 2)
 
 ``convert`` takes what ``lstmfpga export`` takes (a live ``nn.Module`` holding one
-``nn.LSTM`` and an optional ``nn.Linear`` head, or the path of a state_dict, TorchScript or
-``torch.export`` file) or an already exported :class:`~lstmfpga.export.spec.ModelSpec`, and
+``nn.LSTM`` or ``nn.GRU`` and an optional ``nn.Linear`` head, or the path of a state_dict,
+TorchScript or ``torch.export`` file) or an already exported
+:class:`~lstmfpga.export.spec.ModelSpec`, and
 quantizes it with ``preset`` (or a :class:`~lstmfpga.quant.config.QuantConfig`) calibrated on
 ``calib``. Errors are the library's one-line ``ValueError`` subclasses (``SpecError``,
 ``FormatError``, ``CLIError``), as the CLI prints them.
@@ -160,7 +161,6 @@ def convert(
         from lstmfpga.export.torch_loader import from_module
 
         spec = from_module(model, head=head)
-    spec.require_lstm("lstmfpga.convert (no GRU hardware yet)")  # refused before quantizing
     config = preset if isinstance(preset, QuantConfig) else QuantConfig.preset(preset)
     qmodel = quantize(spec, np.asarray(calib), config)
     from lstmfpga.hw.layout import WeightLayout

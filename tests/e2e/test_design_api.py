@@ -12,7 +12,6 @@ import torch
 import lstmfpga
 from lstmfpga import design as design_module
 from lstmfpga.errors import CLIError
-from lstmfpga.export.spec import SpecError
 from lstmfpga.quant import golden
 
 
@@ -53,13 +52,24 @@ def test_convert_predict_and_simulate_agree_with_the_golden_model(tmp_path):
     assert np.array_equal(golden.predict(again, x)[0], design.predict(x))
 
 
+def test_a_gru_converts_predicts_and_simulates_bit_exact():
+    """GRU hardware exists (issue 15): convert takes an nn.GRU like an nn.LSTM."""
+    torch.manual_seed(2)
+    x = np.random.default_rng(2).normal(size=(3, 4, 2))
+    design = lstmfpga.convert(torch.nn.GRU(2, 3, batch_first=True), calib=x, preset="w8a8", lanes=3)
+    assert design.qmodel.cell == "gru"
+    codes = design.predict(x, raw=True)
+    assert np.array_equal(
+        codes, golden.run(design.qmodel, golden.quantize_inputs(design.qmodel, x)).prediction
+    )
+    assert design.simulate(x, sim="amaranth")["bit_exact"] is True
+
+
 def test_bad_lanes_and_models_are_refused_up_front():
     x = np.zeros((2, 3, 2))
     # 13 lanes for 4*hidden_size = 12 rows: refused whether lanes must divide the rows or
     # only be at most their number (the lane-divisor work changes the rule, not the refusal)
     with pytest.raises(ValueError, match=r"lanes must (divide|be in 1\.\.12)"):
         lstmfpga.convert(torch.nn.LSTM(2, 3), calib=x, lanes=13)
-    with pytest.raises(SpecError, match="GRU"):
-        lstmfpga.convert(torch.nn.GRU(2, 3), calib=x)
     with pytest.raises(CLIError, match="call simulate"):
         lstmfpga.convert(torch.nn.LSTM(2, 3), calib=x, lanes=4).report()
