@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .accumulator import cell_sum_bits
 from .datapath_int import IntDatapath, fused_gate_matrix
 from .float_codes import EXACT_FLOAT_BITS, ROUNDERS, CodeIndex, fits_float32, index_map
-from .model import QuantizedModel, cell_sum_bits
+from .model import QuantizedModel
 
 #: Each table and the role whose codes it reads.
 TABLE_INPUTS = (("sigmoid", "preact"), ("tanh_gate", "preact"), ("tanh_cell", "cell"))

@@ -60,7 +60,8 @@ def render_text(report: dict) -> str:
             f"simulator: {sim['name']} {sim['version']}; lanes {report['lanes']}, "
             f"max_seq_len {report['max_seq_len']}"
         ),
-        f"model: I={m['input_size']} H={m['hidden_size']} L={m['num_layers']}"
+        f"model: {'GRU ' if m.get('cell') == 'gru' else ''}I={m['input_size']} "
+        f"H={m['hidden_size']} L={m['num_layers']}"
         + (" bidirectional" if m["bidirectional"] else "")
         + (f" proj={m['proj_size']}" if m["proj_size"] else "")
         + (f" head={head['mode']}x{head['out_features']}" if head else "")

@@ -16,7 +16,7 @@ import ast
 import zipfile
 from pathlib import Path
 
-import forward_models as fm
+from helpers import forward_models as fm
 import numpy as np
 import pytest
 import torch
