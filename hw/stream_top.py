@@ -118,9 +118,10 @@ def _loader(m, n, acc):
         loader.open.eq(~pending),
         loader.drained.eq(n.drain.n),
         acc.error.eq(loader.error),
-        acc.busy.eq(pending | (in_flight != 0)),
-        # weights change only between sequences (nothing loaded, nothing in flight)
+        # idle between sequences: nothing of the next one taken, nothing in flight; the
+        # weights change only then
         idle.eq(loader.idle & ~pending & (in_flight == 0)),
+        acc.busy.eq(~idle),
         n.wmem.load.payload.eq(acc.w.payload),
         n.wmem.load.valid.eq(acc.w.valid & idle),
         acc.w.ready.eq(n.wmem.load.ready & idle),

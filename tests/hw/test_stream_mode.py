@@ -240,3 +240,86 @@ def test_a_partial_last_vector_raises_error_and_ends_the_sequence_there():
     assert [last for _, last in got[:9]] == [False] * 8 + [True]  # 3 steps, tlast on the 3rd
     assert [c for c, _ in got[9:]] == golden.run(q, x[1:]).output.reshape(-1).tolist()
     assert [last for _, last in got[9:]] == [False] * 5 + [True]
+
+
+def test_weights_loaded_through_w_between_sequences_replace_the_model():
+    """``w`` is ready only between sequences (nothing taken of the next one, nothing in
+    flight): garbage offered meanwhile changes nothing, and the sequence after a load runs
+    the second model bit for bit."""
+    from amaranth.sim import Simulator
+
+    from lstmfpga.hw.verilog import build_manifest
+    from lstmfpga.quant.given_formats import quantize_like
+    from lstmfpga.runtime import HardwareDesign, pack_weights
+    from lstmfpga.sim.streams import pack_inputs
+    from lstmfpga.testing import random_spec
+
+    kwargs = dict(input_size=3, hidden_size=4, head="all", head_out=2)
+    _, first = random_qmodel(11, **kwargs)
+    second = next(m for m in (_fitting(quantize_like, random_spec, first, kwargs, k)
+                              for k in range(20)) if m is not None)  # fmt: skip
+    acc = _stream(first, 4)
+    design = HardwareDesign.from_manifest(build_manifest(acc).to_dict())
+    beats = [int.from_bytes(bytes(b), "little") for b in pack_weights(design, second).beats]
+    x = golden.quantize_inputs(first, random_inputs(11, 2, 4, 3))
+    geom = StreamGeometry.of(first)
+    n_out = geom.output_length(4)
+    state = {"drained": 0, "busy_offers": 0, "loaded": False}
+    outputs = [[], []]
+    payload = acc.w.payload.as_value()
+
+    async def weights(ctx):
+        while state["drained"] < 1:  # garbage while sequence 0 is in flight: refused
+            busy = ctx.get(acc.busy)
+            ctx.set(acc.w.valid, busy)
+            ctx.set(payload, 0x2A5A5A5A5A5A5A5)
+            if busy:
+                assert not ctx.get(acc.w.ready)
+                state["busy_offers"] += 1
+            await ctx.tick()
+        for beat in beats:
+            ctx.set(acc.w.valid, 1)
+            ctx.set(payload, beat)
+            await ctx.tick().until(acc.w.ready)
+        ctx.set(acc.w.valid, 0)
+        state["loaded"] = True
+
+    async def source(ctx):
+        for b in range(2):
+            while state["drained"] < b or (b == 1 and not state["loaded"]):
+                await ctx.tick()
+            elements = pack_inputs(geom, x, b).tolist()
+            for k, element in enumerate(elements):
+                ctx.set(acc.s_axis_tvalid, 1)
+                ctx.set(acc.s_axis_tdata, element)
+                ctx.set(acc.s_axis_tlast, k == len(elements) - 1)
+                await ctx.tick().until(acc.s_axis_tready)
+            ctx.set(acc.s_axis_tvalid, 0)
+
+    async def sink(ctx):
+        ctx.set(acc.m_axis_tready, 1)
+        for b in range(2):
+            for _ in range(n_out):
+                (data,) = await ctx.tick().sample(acc.m_axis_tdata).until(acc.m_axis_tvalid)
+                outputs[b].append(int(data))
+            state["drained"] = b + 1
+
+    sim = Simulator(acc)
+    sim.add_clock(1e-8)
+    sim.add_testbench(weights, background=True)
+    sim.add_testbench(source, background=True)
+    sim.add_testbench(sink)
+    sim.run()
+    assert state["busy_offers"] > 0
+    assert outputs[0] == golden.run(first, x[:1]).prediction.reshape(-1).tolist()
+    assert outputs[1] == golden.run(second, x[1:]).prediction.reshape(-1).tolist()
+    assert outputs[1] != golden.run(first, x[1:]).prediction.reshape(-1).tolist()
+
+
+def _fitting(quantize_like, random_spec, reference, kwargs, attempt):
+    """A model of ``reference``'s geometry and formats with other weights, or None."""
+    spec = random_spec(1011 + attempt, scale=0.45 - 0.02 * attempt, **kwargs)
+    try:
+        return quantize_like(spec, reference)
+    except ValueError:
+        return None
