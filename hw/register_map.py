@@ -90,7 +90,8 @@ REGISTERS: tuple[Register, ...] = (
              built="design ID"),
     Register("VERSION", 0x04, "ro", MAP_VERSION, "Version of this register map."),
     Register("STATUS", 0x08, "ro", 0, "Live status of the accelerator.", (
-        Field("busy", 0, 1, "a sequence is being computed or drained"),
+        Field("busy", 0, 1, "a sequence is being computed or drained (stream mode: from its "
+                            "first input element taken to its last result sent)"),
         Field("error", 1, 1, "the accelerator's `error` port: high from a malformed sequence "
                              "until a soft reset"),
     )),
