@@ -11,6 +11,7 @@ import torch
 
 import lstmfpga
 from lstmfpga import design as design_module
+from lstmfpga.digits import SequenceModel
 from lstmfpga.errors import CLIError
 from lstmfpga.quant import golden
 
@@ -21,17 +22,10 @@ def test_docstring_example_runs(tmp_path):
     assert (tmp_path / "rtl" / "lstm_accel.v").is_file()
 
 
-class _Classifier(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lstm = torch.nn.LSTM(2, 3, batch_first=True)
-        self.fc = torch.nn.Linear(3, 4)
-
-
 def test_convert_predict_and_simulate_agree_with_the_golden_model(tmp_path):
     torch.manual_seed(1)
     x = np.random.default_rng(1).normal(size=(3, 5, 2))
-    design = lstmfpga.convert(_Classifier(), calib=x, preset="w8a8", lanes=2)
+    design = lstmfpga.convert(SequenceModel("lstm", 2, 3, 4), calib=x, preset="w8a8", lanes=2)
     assert design.qmodel.config.name == "w8a8" and design.qmodel.head.mode == "last"
     codes = design.predict(x, raw=True)
     assert np.array_equal(
