@@ -17,7 +17,6 @@ cold and <= 60 s warm on 2 cores.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import re
@@ -28,10 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_md import publish  # benchmarks/results_md.py
+from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "demo"
 STAGES = re.compile(r"^seconds per stage: (.*)$", re.MULTILINE)
 STAGE = re.compile(r"(.+?) (\d+(?:\.\d+)?)(?:, |$)")
@@ -64,19 +61,16 @@ def run_demo(
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = benchmark_parser(__doc__, "one --no-synth run, print only")
     parser.add_argument("--warm", type=int, default=2, help="warm runs after the cold one")
     parser.add_argument("--no-synth", action="store_true", help="demo --no-synth")
-    parser.add_argument("--smoke", action="store_true", help="one --no-synth run, print only")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="RESULTS.md to update")
     args = parser.parse_args(argv)
     if args.warm < 1:
         parser.error(f"--warm must be >= 1, not {args.warm}")
     if args.smoke:
         args.warm, args.no_synth = 0, True
-    command = "python benchmarks/bench_demo.py" + (
-        " --smoke" if args.smoke else " --no-synth" if args.no_synth else ""
-    )
+    extra = ["--no-synth"] if args.no_synth and not args.smoke else []
+    command = command_line("bench_demo.py", args, *extra)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -120,8 +114,7 @@ def main(argv=None) -> int:
         ),
     ]
     body = "## Demo wall time (cold and warm)\n\n" + "\n".join(lines)
-    publish(None if args.smoke and args.results == RESULTS else args.results, SECTION, body)
-    return 0
+    return publish_run(args, SECTION, body)
 
 
 if __name__ == "__main__":

