@@ -24,7 +24,8 @@ True
 TorchScript or ``torch.export`` file) or an already exported
 :class:`~lstmfpga.export.spec.ModelSpec`, and
 quantizes it with ``preset`` (or a :class:`~lstmfpga.quant.config.QuantConfig`) calibrated on
-``calib``. Errors are the library's one-line ``ValueError`` subclasses (``SpecError``,
+``calib``. A GRU's Design does everything an LSTM's does (its states: ``h0`` only, no ``c0``).
+Errors are the library's one-line ``ValueError`` subclasses (``SpecError``,
 ``FormatError``, ``CLIError``), as the CLI prints them.
 """
 
@@ -40,7 +41,7 @@ __all__ = ["Design", "convert"]
 
 @dataclass
 class Design:
-    """A quantized model and the hardware options it is built with.
+    """A quantized model (LSTM or GRU) and the hardware options it is built with.
 
     ``spec`` (float weights), ``qmodel`` (the fixed-point model, the arithmetic contract),
     ``lanes``, ``simd``, ``cells`` and ``max_seq_len`` (hardware options, as

@@ -97,30 +97,29 @@ def _client(workers: int | None, scheduler: str | None):
 
 
 def _quantize_presets(qmodel_dir: Path, spec_dir, presets, calib, out: Path) -> dict[str, Path]:
-    """The quantized model of every preset: the given one, and the spec requantized."""
+    """The quantized model of every preset (the given one, and the spec requantized) and the
+    model's cell (``"lstm"`` or ``"gru"``; every preset quantizes the same spec)."""
     from lstmfpga.export.spec import ModelSpec
     from lstmfpga.quant.calibrate import quantize
     from lstmfpga.quant.config import QuantConfig
     from lstmfpga.quant.model import QuantizedModel
 
     base = QuantizedModel.load(qmodel_dir)
-    base.require_lstm("explore")  # the accelerator is LSTM-only: refused before any task
     models = {base.config.name: qmodel_dir}
     todo = [p for p in presets if p not in models]
     if todo:
         if spec_dir is None:
             raise ExploreError("preset needs the float model: pass spec (explore --spec SPEC)")
         spec = ModelSpec.load(spec_dir)
-        spec.require_lstm("explore")
         if base.spec_hash is not None and spec.content_hash() != base.spec_hash:
             raise ExploreError(f"spec {spec_dir} is not the model {qmodel_dir} was quantized from")
         for preset in todo:
             config = QuantConfig.preset(preset)
             models[preset] = quantize(spec, calib, config).save(out / "qmodels" / preset)
-    return {p: models[p] for p in (presets or (base.config.name,))}
+    return {p: models[p] for p in (presets or (base.config.name,))}, base.cell
 
 
-def _point(design_job, synth_job, design, synth) -> dict:
+def _point(design_job, synth_job, design, synth, cell: str) -> dict:
     error = design.get("error") or synth.get("error")
     cycles, fmax = design.get("cycles"), synth.get("fmax_mhz")
     latency = cycles / fmax if cycles and fmax else None
@@ -129,6 +128,7 @@ def _point(design_job, synth_job, design, synth) -> dict:
         "simd": design_job["simd"],
         "cells": design.get("cells", design_job["cells"]),  # the number used (None: default)
         "preset": design_job["preset"],
+        "cell": cell,
         "target": synth_job["family"],
         "device": synth.get("device") or synth_job["device"],
         "seed": synth_job["seed"],
@@ -178,7 +178,7 @@ def explore(
     if x.ndim != 3:
         raise ExploreError(f"inputs must be (batch, seq, features), not shape {x.shape}")
     calib_x = x if calib is None else files.load_array(calib, "calibration inputs")
-    models = _quantize_presets(qmodel, spec, sweep.presets, calib_x, out)
+    models, cell = _quantize_presets(qmodel, spec, sweep.presets, calib_x, out)
     data_hash = digest(x, None if labels is None else files.load_array(labels, "labels"))
     say = progress or (lambda line: None)
 
@@ -195,7 +195,7 @@ def explore(
             cluster.close()
 
     points = with_fronts(
-        [_point(dj, sj, results[dj["key"]], results[sj["key"]]) for dj, sj in synth_jobs]
+        [_point(dj, sj, results[dj["key"]], results[sj["key"]], cell) for dj, sj in synth_jobs]
     )
     wall_seconds = time.perf_counter() - wall
     doc = {

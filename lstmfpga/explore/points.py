@@ -15,6 +15,7 @@ POINT_FIELDS = (
     "simd",
     "cells",
     "preset",
+    "cell",
     "target",
     "device",
     "seed",
