@@ -20,35 +20,33 @@ zero for Amaranth, which runs in this process: its row shows this process's CPU 
 less than the wall-clock rate. Each count is run ``--repeats`` times; the table shows medians.
 
 The whole test bench is Verilog (no Python per beat, :func:`lstmfpga.sim.bench_top.wrapper`).
-Verilator runs many sequences; Icarus and Amaranth a few short ones (both are some 500 times
-slower). The machine's load average is recorded: other processes on the two cores slow every
-flow down.
+Verilator runs many sequences; Amaranth a few steps, Icarus runs of about 100,000 cycles
+(long enough for the flow to compile Icarus's build after Yosys's ``opt``,
+:mod:`lstmfpga.sim.icarus_opt`; its ~20 s are in "build s"). The machine's load average
+is recorded: other processes on the two cores slow every flow down.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import resource
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
-from results_md import update_section  # benchmarks/results_md.py
+from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.quant import golden
+from lstmfpga.sim import icarus_opt
 from lstmfpga.sim.amaranth_sim import run_amaranth
-from lstmfpga.sim.cocotb_flow import prepare, run_cocotb, simulator_version
+from lstmfpga.sim.cocotb_flow import Design, prepare, run_cocotb, simulator_version
 from lstmfpga.sim.streams import StreamGeometry, pack_outputs
 from lstmfpga.testing import random_inputs, random_qmodel
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "sim"
 TARGET = 5_000_000  # Verilator cycles/s on the no-head design, many sequences (issue 12)
 #: For reference: the cocotb bench that woke Python on every beat (before issue 12).
@@ -63,28 +61,32 @@ BEFORE = (
 )
 #: Where the time went, and what was tried (issue 12: profile of the no-head case).
 PROFILE = (
-    "Profile of the no-head case (64 x 40 steps, `perf record` over the whole flow, "
-    "2026-12-01, load 16-20): of the simulator process's CPU, about 50% was the design's "
-    "own logic (Verilator's `nba_sequent`/`act_sequent` of the model: a flat profile over "
-    "thousands of instructions, no hot spot), 20% Python start-up inside the simulator "
-    "(cocotb importing pytest and installing pytest's assertion-rewriting hook, and the "
-    "test module importing lstmfpga and NumPy: 0.75 s of CPU per process, measured on a "
-    "1-step run), 9% libc (reading the `$readmemh` files, writing the results), and about "
-    "13% Verilator's `--timing` scheduler (the clock's delay coroutine, trigger evaluation) "
-    "and cocotb's per-time-step VPI loop (the value-change callback on `done`, 2.7%). "
-    "Changed: the simulator process now starts in 0.25 s of CPU "
-    "(`COCOTB_REWRITE_ASSERTION_FILES` empty, a test module that imports neither lstmfpga "
-    "nor NumPy) and the test module looks at `done` from just before the end the cycle "
-    "model expects instead of through a value-change callback: 3.33 s to 2.77 s of "
-    "simulator CPU for the run's 6.78e6 cycles (2.0e6 to 2.45e6 cycles per CPU second, same "
-    "build, same load). Tried without effect: `OPT_FAST=-O2 -march=native` (2.85 s), "
-    "`OPT_FAST=-O3` (3.17 s at load 19, no better); `--threads 2` did not finish the run "
-    "within 600 s at load 12 (Verilator's worker threads wait for each other on two "
-    "shared cores). The "
-    "logic (the design with the Verilog bench, which Verilator flattens into the same "
-    "functions) is about 1.7 s of the 2.77 s: with no other overhead at all it would run "
-    "about 4e6 cycles per CPU second, so the 5e6 target needs a cheaper model of the "
-    "design itself (fewer signals evaluated per cycle), not a cheaper bench or runner."
+    "Profile of the no-head case (64 x 40 steps, `perf record`, 2026-12-01, load 10-15). "
+    "Before: of the simulator process's CPU about 50% was the design's own logic "
+    "(Verilator's `nba_sequent`), 6% the same model's `act` region (combinational logic "
+    "evaluated again for the `--timing` processes), ~20% Verilator's `--timing` scheduler "
+    "(the clock's delay coroutine) and cocotb's main loop, which runs every time step "
+    "through the VPI (value-change settling, ReadWrite/ReadOnly/NextSimTime callbacks, "
+    "`moveFutureCbs`), and ~10% the simulator's Python start-up (the cocotb test module was "
+    "imported as `lstmfpga.sim.cocotb_tb`, which imports the `lstmfpga` package and NumPy: "
+    "0.13 s). Changed (sim/verilator_main.py, sim/bench_build.py, sim/cocotb_run.py): the "
+    "model is built without `--timing` and runs its own main loop, cocotb's plus the clock as "
+    "the test top's input, fast-forwarded without the VPI while cocotb waits only on a timer "
+    "(the falling edge through the root's eval, without the end-of-eval mutexes); only the "
+    "three nets cocotb reads are public (the design's ports too cost 2%); the test module is "
+    "copied into the run directory and imported from there. Median simulator CPU of 5 runs "
+    "alternated in one process at load 10: 2.98 s before, 1.91 s after for 6.79e6 cycles "
+    "(2.28e6 -> 3.55e6 cycles per CPU second), outputs bit-exact. Now ~85% of the CPU is the "
+    "design's logic (a flat profile over the model's ~5,700 lines; the test top is ~9% of "
+    "them). Tried without effect: `OPT_FAST=-O3` (1.88 s), `-march=native` (1.86 s). The "
+    "design's logic alone is ~1.6 s (4.2e6 cycles per CPU second), so one process cannot "
+    "reach 5e6 cycles/s; two jobs on two otherwise idle cores can (half the sequences "
+    "each, 0.15 s each to start). Icarus (head design, simulator CPU, load 7-9): 0.40 ms "
+    "per cycle and 1.9 s to start before; the bench's memories sized for Icarus start it "
+    "in 1.3 s, and a run of at least 100,000 cycles compiles the design after Yosys's "
+    "`proc; flatten; opt; wreduce; opt_clean -purge` (sim/icarus_opt.py: Amaranth's "
+    "hundreds of `always @*` processes become flat continuous assignments): 0.13 ms per "
+    "cycle, bit-exact; `vvp` has no option that changes its speed."
 )
 
 #: (name, model kwargs, lanes, T, [(flow, jobs, sequences, T)]) for the full run and --smoke.
@@ -94,7 +96,7 @@ FULL = (
         dict(input_size=16, hidden_size=64, head="last", head_out=8),
         8,
         32,
-        [("verilator", 1, 64, 32), ("verilator", 2, 64, 32), ("icarus", 1, 1, 8),
+        [("verilator", 1, 64, 32), ("verilator", 2, 64, 32), ("icarus", 1, 2, 32),
          ("amaranth", 1, 1, 2)],
     ),
     (
@@ -102,7 +104,7 @@ FULL = (
         dict(input_size=16, hidden_size=64),
         8,
         40,
-        [("verilator", 1, 64, 40), ("verilator", 2, 64, 40), ("icarus", 1, 1, 8)],
+        [("verilator", 1, 64, 40), ("verilator", 2, 64, 40), ("icarus", 1, 1, 40)],
     ),
 )  # fmt: skip
 SMOKE = (
@@ -150,7 +152,9 @@ def bench(smoke: bool, repeats: int, build_dir) -> tuple[list[str], float]:
         cycle_model = CycleModel.of(acc)
         builds = {}
         for simulator in ("icarus", "verilator"):
-            build = prepare(acc, simulator, build_dir=build_dir)
+            # The bench's Icarus runs are long enough for the optimized netlist (icarus_opt).
+            optimize = icarus_opt.worth_it(simulator, Design.of(acc), icarus_opt.MIN_CYCLES)
+            build = prepare(acc, simulator, build_dir=build_dir, optimize=optimize)
             builds[simulator] = "cached" if build.cached else f"{build.seconds:.1f}"
             print(f"{name}, {simulator}: build {builds[simulator]} ({build.directory})",
                   file=sys.stderr)  # fmt: skip
@@ -210,20 +214,13 @@ def bench(smoke: bool, repeats: int, build_dir) -> tuple[list[str], float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny model and counts (CI)")
+    parser = benchmark_parser(__doc__, "tiny model and counts (CI)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per flow (default 3)")
     parser.add_argument("--build-dir", help="simulator build cache (default ~/.cache/...)")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        help=f"markdown file to update (default: {RESULTS.relative_to(ROOT)}, not with --smoke)",
-    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be a positive integer, not {args.repeats}")
-    results = args.results if args.results or args.smoke else RESULTS
-    command = "python benchmarks/bench_sim.py" + (" --smoke" if args.smoke else "")
+    command = command_line("bench_sim.py", args)
     if args.repeats != 3:
         command += f" --repeats {args.repeats}"
     lines, rate = bench(args.smoke, args.repeats, args.build_dir)
@@ -251,11 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
     )
-    print(body)
-    if results is not None:
-        update_section(results, SECTION, body)
-        print(f"\nupdated the {SECTION} section of {results}", file=sys.stderr)
-    return 0
+    return publish_run(args, SECTION, body)
 
 
 if __name__ == "__main__":
