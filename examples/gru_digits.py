@@ -7,7 +7,9 @@ image is 8 timesteps of 8 features, seed 0, stratified 75/25 split), the same ge
 place of ``nn.LSTM``. The model is exported, quantized per preset (calibrated on 256
 training images) and run in the bit-exact golden model (``lstmfpga.quant.golden``), which
 prints float and fixed-point test accuracy. It stops at the golden model: ``lstmfpga generate`` and
-``simulate`` take the saved GRU qmodels like an LSTM's (no RTL figure here).
+``simulate`` take the saved GRU qmodels like an LSTM's (no RTL figure here;
+``benchmarks/bench_gru.py`` runs the q16 model's accelerator in Verilator on every test image
+and synthesizes it for ECP5-25k: ``benchmarks/RESULTS.md``).
 
 Run ``python examples/gru_digits.py [--presets q16 w8a16 w8a8 w4a8] [--out DIR]``; with
 ``--out`` the spec and one qmodel per preset are saved there (directories ``spec``,

@@ -7,7 +7,8 @@ same training (full-batch Adam, lr 1e-2, 150 epochs, seed 0, one CPU thread) wit
 in place of ``nn.LSTM``. The model is exported, quantized per preset (calibrated on the
 training windows) and run in the bit-exact golden model; it prints the RMSE of float and
 fixed point against the true series. It stops at the golden model (``lstmfpga generate`` and
-``simulate`` take GRU qmodels too: no RTL figure here).
+``simulate`` take GRU qmodels too: no RTL figure here; ``benchmarks/bench_gru.py`` has the
+digits GRU's, in Verilator).
 
 Run: ``python examples/gru_sunspots.py [--presets q16 w8a16 w8a8 w4a8]``.
 """
