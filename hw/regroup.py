@@ -176,8 +176,20 @@ class GateRegrouper(wiring.Component):
         unit_fire, row_fire = Signal(), Signal()
         enabled = Signal()  # ``enable`` one cycle late: a flip-flop at the head of the logic
         m.d.sync += enabled.eq(self.enable)
+        # ``go``: a unit beat can leave and the regrouper is enabled, one flip-flop (at least
+        # one unit left, registered with ``enable``) beside the buffered-rows flag
+        ge1_next, ge1_enabled, go = Signal(), Signal(name="left_ge1_enabled"), Signal()
+        m.d.comb += ge1_next.eq(ge[0])
+        with m.If(self.item_end):
+            m.d.comb += ge1_next.eq(H >= 1)
+        with m.Elif(unit_fire):
+            m.d.comb += ge1_next.eq(
+                Cat(*(n_is[k] & _at_least(left, 1 + k, H) for k in range(1, V + 1))).any()
+            )
+        m.d.sync += ge1_enabled.eq(ge1_next & self.enable)
+        m.d.comb += go.eq(at_least(4) & ge1_enabled)
         m.d.comb += [
-            self.unit.valid.eq(can[0] & (self.kind == KIND_GATES) & enabled),
+            self.unit.valid.eq(go & (self.kind == KIND_GATES)),
             self.row.valid.eq(at_least(1) & (self.kind != KIND_GATES) & enabled),
             unit_fire.eq(self.unit.valid & self.unit.ready),
             row_fire.eq(self.row.valid & self.row.ready),
