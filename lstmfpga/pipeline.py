@@ -46,9 +46,9 @@ class FlowResult:
     stages: dict[str, float] = field(default_factory=dict)
 
 
-#: Bump when what :func:`cached_synthesis` stores changes, or how it is made (2: the ECP5
-#: script's ABC9 wire delay).
-_SYNTH_CACHE_VERSION = 2
+#: Bump when what :func:`cached_synthesis` stores changes, or how it is made (3: the ECP5
+#: script as before 2, whose ABC9 wire delay was reverted).
+_SYNTH_CACHE_VERSION = 3
 
 
 def synth_cache_dir() -> Path:

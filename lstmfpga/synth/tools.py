@@ -290,12 +290,7 @@ def yosys(
     _clear_outputs(outdir, [netlist, stat, f"yosys_{variant}.log"])
     w_top, w_netlist, w_stat = (_script_word(w) for w in (top, netlist, stat))
     if target == "ecp5":
-        # ABC9 with the wire delay of our placements (~1.1 ns a net; synth_ecp5 uses 300 ps), so it
-        # maps control logic to fewer LUT levels (H1, issue 16 timing)
-        synth = (
-            f"synth_ecp5 -top {w_top} -run :map_luts; techmap -map +/lattice/latches_map.v; "
-            f"abc9 -W 1100; clean; synth_ecp5 -top {w_top} -json {w_netlist} -run map_cells:"
-        )
+        synth = f"synth_ecp5 -top {w_top} -json {w_netlist}"
     elif target == "ice40":
         synth = f"synth_ice40 {'-dsp ' if dsp else ''}-top {w_top} -json {w_netlist}"
     elif target == "xilinx":
