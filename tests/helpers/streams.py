@@ -10,7 +10,9 @@ Typical use::
     ins, outs = run_stream(dut, payloads, seed=3, idle=0.3, stall=0.3)
 
 or, for several streams, testbenches of :func:`put_all`/:func:`get_all` run by
-:func:`simulate` (which fails instead of hanging when a beat is lost).
+:func:`simulate` (which fails instead of hanging when a beat is lost). Two consumer stall
+models: :func:`get_all` drops ``ready`` for random gaps before a beat; :func:`get_n` draws
+``ready`` afresh every cycle, independent of ``valid`` (so a pending beat really is held back).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "StreamRun",
     "expect_quiet",
     "get_all",
+    "get_n",
     "put_all",
     "run_stream",
     "simulate",
@@ -140,6 +143,30 @@ async def get_all(ctx, stream, count: int, *, rng=None, stall=0.0, cycle=None) -
         else:
             payload, when = await ctx.tick().sample(stream.payload, cycle).until(stream.valid)
             received.append((to_python(payload), int(when)))
+    ctx.set(stream.ready, 0)
+    return received
+
+
+async def get_n(ctx, stream, count: int, *, rng=None, stall=0.0, cycle=None) -> list:
+    """Receive ``count`` beats; ``ready`` is low in each cycle with probability ``stall``
+    (drawn every cycle, independent of ``valid``, so a pending beat really is held back).
+
+    Returns the payloads, or ``(payload, cycle)`` pairs when ``cycle`` is given.
+    """
+    received = []
+    probes = (stream.payload,) if cycle is None else (stream.payload, cycle)
+    if rng is None or stall <= 0.0:
+        ctx.set(stream.ready, 1)
+        for _ in range(count):
+            values = await ctx.tick().sample(*probes).until(stream.valid)
+            received.append(values[0] if cycle is None else tuple(values))
+    else:
+        while len(received) < count:
+            ready = int(rng.random() >= stall)
+            ctx.set(stream.ready, ready)
+            _, _, valid, *values = await ctx.tick().sample(stream.valid, *probes)
+            if valid and ready:
+                received.append(values[0] if cycle is None else tuple(values))
     ctx.set(stream.ready, 0)
     return received
 

@@ -10,7 +10,7 @@ import pytest
 from amaranth.back import verilog
 from amaranth.hdl import signed
 from amaranth.lib import data
-from streams import run_stream
+from helpers.streams import run_stream
 
 from lstmfpga.hw.cell import CellDatapath
 from lstmfpga.quant.activation import make_table

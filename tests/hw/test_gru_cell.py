@@ -17,7 +17,7 @@ from amaranth.back import rtlil, verilog
 from amaranth.hdl import signed
 from amaranth.lib import data
 from helpers.gru_models import random_gru_qmodel, step_inputs
-from streams import run_stream
+from helpers.streams import run_stream
 
 from lstmfpga.hw.gru_cell import GRUCellDatapath, gru_cell_latency, gru_cell_multipliers
 from lstmfpga.quant.activation import make_table

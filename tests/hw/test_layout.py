@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from mvu_streams import make_model
+from helpers.lstm_models import make_model
 
 from lstmfpga.hw.layout import Target, WeightLayout, at_least, pack, select_bits, unit_major
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from amaranth.hdl import Array, Const, Fragment, Signal, signed
-from mvu_streams import Harness, array, expect_quiet, get_n, make_model, put_all, simulate
+from helpers.lstm_models import array, make_model
+from helpers.streams import Harness, expect_quiet, get_n, put_all, simulate
 
 from lstmfpga.hw.layout import Target, WeightLayout
 from lstmfpga.hw.mvu import MatrixVectorUnit

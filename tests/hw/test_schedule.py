@@ -5,7 +5,7 @@ between its ``advance`` pulses, and ``restart`` brings it back to the first item
 import numpy as np
 import pytest
 from amaranth.sim import Simulator
-from mvu_streams import make_model
+from helpers.lstm_models import make_model
 
 from lstmfpga.hw.layout import WeightLayout
 from lstmfpga.hw.schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor

@@ -13,7 +13,7 @@ valid/ready stalls on both streams and cycle-exact against ``CycleModel``.
 
 import numpy as np
 import pytest
-from mvu_streams import make_model
+from helpers.lstm_models import make_model
 from test_lane_divisors import simulate
 from test_mvu import build, make_case, run_mvu
 

@@ -3,7 +3,8 @@
 
 import numpy as np
 import pytest
-from mvu_streams import Harness, array, expect_quiet, get_n, make_model, put_all, simulate
+from helpers.lstm_models import array, make_model
+from helpers.streams import Harness, expect_quiet, get_n, put_all, simulate
 
 from lstmfpga.hw.layout import WeightLayout, pack
 from lstmfpga.hw.weights import WeightMemory
