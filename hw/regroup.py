@@ -202,6 +202,24 @@ class GateRegrouper(wiring.Component):
         # the next units are always rowbuf[0 ..] (the buffer shifts down as rows leave)
         m.d.comb += [self.unit.payload.rows[r].eq(rowbuf[r]) for r in range(min(4 * V, cap))]
         self._indices(m, j, left, ge, eq, n_is, unit_fire, row_fire, row_last)
+        self._departures(
+            m, rowbuf, full, n_is, eq, last_row, row_kinds, row_last, unit_fire, row_fire, spare
+        )
+        return m
+
+    def _departures(
+        self, m, rowbuf, full, n_is, eq, last_row, row_kinds, row_last, unit_fire, row_fire, spare
+    ):
+        """The row buffer's next contents and count: the rows a fired unit beat or row takes
+        away, the rows kept, and a taken beat's rows landing behind them (``i.ready`` while
+        the kept rows leave room for a whole beat)."""
+        P, H, V = self._P, self._H, self._V
+        cap = len(rowbuf)
+        bits = len(rowbuf[0])
+
+        def at_least(v):  # rows buffered >= v
+            return 1 if v <= 0 else (full[v - 1] if v <= cap else 0)
+
         # What leaves if a unit beat / a row fires, ``[(rows, condition)]`` (the condition
         # from flip-flops and the kind; an item's last unit or row takes its group's padding
         # rows with it), and ``kept[v]``: at least v rows stay after this cycle's departure.
@@ -256,7 +274,6 @@ class GateRegrouper(wiring.Component):
                             m.d.sync += rowbuf[k].eq(self.i.payload[k - off])
             with m.Elif(fire):
                 m.d.sync += rowbuf[k].eq(Mux(unit_fire, shifted["unit"], shifted["row"]))
-        return m
 
     def _indices(self, m, j, left, ge, eq, n_is, unit_fire, row_fire, row_last):
         """The item's unit/row index ``j`` and its units left (``left``, ``ge``, ``eq``):
