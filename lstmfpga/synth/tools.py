@@ -38,6 +38,7 @@ from pathlib import Path
 
 from lstmfpga.errors import SynthesisError
 from lstmfpga.export import files
+from lstmfpga.hw.manifest_fields import IDENTIFIER
 
 from .absorb import absorb_file
 from .devices import TARGETS, Device, count_resources
@@ -55,7 +56,6 @@ __all__ = [
     "yosys",
 ]
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # What may appear as one word of a Yosys script.
 _SCRIPT_WORD = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -79,7 +79,7 @@ Progress = Callable[[str], None] | None
 def check_identifier(value, what: str) -> str:
     """``value`` if it is a Verilog/Yosys identifier (``[A-Za-z_][A-Za-z0-9_]*``), else a
     one-line :class:`SynthesisError`."""
-    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
         raise SynthesisError(
             f"{what} must be an identifier ([A-Za-z_][A-Za-z0-9_]*), not {value!r:.80}"
         )
