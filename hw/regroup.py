@@ -143,7 +143,7 @@ class GateRegrouper(wiring.Component):
         full = [Signal(name=f"full{v}") for v in range(1, cap + 1)]
 
         def at_least(v):  # rows buffered >= v
-            return 1 if v <= 0 else (full[v - 1] if v <= cap else 0)
+            return _thermometer_at_least(full, v)
 
         j = Signal(range(max(H, self._proj_rows, self._head_rows, 1) + 1))  # unit/row index
         row_kinds = {
@@ -218,7 +218,7 @@ class GateRegrouper(wiring.Component):
         bits = len(rowbuf[0])
 
         def at_least(v):  # rows buffered >= v
-            return 1 if v <= 0 else (full[v - 1] if v <= cap else 0)
+            return _thermometer_at_least(full, v)
 
         # What leaves if a unit beat / a row fires, ``[(rows, condition)]`` (the condition
         # from flip-flops and the kind; an item's last unit or row takes its group's padding
@@ -239,7 +239,7 @@ class GateRegrouper(wiring.Component):
             m.d.comb += kept[v].eq(Mux(unit_fire, if_unit, Mux(row_fire, if_row, at_least(v))))
 
         def kept_at_least(v):
-            return 1 if v <= 0 else (kept[v] if v <= cap else 0)
+            return _thermometer_at_least(kept[1:], v)
 
         take = Signal()
         m.d.comb += [self.i.ready.eq(~kept_at_least(spare + 1)),
@@ -297,6 +297,12 @@ class GateRegrouper(wiring.Component):
 
     def _rows_of(self, code: int) -> int:
         return self._proj_rows if code == KIND_PROJ else self._head_rows
+
+
+def _thermometer_at_least(flags, v: int):
+    """``count >= v`` of a count kept as a thermometer code (``flags[k - 1]``: ``count >= k``):
+    constant 1 for ``v <= 0`` and 0 past the code's length."""
+    return 1 if v <= 0 else (flags[v - 1] if v <= len(flags) else 0)
 
 
 def _equals(value, constant: int):
