@@ -55,6 +55,7 @@ __all__ = [
     "MEMORY_MODES",
     "MODES",
     "ComputeCycles",
+    "GeometryView",
     "Manifest",
     "ManifestError",
     "Port",
@@ -148,8 +149,35 @@ class ComputeCycles:
 
 
 # -- the manifest -------------------------------------------------------------------------------
+class _FromGeometry:
+    """A read-only attribute that is the same-named one of ``self.geometry``."""
+
+    def __init__(self, doc: str | None = None):
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name: str):
+        self._name = name
+
+    def __get__(self, obj, owner=None):
+        return self if obj is None else getattr(obj.geometry, self._name)
+
+
+class GeometryView:
+    """The sizes of a ``geometry`` (:class:`~.stream_geometry.StreamGeometry`) as attributes
+    of the class that holds it (:class:`Manifest`, the runtime's ``HardwareDesign``)."""
+
+    input_size = _FromGeometry()
+    hidden_size = _FromGeometry()
+    output_size = _FromGeometry("``H_out``: ``proj_size`` or ``hidden_size``.")
+    states = _FromGeometry("``L * D``.")
+    head_mode = _FromGeometry()
+    head_out = _FromGeometry()
+    with_states = _FromGeometry()
+    initial_state = _FromGeometry()
+
+
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(GeometryView):
     """A design's manifest. Typed fields are what readers use; ``model``, ``formats``,
     ``stream`` (its text part), ``cycles`` (its description), ``memories`` and
     ``multipliers`` describe the design and keep the JSON layout of ``manifest.json``;
@@ -192,14 +220,6 @@ class Manifest:
             if key in extra:
                 object.__setattr__(self, key, extra.pop(key))
         object.__setattr__(self, "extra", extra)
-
-    @property
-    def with_states(self) -> bool:
-        return self.geometry.with_states
-
-    @property
-    def initial_state(self) -> bool:
-        return self.geometry.initial_state
 
     @property
     def verilog_file(self) -> str:

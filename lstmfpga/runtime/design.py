@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import LstmfpgaError, ManifestError
 from ..export.files import read_json
 from ..hw.beat_format import BeatFormat, check_beat_elements
-from ..hw.manifest import HARDWARE_FORMAT, Manifest
+from ..hw.manifest import HARDWARE_FORMAT, GeometryView, Manifest
 from ..hw.stream_geometry import StreamGeometry
 from ..hw.weight_port import WeightPort
 from ..quant.fixed import FixedFormat, FormatError
@@ -63,7 +63,7 @@ def _format(text, what: str, where: str) -> FixedFormat:
 
 
 @dataclass(frozen=True)
-class HardwareDesign:
+class HardwareDesign(GeometryView):
     """A design as the host sees it (see the module docstring). Build it with :meth:`load`
     or :meth:`from_manifest`.
 
@@ -123,128 +123,29 @@ class HardwareDesign:
     @classmethod
     def from_manifest(cls, info: dict, where: str = "manifest") -> HardwareDesign:
         core = Manifest.from_dict(info, where)
-        geom = core.geometry
-        model = core.model
-        mwhere = f"{where}: model"
-        formats = {}
-        for role in _ROLES if core.geometry.cell_state else _GRU_ROLES:
-            if role not in core.formats:
-                raise ManifestError(f"{where}: formats: {role} is missing")
-            formats[role] = _format(core.formats[role], f"format of {role}", where)
+        formats = _formats(core, where)
         beat = {port: core.port(port).width for port in ("s_axis_tdata", "m_axis_tdata")}
-        extra = core.extra
-        axi = extra.get("axi")
-        registers, design_id, tables = {}, None, None
-        in_bits, out_bits = beat["s_axis_tdata"], beat["m_axis_tdata"]
-        K = 1
-        if axi is not None:
-            if not isinstance(axi, dict):
-                raise ManifestError(f"{where}: axi must be an object, not {axi!r:.40}")
-            bits = _get(axi, "element_bits", dict, f"{where}: axi")
-            in_bits = _get(bits, "input", int, f"{where}: axi element_bits", minimum=1)
-            out_bits = _get(bits, "output", int, f"{where}: axi element_bits", minimum=1)
-            for reg in _get(axi, "registers", list, f"{where}: axi"):
-                if not isinstance(reg, dict):
-                    raise ManifestError(f"{where}: axi registers must be objects, not {reg!r:.40}")
-                name = _get(reg, "name", str, f"{where}: axi register")
-                registers[name] = _get(reg, "offset", int, f"{where}: axi register {name}")
-            design_id = _get(extra, "design_id", int, where)
-            tables = axi.get("tables_sha256")
-            if tables is not None and not isinstance(tables, str):
-                raise ManifestError(
-                    f"{where}: axi tables_sha256 must be a string, not {tables!r:.40}"
-                )
-            K = _beat_elements(core, axi, in_bits, out_bits, f"{where}: axi")
-        for what, bits, width in (("input", in_bits, beat["s_axis_tdata"]),
-                                  ("output", out_bits, beat["m_axis_tdata"])):  # fmt: skip
-            if bits > width or bits > 62:
-                raise ManifestError(
-                    f"{where}: {what} element bits must fit the {width}-bit tdata, not {bits}"
-                )
-        rules = extra.get("quantization")
-        rounding = overflow = None
-        if rules is not None:
-            if not isinstance(rules, dict):
-                raise ManifestError(f"{where}: quantization must be an object, not {rules!r:.40}")
-            rounding = _get(rules, "rounding", str, f"{where}: quantization")
-            overflow = _get(rules, "overflow", str, f"{where}: quantization")
-        weights = extra.get("weight_formats") or {}
-        if not isinstance(weights, dict):
-            raise ManifestError(f"{where}: weight_formats must be an object, not {weights!r:.40}")
-        weight_formats = {
-            str(name): _format(text, f"weight format of {name}", where)
-            for name, text in weights.items()
-        }
-        memories = {
-            mem["name"]: (mem["width"], mem["depth"])
-            for mem in core.memories
-            if mem.get("name") in ("weights", "biases")
-        }
+        axi = _axi(core, beat, where)
+        rounding, overflow = _rules(core.extra, where)
         return cls(
-            top=core.top,
-            lanes=core.lanes,
-            simd=core.simd,
-            max_seq_len=core.max_seq_len,
-            geometry=geom,
-            num_layers=_get(model, "num_layers", int, mwhere, minimum=1),
-            bidirectional=_get(model, "bidirectional", bool, mwhere),
-            proj_size=_get(model, "proj_size", int, mwhere),
-            has_bias=_get(model, "bias", bool, mwhere),
+            **{name: getattr(core, name) for name in _FROM_MANIFEST},
             formats=formats,
-            in_bits=in_bits,
-            out_bits=out_bits,
             in_beat_bits=beat["s_axis_tdata"],
             out_beat_bits=beat["m_axis_tdata"],
+            **axi,
             rounding=rounding,
             overflow=overflow,
-            design_id=design_id,
-            weight_formats=weight_formats,
-            registers=registers,
-            memories=memories,
-            tables_sha256=tables,
+            weight_formats=_weight_formats(core.extra, where),
+            memories={
+                mem["name"]: (mem["width"], mem["depth"])
+                for mem in core.memories
+                if mem.get("name") in ("weights", "biases")
+            },
+            **_model(core.model, f"{where}: model"),
             where=where,
-            weight_port=core.weight_port,
-            weights_sha256=core.weights_sha256,
-            cells=core.cells,
-            beat_elements=K,
-            mode=core.mode,
         )
 
-    # -- derived sizes (the stored stream geometry) -----------------------------------------
-    @property
-    def input_size(self) -> int:
-        return self.geometry.input_size
-
-    @property
-    def hidden_size(self) -> int:
-        return self.geometry.hidden_size
-
-    @property
-    def output_size(self) -> int:
-        """``H_out``: ``proj_size`` or ``hidden_size``."""
-        return self.geometry.output_size
-
-    @property
-    def states(self) -> int:
-        """``L * D``."""
-        return self.geometry.states
-
-    @property
-    def head_mode(self) -> str | None:
-        return self.geometry.head_mode
-
-    @property
-    def head_out(self) -> int:
-        return self.geometry.head_out
-
-    @property
-    def with_states(self) -> bool:
-        return self.geometry.with_states
-
-    @property
-    def initial_state(self) -> bool:
-        return self.geometry.initial_state
-
+    # -- derived sizes (the stored stream geometry: GeometryView) --------------------------
     @property
     def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
@@ -262,6 +163,88 @@ class HardwareDesign:
     def out_format(self) -> BeatFormat:
         """The ``m_axis`` beats."""
         return BeatFormat(self.beat_elements, self.out_bits)
+
+
+#: The fields :class:`HardwareDesign` takes as the :class:`~lstmfpga.hw.manifest.Manifest`
+#: has them.
+_FROM_MANIFEST = ("top", "lanes", "simd", "max_seq_len", "geometry", "weight_port",
+                  "weights_sha256", "cells", "mode")  # fmt: skip
+
+
+def _formats(core: Manifest, where: str) -> dict[str, FixedFormat]:
+    """The data formats of the design's cell type, each present and parsed."""
+    formats = {}
+    for role in _ROLES if core.geometry.cell_state else _GRU_ROLES:
+        if role not in core.formats:
+            raise ManifestError(f"{where}: formats: {role} is missing")
+        formats[role] = _format(core.formats[role], f"format of {role}", where)
+    return formats
+
+
+def _axi(core: Manifest, beat: dict[str, int], where: str) -> dict:
+    """The AXI top's section (``axi``, ``design_id``): the element widths, registers, design
+    ID, tables digest and elements per beat (a plain top: its ``tdata`` widths, no
+    registers, one element per beat); the element widths checked against ``tdata``."""
+    found = dict(in_bits=beat["s_axis_tdata"], out_bits=beat["m_axis_tdata"], registers={},
+                 design_id=None, tables_sha256=None, beat_elements=1)  # fmt: skip
+    axi = core.extra.get("axi")
+    if axi is not None:
+        if not isinstance(axi, dict):
+            raise ManifestError(f"{where}: axi must be an object, not {axi!r:.40}")
+        bits = _get(axi, "element_bits", dict, f"{where}: axi")
+        found["in_bits"] = _get(bits, "input", int, f"{where}: axi element_bits", minimum=1)
+        found["out_bits"] = _get(bits, "output", int, f"{where}: axi element_bits", minimum=1)
+        for reg in _get(axi, "registers", list, f"{where}: axi"):
+            if not isinstance(reg, dict):
+                raise ManifestError(f"{where}: axi registers must be objects, not {reg!r:.40}")
+            name = _get(reg, "name", str, f"{where}: axi register")
+            found["registers"][name] = _get(reg, "offset", int, f"{where}: axi register {name}")
+        found["design_id"] = _get(core.extra, "design_id", int, where)
+        tables = found["tables_sha256"] = axi.get("tables_sha256")
+        if tables is not None and not isinstance(tables, str):
+            raise ManifestError(f"{where}: axi tables_sha256 must be a string, not {tables!r:.40}")
+        found["beat_elements"] = _beat_elements(
+            core, axi, found["in_bits"], found["out_bits"], f"{where}: axi"
+        )
+    for what, bits, width in (("input", found["in_bits"], beat["s_axis_tdata"]),
+                              ("output", found["out_bits"], beat["m_axis_tdata"])):  # fmt: skip
+        if bits > width or bits > 62:
+            raise ManifestError(
+                f"{where}: {what} element bits must fit the {width}-bit tdata, not {bits}"
+            )
+    return found
+
+
+def _rules(extra: dict, where: str) -> tuple[str | None, str | None]:
+    """``(rounding, overflow)`` from the ``quantization`` section (``None`` without one)."""
+    rules = extra.get("quantization")
+    if rules is None:
+        return None, None
+    if not isinstance(rules, dict):
+        raise ManifestError(f"{where}: quantization must be an object, not {rules!r:.40}")
+    where = f"{where}: quantization"
+    return _get(rules, "rounding", str, where), _get(rules, "overflow", str, where)
+
+
+def _weight_formats(extra: dict, where: str) -> dict[str, FixedFormat]:
+    """Every weight tensor's format (``weight_formats``; empty when not recorded)."""
+    weights = extra.get("weight_formats") or {}
+    if not isinstance(weights, dict):
+        raise ManifestError(f"{where}: weight_formats must be an object, not {weights!r:.40}")
+    return {
+        str(name): _format(text, f"weight format of {name}", where)
+        for name, text in weights.items()
+    }
+
+
+def _model(model: dict, where: str) -> dict:
+    """The model's layer count, directions, projection and bias."""
+    return {
+        "num_layers": _get(model, "num_layers", int, where, minimum=1),
+        "bidirectional": _get(model, "bidirectional", bool, where),
+        "proj_size": _get(model, "proj_size", int, where),
+        "has_bias": _get(model, "bias", bool, where),
+    }
 
 
 def _beat_elements(core: Manifest, axi: dict, in_bits: int, out_bits: int, where: str) -> int:
