@@ -256,98 +256,131 @@ class WeightLayout:
         rows (zero weights, zero bias); ``simd`` may be anything from 1 to the longest row
         (``max cols``): the last chunk of a shorter matrix is padded with zero columns.
         """
-        if not isinstance(model, QuantizedModel):
-            raise TypeError(f"model must be a QuantizedModel, not {model!r}")
-        if not isinstance(lanes, int) or isinstance(lanes, bool):
-            raise TypeError(f"lanes must be an integer, not {lanes!r}")
-        H = model.hidden_size
-        if not 1 <= lanes <= 4 * H:
-            raise ValueError(f"lanes must be in 1..{4 * H} (4*hidden_size), not {lanes!r}")
-        P = lanes
-        H_out, D = model.output_size, model.num_directions
-        longest = max(model.layer_input_size(l) for l in range(model.num_layers)) + H_out
-        longest = max(longest, H if model.proj_size else 0, D * H_out)
-        if not isinstance(simd, int) or isinstance(simd, bool):
-            raise TypeError(f"simd must be an integer, not {simd!r}")
-        if not 1 <= simd <= longest:
-            raise ValueError(f"simd must be in 1..{longest} (the longest matrix row), not {simd!r}")
-        S = simd
+        P, S = _check_geometry(model, lanes, simd)
+        raw = _raw_matrices(model)
+        product_shifts = tuple(sorted({s for r in raw for _, s in r.segments}))
+        target_roles, targets = _targets(model, raw)
+        matrices, weight_words, bias_words = _place(raw, P, S, product_shifts, target_roles)
+        vector_bits = max(model.formats["x"].bits, model.formats["hidden"].bits)
+        return cls(P, matrices, model.widest_weight_bits(), model.acc, product_shifts, targets,
+                   weight_words, bias_words, vector_bits, model.rounding, model.overflow,
+                   None if model.head is None else model.head.mode, S)  # fmt: skip
 
-        # (name, layer, direction, kind, codes (rows, cols) layout order, bias (rows,),
-        #  [(length, shift)], role)
-        raw = []
-        gru = model.cell == "gru"
-        for l, directions in enumerate(model.layers):
-            for d, q in enumerate(directions):
-                suffix = f"l{l}" + ("_reverse" if d else "")
-                if gru:  # the GRU's rows r, z, n_x, n_h in this geometry, all exact
-                    from .gru_layout import gru_gate_rows
 
-                    rows = gru_gate_rows(model, l, d)
-                    raw.append((f"{suffix}_gates", l, d, "gates", rows.codes, rows.bias,
+class _Raw(NamedTuple):
+    """One matrix before placement: ``codes`` ``(rows, cols)`` in layout row order, ``bias``
+    ``(rows,)``, ``segments`` ``[(length, shift)]`` over the columns, the target ``role``."""
+
+    name: str
+    layer: int | None
+    direction: int | None
+    kind: str
+    codes: np.ndarray
+    bias: np.ndarray
+    segments: list
+    role: str
+
+
+def _check_geometry(model, lanes, simd) -> tuple[int, int]:
+    """``(P, S)``: ``lanes`` and ``simd`` checked against ``model`` (see
+    :meth:`WeightLayout.of`)."""
+    if not isinstance(model, QuantizedModel):
+        raise TypeError(f"model must be a QuantizedModel, not {model!r}")
+    if not isinstance(lanes, int) or isinstance(lanes, bool):
+        raise TypeError(f"lanes must be an integer, not {lanes!r}")
+    H = model.hidden_size
+    if not 1 <= lanes <= 4 * H:
+        raise ValueError(f"lanes must be in 1..{4 * H} (4*hidden_size), not {lanes!r}")
+    H_out, D = model.output_size, model.num_directions
+    longest = max(model.layer_input_size(l) for l in range(model.num_layers)) + H_out
+    longest = max(longest, H if model.proj_size else 0, D * H_out)
+    if not isinstance(simd, int) or isinstance(simd, bool):
+        raise TypeError(f"simd must be an integer, not {simd!r}")
+    if not 1 <= simd <= longest:
+        raise ValueError(f"simd must be in 1..{longest} (the longest matrix row), not {simd!r}")
+    return lanes, simd
+
+
+def _raw_matrices(model) -> list[_Raw]:
+    """The model's matrices in program order (see the module docstring)."""
+    H, H_out, D = model.hidden_size, model.output_size, model.num_directions
+    raw = []
+    gru = model.cell == "gru"
+    for l, directions in enumerate(model.layers):
+        for d, q in enumerate(directions):
+            suffix = f"l{l}" + ("_reverse" if d else "")
+            if gru:  # the GRU's rows r, z, n_x, n_h in this geometry, all exact
+                from .gru_layout import gru_gate_rows
+
+                rows = gru_gate_rows(model, l, d)
+                raw.append(_Raw(f"{suffix}_gates", l, d, "gates", rows.codes, rows.bias,
                                 [(seg.length, seg.shift) for seg in rows.segments],
                                 rows.target.role))  # fmt: skip
-                    continue
-                s_in, s_rec, _ = model.gate_shifts(l, d)
-                codes = np.concatenate([q.w_ih.codes, q.w_hh.codes], axis=1)
-                raw.append((f"{suffix}_gates", l, d, "gates", unit_major(codes, H),
+                continue
+            s_in, s_rec, _ = model.gate_shifts(l, d)
+            codes = np.concatenate([q.w_ih.codes, q.w_hh.codes], axis=1)
+            raw.append(_Raw(f"{suffix}_gates", l, d, "gates", unit_major(codes, H),
                             unit_major(model.aligned_gate_bias(l, d), H),
                             [(q.w_ih.codes.shape[1], s_in), (q.w_hh.codes.shape[1], s_rec)],
                             "preact"))  # fmt: skip
-                if q.w_hr is not None:
-                    raw.append((f"{suffix}_proj", l, d, "proj", q.w_hr.codes,
+            if q.w_hr is not None:
+                raw.append(_Raw(f"{suffix}_proj", l, d, "proj", q.w_hr.codes,
                                 np.zeros(H_out, np.int64), [(H, model.proj_shift(l, d))],
                                 "hidden"))  # fmt: skip
-        if model.head is not None:
-            raw.append(("head", None, None, "head", model.head.weight.codes,
+    if model.head is not None:
+        raw.append(_Raw("head", None, None, "head", model.head.weight.codes,
                         model.aligned_head_bias(), [(D * H_out, model.head_shifts()[0])],
                         "head_out"))  # fmt: skip
+    return raw
 
-        product_shifts = tuple(sorted({s for r in raw for _, s in r[6]}))
-        roles = [r[7] for r in raw]
-        known = ("preact", GRU_SUMS, "hidden", "head_out")
-        target_roles = [role for role in known if role in roles]
-        targets = tuple(
-            Target(role, 0, model.acc)  # a GRU's gate rows: the exact accumulator (identity)
-            if role == GRU_SUMS
-            else Target(role, model.requant_shift(role), model.formats[role])
-            for role in target_roles
-        )
-        weight_bits = model.widest_weight_bits()
 
-        matrices, weight_blocks, bias_blocks = [], [], []
-        base = bias_base = 0
-        for name, l, d, kind, codes, bias, segs, role in raw:
-            rows, cols = codes.shape
-            groups = -(-rows // P)
-            padded = groups * P
-            pcodes = np.zeros((padded, cols), np.int64)
-            pcodes[:rows] = codes
-            pbias = np.zeros(padded, np.int64)
-            pbias[:rows] = bias
-            pcodes.setflags(write=False)
-            pbias.setflags(write=False)
-            segments, start = [], 0
-            for length, shift in segs:
-                segments.append(Segment(start, length, shift, product_shifts.index(shift)))
-                start += length
-            mat = Matrix(name, l, d, kind, rows, padded, groups, cols, base, bias_base,
-                         tuple(segments), target_roles.index(role), pcodes, pbias, S)  # fmt: skip
-            matrices.append(mat)
-            # word g*chunks + c, element p*S + s  <-  row g*P + p, column c*S + s
-            chunks = mat.chunks
-            wide = np.zeros((padded, chunks * S), np.int64)
-            wide[:, :cols] = pcodes
-            blocks = wide.reshape(groups, P, chunks, S).transpose(0, 2, 1, 3)
-            weight_blocks.append(blocks.reshape(groups * chunks, P * S))
-            bias_blocks.append(pbias.reshape(groups, P))
-            base += groups * chunks
-            bias_base += groups
-        weight_words = np.concatenate(weight_blocks).astype(np.int64)
-        bias_words = np.concatenate(bias_blocks).astype(np.int64)
-        weight_words.setflags(write=False)
-        bias_words.setflags(write=False)
-        vector_bits = max(model.formats["x"].bits, model.formats["hidden"].bits)
-        return cls(P, tuple(matrices), weight_bits, model.acc, product_shifts, targets,
-                   weight_words, bias_words, vector_bits, model.rounding, model.overflow,
-                   None if model.head is None else model.head.mode, S)  # fmt: skip
+def _targets(model, raw: list[_Raw]) -> tuple[list[str], tuple[Target, ...]]:
+    """The roles the matrices requantize into (in a fixed order) and their targets."""
+    roles = [r.role for r in raw]
+    known = ("preact", GRU_SUMS, "hidden", "head_out")
+    target_roles = [role for role in known if role in roles]
+    targets = tuple(
+        Target(role, 0, model.acc)  # a GRU's gate rows: the exact accumulator (identity)
+        if role == GRU_SUMS
+        else Target(role, model.requant_shift(role), model.formats[role])
+        for role in target_roles
+    )
+    return target_roles, targets
+
+
+def _place(raw: list[_Raw], P: int, S: int, product_shifts, target_roles):
+    """``(matrices, weight_words, bias_words)``: the matrices padded to ``P`` rows and ``S``
+    columns and stored one after the other."""
+    matrices, weight_blocks, bias_blocks = [], [], []
+    base = bias_base = 0
+    for name, l, d, kind, codes, bias, segs, role in raw:
+        rows, cols = codes.shape
+        groups = -(-rows // P)
+        padded = groups * P
+        pcodes = np.zeros((padded, cols), np.int64)
+        pcodes[:rows] = codes
+        pbias = np.zeros(padded, np.int64)
+        pbias[:rows] = bias
+        pcodes.setflags(write=False)
+        pbias.setflags(write=False)
+        segments, start = [], 0
+        for length, shift in segs:
+            segments.append(Segment(start, length, shift, product_shifts.index(shift)))
+            start += length
+        mat = Matrix(name, l, d, kind, rows, padded, groups, cols, base, bias_base,
+                     tuple(segments), target_roles.index(role), pcodes, pbias, S)  # fmt: skip
+        matrices.append(mat)
+        # word g*chunks + c, element p*S + s  <-  row g*P + p, column c*S + s
+        chunks = mat.chunks
+        wide = np.zeros((padded, chunks * S), np.int64)
+        wide[:, :cols] = pcodes
+        blocks = wide.reshape(groups, P, chunks, S).transpose(0, 2, 1, 3)
+        weight_blocks.append(blocks.reshape(groups * chunks, P * S))
+        bias_blocks.append(pbias.reshape(groups, P))
+        base += groups * chunks
+        bias_base += groups
+    weight_words = np.concatenate(weight_blocks).astype(np.int64)
+    bias_words = np.concatenate(bias_blocks).astype(np.int64)
+    weight_words.setflags(write=False)
+    bias_words.setflags(write=False)
+    return tuple(matrices), weight_words, bias_words
