@@ -11,7 +11,9 @@ The accumulator is derived as always (:func:`lstmfpga.quant.accumulator.accumula
 :func:`quantize_like` quantizes a spec with *another* qmodel's formats (``lstmfpga quantize
 ... --formats-from QMODEL``): a retrained model then fits the hardware built for the first
 one (same formats, shifts, accumulator and tables; only the weight codes change), or is
-refused naming the tensor that does not fit.
+refused naming the tensor that does not fit. Both take an LSTM or a GRU (whose data roles
+have ``hn`` instead of ``cell`` and whose biases are ``bias_l*`` and the n gate's recurrent
+``b_hn_l*``); a spec is only quantized like a qmodel of its own cell.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import numpy as np
 
 from ..export.spec import ModelSpec, SpecError
 from .accumulator import accumulator_format, describe_products
-from .config import DATA_ROLES, QuantConfig
+from .calibrate import _Draft
+from .calibrate import _gate_biases as gate_biases
+from .config import QuantConfig
 from .fixed import FixedFormat, FormatError
-from .model import QHead, QLayer, QuantizedModel, Tensor
+from .model import GRU_DATA_ROLES, LSTM_DATA_ROLES, QHead, QLayer, QuantizedModel, Tensor
 
 __all__ = [
     "geometry",
@@ -43,6 +47,8 @@ def tensor_names(spec: ModelSpec) -> dict[str, str]:
             names["w_hh" + suffix] = "w_hh"
             if lw.bias is not None:
                 names["bias" + suffix] = "bias"
+                if spec.cell == "gru":  # n's recurrent bias, apart (the reset gate scales it)
+                    names["b_hn" + suffix] = "bias"
             if lw.w_hr is not None:
                 names["w_hr" + suffix] = "w_hr"
     if spec.head is not None:
@@ -57,6 +63,7 @@ def geometry(model) -> dict:
     :class:`QuantizedModel`: sizes, layers, directions, projection, bias, head."""
     head = model.head
     return {
+        "cell": model.cell,
         "input_size": model.input_size,
         "hidden_size": model.hidden_size,
         "num_layers": model.num_layers,
@@ -75,7 +82,7 @@ def tensor_formats(model: QuantizedModel) -> dict[str, FixedFormat]:
         for d, q in enumerate(directions):
             suffix = f"_l{index}" + ("_reverse" if d else "")
             for kind, tensor in (("w_ih", q.w_ih), ("w_hh", q.w_hh), ("bias", q.bias),
-                                 ("w_hr", q.w_hr)):  # fmt: skip
+                                 ("w_hr", q.w_hr), ("b_hn", q.b_hn)):  # fmt: skip
                 if tensor is not None:
                     out[kind + suffix] = tensor.fmt
     if model.head is not None:
@@ -103,14 +110,15 @@ def quantize_with_formats(
     """The :class:`QuantizedModel` of ``spec`` with the formats given, no calibration.
 
     ``formats`` maps every data role (``x``, ``preact``, ``gate``, ``cell``, ``hidden``,
-    ``head_out``) to its format; ``tensors`` maps every weight tensor's artifact name
-    (:func:`tensor_names`: ``w_ih_l0``, ``w_hh_l0_reverse``, ``bias_l1``, ``head_w``, ...) to
-    a :class:`FixedFormat` (the spec's values are quantized with ``config.rounding``,
-    saturating) or to a :class:`Tensor` whose codes are used as they are (their shape must
-    be the spec's). Every format must have its role's width in ``config`` (and its ``frac``
-    where the config fixes one) and at most ``bits`` fraction bits, so that the saved
-    qmodel loads back. ``notes`` (JSON-able) are recorded as ``calibration["source"]``,
-    ``reasons`` (role → text, e.g. the quantizer a format came from) as each role's ``why``.
+    ``head_out``; a GRU has ``hn`` instead of ``cell``) to its format; ``tensors`` maps every
+    weight tensor's artifact name (:func:`tensor_names`: ``w_ih_l0``, ``w_hh_l0_reverse``,
+    ``bias_l1``, a GRU's ``b_hn_l0``, ``head_w``, ...) to a :class:`FixedFormat` (the spec's
+    values are quantized with ``config.rounding``, saturating) or to a :class:`Tensor` whose
+    codes are used as they are (their shape must be the spec's). Every format must have its
+    role's width in ``config`` (and its ``frac`` where the config fixes one) and at most
+    ``bits`` fraction bits, so that the saved qmodel loads back. ``notes`` (JSON-able) are
+    recorded as ``calibration["source"]``, ``reasons`` (role → text, e.g. the quantizer a
+    format came from) as each role's ``why``.
 
     Raises :class:`FormatError` or :class:`SpecError` naming the role or tensor.
     """
@@ -118,15 +126,15 @@ def quantize_with_formats(
         raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
     if not isinstance(config, QuantConfig):
         raise TypeError(f"config must be a QuantConfig, not {config!r}")
-    spec.require_lstm("quantization")
-    missing = [r for r in DATA_ROLES if r not in formats]
-    extra = sorted(set(formats) - set(DATA_ROLES))
+    data_roles = _data_roles(spec)
+    missing = [r for r in data_roles if r not in formats]
+    extra = sorted(set(formats) - set(data_roles))
     if missing or extra:
         raise FormatError(
-            f"formats must name exactly the roles {', '.join(DATA_ROLES)}, not {sorted(formats)!r}"
+            f"formats must name exactly the roles {', '.join(data_roles)}, not {sorted(formats)!r}"
         )
-    for role in DATA_ROLES:
-        _check_rule(f"format of {role}", formats[role], config.roles[role])
+    for role in data_roles:
+        _check_rule(f"format of {role}", formats[role], config.rule(role))
     names = tensor_names(spec)
     missing = [n for n in names if n not in tensors]
     extra = sorted(set(tensors) - set(names))
@@ -167,19 +175,20 @@ def quantize_with_formats(
                     built["w_hh" + suffix],
                     built.get("bias" + suffix),
                     built.get("w_hr" + suffix),
+                    built.get("b_hn" + suffix),
                 )
             )
         layers.append(tuple(qdirs))
     head = None
     if spec.head is not None:
         head = QHead(built["head_w"], built.get("head_b"), spec.head.mode)
-    formats = {role: formats[role] for role in DATA_ROLES}
-    draft = _Draft(tuple(layers), head, formats)
+    formats = {role: formats[role] for role in data_roles}
+    draft = _Draft(spec, tuple(layers), head, formats)
     acc = accumulator_format(describe_products(draft), config.acc_bits)
     reasons = reasons or {}
     roles = {
         role: {"format": str(formats[role]), "why": reasons.get(role, "given")}
-        for role in DATA_ROLES
+        for role in data_roles
     }
     calibration = {"roles": roles, "weights": weights, "acc": str(acc)}
     if notes is not None:
@@ -208,7 +217,6 @@ def quantize_like(
         raise TypeError(f"spec must be a ModelSpec, not {spec!r}")
     if not isinstance(reference, QuantizedModel):
         raise TypeError(f"reference must be a QuantizedModel, not {reference!r}")
-    spec.require_lstm("quantization")
     mine, theirs = geometry(spec), geometry(reference)
     for what, want in theirs.items():
         if mine[what] != want:
@@ -242,7 +250,7 @@ def quantize_like(
             "formats_from": source or "a qmodel",
             "reference_spec_hash": reference.spec_hash,
         },
-        reasons={role: "formats qmodel" for role in DATA_ROLES},
+        reasons={role: "formats qmodel" for role in reference.data_roles},
     )
     if model.acc != reference.acc:
         raise FormatError(
@@ -259,25 +267,25 @@ def _float_name(name: str) -> str:
     if name == "head_b":
         return "head.bias"
     kind, _, rest = name.partition("_l")
-    return {"w_ih": "weight_ih", "w_hh": "weight_hh", "w_hr": "weight_hr", "bias": "bias"}[
-        kind
-    ] + f"_l{rest}"
+    return {"w_ih": "weight_ih", "w_hh": "weight_hh", "w_hr": "weight_hr", "bias": "bias",
+            "b_hn": "b_hn"}[kind] + f"_l{rest}"  # fmt: skip
+
+
+def _data_roles(spec: ModelSpec) -> tuple[str, ...]:
+    return GRU_DATA_ROLES if spec.cell == "gru" else LSTM_DATA_ROLES
 
 
 def _combined_biases(spec: ModelSpec) -> dict:
+    """The float values of the quantized bias tensors, as :func:`quantize` splits them: an
+    LSTM's ``b_ih + b_hh`` (``bias_l*``); a GRU's ``(b_ir + b_hr, b_iz + b_hz, b_in)``
+    (``bias_l*``) and ``b_hn`` (``b_hn_l*``)."""
     out = {}
     for index, directions in enumerate(spec.layers):
         for d, lw in enumerate(directions):
-            if lw.bias is not None:
-                out[f"bias_l{index}" + ("_reverse" if d else "")] = lw.bias
+            suffix = f"_l{index}" + ("_reverse" if d else "")
+            biases = gate_biases(spec, lw)
+            if biases is not None:
+                out["bias" + suffix] = biases[0]
+                if biases[1] is not None:
+                    out["b_hn" + suffix] = biases[1]
     return out
-
-
-class _Draft:
-    """What :func:`describe_products` reads, before the accumulator is known."""
-
-    def __init__(self, layers, head, formats):
-        self.layers, self.head, self.formats = layers, head, formats
-
-    def input_format(self, layer: int) -> FixedFormat:
-        return self.formats["x" if layer == 0 else "hidden"]

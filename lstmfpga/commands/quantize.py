@@ -109,8 +109,6 @@ def run(args: argparse.Namespace) -> int:
         from lstmfpga.quant.model import QuantizedModel
 
         reference = QuantizedModel.load(args.formats_from)
-        spec.require_lstm("--formats-from")
-        reference.require_lstm("--formats-from")
         model = quantize_like(spec, reference, source=str(args.formats_from))
     else:
         model = quantize(spec, calib, load_config(args.config, args.preset))

@@ -1,7 +1,8 @@
 """GRUs through the real CLI: ``export`` reads GRU model files (the cell inferred from the
 shapes, or given with ``--cell``) and refuses bad ones with one line; ``quantize`` and
-``info`` take GRU specs and qmodels, and the stages without GRU support yet (finetune,
-quantize --formats-from) refuse them with one line naming the cell."""
+``info`` take GRU specs and qmodels; ``quantize --formats-from`` refuses the other cell's
+qmodel and a retrained weight outside its format, naming them; ``finetune`` (no GRU
+support) refuses a GRU with one line naming the cell."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from harness import Case, assert_refused, run_cli
 from torch import nn
 
 from lstmfpga.export.spec import HeadSpec, LayerWeights, ModelSpec
+from lstmfpga.quant.calibrate import quantize
+from lstmfpga.quant.config import QuantConfig
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +34,22 @@ def gru_spec_dir(tmp_path_factory):
     spec.save(root / "spec")
     head = HeadSpec(rng.uniform(-1, 1, (2, H)), np.zeros(2), "last")
     dataclasses.replace(spec, head=head).save(root / "classifier")
-    np.save(root / "x.npy", rng.uniform(-1, 1, (4, 5, I)))
+    x = rng.uniform(-1, 1, (4, 5, I))
+    np.save(root / "x.npy", x)
     np.save(root / "y.npy", rng.integers(0, 2, 4))
+    quantize(spec, x, QuantConfig.preset("w8a8")).save(root / "q")
+    n_bias = np.concatenate([layer.b_hh[: 2 * H], 50 * layer.b_hh[2 * H :]])  # b_hn x 50
+    outgrown = dataclasses.replace(layer, b_hh=n_bias)
+    dataclasses.replace(spec, layers=((outgrown,),)).save(root / "outgrown")
+    lstm = LayerWeights(
+        w_ih=rng.uniform(-0.5, 0.5, (4 * H, I)),
+        w_hh=rng.uniform(-0.5, 0.5, (4 * H, H)),
+        b_ih=rng.uniform(-0.5, 0.5, 4 * H),
+        b_hh=rng.uniform(-0.5, 0.5, 4 * H),
+    )
+    lstm_spec = ModelSpec(I, H, 1, False, 0, True, ((lstm,),), None)
+    lstm_spec.save(root / "lstm_spec")
+    quantize(lstm_spec, x, QuantConfig.preset("w8a8")).save(root / "lstm_q")
     return root
 
 
@@ -58,18 +75,26 @@ def test_quantize_takes_a_gru_and_info_describes_it(tmp_path, gru_spec_dir, pres
     assert "quantized GRU" in info.stdout and "b_hn=" in info.stdout
 
 
-def test_quantize_formats_from_refuses_a_gru(tmp_path, gru_spec_dir):
+# name: (spec, formats qmodel, expected message): the other cell's qmodel, or a retrained
+# GRU whose recurrent n bias outgrew its format
+BAD_FORMATS_FROM = {
+    "GRU spec, LSTM qmodel": ("spec", "lstm_q", "cell must be the formats qmodel's lstm, not gru"),
+    "LSTM spec, GRU qmodel": ("lstm_spec", "q", "cell must be the formats qmodel's gru, not lstm"),
+    "b_hn outgrew its format": ("outgrown", "q", "tensor b_hn_l0 must fit "),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FORMATS_FROM))
+def test_quantize_formats_from_refuses_another_cell_or_an_outgrown_weight(
+    tmp_path, gru_spec_dir, name
+):
+    spec, reference, message = BAD_FORMATS_FROM[name]
     case = Case.make(tmp_path)
-    first = run_cli(
-        case, "quantize", gru_spec_dir / "spec", "--calib", gru_spec_dir / "x.npy",
-        "-o", case.out / "q0",
-    )  # fmt: skip
-    assert first.returncode == 0, first.stderr
     result = run_cli(
-        case, "quantize", gru_spec_dir / "spec", "--formats-from", case.out / "q0",
-        "-o", case.out / "q1",
+        case, "quantize", gru_spec_dir / spec, "--formats-from", gru_spec_dir / reference,
+        "-o", case.out / "q",
     )  # fmt: skip
-    assert_refused(result, case, match="--formats-from supports LSTM specs only, not cell 'gru'")
+    assert_refused(result, case, match=message)
 
 
 def test_finetune_refuses_a_gru(tmp_path, gru_spec_dir):
