@@ -90,8 +90,10 @@ class MatrixVectorUnit(wiring.Component):
     o : ``Out(stream.Signature(out_layout))``
         One beat per row group, in input order. Fields: ``data``
         (``ArrayLayout(signed(out_bits), P)``, codes of the target format sign-extended to
-        ``out_bits = max(fmt.bits)``) and ``saturated`` (``unsigned(P)``: bit ``p`` set when
-        lane ``p``'s rounded value did not fit the target, then saturated or wrapped).
+        ``out_bits = max(fmt.bits)``), ``saturated`` (``unsigned(P)``: bit ``p`` set when
+        lane ``p``'s rounded value did not fit the target, then saturated or wrapped) and
+        ``target`` (the row group's ``target_sel``: which tensor ``saturated`` counts in,
+        :mod:`.saturation`).
 
     Numerics
     --------
@@ -188,6 +190,7 @@ class MatrixVectorUnit(wiring.Component):
             {
                 "data": data.ArrayLayout(signed(self.out_bits), P),
                 "saturated": unsigned(P),
+                "target": unsigned(select_bits(len(self._targets))),
             }
         )
         super().__init__(
@@ -390,7 +393,7 @@ class MatrixVectorUnit(wiring.Component):
         out = Signal(self._out_layout, reset_less=True)
         out_valid = Signal()
         with m.If(adv):
-            m.d.sync += out_valid.eq(done4)
+            m.d.sync += [out_valid.eq(done4), out.target.eq(target4)]
             with m.Switch(target4):
                 for index, target in enumerate(self._targets):
                     last = index == len(self._targets) - 1

@@ -27,8 +27,8 @@ __all__ = [
     "ACCESSES",
     "ADDR_WIDTH",
     "MAP_VERSION",
-    "PLANNED",
     "REGISTERS",
+    "SATURATION_ROLES",
     "Field",
     "Register",
     "design_id",
@@ -44,8 +44,21 @@ ACCESSES = ("ro", "rw", "w1c", "w1p")
 #: Byte-address width of the AXI4-Lite port (a 256-byte window).
 ADDR_WIDTH = 8
 #: Bumped when a register is added, changes meaning or moves; readable in ``VERSION``
-#: (2: ``WEIGHT_LOADS``; 3: ``MODE``, ``STATE_CONTROL``).
-MAP_VERSION = 3
+#: (2: ``WEIGHT_LOADS``; 3: ``MODE``, ``STATE_CONTROL``; 4: ``SATURATION_*``,
+#: ``CONTROL.clear_saturation``).
+MAP_VERSION = 4
+#: The tensors of the ``SATURATION_<ROLE>`` registers, named as the golden model names its
+#: saturation counts (``GoldenResult.saturation``); :mod:`.saturation` counts them.
+SATURATION_ROLES = ("preact", "cell", "hidden", "hn", "head_out")
+_SATURATED = {
+    "preact": "Gate pre-activations (an LSTM's gate rows out of the matrix-vector unit; a "
+              "GRU's r, z and n in its cells)",
+    "cell": "LSTM cell states `c` (a GRU: 0)",
+    "hidden": "Hidden values: the cell outputs `m` (a GRU's `h`) and, with a projection, its "
+              "rows",
+    "hn": "GRU recurrent `n`-gate terms `hn` (an LSTM: 0)",
+    "head_out": "Head outputs",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,8 @@ REGISTERS: tuple[Register, ...] = (
                                   "counters but `WEIGHT_LOADS`, the error flags and "
                                   "`STATE_CONTROL` for one cycle; stream beats in flight are "
                                   "lost, so stop the streams first"),
+        Field("clear_saturation", 1, 1, "set every `SATURATION_*` counter to 0 (nothing "
+                                        "else changes)"),
     )),
     Register("CYCLES", 0x14, "ro", 0, "Clock cycles since reset (wraps at 2**32)."),
     Register("BUSY_CYCLES", 0x18, "ro", 0,
@@ -133,14 +148,13 @@ REGISTERS: tuple[Register, ...] = (
                                   "`s_axis_tuser` on the first element of a step's x resets "
                                   "it before that step"),
     )),
-)  # fmt: skip
-
-#: Registers of issue 11 that need accelerator ports that do not exist yet (docs only).
-PLANNED = (
-    ("SATURATION_*", ("saturation counters per tensor, the counts the golden model reports "
-                     "(the cell bank has its pulses, `CellBank.sat_c`/`sat_m`; the MVU's "
-                     "`saturated` lanes still need each output beat's kind, gate, projection "
-                     "or head row, and the accelerator a port carrying both)")),
+    *(Register(f"SATURATION_{role.upper()}", 0x2C + 4 * k, "ro", 0,
+               f"{_SATURATED[role]} that did not fit their format (rounded, then saturated "
+               "or wrapped) since reset, `CONTROL.clear_saturation` or `CONTROL.soft_reset` "
+               f"(wraps at 2**32): the golden model's `saturation[\"{role}\"]` for the "
+               "sequences run (inputs arrive as codes: its `x` count is the host's "
+               "quantization).")
+      for k, role in enumerate(SATURATION_ROLES)),
 )  # fmt: skip
 
 
@@ -194,7 +208,7 @@ def tables_digest(tables: dict) -> str:
 
 def render_markdown() -> str:
     """``docs/registers.md``, generated from :data:`REGISTERS` (a test keeps them equal)."""
-    lines = [*_md_intro(), *_md_tables(), *_md_planned(), *_md_top(), *_md_reload()]
+    lines = [*_md_intro(), *_md_tables(), *_md_top(), *_md_reload()]
     return "\n".join(lines) + "\n"
 
 
@@ -238,20 +252,6 @@ def _md_tables() -> list[str]:
             bits = str(fld.bit) if fld.width == 1 else f"{fld.bit + fld.width - 1}:{fld.bit}"
             lines.append(f"| `{reg.name}` | {bits} | `{fld.name}` | {fld.description} |")
     return lines
-
-
-def _md_planned() -> list[str]:
-    return [
-        "",
-        "## Planned",
-        "",
-        (
-            "Registers of issue 11 that wait for accelerator features (no hardware yet, so no "
-            "register):"
-        ),
-        "",
-        *(f"* `{name}`: {why}." for name, why in PLANNED),
-    ]
 
 
 def _md_top() -> list[str]:
@@ -318,6 +318,8 @@ def _md_top() -> list[str]:
         "rx = ...                   # DMA from m_axis: the bytes received",
         'y = decode_bytes(design, rx, T=x.shape[1]).floats()["prediction"]',
         'regs.read("SEQUENCES"), regs.status(), regs.clear_errors(), regs.soft_reset()',
+        'regs.saturation()          # {"preact": 0, "cell": 0, ...}: golden\'s saturation counts',
+        "regs.clear_saturation()",
         "```",
         "",
         (

@@ -2,8 +2,9 @@
 
 :class:`RegisterBlock` is the control and status interface of the AXI top
 (:mod:`.axi_top`): the accelerator's status comes in (``busy``, ``error``, ``result_done``,
-``weights_loaded``), the soft reset goes out. The register map, access rules and error
-responses are those of :mod:`.register_map` (and ``docs/registers.md``, generated from it).
+``weights_loaded``, ``saturation``), the soft reset goes out. The register map, access
+rules and error responses are those of :mod:`.register_map` (and ``docs/registers.md``,
+generated from it).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .register_map import ADDR_WIDTH, REGISTERS, field_mask, register
+from .register_map import ADDR_WIDTH, REGISTERS, SATURATION_ROLES, field_mask, register
+from .saturation import saturation_layout
 
 __all__ = [
     "AXI_LITE_PREFIX",
@@ -65,6 +67,9 @@ class RegisterBlock(wiring.Component):
         The value of ``ID`` (32 bits; :func:`~.register_map.design_id` of the manifest).
     stream : bool
         The accelerator runs in stream mode (``MODE.stream``; ``STATE_CONTROL`` writable).
+    saturation : StructLayout or None
+        The layout of the accelerator's ``saturation`` port
+        (:func:`~.saturation.saturation_layout`; ``None``: that of one lane and one cell).
 
     Members
     -------
@@ -84,20 +89,32 @@ class RegisterBlock(wiring.Component):
         High in a cycle where the last result beat of a sequence is taken (``SEQUENCES``).
     weights_loaded : In(1)
         High in a cycle where the last beat of a weight load is taken (``WEIGHT_LOADS``).
+    saturation : In(saturation)
+        The accelerator's saturation counts of the cycle, one field per
+        :data:`~.register_map.SATURATION_ROLES`; registered, then added to
+        ``SATURATION_<ROLE>`` (so a count is readable two cycles after its pulse).
     soft_reset : Out(1)
         High for one cycle after ``CONTROL.soft_reset`` is written with 1; the counters and
         flags of this block (but ``WEIGHT_LOADS``) are cleared in that cycle too.
     """
 
-    def __init__(self, design_id: int, *, stream: bool = False):
+    def __init__(self, design_id: int, *, stream: bool = False, saturation=None):
         try:
             self._design_id = check_design_id(design_id)
             if not isinstance(stream, bool):
                 raise TypeError(f"stream must be True or False, not {stream!r}")
+            if saturation is None:
+                saturation = saturation_layout(1, 1)
+            if not isinstance(saturation, data.StructLayout) or set(saturation.members) != set(
+                SATURATION_ROLES
+            ):
+                raise TypeError(
+                    f"saturation must be a StructLayout of {SATURATION_ROLES}, not {saturation!r}"
+                )
         except (TypeError, ValueError):
             self._MustUse__silence = True  # a rejected block is not an unused one
             raise
-        self._stream = stream
+        self._stream, self._saturation = stream, saturation
         super().__init__(
             {
                 **axi_lite_members(),
@@ -105,6 +122,7 @@ class RegisterBlock(wiring.Component):
                 "error": In(1),
                 "result_done": In(1),
                 "weights_loaded": In(1),
+                "saturation": In(saturation),
                 "soft_reset": Out(1),
                 "keep_state": Out(1),
             }
@@ -117,6 +135,10 @@ class RegisterBlock(wiring.Component):
     @property
     def stream(self) -> bool:
         return self._stream
+
+    @property
+    def saturation_layout(self) -> data.StructLayout:
+        return self._saturation
 
     def _bus(self, name: str):
         return getattr(self, f"{AXI_LITE_PREFIX}_{name}")
@@ -134,7 +156,11 @@ class RegisterBlock(wiring.Component):
             soft_reset=Signal(),
             clear_stream=Signal(),
             keep_state=Signal(),
-        )
+            clear_saturation=Signal(),
+            pulses=Signal(self._saturation),  # the saturation counts of the last cycle
+            saturated={role: Signal(_DATA_BITS, name=f"saturation_{role}")
+                       for role in SATURATION_ROLES},
+        )  # fmt: skip
         m.d.comb += [self.soft_reset.eq(s.soft_reset), self.keep_state.eq(s.keep_state)]
         values = {
             "ID": self._design_id,
@@ -149,6 +175,7 @@ class RegisterBlock(wiring.Component):
             "MODE": int(self._stream),
             "STATE_CONTROL": s.keep_state
             << (field_mask("STATE_CONTROL", "keep_state").bit_length() - 1),
+            **{f"SATURATION_{role.upper()}": s.saturated[role] for role in SATURATION_ROLES},
         }
         if set(values) != {reg.name for reg in REGISTERS}:  # pragma: no cover - table edit
             raise RuntimeError("RegisterBlock does not implement every register of the table")
@@ -193,15 +220,20 @@ class RegisterBlock(wiring.Component):
                                 (written & field_mask("ERRORS", "stream")) != 0
                             )
                         if reg.name == "CONTROL":
-                            m.d.sync += s.soft_reset.eq(
-                                (written & field_mask("CONTROL", "soft_reset")) != 0
-                            )
+                            m.d.sync += [
+                                s.soft_reset.eq(
+                                    (written & field_mask("CONTROL", "soft_reset")) != 0
+                                ),
+                                s.clear_saturation.eq(
+                                    (written & field_mask("CONTROL", "clear_saturation")) != 0
+                                ),
+                            ]
                         if reg.name == "STATE_CONTROL" and self._stream:
                             bit = field_mask("STATE_CONTROL", "keep_state").bit_length() - 1
                             with m.If(w_strb[bit // 8]):  # its byte's strobe
                                 m.d.sync += s.keep_state.eq(w_data[bit])
-        with m.If(s.soft_reset):
-            m.d.sync += s.soft_reset.eq(0)
+        with m.If(s.soft_reset | s.clear_saturation):
+            m.d.sync += [s.soft_reset.eq(0), s.clear_saturation.eq(0)]
 
     def _writable(self, reg) -> bool:
         """Whether a write to ``reg`` is answered ``OKAY`` (``STATE_CONTROL``: stream mode)."""
@@ -234,7 +266,13 @@ class RegisterBlock(wiring.Component):
 
     def _counters(self, m: Module, s) -> None:
         """The counters and the sticky flag; the soft reset clears all but ``WEIGHT_LOADS``
-        (the loaded weights survive it)."""
+        (the loaded weights survive it), ``CONTROL.clear_saturation`` the saturation
+        counters."""
+        m.d.sync += s.pulses.eq(self.saturation)
+        for role, counter in s.saturated.items():
+            m.d.sync += counter.eq(counter + getattr(s.pulses, role))
+        with m.If(s.soft_reset | s.clear_saturation):
+            m.d.sync += [s.pulses.as_value().eq(0), *(c.eq(0) for c in s.saturated.values())]
         m.d.sync += [
             s.cycles.eq(s.cycles + 1),
             s.busy_cycles.eq(s.busy_cycles + self.busy),

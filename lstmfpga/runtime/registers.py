@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..hw.register_map import MAP_VERSION, REGISTERS, field_mask
+from ..hw.register_map import MAP_VERSION, REGISTERS, SATURATION_ROLES, field_mask
 from .design import DeviceError, HardwareDesign, ManifestError
 
 __all__ = [
@@ -27,6 +27,8 @@ __all__ = [
 
 _OFFSETS = {reg.name: reg.offset for reg in REGISTERS}
 _ACCESS = {reg.name: reg.access for reg in REGISTERS}
+#: ``SATURATION_<ROLE>`` by role
+_SATURATION = {role: f"SATURATION_{role.upper()}" for role in SATURATION_ROLES}
 
 
 @runtime_checkable
@@ -143,6 +145,16 @@ class Registers:
     def soft_reset(self) -> None:
         self.write("CONTROL", field_mask("CONTROL", "soft_reset"))
 
+    def saturation(self) -> dict[str, int]:
+        """The ``SATURATION_*`` counters by role (``preact``, ``cell``, ``hidden``, ``hn``,
+        ``head_out``): the golden model's ``saturation`` counts of the sequences run since
+        the last clear (without ``x``, which the host's quantization counts)."""
+        return {role: self.read(name) for role, name in _SATURATION.items()}
+
+    def clear_saturation(self) -> None:
+        """Set the ``SATURATION_*`` counters to 0 (``CONTROL.clear_saturation``)."""
+        self.write("CONTROL", field_mask("CONTROL", "clear_saturation"))
+
     def keep_state(self, on: bool = True) -> None:
         """Stream mode: carry the state over ``tlast`` (``STATE_CONTROL.keep_state``)."""
         self.write("STATE_CONTROL", _keep_state(on))
@@ -181,6 +193,12 @@ class AsyncRegisters:
 
     async def soft_reset(self) -> None:
         await self.write("CONTROL", field_mask("CONTROL", "soft_reset"))
+
+    async def saturation(self) -> dict[str, int]:
+        return {role: await self.read(name) for role, name in _SATURATION.items()}
+
+    async def clear_saturation(self) -> None:
+        await self.write("CONTROL", field_mask("CONTROL", "clear_saturation"))
 
     async def keep_state(self, on: bool = True) -> None:
         await self.write("STATE_CONTROL", _keep_state(on))

@@ -48,7 +48,8 @@ class Job:
                 }
 
     def expected(self, targets, rounding, overflow, lanes):
-        """``(codes, flags)`` per row group, from the golden primitives."""
+        """``(codes, flags, target)`` per row group, from the golden primitives (``target``:
+        the index the beat carries, which tensor its flags count in)."""
         shifts = np.array(self.shifts)[self.shift_sel]
         acc = dot_accumulate(self.weights, self.vector, shifts, self.bias)
         _, shift, fmt = targets[self.target]
@@ -57,7 +58,8 @@ class Job:
         out = []
         for g in range(len(acc) // lanes):
             rs = slice(g * lanes, (g + 1) * lanes)
-            out.append((codes[rs].tolist(), int(sum(int(f) << p for p, f in enumerate(flags[rs])))))
+            flag_bits = int(sum(int(f) << p for p, f in enumerate(flags[rs])))
+            out.append((codes[rs].tolist(), flag_bits, self.target))
         return out
 
 
@@ -135,9 +137,9 @@ def check(dut, jobs, outputs, seed):
     expected = [e for job in jobs for e in job.expected(dut.targets, dut.rounding, dut.overflow,
                                                          dut.lanes)]  # fmt: skip
     assert len(outputs) == len(expected)
-    for index, ((payload, _), (codes, flags)) in enumerate(zip(outputs, expected, strict=True)):
-        got = (array(payload.data, dut.lanes), int(payload.saturated))
-        assert got == (codes, flags), f"seed {seed}: row group {index}"
+    for index, ((payload, _), want) in enumerate(zip(outputs, expected, strict=True)):
+        got = (array(payload.data, dut.lanes), int(payload.saturated), int(payload.target))
+        assert got == want, f"seed {seed}: row group {index}"
 
 
 def build(lanes, acc, targets, rounding="half_even", overflow="saturate"):
@@ -314,7 +316,7 @@ def test_properties():
     assert dut.i.payload.shape() == dut.in_layout
     assert set(dut.in_layout.members) == {"weights", "vector", "bias", "shift_sel",
                                           "target_sel", "first", "last"}  # fmt: skip
-    assert set(dut.out_layout.members) == {"data", "saturated"}
+    assert set(dut.out_layout.members) == {"data", "saturated", "target"}
 
 
 def test_of_layout():

@@ -9,18 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from lstmfpga.hw.register_map import (
     ADDR_WIDTH,
     MAP_VERSION,
     REGISTERS,
+    SATURATION_ROLES,
     design_id,
     field_mask,
     register,
     render_markdown,
 )
 from lstmfpga.hw.registers import OKAY, SLVERR, RegisterBlock
+from lstmfpga.hw.saturation import saturation_layout
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "registers.md"
 ID = 0xC0FFEE42
@@ -445,3 +448,58 @@ def test_in_sequence_mode_state_control_is_refused_and_reads_zero():
 
     script(dut, body, seed=6)
     assert seen == [SLVERR, 0, 0]
+
+
+# -- saturation counters -------------------------------------------------------------------------
+SATURATION = [f"SATURATION_{role.upper()}" for role in SATURATION_ROLES]
+
+
+def test_saturation_registers_are_the_golden_models_roles_read_only_from_zero():
+    assert SATURATION_ROLES == ("preact", "cell", "hidden", "hn", "head_out")
+    assert [reg.name for reg in REGISTERS if reg.name.startswith("SATURATION_")] == SATURATION
+    assert {(register(n).access, register(n).reset) for n in SATURATION} == {("ro", 0)}
+
+
+def test_saturation_layout_is_checked_and_kept():
+    layout = saturation_layout(8, 2)
+    assert RegisterBlock(ID, saturation=layout).saturation_layout == layout
+    assert RegisterBlock(ID).saturation_layout == saturation_layout(1, 1)
+    with pytest.raises(TypeError, match=r"saturation must be a StructLayout of \('preact'"):
+        RegisterBlock(ID, saturation=data.StructLayout({"x": 4}))
+
+
+def test_saturation_counters_add_each_cycles_counts_and_clear_on_clear_saturation_or_soft_reset():
+    layout = saturation_layout(8, 2)  # 4-bit counts
+    dut = RegisterBlock(ID, saturation=layout)
+    pulses = np.random.default_rng(7).integers(0, 16, (25, len(SATURATION_ROLES)))
+    seen = []
+
+    async def pulse(ctx, rows):
+        for row in rows:
+            for role, count in zip(SATURATION_ROLES, row, strict=True):
+                ctx.set(getattr(dut.saturation, role), int(count))
+            ctx.set(dut.result_done, 1)
+            await ctx.tick()
+        ctx.set(dut.saturation.as_value(), 0)
+        ctx.set(dut.result_done, 0)
+
+    async def counters(ctx, bus):
+        return [await read1(ctx, bus, OFF[n]) for n in (*SATURATION, "SEQUENCES")]
+
+    async def body(ctx, bus):
+        await pulse(ctx, pulses)
+        seen.append(await counters(ctx, bus))
+        clear = field_mask("CONTROL", "clear_saturation")
+        assert await write1(ctx, bus, OFF["CONTROL"], clear, strb=0b1110) == OKAY  # no strobe
+        seen.append(await counters(ctx, bus))
+        assert await write1(ctx, bus, OFF["CONTROL"], clear) == OKAY
+        assert not ctx.get(dut.soft_reset)
+        seen.append(await counters(ctx, bus))  # SEQUENCES kept
+        await pulse(ctx, pulses[:5])
+        seen.append(await counters(ctx, bus))
+        assert await write1(ctx, bus, OFF["CONTROL"], field_mask("CONTROL", "soft_reset")) == OKAY
+        seen.append(await counters(ctx, bus))
+
+    script(dut, body, seed=8)
+    total, first = pulses.sum(axis=0).tolist(), pulses[:5].sum(axis=0).tolist()
+    assert seen == [[*total, 25], [*total, 25], [0] * 5 + [25], [*first, 30], [0] * 6]
