@@ -160,12 +160,16 @@ def test_a_folder_without_a_design_is_refused(made, tmp_path):
     assert message == f"--rtl {tmp_path} must be a design folder with manifest.json"
 
 
-@pytest.mark.parametrize("K", [1, 4], ids=["K1", "K4"])
-def test_the_axi_top_takes_new_weights_through_s_axis_w(made, tmp_path, K):
-    """One Icarus build of the AXI top per K, elements per s_axis/m_axis beat (initial states
-    streamed too; K = 4: 12 input elements in 3 full beats, the 2 results in a partial beat
-    with tkeep): the bench drives ``s_axis_w`` with the same beats, whole bytes, ``tlast``
-    on the last."""
+@pytest.mark.parametrize(
+    ("simulator", "K"),
+    [("icarus", 1), ("icarus", 4), ("verilator", 4)],
+    ids=["icarus-K1", "icarus-K4", "verilator-K4"],
+)
+def test_the_axi_top_takes_new_weights_through_s_axis_w(made, tmp_path, simulator, K):
+    """One build of the AXI top per simulator and K, elements per s_axis/m_axis beat
+    (initial states streamed too; K = 4: 12 input elements in 3 full beats, the 2 results in
+    a partial beat with tkeep): the bench drives ``s_axis_w`` with the same beats, whole
+    bytes, ``tlast`` on the last."""
     from lstmfpga.hw.accelerator import LSTMAccelerator
     from lstmfpga.hw.axi_top import write_axi_design
 
@@ -177,7 +181,7 @@ def test_the_axi_top_takes_new_weights_through_s_axis_w(made, tmp_path, K):
     h0 = rng.normal(0, 0.4, (1, 4, qa.output_size))
     c0 = rng.normal(0, 0.4, (1, 4, qa.hidden_size))
     np.savez(tmp_path / "init.npz", h0=h0, c0=c0)
-    code, report, arrays = _simulate(made, "qb", "icarus", "--h0c0", tmp_path / "init.npz",
+    code, report, arrays = _simulate(made, "qb", simulator, "--h0c0", tmp_path / "init.npz",
                                      "--stall", "0.3", "--beat-elements", K,
                                      rtl=tmp_path / "axi")  # fmt: skip
     assert code == 0 and report["bit_exact"] and report["settings"]["weights_reloaded"]
