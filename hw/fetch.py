@@ -21,6 +21,7 @@ from .plans import addr_width, buffer_plan, stream_buffer_plan
 from .regroup import emitter_cycles
 from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor, at_or_past
 from .stream_schedule import RING, SLOTS, STEP_BITS, step_end, step_lead
+from .weights import beat_layout
 
 __all__ = ["SOURCES", "VectorFetch", "fetch_reference"]
 
@@ -130,7 +131,7 @@ class VectorFetch(wiring.Component):
             "wb_p": In(cur["p"].shape),
             "wb_s": In(cur["s"].shape),
             "wb_sub": In(cur["sub"].shape),
-            "i": In(stream.Signature(_beat_layout(layout))),
+            "i": In(stream.Signature(beat_layout(layout))),
             "o": Out(stream.Signature(out_layout)),
         }
         if self._stream:
@@ -156,13 +157,11 @@ class VectorFetch(wiring.Component):
         m = Module()
         m.submodules.cursor = cur = self._cursor
         m.d.comb += [cur.T.eq(self.T), cur.restart.eq(self.restart)]
-        in_len = Signal(range(max(self._model.input_size, self._dho) + 1))
-        m.d.comb += in_len.eq(Mux(cur.layer == 0, self._model.input_size, self._dho))
         if self._stream:
-            dep_ok = self._stream_dependencies(m, cur, in_len)
+            dep_ok = self._stream_dependencies(m, cur)
         else:
-            dep_ok = self._dependencies(m, cur, in_len)
-        srcs = self._sources(m, cur, in_len)
+            dep_ok = self._dependencies(m, cur)
+        srcs = self._sources(m, cur)
         take = Signal()
         paced = self._pacing(m, cur, take)
         self._stage(m, cur, srcs, dep_ok, paced, take)
@@ -172,12 +171,19 @@ class VectorFetch(wiring.Component):
     def _dho(self) -> int:
         return self._model.num_directions * self._model.output_size
 
-    def _dependencies(self, m, cur, in_len):
-        """``dep_ok``: the beat on ``i`` has its true dependencies written."""
-        sched, S, beat = self._schedule, self._layout.simd, self.i.payload
-        wb = (self.wb_p, self.wb_s, self.wb_sub)
+    def _any_columns(self, m):
+        """``(any_in, any_rec)``: the beat on ``i`` has an input (a recurrent) column (its
+        first slot is not, its last slot is recurrent: registered beat flags)."""
+        rec = self.i.payload.rec
         any_in, any_rec = Signal(), Signal()
-        m.d.comb += [any_in.eq(beat.col < in_len), any_rec.eq(beat.col + S - 1 >= in_len)]
+        m.d.comb += [any_in.eq(~rec[0]), any_rec.eq(rec[-1])]
+        return any_in, any_rec
+
+    def _dependencies(self, m, cur):
+        """``dep_ok``: the beat on ``i`` has its true dependencies written."""
+        sched = self._schedule
+        wb = (self.wb_p, self.wb_s, self.wb_sub)
+        any_in, any_rec = self._any_columns(m)
         layer_ready = Signal()
         with m.Switch(cur.layer):
             for layer in range(self._model.num_layers):
@@ -199,12 +205,10 @@ class VectorFetch(wiring.Component):
                     m.d.comb += dep_ok.eq(at_or_past(m, wb, sched.head_pass))
         return dep_ok
 
-    def _stream_dependencies(self, m, cur, in_len):
+    def _stream_dependencies(self, m, cur):
         """``dep_ok`` in stream mode (see the class docstring)."""
-        S, beat = self._layout.simd, self.i.payload
         wb_p, wb_sub = self.wb_p, self.wb_sub
-        any_in, any_rec = Signal(), Signal()
-        m.d.comb += [any_in.eq(beat.col < in_len), any_rec.eq(beat.col + S - 1 >= in_len)]
+        any_in, any_rec = self._any_columns(m)
         lag = step_lead(m, self.n, self.wb_n, name="wb_lag")  # 0: write-back in step n
         same, prev = lag == 0, lag == 1
         in_ready = Signal()
@@ -253,41 +257,37 @@ class VectorFetch(wiring.Component):
                                  rec_base.eq(prev * stride + layer // 2 * Ho)]  # fmt: skip
         return x_base, in_base, rec_base, head_base
 
-    def _sources(self, m, cur, in_len):
+    def _sources(self, m, cur):
         """The source (``SOURCES`` code) of every slot of the beat on ``i``; drives the read
         addresses."""
         q, S = self._model, self._layout.simd
-        H, Ho, DHo = q.hidden_size, q.output_size, self._dho
-        n_cols = Signal(range(max(q.input_size, DHo) + Ho + H + 1))  # the matrix's columns
-        m.d.comb += n_cols.eq(in_len + Ho)
-        with m.Switch(cur.kind):
-            with m.Case(KIND_PROJ):
-                m.d.comb += n_cols.eq(H)
-            with m.Case(KIND_HEAD):
-                m.d.comb += n_cols.eq(DHo)
+        Ho, DHo = q.output_size, self._dho
         state_base = Signal(range(max(2, q.num_layers * DHo + 1)))
         m.d.comb += state_base.eq(cur.layer * DHo + cur.direction * Ho)
         bases = self._stream_bases(m, cur) if self._stream else None
-        return [self._slot_source(m, k, self.i.payload.col + k, in_len, n_cols, cur, state_base,
-                                  bases) for k in range(S)]  # fmt: skip
+        return [self._slot_source(m, k, cur, state_base, bases) for k in range(S)]
 
-    def _slot_source(self, m, k, col, in_len, n_cols, cur, state_base, bases=None):
-        """Source of column ``col`` (slot ``k``) and the read addresses of slot ``k``."""
-        q = self._model
-        I, Ho, L, DHo = q.input_size, q.output_size, q.num_layers, self._dho
+    def _slot_source(self, m, k, cur, state_base, bases=None):
+        """Source of slot ``k``'s column and the read addresses of slot ``k``: from the
+        beat's registered column fields, the column's index in the vector it reads (``in_col``:
+        of a layer input, a projection or head vector; ``rec_k``: of the recurrent ``h``), cut
+        to the width that vector's length needs."""
+        q, beat = self._model, self.i.payload
+        I, H, Ho, L, DHo = q.input_size, q.hidden_size, q.output_size, q.num_layers, self._dho
         is_rec = Signal(name=f"is_rec{k}")
-        rec_k = Signal(range(max(Ho, 1) + 1), name=f"rec_k{k}")
-        m.d.comb += [is_rec.eq(col >= in_len), rec_k.eq(col - in_len)]
+        in_col, rec_k = _slot(beat.in_col, k), _low(_slot(beat.rec_col, k), Ho)
+        m.d.comb += is_rec.eq(beat.rec[k])
         src = Signal(range(len(SOURCES)), name=f"src{k}")
         o_addr = Signal(range(max(2, self._buffers["obuf0"][1])), name=f"o_addr{k}")
         x_addr = Signal(range(max(2, self._buffers["xbuf"][1])), name=f"x_addr{k}")
         if bases is None:  # sequence mode: buffers indexed by t
-            x_in, o_in = cur.t * I + col, cur.t * DHo + col
-            o_rec, o_head = cur.t_prev * DHo + cur.direction * Ho + rec_k, cur.t * DHo + col
+            x_in, o_in = cur.t * I + _low(in_col, I), cur.t * DHo + _low(in_col, DHo)
+            o_rec = cur.t_prev * DHo + cur.direction * Ho + rec_k
+            o_head = cur.t * DHo + _low(in_col, DHo)
             first = cur.first_step
         else:  # stream mode: rings indexed by the step count
-            x_in, o_in = bases[0] + col, bases[1] + col
-            o_rec, o_head = bases[2] + rec_k, bases[3] + col
+            x_in, o_in = bases[0] + _low(in_col, I), bases[1] + _low(in_col, DHo)
+            o_rec, o_head = bases[2] + rec_k, bases[3] + _low(in_col, DHo)
             first = self.step_reset
         with m.Switch(cur.kind):
             with m.Case(KIND_GATES):
@@ -308,9 +308,9 @@ class VectorFetch(wiring.Component):
                 top = _SRC_O1 if (L - 1) % 2 else _SRC_O0
                 m.d.comb += [src.eq(top), o_addr.eq(o_head)]
         if self._layout.simd > 1:
-            with m.If(col >= n_cols):
+            with m.If(beat.pad[k]):
                 m.d.comb += src.eq(_SRC_ZERO)
-        addrs = {"xbuf": x_addr, "obuf0": o_addr, "obuf1": o_addr, "mbuf": col,
+        addrs = {"xbuf": x_addr, "obuf0": o_addr, "obuf1": o_addr, "mbuf": _low(in_col, H),
                  "h0buf": state_base + rec_k}  # fmt: skip
         for name in self._buffers:
             m.d.comb += getattr(self, f"{name}_r{k}").addr.eq(addrs[name])
@@ -385,12 +385,15 @@ class VectorFetch(wiring.Component):
             m.d.comb += getattr(o, field).eq(getattr(beat2, field))
 
 
-def _beat_layout(layout: WeightLayout) -> data.StructLayout:
-    from .weights import WeightMemory
+def _slot(field, k: int):
+    """Slot ``k`` of a per-slot beat field (the field itself with one slot)."""
+    return field[k] if isinstance(field, data.View) else field
 
-    probe = WeightMemory(layout)  # only for its beat layout
-    probe._MustUse__silence = True
-    return probe.beat_layout
+
+def _low(value, length: int):
+    """The low bits of ``value`` that index a vector of ``length`` elements: an index known
+    to be below ``length``, cut so that ``base + index`` needs no more carry than that."""
+    return value[: min(len(value), max(1, (length - 1).bit_length()))]
 
 
 def fetch_reference(model, layout: WeightLayout, schedule: Schedule, T: int, buffers: dict,

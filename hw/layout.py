@@ -77,7 +77,10 @@ class Matrix:
 
     ``codes`` is ``(padded_rows, cols)`` int64 weight codes in layout row order (zero rows
     pad ``rows`` up to ``padded_rows = groups * lanes``); ``bias`` is ``(padded_rows,)``
-    accumulator codes (zeros for padding and for matrices without a bias).
+    accumulator codes (zeros for padding and for matrices without a bias). ``in_cols`` is the
+    number of leading columns that read the layer's input (a ``gates`` matrix's ``W_ih``
+    part; the recurrent columns follow); every column of a ``proj`` or ``head`` matrix
+    (``in_cols == cols``; None: the same).
     """
 
     name: str
@@ -95,6 +98,11 @@ class Matrix:
     codes: np.ndarray
     bias: np.ndarray
     simd: int = 1
+    in_cols: int | None = None
+
+    def __post_init__(self):
+        if self.in_cols is None:
+            object.__setattr__(self, "in_cols", self.cols)
 
     @property
     def chunks(self) -> int:
@@ -279,6 +287,7 @@ class _Raw(NamedTuple):
     bias: np.ndarray
     segments: list
     role: str
+    in_cols: int | None = None  # columns of the layer input (None: all)
 
 
 def _check_geometry(model, lanes, simd) -> tuple[int, int]:
@@ -315,14 +324,14 @@ def _raw_matrices(model) -> list[_Raw]:
                 rows = gru_gate_rows(model, l, d)
                 raw.append(_Raw(f"{suffix}_gates", l, d, "gates", rows.codes, rows.bias,
                                 [(seg.length, seg.shift) for seg in rows.segments],
-                                rows.target.role))  # fmt: skip
+                                rows.target.role, model.layer_input_size(l)))  # fmt: skip
                 continue
             s_in, s_rec, _ = model.gate_shifts(l, d)
             codes = np.concatenate([q.w_ih.codes, q.w_hh.codes], axis=1)
             raw.append(_Raw(f"{suffix}_gates", l, d, "gates", unit_major(codes, H),
                             unit_major(model.aligned_gate_bias(l, d), H),
                             [(q.w_ih.codes.shape[1], s_in), (q.w_hh.codes.shape[1], s_rec)],
-                            "preact"))  # fmt: skip
+                            "preact", q.w_ih.codes.shape[1]))  # fmt: skip
             if q.w_hr is not None:
                 raw.append(_Raw(f"{suffix}_proj", l, d, "proj", q.w_hr.codes,
                                 np.zeros(H_out, np.int64), [(H, model.proj_shift(l, d))],
@@ -353,7 +362,7 @@ def _place(raw: list[_Raw], P: int, S: int, product_shifts, target_roles):
     columns and stored one after the other."""
     matrices, weight_blocks, bias_blocks = [], [], []
     base = bias_base = 0
-    for name, l, d, kind, codes, bias, segs, role in raw:
+    for name, l, d, kind, codes, bias, segs, role, in_cols in raw:
         rows, cols = codes.shape
         groups = -(-rows // P)
         padded = groups * P
@@ -368,7 +377,8 @@ def _place(raw: list[_Raw], P: int, S: int, product_shifts, target_roles):
             segments.append(Segment(start, length, shift, product_shifts.index(shift)))
             start += length
         mat = Matrix(name, l, d, kind, rows, padded, groups, cols, base, bias_base,
-                     tuple(segments), target_roles.index(role), pcodes, pbias, S)  # fmt: skip
+                     tuple(segments), target_roles.index(role), pcodes, pbias, S,
+                     in_cols)  # fmt: skip
         matrices.append(mat)
         # word g*chunks + c, element p*S + s  <-  row g*P + p, column c*S + s
         chunks = mat.chunks

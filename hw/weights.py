@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 from .layout import WeightLayout, select_bits
 from .pipeline import NO_RW_CHECK, SkidOutput, register
 
-__all__ = ["WeightMemory"]
+__all__ = ["WeightMemory", "beat_layout", "column_fields"]
 
 
 class WeightMemory(wiring.Component):
@@ -45,7 +45,16 @@ class WeightMemory(wiring.Component):
         * ``shift_sel``: index into ``layout.product_shifts`` of the segment holding ``k``;
         * ``target_sel``: index into ``layout.targets`` of the matrix's requantization target;
         * ``first`` (``k == 0``), ``last`` (``k == cols - 1``), ``end`` (last beat of the
-          matrix).
+          matrix);
+        * the columns of the beat's ``S`` slots (slot ``s``: column ``c = k + s``), in the
+          terms the vector fetch addresses its buffers with (``in_cols`` =
+          :attr:`~.layout.Matrix.in_cols`): ``rec`` (bit ``s``: ``c >= in_cols``, a
+          recurrent column), ``in_col`` (``c``) and ``rec_col`` (``c - in_cols``), the low
+          bits of each (``in_col`` wide enough for every ``in_cols``, ``rec_col`` for
+          every ``cols - in_cols``; meaningful where the column is of that kind), one per
+          slot like ``shift_sel``; with ``S > 1``, ``pad`` (bit ``s``: ``c >= cols``, a
+          padding column). They are registers of the beat, so the consumer compares no
+          column.
     load : ``In(stream.Signature(load_layout))``
         Rewrites one word; always ready, written at the clock edge where ``valid`` is
         high. Fields: ``bias`` (1: bias memory, 0: weight memory), ``addr`` (word address),
@@ -82,22 +91,7 @@ class WeightMemory(wiring.Component):
             raise TypeError(f"layout must be a WeightLayout, not {layout!r}")
         self._layout = layout
         P, S = layout.lanes, layout.simd
-        max_cols = max(m.cols for m in layout.matrices)
-        max_groups = max(m.groups for m in layout.matrices)
-        sel_shape = unsigned(select_bits(len(layout.product_shifts)))
-        self._beat_layout = data.StructLayout(
-            {
-                "weights": data.ArrayLayout(signed(layout.weight_bits), P * S),
-                "bias": data.ArrayLayout(signed(layout.acc.bits), P),
-                "col": unsigned(select_bits(max_cols)),
-                "group": unsigned(select_bits(max_groups)),
-                "shift_sel": sel_shape if S == 1 else data.ArrayLayout(sel_shape, S),
-                "target_sel": unsigned(select_bits(len(layout.targets))),
-                "first": 1,
-                "last": 1,
-                "end": 1,
-            }
-        )
+        self._beat_layout = beat_layout(layout)
         self._load_layout = data.StructLayout(
             {
                 "bias": 1,
@@ -205,6 +199,7 @@ class WeightMemory(wiring.Component):
                 "penult_col": col_shape,  # first column of the chunk before it (or 0)
                 "one_chunk": 1,  # last_col == 0
                 "one_beat": 1,  # one chunk and one group
+                "in_cols": unsigned(col_shape.width + 1),
                 "groups_m1": group_shape,
                 "target": target_sel_shape,
                 # segment s covers columns bound[s-1] .. bound[s]-1 (bound[-1] = cols)
@@ -229,6 +224,7 @@ class WeightMemory(wiring.Component):
                         "penult_col": max(0, mat.chunks - 2) * S,
                         "one_chunk": int(mat.chunks == 1),
                         "one_beat": int(mat.chunks == 1 and mat.groups == 1),
+                        "in_cols": mat.in_cols,
                         "groups_m1": mat.groups - 1,
                         "target": mat.target,
                         "bounds": bounds,
@@ -280,6 +276,7 @@ class WeightMemory(wiring.Component):
                     m.d.comb += sel.eq(cur.sels[seg])
             slot_sels.append(sel)
         shift_sel = slot_sels[0] if S == 1 else Cat(*slot_sels)
+        n.columns = self._slot_columns(m, k, cur)
 
         # The next weight address is computed here and read at once: the block RAM's array
         # read of ``addr_next`` happens at the edge where ``addr`` takes it, so the data
@@ -344,6 +341,21 @@ class WeightMemory(wiring.Component):
         n.adv, n.at_last, n.at_end = adv, at_last, at_end
         n.addr_next, n.shift_sel = addr_next, shift_sel
 
+    def _slot_columns(self, m, k, cur) -> dict:
+        """The beat fields ``rec``, ``in_col``, ``rec_col`` (and ``pad``) of the chunk at
+        column ``k`` of matrix ``cur``, from registers (``k`` and the matrix constants)."""
+        S, beat = self._layout.simd, self._beat_layout
+        fields = {"rec": [], "in_col": [], "rec_col": [], "pad": []}
+        for slot in range(S):
+            col = k + slot
+            fields["rec"].append(col >= cur.in_cols)
+            fields["in_col"].append(col[: _width(beat, "in_col", S)])
+            fields["rec_col"].append((col - cur.in_cols)[: _width(beat, "rec_col", S)])
+            fields["pad"].append(col >= cur.bounds[-1])  # the last bound is ``cols``
+        if S == 1:
+            del fields["pad"]
+        return {name: Cat(*values) for name, values in fields.items()}
+
     def _read_stage(self, m, n):
         """Stage B: the memory reads and the registered beat fields (``n.o``, valid when
         ``n.pipe_valid``)."""
@@ -361,6 +373,7 @@ class WeightMemory(wiring.Component):
                     "first": 1,
                     "last": 1,
                     "end": 1,
+                    **{name: beat[name].shape for name in n.columns},
                 }
             )
         )
@@ -382,6 +395,7 @@ class WeightMemory(wiring.Component):
                 meta.first.eq(n.k == 0),
                 meta.last.eq(n.at_last),
                 meta.end.eq(n.at_end),
+                *(getattr(meta, name).eq(value) for name, value in n.columns.items()),
             ]
         o = Signal(beat)  # the beat of stage B
         m.d.comb += [
@@ -394,6 +408,65 @@ class WeightMemory(wiring.Component):
             o.first.eq(meta.first),
             o.last.eq(meta.last),
             o.end.eq(meta.end),
+            *(getattr(o, name).eq(getattr(meta, name)) for name in n.columns),
         ]
 
         n.o, n.pipe_valid = o, pipe_valid
+
+
+def _width(beat: data.StructLayout, name: str, S: int) -> int:
+    """Width of one slot of field ``name`` of ``beat``."""
+    shape = beat[name].shape
+    return (shape.elem_shape if S > 1 else shape).width
+
+
+def beat_layout(layout: WeightLayout) -> data.StructLayout:
+    """The payload layout of :class:`WeightMemory`'s ``o`` for ``layout``
+    (:attr:`WeightMemory.beat_layout`)."""
+    P, S = layout.lanes, layout.simd
+    matrices = layout.matrices
+    in_col = unsigned(select_bits(max(m.in_cols for m in matrices)))
+    rec_col = unsigned(select_bits(max(m.cols - m.in_cols for m in matrices)))
+
+    def per_slot(shape):
+        return shape if S == 1 else data.ArrayLayout(shape, S)
+
+    return data.StructLayout(
+        {
+            "weights": data.ArrayLayout(signed(layout.weight_bits), P * S),
+            "bias": data.ArrayLayout(signed(layout.acc.bits), P),
+            "col": unsigned(select_bits(max(m.cols for m in matrices))),
+            "group": unsigned(select_bits(max(m.groups for m in matrices))),
+            "shift_sel": per_slot(unsigned(select_bits(len(layout.product_shifts)))),
+            "target_sel": unsigned(select_bits(len(layout.targets))),
+            "first": 1,
+            "last": 1,
+            "end": 1,
+            "rec": S,
+            "in_col": per_slot(in_col),
+            "rec_col": per_slot(rec_col),
+            **({"pad": S} if S > 1 else {}),
+        }
+    )
+
+
+def column_fields(layout: WeightLayout, matrix, col: int) -> dict:
+    """The column fields of the beat at column ``col`` of ``matrix`` (a :class:`~.layout.Matrix`
+    of ``layout``) as :class:`WeightMemory` emits them: ``{"rec", "in_col", "rec_col"}`` and,
+    with ``S > 1``, ``"pad"`` (``rec``/``pad`` as ``S``-bit integers, the others one value
+    per slot, a list with ``S > 1``; see the class docstring). For testbenches that feed
+    a consumer of the beats."""
+    S, beat = layout.simd, beat_layout(layout)
+    cols = [col + slot for slot in range(S)]
+    in_mask = (1 << _width(beat, "in_col", S)) - 1
+    rec_mask = (1 << _width(beat, "rec_col", S)) - 1
+    fields = {
+        "rec": sum(int(c >= matrix.in_cols) << slot for slot, c in enumerate(cols)),
+        "in_col": [c & in_mask for c in cols],
+        "rec_col": [(c - matrix.in_cols) & rec_mask for c in cols],
+    }
+    if S == 1:
+        fields["in_col"], fields["rec_col"] = fields["in_col"][0], fields["rec_col"][0]
+    else:
+        fields["pad"] = sum(int(c >= matrix.cols) << slot for slot, c in enumerate(cols))
+    return fields

@@ -22,6 +22,7 @@ from lstmfpga.hw.layout import WeightLayout
 from lstmfpga.hw.mvu import MatrixVectorUnit
 from lstmfpga.hw.regroup import emitter_cycles
 from lstmfpga.hw.schedule import Schedule
+from lstmfpga.hw.weights import column_fields
 from lstmfpga.testing import random_qmodel
 
 CASES = {
@@ -67,6 +68,7 @@ def beats_of(layout, schedule, want, rng):
             "weights": rng.integers(-(2 ** (wbits - 1)), 2 ** (wbits - 1), P * S).tolist(),
             "bias": [0] * P, "col": col, "group": g, "shift_sel": sel, "target_sel": 0,
             "first": col == 0, "last": last, "end": last and g == mx.groups - 1,
+            **column_fields(layout, mx, col),
         })  # fmt: skip
     return beats
 

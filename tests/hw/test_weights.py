@@ -28,6 +28,7 @@ def expected_beats(model, layout, matrix):
         s_in, s_rec, _ = model.gate_shifts(m.layer, m.direction)
         col_shift = [s_in] * q.w_ih.codes.shape[1] + [s_rec] * q.w_hh.codes.shape[1]
         role = "preact"
+        in_cols = q.w_ih.codes.shape[1]  # the layer's input columns, then the recurrent ones
     elif m.kind == "proj":
         q = model.layers[m.layer][m.direction]
         rows, biases = q.w_hr.codes, np.zeros(q.w_hr.codes.shape[0], np.int64)
@@ -39,6 +40,9 @@ def expected_beats(model, layout, matrix):
         role = "head_out"
     target = [t.role for t in layout.targets].index(role)
     n_rows, cols = rows.shape
+    if m.kind != "gates":
+        in_cols = cols  # every column reads the layer's (the projection's, the head's) input
+    in_mask, rec_mask = column_masks(model)
     groups = -(-n_rows // P)
     beats = []
     for g in range(groups):
@@ -50,8 +54,21 @@ def expected_beats(model, layout, matrix):
                 "col": k, "group": g, "shift_sel": shifts.index(col_shift[k]),
                 "target_sel": target, "first": int(k == 0), "last": int(k == cols - 1),
                 "end": int(g == groups - 1 and k == cols - 1),
+                "rec": int(k >= in_cols), "in_col": k & in_mask,
+                "rec_col": (k - in_cols) & rec_mask,
             })  # fmt: skip
     return beats
+
+
+def column_masks(model):
+    """The bits of the ``in_col`` and ``rec_col`` fields: enough for the longest layer input
+    (or projection, or head input) and for ``H_out`` recurrent columns."""
+    longest_in = max([model.layer_input_size(l) for l in range(model.num_layers)]
+                     + [model.hidden_size if model.proj_size else 0,
+                        model.num_directions * model.output_size])  # fmt: skip
+    return (1 << max(1, (longest_in - 1).bit_length())) - 1, (
+        1 << max(1, (model.output_size - 1).bit_length())
+    ) - 1
 
 
 def as_dict(payload, lanes):
@@ -59,7 +76,8 @@ def as_dict(payload, lanes):
         "weights": array(payload.weights, lanes),
         "bias": array(payload.bias, lanes),
         **{f: int(getattr(payload, f)) for f in ("col", "group", "shift_sel", "target_sel",
-                                                  "first", "last", "end")},
+                                                  "first", "last", "end", "rec", "in_col",
+                                                  "rec_col")},
     }  # fmt: skip
 
 
@@ -156,7 +174,8 @@ def test_properties_and_signature():
     assert dut.layout is layout and dut.lanes == 8 and dut.latency == 2
     assert set(dut.signature.members) == {"cmd", "o", "load"}
     assert set(dut.beat_layout.members) == {"weights", "bias", "col", "group", "shift_sel",
-                                            "target_sel", "first", "last", "end"}  # fmt: skip
+                                            "target_sel", "first", "last", "end", "rec",
+                                            "in_col", "rec_col"}  # fmt: skip
     assert set(dut.load_layout.members) == {"bias", "addr", "data"}
     assert dut.beat_layout["weights"].shape.elem_shape.width == layout.weight_bits
     assert dut.beat_layout["bias"].shape.elem_shape.width == layout.acc.bits
