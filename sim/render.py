@@ -196,6 +196,7 @@ def cycle_rows(report: dict) -> list[tuple[str, str]]:
 #: What :func:`compare` shows: (label, path in the report).
 COMPARE_ROWS = (
     ("bit-exact", ("bit_exact",)),
+    ("cell", ("model", "cell")),
     ("simulator", ("simulator", "name")),
     ("version", ("simulator", "version")),
     ("preset", ("quantization", "preset")),
@@ -220,7 +221,16 @@ COMPARE_ROWS = (
 )
 
 
+#: Values a report leaves out because they are the default: an LSTM report's ``model`` section
+#: has no ``cell`` key (its format predates GRUs).
+DEFAULTS = {("model", "cell"): "lstm"}
+
+
 def report_value(report: dict, path: tuple[str, ...]):
+    """The value at ``path`` in ``report``, its default if the report leaves it out (see
+    :data:`DEFAULTS`), or None."""
+    if path in DEFAULTS and isinstance(report.get(path[0]), dict):
+        return report[path[0]].get(path[1], DEFAULTS[path])
     value = report
     for key in path:
         if not isinstance(value, dict) or key not in value:
@@ -231,7 +241,9 @@ def report_value(report: dict, path: tuple[str, ...]):
 
 def report_label(report: dict, index: int) -> str:
     sim, preset = report["simulator"]["name"], report["quantization"]["preset"]
-    return f"#{index + 1} {sim} P={report['lanes']} {preset}"
+    cell = report_value(report, ("model", "cell"))
+    suffix = " GRU" if cell == "gru" else ""
+    return f"#{index + 1} {sim} P={report['lanes']} {preset}{suffix}"
 
 
 def compare(reports: list[dict]) -> str:
