@@ -148,6 +148,52 @@ class CycleModel:
         acc = self.accelerator
         return acc.input_length(T) + self.compute(T) + acc.result_length(T)
 
+    def batch(self, Ts) -> int:
+        """Cycles of back-to-back sequences of lengths ``Ts`` (in that order), from the first
+        input element's transfer to the last result's, both included, when the host offers
+        every input element as soon as it can be taken and takes every result at once.
+
+        Cycle ``c`` counts from the first element's transfer (``c = 0``). A sequence's
+        first result is valid ``compute(T) - 1`` cycles after its ``tlast`` transfer.
+        ``buffers=1``: each sequence costs ``input_length + compute(T) + result_length - 2``
+        (the next one's first element is taken in the cycle after the last result).
+        ``buffers=2``: sequence ``k`` starts computing at ``s_k = max(l_k, f_{k-1} + 1)``
+        (``l_k`` its ``tlast``, ``f`` the hand-off of the previous one's results to the
+        drain), hands off at ``f_k = max(s_k + compute(T) - DRAIN_START - 1, e_{k-1} + 1)``
+        (``e`` the previous drain's last result) and drains until ``e_k = f_k + 1 +
+        result_length``; the next sequence's first element is taken at ``s_k + 1``."""
+        acc = self.accelerator
+        Ts = [int(T) for T in Ts]
+        if not Ts:
+            raise ValueError("Ts must name at least one sequence length, not []")
+        first, handoff, drained = 0, None, None
+        for T in Ts:
+            last_in = first + acc.input_length(T) - 1
+            start = last_in if handoff is None or acc.buffers == 1 else max(last_in, handoff + 1)
+            handoff = start + self.compute(T) - DRAIN_START - 1
+            if drained is not None and acc.buffers == 2:
+                handoff = max(handoff, drained + 1)
+            drained = handoff + 1 + acc.result_length(T)
+            first = start + 1 if acc.buffers == 2 else drained + 1
+        return drained + 1
+
+    def sequences(self, B: int, T: int) -> int:
+        """:meth:`batch` of ``B`` sequences of ``T`` steps."""
+        if not isinstance(B, int) or B < 1:
+            raise ValueError(f"B must be a positive integer, not {B!r}")
+        return self.batch([T] * B)
+
+    def interval(self, T: int) -> int:
+        """Steady cycles per sequence of back-to-back sequences of ``T`` steps (the step of
+        :meth:`sequences` in ``B``): with ``buffers=1`` a whole sequence (``input_length +
+        compute(T) + result_length - 2``); with ``buffers=2`` the slowest of compute
+        (``compute(T) - 2``), load (``input_length``) and drain (``result_length + 2``)."""
+        acc = self.accelerator
+        n_in, n_out, compute = acc.input_length(T), acc.result_length(T), self.compute(T)
+        if acc.buffers == 1:
+            return n_in + compute + n_out - 2
+        return max(compute - 2, n_in, n_out + 2)
+
     def step(self, layer: int = 0) -> int:
         """Steady-state cycles of one step of ``layer`` (gates, and projection if any)."""
         for kind, lay, _, entries in self.items:
@@ -190,4 +236,9 @@ class CycleModel:
             },
             "compute": {str(T): self.compute(T) for T in samples},
             "per_sequence": {str(T): self.sequence(T) for T in samples},
-        }
+        } | ({} if acc.buffers == 1 else {
+            # (buffers=1 keeps the manifest of the designs generated before buffers existed)
+            "overlap": "buffers = 2: back-to-back sequences cost interval(T) = max(compute - "
+                       "2, load, drain + 2) each (the first load and the last drain besides)",
+            "interval": {str(T): self.interval(T) for T in samples},
+        })  # fmt: skip

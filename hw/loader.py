@@ -1,6 +1,7 @@
 """The input loader: one sequence from the input stream into the accelerator's buffers.
 
-:class:`InputLoader` is the LOAD phase of :class:`~.accelerator.LSTMAccelerator`: it takes the
+:class:`InputLoader` is the LOAD phase of :class:`~.accelerator.LSTMAccelerator` (with
+``buffers=2`` it loads the next sequence, into the other bank, while one is computed): it takes the
 elements of one sequence (``s_axis``) and writes them, one per cycle, into the input buffers
 through memory write ports: with an initial state, ``h0`` then ``c0`` first, then ``x``
 time-major. At the sequence's ``tlast`` it reports the number of whole ``x`` vectors ``T``
@@ -57,6 +58,9 @@ class InputLoader(wiring.Component):
         state, else 0 and 0).
     h0_bits, c_bits : int
         Widths of ``h0buf`` and ``cmem`` words; ``c_depth`` is the depth of ``cmem``.
+    overlap : bool
+        Add the member ``T_now`` (for :class:`~.accelerator.LSTMAccelerator` with
+        ``buffers=2``, whose loader writes the next sequence while one is computed).
 
     Members
     -------
@@ -80,6 +84,10 @@ class InputLoader(wiring.Component):
     error : ``Out(1)``
         Sticky: a sequence ended inside the initial state, with a partial ``x`` vector, or
         was longer than ``max_seq_len`` vectors (``T`` counts the whole vectors kept).
+    T_now : ``Out(range(max_seq_len + 1))``, only with ``overlap``
+        Combinational: the ``T`` of the sequence whose ``last`` element is taken in this
+        cycle (valid with ``start``; ``T`` holds it from the next cycle on), so that a
+        double-buffered accelerator can latch it when the computation starts at once.
 
     Timing: each element taken is written at the clock edge of its transfer (``latency`` 0);
     one element per cycle while ``enable`` is high.
@@ -100,6 +108,7 @@ class InputLoader(wiring.Component):
         h0_bits: int = 1,
         c_bits: int = 1,
         c_depth: int = 2,
+        overlap: bool = False,
     ):
         self._I = at_least("input_size", input_size, 1)
         self._Tmax = at_least("max_seq_len", max_seq_len, 1)
@@ -124,6 +133,8 @@ class InputLoader(wiring.Component):
             "error": Out(1),
         }
         members |= state_ports(n_h0, h0_bits, n_c0, c_depth, c_bits)
+        if overlap:
+            members["T_now"] = Out(range(max_seq_len + 1))
         super().__init__(members)
 
     @property
@@ -193,6 +204,8 @@ class InputLoader(wiring.Component):
                     self.T.eq(whole),
                 ]
                 m.d.comb += self.start.eq(whole != 0)
+                if "T_now" in self.signature.members:
+                    m.d.comb += self.T_now.eq(whole)
         return m
 
 
