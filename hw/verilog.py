@@ -122,6 +122,8 @@ _DESCRIBE = {
     "w__ready": "weight beat ready (only between sequences)",
     "s_axis_tuser": "stream mode: on the first element of a step's x, reset the state first",
     "keep_state": "stream mode: 1 carries the state over tlast, 0 resets it per sequence",
+    "saturation": "per cycle, values that did not fit their format, per tensor "
+    "(preact, cell, hidden, hn, head_out; lstmfpga.hw.saturation)",
 }
 
 
