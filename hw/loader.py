@@ -153,16 +153,24 @@ class InputLoader(wiring.Component):
         accept = Signal()
         error = Signal()
         elem = self.i.payload
+        # Flags of the counters, registered with them (timing: ``start`` restarts every
+        # schedule cursor, so it follows flip-flops through two LUT levels, no comparator):
+        # ``feat == I - 1``, ``tpos < Tmax``, ``tpos != 0``.
+        feat_last = Signal(init=int(I == 1))
+        room = Signal(init=1)
+        nonempty = Signal()
         m.d.comb += [
             self.i.ready.eq(self.enable),
             accept.eq(self.i.valid & self.enable),
             self.error.eq(error),
         ]
-        if n_h0 + n_c0:
-            m.d.comb += in_init.eq(init_idx < n_h0 + n_c0)
+        if n_h0 + n_c0:  # a register: init_idx < n_h0 + n_c0
+            in_init = Signal(init=1)
         with m.If(accept):
             with m.If(in_init):
                 m.d.sync += init_idx.eq(init_idx + 1)
+                if n_h0 + n_c0:
+                    m.d.sync += in_init.eq(init_idx != n_h0 + n_c0 - 1)
                 if n_h0:
                     with m.If(init_idx < n_h0):
                         m.d.comb += [
@@ -178,23 +186,26 @@ class InputLoader(wiring.Component):
                             self.c_w.en.eq(1),
                         ]
             with m.Else():
-                with m.If(tpos < Tmax):
+                with m.If(room):
                     m.d.comb += [
                         self.x_w.addr.eq(x_addr),
                         self.x_w.data.eq(elem.data),
                         self.x_w.en.eq(1),
                     ]
                     m.d.sync += x_addr.eq(x_addr + 1)
-                with m.If(feat == I - 1):
-                    m.d.sync += [feat.eq(0), tpos.eq(Mux(tpos < Tmax, tpos + 1, tpos))]
+                with m.If(feat_last):
+                    m.d.sync += [feat.eq(0), feat_last.eq(int(I == 1))]
+                    with m.If(room):
+                        m.d.sync += [tpos.eq(tpos + 1), room.eq(tpos != Tmax - 1),
+                                     nonempty.eq(1)]  # fmt: skip
                 with m.Else():
-                    m.d.sync += feat.eq(feat + 1)
+                    m.d.sync += [feat.eq(feat + 1), feat_last.eq(feat == I - 2)]
             with m.If(elem.last):
                 whole = Signal.like(tpos)
-                m.d.comb += whole.eq(
-                    Mux(~in_init & (feat == I - 1) & (tpos < Tmax), tpos + 1, tpos)
-                )
-                with m.If(in_init | (feat != I - 1) | (tpos >= Tmax)):
+                completes = Signal()  # this element completes a vector that is kept
+                m.d.comb += [completes.eq(~in_init & feat_last & room),
+                             whole.eq(Mux(completes, tpos + 1, tpos))]  # fmt: skip
+                with m.If(in_init | ~feat_last | ~room):
                     m.d.sync += error.eq(1)
                 m.d.sync += [
                     init_idx.eq(0),
@@ -202,8 +213,13 @@ class InputLoader(wiring.Component):
                     tpos.eq(0),
                     x_addr.eq(0),
                     self.T.eq(whole),
+                    feat_last.eq(int(I == 1)),
+                    room.eq(1),
+                    nonempty.eq(0),
                 ]
-                m.d.comb += self.start.eq(whole != 0)
+                if n_h0 + n_c0:
+                    m.d.sync += in_init.eq(1)
+                m.d.comb += self.start.eq(nonempty | completes)
                 if "T_now" in self.signature.members:
                     m.d.comb += self.T_now.eq(whole)
         return m
