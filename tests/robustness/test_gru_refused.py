@@ -1,12 +1,17 @@
 """GRUs through the real CLI: ``export`` reads GRU model files (the cell inferred from the
-shapes, or given with ``--cell``) and refuses bad ones with one line; ``quantize`` and
-``info`` take GRU specs and qmodels; ``quantize --formats-from`` refuses the other cell's
-qmodel and a retrained weight outside its format, naming them; ``finetune`` (no GRU
-support) refuses a GRU with one line naming the cell."""
+shapes, or given with ``--cell``) and refuses bad ones with one line (shapes, NaN/Inf and
+integer weights, forwards other than GRU -> optional head); ``quantize`` and ``info`` take
+GRU specs and qmodels and refuse malformed ones (gate order, the recurrent n bias ``b_hn``
+missing or outside its format, an LSTM's roles); ``quantize --formats-from`` refuses the
+other cell's qmodel and a retrained weight outside its format, naming them; ``predict``
+refuses a ``c0``, ``generate`` lanes beyond 4H; ``finetune`` (no GRU support) refuses a GRU
+with one line naming the cell."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import shutil
 
 import numpy as np
 import pytest
@@ -127,6 +132,12 @@ class _GRUThenTanh(nn.Module):
         return torch.tanh(y)
 
 
+class _GRUHidden(_GRUThenTanh):
+    def forward(self, x):
+        _, h = self.gru(x)
+        return h
+
+
 def _gru_weights(**changes):
     torch.manual_seed(1)
     state = nn.GRU(3, 4).state_dict()
@@ -163,6 +174,21 @@ BAD_GRU_FILES = {
         lambda p: torch.jit.script(_GRUThenTanh()).save(str(p)),
         (),
         "unsupported forward: aten::tanh",
+    ),
+    "forward returns h_n (TorchScript)": (
+        lambda p: torch.jit.script(_GRUHidden()).save(str(p)),
+        (),
+        "unsupported forward: forward returns h_n;",
+    ),
+    "Inf in bias_ih": (
+        lambda p: torch.save(_gru_weights(bias_ih_l0=torch.full((12,), float("inf"))), p),
+        (),
+        "bias_ih_l0 contains 12 non-finite value(s) (NaN or Inf)",
+    ),
+    "integer weight_ih": (
+        lambda p: torch.save(_gru_weights(weight_ih_l0=torch.zeros(12, 3, dtype=torch.int32)), p),
+        (),
+        "weight_ih_l0 must be a floating-point tensor, not torch.int32",
     ),
     "unknown --cell": (
         lambda p: torch.save(_gru_weights(), p),
@@ -209,3 +235,65 @@ def test_quantize_refuses_bad_gru_inputs(tmp_path, gru_spec_dir, name):
     result = run_cli(case, "quantize", gru_spec_dir / "spec", "--calib", case.inputs / "x.npy",
                      *config, "-o", case.out / "q")  # fmt: skip
     assert_refused(result, case, match=message)
+
+
+def _edited(root, source: str, name: str, manifest=None, tensors=None):
+    """A copy of artifact ``source`` with ``manifest(dict)`` / ``tensors(dict)`` applied."""
+    target = root / name
+    shutil.copytree(source, target)
+    if manifest is not None:
+        data = json.loads((target / "manifest.json").read_text())
+        manifest(data)
+        (target / "manifest.json").write_text(json.dumps(data))
+    if tensors is not None:
+        with np.load(target / "tensors.npz") as arrays:
+            data = dict(arrays)
+        tensors(data)
+        np.savez(target / "tensors.npz", **data)
+    return target
+
+
+def _hn_named_cell(manifest):
+    manifest["formats"]["cell"] = manifest["formats"].pop("hn")
+
+
+# name: (artifact, manifest edit, tensors edit, expected message of `info`)
+BAD_GRU_ARTIFACTS = {
+    "spec with an LSTM's gate_order": (
+        "spec", lambda m: m.update(gate_order=["i", "f", "g", "o"]), None,
+        "gate_order must be a permutation of ['r', 'z', 'n'], not ['i', 'f', 'g', 'o']",
+    ),
+    "qmodel without b_hn": (
+        "q", None, lambda t: t.pop("b_hn_l0"), "tensors.npz lacks tensor b_hn_l0",
+    ),
+    "qmodel b_hn codes outside their format": (
+        "q", None, lambda t: t.update(b_hn_l0=np.full(4, 1 << 20)),
+        "tensor b_hn_l0: tensor codes do not fit s16.",
+    ),
+    "qmodel formats with cell instead of hn": (
+        "q", _hn_named_cell, None,
+        "formats must name exactly the roles x, preact, gate, hn, hidden, head_out, not",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BAD_GRU_ARTIFACTS))
+def test_info_refuses_a_malformed_gru_artifact(tmp_path, gru_spec_dir, name):
+    source, manifest, tensors, message = BAD_GRU_ARTIFACTS[name]
+    case = Case.make(tmp_path)
+    bad = _edited(case.inputs, gru_spec_dir / source, "bad", manifest, tensors)
+    assert_refused(run_cli(case, "info", bad), case, match=message)
+
+
+def test_predict_refuses_a_c0_for_a_gru(tmp_path, gru_spec_dir):
+    case = Case.make(tmp_path)
+    np.savez(case.inputs / "init.npz", h0=np.zeros((1, 4, 4)), c0=np.zeros((1, 4, 4)))
+    result = run_cli(case, "predict", gru_spec_dir / "q", "--inputs", gru_spec_dir / "x.npy",
+                     "--h0c0", case.inputs / "init.npz", "-o", case.out / "y.npy")  # fmt: skip
+    assert_refused(result, case, match="a GRU has no cell state: drop c0")
+
+
+def test_generate_refuses_lanes_beyond_4h_for_a_gru(tmp_path, gru_spec_dir):
+    case = Case.make(tmp_path)
+    result = run_cli(case, "generate", gru_spec_dir / "q", "--lanes", 17, "-o", case.out / "rtl")
+    assert_refused(result, case, match="lanes must be in 1..16 (4*hidden_size), not 17")
