@@ -17,6 +17,10 @@ Ports (the Verilog port names are the member names; clock ``clk``, synchronous r
   processed with the whole vectors it had (up to ``max_seq_len``; none: it is dropped).
 * ``busy``: a sequence is being computed or drained (with ``buffers=2`` also: a loaded
   sequence waits for the computation).
+* ``saturation``: per cycle, the number of values of each tensor that did not fit their
+  format (fields ``preact``, ``cell``, ``hidden``, ``hn``, ``head_out``;
+  :mod:`.saturation`), what the golden model counts; the AXI top's ``SATURATION_*``
+  registers add them up.
 * ``w`` (``w__payload``, ``w__valid``, ``w__ready`` in Verilog): the weight port, an
   AXI4-Stream-style input of :attr:`LSTMAccelerator.weight_load_layout` beats
   (:attr:`.weights.WeightMemory.load_layout`): bit 0 ``bias`` (1: bias memory, 0: weight
@@ -48,6 +52,7 @@ from .banks import bank_plan, physical_depth
 from .layout import WeightLayout
 from .plans import buffer_plan, memory_plan, multiplier_plan, state_format, stream_buffer_plan
 from .regroup import emitter_cycles
+from .saturation import saturation_layout
 from .schedule import Schedule
 from .stream_geometry import StreamGeometry
 from .weights import WeightMemory
@@ -211,6 +216,7 @@ class LSTMAccelerator(wiring.Component):
                 "m_axis_tlast": Out(1),
                 "busy": Out(1),
                 "error": Out(1),
+                "saturation": Out(saturation_layout(lanes, cells)),
                 "w": In(stream.Signature(self._load_layout)),
             }
             | ({"s_axis_tuser": In(1), "keep_state": In(1)} if mode == "stream" else {})

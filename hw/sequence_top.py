@@ -33,6 +33,7 @@ from .mvu import MatrixVectorUnit
 from .pipeline import NO_RW_CHECK
 from .plans import addr_width, buffer_plan, state_format
 from .regroup import GateRegrouper
+from .saturation import drive_saturation
 from .schedule import ScheduleCursor
 from .sequencer import OverlapControl
 from .weights import WeightMemory
@@ -266,6 +267,7 @@ def _post(m, n, acc):
     m.submodules.cells = n.cellbank = bank = accelerator_cell_bank(
         n.q, cells=V, in_bits=out_bits, c_depth=2 << c_bits if from_c0 else LD * H
     )
+    drive_saturation(m, acc.saturation, n.mvu, bank)
     units, i = n.regroup.unit.payload, bank.i.payload
     c_addr = (n.post.layer * D + n.post.direction) * H + units.index
     m.d.comb += [

@@ -26,6 +26,7 @@ from .mvu import MatrixVectorUnit
 from .pipeline import NO_RW_CHECK
 from .plans import state_format
 from .regroup import GateRegrouper
+from .saturation import drive_saturation
 from .schedule import ScheduleCursor
 from .stream_drain import StreamDrain
 from .stream_loader import StreamLoader
@@ -222,6 +223,7 @@ def _post(m, n, acc):
     m.submodules.cells = n.cellbank = bank = accelerator_cell_bank(
         n.q, cells=V, in_bits=n.out_bits, c_depth=c_depth
     )
+    drive_saturation(m, acc.saturation, n.mvu, bank)
     units, i = regroup.unit.payload, bank.i.payload
     from_c0 = reset if acc.initial_state else 0
     m.d.comb += [
