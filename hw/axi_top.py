@@ -21,7 +21,9 @@ Ports (clock ``clk``, synchronous reset ``rst``):
   ``tready`` only between sequences). ``tlast`` marks the last beat of a load
   (``WEIGHT_LOADS`` counts them); it does not change what a beat writes.
 * ``s_axil_*``: the registers (``docs/registers.md``). ``CONTROL.soft_reset`` resets the
-  accelerator through a :class:`~amaranth.hdl.ResetInserter` (one cycle).
+  accelerator through a :class:`~amaranth.hdl.ResetInserter` (one cycle); the
+  ``SATURATION_*`` registers add up the accelerator's ``saturation`` port (the golden
+  model's saturation counts, :mod:`.saturation`).
 
 With ``beat_elements=K > 1`` each ``s_axis``/``m_axis`` beat carries ``K`` elements in
 byte-aligned lanes (:class:`~.beat_format.BeatFormat`: element ``j`` in lane ``j``), and
@@ -176,7 +178,10 @@ class AXITop(wiring.Component):
         m = Module()
         acc = self._acc
         stream = acc.mode == "stream"
-        m.submodules.registers = regs = RegisterBlock(self._design_id, stream=stream)
+        saturation = acc.signature.members["saturation"].shape
+        m.submodules.registers = regs = RegisterBlock(
+            self._design_id, stream=stream, saturation=saturation
+        )
         m.submodules.accelerator = ResetInserter(regs.soft_reset)(acc)
         if self._K == 1:
             streams, result_done = self._element_streams()
@@ -193,6 +198,7 @@ class AXITop(wiring.Component):
             regs.busy.eq(acc.busy),
             regs.error.eq(acc.error),
             regs.result_done.eq(result_done),
+            regs.saturation.eq(acc.saturation),
         ]
         for name, member in axi_lite_members().items():
             if member.flow == wiring.In:

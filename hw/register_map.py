@@ -149,11 +149,9 @@ REGISTERS: tuple[Register, ...] = (
                                   "it before that step"),
     )),
     *(Register(f"SATURATION_{role.upper()}", 0x2C + 4 * k, "ro", 0,
-               f"{_SATURATED[role]} that did not fit their format (rounded, then saturated "
-               "or wrapped) since reset, `CONTROL.clear_saturation` or `CONTROL.soft_reset` "
-               f"(wraps at 2**32): the golden model's `saturation[\"{role}\"]` for the "
-               "sequences run (inputs arrive as codes: its `x` count is the host's "
-               "quantization).")
+               f"{_SATURATED[role]} that did not fit their format since reset, "
+               "`CONTROL.clear_saturation` or `CONTROL.soft_reset` (wraps at 2**32): the "
+               f"golden model's `saturation[\"{role}\"]` (see Saturation counters).")
       for k, role in enumerate(SATURATION_ROLES)),
 )  # fmt: skip
 
@@ -208,7 +206,7 @@ def tables_digest(tables: dict) -> str:
 
 def render_markdown() -> str:
     """``docs/registers.md``, generated from :data:`REGISTERS` (a test keeps them equal)."""
-    lines = [*_md_intro(), *_md_tables(), *_md_top(), *_md_reload()]
+    lines = [*_md_intro(), *_md_tables(), *_md_saturation(), *_md_top(), *_md_reload()]
     return "\n".join(lines) + "\n"
 
 
@@ -252,6 +250,29 @@ def _md_tables() -> list[str]:
             bits = str(fld.bit) if fld.width == 1 else f"{fld.bit + fld.width - 1}:{fld.bit}"
             lines.append(f"| `{reg.name}` | {bits} | `{fld.name}` | {fld.description} |")
     return lines
+
+
+def _md_saturation() -> list[str]:
+    return [
+        "",
+        "## Saturation counters",
+        "",
+        (
+            "`SATURATION_<ROLE>` counts, per tensor, the values that were rounded out of their "
+            'format and saturated (or, with `overflow = "wrap"`, wrapped): what the golden '
+            "model counts in `GoldenResult.saturation`. `preact`: an LSTM's gate "
+            "pre-activations as the matrix-vector unit requantizes them, a GRU's r, z and n "
+            "in its cells; `cell`: c; `hidden`: the cell outputs m (a GRU's h) and the "
+            "projection's rows; `hn`: a GRU's recurrent n-gate term; `head_out`: the head. "
+            "Each value counts once, when its result leaves the unit that computed it "
+            "(`lstmfpga.hw.saturation`; the accelerator's `saturation` port). The inputs "
+            "arrive as codes, so the golden model's `x` count (and `predict`'s counts of "
+            "float `h0`, `c0` under `hidden`, `cell`) is the host's quantization: the "
+            "registers equal `golden.run(model, x_codes, h0_codes, c0_codes).saturation` "
+            "for the sequences run. The runtime reads them as a dict, "
+            "`Registers.saturation()`, and `clear_saturation()` zeroes them."
+        ),
+    ]
 
 
 def _md_top() -> list[str]:

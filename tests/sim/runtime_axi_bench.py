@@ -3,12 +3,13 @@
 Run by cocotb (not collected by pytest). For a stream-mode design it runs
 :func:`stream_mode` (``case.npz``: ``x``, ``resets``, ``x2``) instead of what follows. The
 run directory (``$H6_AXI_RUN``) holds
-``case.npz`` (float inputs ``x``, ``x2``, ``x3``, initial states ``h0``, ``c0``, ``h0b``,
-``c0b``, ``h0c``, ``c0c``), the design folder ``rtl/`` (built for model ``qa``) and the saved
-models ``qa`` and ``qb`` (B: other weights, A's formats); this module writes ``results.npz``
-(the decoded codes of every phase) and ``registers.json`` (what the registers read at each
-step). Everything the host does goes through :mod:`lstmfpga.runtime`: encode, decode, pack
-the weights, registers over AXI4-Lite.
+``case.npz`` (float inputs ``x``, ``x2``, ``x3``, ``x4``, initial states ``h0``, ``c0``,
+``h0b``, ``c0b``, ``h0c``, ``c0c``, ``h0d``, ``c0d``), the design folder ``rtl/`` (built for
+model ``qa``) and the saved models ``qa`` and ``qb`` (B: other weights, A's formats); this
+module writes ``results.npz`` (the decoded codes of every phase) and ``registers.json``
+(what the registers read at each step, the ``SATURATION_*`` counters too). Everything the
+host does goes through :mod:`lstmfpga.runtime`: encode, decode, pack the weights, registers
+over AXI4-Lite.
 """
 
 import json
@@ -143,7 +144,8 @@ class TB:
         out = {name: await self.regs.read(name)
                for name in ("SEQUENCES", "CYCLES", "BUSY_CYCLES", "ERRORS", "WEIGHT_LOADS",
                             "ID")}  # fmt: skip
-        return {**out, **{k: bool(v) for k, v in status.items()}}
+        saturation = await self.regs.saturation()
+        return {**out, **{k: bool(v) for k, v in status.items()}, "saturation": saturation}
 
 
 async def stream_mode(tb: TB, case, run: Path) -> None:
@@ -223,6 +225,16 @@ async def runtime_drives_the_axi_top(dut):
                     f"{phase}_c_n": got.c_n}  # fmt: skip
         await ClockCycles(dut.clk, 2)
         log[f"after_{phase}"] = await tb.snapshot()
+
+    # 5. inputs and states at the ends of their formats: the SATURATION_* counters add
+    # them to the counts since the soft reset of phase d; then clear_saturation zeroes them
+    x4 = case["x4"]
+    got = await tb.run(encode_inputs(design, x4, case["h0d"], case["c0d"]), x4.shape[1])
+    results |= {"f_prediction": got.prediction, "f_h_n": got.h_n, "f_c_n": got.c_n}
+    await ClockCycles(dut.clk, 2)
+    log["after_f"] = await tb.snapshot()
+    await tb.regs.clear_saturation()
+    log["after_clear_saturation"] = await tb.snapshot()
     log["idle"] = {"source": tb.source.empty(), "sink": tb.sink.empty(),
                    "weights": tb.weights.empty()}  # fmt: skip
 

@@ -7,8 +7,9 @@ One build and one simulation per K, the elements per stream beat, 1 and 4 (the c
 tests/sim/runtime_axi_bench.py: with K = 4 it moves the runtime's bytes as a DMA engine would,
 tkeep on partial last beats); the checks are here: results
 bit-exact with the golden model, registers counting sequences, the sticky error flag
-cleared on write, the soft reset, and weights reloaded through ``s_axis_w`` (model A, then
-B, then A again, random pauses on every stream) giving the loaded model's results.
+cleared on write, the soft reset, weights reloaded through ``s_axis_w`` (model A, then
+B, then A again, random pauses on every stream) giving the loaded model's results, and the
+SATURATION_* counters reading the golden model's saturation counts of the sequences run.
 """
 
 import json
@@ -19,7 +20,7 @@ import pytest
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.axi_top import write_axi_design
-from lstmfpga.hw.register_map import design_id
+from lstmfpga.hw.register_map import SATURATION_ROLES, design_id
 from lstmfpga.quant import golden
 from lstmfpga.quant.given_formats import quantize_like
 from lstmfpga.testing import random_inputs, random_qmodel, random_spec
@@ -38,6 +39,26 @@ def states(q, batch, seed):
     return rng.normal(0, 0.4, (LD, batch, q.output_size)), rng.normal(
         0, 0.4, (LD, batch, q.hidden_size)
     )
+
+
+def extremes(q, batch, T, seed):
+    """Inputs and initial states near the ends of their formats (x beyond them), so that
+    gate pre-activations, cell states and head outputs saturate."""
+    rng = np.random.default_rng(seed)
+    LD = q.num_layers * q.num_directions
+    x = rng.choice([-8.0, 8.0], (batch, T, q.input_size)) * rng.uniform(0.5, 1, (batch, T, 1))
+    h0 = rng.choice([-0.99, 0.99], (LD, batch, q.output_size))
+    c0 = rng.choice([-1.99, 1.99], (LD, batch, q.hidden_size))
+    return x, h0, c0
+
+
+def hardware_counts(q, x, h0, c0) -> dict:
+    """What the SATURATION_* registers count for these floats: the golden model's saturation
+    counts on the codes the hardware is given (the host's quantization of x, h0 and c0,
+    which ``predict`` counts too, is not the hardware's)."""
+    codes = [q.formats[role].quantize(v, q.rounding) for v, role in ((h0, "hidden"), (c0, "cell"))]
+    counts = golden.run(q, golden.quantize_inputs(q, x), *codes).saturation
+    return {role: counts.get(role, 0) for role in SATURATION_ROLES}
 
 
 @pytest.fixture(scope="module", params=[1, 4], ids=["K1", "K4"])
@@ -60,8 +81,9 @@ def axi_run(tmp_path_factory, request):
     h0b, c0b = states(q, 2, SEED + 1)
     x3 = random_inputs(SEED + 2, 2, 3, q.input_size)
     h0c, c0c = states(q, 2, SEED + 2)
-    np.savez(run / "case.npz", x=x, x2=x2, x3=x3, h0=h0, c0=c0, h0b=h0b, c0b=c0b, h0c=h0c,
-             c0c=c0c)  # fmt: skip
+    x4, h0d, c0d = extremes(q, 2, 4, seed=4)
+    np.savez(run / "case.npz", x=x, x2=x2, x3=x3, x4=x4, h0=h0, c0=c0, h0b=h0b, c0b=c0b,
+             h0c=h0c, c0c=c0c, h0d=h0d, c0d=c0d)  # fmt: skip
     return {"K": K, "q": q, "qb": qb, "info": info} | simulate(run, info)
 
 
@@ -95,13 +117,17 @@ def simulate(run, info) -> dict:
     }
 
 
+def assert_phase(got, phase, want):
+    """The results decoded in ``phase`` equal the golden model's (prediction, h_n, c_n)."""
+    for name in ("prediction", "h_n", "c_n"):
+        np.testing.assert_array_equal(got[f"{phase}_{name}"], getattr(want, name))
+
+
 def test_results_are_bit_exact_with_the_golden_model_under_random_stalls(axi_run):
     q, case, got = axi_run["q"], axi_run["case"], axi_run["results"]
     floats, want = golden.predict(q, case["x"], case["h0"], case["c0"])
     assert want.saturation.get("x", 0) > 0, "the inputs were meant to saturate some codes"
-    np.testing.assert_array_equal(got["a_prediction"], want.prediction)
-    np.testing.assert_array_equal(got["a_h_n"], want.h_n)
-    np.testing.assert_array_equal(got["a_c_n"], want.c_n)
+    assert_phase(got, "a", want)
     np.testing.assert_array_equal(got["a_float"], floats)  # the same dequantization
     assert got["a_prediction"].shape == (3, 4, 2)  # predict --raw's shape for head "all"
 
@@ -109,9 +135,7 @@ def test_results_are_bit_exact_with_the_golden_model_under_random_stalls(axi_run
 def test_after_a_soft_reset_results_are_bit_exact_again(axi_run):
     q, case, got = axi_run["q"], axi_run["case"], axi_run["results"]
     _, want = golden.predict(q, case["x2"], case["h0b"], case["c0b"])
-    np.testing.assert_array_equal(got["b_prediction"], want.prediction)
-    np.testing.assert_array_equal(got["b_h_n"], want.h_n)
-    np.testing.assert_array_equal(got["b_c_n"], want.c_n)
+    assert_phase(got, "b", want)
 
 
 def test_id_register_holds_the_manifest_hash(axi_run):
@@ -151,9 +175,7 @@ def test_reloaded_weights_give_the_loaded_models_results(axi_run, phase, model, 
     _, other = golden.predict(axi_run["qb" if model == "q" else "q"], case["x3"], case["h0c"],
                               case["c0c"])  # fmt: skip
     assert not np.array_equal(want.prediction, other.prediction), "A and B were meant to differ"
-    np.testing.assert_array_equal(got[f"{phase}_prediction"], want.prediction)
-    np.testing.assert_array_equal(got[f"{phase}_h_n"], want.h_n)
-    np.testing.assert_array_equal(got[f"{phase}_c_n"], want.c_n)
+    assert_phase(got, phase, want)
     after = regs[f"after_{phase}"]
     assert after["WEIGHT_LOADS"] == loads, "loads counted, and kept over the soft reset"
     assert after["ID"] == axi_run["info"]["design_id"], "ID names the design as generated"
@@ -197,3 +219,35 @@ def test_stream_mode_without_keep_state_starts_every_sequence_afresh_in_icarus(s
     np.testing.assert_array_equal(got["reset"], want.prediction)
     after = stream_run["registers"]["after"]
     assert after["SEQUENCES"] == 5 and not after["error"] and after["ERRORS"] == 0
+
+
+def test_saturation_registers_read_the_golden_models_counts(axi_run):
+    q, qb, case, regs = axi_run["q"], axi_run["qb"], axi_run["case"], axi_run["registers"]
+
+    def counts(model, name, states):
+        return hardware_counts(model, case[name], case[f"h0{states}"], case[f"c0{states}"])
+
+    def total(*parts):
+        return {role: sum(p[role] for p in parts) for role in SATURATION_ROLES}
+
+    a, b = counts(q, "x", ""), counts(q, "x2", "b")
+    c_b, c_a, f = counts(qb, "x3", "c"), counts(q, "x3", "c"), counts(q, "x4", "d")
+    assert a["preact"] > 0 and all(f[role] > 0 for role in ("preact", "cell", "head_out"))
+    want = {
+        "after_a": a,
+        "after_reset": total(),  # the soft reset zeroes them
+        "after_b": b,
+        "after_c": total(b, c_b),  # a weight load does not
+        "after_d": c_b,  # soft reset, then B on x3
+        "after_e": total(c_b, c_a),
+        "after_f": total(c_b, c_a, f),
+        "after_clear_saturation": total(),
+    }
+    assert {phase: regs[phase]["saturation"] for phase in want} == want
+    assert regs["after_clear_saturation"]["SEQUENCES"] == regs["after_f"]["SEQUENCES"]
+
+
+def test_saturating_inputs_still_give_the_golden_models_results(axi_run):
+    q, case, got = axi_run["q"], axi_run["case"], axi_run["results"]
+    _, want = golden.predict(q, case["x4"], case["h0d"], case["c0d"])
+    assert_phase(got, "f", want)
