@@ -13,6 +13,14 @@ from .model import QuantizedModel
 #: Each table and the role whose codes it reads.
 TABLE_INPUTS = (("sigmoid", "preact"), ("tanh_gate", "preact"), ("tanh_cell", "cell"))
 
+#: Rounding folded into the bias column of the gate product (see
+#: :meth:`FloatDatapath.preact_offset`): ``y + offset + 2**-(shift + 1)`` rounded half-even
+#: is the mode's rounding of any ``y`` on the grid ``2**-shift``.
+_ROUNDING_OFFSET = {"half_up": 0.0, "truncate": -0.5}
+
+#: float32 holds every integer of magnitude up to 2**24: an accumulator of at most 25 bits.
+EXACT_FLOAT32_ACC_BITS = 25
+
 
 class FloatDatapath(IntDatapath):
     """The same arithmetic on ``float64`` arrays holding the codes: faster, identical.
@@ -85,6 +93,40 @@ class FloatDatapath(IntDatapath):
             and all(model.tables[name].in_fmt == model.formats[role] for name, role in TABLE_INPUTS)
         )
 
+    def preact_offset(self) -> float | None:
+        """The constant added to the bias column of the gate matrix so that rounding the
+        pre-activation half-even (as :class:`CodeIndex` does) is the model's rounding, or
+        None when that needs a rounding pass of its own.
+
+        The accumulator in preact LSBs, ``y``, is a multiple of ``2**-s`` (``s`` the
+        requantization shift). With ``e = 2**-(s + 1)``, ``y + e`` (``half_up``) and
+        ``y + e - 1/2`` (``truncate``) are never ties, and round half-even to
+        ``floor(y + 1/2)`` and ``floor(y)``. The sum stays exact: every term and partial
+        sum is a multiple of ``2**-(s + 1)`` below ``2**(acc.bits - 1 - s) + 1`` in
+        magnitude, below ``2**(52 - s)`` when ``acc.bits <= 52``. For ``s <= 0`` the
+        accumulator is an integer and every mode leaves it as it is (offset 0).
+        """
+        model, shift = self.model, self.model.requant_shift("preact")
+        if model.rounding == "half_even" or shift <= 0:
+            return 0.0
+        if model.acc.bits > EXACT_FLOAT_BITS - 1:
+            return None
+        return _ROUNDING_OFFSET[model.rounding] + 2.0 ** -(shift + 1)
+
+    def gate_product_dtype(self):
+        """float32 when the gate product is exact in float32, else float64.
+
+        The product is ``sum_k w_k * v_k * 2**-s`` (plus the bias), whose terms and partial
+        sums are integers in accumulator LSBs bounded by the accumulator format (it is sized
+        for the sum of the terms' largest magnitudes); below ``2**24`` (``acc.bits <= 25``)
+        float32 holds every one exactly, scaled by the power of two ``2**-s`` as well. A
+        rounding offset in the bias column (:meth:`preact_offset`) would add a fraction
+        bit, so it is not folded in then: the accumulator is rounded by a pass of its own.
+        The float32 product (about twice as fast as float64 here, often more) is copied
+        into the float64 accumulator, and the step goes on as for float64.
+        """
+        return np.float32 if self.model.acc.bits <= EXACT_FLOAT32_ACC_BITS else np.float64
+
     def matrix(self, codes, shift: int, target: str) -> np.ndarray:
         aligned = super().matrix(codes, shift, target).astype(np.float64)
         return aligned * 2.0 ** -self.model.requant_shift(target)
@@ -104,23 +146,24 @@ class FloatDatapath(IntDatapath):
 
     def direction(self, index, d, q, u, h0, c0, steps, out, rec, sat):
         """As :meth:`IntDatapath.direction`, on float64 codes."""
-        run = FloatDirection(self, index, d, q, h0, c0, u.shape)
+        run = FloatDirection(self, index, d, q, h0, c0, u, out)
         for t in steps:
-            run.step(u[t])
-            out[t] = run.h
+            run.step(t)
             if rec:
                 run.record(rec, t)
         sat.add("preact", run.n_pre)
         sat.add("cell", run.n_cell)
         sat.add("hidden", run.n_hidden)
-        return run.h, run.c
+        return run.h, run.c.T
 
 
 class FloatDirection:
     """One layer direction's weights, state and preallocated ``(feature, batch)`` buffers,
     and its step: one BLAS product ``[W_ih | W_hh | bias] @ [u_t; h_prev; 1]`` into the
-    accumulator, then in-place ufuncs; ``h`` lives in the rows of the column that the next
-    product reads.
+    accumulator, then in-place ufuncs. The product's right operand is the transpose of the
+    batch-major ``(B, K + H_out + 1)`` buffer ``v`` (BLAS reads it as it is): the step copies
+    its input ``u[t]`` ``(B, K)`` into ``v`` as it is, writes ``h`` (transposed once) into the
+    columns the next product reads, and copies them to the ``(T, B, H_out)`` output.
 
     (Computing ``W_ih @ u`` for every step ahead in one product is exact too, but slower
     here: a product with 16 columns runs far below BLAS peak and its ``T * 4H * B`` result
@@ -128,18 +171,28 @@ class FloatDirection:
     ``K / (K + H_out + 1)`` share.)
     """
 
-    def __init__(self, dp: FloatDatapath, index: int, d: int, q, h0, c0, shape):
+    def __init__(self, dp: FloatDatapath, index: int, d: int, q, h0, c0, u, out):
         model = self.model = dp.model
         self.dp = dp
         H, H_out = model.hidden_size, model.output_size
-        _, K, B = shape
-        self.K = K
+        _, B, K = u.shape
+        self.H, self.K, self.u, self.out = H, K, u, out
         # Gate rows in the order (f, i, o, g): i and o share the plain sigmoid map.
         self.order = np.r_[H : 2 * H, 0:H, 3 * H : 4 * H, 2 * H : 3 * H]
-        self.w = fused_gate_matrix(dp, model, index, d, q, self.order)
-        self.v = np.ones((self.w.shape[1], B))
-        self.h = self.v[K : K + H_out]  # h_prev lives in the rows the matrix product reads
-        self.h[...] = h0.T
+        w = fused_gate_matrix(dp, model, index, d, q, self.order)
+        product = dp.gate_product_dtype()
+        offset = dp.preact_offset()
+        if offset and product == np.float32:
+            offset = None  # not exact in float32: see gate_product_dtype
+        self.plain = offset is None  # the rounding needs a pass of its own
+        if offset:  # exact: see FloatDatapath.preact_offset
+            bias = np.zeros((4 * H, 1)) if q.bias is None else w[:, K + H_out :]
+            w = np.concatenate([w[:, : K + H_out], bias + offset], axis=1)
+        self.w = np.ascontiguousarray(w, dtype=product)  # exact: gate_product_dtype
+        self.v = np.ones((B, self.w.shape[1]), product)
+        self.acc32 = np.empty((4 * H, B), np.float32) if product == np.float32 else None
+        self.h = self.v[:, K : K + H_out]  # h_prev, where the matrix product reads it
+        self.h[...] = h0
         self.c = np.ascontiguousarray(c0.T, dtype=np.float64)
         self.w_hr = None
         if q.w_hr is not None:
@@ -151,18 +204,23 @@ class FloatDirection:
         self.total, self.ig = np.empty((H, B)), np.empty((H, B))
         self.tc = np.empty((H, B), dp.map_dtype)
         self.c_index = np.empty((H, B), np.int64)
-        self.m = self.h if self.w_hr is None else np.empty((H, B))  # without projection h = m
+        self.m = np.empty((H, B))
+        self.p = None if self.w_hr is None else np.empty((H_out, B))  # the projection
         self.f, self.i, self.o, self.g = (self.gates[k * H : (k + 1) * H] for k in range(4))
         self.clamp_preact = model.requant_shift("preact") < 0  # |acc * 2**-shift| may be 2**52
-        self.plain = model.rounding != "half_even"  # CodeIndex rounds half-even by itself
         self.n_pre = self.n_cell = self.n_hidden = 0
 
-    def step(self, u_t: np.ndarray) -> None:
-        """One step on input column ``u_t`` ``(K, B)``: updates ``h`` and ``c``."""
-        self.v[: self.K] = u_t
-        np.matmul(self.w, self.v, out=self.acc)  # the exact accumulator, in preact LSBs
+    def step(self, t: int) -> None:
+        """Step ``t``: input ``u[t]``, output ``out[t]``; updates ``h`` and ``c``."""
+        np.copyto(self.v[:, : self.K], self.u[t])
+        if self.acc32 is None:
+            np.matmul(self.w, self.v.T, out=self.acc)  # exact, preact LSBs (+ offset)
+        else:
+            np.matmul(self.w, self.v.T, out=self.acc32)  # exact: gate_product_dtype
+            np.copyto(self.acc, self.acc32)
         self._gates(self._preact_index())
         self._hidden(self._cell())
+        np.copyto(self.out[t], self.h, casting="unsafe")  # exact integers
 
     def _preact_index(self) -> str:
         """Round the accumulator to preact codes as map indices; return the ``np.take``
@@ -179,7 +237,7 @@ class FloatDirection:
         return "clip" if outside else "wrap"
 
     def _gates(self, mode: str) -> None:
-        dp, H, index = self.dp, self.model.hidden_size, self.pre_index
+        dp, H, index = self.dp, self.H, self.pre_index
         np.take(dp.f_map, index[:H], out=self.f, mode=mode)
         np.take(dp.sigmoid_map, index[H : 3 * H], out=self.gates[H : 3 * H], mode=mode)
         np.take(dp.g_map, index[3 * H :], out=self.g, mode=mode)
@@ -191,7 +249,7 @@ class FloatDirection:
         np.multiply(self.f, c, out=total, dtype=np.float64)  # (f*c << fc_shift) * 2**-c_shift
         np.multiply(self.i, self.g, out=self.ig, dtype=np.float64)  # (i*g << ig_shift) ...
         np.add(total, self.ig, out=total)
-        if self.plain:
+        if dp.model.rounding != "half_even":
             dp.round(total)
         ix = dp.cell_index
         np.add(total, ix.magic, out=total)
@@ -211,10 +269,13 @@ class FloatDirection:
         dp.round(self.m)
         if dp.m_may_saturate:
             self.n_hidden += dp.saturate(self.m, "hidden")
+        h = self.m
         if self.w_hr is not None:
-            np.matmul(self.w_hr, self.m, out=self.h)
-            dp.round(self.h)
-            self.n_hidden += dp.saturate(self.h, "hidden")
+            h = self.p
+            np.matmul(self.w_hr, self.m, out=h)
+            dp.round(h)
+            self.n_hidden += dp.saturate(h, "hidden")
+        np.copyto(self.h, h.T)
 
     def record(self, rec: dict, t: int) -> None:
         """Store step ``t``'s pre-activations, gates, ``c`` and ``m`` codes in the trace

@@ -55,35 +55,35 @@ class IntDatapath:
         return requantize(acc, m.requant_shift(target), m.formats[target], m.rounding, m.overflow)
 
     def direction(self, index, d, q, u, h0, c0, steps, out, rec, sat):
-        """Run layer ``index``, direction ``d`` over ``u`` ``(T, K, B)``; write ``h`` to
-        ``out[t]`` ``(H_out, B)``; fill the trace ``rec`` if any; return the final ``(h, c)``
-        as ``(features, B)`` arrays."""
+        """Run layer ``index``, direction ``d`` over ``u`` ``(T, B, K)``; write ``h`` to
+        ``out[t]`` ``(B, H_out)``; fill the trace ``rec`` if any; return the final
+        ``(h, c)`` as ``(B, features)`` arrays."""
         model, tables = self.model, self.model.tables
-        H, K = model.hidden_size, u.shape[1]
+        H, K = model.hidden_size, u.shape[2]
         order = gate_order(H)
         unorder = np.argsort(order)
-        w = fused_gate_matrix(self, model, index, d, q, order)
-        v = np.ones((w.shape[1], u.shape[2]), np.int64)
+        wt = fused_gate_matrix(self, model, index, d, q, order).T
+        v = np.ones((u.shape[1], wt.shape[0]), np.int64)
         w_hr = None
         if q.w_hr is not None:
-            w_hr = self.matrix(q.w_hr.codes, model.proj_shift(index, d), "hidden")
-        h, c = h0.T, c0.T
+            w_hr = self.matrix(q.w_hr.codes, model.proj_shift(index, d), "hidden").T
+        h, c = h0, c0
         for t in steps:
-            v[:K], v[K : K + h.shape[0]] = u[t], h
-            pre, n = self.requant(w @ v, "preact")  # rows (i, f, o, g)
+            v[:, :K], v[:, K : K + h.shape[1]] = u[t], h
+            pre, n = self.requant(v @ wt, "preact")  # columns (i, f, o, g)
             sat.add("preact", n)
-            sig = tables["sigmoid"].lookup_in_range(pre[: 3 * H])
-            g = tables["tanh_gate"].lookup_in_range(pre[3 * H :])
-            i, f, o = sig[:H], sig[H : 2 * H], sig[2 * H :]
+            sig = tables["sigmoid"].lookup_in_range(pre[:, : 3 * H])
+            g = tables["tanh_gate"].lookup_in_range(pre[:, 3 * H :])
+            i, f, o = sig[:, :H], sig[:, H : 2 * H], sig[:, 2 * H :]
             c, m = self.cell.update(i, f, g, o, c, sat)
             if w_hr is not None:
-                h, n = self.requant(w_hr @ m, "hidden")
+                h, n = self.requant(m @ w_hr, "hidden")
                 sat.add("hidden", n)
             else:
                 h = m
             out[t] = h
             if rec:
-                rec["preact"][:, t] = pre[unorder].T
-                rec["gates"][:, t] = np.concatenate([sig, g])[unorder].T
-                rec["c"][:, t], rec["m"][:, t] = c.T, m.T
+                rec["preact"][:, t] = pre[:, unorder]
+                rec["gates"][:, t] = np.concatenate([sig, g], axis=1)[:, unorder]
+                rec["c"][:, t], rec["m"][:, t] = c, m
         return h, c

@@ -130,13 +130,20 @@ def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False
     sat = Saturation()
     h_n, c_n = np.empty_like(h0), np.empty_like(c0)
     traces = {}
-    # The recurrence works in (time, feature, batch) layout, so that every step reads and
-    # writes contiguous (feature, batch) blocks; results and traces are stored as
-    # (batch, time, feature) in (i, f, g, o) order.
-    layer_input = np.ascontiguousarray(x_codes.transpose(1, 2, 0), dtype=dp.dtype)  # (T, K, B)
+    # The layers work in (time, batch, feature) layout, so that every step reads and writes
+    # contiguous (batch, feature) blocks; results and traces are stored as (batch, time,
+    # feature) in (i, f, g, o) order.
+    B, T, _ = x_codes.shape
+    layer_input = np.empty((T, B, model.input_size), dp.dtype)
+    np.copyto(layer_input, x_codes.transpose(1, 0, 2))
+    output = np.empty((B, T, model.num_directions * model.output_size), np.int64)
     for index in range(model.num_layers):
-        layer_input = _run_layer(dp, index, layer_input, h0, c0, h_n, c_n, sat, traces, trace)
-    output = _batch_major(layer_input)
+        # The last layer writes the result as it goes, the others a (T, B, D*H_out) buffer.
+        last = index == model.num_layers - 1
+        layer_output = output.transpose(1, 0, 2) if last else np.empty(
+            (T, B, output.shape[2]), dp.dtype)  # fmt: skip
+        _run_layer(dp, index, layer_input, layer_output, h0, c0, h_n, c_n, sat, traces, trace)
+        layer_input = layer_output
     head = None
     if model.head is not None:
         head = _run_head(dp, output, sat)
@@ -163,27 +170,25 @@ def _checked_arguments(model: QuantizedModel, x_codes, h0, c0):
     return x_codes, h0, c0
 
 
-def _run_layer(dp, index, layer_input, h0, c0, h_n, c_n, sat, traces, trace) -> np.ndarray:
-    """Run both directions of layer ``index`` on ``(T, K, B)`` codes; return the layer's
-    ``(T, D*H_out, B)`` output; store final states in ``h_n``/``c_n`` and traces."""
+def _run_layer(dp, index, layer_input, layer_output, h0, c0, h_n, c_n, sat, traces, trace):
+    """Run both directions of layer ``index`` on ``(T, B, K)`` codes into ``layer_output``
+    ``(T, B, D*H_out)``; store final states in ``h_n``/``c_n`` and traces."""
     model = dp.model
-    T, _, B = layer_input.shape
+    T, B, _ = layer_input.shape
     H, H_out, D = model.hidden_size, model.output_size, model.num_directions
-    layer_output = np.empty((T, D * H_out, B), dp.dtype)
     for d, q in enumerate(model.layers[index]):
         state = index * D + d
-        out = layer_output[:, d * H_out : (d + 1) * H_out]
+        out = layer_output[:, :, d * H_out : (d + 1) * H_out]
         rec = {}
         if trace:
             rec = {k: np.empty((B, T, n), np.int64) for k, n in
                    (("preact", 4 * H), ("gates", 4 * H), ("c", H), ("m", H))}  # fmt: skip
         steps = range(T - 1, -1, -1) if d else range(T)
         h, c = dp.direction(index, d, q, layer_input, h0[state], c0[state], steps, out, rec, sat)
-        h_n[state], c_n[state] = h.T, c.T
+        h_n[state], c_n[state] = h, c
         if trace:
             rec["h"] = _batch_major(out)
             traces[(index, d)] = rec
-    return layer_output
 
 
 def _run_head(dp, output: np.ndarray, sat: Saturation) -> np.ndarray:
@@ -203,12 +208,11 @@ def _run_head(dp, output: np.ndarray, sat: Saturation) -> np.ndarray:
 
 
 def _batch_major(codes: np.ndarray) -> np.ndarray:
-    """``(time, feature, batch)`` codes (int64 or float64) → ``(batch, time, feature)`` int64,
-    converted a step at a time (a whole transposing copy at once runs several times slower)."""
-    T, F, B = codes.shape
+    """``(time, batch, feature)`` codes (int64 or float64) → ``(batch, time, feature)`` int64
+    (one copy: each (time, batch) row of features moves as a whole)."""
+    T, B, F = codes.shape
     out = np.empty((B, T, F), np.int64)
-    for t in range(T):
-        out[:, t] = codes[t].T
+    np.copyto(out, codes.transpose(1, 0, 2), casting="unsafe")  # exact integers
     return out
 
 

@@ -14,6 +14,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from golden_reference import random_states as _random_states
+from golden_reference import restated_run as _restated_run
 from quant_helpers import exactly, rmse, uniform_config
 
 from lstmfpga.export.reference import forward
@@ -21,7 +23,7 @@ from lstmfpga.export.spec import HeadSpec, LayerWeights, ModelSpec, SpecError
 from lstmfpga.quant import golden
 from lstmfpga.quant.calibrate import quantize
 from lstmfpga.quant.config import QuantConfig, RoleRule
-from lstmfpga.quant.fixed import ROUNDING_MODES, FixedFormat, requantize
+from lstmfpga.quant.fixed import ROUNDING_MODES, FixedFormat
 from lstmfpga.testing import random_geometry, random_inputs, random_spec
 
 # docs/numerics.md, "Golden model vs float".
@@ -246,62 +248,6 @@ def test_initial_states_outside_their_formats_count():
     assert result.saturation["hidden"] >= 8 and result.saturation["cell"] >= 8
 
 
-# -- the pipeline, restated step by step ---------------------------------------------------------
-def _restated_run(model, x_codes, h0, c0):
-    """The golden pipeline written out with the public primitives, one timestep at a time."""
-    f, r, o = model.formats, model.rounding, model.overflow
-    counts = _Counts()
-    cell = golden.CellArithmetic.of(model)
-    sig, tanh_g = model.tables["sigmoid"], model.tables["tanh_gate"]
-    H, D = model.hidden_size, model.num_directions
-    T = x_codes.shape[1]
-    layer_input, traces = x_codes, {}
-    for index, directions in enumerate(model.layers):
-        outputs = []
-        for d, q in enumerate(directions):
-            s_in, s_rec, s_b = model.gate_shifts(index, d)
-            h, c = h0[index * D + d], c0[index * D + d]
-            rec = {k: [None] * T for k in ("preact", "gates", "c", "m", "h")}
-            for t in range(T - 1, -1, -1) if d else range(T):
-                u = layer_input[:, t]
-                shifts = np.r_[np.full(u.shape[1], s_in), np.full(h.shape[1], s_rec)]
-                weights = np.concatenate([q.w_ih.codes, q.w_hh.codes], axis=1)
-                bias = None if q.bias is None else q.bias.codes
-                acc = golden.dot_accumulate(weights, np.concatenate([u, h], 1), shifts, bias, s_b)
-                pre, n = requantize(acc, model.requant_shift("preact"), f["preact"], r, o)
-                counts.add("preact", n)
-                gates = sig.lookup(pre)
-                gates[:, 2 * H : 3 * H] = tanh_g.lookup(pre[:, 2 * H : 3 * H])
-                i_, f_, g_, o_ = (gates[:, k * H : (k + 1) * H] for k in range(4))
-                c, m = cell.update(i_, f_, g_, o_, c, counts)
-                h = m
-                if q.w_hr is not None:
-                    acc = golden.dot_accumulate(q.w_hr.codes, m, model.proj_shift(index, d))
-                    h, n = requantize(acc, model.requant_shift("hidden"), f["hidden"], r, o)
-                    counts.add("hidden", n)
-                for key, value in zip(rec, (pre, gates, c, m, h), strict=True):
-                    rec[key][t] = value
-            traces[(index, d)] = {k: np.stack(v, axis=1) for k, v in rec.items()}
-            outputs.append(traces[(index, d)]["h"])
-        layer_input = np.concatenate(outputs, axis=2)
-    head = None
-    if model.head is not None:
-        source = layer_input[:, -1] if model.head.mode == "last" else layer_input
-        s_w, s_b = model.head_shifts()
-        bias = None if model.head.bias is None else model.head.bias.codes
-        acc = golden.dot_accumulate(model.head.weight.codes, source, s_w, bias, s_b)
-        head, n = requantize(acc, model.requant_shift("head_out"), f["head_out"], r, o)
-        counts.add("head_out", n)
-    return layer_input, traces, head, dict(counts)
-
-
-class _Counts(dict):
-    """Saturation counts per role (``CellArithmetic.update`` calls ``add``)."""
-
-    def add(self, role: str, count: int) -> None:
-        self[role] = self.get(role, 0) + count
-
-
 @pytest.mark.parametrize("rounding", ROUNDING_MODES)
 @pytest.mark.parametrize("overflow", ["saturate", "wrap"])
 @pytest.mark.parametrize("index", [3, 6, 8, 10, 13])
@@ -472,17 +418,6 @@ EDGE_CASES = [
         ("preact",),
     ),
 ]
-
-
-def _random_states(model, batch: int, rng):
-    LD = len(model.layers) * model.num_directions
-    return tuple(
-        rng.integers(fmt.min_code, fmt.max_code + 1, (LD, batch, size))
-        for fmt, size in (
-            (model.formats["hidden"], model.output_size),
-            (model.formats["cell"], model.hidden_size),
-        )
-    )
 
 
 def _assert_same_run(a, b):
