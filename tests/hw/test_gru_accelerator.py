@@ -121,11 +121,17 @@ def test_gru_layout_holds_the_gate_rows_with_the_identity_target():
 def test_gru_plans_state_memory_and_multipliers():
     q, _ = gru_model(4, "w8a8", input_size=2, hidden_size=4, num_layers=2, head="all")
     acc = LSTMAccelerator(q, lanes=3, simd=2, cells=2, max_seq_len=5, with_states=True,
-                          initial_state=True)  # fmt: skip
+                          initial_state=True, buffers=1)  # fmt: skip
     assert state_format(q) == q.formats["hidden"]
     plan = acc.buffer_plan()
     assert plan["cmem"] == (q.formats["hidden"].bits, 2 * 4)  # h of every layer, direction
     assert "c0buf" not in plan and "mbuf" not in plan
+    # double-buffered: the next sequence's h0 waits in c0buf (the cell bank's initial state)
+    banks = LSTMAccelerator(q, lanes=3, simd=2, cells=2, max_seq_len=5, with_states=True,
+                            initial_state=True, buffers=2).bank_plan()  # fmt: skip
+    bits = q.formats["hidden"].bits
+    assert banks["cmem"] == (bits, 8, 1) and banks["c0buf"] == (bits, 8, 2)
+    assert banks["h0buf"] == banks["hnbuf"] == (bits, 8, 2) and "mbuf" not in banks
     muls = acc.multiplier_plan()
     assert muls[0]["count"] == 6
     assert muls[1:] == gru_cell_multipliers(GRUCellArithmetic.of(q), 2)
