@@ -19,7 +19,7 @@ from .requant import (
     rounding_up,
 )
 
-__all__ = ["CellDatapath", "cell_latency"]
+__all__ = ["CellDatapath", "UnitPipeline", "cell_latency", "check_arith"]
 
 #: Stages before the tanh lookup: input registers, products, aligned sum, requantized ``c``.
 _PRE_STAGES = 4
@@ -27,7 +27,64 @@ _PRE_STAGES = 4
 _POST_STAGES = 3
 
 
-class CellDatapath(wiring.Component):
+def check_arith(arith, kind: type, roles: tuple[str, ...], tables: tuple[tuple[str, str], ...]):
+    """Refuse a cell arithmetic that is not a ``kind``, has a format of ``roles`` that is not a
+    signed :class:`FixedFormat`, an unknown rounding or overflow mode, or a table of
+    ``tables`` (``(attribute, function)``) that is not an ``ActivationTable`` of that
+    function (one line naming the attribute)."""
+    if not isinstance(arith, kind):
+        raise TypeError(f"arith must be a {kind.__name__}, not {arith!r}")
+    for role in roles:
+        fmt = getattr(arith, role)
+        if not isinstance(fmt, FixedFormat):
+            raise TypeError(f"arith.{role} must be a FixedFormat, not {fmt!r}")
+        if not fmt.signed:
+            raise ValueError(f"arith.{role} must be a signed format, not {fmt}")
+    if arith.rounding not in ROUNDING_MODES:
+        raise ValueError(f"arith.rounding must be one of {ROUNDING_MODES}, not {arith.rounding!r}")
+    if arith.overflow not in OVERFLOW_MODES:
+        raise ValueError(f"arith.overflow must be one of {OVERFLOW_MODES}, not {arith.overflow!r}")
+    for name, function in tables:
+        table = getattr(arith, name)
+        if not isinstance(table, ActivationTable):
+            raise TypeError(f"arith.{name} must be an ActivationTable, not {table!r}")
+        if table.function != function:
+            raise ValueError(f"arith.{name} must be a {function} table, not {table.function!r}")
+
+
+class UnitPipeline(wiring.Component):
+    """What the LSTM and GRU cell datapaths share: streams ``i`` (``in_layout``) and ``o``
+    (``out_layout``), one unit per cycle through a pipeline of ``latency`` stages ending in
+    a skid register (:class:`~.pipeline.SkidOutput`), the arithmetic ``arith``."""
+
+    def __init__(self, arith, latency: int, in_layout, out_layout):
+        self._arith = arith
+        self._latency = latency
+        super().__init__(
+            {"i": In(stream.Signature(in_layout)), "o": Out(stream.Signature(out_layout))}
+        )
+
+    @property
+    def arith(self):
+        """The cell arithmetic this datapath implements."""
+        return self._arith
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
+        ``o.ready`` high; the class's "Timing")."""
+        return self._latency
+
+    def _pipeline(self, m: Module, name: str):
+        """``(skid_out, advance, valid)``: the output skid register, the pipeline's enable
+        (also ``i.ready``) and the valid bit of the last stage."""
+        skid_out = SkidOutput(m, self.o, name="out")
+        advance = skid_out.advance
+        m.d.comb += self.i.ready.eq(advance)
+        return skid_out, advance, valid_chain(m, advance, self.i.valid, self._latency, name=name)
+
+
+class CellDatapath(UnitPipeline):
     """One hidden unit's cell update per cycle, bit-exact to ``arith.update``.
 
     ``c = requant((f*c_prev << fc_shift) + (i*g << ig_shift), c_shift) → cell`` and
@@ -65,58 +122,19 @@ class CellDatapath(wiring.Component):
     """
 
     def __init__(self, arith: CellArithmetic):
-        if not isinstance(arith, CellArithmetic):
-            raise TypeError(f"arith must be a CellArithmetic, not {arith!r}")
-        for role in ("gate", "cell", "hidden"):
-            fmt = getattr(arith, role)
-            if not isinstance(fmt, FixedFormat):
-                raise TypeError(f"arith.{role} must be a FixedFormat, not {fmt!r}")
-            if not fmt.signed:
-                raise ValueError(f"arith.{role} must be a signed format, not {fmt}")
-        if arith.rounding not in ROUNDING_MODES:
-            raise ValueError(
-                f"arith.rounding must be one of {ROUNDING_MODES}, not {arith.rounding!r}"
-            )
-        if arith.overflow not in OVERFLOW_MODES:
-            raise ValueError(
-                f"arith.overflow must be one of {OVERFLOW_MODES}, not {arith.overflow!r}"
-            )
-        table = arith.tanh_cell
-        if not isinstance(table, ActivationTable):
-            raise TypeError(f"arith.tanh_cell must be an ActivationTable, not {table!r}")
-        if table.function != "tanh":
-            raise ValueError(f"arith.tanh_cell must be a tanh table, not {table.function!r}")
-        self._arith = arith
-        self._lut_latency = lookup_latency((table,))
-        self._latency = cell_latency(table)
+        check_arith(arith, CellArithmetic, ("gate", "cell", "hidden"), (("tanh_cell", "tanh"),))
+        self._lut_latency = lookup_latency((arith.tanh_cell,))
         g, c, h = arith.gate.bits, arith.cell.bits, arith.hidden.bits
         in_layout = data.StructLayout(
             {"i": signed(g), "f": signed(g), "g": signed(g), "o": signed(g), "c_prev": signed(c)}
         )
         out_layout = data.StructLayout({"c": signed(c), "m": signed(h), "sat_c": 1, "sat_m": 1})
-        super().__init__(
-            {"i": In(stream.Signature(in_layout)), "o": Out(stream.Signature(out_layout))}
-        )
-
-    @property
-    def arith(self) -> CellArithmetic:
-        """The cell arithmetic this datapath implements."""
-        return self._arith
-
-    @property
-    def latency(self) -> int:
-        """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
-        ``o.ready`` high): 13 with an interpolating ``tanh_cell`` table, 11 with a direct
-        one."""
-        return self._latency
+        super().__init__(arith, cell_latency(arith.tanh_cell), in_layout, out_layout)
 
     def elaborate(self, platform):
         a = self._arith
         m = Module()
-        skid_out = SkidOutput(m, self.o, name="out")
-        advance = skid_out.advance
-        m.d.comb += self.i.ready.eq(advance)
-        valid = valid_chain(m, advance, self.i.valid, self._latency, name="cell")
+        skid_out, advance, valid = self._pipeline(m, "cell")
         p = self.i.payload
 
         # Stage 1: multiplier input registers.

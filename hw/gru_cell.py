@@ -10,14 +10,13 @@ It takes what the matrix-vector unit delivers for a unit in the arrangement of
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import data
 
 from ..quant.activation import ActivationTable
-from ..quant.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
 from ..quant.gru_golden import GRUCellArithmetic
 from .activation import RomBank, lookup_latency, lookup_stages
-from .pipeline import SkidOutput, delay, register, valid_chain
+from .cell import UnitPipeline, check_arith
+from .pipeline import delay, register
 from .requant import requantize, rounding_up
 
 __all__ = ["GRUCellDatapath", "gru_cell_latency", "gru_cell_multipliers"]
@@ -61,31 +60,15 @@ def gru_cell_multipliers(arith: GRUCellArithmetic, cells: int = 1) -> list[dict]
 
 
 def _check_arith(arith) -> None:
-    if not isinstance(arith, GRUCellArithmetic):
-        raise TypeError(f"arith must be a GRUCellArithmetic, not {arith!r}")
-    for role in ("gate", "preact", "hn", "hidden", "acc"):
-        fmt = getattr(arith, role)
-        if not isinstance(fmt, FixedFormat):
-            raise TypeError(f"arith.{role} must be a FixedFormat, not {fmt!r}")
-        if not fmt.signed:
-            raise ValueError(f"arith.{role} must be a signed format, not {fmt}")
-    if arith.rounding not in ROUNDING_MODES:
-        raise ValueError(f"arith.rounding must be one of {ROUNDING_MODES}, not {arith.rounding!r}")
-    if arith.overflow not in OVERFLOW_MODES:
-        raise ValueError(f"arith.overflow must be one of {OVERFLOW_MODES}, not {arith.overflow!r}")
-    for name, function in (("sigmoid", "sigmoid"), ("tanh_gate", "tanh")):
-        table = getattr(arith, name)
-        if not isinstance(table, ActivationTable):
-            raise TypeError(f"arith.{name} must be an ActivationTable, not {table!r}")
-        if table.function != function:
-            raise ValueError(f"arith.{name} must be a {function} table, not {table.function!r}")
+    check_arith(arith, GRUCellArithmetic, ("gate", "preact", "hn", "hidden", "acc"),
+                (("sigmoid", "sigmoid"), ("tanh_gate", "tanh")))  # fmt: skip
     for name in ("rn_shift", "zn_shift", "zh_shift"):  # (n_shift, hn_shift, h_shift: any)
         shift = getattr(arith, name)
         if not isinstance(shift, int) or shift < 0:
             raise ValueError(f"arith.{name} must be a non-negative integer, not {shift!r}")
 
 
-class GRUCellDatapath(wiring.Component):
+class GRUCellDatapath(UnitPipeline):
     """One GRU hidden unit's update per cycle, bit-exact to ``arith.update_sums``.
 
     ``pre_r, pre_z = requant(r, n_shift), requant(z, n_shift) → preact``; ``hn =
@@ -134,33 +117,16 @@ class GRUCellDatapath(wiring.Component):
 
     def __init__(self, arith: GRUCellArithmetic):
         _check_arith(arith)
-        self._arith = arith
-        self._latency = gru_cell_latency(arith.sigmoid, arith.tanh_gate)
         acc, h = signed(arith.acc.bits), signed(arith.hidden.bits)
         in_layout = data.StructLayout({"r": acc, "z": acc, "n_x": acc, "n_h": acc, "h_prev": h})
         out_layout = data.StructLayout({"h": h, "sat_preact": range(4), "sat_hn": 1, "sat_h": 1})
-        super().__init__(
-            {"i": In(stream.Signature(in_layout)), "o": Out(stream.Signature(out_layout))}
-        )
-
-    @property
-    def arith(self) -> GRUCellArithmetic:
-        """The GRU cell arithmetic this datapath implements."""
-        return self._arith
-
-    @property
-    def latency(self) -> int:
-        """Cycles from a beat's transfer on ``i`` to its output being valid on ``o`` (with
-        ``o.ready`` high): 21 with interpolating tables, 17 with direct ones."""
-        return self._latency
+        latency = gru_cell_latency(arith.sigmoid, arith.tanh_gate)
+        super().__init__(arith, latency, in_layout, out_layout)
 
     def elaborate(self, platform):
         a = self._arith
         m = Module()
-        skid_out = SkidOutput(m, self.o, name="out")
-        advance = skid_out.advance
-        m.d.comb += self.i.ready.eq(advance)
-        valid = valid_chain(m, advance, self.i.valid, self._latency, name="gru")
+        skid_out, advance, valid = self._pipeline(m, "gru")
         p = self.i.payload
         roms = RomBank(m, "rom")
 
