@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Elaboratable, Module, Signal
 from amaranth.lib import data
+from amaranth.lib.memory import Memory
 from amaranth.sim import Simulator
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "get_n",
     "put_all",
     "run_stream",
+    "serve_memory",
     "simulate",
     "stream_get",
     "stream_put",
@@ -55,6 +57,16 @@ class Harness(Elaboratable):
         if self.extra is not None:
             self.extra(m)
         return m
+
+
+def serve_memory(m, dut, prefix: str, shape, init: list, *, ports: int, name: str) -> None:
+    """Add memory ``name`` (``shape``, holding ``init``) to ``m`` with ``ports`` combinational
+    read ports, port ``k`` serving ``dut``'s ``ReadPort`` member ``<prefix><k>`` (a cell
+    bank's state memory)."""
+    m.submodules[name] = mem = Memory(shape=shape, depth=len(init), init=init)
+    for k in range(ports):
+        port, member = mem.read_port(domain="comb"), getattr(dut, f"{prefix}{k}")
+        m.d.comb += [port.addr.eq(member.addr), member.data.eq(port.data)]
 
 
 def to_python(value):
@@ -188,6 +200,16 @@ class StreamRun:
     in_cycles: list[int]
     out_cycles: list[int]
 
+    def assert_pipelined(self, latency: int) -> None:
+        """Full throughput at ``latency``: the inputs taken on consecutive cycles (one beat
+        per cycle) and every output exactly ``latency`` cycles after its input."""
+        first = self.in_cycles[0]
+        assert self.in_cycles == list(range(first, first + len(self.in_cycles))), (
+            "one beat per cycle"
+        )
+        delays = [o - i for i, o in zip(self.in_cycles, self.out_cycles, strict=True)]
+        assert delays == [latency] * len(self.in_cycles)
+
 
 def run_stream(dut, payloads, *, seed=0, idle=0.0, stall=0.0, quiet=None, vcd=None) -> StreamRun:
     """Simulate ``dut`` (ports ``i`` and ``o``) on ``payloads``: one producer testbench, one
@@ -224,10 +246,11 @@ def run_stream(dut, payloads, *, seed=0, idle=0.0, stall=0.0, quiet=None, vcd=No
     return result
 
 
-def simulate(harness, *benches, timeout: int = 100_000, vcd=None) -> None:
-    """Run ``benches`` (async testbenches) on ``harness`` with a 10 ns clock; fail instead of
-    hanging when they have not finished after ``timeout`` cycles (a lost beat). ``vcd`` is an
-    optional path for a waveform dump."""
+def simulate(harness, *benches, background=(), timeout: int = 100_000, vcd=None) -> None:
+    """Run ``benches`` (async testbenches) on ``harness`` with a 10 ns clock, and the
+    ``background`` ones beside them until they are done; fail instead of hanging when they
+    have not finished after ``timeout`` cycles (a lost beat). ``vcd`` is an optional path for
+    a waveform dump."""
 
     async def watchdog(ctx):
         await ctx.delay(timeout * 1e-8)
@@ -237,7 +260,8 @@ def simulate(harness, *benches, timeout: int = 100_000, vcd=None) -> None:
     sim.add_clock(1e-8)
     for bench in benches:
         sim.add_testbench(bench)
-    sim.add_testbench(watchdog, background=True)
+    for bench in (*background, watchdog):
+        sim.add_testbench(bench, background=True)
     if vcd is None:
         sim.run()
     else:

@@ -11,8 +11,7 @@ golden cell update of its looked-up gates, in order, and nothing more comes out;
 import numpy as np
 import pytest
 from amaranth.hdl import signed
-from amaranth.lib.memory import Memory
-from helpers.streams import Harness, expect_quiet, get_all, put_all, simulate
+from helpers.streams import Harness, expect_quiet, get_all, put_all, serve_memory, simulate
 
 from lstmfpga.hw.cellbank import CellBank, cell_bank_reference
 from lstmfpga.testing import random_qmodel
@@ -43,22 +42,16 @@ def run(name, idle, stall):
         c_addr = int(rng.integers(0, C_DEPTH - count + 1))
         beats.append((rows, count, c_addr, bool(rng.random() < 0.25)))
 
-    def memory(m):
-        m.submodules.cmem = mem = Memory(shape=signed(cell.bits), depth=C_DEPTH, init=cmem)
-        for k in range(V):
-            port, member = mem.read_port(domain="comb"), getattr(dut, f"c_r{k}")
-            m.d.comb += [port.addr.eq(member.addr), member.data.eq(port.data)]
-
-    harness = Harness(dut, memory)
+    payloads = [{"rows": rows, "count": count, "c_addr": c_addr, "zero_c": zero}
+                for rows, count, c_addr, zero in beats]  # fmt: skip
     rng_in, rng_out = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    got = []
+    got, pulses, done = [], [], []
+
+    def memory(m):
+        serve_memory(m, dut, "c_r", signed(cell.bits), cmem, ports=V, name="cmem")
 
     async def producer(ctx):
-        payloads = [{"rows": rows, "count": count, "c_addr": c_addr, "zero_c": zero}
-                    for rows, count, c_addr, zero in beats]  # fmt: skip
         await put_all(ctx, dut.i, payloads, rng=rng_in, idle=idle)
-
-    pulses, done = [], []
 
     async def consumer(ctx):
         for out in await get_all(ctx, dut.o, len(beats), rng=rng_out, stall=stall):
@@ -76,7 +69,7 @@ def run(name, idle, stall):
             else:
                 assert (sat_c, sat_m) == (0, 0), "saturation pulse without a transfer"
 
-    simulate(harness, producer, consumer, saturation)
+    simulate(Harness(dut, memory), producer, consumer, saturation)
     bits = [[(c >> k & 1, m >> k & 1) for k in range(V)] for c, m in pulses]
     for beat, flags in zip(got, bits, strict=True):  # the pulses' unit bits past count are 0
         assert all(flag == (0, 0) for flag in flags[len(beat) :])

@@ -14,18 +14,15 @@ valid/ready stalls on both streams and cycle-exact against ``CycleModel``.
 import numpy as np
 import pytest
 from helpers.lstm_models import make_model
-from test_lane_divisors import simulate
+from test_lane_divisors import assert_bit_and_cycle_exact
 from test_mvu import build, make_case, run_mvu
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
-from lstmfpga.hw.cycles import CycleModel
 from lstmfpga.hw.layout import WeightLayout
 from lstmfpga.hw.mvu import MatrixVectorUnit
-from lstmfpga.quant import golden
 from lstmfpga.quant.fixed import requantize as golden_requantize
 from lstmfpga.quant.fixed import shift_round
 from lstmfpga.quant.golden import dot_accumulate
-from lstmfpga.sim.streams import StreamGeometry, pack_outputs
 from lstmfpga.testing import random_inputs, random_qmodel
 
 
@@ -153,15 +150,7 @@ def test_accelerator_with_simd_is_bit_exact_with_an_exact_cycle_model(P, S, vari
     _, q = random_qmodel(seed, input_size=I, hidden_size=H, **model_kwargs)
     S = longest_row(q) if S == "longest" else S
     acc = LSTMAccelerator(q, lanes=P, simd=S, max_seq_len=T, **options)
-    x = golden.quantize_inputs(q, random_inputs(seed, BATCH, T, I))
-    expected = golden.run(q, x)
-    geom = StreamGeometry.of(q, with_states=acc.with_states)
-    outputs, compute = simulate(acc, x, seed=seed, in_stall=0.3, out_stall=0.4)
-    for b, got in enumerate(outputs):
-        want = pack_outputs(geom, expected.prediction, b, expected.h_n, expected.c_n)
-        bad = np.flatnonzero(got != want)
-        assert bad.size == 0, f"seed {seed}, sequence {b}: {bad.size} mismatches at {bad[:5]}"
-    assert compute == [CycleModel.of(acc).compute(T)] * BATCH, f"seed {seed}"
+    assert_bit_and_cycle_exact(acc, random_inputs(seed, BATCH, T, I), seed)
     # a matrix costs ceil(rows / P) * ceil(cols / S) beats
     assert [mx.words for mx in acc.layout.matrices] == [
         -(-mx.rows // P) * -(-mx.cols // S) for mx in acc.layout.matrices

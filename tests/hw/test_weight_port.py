@@ -10,9 +10,11 @@ bit for bit. While a sequence is computed or drained, ``w.ready`` is low and bea
 ``w`` (garbage) change nothing.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from helpers.streams import put_all, simulate
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.verilog import build_manifest
@@ -71,13 +73,14 @@ def run_with_reload(acc, beats, x_codes, h0, c0, *, reload_before, seed, idle):
     rng = np.random.default_rng(seed)
     state = {"drained": 0, "loaded": False, "busy_offers": 0}
     outputs = [[] for _ in range(B)]
-    payload = acc.w.payload.as_value()  # the beat's bits, as the Verilog port w__payload
+    # the beat's bits, as the Verilog port w__payload
+    w = SimpleNamespace(valid=acc.w.valid, payload=acc.w.payload.as_value(), ready=acc.w.ready)
 
     async def weights(ctx):
         # while busy: offer garbage on every cycle; ready must stay low
         while state["drained"] < reload_before:
             ctx.set(acc.w.valid, 1)
-            ctx.set(payload, int(rng.integers(0, 1 << 62)))
+            ctx.set(w.payload, int(rng.integers(0, 1 << 62)))
             busy, ready = ctx.get(acc.busy), ctx.get(acc.w.ready)
             if busy:
                 assert not ready, "w.ready must be low while a sequence is computed or drained"
@@ -85,14 +88,7 @@ def run_with_reload(acc, beats, x_codes, h0, c0, *, reload_before, seed, idle):
             else:
                 ctx.set(acc.w.valid, 0)
             await ctx.tick()
-        for beat in beats:
-            while rng.random() < idle:
-                ctx.set(acc.w.valid, 0)
-                await ctx.tick()
-            ctx.set(acc.w.valid, 1)
-            ctx.set(payload, beat)
-            await ctx.tick().until(acc.w.ready)
-        ctx.set(acc.w.valid, 0)
+        await put_all(ctx, w, beats, rng=rng, idle=idle)
         state["loaded"] = True
 
     async def source(ctx):
@@ -124,12 +120,7 @@ def run_with_reload(acc, beats, x_codes, h0, c0, *, reload_before, seed, idle):
             state["drained"] = b + 1
         assert not ctx.get(acc.error)
 
-    sim = Simulator(acc)
-    sim.add_clock(1e-8)
-    sim.add_testbench(weights, background=True)
-    sim.add_testbench(source, background=True)
-    sim.add_testbench(sink)
-    sim.run()
+    simulate(acc, sink, background=(weights, source), timeout=1_000_000)
     return [np.array(o, np.int64) for o in outputs], state["busy_offers"]
 
 
