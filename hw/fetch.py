@@ -60,7 +60,8 @@ class VectorFetch(wiring.Component):
     enable : ``In(1)``
         Beats are taken only while it is high (the COMPUTE phase).
     wb_p, wb_s, wb_sub : ``In``
-        The write-back cursor's position: every item before it is written.
+        The write-back cursor's position: every item before it is written (it is never past
+        the item the fetch is at).
     i : ``In(stream.Signature(WeightMemory.beat_layout))``
         The weight beats, in schedule order.
     o : ``Out(stream.Signature(out_layout))``
@@ -193,13 +194,18 @@ class VectorFetch(wiring.Component):
                     else:
                         first = sched.first_pass_of_layer(layer)
                         m.d.comb += layer_ready.eq(at_or_past(m, wb, first))
+        # The write-back is never past the fetch's own item (it writes only what was
+        # fetched), so "at or past (p, s[, 1])" of the item itself is an equality: no
+        # magnitude comparator before ``i.ready``.
+        same_step = Signal()
+        m.d.comb += same_step.eq((self.wb_p == cur.p) & (self.wb_s == cur.s))
         dep_ok = Signal()
         with m.Switch(cur.kind):
             with m.Case(KIND_GATES):
-                rec_ready = cur.first_step | at_or_past(m, wb, cur.p, cur.s)
+                rec_ready = cur.first_step | same_step
                 m.d.comb += dep_ok.eq((~any_in | layer_ready) & (~any_rec | rec_ready))
             with m.Case(KIND_PROJ):
-                m.d.comb += dep_ok.eq(at_or_past(m, wb, cur.p, cur.s, 1))
+                m.d.comb += dep_ok.eq(same_step & (self.wb_sub != 0))
             if sched.head_pass is not None:
                 with m.Case(KIND_HEAD):
                     m.d.comb += dep_ok.eq(at_or_past(m, wb, sched.head_pass))

@@ -123,7 +123,9 @@ class ScheduleCursor(wiring.Component):
     ``matrix``, ``first_step``, ``last_sub`` and ``done`` are flip-flops (decoded from the
     advanced position, computed from the registers only, and loaded with it: ``advance`` and
     ``restart`` only select what the registers load); ``t``, ``t_prev`` and ``last_step``,
-    which depend on ``T``, follow the position combinationally.
+    which depend on ``T``, follow the position combinationally (``last_step`` as an equality
+    of ``T`` with a register holding ``s + 1``; a forward pass's ``t_prev`` is a register
+    holding ``s - 1``).
     """
 
     #: Cycles from the position to the outputs that describe it (none).
@@ -176,26 +178,33 @@ class ScheduleCursor(wiring.Component):
         m.d.comb += [
             fields[name].eq(reg) for name, reg in regs.items() if name in self.signature.members
         ]
-        steps = Signal.like(self.s)
-        m.d.comb += [steps.eq(Mux(regs["single"] | regs["done"], 1, T)),
-                     self.last_step.eq(s == steps - 1)]  # fmt: skip
+        # ``s_next`` = ``s + 1`` (a register beside ``s``): ``last_step`` is an equality of
+        # registers, no subtractor before the comparison.
+        s_next = Signal(range(self.max_seq_len + 2), name="s_next", init=1)
+        # ``s_prev`` = ``s - 1`` (modulo its width), a register: a forward pass's ``t_prev``.
+        s_prev = Signal.like(self.t_prev, name="s_prev", init=-1 % 2 ** len(self.t_prev))
+        one_step = regs["single"] | regs["done"]
+        m.d.comb += self.last_step.eq(Mux(one_step, s_next == 1, s_next == T))
         with m.If(regs["single"]):
             m.d.comb += [self.t.eq(T - 1), self.t_prev.eq(T)]
         with m.Elif(regs["reverse"]):
             m.d.comb += [self.t.eq(T - 1 - s), self.t_prev.eq(T - s)]
         with m.Else():
-            m.d.comb += [self.t.eq(s), self.t_prev.eq(s - 1)]
+            m.d.comb += [self.t.eq(s), self.t_prev.eq(s_prev)]
 
         # The advanced position and its fields come from the registers only; ``advance`` and
         # ``restart`` just choose what the registers load (no logic behind them).
         adv_p, adv_s, adv_sub = Signal.like(p), Signal.like(s), Signal.like(sub)
-        m.d.comb += [adv_p.eq(p), adv_s.eq(s), adv_sub.eq(sub + 1)]
+        adv_s_next, adv_s_prev = Signal.like(s_next), Signal.like(s_prev)
+        m.d.comb += [adv_p.eq(p), adv_s.eq(s), adv_sub.eq(sub + 1), adv_s_next.eq(s_next),
+                     adv_s_prev.eq(s_prev)]  # fmt: skip
         with m.If(self.last_sub):
             m.d.comb += adv_sub.eq(0)
             with m.If(~self.last_step):
-                m.d.comb += adv_s.eq(s + 1)
+                m.d.comb += [adv_s.eq(s_next), adv_s_next.eq(s_next + 1), adv_s_prev.eq(s)]
             with m.Else():
-                m.d.comb += [adv_s.eq(0), adv_p.eq(p + 1)]
+                m.d.comb += [adv_s.eq(0), adv_p.eq(p + 1), adv_s_next.eq(1),
+                             adv_s_prev.eq(s_prev.init)]  # fmt: skip
         adv = {name: Signal.like(reg, name=f"{name}_adv") for name, reg in regs.items()}
         m.d.comb += [adv["first_step"].eq(adv_s == 0),
                      adv["done"].eq(adv_p == len(sched.passes))]  # fmt: skip
@@ -215,10 +224,11 @@ class ScheduleCursor(wiring.Component):
             with m.Default():  # past the last pass
                 m.d.comb += adv["last_sub"].eq(1)
         with m.If(self.restart):
-            m.d.sync += [p.eq(0), s.eq(0), sub.eq(0)]
+            m.d.sync += [p.eq(0), s.eq(0), sub.eq(0), s_next.eq(1), s_prev.eq(s_prev.init)]
             m.d.sync += [reg.eq(self._decoded(0, 0, name)) for name, reg in regs.items()]
         with m.Elif(self.advance & ~self.done):
-            m.d.sync += [p.eq(adv_p), s.eq(adv_s), sub.eq(adv_sub)]
+            m.d.sync += [p.eq(adv_p), s.eq(adv_s), sub.eq(adv_sub), s_next.eq(adv_s_next),
+                         s_prev.eq(adv_s_prev)]  # fmt: skip
             m.d.sync += [reg.eq(adv[name]) for name, reg in regs.items()]
         return m
 
