@@ -33,6 +33,7 @@ __all__ = [
     "TB_TOP",
     "TIMESCALE",
     "WEIGHT_PORTS",
+    "inner_nets",
     "port_width",
     "port_widths",
     "top_ports",
@@ -405,6 +406,12 @@ def _clock(waves: str | None) -> str:
         return f"  always begin\n    #{PERIOD_NS} clk = 1'b1;\n    clk <= 1'b0;\n  end"
     half = PERIOD_NS // 2
     return f"  always begin\n    #{half} clk = 1'b0;\n    #{half} clk = 1'b1;\n  end"
+
+
+def inner_nets(design) -> tuple[str, ...]:
+    """The nets the bench reads inside ``design`` rather than at its ports (by their names
+    in the bench: ``error`` of an AXI top, :data:`AXI_ERROR`)."""
+    return _bench_nets(top_ports(design.verilog, design.top))
 
 
 def _bench_nets(ports) -> tuple[str, ...]:

@@ -56,6 +56,7 @@ from .simulators import (  # re-exported: the flow's one import point for them
 )
 from .streams import StreamGeometry
 from .verilator_main import MAIN_FILE
+from .vvp_netlist import VERSION as NETLIST_VERSION
 
 __all__ = [
     "BUILD_MARKER",
@@ -68,6 +69,7 @@ __all__ = [
     "check_fst_headers",
     "check_simulator",
     "default_cache_dir",
+    "has_build",
     "last_error",
     "prepare",
     "simulator_version",
@@ -308,17 +310,7 @@ def prepare(
     a build of its own)."""
     check_simulator(simulator)
     design = Design.of(design)
-    if waves not in (None, "vcd", "fst"):
-        raise ValueError(f"waves must be None, 'vcd' or 'fst', not {waves!r}")
-    version = simulator_version(simulator)
-    recipe = build_recipe(simulator, waves) | {"version": version}
-    if optimize:
-        recipe["optimize"] = OPT_SCRIPT
-    files, sources, build_args = bench_sources(simulator, design, waves)
-    digest = hashlib.sha256(json.dumps([recipe, sources, build_args], sort_keys=True).encode())
-    for name in sorted(files):
-        digest.update(f"\0{name}\0{len(files[name])}\0".encode() + files[name].encode())
-    key = digest.hexdigest()
+    key, version, recipe = _build_key(design, simulator, waves, optimize)
     # Absolute: the simulator runs in a run directory below it and is handed paths there.
     root = (Path(build_dir) if build_dir is not None else default_cache_dir()).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -351,6 +343,37 @@ def prepare(
         info.pop("waivers", None)
         write_json(marker, info)
     return Build(simulator, directory, design.top, waves, key, version, False, seconds)
+
+
+def has_build(
+    design,
+    simulator: str = "verilator",
+    *,
+    waves: str | None = None,
+    build_dir: str | Path | None = None,
+    optimize: bool = False,
+) -> bool:
+    """Whether :func:`prepare` with these arguments would reuse a finished build."""
+    design = Design.of(design)
+    key, _, _ = _build_key(design, simulator, waves, optimize)
+    root = Path(build_dir) if build_dir is not None else default_cache_dir()
+    return _complete(simulator, root.resolve() / f"{simulator}-{key[:16]}", key)
+
+
+def _build_key(design: Design, simulator: str, waves: str | None, optimize: bool):
+    """``(key, simulator version, recipe)`` of a build (see the module docstring)."""
+    check_simulator(simulator)
+    if waves not in (None, "vcd", "fst"):
+        raise ValueError(f"waves must be None, 'vcd' or 'fst', not {waves!r}")
+    version = simulator_version(simulator)
+    recipe = build_recipe(simulator, waves) | {"version": version}
+    if optimize:
+        recipe["optimize"] = [OPT_SCRIPT, NETLIST_VERSION]
+    files, sources, build_args = bench_sources(simulator, design, waves)
+    digest = hashlib.sha256(json.dumps([recipe, sources, build_args], sort_keys=True).encode())
+    for name in sorted(files):
+        digest.update(f"\0{name}\0{len(files[name])}\0".encode() + files[name].encode())
+    return digest.hexdigest(), version, recipe
 
 
 def _complete(simulator: str, directory: Path, key: str) -> bool:

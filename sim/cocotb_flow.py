@@ -51,6 +51,7 @@ from .cocotb_build import (
     check_fst_headers,
     check_simulator,
     default_cache_dir,
+    has_build,
     prepare,
     simulator_version,
     wave_format,
@@ -127,21 +128,12 @@ def run_cocotb(
     design = Design.of(design)
     x_codes = _checked_codes(design, x_codes)
     B, T, _ = x_codes.shape
-    geom = design.geometry
-    inputs = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
-    n_out = geom.output_length(T)
-    users = _users(design, inputs[0].size, T, resets, keep_state)
-    codec = design.lines()
-    lines = codec.encode(inputs, users)
-    n_in, n_out_lines = len(lines[0]), codec.beats(n_out)
+    lines, n_out, n_out_lines = _encoded(design, x_codes, h0, c0, resets, keep_state)
+    n_in = len(lines[0])
     compute = design.compute(T) if design.compute else None
     cycles = None if compute is None else B * (compute + n_in + n_out_lines)
-    optimize = waves is None and icarus_opt.worth_it(simulator, design, cycles)
-    build = prepare(design, simulator, waves=waves_kind, build_dir=build_dir, optimize=optimize)
-    if progress is True:
-        progress = ProgressBar(f"{simulator}")
-    elif progress is False:
-        progress = None
+    build, optimize = _build(design, simulator, waves_kind, build_dir, cycles)
+    progress = ProgressBar(simulator) if progress is True else (progress or None)
     chunk_size = _chunk_size(
         chunk_size, B, n_in, n_out_lines, compute or 0,
         jobs=jobs, progress=progress is not None, whole=waves is not None or keep_state,
@@ -170,19 +162,38 @@ def run_cocotb(
         "simulator": simulator,
         "simulator_version": build.version,
         "simulator_product": product,
-        "build": {
-            "directory": str(build.directory),
-            "cached": build.cached,
-            "seconds": round(build.seconds, 3),
-            "optimized": optimize,
-        },
+        "build": {"directory": str(build.directory), "cached": build.cached,
+                  "seconds": round(build.seconds, 3), "optimized": optimize},
         "chunks": len(starts),
         "jobs": min(jobs, len(starts)),
         "process_seconds": round(process, 3),
         "cycle_budget": budget.cycles,
         "expected_cycles": budget.expected,
-    }
+    }  # fmt: skip
     return result
+
+
+def _encoded(design: Design, x_codes: np.ndarray, h0, c0, resets, keep_state: bool):
+    """``(lines, n_out, n_out_lines)``: the bench's input lines of every sequence
+    (:meth:`~lstmfpga.sim.bench_files.StreamLines.encode`), the result elements and lines
+    of one sequence."""
+    B, T, _ = x_codes.shape
+    inputs = [pack_inputs(design.geometry, x_codes, b, h0, c0) for b in range(B)]
+    n_out = design.geometry.output_length(T)
+    codec = design.lines()
+    lines = codec.encode(inputs, _users(design, inputs[0].size, T, resets, keep_state))
+    return lines, n_out, codec.beats(n_out)
+
+
+def _build(design: Design, simulator: str, waves: str | None, build_dir, cycles: int | None):
+    """``(build, optimized)``: the build a run of ``cycles`` simulated cycles (None:
+    unknown) uses, compiled from the optimized netlist (:mod:`lstmfpga.sim.icarus_opt`) if
+    the run is long enough for Yosys to pay off or if that build exists already."""
+    optimize = waves is None and icarus_opt.applicable(simulator, design)
+    if optimize and not icarus_opt.worth_it(simulator, design, cycles):
+        optimize = has_build(design, simulator, build_dir=build_dir, optimize=True)
+    build = prepare(design, simulator, waves=waves, build_dir=build_dir, optimize=optimize)
+    return build, optimize
 
 
 def _users(design: Design, n_in: int, T: int, resets, keep_state: bool):
