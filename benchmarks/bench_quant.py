@@ -338,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
             " Measured against the previous implementation (75a08a6: (feature, batch) "
             "layers, one (time, feature, batch) to (batch, time, feature) conversion at the "
             "end) in one process, interleaved, at load 12-16: q16 the same CPU time (23.4 "
-            "against 23.4 ms median, torch 5.9 ms), w8a8 and w4a8 0.90 of it, half_up and "
-            "truncate rounding 0.93-0.97 of it (rounding folded into the bias column); the "
+            "against 23.4 ms median, torch 5.9 ms), w8a8 and w4a8 0.90 of it (float32 "
+            "product), q16 with half_up rounding 0.97 (rounding folded into the bias "
+            "column), on inputs that saturate; the "
             "new run also makes no page faults (the old one up to 1.5k per run when run "
             "back to back)."
         ),
