@@ -6,7 +6,8 @@ inputs into the input beat stream (:func:`encode_inputs`, or codes with
 of ``lstmfpga predict --raw``, and floats), a quantized model into the weight-port beat
 stream (:func:`pack_weights`, after :func:`check_model`), and reads and writes the control
 and status registers through a transport with ``read32``/``write32`` (:class:`Registers`,
-:class:`AsyncRegisters`, :class:`MemoryTransport`). A design with ``K`` elements per beat
+:class:`AsyncRegisters`, :class:`MemoryTransport`; ``Registers.saturation()`` reads the
+saturation counters per tensor, the golden model's counts). A design with ``K`` elements per beat
 (``HardwareDesign.beat_elements``) moves the same DMA bytes; :meth:`BeatStream.beats` and
 :func:`decode_beats` work at the bus level (``tdata``, ``tkeep``, ``tlast``). A stream-mode
 design (``HardwareDesign.mode``) takes sequences of any length, ``resets=`` (``tuser``) and
