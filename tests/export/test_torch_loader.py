@@ -402,24 +402,21 @@ def test_state_dict_infers_every_lstm_option():
         assert spec.head is None and spec.dropout == 0.0
 
 
-def _modified(state_dict, **changes):
-    return with_changes(state_dict, changes)
+def _base(prefix="", **changes):
+    """A builder of the ``BASE`` LSTM's state_dict (keys under ``prefix``) with ``changes``
+    (:func:`with_changes`: ``a__b`` names key ``a.b``, ``None`` deletes it)."""
+    return lambda: with_changes(lstm_state_dict(prefix, **BASE), changes)
 
 
 BASE = dict(input_size=3, hidden_size=4, num_layers=2)
+Z = torch.zeros
 BAD_STATE_DICTS = {
-    "wrong shape in layer 1": (
-        lambda: _modified(lstm_state_dict(**BASE), weight_hh_l1=torch.zeros(16, 3)),
-        r"^weight_hh_l1 must have shape \(16, 4\), not \(16, 3\)$",
-    ),
-    "wrong bias length": (
-        lambda: _modified(lstm_state_dict(**BASE), bias_ih_l0=torch.zeros(15)),
-        r"^bias_ih_l0 must have shape \(16,\), not \(15,\)$",
-    ),
-    "missing bias_hh": (
-        lambda: _modified(lstm_state_dict("lstm.", **BASE), lstm__bias_hh_l0=None),
-        r"^state_dict is missing lstm.bias_hh_l0$",
-    ),
+    "wrong shape in layer 1": (_base(weight_hh_l1=Z(16, 3)),
+                               r"^weight_hh_l1 must have shape \(16, 4\), not \(16, 3\)$"),
+    "wrong bias length": (_base(bias_ih_l0=Z(15)),
+                          r"^bias_ih_l0 must have shape \(16,\), not \(15,\)$"),
+    "missing bias_hh": (_base("lstm.", lstm__bias_hh_l0=None),
+                        r"^state_dict is missing lstm.bias_hh_l0$"),
     "GRU weights read as an LSTM": (
         lambda: (nn.GRU(3, 4).state_dict(), "lstm"),
         r"^weight_hh_l0 has shape \(12, 4\), .* \(3\*hidden rows: a GRU\?\)$",
@@ -428,66 +425,36 @@ BAD_STATE_DICTS = {
         lambda: (lstm_state_dict(**BASE), "gru"),
         r"^weight_hh_l0 has shape \(16, 4\), but a GRU .* \(4\*hidden rows: an LSTM\?\)$",
     ),
-    "neither LSTM nor GRU": (
-        lambda: _modified(lstm_state_dict(**BASE), weight_hh_l0=torch.zeros(24, 5)),
-        r"^weight_hh_l0 has shape \(24, 5\), which is neither .* --cell lstm or --cell gru$",
-    ),
+    "neither LSTM nor GRU": (_base(weight_hh_l0=Z(24, 5)),
+        r"^weight_hh_l0 has shape \(24, 5\), which is neither .* --cell lstm or --cell gru$"),
     "RNN weights": (lambda: nn.RNN(3, 4).state_dict(), r"\(hidden rows: an RNN\?\)$"),
-    "rows not a multiple of 4": (
-        lambda: _modified(lstm_state_dict(**BASE), weight_hh_l0=torch.zeros(15, 4)),
-        r"^weight_hh_l0 must have 4\*hidden_size rows \(gates i, f, g, o\), not 15$",
-    ),
-    "1-D weight": (
-        lambda: _modified(lstm_state_dict(**BASE), weight_ih_l0=torch.zeros(16)),
-        r"^weight_ih_l0 must be 2-D, not \(16,\)$",
-    ),
+    "rows not a multiple of 4": (_base(weight_hh_l0=Z(15, 4)),
+        r"^weight_hh_l0 must have 4\*hidden_size rows \(gates i, f, g, o\), not 15$"),
+    "1-D weight": (_base(weight_ih_l0=Z(16)), r"^weight_ih_l0 must be 2-D, not \(16,\)$"),
     "reverse for some layers": (
-        lambda: _modified(
-            lstm_state_dict(**BASE),
-            weight_ih_l0_reverse=torch.zeros(16, 3),
-            weight_hh_l0_reverse=torch.zeros(16, 4),
-            bias_ih_l0_reverse=torch.zeros(16),
-            bias_hh_l0_reverse=torch.zeros(16),
-        ),
+        _base(weight_ih_l0_reverse=Z(16, 3), weight_hh_l0_reverse=Z(16, 4),
+              bias_ih_l0_reverse=Z(16), bias_hh_l0_reverse=Z(16)),
         r"^state_dict has _reverse weights for layer\(s\) \[0\] only, not for all 2 layer\(s\)$",
     ),
     "layer gap": (
-        lambda: {
-            k.replace("_l1", "_l2"): v for k, v in lstm_state_dict(**BASE).items()
-        },
+        lambda: {k.replace("_l1", "_l2"): v for k, v in lstm_state_dict(**BASE).items()},
         r"^state_dict has layers up to 2 but no weights for layer\(s\) \[1\]$",
     ),
     "two LSTMs": (
         lambda: {**lstm_state_dict("a.", **BASE), **lstm_state_dict("b.", **BASE)},
         r"^state_dict holds recurrent weights of several modules \('a', 'b'\): ",
     ),
-    "unknown keys": (
-        lambda: _modified(lstm_state_dict(**BASE), bn__running_mean=torch.zeros(4),
-                          step=torch.tensor(3)),
-        r"^unknown state_dict key\(s\) 'bn.running_mean', 'step': ",
-    ),
-    "two head candidates": (
-        lambda: _modified(lstm_state_dict(**BASE), fc1__weight=torch.zeros(2, 4),
-                          fc2__weight=torch.zeros(2, 2)),
-        r"^found 2 candidate head weights \('fc1.weight', 'fc2.weight'\): ",
-    ),
-    "head width": (
-        lambda: _modified(lstm_state_dict(**BASE), fc__weight=torch.zeros(2, 5)),
-        r"^head fc.weight has shape \(2, 5\), but the LSTM output has 4 features$",
-    ),
-    "head bias shape": (
-        lambda: _modified(lstm_state_dict(**BASE), fc__weight=torch.zeros(2, 4),
-                          fc__bias=torch.zeros(3)),
-        r"^head bias must have shape \(2,\), not \(3,\)$",
-    ),
-    "integer weights": (
-        lambda: _modified(lstm_state_dict(**BASE), weight_ih_l0=torch.ones(16, 3).int()),
-        r"^weight_ih_l0 must be a floating-point tensor, not torch.int32$",
-    ),
-    "non-tensor value": (
-        lambda: _modified(lstm_state_dict(**BASE), epoch=3),
-        r"^state_dict value 'epoch' must be a tensor, not int$",
-    ),
+    "unknown keys": (_base(bn__running_mean=Z(4), step=torch.tensor(3)),
+                     r"^unknown state_dict key\(s\) 'bn.running_mean', 'step': "),
+    "two head candidates": (_base(fc1__weight=Z(2, 4), fc2__weight=Z(2, 2)),
+                            r"^found 2 candidate head weights \('fc1.weight', 'fc2.weight'\): "),
+    "head width": (_base(fc__weight=Z(2, 5)),
+                   r"^head fc.weight has shape \(2, 5\), but the LSTM output has 4 features$"),
+    "head bias shape": (_base(fc__weight=Z(2, 4), fc__bias=Z(3)),
+                        r"^head bias must have shape \(2,\), not \(3,\)$"),
+    "integer weights": (_base(weight_ih_l0=torch.ones(16, 3).int()),
+                        r"^weight_ih_l0 must be a floating-point tensor, not torch.int32$"),
+    "non-tensor value": (_base(epoch=3), r"^state_dict value 'epoch' must be a tensor, not int$"),
     "no LSTM at all": (
         lambda: nn.Linear(3, 2).state_dict(),
         r"^state_dict holds no LSTM or GRU weights \(expected keys like 'weight_ih_l0' .*, found",

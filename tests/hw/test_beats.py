@@ -34,6 +34,13 @@ def lengths_for(K: int) -> list[int]:
     return [1, K, 3 * K, 2 * K + 1, max(1, K - 1), 7]
 
 
+def case(K: int, bits: int, seed: int):
+    """``(fmt, seed, codes, last)``: the format of ``K`` elements of ``bits`` and random
+    sequences of :func:`lengths_for` ``K`` elements drawn from ``seed``."""
+    fmt = BeatFormat(K, bits)
+    return (fmt, seed, *sequences(fmt, seed, lengths_for(K)))
+
+
 # -- the format ---------------------------------------------------------------------------------
 def test_lanes_are_whole_bytes_and_a_beat_is_k_lanes():
     fmt = BeatFormat(4, 12)
@@ -147,9 +154,7 @@ def every_format_and_stall(test):
 
 @every_format_and_stall
 def test_packer_sends_the_reference_beats(K, bits, idle, stall):
-    fmt = BeatFormat(K, bits)
-    seed = SEED + 7 * K + bits
-    codes, last = sequences(fmt, seed, lengths_for(K))
+    fmt, seed, codes, last = case(K, bits, SEED + 7 * K + bits)
     want = fmt.pack(codes, last)
     got = run(BeatPacker(fmt), element_payloads(codes, last), len(want), seed, idle, stall)
     assert [b["data"] for b in got] == want.words(), f"seed {seed}"
@@ -159,9 +164,7 @@ def test_packer_sends_the_reference_beats(K, bits, idle, stall):
 
 @every_format_and_stall
 def test_unpacker_gives_the_reference_elements(K, bits, idle, stall):
-    fmt = BeatFormat(K, bits)
-    seed = SEED + 11 * K + bits
-    codes, last = sequences(fmt, seed, lengths_for(K))
+    fmt, seed, codes, last = case(K, bits, SEED + 11 * K + bits)
     beats = fmt.pack(codes, last)
     rng = np.random.default_rng(seed)
     padding = rng.integers(0, 256, beats.tdata.shape).astype(np.uint8)
@@ -204,9 +207,7 @@ def test_full_throughput_one_element_per_cycle_without_stalls():
 
 @pytest.mark.parametrize(("K", "bits"), [(1, 12), (3, 5), (4, 16)])
 def test_unpacker_gives_each_element_its_lanes_user_bit(K, bits):
-    fmt = BeatFormat(K, bits)
-    seed = SEED + 13 * K
-    codes, last = sequences(fmt, seed, lengths_for(K))
+    fmt, seed, codes, last = case(K, bits, SEED + 13 * K)
     user = np.random.default_rng(seed).random(codes.size) < 0.3
     beats = fmt.pack(codes, last, user)
     np.testing.assert_array_equal(fmt.users(beats), user)

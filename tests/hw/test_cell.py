@@ -157,21 +157,24 @@ def test_signature_and_properties():
     )
 
 
-def test_argument_errors():
-    arith = _arith(CELLS["s16.11"], HIDDENS["s16.15"])
+def test_a_non_arith_is_refused():
     with pytest.raises(TypeError, match=r"^arith must be a CellArithmetic, not "):
         CellDatapath("cell")
-    with pytest.raises(ValueError, match=r"^arith.rounding must be one of "):
-        CellDatapath(replace(arith, rounding="nearest"))
-    with pytest.raises(ValueError, match=r"^arith.overflow must be one of "):
-        CellDatapath(replace(arith, overflow="clip"))
-    with pytest.raises(ValueError, match=r"^arith.cell must be a signed format, not u16.11"):
-        CellDatapath(replace(arith, cell=FixedFormat(16, 11, signed=False)))
-    with pytest.raises(TypeError, match=r"^arith.tanh_cell must be an ActivationTable, not "):
-        CellDatapath(replace(arith, tanh_cell=None))
-    sigmoid = make_table("sigmoid", CELLS["s16.11"], GATE)
-    with pytest.raises(ValueError, match=r"^arith.tanh_cell must be a tanh table, not 'sigmoid'"):
-        CellDatapath(replace(arith, tanh_cell=sigmoid))
+
+
+@pytest.mark.parametrize(("changes", "error", "message"), [
+    (dict(rounding="nearest"), ValueError, r"^arith.rounding must be one of "),
+    (dict(overflow="clip"), ValueError, r"^arith.overflow must be one of "),
+    (dict(cell=FixedFormat(16, 11, signed=False)), ValueError,
+     r"^arith.cell must be a signed format, not u16.11"),
+    (dict(tanh_cell=None), TypeError, r"^arith.tanh_cell must be an ActivationTable, not "),
+    (dict(tanh_cell=make_table("sigmoid", CELLS["s16.11"], GATE)), ValueError,
+     r"^arith.tanh_cell must be a tanh table, not 'sigmoid'"),
+])  # fmt: skip
+def test_a_bad_arith_is_refused(changes, error, message):
+    arith = _arith(CELLS["s16.11"], HIDDENS["s16.15"])
+    with pytest.raises(error, match=message):
+        CellDatapath(replace(arith, **changes))
 
 
 def test_converts_to_verilog():

@@ -171,118 +171,68 @@ def _drop_formats(m):
 # Each case edits a saved qmodel's manifest; the load must fail with this message (after the
 # artifact path).
 MALFORMED = {
-    "missing formats": (
-        lambda m: m.pop("formats"),
-        "quantized model manifest lacks the field 'formats'",
-    ),
+    "missing formats": (lambda m: m.pop("formats"),
+                        "quantized model manifest lacks the field 'formats'"),
     "a layer without its format": (_drop_formats, "tensor_formats lacks tensor w_ih_l0"),
-    "formats not an object": (
-        lambda m: m.update(formats=[1, 2]),
-        "formats must be a JSON object, not [1, 2]",
-    ),
-    "a role missing": (
-        lambda m: m["formats"].pop("cell"),
-        "formats must name exactly the roles x, preact",
-    ),
-    "format bits a string": (
-        lambda m: m["formats"]["x"].update(bits="16"),
-        "format of x bits must be an integer, not '16'",
-    ),
-    "format without frac": (
-        lambda m: m["formats"]["x"].pop("frac"),
-        "format of x must be an object with 'bits', 'frac'",
-    ),
-    "unsigned format": (
-        lambda m: m["formats"]["x"].update(signed=False),
-        "format of x must be signed, not False",
-    ),
-    "frac above bits": (
-        lambda m: m["formats"]["hidden"].update(frac=17),
-        "format of hidden s16.17: frac must be at most bits (16), not 17",
-    ),
-    "width unlike the config": (
-        lambda m: m["formats"]["cell"].update(bits=12),
-        "format of cell s12.",
-    ),
-    "weight width unlike the config": (
-        lambda m: m["tensor_formats"]["head_w"].update(bits=8),
-        "tensor head_w format s8.",
-    ),
+    "formats not an object": (lambda m: m.update(formats=[1, 2]),
+                              "formats must be a JSON object, not [1, 2]"),
+    "a role missing": (lambda m: m["formats"].pop("cell"),
+                       "formats must name exactly the roles x, preact"),
+    "format bits a string": (lambda m: m["formats"]["x"].update(bits="16"),
+                             "format of x bits must be an integer, not '16'"),
+    "format without frac": (lambda m: m["formats"]["x"].pop("frac"),
+                            "format of x must be an object with 'bits', 'frac'"),
+    "unsigned format": (lambda m: m["formats"]["x"].update(signed=False),
+                        "format of x must be signed, not False"),
+    "frac above bits": (lambda m: m["formats"]["hidden"].update(frac=17),
+                        "format of hidden s16.17: frac must be at most bits (16), not 17"),
+    "width unlike the config": (lambda m: m["formats"]["cell"].update(bits=12),
+                                "format of cell s12."),
+    "weight width unlike the config": (lambda m: m["tensor_formats"]["head_w"].update(bits=8),
+                                       "tensor head_w format s8."),
     "num_layers 0": (lambda m: m.update(num_layers=0), "num_layers must be an integer >= 1, not 0"),
-    "num_layers huge": (
-        lambda m: m.update(num_layers=10**12),
-        "num_layers 1000000000000 needs at least 2000000000000 weight tensors",
-    ),
-    "num_layers a float": (
-        lambda m: m.update(num_layers=1.0),
-        "num_layers must be an integer >= 1, not 1.0",
-    ),
-    "hidden_size a bool": (
-        lambda m: m.update(hidden_size=True),
-        "hidden_size must be an integer >= 1, not True",
-    ),
-    "bidirectional a string": (
-        lambda m: m.update(bidirectional="no"),
-        "bidirectional must be true or false, not 'no'",
-    ),
-    "proj_size too large": (
-        lambda m: m.update(proj_size=4),
-        "proj_size must be smaller than hidden_size (4), not 4",
-    ),
-    "unknown head mode": (
-        lambda m: m["head"].update(mode="first"),
-        "head mode must be 'last' or 'all', not 'first'",
-    ),
+    "num_layers huge": (lambda m: m.update(num_layers=10**12),
+                        "num_layers 1000000000000 needs at least 2000000000000 weight tensors"),
+    "num_layers a float": (lambda m: m.update(num_layers=1.0),
+                           "num_layers must be an integer >= 1, not 1.0"),
+    "hidden_size a bool": (lambda m: m.update(hidden_size=True),
+                           "hidden_size must be an integer >= 1, not True"),
+    "bidirectional a string": (lambda m: m.update(bidirectional="no"),
+                               "bidirectional must be true or false, not 'no'"),
+    "proj_size too large": (lambda m: m.update(proj_size=4),
+                            "proj_size must be smaller than hidden_size (4), not 4"),
+    "unknown head mode": (lambda m: m["head"].update(mode="first"),
+                          "head mode must be 'last' or 'all', not 'first'"),
     "head not an object": (
         lambda m: m.update(head="last"),
         "head must be null or an object with 'mode' and 'out_features', not 'last'",
     ),
-    "head out_features wrong": (
-        lambda m: m["head"].update(out_features=7),
-        "head out_features 7 does not match head_w (3, 4)",
-    ),
+    "head out_features wrong": (lambda m: m["head"].update(out_features=7),
+                                "head out_features 7 does not match head_w (3, 4)"),
     "no head but head tensors": (
         lambda m: m.update(head=None),
         "tensor_formats names tensor(s) this geometry lacks: ['head_b', 'head_w']",
     ),
-    "bias flag off": (
-        lambda m: m.update(bias=False),
-        "tensor bias_l0 must not exist in this geometry",
-    ),
-    "tables not an object": (
-        lambda m: m.update(tables=None),
-        "tables must be a JSON object, not None",
-    ),
-    "table description changed": (
-        lambda m: m["tables"]["sigmoid"].update(size=3),
-        "activation table sigmoid (manifest) does not match its rule",
-    ),
+    "bias flag off": (lambda m: m.update(bias=False),
+                      "tensor bias_l0 must not exist in this geometry"),
+    "tables not an object": (lambda m: m.update(tables=None),
+                             "tables must be a JSON object, not None"),
+    "table description changed": (lambda m: m["tables"]["sigmoid"].update(size=3),
+                                  "activation table sigmoid (manifest) does not match its rule"),
     "config not an object": (lambda m: m.update(config=3), "config must be a JSON object, not 3"),
-    "config with an unknown rounding": (
-        lambda m: m["config"].update(rounding="up"),
-        "config: rounding must be one of",
-    ),
-    "calibration a list": (
-        lambda m: m.update(calibration=[]),
-        "calibration must be a JSON object, not []",
-    ),
-    "unknown field": (
-        lambda m: m.update(extra=1),
-        "quantized model manifest has unknown field(s) extra",
-    ),
-    "bad spec_hash": (
-        lambda m: m.update(spec_hash="abc"),
-        "spec_hash must be a 64-digit hex SHA-256, not 'abc'",
-    ),
-    "version a bool": (
-        lambda m: m.update(version=True),
-        "lstmfpga.qmodel version True is not supported",
-    ),
-    "accumulator wider than derived": (
-        lambda m: m["acc"].update(bits=m["acc"]["bits"] + 1),
-        "accumulator s",
-    ),
-}
+    "config with an unknown rounding": (lambda m: m["config"].update(rounding="up"),
+                                        "config: rounding must be one of"),
+    "calibration a list": (lambda m: m.update(calibration=[]),
+                           "calibration must be a JSON object, not []"),
+    "unknown field": (lambda m: m.update(extra=1),
+                      "quantized model manifest has unknown field(s) extra"),
+    "bad spec_hash": (lambda m: m.update(spec_hash="abc"),
+                      "spec_hash must be a 64-digit hex SHA-256, not 'abc'"),
+    "version a bool": (lambda m: m.update(version=True),
+                       "lstmfpga.qmodel version True is not supported"),
+    "accumulator wider than derived": (lambda m: m["acc"].update(bits=m["acc"]["bits"] + 1),
+                                       "accumulator s"),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(MALFORMED))

@@ -182,11 +182,17 @@ def test_codes_must_fit_and_shapes_must_match():
         encode_codes(d, np.zeros((1, 2, 2)))
 
 
-def test_float_encoding_needs_the_models_rounding_rules():
-    _, _q, acc = build("last")
+def older_design(section: str):
+    """``(q, design)``: :func:`build` ``("last")``'s model and its design read from a manifest
+    without ``section``, as written before manifests recorded it."""
+    _, q, acc = build("last")
     older = accelerator_manifest(acc)
-    del older["quantization"]  # as written before manifests recorded the rounding rules
-    d = HardwareDesign.from_manifest(older)
+    del older[section]
+    return q, HardwareDesign.from_manifest(older)
+
+
+def test_float_encoding_needs_the_models_rounding_rules():
+    _, d = older_design("quantization")
     with pytest.raises(StreamError, match="does not record the model's rounding"):
         encode_inputs(d, np.zeros((1, 2, 3)))
     assert len(encode_codes(d, np.zeros((1, 2, 3), np.int64))) == 6
@@ -355,10 +361,7 @@ def test_weights_of_another_geometry_or_format_are_refused():
 
 
 def test_weights_need_a_manifest_that_records_the_weight_formats():
-    _, q, acc = build("last")
-    older = accelerator_manifest(acc)
-    del older["weight_formats"]  # as written before manifests recorded the weight formats
-    d = HardwareDesign.from_manifest(older)
+    q, d = older_design("weight_formats")
     with pytest.raises(ManifestError, match="does not record the weight formats"):
         pack_weights(d, q)
 
