@@ -16,7 +16,7 @@ from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
 
 from .layout import WeightLayout
-from .pipeline import register
+from .pipeline import SkidOutput, register
 from .plans import addr_width, buffer_plan, stream_buffer_plan
 from .regroup import emitter_cycles
 from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor, at_or_past
@@ -96,7 +96,10 @@ class VectorFetch(wiring.Component):
     Timing: ``latency`` 2: a beat taken in cycle ``c`` is valid on ``o`` in cycle ``c + 2``
     (buffer read, then the read data's register: every read port's data goes straight
     into a register, so synthesis can use the block RAM's output register). One beat per
-    cycle while ``o`` is ready; back-pressure on ``o`` holds both stages.
+    cycle while ``o`` is ready. Back-pressure on ``o``: the beat on ``o`` moves into a skid
+    register (presented from there until taken) while both stages advance once more; then
+    they hold until it empties (:class:`~.pipeline.SkidOutput`), so ``i.ready``, the read
+    ports' ``en`` and the stages' enables follow flip-flops, never ``o.ready``.
     """
 
     #: Cycles from a beat taken on ``i`` to it being valid on ``o``.
@@ -350,10 +353,13 @@ class VectorFetch(wiring.Component):
     def _stage(self, m, cur, srcs, dep_ok, paced, take):
         """Two stages under one enable: the buffer reads, then the read data's registers."""
         S, beat = self._layout.simd, self.i.payload
-        valid1, valid2, advance = Signal(), Signal(), Signal()
+        valid1, valid2 = Signal(), Signal()
         beat1, beat2 = Signal.like(beat, name="beat1"), Signal.like(beat, name="beat2")
+        # ``o`` through a skid register: the stages' enable (the read ports' ``en``, every
+        # register's, ``i.ready``'s) is a flip-flop, not a function of ``o.ready``.
+        skid_out = SkidOutput(m, self.o, name="out")
+        advance = skid_out.advance
         m.d.comb += [
-            advance.eq(~valid2 | self.o.ready),
             self.i.ready.eq(self.enable & advance & dep_ok & ~paced),
             take.eq(self.i.valid & self.i.ready),
             cur.advance.eq(take & beat.end),
@@ -385,10 +391,11 @@ class VectorFetch(wiring.Component):
                 with m.Default():
                     m.d.comb += vector.eq(0)
             vectors.append(vector)
-        o = self.o.payload
-        m.d.comb += [self.o.valid.eq(valid2), o.vector.eq(vectors[0] if S == 1 else Cat(*vectors))]
+        o = Signal.like(self.o.payload, name="out")
+        m.d.comb += o.vector.eq(vectors[0] if S == 1 else Cat(*vectors))
         for field in ("weights", "bias", "shift_sel", "target_sel", "first", "last"):
             m.d.comb += getattr(o, field).eq(getattr(beat2, field))
+        skid_out.drive(valid2, o)
 
 
 def _slot(field, k: int):
