@@ -94,6 +94,11 @@ class MatrixVectorUnit(wiring.Component):
         lane ``p``'s rounded value did not fit the target, then saturated or wrapped) and
         ``target`` (the row group's ``target_sel``: which tensor ``saturated`` counts in,
         :mod:`.saturation`).
+    computed : ``Out(StructLayout({"valid": 1, "saturated": unsigned(P), "target": ...}))``
+        ``valid`` for one cycle after each row group's result is loaded into the output
+        register, with that result's ``saturated`` and ``target``: every result exactly once,
+        whether or not ``o`` stalls (it leaves on ``o`` then or later), from flip-flops only,
+        so a counter of saturations (:mod:`.saturation`) needs no path from ``o.ready``.
 
     Numerics
     --------
@@ -193,10 +198,14 @@ class MatrixVectorUnit(wiring.Component):
                 "target": unsigned(select_bits(len(self._targets))),
             }
         )
+        self._computed_layout = data.StructLayout(
+            {"valid": 1, "saturated": unsigned(P), "target": self._out_layout["target"].shape}
+        )
         super().__init__(
             {
                 "i": In(stream.Signature(self._in_layout)),
                 "o": Out(stream.Signature(self._out_layout)),
+                "computed": Out(self._computed_layout),
             }
         )
 
@@ -364,13 +373,19 @@ class MatrixVectorUnit(wiring.Component):
             with m.If(adv & valid3):
                 m.d.sync += accs[p].eq(start + terms[p])
 
-        out, out_valid = self._requantize(m, adv, accs, done3, target3)
+        out, out_valid, loaded = self._requantize(m, adv, accs, done3, target3)
         skid_out.drive(out_valid, out)
+        m.d.comb += [
+            self.computed.valid.eq(loaded),
+            self.computed.saturated.eq(out.saturated),
+            self.computed.target.eq(out.target),
+        ]
         return m
 
     def _requantize(self, m, adv, accs, done3, target3):
         """Stages 4 and 5: the requantizer of each lane's accumulator into the output
-        register (``out``, valid when ``out_valid``) by the shift and format of its target."""
+        register (``out``, valid when ``out_valid``; ``loaded`` the cycle after it takes a
+        result) by the shift and format of its target."""
         P = self._lanes
         # -- stage 4: the requantizer's first half (floor bits, rounding bit, range checks) ---
         parts_layout = requant_parts_layout(self.out_bits)
@@ -392,6 +407,8 @@ class MatrixVectorUnit(wiring.Component):
         # -- stage 5: rounding increment and saturation into the output register ------------
         out = Signal(self._out_layout, reset_less=True)
         out_valid = Signal()
+        loaded = Signal()  # ``out`` took a row group's result at the last clock edge
+        m.d.sync += loaded.eq(adv & done4)
         with m.If(adv):
             m.d.sync += [out_valid.eq(done4), out.target.eq(target4)]
             with m.Switch(target4):
@@ -404,4 +421,4 @@ class MatrixVectorUnit(wiring.Component):
                             m.d.sync += out.data[p].eq(code)
                             flags.append(over)
                         m.d.sync += out.saturated.eq(Cat(*flags))
-        return out, out_valid
+        return out, out_valid, loaded

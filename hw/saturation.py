@@ -2,16 +2,18 @@
 fit their format, the counts the golden model adds to ``GoldenResult.saturation``.
 
 :func:`drive_saturation` joins the two places where values are requantized: the
-:class:`~.mvu.MatrixVectorUnit` (each result beat carries its ``target`` and the lanes that
-``saturated``: gate pre-activations ``preact``, projection rows ``hidden``, head rows
-``head_out``; a GRU's gate sums are the exact accumulator and never saturate) and the cell
+:class:`~.mvu.MatrixVectorUnit` (its ``computed`` output: each result's ``target`` and the
+lanes that ``saturated``, once per result from flip-flops: gate pre-activations ``preact``,
+projection rows ``hidden``, head rows ``head_out``; a GRU's gate sums are the exact
+accumulator and never saturate) and the cell
 bank (:class:`~.cellbank.CellBank`'s ``sat_c`` / ``sat_m``: ``cell`` and ``hidden``; a GRU's
 :class:`~.gru_cellbank.GRUBankAsCellBank` adds ``sat_preact`` and ``sat_hn``: ``preact``
 and ``hn``). The accelerator's ``saturation`` port carries the sums; the AXI top's
 ``SATURATION_*`` registers (:mod:`.register_map`) count them.
 
-A count is taken when its beat transfers (the MVU's result into the regrouper, a cell
-bank's result into the write-back), so a beat held by back-pressure counts once. The
+A count is taken once per result: the cycle after the MVU computed it (it leaves then or
+later), the cycle a cell bank's result transfers into the write-back; so a beat held by
+back-pressure counts once, and the totals over a run are the golden model's. The
 padding rows of a matrix's last row group are zero (weights and bias), so they never
 saturate. Inputs, ``h0`` and ``c0`` arrive as codes and are not counted: the golden model's
 ``x`` (and, from :func:`lstmfpga.quant.golden.predict`, ``h0``/``c0``) counts are the
@@ -47,15 +49,14 @@ def popcount(bits) -> Value:
 
 def drive_saturation(m: Module, out, mvu, bank) -> None:
     """Drive ``out`` (a :func:`saturation_layout` view, e.g. the accelerator's
-    ``saturation`` port) with this cycle's counts from ``mvu`` (its result beat, when it
-    transfers on ``mvu.o``) and ``bank`` (its pulses)."""
+    ``saturation`` port) with this cycle's counts from ``mvu`` (its ``computed`` result)
+    and ``bank`` (its pulses)."""
     terms = {role: [] for role in SATURATION_ROLES}
-    o = mvu.o
-    fire = o.valid & o.ready
-    lanes = popcount(o.payload.saturated)
+    done = mvu.computed
+    lanes = popcount(done.saturated)
     for index, target in enumerate(mvu.targets):
         if target.role in terms:
-            here = fire if len(mvu.targets) == 1 else fire & (o.payload.target == index)
+            here = done.valid if len(mvu.targets) == 1 else done.valid & (done.target == index)
             terms[target.role].append(Mux(here, lanes, 0))
         elif target.role != GRU_SUMS:  # the exact accumulator: nothing to saturate
             raise ValueError(f"target role must be one of {SATURATION_ROLES}, not {target.role!r}")

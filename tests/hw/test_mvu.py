@@ -113,12 +113,23 @@ def make_case(lanes, I, H, seed, patterns=("random", "random")):
     return jobs, acc, targets
 
 
-def run_mvu(dut, jobs, seed, idle=0.0, stall=0.0):
-    """Stream ``jobs`` back to back; return the input and output (payload, cycle) lists."""
+def run_mvu(dut, jobs, seed, idle=0.0, stall=0.0, computed=None):
+    """Stream ``jobs`` back to back; return the input and output (payload, cycle) lists.
+    ``computed`` (a list) collects ``(saturated, target)`` of every cycle with
+    ``dut.computed.valid``."""
     harness = Harness(dut)
     beats = [b for job in jobs for b in job.beats(dut.lanes)]
     n_out = sum(len(job.weights) // dut.lanes for job in jobs)
     got = {}
+
+    async def monitor(ctx):
+        done = dut.computed
+        while True:
+            _, _, valid, saturated, target = await ctx.tick().sample(
+                done.valid, done.saturated, done.target
+            )
+            if valid and computed is not None:
+                computed.append((int(saturated), int(target)))
 
     async def producer(ctx):
         got["in"] = await put_all(ctx, dut.i, beats, rng=np.random.default_rng([seed, 1]),
@@ -129,7 +140,7 @@ def run_mvu(dut, jobs, seed, idle=0.0, stall=0.0):
                                  stall=stall, cycle=harness.cycle)  # fmt: skip
         await expect_quiet(ctx, dut.o, dut.latency + 2)
 
-    simulate(harness, producer, consumer)
+    simulate(harness, producer, consumer, background=(monitor,))
     return got["in"], got["out"]
 
 
@@ -186,6 +197,20 @@ def test_saturating_extremes(w_pat, v_pat, overflow):
     check(dut, jobs, outputs, seed)
     # the narrow targets really saturate on these inputs
     assert any(payload.saturated for payload, _ in outputs)
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.7])
+def test_computed_reports_every_result_once_whatever_the_back_pressure(stall):
+    """``computed`` gives each row group's saturated lanes and target exactly once, in order,
+    the same as the results on ``o`` (what a saturation counter reads, :mod:`.saturation`)."""
+    seed = 7
+    jobs, acc, targets = make_case(4, 3, 3, seed, ("max", "min"))
+    dut = build(4, acc, targets)
+    computed = []
+    _, outputs = run_mvu(dut, jobs, seed, idle=0.2, stall=stall, computed=computed)
+    check(dut, jobs, outputs, seed)
+    assert computed == [(int(p.saturated), int(p.target)) for p, _ in outputs]
+    assert any(saturated for saturated, _ in computed)
 
 
 @pytest.mark.parametrize("rounding", ROUNDING_MODES)
@@ -312,7 +337,7 @@ def test_properties():
     assert dut.product_shifts == (0, 3)
     assert dut.targets == (_targets()[0], Target("h", -1, FixedFormat(8, 2)))
     assert (dut.rounding, dut.overflow, dut.out_bits, dut.latency) == ("half_up", "wrap", 16, 5)
-    assert set(dut.signature.members) == {"i", "o"}
+    assert set(dut.signature.members) == {"i", "o", "computed"}
     assert dut.i.payload.shape() == dut.in_layout
     assert set(dut.in_layout.members) == {"weights", "vector", "bias", "shift_sel",
                                           "target_sel", "first", "last"}  # fmt: skip
