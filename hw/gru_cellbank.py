@@ -201,28 +201,20 @@ class GRUBankAsCellBank(wiring.Component):
                                   ("sat_hn", "sat_c", "sat_m")))  # fmt: skip
 
     @property
-    def bank(self) -> GRUCellBank:
-        return self._bank
-
-    @property
     def latency(self) -> int:
+        """The GRU cell bank's: cycles from a beat taken on ``i`` to its results on ``o``."""
         return self._bank.latency
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.bank = bank = self._bank
         i, bi, o, bo = self.i.payload, bank.i.payload, self.o.payload, bank.o.payload
-        m.d.comb += [
-            bank.i.valid.eq(self.i.valid),
-            self.i.ready.eq(bank.i.ready),
-            bi.rows.eq(i.rows),
-            bi.count.eq(i.count),
-            bi.h_addr.eq(i.c_addr),
-            bi.zero_h.eq(i.zero_c),
-            self.o.valid.eq(bank.o.valid),
-            bank.o.ready.eq(self.o.ready),
-            o.count.eq(bo.count),
-        ]
+        m.d.comb += [bank.i.valid.eq(self.i.valid), self.i.ready.eq(bank.i.ready)]
+        for inner, outer in (("rows", "rows"), ("count", "count"), ("h_addr", "c_addr"),
+                             ("zero_h", "zero_c")):  # fmt: skip
+            m.d.comb += bi[inner].eq(i[outer])
+        m.d.comb += [self.o.valid.eq(bank.o.valid), bank.o.ready.eq(self.o.ready),
+                     o.count.eq(bo.count)]  # fmt: skip
         m.d.comb += [self.sat_preact.eq(bank.sat_preact), self.sat_hn.eq(bank.sat_hn),
                      self.sat_m.eq(bank.sat_h), self.sat_c.eq(0)]  # fmt: skip
         for k in range(self._V):
@@ -230,6 +222,11 @@ class GRUBankAsCellBank(wiring.Component):
             m.d.comb += [port.addr.eq(inner.addr), inner.data.eq(port.data),
                          o.c[k].eq(bo.h[k]), o.m[k].eq(bo.h[k])]  # fmt: skip
         return m
+
+    @property
+    def bank(self) -> GRUCellBank:
+        """The :class:`GRUCellBank` inside (its ports renamed to a ``CellBank``'s)."""
+        return self._bank
 
 
 def accelerator_cell_bank(model, *, cells: int, in_bits: int, c_depth: int):

@@ -259,41 +259,21 @@ def _markdown(info: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(
-    model: QuantizedModel,
-    outdir: str | Path,
-    *,
-    lanes: int = 8,
-    simd: int = 1,
-    cells: int | None = None,
-    max_seq_len: int = 64,
-    with_states: bool = False,
-    initial_state: bool = False,
-    memories: str = "inline",
-    name: str = "lstm_accel",
-    mode: str = "sequence",
-) -> dict:
+def generate(model: QuantizedModel, outdir: str | Path, *, memories: str = "inline",
+             name: str = "lstm_accel", lanes: int = 8, **options) -> dict:  # fmt: skip
     """Write Verilog, memory files and the manifest for ``model`` into ``outdir``.
 
-    ``lanes``, ``simd``, ``cells`` (``None``: the fewest that keep the MVU busy) and the
-    rest are :class:`~.accelerator.LSTMAccelerator`'s. Returns the manifest, with ``files``
-    listing what was written (relative to ``outdir``). See :func:`write_design` for how an
-    existing folder is treated.
+    ``lanes`` (8 unless given) and ``options`` (``simd``, ``cells``: ``None`` for the fewest
+    that keep the MVU busy, ``max_seq_len``, ``with_states``, ``initial_state``, ``mode``)
+    are :class:`~.accelerator.LSTMAccelerator`'s, with its defaults. Returns the manifest,
+    with ``files`` listing what was written (relative to ``outdir``). See
+    :func:`write_design` for how an existing folder is treated.
     """
     if memories not in MEMORY_MODES:
         raise ValueError(f"memories must be one of {MEMORY_MODES}, not {memories!r}")
     _check_name(name)
     check_output(outdir)  # before the accelerator exists (a refused one would be "unused")
-    acc = LSTMAccelerator(
-        model,
-        lanes=lanes,
-        simd=simd,
-        cells=cells,
-        max_seq_len=max_seq_len,
-        with_states=with_states,
-        initial_state=initial_state,
-        mode=mode,
-    )
+    acc = LSTMAccelerator(model, lanes=lanes, **options)
     return write_design(acc, outdir, memories=memories, name=name)
 
 

@@ -142,13 +142,8 @@ class QuantizedModel(LSTMGeometry):
         """Format of what ``predict`` returns: ``head_out`` with a head, else ``hidden``."""
         return self.formats["head_out" if self.head is not None else "hidden"]
 
-    @property
-    def rounding(self) -> str:
-        return self.config.rounding
-
-    @property
-    def overflow(self) -> str:
-        return self.config.overflow
+    rounding = property(lambda self: self.config.rounding, doc="The config's rounding mode.")
+    overflow = property(lambda self: self.config.overflow, doc="The config's overflow mode.")
 
     # -- tables ----------------------------------------------------------------------------
     def _table(self, function: str, in_role: str) -> ActivationTable:
