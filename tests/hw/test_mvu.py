@@ -296,15 +296,11 @@ def test_weight_memory_feeds_mvu_and_matches_golden_trace():
     def connect(m):
         m.submodules.wm = wm
         o, i = wm.o.payload, mvu.i.payload
+        fields = ("weights", "bias", "shift_sel", "target_sel", "first", "last")
+        m.d.comb += [getattr(i, f).eq(getattr(o, f)) for f in fields]
         m.d.comb += [
             mvu.i.valid.eq(wm.o.valid),
             wm.o.ready.eq(mvu.i.ready),
-            i.weights.eq(o.weights),
-            i.bias.eq(o.bias),
-            i.shift_sel.eq(o.shift_sel),
-            i.target_sel.eq(o.target_sel),
-            i.first.eq(o.first),
-            i.last.eq(o.last),
             i.vector.eq(table[sel][o.col]),
         ]
 
