@@ -230,7 +230,7 @@ def main(argv=None) -> int:
             "the 450 test images, every output compared with the golden model; accuracy of the "
             "RTL's outputs in %, cycles per sequence measured. Sunspots: not run here (LSTM: "
             "`examples/sunspots.py`; GRU: `lstmfpga generate`/`simulate` take its qmodels, "
-            "checked by the GRU hardware tests, tests/hw/test_gru*.py, tests/sim/test_gru_sim.py)."
+            "checked by the GRU hardware tests, tests/hw/test_gru*.py, tests/sim/test_gru_*.py)."
         ),
     ]
     body = "## GRU beside the LSTM: accuracy per preset, RTL and synthesis\n\n" + "\n".join(lines)
