@@ -80,14 +80,11 @@ ICARUS_FLAGS = ("-g2005",)
 ICARUS_TRACE = "waves"
 
 
-def bench_sources(simulator: str, design, waves: str | None, back_to_back: bool = False):
+def bench_sources(simulator: str, design, waves: str | None):
     """What a build compiles: ``(files, sources, build_args)``; ``files`` maps names in the
     build directory to their text, ``sources`` lists the compiled files in order (the
-    waivers file by absolute path). All of it goes into the cache key. ``back_to_back``:
-    the test top that offers each sequence's inputs right after the previous one's
-    (:func:`~lstmfpga.sim.bench_top.wrapper`)."""
-    top = wrapper(design, simulator, waves, back_to_back)
-    files = {f"{design.top}.v": design.verilog, f"{TB_TOP}.v": top}
+    waivers file by absolute path). All of it goes into the cache key."""
+    files = {f"{design.top}.v": design.verilog, f"{TB_TOP}.v": wrapper(design, simulator, waves)}
     if simulator == "verilator":
         files["public_ports.vlt"] = "`verilator_config\n" + "".join(
             f'public_flat_rd -module "{TB_TOP}" -var "{name}"\n' for name in COCOTB_READS

@@ -119,9 +119,7 @@ def weight_port(ports) -> tuple[str, str, str, str | None] | None:
     return None
 
 
-def wrapper(
-    design, simulator: str = "verilator", waves: str | None = None, back_to_back: bool = False
-) -> str:
+def wrapper(design, simulator: str = "verilator", waves: str | None = None) -> str:
     """The simulation top :data:`TB_TOP`: the design, its clock, and the whole test bench in
     Verilog, so that no Python runs while the design does.
 
@@ -145,11 +143,6 @@ def wrapper(
     (the result lines so far, unsigned), ``stamps.txt`` (four per sequence) and
     ``status.txt`` (status, sequence, line, cycles waited, total cycles, results) and
     raises ``done``; ``status`` holds a code of :data:`STATUS`.
-
-    Sequence ``b + 1``'s inputs are offered once sequence ``b``'s last result was taken;
-    with ``back_to_back``, right after ``b``'s last input beat instead (the gap before
-    its beat 0 counts from that handshake), so that sequences overlap in a design that
-    buffers them (the stamps of a run then depend on the sequences before it).
 
     The clock: rising edge ``n`` at ``n * PERIOD_NS``. Verilator: the top's input ``clk``,
     driven by the model's main loop (:mod:`lstmfpga.sim.verilator_main`; a square wave).
@@ -176,7 +169,7 @@ def wrapper(
             _memories(widths, CAPACITIES[simulator]),
             _clock(waves) if simulator == "icarus" else "",
             _weight_bench(weights, widths),
-            _stream_inputs(widths, back_to_back),
+            _stream_inputs(widths),
             _stream_bench(x_check, out_word, weights is not None),
             _finish(),
             f"  {design.top} dut ({connections});",
@@ -300,14 +293,13 @@ def _weight_bench(weights, widths: dict[str, int]) -> str:
 """
 
 
-def _stream_inputs(widths: dict[str, int], back_to_back: bool = False) -> str:
+def _stream_inputs(widths: dict[str, int]) -> str:
     """``s_axis``'s data, ``tkeep`` and ``tuser`` from the current input line, and the
     ``keep_state`` input from the run's configuration (each when the top has it)."""
     il, _ = _line_bits(widths)
     lines = [
         "  wire running = (status == 0) && !rst;",
-        "  wire in_open = running && weights_done && (b_in < n_seq)"
-        + (";" if back_to_back else " && (b_in == b_out);"),
+        "  wire in_open = running && weights_done && (b_in < n_seq) && (b_in == b_out);",
         f"  wire [{il - 1}:0] in_line = in_open ? in_mem[p_in] : 0;",
     ]
     low = 0

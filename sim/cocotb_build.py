@@ -253,10 +253,10 @@ def build_recipe(simulator: str, waves: str | None) -> dict:
 
 
 def _compile(runner, simulator: str, directory: Path, design: Design, waves: str | None,
-             optimize: bool = False, back_to_back: bool = False):  # fmt: skip
+             optimize: bool = False):  # fmt: skip
     """Invoke the simulator's compiler through the cocotb runner (the step the cache skips);
     with ``optimize`` on the design's Verilog after :data:`lstmfpga.sim.icarus_opt.SCRIPT`."""
-    files, sources, build_args = bench_sources(simulator, design, waves, back_to_back)
+    files, sources, build_args = bench_sources(simulator, design, waves)
     if optimize:
         files[f"{design.top}.v"] = optimized(design.verilog, design.top) or design.verilog
     for name, text in files.items():
@@ -302,17 +302,15 @@ def prepare(
     waves: str | None = None,
     build_dir: str | Path | None = None,
     optimize: bool = False,
-    back_to_back: bool = False,
 ) -> Build:
     """Compile ``design`` for ``simulator`` unless a build with the same key exists.
 
     ``waves`` is ``None``, ``"vcd"`` or ``"fst"`` (the trace format compiled in);
     ``optimize``: compile the Verilog after Yosys's ``opt`` (:mod:`lstmfpga.sim.icarus_opt`;
-    a build of its own); ``back_to_back``: the test top that overlaps sequences
-    (:func:`lstmfpga.sim.bench_top.wrapper`; a build of its own)."""
+    a build of its own)."""
     check_simulator(simulator)
     design = Design.of(design)
-    key, version, recipe = _build_key(design, simulator, waves, optimize, back_to_back)
+    key, version, recipe = _build_key(design, simulator, waves, optimize)
     # Absolute: the simulator runs in a run directory below it and is handed paths there.
     root = (Path(build_dir) if build_dir is not None else default_cache_dir()).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -331,7 +329,7 @@ def prepare(
         with tool_environment(simulator):
             runner = get_runner(simulator)
             try:
-                _compile(runner, simulator, directory, design, waves, optimize, back_to_back)
+                _compile(runner, simulator, directory, design, waves, optimize)
             except (RuntimeError, SystemExit) as error:
                 raise SimulationError(
                     f"{simulator} build failed ({error}): {last_error(directory / 'build.log')} "
@@ -347,24 +345,15 @@ def prepare(
     return Build(simulator, directory, design.top, waves, key, version, False, seconds)
 
 
-def has_build(
-    design,
-    simulator: str = "verilator",
-    *,
-    waves: str | None = None,
-    build_dir: str | Path | None = None,
-    optimize: bool = False,
-    back_to_back: bool = False,
-) -> bool:
-    """Whether :func:`prepare` with these arguments would reuse a finished build."""
-    design = Design.of(design)
-    key, _, _ = _build_key(design, simulator, waves, optimize, back_to_back)
+def has_build(design, simulator: str = "verilator", *, build_dir=None, **options) -> bool:
+    """Whether :func:`prepare` with these arguments (``options``: ``waves``, ``optimize``)
+    would reuse a finished build."""
+    key, _, _ = _build_key(Design.of(design), simulator, **options)
     root = Path(build_dir) if build_dir is not None else default_cache_dir()
     return _complete(simulator, root.resolve() / f"{simulator}-{key[:16]}", key)
 
 
-def _build_key(design: Design, simulator: str, waves: str | None, optimize: bool,
-               back_to_back: bool = False):  # fmt: skip
+def _build_key(design: Design, simulator: str, waves: str | None = None, optimize: bool = False):
     """``(key, simulator version, recipe)`` of a build (see the module docstring)."""
     check_simulator(simulator)
     if waves not in (None, "vcd", "fst"):
@@ -373,7 +362,7 @@ def _build_key(design: Design, simulator: str, waves: str | None, optimize: bool
     recipe = build_recipe(simulator, waves) | {"version": version}
     if optimize:
         recipe["optimize"] = [OPT_SCRIPT, NETLIST_VERSION]
-    files, sources, build_args = bench_sources(simulator, design, waves, back_to_back)
+    files, sources, build_args = bench_sources(simulator, design, waves)
     digest = hashlib.sha256(json.dumps([recipe, sources, build_args], sort_keys=True).encode())
     for name in sorted(files):
         digest.update(f"\0{name}\0{len(files[name])}\0".encode() + files[name].encode())

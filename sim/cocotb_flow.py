@@ -92,7 +92,6 @@ def run_cocotb(
     jobs: int | None = 1,
     resets=None,
     keep_state: bool = False,
-    back_to_back: bool = False,
 ) -> RunResult:
     """Stream the sequences of ``x_codes`` ``(B, T, I)`` through ``design`` in ``simulator``.
 
@@ -119,9 +118,6 @@ def run_cocotb(
     of that name for the whole run (which then is one simulator process: the state goes from
     each sequence to the next), ``resets`` ``(B, T)`` (booleans, default none) sets
     ``s_axis_tuser`` on the first element of step ``t`` of sequence ``b``.
-    ``back_to_back``: offer each sequence's inputs right after the previous one's last input
-    beat rather than after its last result (sequences overlap in a design that buffers
-    them; one simulator process; see :func:`lstmfpga.sim.bench_top.wrapper`).
 
     Returns a :class:`RunResult`; ``meta`` holds ``simulator``, ``simulator_version``,
     ``build`` (directory, cached, seconds), ``chunks``, ``jobs`` and ``process_seconds``
@@ -136,19 +132,20 @@ def run_cocotb(
     n_in = len(lines[0])
     compute = design.compute(T) if design.compute else None
     cycles = None if compute is None else B * (compute + n_in + n_out_lines)
-    build, optimize = _build(design, simulator, waves_kind, build_dir, cycles, back_to_back)
+    build, optimize = _build(design, simulator, waves_kind, build_dir, cycles)
     progress = ProgressBar(simulator) if progress is True else (progress or None)
     chunk_size = _chunk_size(
-        chunk_size, B, n_in, n_out_lines, compute or 0, jobs=jobs,
-        progress=progress is not None, whole=waves is not None or keep_state or back_to_back,
+        chunk_size, B, n_in, n_out_lines, compute or 0,
+        jobs=jobs, progress=progress is not None, whole=waves is not None or keep_state,
         capacities=CAPACITIES[simulator],
     )  # fmt: skip
     budget = CycleBudget.of(
         compute, n_in, n_out_lines, in_stall=in_stall, out_stall=out_stall,
         override=cycle_budget,
     )  # fmt: skip
-    stalls = StallPattern.draw(B, n_in, n_out_lines, in_stall=in_stall, out_stall=out_stall,
-                               seed=seed)  # fmt: skip
+    stalls = StallPattern.draw(
+        B, n_in, n_out_lines, in_stall=in_stall, out_stall=out_stall, seed=seed
+    )
     starts = list(range(0, B, chunk_size))
 
     def run(start: int):
@@ -188,17 +185,14 @@ def _encoded(design: Design, x_codes: np.ndarray, h0, c0, resets, keep_state: bo
     return lines, n_out, codec.beats(n_out)
 
 
-def _build(design: Design, simulator: str, waves: str | None, build_dir, cycles: int | None,
-           back_to_back: bool):  # fmt: skip
+def _build(design: Design, simulator: str, waves: str | None, build_dir, cycles: int | None):
     """``(build, optimized)``: the build a run of ``cycles`` simulated cycles (None:
     unknown) uses, compiled from the optimized netlist (:mod:`lstmfpga.sim.icarus_opt`) if
     the run is long enough for Yosys to pay off or if that build exists already."""
     optimize = waves is None and icarus_opt.applicable(simulator, design)
     if optimize and not icarus_opt.worth_it(simulator, design, cycles):
-        optimize = has_build(design, simulator, build_dir=build_dir, optimize=True,
-                             back_to_back=back_to_back)  # fmt: skip
-    build = prepare(design, simulator, waves=waves, build_dir=build_dir, optimize=optimize,
-                    back_to_back=back_to_back)  # fmt: skip
+        optimize = has_build(design, simulator, build_dir=build_dir, optimize=True)
+    build = prepare(design, simulator, waves=waves, build_dir=build_dir, optimize=optimize)
     return build, optimize
 
 
@@ -278,8 +272,8 @@ def _chunk_size(
 ) -> int:  # fmt: skip
     """Sequences per simulator process: as asked (at most what the bench holds), else the
     whole batch split over ``jobs`` (and into about 10 chunks with progress, each ~2M cycles
-    at least: a process takes ~0.5 s to start); ``whole`` (waves, sequences back to back,
-    or a state kept from sequence to sequence): one run."""
+    at least: a process takes ~0.5 s to start); ``whole`` (waves, or a state kept from
+    sequence to sequence): one run."""
     in_cap, out_cap, seq_cap = capacities
     fits = min(in_cap // n_in, out_cap // max(n_out, 1), seq_cap)
     if fits < 1:
@@ -298,8 +292,7 @@ def _chunk_size(
     chunk_size = min(chunk_size, fits)
     if whole and chunk_size < B:
         raise ValueError(
-            f"waves, keep_state or back_to_back: the batch must fit one run of at most {fits} "
-            "sequences"
+            f"waves or keep_state: the batch must fit one run of at most {fits} sequences"
         )
     return chunk_size
 

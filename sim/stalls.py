@@ -11,9 +11,7 @@ Semantics (the bench of every flow implements exactly this, cycle by cycle):
   for beat 0 on the cycle after sequence ``b - 1``'s last result was accepted (after reset
   for the first sequence). Sequences therefore do not overlap, and each sequence's timing
   depends only on its own pattern: a run split into chunks or shards gives the same cycle
-  stamps as one run, shifted by where the chunk starts. In a back-to-back run
-  (``run_cocotb(..., back_to_back=True)``) beat 0's gap counts instead from the cycle after
-  sequence ``b - 1``'s last input beat was taken, and such a run is never split.
+  stamps as one run, shifted by where the chunk starts.
 * ``out_gaps[b, k]``: cycles ``tready`` is held low before it is raised for result ``k`` of
   sequence ``b``, counted from the cycle after the previous result's handshake (after reset
   for the very first); ``tready`` then stays high until the handshake.

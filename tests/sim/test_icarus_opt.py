@@ -7,16 +7,10 @@ them (an AXI top's ``error``) and waves keep the generated Verilog."""
 
 from pathlib import Path
 
-import pytest
-from sim_flow_cases import assert_outputs_equal, build_case, cache_root, expected_outputs
+from sim_flow_cases import assert_outputs_equal, build_case, expected_outputs
 
 from lstmfpga.sim import icarus_opt
 from lstmfpga.sim.cocotb_flow import run_cocotb
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return cache_root(tmp_path_factory)
 
 
 def test_an_optimized_icarus_build_gives_the_same_outputs_and_stamps(cache, tmp_path,
