@@ -127,18 +127,14 @@ def quantize_with_formats(
     if not isinstance(config, QuantConfig):
         raise TypeError(f"config must be a QuantConfig, not {config!r}")
     data_roles = _data_roles(spec)
-    missing = [r for r in data_roles if r not in formats]
-    extra = sorted(set(formats) - set(data_roles))
-    if missing or extra:
+    if set(formats) != set(data_roles):
         raise FormatError(
             f"formats must name exactly the roles {', '.join(data_roles)}, not {sorted(formats)!r}"
         )
     for role in data_roles:
         _check_rule(f"format of {role}", formats[role], config.rule(role))
     names = tensor_names(spec)
-    missing = [n for n in names if n not in tensors]
-    extra = sorted(set(tensors) - set(names))
-    if missing or extra:
+    if set(tensors) != set(names):
         raise SpecError(
             f"tensors must name exactly {', '.join(names)}, "
             f"not {', '.join(sorted(tensors)) or 'nothing'}"
