@@ -74,7 +74,7 @@ MODES = ("sequence", "stream")
 #: (the next sequence loads and the previous one drains while one is computed).
 BUFFERS = (1, 2)
 #: Sequence mode's ``buffers`` when none is given.
-DEFAULT_BUFFERS = 1
+DEFAULT_BUFFERS = 2
 
 
 def check_mode(mode, model, name: str = "mode") -> str:

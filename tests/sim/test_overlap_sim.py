@@ -76,3 +76,9 @@ def test_back_to_back_cycles_in_verilator_equal_the_cycle_model(design):
         LSTMAccelerator(design[0].model, lanes=6, simd=2, max_seq_len=6, with_states=True,
                         initial_state=True, buffers=1)
     ).batch(lengths)  # fmt: skip
+
+
+def test_double_buffered_verilog_is_lint_clean(design):
+    from lstmfpga.sim.lint import verilator_lint
+
+    assert verilator_lint(design[2], "top") == ""  # -Wall with the project's waivers
