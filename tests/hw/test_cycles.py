@@ -145,3 +145,24 @@ def test_more_cells_shorten_a_step_until_the_mvu_never_waits():
     assert steps == sorted(steps, reverse=True) and steps[0] > steps[2]
     ideal = CycleModel.of(LSTMAccelerator(q, lanes=32, simd=4, max_seq_len=4)).ideal_step(0)
     assert ideal == 1 * 3  # ceil(32 / 32) groups * ceil(11 / 4) chunks
+
+
+@pytest.mark.parametrize("buffers", [1, 2])
+@pytest.mark.parametrize("name", ["uni-P16=4H", "wide-input", "head-all", "everything"])
+def test_back_to_back_sequences_cost_one_sequence_then_an_interval_each(name, buffers):
+    # the model of back-to-back sequences (measured == model: tests/hw/test_overlap.py and
+    # tests/sim/test_overlap_sim.py): one sequence alone is load + compute + drain - 2 cycles
+    # (first input transfer to last result transfer), each further one interval(T)
+    kwargs, lanes = CONFIGS[name]
+    _, q = random_qmodel(1, **kwargs)
+    acc = LSTMAccelerator(q, lanes=lanes, max_seq_len=8, buffers=buffers)
+    model = CycleModel.of(acc)
+    for T in (1, 3, 8):
+        load, drain, compute = acc.input_length(T), acc.result_length(T), model.compute(T)
+        assert model.batch([T]) == load + compute + drain - 2
+        for B in range(1, 6):
+            assert model.sequences(B + 1, T) - model.sequences(B, T) == model.interval(T)
+        if buffers == 1:
+            assert model.interval(T) == load + compute + drain - 2
+        else:
+            assert model.interval(T) == max(compute - 2, load, drain + 2)
