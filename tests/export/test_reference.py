@@ -22,20 +22,15 @@ EDGE_CASES = {
     "minimal-1x1": (dict(input_size=1, hidden_size=1), None, 1, 1, False),
     "seq1-batch1-head-last": (dict(input_size=3, hidden_size=4), "last", 1, 1, True),
     "long-seq64": (dict(input_size=2, hidden_size=8), "last", 3, 64, False),
-    "4-layers-bidir-proj": (
-        dict(input_size=5, hidden_size=6, num_layers=4, bidirectional=True, proj_size=3),
-        "all",
-        2,
-        50,
-        True,
-    ),
+    "4-layers-bidir-proj": (dict(input_size=5, hidden_size=6, num_layers=4, bidirectional=True,
+                                 proj_size=3), "all", 2, 50, True),
     "no-bias-head-all": (dict(input_size=4, hidden_size=3, bias=False), "all", 2, 7, False),
     "time-major": (dict(input_size=3, hidden_size=5, batch_first=False), "last", 4, 9, True),
     "dropout-eval": (dict(input_size=3, hidden_size=4, num_layers=3, dropout=0.5), "last", 2, 6, 0),
     "proj-1": (dict(input_size=2, hidden_size=2, proj_size=1), None, 2, 5, True),
     "bidir-no-head": (dict(input_size=3, hidden_size=4, bidirectional=True), None, 2, 5, False),
     "wide-16": (dict(input_size=16, hidden_size=16, num_layers=2), "all", 5, 3, True),
-}
+}  # fmt: skip
 
 
 def _random_cases(count: int, seed: int) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import pickle
 import struct
@@ -190,6 +191,18 @@ def read_member(path: Path, relative: str) -> bytes:
     with zipfile.ZipFile(path) as archive:
         root = archive.namelist()[0].split("/")[0]
         return archive.read(f"{root}/{relative}")
+
+
+#: The weights config of a ``.pt2`` archive (below its root).
+WEIGHTS_CONFIG = "data/weights/model_weights_config.json"
+
+
+def with_tensor_meta(source: Path, target: Path, weight: str, **meta) -> Path:
+    """A copy of the ``.pt2`` ``source`` at ``target`` whose weights config sets ``meta`` in
+    the ``tensor_meta`` of ``weight`` (e.g. ``sizes``, ``strides``, ``dtype``)."""
+    config = json.loads(read_member(source, WEIGHTS_CONFIG))
+    config["config"][weight]["tensor_meta"].update(meta)
+    return rewrite(source, target, {WEIGHTS_CONFIG: json.dumps(config).encode()})
 
 
 def rewrite(

@@ -381,27 +381,15 @@ def _(c, good):
 
 @case(".pt2 weight: stride-0 (expanded) view")
 def _(c, good):
-    config = json.loads(mf.read_member(good.pt2, "data/weights/model_weights_config.json"))
-    meta = config["config"]["lstm.weight_hh_l0"]["tensor_meta"]
-    meta["strides"] = [{"as_int": 0}, {"as_int": 1}]
-    bad = mf.rewrite(
-        good.pt2,
-        c.inputs / "bad.pt2",
-        {"data/weights/model_weights_config.json": json.dumps(config).encode()},
-    )
+    strides = [{"as_int": 0}, {"as_int": 1}]
+    bad = mf.with_tensor_meta(good.pt2, c.inputs / "bad.pt2", "lstm.weight_hh_l0", strides=strides)
     return export(c, bad), "is a stride-0 (expanded) view"
 
 
 @case(".pt2 weight: view past the end of its storage")
 def _(c, good):
-    config = json.loads(mf.read_member(good.pt2, "data/weights/model_weights_config.json"))
-    meta = config["config"]["fc.weight"]["tensor_meta"]
-    meta["sizes"] = [{"as_int": 2}, {"as_int": 10**30}]
-    bad = mf.rewrite(
-        good.pt2,
-        c.inputs / "bad.pt2",
-        {"data/weights/model_weights_config.json": json.dumps(config).encode()},
-    )
+    sizes = [{"as_int": 2}, {"as_int": 10**30}]
+    bad = mf.with_tensor_meta(good.pt2, c.inputs / "bad.pt2", "fc.weight", sizes=sizes)
     return info(c, bad), "does not fit its storage of 8 element(s)"
 
 
@@ -530,13 +518,7 @@ def _(c, good):
 
 @case("complex weight in a .pt2")
 def _(c, good):
-    config = json.loads(mf.read_member(good.pt2, "data/weights/model_weights_config.json"))
-    config["config"]["lstm.bias_ih_l0"]["tensor_meta"]["dtype"] = 10
-    bad = mf.rewrite(
-        good.pt2,
-        c.inputs / "complex.pt2",
-        {"data/weights/model_weights_config.json": json.dumps(config).encode()},
-    )
+    bad = mf.with_tensor_meta(good.pt2, c.inputs / "complex.pt2", "lstm.bias_ih_l0", dtype=10)
     return export(c, bad), "weight 'lstm.bias_ih_l0' must be floating-point, not complex64"
 
 
