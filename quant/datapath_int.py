@@ -40,6 +40,8 @@ class IntDatapath:
     of :mod:`lstmfpga.quant.golden`."""
 
     dtype = np.int64
+    #: Whether ``direction`` takes ``(batch, time, feature)`` layers (else time-major ones).
+    batch_major = False
 
     def __init__(self, model: QuantizedModel):
         self.model = model

@@ -33,6 +33,7 @@ this module checks the arguments, runs the layers and the head, and quantizes fl
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,9 +110,35 @@ def _check_codes(name: str, codes, shape: tuple, fmt: FixedFormat) -> np.ndarray
     return check_codes(name, codes, shape, fmt, SpecError)
 
 
-def datapath(model: QuantizedModel) -> IntDatapath:
-    """The datapath ``run`` uses for ``model``: float64 where exact, else int64."""
-    return FloatDatapath(model) if FloatDatapath.exact_for(model) else IntDatapath(model)
+#: The compiled datapath runs a model when its run has at least this many cell updates
+#: (batch x steps x hidden x layers x directions): below it the NumPy float path is as fast
+#: or faster per call, and does not load numba (about 0.5 s of CPU per process).
+JIT_MIN_CELLS = 2**18
+
+
+def datapath(model: QuantizedModel, cells: int | None = None) -> IntDatapath:
+    """The datapath ``run`` uses for ``model`` (``cells`` cell updates, unknown if None):
+    float64 where exact (compiled when numba is importable, ``LSTMFPGA_NO_JIT`` is unset and
+    ``cells >= JIT_MIN_CELLS``: see :func:`jit_datapath`), else int64."""
+    if not FloatDatapath.exact_for(model):
+        return IntDatapath(model)
+    jit = jit_datapath() if cells is None or cells >= JIT_MIN_CELLS else None
+    return FloatDatapath(model) if jit is None else jit(model)
+
+
+def jit_datapath():
+    """:class:`lstmfpga.quant.datapath_jit.JitDatapath`, or None when numba is not importable
+    or the environment sets ``LSTMFPGA_NO_JIT`` (to anything but "" or "0"): then ``run``
+    uses the NumPy float path, which computes the same codes."""
+    if os.environ.get("LSTMFPGA_NO_JIT", "") not in ("", "0"):
+        return None
+    try:
+        import numba  # noqa: F401  (optional)
+    except ImportError:
+        return None
+    from .datapath_jit import JitDatapath
+
+    return JitDatapath
 
 
 def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False):
@@ -126,22 +153,29 @@ def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False
 
         return gru_run(model, x_codes, h0, c0, trace=trace)
     x_codes, h0, c0 = _checked_arguments(model, x_codes, h0, c0)
-    dp = datapath(model)
+    B, T, _ = x_codes.shape
+    dp = datapath(model, B * T * model.hidden_size * model.num_layers * model.num_directions)
     sat = Saturation()
     h_n, c_n = np.empty_like(h0), np.empty_like(c0)
     traces = {}
-    # The layers work in (time, batch, feature) layout, so that every step reads and writes
-    # contiguous (batch, feature) blocks; results and traces are stored as (batch, time,
-    # feature) in (i, f, g, o) order.
-    B, T, _ = x_codes.shape
-    layer_input = np.empty((T, B, model.input_size), dp.dtype)
-    np.copyto(layer_input, x_codes.transpose(1, 0, 2))
+    # The NumPy layers work in (time, batch, feature) layout, so that every step reads and
+    # writes contiguous (batch, feature) blocks; the compiled one (dp.batch_major) in the
+    # results' (batch, time, feature) int64 layout. Results and traces are stored as (batch,
+    # time, feature) in (i, f, g, o) order.
     output = np.empty((B, T, model.num_directions * model.output_size), np.int64)
+    if dp.batch_major:
+        layer_input = np.ascontiguousarray(x_codes, dtype=np.int64)
+    else:
+        layer_input = np.empty((T, B, model.input_size), dp.dtype)
+        np.copyto(layer_input, x_codes.transpose(1, 0, 2))
     for index in range(model.num_layers):
-        # The last layer writes the result as it goes, the others a (T, B, D*H_out) buffer.
+        # The last layer writes the result as it goes, the others a buffer of its own.
         last = index == model.num_layers - 1
-        layer_output = output.transpose(1, 0, 2) if last else np.empty(
-            (T, B, output.shape[2]), dp.dtype)  # fmt: skip
+        if dp.batch_major:
+            layer_output = output if last else np.empty_like(output)
+        else:
+            layer_output = output.transpose(1, 0, 2) if last else np.empty(
+                (T, B, output.shape[2]), dp.dtype)  # fmt: skip
         _run_layer(dp, index, layer_input, layer_output, h0, c0, h_n, c_n, sat, traces, trace)
         layer_input = layer_output
     head = None
@@ -174,20 +208,25 @@ def _run_layer(dp, index, layer_input, layer_output, h0, c0, h_n, c_n, sat, trac
     """Run both directions of layer ``index`` on ``(T, B, K)`` codes into ``layer_output``
     ``(T, B, D*H_out)``; store final states in ``h_n``/``c_n`` and traces."""
     model = dp.model
-    T, B, _ = layer_input.shape
+    T, B = layer_input.shape[1::-1] if dp.batch_major else layer_input.shape[:2]
     H, H_out, D = model.hidden_size, model.output_size, model.num_directions
     for d, q in enumerate(model.layers[index]):
         state = index * D + d
-        out = layer_output[:, :, d * H_out : (d + 1) * H_out]
+        columns = slice(d * H_out, (d + 1) * H_out)
         rec = {}
         if trace:
             rec = {k: np.empty((B, T, n), np.int64) for k, n in
                    (("preact", 4 * H), ("gates", 4 * H), ("c", H), ("m", H))}  # fmt: skip
         steps = range(T - 1, -1, -1) if d else range(T)
-        h, c = dp.direction(index, d, q, layer_input, h0[state], c0[state], steps, out, rec, sat)
+        args = index, d, q, layer_input, h0[state], c0[state], steps
+        if dp.batch_major:
+            h, c = dp.direction(*args, layer_output, columns.start, rec, sat)
+        else:
+            h, c = dp.direction(*args, layer_output[:, :, columns], rec, sat)
         h_n[state], c_n[state] = h, c
         if trace:
-            rec["h"] = _batch_major(out)
+            out = layer_output[:, :, columns]
+            rec["h"] = out.copy() if dp.batch_major else _batch_major(out)
             traces[(index, d)] = rec
 
 
