@@ -199,12 +199,21 @@ def bench_speed(smoke: bool) -> tuple[list[str], float, dict]:
         for _ in range(seq):
             np.matmul(w, v.T, out=acc)
 
+    def numpy_path():
+        os.environ["LSTMFPGA_NO_JIT"] = "1"
+        try:
+            golden.run(model, codes)
+        finally:
+            del os.environ["LSTMFPGA_NO_JIT"]
+
     runs = {
         "golden": lambda: golden.run(model, codes),
         "torch": lambda: lstm(xt),
         "golden w8a8": lambda: golden.run(model8, codes8),
         "float64 product": product,
+        "golden numpy": numpy_path,
     }
+    path = type(golden.datapath(model, batch * seq * hidden)).__name__
     default_threads = torch.get_num_threads()
     rows, ratios, floors = [], {}, {}
     for threads in sorted({1, default_threads}):
@@ -233,7 +242,8 @@ def bench_speed(smoke: bool) -> tuple[list[str], float, dict]:
             f"{min(wall['golden']) / min(wall['torch']):.1f}x | {gc * 1e3:.1f} ms | "
             f"{tc * 1e3:.1f} ms | {gc / tc:.1f}x | {cmed['float64 product'] * 1e3:.1f} ms "
             f"({cmed['float64 product'] / tc:.1f}x) | {cmed['golden w8a8'] * 1e3:.1f} ms "
-            f"({cmed['golden w8a8'] / tc:.1f}x) |"
+            f"({cmed['golden w8a8'] / tc:.1f}x) | {cmed['golden numpy'] * 1e3:.1f} ms "
+            f"({cmed['golden numpy'] / tc:.1f}x) |"
         )
     blas = _blas_kernel()
     lines = [
@@ -254,18 +264,74 @@ def bench_speed(smoke: bool) -> tuple[list[str], float, dict]:
             f"{inputs + hidden + 1} x {batch}, what the q16 steps multiply: the floor of "
             "any exact float64 datapath) and `golden.run` on the same model quantized with "
             "`w8a8` (its accumulator has at most 25 bits, so its gate product is float32), "
-            "as CPU medians and their ratio to torch's."
+            "and `golden.run` on q16 with `LSTMFPGA_NO_JIT=1` (the NumPy float path), as CPU "
+            f"medians and their ratio to torch's. The golden columns ran {path} (numba "
+            f"{_numba_version()})."
         ),
         "",
         (
             "| threads | golden (median) | torch (median) | ratio | golden (fastest) | torch "
             "(fastest) | ratio | golden CPU (median) | torch CPU (median) | CPU ratio | "
-            "float64 product alone (CPU) | golden w8a8 (CPU) |"
+            "float64 product alone (CPU) | golden w8a8 (CPU) | golden NumPy path (CPU) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
+        "",
+        "First call: not measured (--smoke)." if smoke else _first_call(),
     ]
     return lines, ratios[1], floors[1]
+
+
+def _numba_version() -> str:
+    try:
+        import numba
+    except ImportError:
+        return "not installed"
+    return numba.__version__
+
+
+FIRST_CALL = """
+import resource, time
+import numpy as np
+from lstmfpga.quant import golden
+from lstmfpga.quant.calibrate import quantize
+from lstmfpga.testing import random_inputs, random_spec
+spec = random_spec(0, input_size=16, hidden_size=64)
+x = random_inputs(0, 256, 50, 16)
+model = quantize(spec, x[:32])
+codes = golden.quantize_inputs(model, x)
+cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+start = cpu(); golden.run(model, codes); first = cpu() - start
+start = cpu(); golden.run(model, codes); print(first, cpu() - start)
+"""
+
+
+def _first_call() -> str:
+    """The first ``golden.run`` of a process (numba's import, and its compilation or the
+    loading of its cache) against the second, in fresh processes, as a sentence."""
+    import subprocess
+    import tempfile
+
+    def measure(env: dict) -> tuple[float, float]:
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **env}
+        out = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+        first, second = (float(v) for v in out.split())
+        return first, second
+
+    with tempfile.TemporaryDirectory() as cache:
+        cold = measure({"NUMBA_CACHE_DIR": cache})
+        warm = measure({"NUMBA_CACHE_DIR": cache})
+    plain = measure({"LSTMFPGA_NO_JIT": "1"})
+    return (
+        "First `golden.run` of a process against its second (the same q16 run, fresh "
+        "processes, one BLAS thread, CPU time): the compiled path costs "
+        f"{cold[0] - cold[1]:.2f} s more with an empty numba cache (numba's import and the "
+        f"compilation), {warm[0] - warm[1]:.2f} s more with the cache written (import and "
+        f"loading; the cache lives in `quant/__pycache__` or `NUMBA_CACHE_DIR`), the NumPy "
+        f"path {plain[0] - plain[1]:.2f} s more; runs smaller than `golden.JIT_MIN_CELLS` "
+        "cell updates take the NumPy path and do not import numba."
+    )
 
 
 def _blas_kernel() -> str:
@@ -331,18 +397,16 @@ def main(argv: list[str] | None = None) -> int:
                 else "; "
             )
             + "the narrower presets do use a float32 product (w8a8 column). The rest of a "
-            "step is about fifteen element-wise passes and four table reads (three over "
-            "the 4H x B pre-activations, one over the H x B cell codes), each 2-4x slower "
-            "between the products than alone, and the int64 result written as it is "
-            "computed."
-            " Measured against the previous implementation (75a08a6: (feature, batch) "
-            "layers, one (time, feature, batch) to (batch, time, feature) conversion at the "
-            "end) in one process, interleaved, at load 12-16: q16 the same CPU time (23.4 "
-            "against 23.4 ms median, torch 5.9 ms), w8a8 and w4a8 0.90 of it (float32 "
-            "product), q16 with half_up rounding 0.97 (rounding folded into the bias "
-            "column), on inputs that saturate; the "
-            "new run also makes no page faults (the old one up to 1.5k per run when run "
-            "back to back)."
+            "step is one compiled pass per batch row (quant/datapath_jit.py, numba: the "
+            "rounding, saturation counts, table reads, cell update and the int64 result "
+            "written as it is computed; about fifteen element-wise passes and four table reads "
+            "on the NumPy path, its column). Measured while developing it (interleaved CPU "
+            "medians, load 16-22): the compiled kernel alone about 8 ms of the run, of which "
+            "about 3 ms are the int64 result's writes (256 rows of 512 bytes per step, one "
+            "per page of the 6.5 MB result; the same with a time-major buffer or a staging "
+            "chunk of 4-16 steps) and about 2.5 ms the five table reads per cell (int16 code "
+            "maps; int32 0.6 ms slower, float64 2 ms; interpolating from the ROM entries in "
+            "the kernel twice as slow as reading the maps)."
         ),
     ]
     return publish_run(args, SECTION, "\n".join(sections))
