@@ -86,27 +86,8 @@ def run_amaranth(
     ``(B, T)`` (booleans, default none) sets ``s_axis_tuser`` on the first element of step
     ``t`` of sequence ``b`` (reset the state before that step); the budget comes from
     :class:`~lstmfpga.hw.stream_cycles.StreamCycleModel`."""
-    from ..hw.cycles import CycleModel
-
-    for name, value in (("in_stall", in_stall), ("out_stall", out_stall)):
-        if not 0 <= value < 1:
-            raise ValueError(f"{name} must be in [0, 1), not {value!r}")
-    x_codes = np.asarray(x_codes, dtype=np.int64)
-    input_size = accelerator.model.input_size
-    if x_codes.ndim != 3 or x_codes.shape[2] != input_size or 0 in x_codes.shape:
-        raise ValueError(
-            f"x_codes must have shape (batch, seq, {input_size}) with batch, seq >= 1, "
-            f"not {x_codes.shape}"
-        )
+    x_codes, resets = _check_run(accelerator, x_codes, in_stall, out_stall, resets)
     B, T, _ = x_codes.shape
-    stream = getattr(accelerator, "mode", "sequence") == "stream"
-    if resets is not None:
-        resets = np.asarray(resets, dtype=bool)
-        if not stream or resets.shape != (B, T):
-            raise ValueError(
-                f"resets must be a (batch, seq) = ({B}, {T}) array for a stream-mode design, "
-                f"not {resets.shape} for mode {getattr(accelerator, 'mode', 'sequence')!r}"
-            )
     geom = StreamGeometry.of(
         accelerator.model,
         with_states=accelerator.with_states,
@@ -114,17 +95,7 @@ def run_amaranth(
     )
     inputs = [pack_inputs(geom, x_codes, b, h0, c0) for b in range(B)]
     n_out = geom.output_length(T)
-    users = None
-    if stream:
-        from ..hw.stream_cycles import StreamCycleModel
-
-        compute = StreamCycleModel.of(accelerator).sequence(T)
-        users = np.zeros((B, inputs[0].size), dtype=bool)
-        if resets is not None:  # the first element of each step's x vector
-            first = inputs[0].size - T * input_size + np.arange(T) * input_size
-            users[:, first] = resets
-    else:
-        compute = CycleModel.of(accelerator).compute(T)
+    compute, users = _compute_and_users(accelerator, T, inputs[0].size, B, resets)
     budget = CycleBudget.of(
         compute, inputs[0].size, n_out,
         in_stall=in_stall, out_stall=out_stall, override=cycle_budget,
@@ -135,16 +106,7 @@ def run_amaranth(
         )
     bench = _StreamBench(accelerator, inputs, n_out, stalls, budget, seed, users=users,
                          keep_state=keep_state)  # fmt: skip
-    sim = Simulator(accelerator)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench.run)
-    started = time.perf_counter()
-    if waves:
-        with atomic_write(waves, "w") as vcd, sim.write_vcd(vcd):
-            sim.run()
-    else:
-        sim.run()
-    wall = time.perf_counter() - started
+    wall = _simulate(accelerator, bench, waves)
     if bench.problem is not None:
         raise bench.problem
     return RunResult(
@@ -158,6 +120,65 @@ def run_amaranth(
         meta={"cycle_budget": budget.cycles, "expected_cycles": budget.expected},
         output_cycles=[np.array(c, dtype=np.int64) for c in bench.out_times],
     )
+
+
+def _check_run(accelerator, x_codes, in_stall, out_stall, resets):
+    """``(x_codes, resets)`` as arrays, once the stall probabilities, the input shape and
+    the resets (stream mode only, ``(B, T)``) are checked."""
+    for name, value in (("in_stall", in_stall), ("out_stall", out_stall)):
+        if not 0 <= value < 1:
+            raise ValueError(f"{name} must be in [0, 1), not {value!r}")
+    x_codes = np.asarray(x_codes, dtype=np.int64)
+    input_size = accelerator.model.input_size
+    if x_codes.ndim != 3 or x_codes.shape[2] != input_size or 0 in x_codes.shape:
+        raise ValueError(
+            f"x_codes must have shape (batch, seq, {input_size}) with batch, seq >= 1, "
+            f"not {x_codes.shape}"
+        )
+    B, T, _ = x_codes.shape
+    if resets is not None:
+        resets = np.asarray(resets, dtype=bool)
+        mode = getattr(accelerator, "mode", "sequence")
+        if mode != "stream" or resets.shape != (B, T):
+            raise ValueError(
+                f"resets must be a (batch, seq) = ({B}, {T}) array for a stream-mode design, "
+                f"not {resets.shape} for mode {mode!r}"
+            )
+    return x_codes, resets
+
+
+def _compute_and_users(accelerator, T: int, in_length: int, B: int, resets):
+    """The compute cycles of a ``T``-step sequence (the cycle model of the design's mode)
+    and, in stream mode, the ``s_axis_tuser`` bits of each sequence's ``in_length``
+    elements (``resets`` on the first element of each step's x vector; ``None`` in sequence
+    mode)."""
+    if getattr(accelerator, "mode", "sequence") != "stream":
+        from ..hw.cycles import CycleModel
+
+        return CycleModel.of(accelerator).compute(T), None
+    from ..hw.stream_cycles import StreamCycleModel
+
+    input_size = accelerator.model.input_size
+    users = np.zeros((B, in_length), dtype=bool)
+    if resets is not None:
+        first = in_length - T * input_size + np.arange(T) * input_size
+        users[:, first] = resets
+    return StreamCycleModel.of(accelerator).sequence(T), users
+
+
+def _simulate(accelerator, bench, waves) -> float:
+    """Run ``bench`` against ``accelerator`` in Amaranth's simulator (a VCD to ``waves`` when
+    given); returns the wall time in seconds."""
+    sim = Simulator(accelerator)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench.run)
+    started = time.perf_counter()
+    if waves:
+        with atomic_write(waves, "w") as vcd, sim.write_vcd(vcd):
+            sim.run()
+    else:
+        sim.run()
+    return time.perf_counter() - started
 
 
 class _StreamBench:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lstmfpga.commands._common import add_command
+from lstmfpga.commands._common import add_command, add_inputs_argument, add_qmodel_argument
 from lstmfpga.errors import CLIError
 
 
@@ -59,13 +59,8 @@ def register(subparsers) -> None:
         __doc__,
         run,
     )
-    parser.add_argument("qmodel", metavar="QMODEL", help="quantized model (lstmfpga quantize)")
-    parser.add_argument(
-        "--inputs",
-        required=True,
-        metavar="X.npy",
-        help="(batch, seq, features) float inputs to simulate",
-    )
+    add_qmodel_argument(parser, "quantized model (lstmfpga quantize)")
+    add_inputs_argument(parser, "(batch, seq, features) float inputs to simulate")
     parser.add_argument("--labels", metavar="Y.npy", help="class per sequence (accuracy)")
     for field, flag, kind, default, metavar, text in _AXES:
         parser.add_argument(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lstmfpga.commands._common import add_command
+from lstmfpga.commands._common import add_command, add_qmodel_argument
 from lstmfpga.errors import CLIError
 from lstmfpga.export import files
 
@@ -35,7 +35,7 @@ def register(subparsers) -> None:
         __doc__,
         run,
     )
-    parser.add_argument("qmodel", metavar="QMODEL", help="quantized model directory")
+    add_qmodel_argument(parser)
     parser.add_argument(
         "--rtl", required=True, metavar="RTLDIR", help="design folder (with manifest.json)"
     )

@@ -21,6 +21,7 @@ import numpy as np
 
 from lstmfpga.commands._common import (
     add_command,
+    add_inputs_argument,
     artifact_format,
     load_npy,
     load_npz,
@@ -107,9 +108,7 @@ def register(subparsers) -> None:
         metavar="SPEC",
         help="spec directory (lstmfpga export) or quantized model (lstmfpga quantize)",
     )
-    parser.add_argument(
-        "--inputs", required=True, metavar="X.npy", help="(batch, seq, features) float array"
-    )
+    add_inputs_argument(parser)
     parser.add_argument("-o", "--output", required=True, metavar="Y.npy", help="prediction")
     parser.add_argument("--states", metavar="S.npz", help="write final states h_n, c_n")
     parser.add_argument("--h0c0", metavar="INIT.npz", help="initial states h0, c0")
