@@ -73,6 +73,7 @@ _KNOWN = (
     "format", "version", "top", "lanes", "simd", "max_seq_len", "with_states", "initial_state",
     "ports", "model", "formats", "stream", "cycles", "memories", "ram_bits", "multipliers",
     "memory_files", "files", "weight_port", "weights_sha256", "cells", "mode", "stream_cycles",
+    "buffers",
 )  # fmt: skip
 
 
@@ -149,6 +150,16 @@ class ComputeCycles:
 
 
 # -- the manifest -------------------------------------------------------------------------------
+def _buffers(info: dict, where: str) -> int:
+    """``buffers`` (1 or 2; 1 when absent)."""
+    if "buffers" not in info:
+        return 1
+    buffers = int_field(info, "buffers", where, 1)
+    if buffers not in (1, 2):
+        raise ManifestError(f"{where}: buffers must be 1 or 2, not {buffers}")
+    return buffers
+
+
 class _FromGeometry:
     """A read-only attribute that is the same-named one of ``self.geometry``."""
 
@@ -188,7 +199,9 @@ class Manifest(GeometryView):
     ``mode``, absent in sequence mode) and ``stream_cycles`` stream mode's cycle model
     (:meth:`~.stream_cycles.StreamCycleModel.to_dict`: ``latency``, the per-step latency,
     ``interval``, ...; ``None`` in sequence mode); given in ``extra`` they become these
-    fields."""
+    fields. ``buffers``: the banks of the input and result buffers (sequence mode: 2 when the
+    next sequence loads and the previous one drains during a computation; JSON ``buffers``,
+    absent: 1, as designs were before it)."""
 
     top: str
     lanes: int
@@ -212,6 +225,7 @@ class Manifest(GeometryView):
     cells: int = 1
     mode: str = "sequence"
     stream_cycles: dict | None = None
+    buffers: int = 1
 
     def __post_init__(self):
         # ``mode``/``stream_cycles`` given in ``extra`` (as the JSON has them) become the fields
@@ -278,6 +292,8 @@ class Manifest(GeometryView):
             out["mode"] = self.mode
         if self.stream_cycles is not None:
             out["stream_cycles"] = self.stream_cycles
+        if self.buffers != 1:
+            out["buffers"] = self.buffers
         return out | self.extra
 
     @classmethod
@@ -360,6 +376,7 @@ class Manifest(GeometryView):
             cells=int_field(info, "cells", where, 1) if "cells" in info else 1,
             mode=mode,
             stream_cycles=stream_cycles,
+            buffers=_buffers(info, where),
         )
 
     def save(self, path: str | Path) -> None:

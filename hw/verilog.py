@@ -209,6 +209,7 @@ def build_manifest(acc: LSTMAccelerator, name: str = "lstm_accel") -> Manifest:
         multipliers=tuple(acc.multiplier_plan()),
         weight_port=weight_port(acc),
         weights_sha256=weights_digest(acc.layout),
+        buffers=acc.buffers,
         extra={
             # what a host runtime needs to quantize inputs as `predict` does, and what
             # reloaded weights must fit (`pack-weights`, `quantize --formats-from`)
@@ -232,6 +233,11 @@ def _markdown(info: dict) -> str:
             f"- lanes (MAC rows) x simd (columns): {info['lanes']} x {info['simd']} = "
             f"{info['lanes'] * info['simd']} MVU multipliers, + {info['cells']} cell units, "
             f"max_seq_len: {info['max_seq_len']}"
+        ),
+        *(
+            [f"- buffers: {info['buffers']} (sequence n+1 loads while n computes, n-1 drains)"]
+            if info.get("buffers", 1) == 2
+            else []
         ),
         f"- model: {json.dumps(info['model'])}",
         f"- formats: {', '.join(f'{k}={v}' for k, v in info['formats'].items())}",

@@ -46,7 +46,8 @@ class Design:
     ``spec`` (float weights), ``qmodel`` (the fixed-point model, the arithmetic contract),
     ``lanes``, ``simd``, ``cells`` and ``max_seq_len`` (hardware options, as
     :class:`~lstmfpga.hw.accelerator.LSTMAccelerator`'s; ``cells`` None: the fewest that keep
-    the MVU busy; ``max_seq_len`` None: the length of the inputs simulated). ``last_report``
+    the MVU busy; ``max_seq_len`` None: the length of the inputs simulated; ``buffers`` None:
+    the accelerator's default, 2 banks of the input and result buffers). ``last_report``
     is the most recent :meth:`simulate` report.
     """
 
@@ -56,6 +57,7 @@ class Design:
     simd: int = 1
     cells: int | None = None
     max_seq_len: int | None = None
+    buffers: int | None = None
     last_report: dict | None = field(default=None, repr=False)
 
     def predict(self, x, h0=None, c0=None, *, raw: bool = False) -> np.ndarray:
@@ -101,7 +103,12 @@ class Design:
         return generate(self.qmodel, outdir, **self._datapath(), max_seq_len=length, **options)
 
     def _datapath(self) -> dict:
-        return {"lanes": self.lanes, "simd": self.simd, "cells": self.cells}
+        return {
+            "lanes": self.lanes,
+            "simd": self.simd,
+            "cells": self.cells,
+            "buffers": self.buffers,
+        }
 
     def synthesize(self, outdir: str | Path, target: str = "ecp5", **options) -> dict:
         """Synthesize (and place and route) the design written to ``outdir`` — written first
@@ -143,11 +150,13 @@ def convert(
     cells: int | None = None,
     max_seq_len: int | None = None,
     head: str | None = None,
+    buffers: int | None = None,
 ) -> Design:
     """Export ``model`` and quantize it with ``preset`` calibrated on ``calib``; see the
     module docstring. ``head`` (``"last"``/``"all"``) as ``lstmfpga export --head``;
-    ``lanes``, ``simd``, ``cells``, ``max_seq_len``: the :class:`Design`'s hardware options
-    (``lanes`` and ``simd`` are checked now, ``cells`` when the hardware is built)."""
+    ``lanes``, ``simd``, ``cells``, ``max_seq_len``, ``buffers``: the :class:`Design`'s
+    hardware options (``lanes`` and ``simd`` are checked now, ``cells`` and ``buffers`` when
+    the hardware is built)."""
     from lstmfpga.export.spec import ModelSpec
     from lstmfpga.quant.calibrate import quantize
     from lstmfpga.quant.config import QuantConfig
@@ -167,4 +176,5 @@ def convert(
     from lstmfpga.hw.layout import WeightLayout
 
     WeightLayout.of(qmodel, lanes, simd)  # lanes and simd checked now rather than at simulate()
-    return Design(spec, qmodel, lanes=lanes, simd=simd, cells=cells, max_seq_len=max_seq_len)
+    return Design(spec, qmodel, lanes=lanes, simd=simd, cells=cells, max_seq_len=max_seq_len,
+                  buffers=buffers)  # fmt: skip

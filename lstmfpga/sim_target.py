@@ -28,7 +28,9 @@ class SimTarget:
 
     @classmethod
     def new(cls, model, T: int, *, lanes, simd, cells, max_seq_len, with_states,
-            initial_state, mode="sequence"):  # fmt: skip
+            initial_state, mode="sequence", buffers=None):  # fmt: skip
+        """A new accelerator for ``model`` with these options (``None``: the defaults; lanes
+        8, ``max_seq_len`` the inputs' ``T``); ``settings`` records what is not default."""
         from lstmfpga.hw.accelerator import LSTMAccelerator
 
         max_seq_len = T if max_seq_len is None else max_seq_len
@@ -39,16 +41,21 @@ class SimTarget:
         acc = LSTMAccelerator(
             model, lanes=8 if lanes is None else lanes, simd=1 if simd is None else simd,
             cells=cells, max_seq_len=max_seq_len, with_states=with_states,
-            initial_state=initial_state, mode=mode,
+            initial_state=initial_state, mode=mode, buffers=buffers,
         )  # fmt: skip
         settings = {"simd": acc.simd} if acc.simd != 1 else {}
+        settings |= {} if buffers is None else {"buffers": acc.buffers}
         settings |= {"mode": mode} if mode != "sequence" else {}
         return cls(acc, acc, settings | ({} if cells is None else {"cells": acc.cells}))
 
     @classmethod
     def folder(cls, model, rtl, T: int, *, lanes, simd, cells, max_seq_len, with_states,
-               initial_state, beat_elements=None):  # fmt: skip
-        """The design in folder ``rtl`` for ``model``, after checking that they fit."""
+               initial_state, beat_elements=None, mode="sequence", stateful=False,
+               buffers=None):  # fmt: skip
+        """The design in folder ``rtl`` for ``model``, after checking that they fit
+        (``mode`` ``"stream"`` and ``stateful`` need a stream-mode folder; ``stateful`` its
+        ``keep_state`` input, i.e. the plain top: an AXI top's is ``STATE_CONTROL``; given
+        options, ``buffers`` too, must be the folder's)."""
         import dataclasses
         from pathlib import Path
 
@@ -66,7 +73,9 @@ class SimTarget:
             if value is not None and value != getattr(hw, what):
                 raise SimulationError(f"{what} must be the design's {getattr(hw, what)} "
                                       f"({where}), not {value}")  # fmt: skip
-        if T > hw.max_seq_len and folder_mode(Manifest.load(rtl)) == "sequence":
+        manifest = Manifest.load(rtl)
+        _check_folder_mode(manifest, where, mode, stateful, buffers)
+        if T > hw.max_seq_len and folder_mode(manifest) == "sequence":
             raise SimulationError(
                 f"the inputs' {T} steps must fit the design's max_seq_len {hw.max_seq_len} "
                 f"({where})"
@@ -89,7 +98,7 @@ class SimTarget:
                     f"the qmodel's weights must be the ones built into {where}, which has no "
                     "weight port to load others (generate the design again)"
                 )
-            width = next(p.width for p in Manifest.load(rtl).ports if p.name == port.data)
+            width = next(p.width for p in manifest.ports if p.name == port.data)
             files = weight_files(port.pack(layout), width)
             design = dataclasses.replace(design, hex_files=design.hex_files | files)
             settings["weight_beats"] = port.beats
@@ -98,6 +107,27 @@ class SimTarget:
         if cells is not None:
             settings["cells"] = hw.cells
         return cls(design, acc, settings)
+
+
+def _check_folder_mode(manifest, where: str, mode: str, stateful: bool, buffers) -> None:
+    """The folder can run ``mode`` (``"stream"`` needs a stream-mode design), ``stateful``
+    (a stream-mode design with a ``keep_state`` input) and has the ``buffers`` asked for."""
+    built_mode = folder_mode(manifest)
+    for what, wanted in (("mode 'stream'", mode == "stream"), ("stateful", stateful)):
+        if wanted and built_mode != "stream":
+            raise SimulationError(
+                f"{what} needs a stream-mode design, not {where} (mode {built_mode!r})"
+            )
+    if stateful and all(p.name != "keep_state" for p in manifest.ports):
+        raise SimulationError(
+            f"stateful needs the design's keep_state input, which {where} does not have "
+            "(an AXI top keeps the state by its STATE_CONTROL register): run the plain "
+            "top's folder"
+        )
+    if buffers is not None and buffers != manifest.buffers:
+        raise SimulationError(
+            f"buffers must be the design's {manifest.buffers} ({where}), not {buffers}"
+        )
 
 
 def same_hardware(model, rtl, hw):
@@ -110,6 +140,7 @@ def same_hardware(model, rtl, hw):
     acc = LSTMAccelerator(
         model, lanes=hw.lanes, simd=hw.simd, cells=hw.cells, max_seq_len=hw.max_seq_len,
         with_states=hw.with_states, initial_state=hw.initial_state, mode=folder_mode(folder),
+        buffers=folder.buffers,
     )  # fmt: skip
     acc._MustUse__silence = True  # only its parameters and cycle model are used
     mine, theirs = build_manifest(acc).to_dict(), folder.to_dict()

@@ -145,6 +145,7 @@ def simulate_model(
     mode: str = "sequence",
     stateful: bool = False,
     beat_elements: int | None = None,
+    buffers: int | None = None,
 ):
     """Quantize ``x`` (and ``h0``/``c0``), run ``simulator`` and the golden model, build the
     report.
@@ -180,7 +181,11 @@ def simulate_model(
     from row ``b`` to row ``b + 1`` (the hardware's ``keep_state``; ``h0``/``c0`` of row 0
     start it); the golden side is :func:`stateful_golden`, which equals the golden model on
     the whole signal. ``settings`` records ``mode`` (when not ``sequence``) and ``stateful``.
-    ``beat_elements``: with ``rtl``, must be the design's elements per beat.
+    ``beat_elements``: with ``rtl``, must be the design's elements per beat. With ``rtl``,
+    ``mode`` ``"stream"`` (and ``stateful``) needs a stream-mode folder, ``stateful`` also
+    its ``keep_state`` input (the plain top). ``buffers``: the accelerator's (sequence mode:
+    1 or 2 banks of the input and result buffers; default its default); with ``rtl``, must
+    be the design's; recorded in ``settings`` when given.
 
     Returns ``(report, arrays)``. ``arrays`` are in ``predict``'s shapes, so that they
     compare with ``np.array_equal`` to what ``predict --raw`` writes: ``rtl`` and ``golden``
@@ -191,43 +196,17 @@ def simulate_model(
     ``cell_scale``; ``float`` (the spec's prediction, with ``spec``) and ``scale`` (value =
     code * scale).
     """
-    from lstmfpga.quant import golden
-
     _check_simulation(simulator, stall, cycle_budget, jobs, waves)
     _check_mode(model, mode, stateful, rtl, spec, max_seq_len)
-    if beat_elements is not None and rtl is None:
-        raise SimulationError(
-            "beat_elements needs rtl (an AXI design generated with --beat-elements)"
-        )
-    if rtl is not None and simulator == "amaranth":
-        raise SimulationError(
-            "rtl runs a design folder's Verilog: simulator must be icarus or verilator, "
-            "not 'amaranth'"
-        )
+    _check_rtl(rtl, simulator, beat_elements)
     started_all = time.perf_counter()
     spec_check = None if spec is None else check_spec(model, spec)
-    # The golden model first: it validates x and the states (one-line errors) and is
-    # exactly what ``predict --raw`` computes.
-    _, expected = golden.predict(model, x, h0, c0)
-    x_codes = golden.quantize_inputs(model, x)
-    B, T, _ = x_codes.shape
-    if labels is not None:
-        labels = check_labels(model, labels, B)
-    h0_codes, c0_codes = (
-        None if v is None else model.formats[role].quantize(v, model.rounding)
-        for v, role in ((h0, "hidden"), (c0, "cell"))
-    )
-    if stateful:
-        expected = stateful_golden(model, x_codes, h0_codes, c0_codes)
+    expected, x_codes, h0_codes, c0_codes, labels = _golden_side(model, x, h0, c0, labels, stateful)
+    T = x_codes.shape[1]
     initial_state = h0 is not None or c0 is not None
-    options = dict(lanes=lanes, simd=simd, cells=cells, max_seq_len=max_seq_len,
+    options = dict(lanes=lanes, simd=simd, cells=cells, max_seq_len=max_seq_len, buffers=buffers,
                    with_states=with_states, initial_state=initial_state)  # fmt: skip
-    if rtl:
-        target = SimTarget.folder(model, rtl, T, **options, beat_elements=beat_elements)
-    else:
-        target = SimTarget.new(model, T, **options, mode=mode)
-    if stateful:
-        target.settings["stateful"] = True
+    target = _target(model, T, rtl, mode, stateful, beat_elements, options)
     result, version, timing = _run_simulator(
         target.design, x_codes, h0_codes, c0_codes, simulator=simulator, stall=stall,
         seed=seed, waves=waves, build_dir=build_dir, progress=progress,
@@ -237,6 +216,52 @@ def simulate_model(
     return _report(model, x, h0, c0, T, target, result, version, timing, expected,
                    spec=spec, spec_check=spec_check, labels=labels, simulator=simulator,
                    **run)  # fmt: skip
+
+
+def _check_rtl(rtl, simulator: str, beat_elements) -> None:
+    """``beat_elements`` only with ``rtl``, and ``rtl`` only in a Verilog simulator."""
+    if beat_elements is not None and rtl is None:
+        raise SimulationError(
+            "beat_elements needs rtl (an AXI design generated with --beat-elements)"
+        )
+    if rtl is not None and simulator == "amaranth":
+        raise SimulationError(
+            "rtl runs a design folder's Verilog: simulator must be icarus or verilator, "
+            "not 'amaranth'"
+        )
+
+
+def _golden_side(model, x, h0, c0, labels, stateful: bool):
+    """``(expected, x_codes, h0_codes, c0_codes, labels)``: the golden model's result
+    (:func:`stateful_golden`'s when ``stateful``), the codes the hardware is given and the
+    checked labels. The golden model runs first: it validates ``x`` and the states
+    (one-line errors) and is exactly what ``predict --raw`` computes."""
+    from lstmfpga.quant import golden
+
+    _, expected = golden.predict(model, x, h0, c0)
+    x_codes = golden.quantize_inputs(model, x)
+    if labels is not None:
+        labels = check_labels(model, labels, x_codes.shape[0])
+    h0_codes, c0_codes = (
+        None if v is None else model.formats[role].quantize(v, model.rounding)
+        for v, role in ((h0, "hidden"), (c0, "cell"))
+    )
+    if stateful:
+        expected = stateful_golden(model, x_codes, h0_codes, c0_codes)
+    return expected, x_codes, h0_codes, c0_codes, labels
+
+
+def _target(model, T: int, rtl, mode: str, stateful: bool, beat_elements, options: dict):
+    """The hardware to run: the design folder ``rtl`` (checked against ``model``), or a new
+    accelerator built with ``options`` in ``mode``; ``settings`` records ``stateful``."""
+    if rtl:
+        target = SimTarget.folder(model, rtl, T, **options, beat_elements=beat_elements,
+                                  mode=mode, stateful=stateful)  # fmt: skip
+    else:
+        target = SimTarget.new(model, T, **options, mode=mode)
+    if stateful:
+        target.settings["stateful"] = True
+    return target
 
 
 def _report(model, x, h0, c0, T, target, result, version, timing, expected, *, spec,
@@ -280,9 +305,7 @@ def _check_mode(model, mode, stateful, rtl, spec, max_seq_len) -> None:
         check_mode(mode, model)
     except ValueError as error:
         raise SimulationError(str(error)) from None
-    if mode == "stream":
-        if rtl is not None:
-            raise SimulationError("mode 'stream' with rtl: the design folder sets the mode")
+    if mode == "stream":  # (with rtl: SimTarget.folder checks that the folder's is stream)
         if max_seq_len is not None:
             raise SimulationError(
                 f"max_seq_len {max_seq_len} does not apply to mode 'stream' (any length)"

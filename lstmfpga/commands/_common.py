@@ -18,9 +18,15 @@ from lstmfpga.errors import CLIError
 from lstmfpga.export import files
 
 __all__ = [
+    "add_buffers",
     "add_command",
     "add_datapath",
+    "add_inputs_argument",
+    "add_mode",
+    "add_qmodel_argument",
     "artifact_format",
+    "check_buffers",
+    "check_mode",
     "description",
     "load_npy",
     "load_npz",
@@ -45,6 +51,19 @@ def add_command(subparsers, name: str, summary: str, doc: str, run) -> argparse.
     )
     parser.set_defaults(func=run)
     return parser
+
+
+def add_qmodel_argument(parser: argparse.ArgumentParser, help: str = "quantized model directory"):
+    """The positional ``QMODEL`` (``args.qmodel``): a directory written by ``lstmfpga quantize``."""
+    parser.add_argument("qmodel", metavar="QMODEL", help=help)
+
+
+def add_inputs_argument(
+    parser: argparse.ArgumentParser, help: str = "(batch, seq, features) float array"
+):
+    """The required ``--inputs X.npy`` (``args.inputs``): float inputs ``(batch, seq,
+    features)``."""
+    parser.add_argument("--inputs", required=True, metavar="X.npy", help=help)
 
 
 def add_datapath(
@@ -93,6 +112,30 @@ def add_mode(parser: argparse.ArgumentParser) -> None:
         help="sequence: whole sequences buffered, up to --max-seq-len (default); stream: each "
         "step's output as soon as it is computed, any length, unidirectional models",
     )
+
+
+def add_buffers(parser: argparse.ArgumentParser) -> None:
+    """``--buffers 1|2`` (the accelerator's ``buffers``; default its default; checked by the
+    command: it does not apply to ``--mode stream``)."""
+    parser.add_argument(
+        "--buffers",
+        metavar="N",
+        help="sequence mode: 2 overlaps the next sequence's load and the previous one's drain "
+        "with the compute (twice the input/result buffer RAM; the default), 1 one sequence "
+        "at a time",
+    )
+
+
+def check_buffers(text, mode: str) -> int | None:
+    """``--buffers`` as an integer (``None`` when not given), else a one-line CLIError: 1 or
+    2, and not with ``--mode stream``."""
+    if text is None:
+        return None
+    if mode == "stream":
+        raise CLIError(f"--buffers {text} does not apply to --mode stream")
+    if text not in ("1", "2"):
+        raise CLIError(f"--buffers must be 1 or 2, not {text!r}")
+    return int(text)
 
 
 def check_mode(mode: str, model) -> str:

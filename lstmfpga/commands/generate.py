@@ -29,7 +29,15 @@ from __future__ import annotations
 
 import argparse
 
-from lstmfpga.commands._common import add_command, add_datapath, add_mode, check_mode
+from lstmfpga.commands._common import (
+    add_buffers,
+    add_command,
+    add_datapath,
+    add_mode,
+    add_qmodel_argument,
+    check_buffers,
+    check_mode,
+)
 from lstmfpga.errors import CLIError, SynthesisError
 
 
@@ -37,23 +45,21 @@ def register(subparsers) -> None:
     parser = add_command(
         subparsers, "generate", "generate Verilog for a quantized model", __doc__, run
     )
-    parser.add_argument("qmodel", metavar="QMODEL", help="quantized model directory")
+    add_qmodel_argument(parser)
     add_datapath(parser, cells=True)
     parser.add_argument(
         "--max-seq-len", type=int, default=None, metavar="T",
         help="longest sequence (default 64; sequence mode only)",
     )  # fmt: skip
     add_mode(parser)
+    add_buffers(parser)
     parser.add_argument(
-        "--memories",
-        choices=("inline", "readmemh"),
-        default="inline",
+        "--memories", choices=("inline", "readmemh"), default="inline",
         help="memory contents inline in the Verilog, or in $readmemh files (default inline)",
-    )
-    parser.add_argument("--with-states", action="store_true", help="also stream out h_n, c_n")
-    parser.add_argument(
-        "--initial-state", action="store_true", help="every sequence starts with h0, c0"
-    )
+    )  # fmt: skip
+    for flag, text in (("--with-states", "also stream out h_n, c_n"),
+                       ("--initial-state", "every sequence starts with h0, c0")):  # fmt: skip
+        parser.add_argument(flag, action="store_true", help=text)
     parser.add_argument(
         "--top",
         choices=("stream", "axi"),
@@ -81,15 +87,36 @@ MAX_SEQ_LEN = 1 << 24
 
 
 def run(args: argparse.Namespace) -> None:
-    from lstmfpga.hw.accelerator import MODES, LSTMAccelerator
-    from lstmfpga.hw.beat_format import MAX_BEAT_ELEMENTS
-    from lstmfpga.hw.layout import WeightLayout
     from lstmfpga.hw.verilog import check_output, write_design
     from lstmfpga.quant.model import QuantizedModel
-    from lstmfpga.synth import check_identifier, check_ram_fits
 
     # Cheap checks first: options, the output folder, then the model and its RAM budget,
     # all before the design is elaborated (which takes minutes for a large memory).
+    max_seq_len, name = _check_options(args)
+    try:
+        check_output(args.output)
+    except ValueError as error:
+        raise CLIError(f"-o: {error}") from None
+    model = QuantizedModel.load(args.qmodel)
+    check_mode(args.mode, model)
+    acc = _accelerator(args, model, max_seq_len)
+    if args.top == "axi":
+        from lstmfpga.hw.axi_top import write_axi_design
+
+        info = write_axi_design(acc, args.output, memories=args.memories, name=name,
+                                beat_elements=args.beat_elements)  # fmt: skip
+    else:
+        info = write_design(acc, args.output, memories=args.memories, name=name)
+    _print_summary(info, acc.mode, args.output)
+
+
+def _check_options(args: argparse.Namespace) -> tuple[int, str]:
+    """``(max_seq_len, top name)`` once every option that needs no model is checked
+    (``args.buffers`` becomes an integer or ``None``)."""
+    from lstmfpga.hw.accelerator import MODES
+    from lstmfpga.hw.beat_format import MAX_BEAT_ELEMENTS
+    from lstmfpga.synth import check_identifier
+
     if not 1 <= args.lanes:
         raise CLIError(f"--lanes must be a positive integer, not {args.lanes}")
     if not 1 <= args.simd:
@@ -101,6 +128,7 @@ def run(args: argparse.Namespace) -> None:
             f"--max-seq-len {args.max_seq_len} does not apply to --mode stream (sequences of "
             "any length)"
         )
+    args.buffers = check_buffers(args.buffers, args.mode)
     max_seq_len = 64 if args.max_seq_len is None else args.max_seq_len
     if not 1 <= max_seq_len <= MAX_SEQ_LEN:
         raise CLIError(f"--max-seq-len must be an integer in 1..{MAX_SEQ_LEN}, not {max_seq_len}")
@@ -116,12 +144,16 @@ def run(args: argparse.Namespace) -> None:
         )
     name = args.name or ("lstm_axi" if args.top == "axi" else "lstm_accel")
     check_identifier(name, "--name")
-    try:
-        check_output(args.output)
-    except ValueError as error:
-        raise CLIError(f"-o: {error}") from None
-    model = QuantizedModel.load(args.qmodel)
-    check_mode(args.mode, model)
+    return max_seq_len, name
+
+
+def _accelerator(args: argparse.Namespace, model, max_seq_len: int):
+    """The accelerator the options ask for, once its lanes, SIMD and cells fit the model and
+    its memories fit the RAM budget (still not elaborated)."""
+    from lstmfpga.hw.accelerator import LSTMAccelerator
+    from lstmfpga.hw.layout import WeightLayout
+    from lstmfpga.synth import check_ram_fits
+
     try:
         WeightLayout.of(model, args.lanes)  # the lanes rule of the hardware
     except ValueError as error:
@@ -140,6 +172,7 @@ def run(args: argparse.Namespace) -> None:
             with_states=args.with_states,
             initial_state=args.initial_state,
             mode=args.mode,
+            buffers=args.buffers,
         )
     except ValueError as error:
         raise CLIError(f"--cells: {error}") from None
@@ -154,37 +187,32 @@ def run(args: argparse.Namespace) -> None:
     except SynthesisError:
         acc._MustUse__silence = True  # refused before elaboration: not an unused design
         raise
-    if args.top == "axi":
-        from lstmfpga.hw.axi_top import write_axi_design
+    return acc
 
-        info = write_axi_design(acc, args.output, memories=args.memories, name=name,
-                                beat_elements=args.beat_elements)  # fmt: skip
-    else:
-        info = write_design(acc, args.output, memories=args.memories, name=name)
-    cycles = info["cycles"]
-    if acc.mode == "stream":
+
+def _print_summary(info: dict, mode: str, output) -> None:
+    """The design in three lines: datapath and resources, cycles, the files written."""
+    multipliers = sum(m["count"] for m in info["multipliers"])
+    if mode == "stream":
         stream = info["stream_cycles"]
         print(
             f"{info['top']}: stream mode, {info['lanes']} lanes x simd {info['simd']}, "
-            f"{info['cells']} cell units, {info['ram_bits']} RAM bits, "
-            f"{sum(m['count'] for m in info['multipliers'])} multipliers"
+            f"{info['cells']} cell units, {info['ram_bits']} RAM bits, {multipliers} multipliers"
         )
         print(
             f"per-step latency {stream['latency']} cycles (input in -> output out), steady "
             f"{stream['interval']} cycles per step"
         )
-        print(f"wrote {', '.join(info['files'])} to {args.output}")
-        return
-    print(
-        f"{info['top']}: {info['lanes']} lanes x simd {info['simd']}, {info['cells']} cell "
-        "units, "
-        f"max_seq_len {info['max_seq_len']}, "
-        f"{info['ram_bits']} RAM bits, "
-        f"{sum(m['count'] for m in info['multipliers'])} multipliers"
-    )
-    print(
-        f"layer-0 step: {cycles['step']['0']} cycles "
-        f"(ideal {cycles['ideal_step']['0']}); per sequence: "
-        + ", ".join(f"T={T}: {n}" for T, n in cycles["per_sequence"].items())
-    )
-    print(f"wrote {', '.join(info['files'])} to {args.output}")
+    else:
+        cycles = info["cycles"]
+        print(
+            f"{info['top']}: {info['lanes']} lanes x simd {info['simd']}, {info['cells']} cell "
+            f"units, max_seq_len {info['max_seq_len']}, {info['ram_bits']} RAM bits, "
+            f"{multipliers} multipliers"
+        )
+        print(
+            f"layer-0 step: {cycles['step']['0']} cycles "
+            f"(ideal {cycles['ideal_step']['0']}); per sequence: "
+            + ", ".join(f"T={T}: {n}" for T, n in cycles["per_sequence"].items())
+        )
+    print(f"wrote {', '.join(info['files'])} to {output}")

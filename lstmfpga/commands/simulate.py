@@ -56,9 +56,13 @@ import sys
 from pathlib import Path
 
 from lstmfpga.commands._common import (
+    add_buffers,
     add_command,
     add_datapath,
+    add_inputs_argument,
     add_mode,
+    add_qmodel_argument,
+    check_buffers,
     check_mode,
     load_npy,
     load_npz,
@@ -79,10 +83,8 @@ def register(subparsers) -> None:
         __doc__,
         run,
     )
-    parser.add_argument("qmodel", metavar="QMODEL", help="quantized model directory")
-    parser.add_argument(
-        "--inputs", required=True, metavar="X.npy", help="(batch, seq, features) float array"
-    )
+    add_qmodel_argument(parser)
+    add_inputs_argument(parser)
     parser.add_argument("--labels", metavar="Y.npy", help="class per sequence (last heads)")
     parser.add_argument("--spec", metavar="SPEC", help="float spec for fixed-vs-float errors")
     # Values are parsed in run() (not by argparse types), so that a bad one is a one-line
@@ -101,6 +103,7 @@ def register(subparsers) -> None:
         "--max-seq-len", metavar="T", help="longest sequence (default: that of X; sequence mode)"
     )
     add_mode(parser)
+    add_buffers(parser)
     parser.add_argument(
         "--stateful", action="store_true",
         help="with --mode stream: the rows of X are consecutive segments of one signal",
@@ -173,6 +176,42 @@ def run(args: argparse.Namespace) -> int:
     from lstmfpga.quant.model import QuantizedModel
     from lstmfpga.sim.report import render_text, save_report
 
+    options = _options(args)
+    model = QuantizedModel.load(args.qmodel)
+    check_mode(args.mode, model)
+    inputs = _inputs(args, model, options["max_seq_len"])
+    report, arrays = simulate_model(
+        model,
+        simulator=args.sim,
+        waves=args.waves,
+        build_dir=args.build_dir,
+        with_states=args.states is not None,
+        progress=True if sys.stderr.isatty() else None,
+        rtl=args.rtl,
+        mode=args.mode,
+        stateful=args.stateful,
+        beat_elements=args.beat_elements,
+        **options,
+        **inputs,
+    )
+    save_report(report, args.report)
+    written = [args.report]
+    if args.dump is not None:
+        save_npz(args.dump, **arrays)
+        written.append(args.dump)
+    if args.states is not None:
+        c_n = {"c_n": arrays["rtl_c_n"]} if "rtl_c_n" in arrays else {}  # a GRU: h_n only
+        save_npz(args.states, h_n=arrays["rtl_h_n"], **c_n)
+        written.append(args.states)
+    print(render_text(report), end="")
+    print(f"wrote {', '.join(map(str, written))}")
+    return 0 if report["bit_exact"] else 1
+
+
+def _options(args: argparse.Namespace) -> dict:
+    """The options' values for :func:`simulate_model` (``lanes``, ``max_seq_len``, ``stall``,
+    ...), once every option that needs no model or file is checked and the output paths can
+    be written (one-line errors naming the option)."""
     if args.sim not in SIMULATORS:
         raise CLIError(f"--sim must be one of {', '.join(SIMULATORS)}, not {args.sim!r}")
     if args.rtl is not None:
@@ -181,8 +220,6 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--beat-elements needs --rtl (an AXI design generated with --beat-elements)")
     if args.mode not in ("sequence", "stream"):
         raise CLIError(f"--mode must be 'sequence' or 'stream', not {args.mode!r}")
-    if args.mode == "stream" and args.rtl is not None:
-        raise CLIError("--mode stream with --rtl: the design folder sets the mode")
     if args.mode == "stream" and args.max_seq_len is not None:
         raise CLIError(
             f"--max-seq-len {args.max_seq_len} does not apply to --mode stream (sequences of "
@@ -192,13 +229,18 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--stateful needs --mode stream (the state is carried across rows of X)")
     if args.stateful and args.spec is not None:
         raise CLIError("--stateful with --spec: the float reference runs whole sequences")
-    lanes = _integer(args.lanes, "--lanes", "a positive integer", 1)
-    max_seq_len = _integer(args.max_seq_len, "--max-seq-len", "a positive integer", 1)
-    seed = _integer(args.seed, "--seed", "an integer in 0..2**32-1", 0, 2**32 - 1)
-    cycle_budget = _integer(args.cycle_budget, "--cycle-budget", "a positive number of cycles", 1)
-    jobs = _integer(args.jobs, "--jobs", "a positive integer", 1)
-    simd = _integer(args.simd, "--simd", "a positive integer", 1)
-    cells = _integer(args.cells, "--cells", "a positive integer", 1)
+    options = {
+        "lanes": _integer(args.lanes, "--lanes", "a positive integer", 1),
+        "max_seq_len": _integer(args.max_seq_len, "--max-seq-len", "a positive integer", 1),
+        "seed": _integer(args.seed, "--seed", "an integer in 0..2**32-1", 0, 2**32 - 1),
+        "cycle_budget": _integer(
+            args.cycle_budget, "--cycle-budget", "a positive number of cycles", 1
+        ),
+        "jobs": _integer(args.jobs, "--jobs", "a positive integer", 1),
+        "simd": _integer(args.simd, "--simd", "a positive integer", 1),
+        "cells": _integer(args.cells, "--cells", "a positive integer", 1),
+        "buffers": check_buffers(args.buffers, args.mode),
+    }
     try:
         stall = float(args.stall)
     except ValueError:
@@ -213,8 +255,12 @@ def run(args: argparse.Namespace) -> int:
         check_output(args.waves, "--waves")
         if args.sim == "amaranth" and not str(args.waves).endswith(".vcd"):
             raise CLIError(f"--waves with --sim amaranth must be a .vcd file, not {args.waves}")
-    model = QuantizedModel.load(args.qmodel)
-    check_mode(args.mode, model)
+    return options | {"stall": stall}
+
+
+def _inputs(args: argparse.Namespace, model, max_seq_len: int | None) -> dict:
+    """The arrays and the spec the options name (``x``, ``labels``, ``h0``, ``c0``,
+    ``spec``), read and checked against ``max_seq_len``."""
     x = load_npy(args.inputs, "--inputs")
     if x.ndim == 3 and max_seq_len is not None and max_seq_len < x.shape[1]:
         raise CLIError(
@@ -231,40 +277,4 @@ def run(args: argparse.Namespace) -> int:
         from lstmfpga.export.spec import ModelSpec
 
         spec = ModelSpec.load(args.spec)
-    report, arrays = simulate_model(
-        model,
-        x,
-        simulator=args.sim,
-        lanes=lanes,
-        max_seq_len=max_seq_len,
-        stall=stall,
-        seed=seed,
-        waves=args.waves,
-        build_dir=args.build_dir,
-        spec=spec,
-        labels=labels,
-        h0=h0,
-        c0=c0,
-        with_states=args.states is not None,
-        cycle_budget=cycle_budget,
-        progress=True if sys.stderr.isatty() else None,
-        jobs=jobs,
-        simd=simd,
-        cells=cells,
-        rtl=args.rtl,
-        mode=args.mode,
-        stateful=args.stateful,
-        beat_elements=args.beat_elements,
-    )
-    save_report(report, args.report)
-    written = [args.report]
-    if args.dump is not None:
-        save_npz(args.dump, **arrays)
-        written.append(args.dump)
-    if args.states is not None:
-        c_n = {"c_n": arrays["rtl_c_n"]} if "rtl_c_n" in arrays else {}  # a GRU: h_n only
-        save_npz(args.states, h_n=arrays["rtl_h_n"], **c_n)
-        written.append(args.states)
-    print(render_text(report), end="")
-    print(f"wrote {', '.join(map(str, written))}")
-    return 0 if report["bit_exact"] else 1
+    return {"x": x, "labels": labels, "h0": h0, "c0": c0, "spec": spec}
