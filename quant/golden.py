@@ -24,11 +24,15 @@ the step runs on float64 arrays holding the integer codes
 element-wise passes over preallocated buffers; every product, sum, power-of-two scaling and
 rounding is then exact, so the codes are those of the int64 path
 (:mod:`lstmfpga.quant.datapath_int`: the primitives above, used otherwise and for ``wrap``).
-The tests check that both paths agree bit for bit.
+The tests check that both paths agree bit for bit. When numba is importable (and
+``LSTMFPGA_NO_JIT`` is unset) runs of at least :data:`JIT_MIN_CELLS` cell updates take the
+float path with each step's element-wise work compiled into one pass
+(:mod:`lstmfpga.quant.datapath_jit`), which gives the NumPy float path's codes.
 
 Modules: :mod:`~lstmfpga.quant.arithmetic` (the primitives), ``datapath_int``,
-``float_codes`` (exact float64 codes: rounding, table indices, maps), ``datapath_float``;
-this module checks the arguments, runs the layers and the head, and quantizes floats.
+``float_codes`` (exact float64 codes: rounding, table indices, maps), ``datapath_float``,
+``datapath_jit``; this module checks the arguments, runs the layers and the head, and
+quantizes floats.
 """
 
 from __future__ import annotations
