@@ -202,3 +202,54 @@ def test_cells_other_than_the_designs_are_refused(made, tmp_path):
     message = _refused(made, tmp_path, "qb", "--sim", "icarus", "--cells", other,
                        error=SimulationError)  # fmt: skip
     assert message.startswith(f"cells must be the design's {built} (--rtl ")
+
+
+# -- a stream-mode folder: --mode stream --stateful --rtl ------------------------------------
+#: tests/sim/test_stream_sim.py's design (test_bench_lines' too): its Verilator build is shared.
+STREAM_MODEL = dict(input_size=2, hidden_size=3, num_layers=2, head="all", head_out=2)
+
+
+@pytest.fixture(scope="module")
+def stream_made(made):
+    root = made["root"] / "stream"
+    _, q = random_qmodel(5, **STREAM_MODEL)
+    q.save(root / "q")
+    generate(q, root / "rtl", lanes=4, max_seq_len=8, with_states=True, mode="stream")
+    x = random_inputs(9, 4, 5, q.input_size)  # 4 segments of 5 steps: one 20-step signal
+    np.save(root / "x.npy", x)
+    return {"root": root, "q": q, "x": x, "cache": made["cache"]}
+
+
+def test_a_stream_folder_runs_stateful_segments_equal_to_golden_on_the_whole_signal(stream_made):
+    root, q, x = stream_made["root"], stream_made["q"], stream_made["x"]
+    code = _main("simulate", root / "q", "--inputs", root / "x.npy", "--sim", "verilator",
+                 "--mode", "stream", "--stateful", "--rtl", root / "rtl", "--stall", "0.2",
+                 "--build-dir", stream_made["cache"], "--report", root / "r.json",
+                 "--states", root / "s.npz", "--dump", root / "d.npz")  # fmt: skip
+    report = json.loads((root / "r.json").read_text())
+    assert code == 0 and report["bit_exact"] and report["settings"]["stateful"] is True
+    whole = golden.run(q, golden.quantize_inputs(q, x).reshape(1, 20, q.input_size))
+    with np.load(root / "d.npz") as dump:
+        np.testing.assert_array_equal(dump["rtl"].reshape(whole.prediction.shape), whole.prediction)
+        np.testing.assert_array_equal(dump["rtl_h_n"][:, -1], whole.h_n[:, 0])  # the signal's end
+        np.testing.assert_array_equal(dump["rtl_c_n"][:, -1], whole.c_n[:, 0])
+
+
+def test_stateful_needs_a_stream_folder_with_a_keep_state_input(made, stream_made, tmp_path):
+    from lstmfpga.hw.accelerator import LSTMAccelerator
+    from lstmfpga.hw.axi_top import write_axi_design
+
+    message = _refused(made, tmp_path, "qa", "--sim", "icarus", "--mode", "stream",
+                       "--stateful", error=SimulationError)  # fmt: skip
+    rtl = made["root"] / "rtl"
+    assert message == f"mode 'stream' needs a stream-mode design, not --rtl {rtl} (mode 'sequence')"
+    axi = tmp_path / "axi"
+    write_axi_design(LSTMAccelerator(stream_made["q"], lanes=4, mode="stream"), axi)
+    with pytest.raises(SimulationError) as raised:
+        _main("simulate", stream_made["root"] / "q", "--inputs", stream_made["root"] / "x.npy",
+              "--sim", "icarus", "--mode", "stream", "--stateful", "--rtl", axi,
+              "--report", tmp_path / "r.json")  # fmt: skip
+    assert str(raised.value).startswith(
+        f"stateful needs the design's keep_state input, which --rtl {axi} does not have"
+    )
+    assert not (tmp_path / "r.json").exists()
