@@ -15,8 +15,6 @@ import pytest
 from sim_flow_cases import (
     CASES,
     assert_outputs_equal,
-    build_case,
-    cache_root,
     expected_outputs,
 )
 
@@ -35,16 +33,6 @@ from lstmfpga.sim.cocotb_flow import (
     prepare,
     run_cocotb,
 )
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return cache_root(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def cases():
-    return {name: build_case(name) for name in CASES}
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 import pytest
-from sim_flow_cases import CASES, assert_outputs_equal, build_case, cache_root, expected_outputs
+from sim_flow_cases import CASES, assert_outputs_equal, expected_outputs
 
 from lstmfpga.sim.amaranth_sim import run_amaranth
 from lstmfpga.sim.bench_top import top_ports
@@ -15,16 +15,6 @@ from lstmfpga.sim.budget import SimulationError
 from lstmfpga.sim.cocotb_build import COCOTB_SIMULATORS
 from lstmfpga.sim.cocotb_flow import Design, run_cocotb
 from lstmfpga.sim.stalls import MAX_GAP, StallPattern
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return cache_root(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def cases():
-    return {name: build_case(name) for name in CASES}
 
 
 def test_the_stall_pattern_is_seeded_geometric_and_sliceable():
