@@ -125,7 +125,9 @@ class ScheduleCursor(wiring.Component):
     ``restart`` only select what the registers load); ``t``, ``t_prev`` and ``last_step``,
     which depend on ``T``, follow the position combinationally (``last_step`` as an equality
     of ``T`` with a register holding ``s + 1``; a forward pass's ``t_prev`` is a register
-    holding ``s - 1``).
+    holding ``s - 1``; ``T - 1`` is a register following ``T`` one cycle late, so ``T`` must
+    not change while the cursor is past its first pass, as it does not: it is set with
+    ``restart``).
     """
 
     #: Cycles from the position to the outputs that describe it (none).
@@ -185,10 +187,16 @@ class ScheduleCursor(wiring.Component):
         s_prev = Signal.like(self.t_prev, name="s_prev", init=-1 % 2 ** len(self.t_prev))
         one_step = regs["single"] | regs["done"]
         m.d.comb += self.last_step.eq(Mux(one_step, s_next == 1, s_next == T))
+        # ``T - 1`` in a register loaded every cycle: valid from the second cycle after ``T``
+        # changes; only single-step and reverse passes read it, and they never come first
+        # (the walk starts with layer 0's forward pass), so a cursor restarted with a new
+        # ``T`` reaches them two cycles later at the earliest.
+        T_m1 = Signal.like(self.t, name="T_m1")
+        m.d.sync += T_m1.eq(T - 1)
         with m.If(regs["single"]):
-            m.d.comb += [self.t.eq(T - 1), self.t_prev.eq(T)]
+            m.d.comb += [self.t.eq(T_m1), self.t_prev.eq(T)]
         with m.Elif(regs["reverse"]):
-            m.d.comb += [self.t.eq(T - 1 - s), self.t_prev.eq(T - s)]
+            m.d.comb += [self.t.eq(T_m1 - s), self.t_prev.eq(T - s)]
         with m.Else():
             m.d.comb += [self.t.eq(s), self.t_prev.eq(s_prev)]
 
