@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
                                 beat_elements=args.beat_elements)  # fmt: skip
     else:
         info = write_design(acc, args.output, memories=args.memories, name=name)
-    _print_summary(info, acc.mode, args.output)
+    _print_summary(info, acc.mode, args.output, model.cell)
 
 
 def _check_options(args: argparse.Namespace) -> tuple[int, str]:
@@ -190,13 +190,15 @@ def _accelerator(args: argparse.Namespace, model, max_seq_len: int):
     return acc
 
 
-def _print_summary(info: dict, mode: str, output) -> None:
-    """The design in three lines: datapath and resources, cycles, the files written."""
+def _print_summary(info: dict, mode: str, output, cell: str = "lstm") -> None:
+    """The design in three lines: datapath and resources (a GRU's top named with its cell),
+    cycles, the files written."""
     multipliers = sum(m["count"] for m in info["multipliers"])
+    top = info["top"] + (" (GRU)" if cell == "gru" else "")
     if mode == "stream":
         stream = info["stream_cycles"]
         print(
-            f"{info['top']}: stream mode, {info['lanes']} lanes x simd {info['simd']}, "
+            f"{top}: stream mode, {info['lanes']} lanes x simd {info['simd']}, "
             f"{info['cells']} cell units, {info['ram_bits']} RAM bits, {multipliers} multipliers"
         )
         print(
@@ -206,7 +208,7 @@ def _print_summary(info: dict, mode: str, output) -> None:
     else:
         cycles = info["cycles"]
         print(
-            f"{info['top']}: {info['lanes']} lanes x simd {info['simd']}, {info['cells']} cell "
+            f"{top}: {info['lanes']} lanes x simd {info['simd']}, {info['cells']} cell "
             f"units, max_seq_len {info['max_seq_len']}, {info['ram_bits']} RAM bits, "
             f"{multipliers} multipliers"
         )

@@ -3,7 +3,7 @@
 
 X is a ``(batch, seq, features)`` float array (``.npy``, read without pickle). Y is the
 head output, ``(batch, out)`` for a ``last`` head or ``(batch, seq, out)`` for ``all``;
-without a head, the LSTM output sequence ``(batch, seq, D*H_out)``. ``--states`` writes
+without a head, the recurrent layers' output sequence ``(batch, seq, D*H_out)``. ``--states`` writes
 the final states ``h_n`` ``(L*D, batch, H_out)`` and ``c_n`` ``(L*D, batch, H)`` to an
 ``.npz``; ``--h0c0`` reads initial states from an ``.npz`` holding ``h0`` and ``c0`` of
 those shapes (default: zeros). A GRU has no cell state: ``--states`` writes ``h_n`` only
