@@ -149,7 +149,9 @@ def test_accelerator_with_simd_is_bit_exact_with_an_exact_cycle_model(P, S, vari
     I = 2 + seed % 2
     _, q = random_qmodel(seed, input_size=I, hidden_size=H, **model_kwargs)
     S = longest_row(q) if S == "longest" else S
-    acc = LSTMAccelerator(q, lanes=P, simd=S, max_seq_len=T, **options)
+    # One buffer: each sequence's compute is then CycleModel.compute (tests/hw/test_overlap.py
+    # checks two buffers, back to back, against CycleModel.batch).
+    acc = LSTMAccelerator(q, lanes=P, simd=S, max_seq_len=T, buffers=1, **options)
     assert_bit_and_cycle_exact(acc, random_inputs(seed, BATCH, T, I), seed)
     # a matrix costs ceil(rows / P) * ceil(cols / S) beats
     assert [mx.words for mx in acc.layout.matrices] == [
