@@ -398,18 +398,8 @@ class WeightMemory(wiring.Component):
                 *(getattr(meta, name).eq(value) for name, value in n.columns.items()),
             ]
         o = Signal(beat)  # the beat of stage B
-        m.d.comb += [
-            o.weights.eq(w_data),
-            o.bias.eq(b_rd.data),
-            o.col.eq(meta.col),
-            o.group.eq(meta.group),
-            o.shift_sel.eq(meta.shift_sel),
-            o.target_sel.eq(meta.target_sel),
-            o.first.eq(meta.first),
-            o.last.eq(meta.last),
-            o.end.eq(meta.end),
-            *(getattr(o, name).eq(getattr(meta, name)) for name in n.columns),
-        ]
+        m.d.comb += [o.weights.eq(w_data), o.bias.eq(b_rd.data)]
+        m.d.comb += [o[name].eq(meta[name]) for name in meta.shape().members]
 
         n.o, n.pipe_valid = o, pipe_valid
 
