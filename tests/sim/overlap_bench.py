@@ -1,5 +1,5 @@
 """The cocotb test module of ``test_overlap_sim.py``: back-to-back sequences through a
-double-buffered accelerator's streams in Verilator, one Python step per clock cycle.
+double-buffered accelerator's streams in Verilator or Icarus, one Python step per clock cycle.
 
 It reads the run from the JSON file named in ``OVERLAP_RUN`` (``inputs``: the ``s_axis``
 elements of each sequence, ``results``: how many result elements to collect, ``in_stall`` /
@@ -74,26 +74,31 @@ async def back_to_back(dut):
     (path.parent / "results.json").write_text(json.dumps(result))
 
 
-def build(acc, build_dir: Path):
-    """Verilate ``acc`` (top ``top``) in ``build_dir``; returns the cocotb runner."""
+def build(acc, build_dir: Path, simulator: str = "verilator"):
+    """Build ``acc`` (top ``top``) for ``simulator`` (``verilator`` or ``icarus``) in
+    ``build_dir`` with the flags of lstmfpga's own builds; returns the cocotb runner."""
     from amaranth.back import verilog
     from cocotb_tools.runner import get_runner
 
-    from lstmfpga.sim.bench_build import WAIVERS
+    from lstmfpga.sim.bench_build import ICARUS_FLAGS, WAIVERS
     from lstmfpga.sim.simulators import check_simulator, tool_environment
 
-    check_simulator("verilator")
+    check_simulator(simulator)
     source = build_dir / "top.v"
     source.write_text(verilog.convert(acc, name="top", emit_src=False))
-    runner = get_runner("verilator")
-    with tool_environment("verilator"):
-        runner.build(sources=[str(WAIVERS), str(source)], hdl_toplevel="top",
+    runner = get_runner(simulator)
+    if simulator == "verilator":
+        sources, build_args = [str(WAIVERS), str(source)], []
+    else:
+        sources, build_args = [str(source)], list(ICARUS_FLAGS)
+    with tool_environment(simulator):
+        runner.build(sources=sources, hdl_toplevel="top", build_args=build_args,
                      build_dir=build_dir, timescale=("1ns", "1ps"))  # fmt: skip
     return runner
 
 
 def run(runner, build_dir: Path, name: str, inputs, results: int, *, in_stall=0.0,
-        out_stall=0.0, seed=0) -> dict:  # fmt: skip
+        out_stall=0.0, seed=0, simulator: str = "verilator") -> dict:  # fmt: skip
     """Run :func:`back_to_back` on the build over the sequences ``inputs`` (lists of
     ``s_axis`` codes), collecting ``results`` result elements; returns its
     ``results.json`` (``outputs``, ``cycles``, ``error``, ``received``) and ``log``."""
@@ -105,7 +110,7 @@ def run(runner, build_dir: Path, name: str, inputs, results: int, *, in_stall=0.
     config.write_text(json.dumps({"inputs": [[int(v) for v in seq] for seq in inputs],
                                   "results": results, "in_stall": in_stall,
                                   "out_stall": out_stall, "seed": seed}))  # fmt: skip
-    with tool_environment("verilator"):
+    with tool_environment(simulator):
         runner.test(hdl_toplevel="top", test_module="overlap_bench", build_dir=build_dir,
                     test_dir=run_dir, extra_env={RUN_ENV: str(config)},
                     results_xml=str(run_dir / "results.xml"), log_file=run_dir / "sim.log",

@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""Double-buffered sequence mode (``buffers=2``) in Verilator: back-to-back sequences of
+"""Double-buffered sequence mode (``buffers=2``) in Verilator and Icarus: back-to-back sequences of
 different lengths (1 to ``max_seq_len``) with random stalls on both streams equal the golden
 model, and without stalls take exactly ``CycleModel.batch`` cycles (one build of a 2-layer
 bidirectional model with a head, ``h0``/``c0`` in and ``h_n``/``c_n`` out).
@@ -22,15 +22,16 @@ from lstmfpga.testing import random_inputs, random_qmodel
 SEED = 21
 
 
-@pytest.fixture(scope="module")
-def design(tmp_path_factory):
-    """The accelerator and its Verilator build (built once for this module)."""
+@pytest.fixture(scope="module", params=["verilator", "icarus"])
+def design(request, tmp_path_factory):
+    """The accelerator and its build in each simulator (built once for this module)."""
+    simulator = request.param
     _, q = random_qmodel(SEED, input_size=3, hidden_size=4, num_layers=2, bidirectional=True,
                          head="all", head_out=3)  # fmt: skip
     acc = LSTMAccelerator(q, lanes=6, simd=2, max_seq_len=6, with_states=True,
                           initial_state=True, buffers=2)  # fmt: skip
-    build_dir = tmp_path_factory.mktemp("overlap_build")
-    return acc, overlap_bench.build(acc, build_dir), build_dir
+    build_dir = tmp_path_factory.mktemp(f"overlap_{simulator}")
+    return acc, overlap_bench.build(acc, build_dir, simulator), build_dir, simulator
 
 
 def sequences(acc, lengths, seed):
@@ -52,10 +53,11 @@ def sequences(acc, lengths, seed):
 
 
 def run_back_to_back(design, name, lengths, *, in_stall=0.0, out_stall=0.0, seed=SEED):
-    acc, runner, build_dir = design
+    acc, runner, build_dir, simulator = design
     inputs, expected = sequences(acc, lengths, seed)
     result = overlap_bench.run(runner, build_dir, name, inputs, sum(e.size for e in expected),
-                               in_stall=in_stall, out_stall=out_stall, seed=seed)  # fmt: skip
+                               in_stall=in_stall, out_stall=out_stall, seed=seed,
+                               simulator=simulator)  # fmt: skip
     assert not result["error"]
     assert len(result["outputs"]) == len(expected), f"log: {result['log']}"
     for b, (got, want) in enumerate(zip(result["outputs"], expected, strict=True)):
@@ -63,11 +65,11 @@ def run_back_to_back(design, name, lengths, *, in_stall=0.0, out_stall=0.0, seed
     return result
 
 
-def test_back_to_back_sequences_with_stalls_are_bit_exact_in_verilator(design):
+def test_back_to_back_sequences_with_stalls_are_bit_exact(design):
     run_back_to_back(design, "stalls", [1, 6, 3, 1, 5, 6, 2], in_stall=0.3, out_stall=0.4)
 
 
-def test_back_to_back_cycles_in_verilator_equal_the_cycle_model(design):
+def test_back_to_back_cycles_equal_the_cycle_model(design):
     lengths = [4, 4, 4, 4, 6, 1]
     result = run_back_to_back(design, "cycles", lengths)
     model = CycleModel.of(design[0])
@@ -78,6 +80,7 @@ def test_back_to_back_cycles_in_verilator_equal_the_cycle_model(design):
     ).batch(lengths)  # fmt: skip
 
 
+@pytest.mark.parametrize("design", ["verilator"], indirect=True)  # one lint of the Verilog
 def test_double_buffered_verilog_is_lint_clean(design):
     from lstmfpga.sim.lint import verilator_lint
 
