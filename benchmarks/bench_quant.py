@@ -245,8 +245,16 @@ def bench_speed(smoke: bool) -> tuple[list[str], float, dict]:
             f"({cmed['golden w8a8'] / tc:.1f}x) | {cmed['golden numpy'] * 1e3:.1f} ms "
             f"({cmed['golden numpy'] / tc:.1f}x) |"
         )
+    lines = _speed_lines(rows, batch, seq, inputs, hidden, repeats, path, smoke)
+    return lines, ratios[1], floors[1]
+
+
+def _speed_lines(rows, batch, seq, inputs, hidden, repeats, path, smoke) -> list[str]:
+    """The "Golden model speed" section: what was timed, and the table ``rows``."""
+    import torch
+
     blas = _blas_kernel()
-    lines = [
+    return [
         "### Golden model speed",
         "",
         (
@@ -279,7 +287,6 @@ def bench_speed(smoke: bool) -> tuple[list[str], float, dict]:
         "",
         "First call: not measured (--smoke)." if smoke else _first_call(),
     ]
-    return lines, ratios[1], floors[1]
 
 
 def _numba_version() -> str:
