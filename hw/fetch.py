@@ -21,9 +21,9 @@ from .plans import addr_width, buffer_plan, stream_buffer_plan
 from .regroup import emitter_cycles
 from .schedule import KIND_GATES, KIND_HEAD, KIND_PROJ, Schedule, ScheduleCursor, at_or_past
 from .stream_schedule import RING, SLOTS, STEP_BITS, step_end, step_lead
-from .weights import beat_layout
+from .weight_beat import beat_layout
 
-__all__ = ["SOURCES", "VectorFetch", "fetch_reference"]
+__all__ = ["SOURCES", "VectorFetch"]
 
 _SRC_ZERO, _SRC_X, _SRC_O0, _SRC_O1, _SRC_M, _SRC_H0 = range(6)
 #: The source of a vector element, by code: 0, ``x``, ``obuf0``, ``obuf1``, ``mbuf``, ``h0``.
@@ -407,56 +407,3 @@ def _low(value, length: int):
     """The low bits of ``value`` that index a vector of ``length`` elements: an index known
     to be below ``length``, cut so that ``base + index`` needs no more carry than that."""
     return value[: min(len(value), max(1, (length - 1).bit_length()))]
-
-
-def fetch_reference(model, layout: WeightLayout, schedule: Schedule, T: int, buffers: dict,
-                    *, initial_state: bool):  # fmt: skip
-    """What :class:`VectorFetch` does with a sequence of ``T`` steps, beat by beat in
-    schedule order: ``(position, group, col, vector, needs)`` with ``position`` the item's
-    ``(p, s, sub)``, ``vector`` the ``S`` elements read from ``buffers`` (``{name: list of
-    codes}``, names as :attr:`VectorFetch.buffers`) and ``needs`` the write-back position
-    the beat waits for (``(p,)``, ``(p, s)`` or ``(p, s, sub)``; ``None``: nothing)."""
-    S, out = layout.simd, []
-    for p, s, sub, t in schedule.items(T):
-        ps = schedule.passes[p]
-        mx = layout.matrices[ps.matrices[sub]]
-        columns = [_element(model, buffers, ps, mx.kind, s, t, T, col, initial_state)
-                   for col in range(mx.chunks * S)]  # fmt: skip
-        in_len = model.input_size if ps.layer <= 0 else model.num_directions * model.output_size
-        for g in range(mx.groups):
-            for chunk in range(mx.chunks):
-                col = chunk * S
-                if mx.kind == "proj":
-                    needs = (p, s, 1)
-                elif mx.kind == "head":
-                    needs = (schedule.head_pass,)
-                elif col + S - 1 >= in_len and s > 0:
-                    needs = (p, s)
-                elif col < in_len and ps.layer > 0:
-                    needs = (schedule.first_pass_of_layer(ps.layer),)
-                else:
-                    needs = None
-                out.append(((p, s, sub), g, col, columns[col : col + S], needs))
-    return out
-
-
-def _element(q, buffers, ps, kind, s, t, T, col, initial_state) -> int:
-    """Column ``col`` of the input vector of a ``kind`` item of pass ``ps`` at step ``s``."""
-    I, Ho, H, L = q.input_size, q.output_size, q.hidden_size, q.num_layers
-    DHo, layer, d = q.num_directions * Ho, max(ps.layer, 0), ps.direction
-    in_len = I if layer == 0 else DHo
-    if col >= {"gates": in_len + Ho, "proj": H, "head": DHo}[kind]:
-        return 0
-    if kind == "proj":
-        return buffers["mbuf"][col]
-    if kind == "head":
-        return buffers[f"obuf{(L - 1) % 2}"][t * DHo + col]
-    if col < in_len:
-        if layer == 0:
-            return buffers["xbuf"][t * I + col]
-        return buffers[f"obuf{(layer - 1) % 2}"][t * DHo + col]
-    k = col - in_len
-    if s == 0:
-        return buffers["h0buf"][layer * DHo + d * Ho + k] if initial_state else 0
-    t_prev = T - s if ps.reverse else s - 1
-    return buffers[f"obuf{layer % 2}"][t_prev * DHo + d * Ho + k]

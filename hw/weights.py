@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from amaranth.hdl import Cat, Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .layout import WeightLayout, select_bits
 from .pipeline import NO_RW_CHECK, SkidOutput, register
+from .weight_beat import beat_layout, slot_width
 
-__all__ = ["WeightMemory", "beat_layout", "column_fields"]
+__all__ = ["WeightMemory"]
 
 
 class WeightMemory(wiring.Component):
@@ -349,8 +350,8 @@ class WeightMemory(wiring.Component):
         for slot in range(S):
             col = k + slot
             fields["rec"].append(col >= cur.in_cols)
-            fields["in_col"].append(col[: _width(beat, "in_col", S)])
-            fields["rec_col"].append((col - cur.in_cols)[: _width(beat, "rec_col", S)])
+            fields["in_col"].append(col[: slot_width(beat, "in_col", S)])
+            fields["rec_col"].append((col - cur.in_cols)[: slot_width(beat, "rec_col", S)])
             fields["pad"].append(col >= cur.bounds[-1])  # the last bound is ``cols``
         if S == 1:
             del fields["pad"]
@@ -402,61 +403,3 @@ class WeightMemory(wiring.Component):
         m.d.comb += [o[name].eq(meta[name]) for name in meta.shape().members]
 
         n.o, n.pipe_valid = o, pipe_valid
-
-
-def _width(beat: data.StructLayout, name: str, S: int) -> int:
-    """Width of one slot of field ``name`` of ``beat``."""
-    shape = beat[name].shape
-    return (shape.elem_shape if S > 1 else shape).width
-
-
-def beat_layout(layout: WeightLayout) -> data.StructLayout:
-    """The payload layout of :class:`WeightMemory`'s ``o`` for ``layout``
-    (:attr:`WeightMemory.beat_layout`)."""
-    P, S = layout.lanes, layout.simd
-    matrices = layout.matrices
-    in_col = unsigned(select_bits(max(m.in_cols for m in matrices)))
-    rec_col = unsigned(select_bits(max(m.cols - m.in_cols for m in matrices)))
-
-    def per_slot(shape):
-        return shape if S == 1 else data.ArrayLayout(shape, S)
-
-    return data.StructLayout(
-        {
-            "weights": data.ArrayLayout(signed(layout.weight_bits), P * S),
-            "bias": data.ArrayLayout(signed(layout.acc.bits), P),
-            "col": unsigned(select_bits(max(m.cols for m in matrices))),
-            "group": unsigned(select_bits(max(m.groups for m in matrices))),
-            "shift_sel": per_slot(unsigned(select_bits(len(layout.product_shifts)))),
-            "target_sel": unsigned(select_bits(len(layout.targets))),
-            "first": 1,
-            "last": 1,
-            "end": 1,
-            "rec": S,
-            "in_col": per_slot(in_col),
-            "rec_col": per_slot(rec_col),
-            **({"pad": S} if S > 1 else {}),
-        }
-    )
-
-
-def column_fields(layout: WeightLayout, matrix, col: int) -> dict:
-    """The column fields of the beat at column ``col`` of ``matrix`` (a :class:`~.layout.Matrix`
-    of ``layout``) as :class:`WeightMemory` emits them: ``{"rec", "in_col", "rec_col"}`` and,
-    with ``S > 1``, ``"pad"`` (``rec``/``pad`` as ``S``-bit integers, the others one value
-    per slot, a list with ``S > 1``; see the class docstring). For testbenches that feed
-    a consumer of the beats."""
-    S, beat = layout.simd, beat_layout(layout)
-    cols = [col + slot for slot in range(S)]
-    in_mask = (1 << _width(beat, "in_col", S)) - 1
-    rec_mask = (1 << _width(beat, "rec_col", S)) - 1
-    fields = {
-        "rec": sum(int(c >= matrix.in_cols) << slot for slot, c in enumerate(cols)),
-        "in_col": [c & in_mask for c in cols],
-        "rec_col": [(c - matrix.in_cols) & rec_mask for c in cols],
-    }
-    if S == 1:
-        fields["in_col"], fields["rec_col"] = fields["in_col"][0], fields["rec_col"][0]
-    else:
-        fields["pad"] = sum(int(c >= matrix.cols) << slot for slot, c in enumerate(cols))
-    return fields

@@ -17,12 +17,13 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from helpers.streams import Harness, expect_quiet, get_all, put_all, simulate
 
-from lstmfpga.hw.fetch import VectorFetch, fetch_reference
+from lstmfpga.hw.fetch import VectorFetch
+from lstmfpga.hw.fetch_reference import fetch_reference
 from lstmfpga.hw.layout import WeightLayout
 from lstmfpga.hw.mvu import MatrixVectorUnit
 from lstmfpga.hw.regroup import emitter_cycles
 from lstmfpga.hw.schedule import Schedule
-from lstmfpga.hw.weights import column_fields
+from lstmfpga.hw.weight_beat import column_fields
 from lstmfpga.testing import random_qmodel
 
 CASES = {
