@@ -1,11 +1,11 @@
 """Every benchmark script still runs (at its smoke size, printing only)."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.sweep import LARGE
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted(p.name for p in (ROOT / "benchmarks").glob("bench_*.py"))
@@ -18,7 +18,6 @@ def test_there_are_benchmarks():
 #: Scripts whose smoke run synthesizes (tens of seconds each): with LSTMFPGA_SWEEP=large only,
 #: for CI's budget; tests/e2e/test_synth.py and test_explore.py run the same flows.
 SYNTHESIZING = {"bench_explore.py", "bench_synth.py"}
-LARGE = os.environ.get("LSTMFPGA_SWEEP") == "large"
 SMOKED = [s for s in SCRIPTS if s not in SYNTHESIZING or LARGE]
 
 

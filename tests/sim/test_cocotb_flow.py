@@ -7,12 +7,12 @@ import dataclasses
 import importlib.util
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.sweep import LARGE
 from sim_flow_cases import (
     CASES,
     assert_outputs_equal,
@@ -270,9 +270,7 @@ def _remove_binary(build):
 
 #: A missing binary rebuilds like a truncated marker (both go through one check); CI's budget
 #: keeps the second Verilator rebuild to LSTMFPGA_SWEEP=large.
-DAMAGES = {"marker": _truncate_marker} | (
-    {"binary": _remove_binary} if os.environ.get("LSTMFPGA_SWEEP") == "large" else {}
-)
+DAMAGES = {"marker": _truncate_marker} | ({"binary": _remove_binary} if LARGE else {})
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES.values()), ids=list(DAMAGES))

@@ -20,13 +20,13 @@ kept short. Builds go to the session's shared cache (``helpers.sim_cache``), one
 and simulator. tests/sim/test_gru_random_sweep.py (``slow``) draws many more designs.
 """
 
-import os
 from functools import cache
 
 import numpy as np
 import pytest
 from helpers.gru_models import random_gru_qmodel
 from helpers.sim_cache import cache_root
+from helpers.sweep import LARGE
 
 from lstmfpga.hw.accelerator import LSTMAccelerator
 from lstmfpga.hw.cycles import CycleModel
@@ -39,7 +39,7 @@ from lstmfpga.simulation import stateful_golden
 SIMULATORS = ["verilator", "icarus"]
 #: The sequence-mode design's Verilator build (~30 CPU s) runs with LSTMFPGA_SWEEP=large only
 #: (CI's budget): test_gru_sim.py's design is CI's sequence-mode GRU in Verilator.
-SEQUENCE_SIMULATORS = SIMULATORS if os.environ.get("LSTMFPGA_SWEEP") == "large" else ["icarus"]
+SEQUENCE_SIMULATORS = SIMULATORS if LARGE else ["icarus"]
 # name: (spec kwargs, preset, lanes P, simd S, cells V, mode, build options)
 DESIGNS = {
     "sequence": (dict(input_size=4, hidden_size=3, bias=False, head="last", head_out=3),

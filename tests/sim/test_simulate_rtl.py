@@ -9,11 +9,11 @@ Verilog is the shared builds' (tests/sim/sim_flow_cases.py): no new simulator bu
 
 import argparse
 import json
-import os
 import shutil
 
 import numpy as np
 import pytest
+from helpers.sweep import LARGE
 from sim_flow_cases import CASES, MAX_SEQ_LEN, cache_root, seed_of
 
 from lstmfpga.commands import simulate
@@ -163,9 +163,7 @@ def test_a_folder_without_a_design_is_refused(made, tmp_path):
 
 #: Verilator with K = 4 runs in CI through tests/sim/test_bench_lines.py's AXI top (stalls, bit
 #: exact); this reload case adds its build with LSTMFPGA_SWEEP=large only (CI's budget).
-AXI_RELOAD_CASES = [("icarus", 1), ("icarus", 4)] + (
-    [("verilator", 4)] if os.environ.get("LSTMFPGA_SWEEP") == "large" else []
-)
+AXI_RELOAD_CASES = [("icarus", 1), ("icarus", 4)] + ([("verilator", 4)] if LARGE else [])
 
 
 @pytest.mark.parametrize(
