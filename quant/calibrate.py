@@ -32,7 +32,7 @@ from .model import (
     Tensor,
 )
 
-__all__ = ["calibrate_ranges", "choose_frac", "quantize"]
+__all__ = ["calibrate_ranges", "choose_frac", "draft_accumulator", "gate_biases", "quantize"]
 
 
 def choose_frac(max_abs: float, bits: int, headroom: float = 1.0) -> int:
@@ -152,7 +152,7 @@ def quantize(
             w_ih, weights["w_ih" + suffix] = _weight(lw.w_ih, config.roles["w_ih"], config)
             w_hh, weights["w_hh" + suffix] = _weight(lw.w_hh, config.roles["w_hh"], config)
             bias = w_hr = b_hn = None
-            biases = _gate_biases(spec, lw)
+            biases = gate_biases(spec, lw)
             if biases is not None:
                 bias, weights["bias" + suffix] = _weight(biases[0], config.roles["bias"], config)
             if biases is not None and spec.cell == "gru":
@@ -169,8 +169,7 @@ def quantize(
             hb, weights["head_b"] = _weight(spec.head.bias, config.roles["head_b"], config)
         head = QHead(hw, hb, spec.head.mode)
 
-    draft = _Draft(spec, tuple(layers), head, formats)
-    acc = accumulator_format(describe_products(draft), config.acc_bits)
+    acc = draft_accumulator(spec, layers, head, formats, config.acc_bits)
     return QuantizedModel.assemble(
         spec,
         layers,
@@ -182,7 +181,7 @@ def quantize(
     )
 
 
-def _gate_biases(spec: ModelSpec, lw) -> tuple[np.ndarray, np.ndarray | None] | None:
+def gate_biases(spec: ModelSpec, lw) -> tuple[np.ndarray, np.ndarray | None] | None:
     """The bias tensors quantized for one (layer, direction), or None without biases: an
     LSTM's ``b_ih + b_hh``; a GRU's ``(b_ir + b_hr, b_iz + b_hz, b_in)`` and ``b_hn``."""
     if lw.b_ih is None:
@@ -191,6 +190,15 @@ def _gate_biases(spec: ModelSpec, lw) -> tuple[np.ndarray, np.ndarray | None] | 
         return lw.bias, None
     H2 = 2 * spec.hidden_size
     return np.concatenate([lw.b_ih[:H2] + lw.b_hh[:H2], lw.b_ih[H2:]]), lw.b_hh[H2:]
+
+
+def draft_accumulator(spec: ModelSpec, layers, head, formats, acc_bits) -> FixedFormat:
+    """The accumulator format of a model being assembled from ``layers`` (``QLayer`` tuples per
+    layer), ``head`` and the data ``formats``: ``accumulator_format`` of its products, before a
+    :class:`QuantizedModel` exists (shared by :func:`quantize` and ``given_formats``)."""
+    return accumulator_format(
+        describe_products(_Draft(spec, tuple(layers), head, formats)), acc_bits
+    )
 
 
 class _Draft:

@@ -21,9 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..export.spec import ModelSpec, SpecError
-from .accumulator import accumulator_format, describe_products
-from .calibrate import _Draft
-from .calibrate import _gate_biases as gate_biases
+from .calibrate import draft_accumulator, gate_biases
 from .config import QuantConfig
 from .fixed import FixedFormat, FormatError
 from .model import GRU_DATA_ROLES, LSTM_DATA_ROLES, QHead, QLayer, QuantizedModel, Tensor
@@ -179,8 +177,7 @@ def quantize_with_formats(
     if spec.head is not None:
         head = QHead(built["head_w"], built.get("head_b"), spec.head.mode)
     formats = {role: formats[role] for role in data_roles}
-    draft = _Draft(spec, tuple(layers), head, formats)
-    acc = accumulator_format(describe_products(draft), config.acc_bits)
+    acc = draft_accumulator(spec, layers, head, formats, config.acc_bits)
     reasons = reasons or {}
     roles = {
         role: {"format": str(formats[role]), "why": reasons.get(role, "given")}
