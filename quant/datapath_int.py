@@ -40,8 +40,9 @@ class IntDatapath:
     of :mod:`lstmfpga.quant.golden`."""
 
     dtype = np.int64
-    #: Whether ``direction`` takes ``(batch, time, feature)`` layers (else time-major ones).
-    batch_major = False
+    #: Whether ``direction`` takes whole layer buffers and a column offset, and ``run`` widens
+    #: the last into the result (else it takes the direction's columns and writes the result).
+    staged = False
 
     def __init__(self, model: QuantizedModel):
         self.model = model

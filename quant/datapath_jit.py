@@ -53,14 +53,15 @@ def _round(y, kind, add):
 
 
 @njit(cache=True, nogil=True)
-def lstm_cells(acc, c, v, u, t_next, out, t, col, sig, tgate, tcell, m, k, kinds, rec, record):
+def lstm_cells(acc, c, v, u_next, feed, out_t, col, sig, tgate, tcell, m, k, kinds, rec, t, record):
     """One step's element-wise work; returns ``(preact, cell, hidden)`` saturation counts.
 
     ``acc`` ``(B, 4H)`` pre-activations in preact LSBs (exact, gates ``i, f, g, o``); ``c``
     ``(B, H)`` float64 cell codes, updated in place; ``v`` ``(B, K + H_out [+ 1])`` the
     product's operand: ``h`` goes to columns ``K ..`` (unless ``m`` is given, ``m.shape[0] ==
-    B``: then ``m`` gets the cell output for the projection) and ``u[:, t_next]`` to columns
-    ``.. K`` when ``t_next >= 0``; ``out[:, t, col ..]`` int64 gets ``h``. ``sig``, ``tgate``
+    B``: then ``m`` gets the cell output for the projection) and the next step's input
+    ``u_next`` ``(B, K)`` to columns ``.. K`` when ``feed``; ``out_t[:, col ..]`` (the layer
+    output at this step, time-major: a contiguous block) gets ``h``. ``sig``, ``tgate``
     (indexed by ``preact code - min``) and ``tcell`` (``cell code - min``) are the tables'
     code maps. ``k``: bounds of preact, cell and hidden, the scales of ``f * c`` and ``i * g``
     (to cell LSBs) and of ``o * tanh_cell`` (to hidden LSBs), and the rounding adds of
@@ -72,7 +73,7 @@ def lstm_cells(acc, c, v, u, t_next, out, t, col, sig, tgate, tcell, m, k, kinds
     """
     B, H4 = acc.shape
     H = H4 // 4
-    K = u.shape[2]
+    K = u_next.shape[1]
     pre_lo, pre_hi, cell_lo, cell_hi, hid_lo, hid_hi = k[0], k[1], k[2], k[3], k[4], k[5]
     f_scale, g_scale, m_scale, pre_add, cell_add, m_add = k[6], k[7], k[8], k[9], k[10], k[11]
     pre_kind, cell_kind, m_kind = kinds[0], kinds[1], kinds[2]
@@ -116,22 +117,25 @@ def lstm_cells(acc, c, v, u, t_next, out, t, col, sig, tgate, tcell, m, k, kinds
             for j in range(H):
                 m[b, j] = mv[j]
         else:
+            vb, ob = v[b], out_t[b]
             for j in range(H):
-                v[b, K + j] = mv[j]
-                out[b, t, col + j] = np.int64(mv[j])
+                vb[K + j] = mv[j]
+            for j in range(H):
+                ob[col + j] = mv[j]
         if record:
             for j in range(H):
                 rec[2, b, t, j], rec[3, b, t, j] = np.int64(cb[j]), np.int64(mv[j])
-        if t_next >= 0:
+        if feed:
+            vb, ub = v[b], u_next[b]
             for j in range(K):
-                v[b, j] = u[b, t_next, j]
+                vb[j] = ub[j]
     return n_pre, n_cell, n_hid
 
 
 @njit(cache=True, nogil=True)
-def project(p, v, K, out, t, col, lo, hi, kind, add):
+def project(p, v, K, out_t, col, lo, hi, kind, add):
     """Round the projection ``p`` ``(B, H_out)`` (hidden LSBs, exact) to ``hidden``, clamp,
-    write it to ``v[:, K ..]`` and ``out[:, t, col ..]``; return how many did not fit."""
+    write it to ``v[:, K ..]`` and ``out_t[:, col ..]``; return how many did not fit."""
     n = 0
     for b in range(p.shape[0]):
         for j in range(p.shape[1]):
@@ -139,7 +143,7 @@ def project(p, v, K, out, t, col, lo, hi, kind, add):
             n += (y < lo) + (y > hi)
             y = min(max(y, lo), hi)
             v[b, K + j] = y
-            out[b, t, col + j] = np.int64(y)
+            out_t[b, col + j] = y
     return n
 
 
@@ -164,15 +168,27 @@ def code_map(table) -> np.ndarray:
     return _CODE_MAPS[table]
 
 
+def layer_dtype(model: QuantizedModel):
+    """The narrowest of int16, int32 and int64 holding every ``x`` and ``hidden`` code: the
+    dtype of the compiled path's layer buffers (int16 for every preset)."""
+    bits = max(model.formats["x"].bits, model.formats["hidden"].bits)
+    return np.int16 if bits <= 16 else np.int32 if bits <= 32 else np.int64
+
+
 class JitDatapath(FloatDatapath):
     """:class:`FloatDatapath` whose layer directions run :class:`JitDirection`; the head and
-    the rest are the float path's. Layers are ``(batch, time, feature)`` int64 arrays."""
+    the rest are the float path's. Layers are time-major ``(time, batch, feature)`` arrays of
+    :func:`layer_dtype` (``staged``): each step reads and writes one contiguous block, a
+    quarter of the int64 result's bytes for the presets, and ``golden.run`` widens the last
+    layer's buffer into the ``(batch, time, feature)`` int64 result in one copy (cheaper than
+    writing the result a step at a time, a 512-byte row per batch row and step)."""
 
-    batch_major = True
+    staged = True
 
     def __init__(self, model: QuantizedModel):
         super().__init__(model)
         a, tables = self.cell, model.tables
+        self.layer_dtype = layer_dtype(model)
         self.code_maps = tuple(code_map(tables[n]) for n in ("sigmoid", "tanh_gate", "tanh_cell"))
         shifts = (model.requant_shift("preact"), a.c_shift, a.m_shift)
         kinds = [rounding(model.rounding, s) for s in shifts]
@@ -183,8 +199,8 @@ class JitDatapath(FloatDatapath):
         self.hidden_rounding = rounding(model.rounding, model.requant_shift("hidden"))
 
     def direction(self, index, d, q, u, h0, c0, steps, out, col, rec, sat):
-        """As :meth:`FloatDatapath.direction`, with ``u`` ``(B, T, K)`` and ``out`` ``(B, T,
-        F)`` int64 arrays and ``h`` written to ``out[:, :, col ..]``."""
+        """As :meth:`FloatDatapath.direction`, with ``u`` ``(T, B, K)`` and ``out`` ``(T, B,
+        F)`` arrays of :attr:`layer_dtype` and ``h`` written to ``out[:, :, col ..]``."""
         run = JitDirection(self, index, d, q, h0, c0, u, out, col, rec)
         n = np.zeros(3, np.int64)
         steps = list(steps)
@@ -206,7 +222,7 @@ class JitDirection:
     def __init__(self, dp: JitDatapath, index: int, d: int, q, h0, c0, u, out, col, rec):
         model = dp.model
         H, H_out = model.hidden_size, model.output_size
-        B, T, K = u.shape
+        T, B, K = u.shape
         self.dp, self.u, self.out, self.col, self.K = dp, u, out, col, K
         w = fused_gate_matrix(dp, model, index, d, q, np.arange(4 * H))  # (i, f, g, o) rows
         product = dp.gate_product_dtype()  # float32 where exact
@@ -227,23 +243,23 @@ class JitDirection:
 
     def first(self, t: int) -> None:
         """Copy the first step's input into the operand."""
-        np.copyto(self.v[:, : self.K], self.u[:, t])
+        np.copyto(self.v[:, : self.K], self.u[t])
 
     def step(self, t: int, t_next: int) -> tuple[int, int, int]:
         """Step ``t`` (``t_next`` is the next step, or -1): its saturation counts."""
-        dp = self.dp
+        dp, out_t = self.dp, self.out[t]
         np.matmul(self.v, self.wt, out=self.acc)  # exact (gate_product_dtype)
         sig, tgate, tcell = dp.code_maps
         n = lstm_cells(
-            self.acc, self.c, self.v, self.u, t_next, self.out, t, self.col, sig, tgate,
-            tcell, self.m, dp.constants, dp.kinds, self.rec, self.record,
+            self.acc, self.c, self.v, self.u[max(t_next, 0)], t_next >= 0, out_t, self.col,
+            sig, tgate, tcell, self.m, dp.constants, dp.kinds, self.rec, t, self.record,
         )  # fmt: skip
         if self.w_hr is None:
             return n
         np.matmul(self.m, self.w_hr, out=self.p)
         low, high = dp.bounds["hidden"]
         kind, add = dp.hidden_rounding
-        n_h = project(self.p, self.v, self.K, self.out, t, self.col, low, high, kind, add)
+        n_h = project(self.p, self.v, self.K, out_t, self.col, low, high, kind, add)
         return n[0], n[1], n[2] + n_h
 
     def traces(self) -> dict:

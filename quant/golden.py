@@ -162,26 +162,24 @@ def run(model: QuantizedModel, x_codes, h0=None, c0=None, *, trace: bool = False
     sat = Saturation()
     h_n, c_n = np.empty_like(h0), np.empty_like(c0)
     traces = {}
-    # The NumPy layers work in (time, batch, feature) layout, so that every step reads and
-    # writes contiguous (batch, feature) blocks; the compiled one (dp.batch_major) in the
-    # results' (batch, time, feature) int64 layout. Results and traces are stored as (batch,
-    # time, feature) in (i, f, g, o) order.
+    # The layers work in (time, batch, feature) layout, so that every step reads and writes
+    # contiguous (batch, feature) blocks. The NumPy paths' last layer writes the (batch,
+    # time, feature) int64 result through a transposed view as it goes; the compiled one
+    # (dp.staged) writes narrow integer buffers, and the last is widened into the result.
     output = np.empty((B, T, model.num_directions * model.output_size), np.int64)
-    if dp.batch_major:
-        layer_input = np.ascontiguousarray(x_codes, dtype=np.int64)
-    else:
-        layer_input = np.empty((T, B, model.input_size), dp.dtype)
-        np.copyto(layer_input, x_codes.transpose(1, 0, 2))
+    buffers = getattr(dp, "layer_dtype", dp.dtype)
+    layer_input = np.empty((T, B, model.input_size), buffers)
+    np.copyto(layer_input, x_codes.transpose(1, 0, 2), casting="unsafe")  # codes fit
     for index in range(model.num_layers):
         # The last layer writes the result as it goes, the others a buffer of its own.
-        last = index == model.num_layers - 1
-        if dp.batch_major:
-            layer_output = output if last else np.empty_like(output)
+        if index == model.num_layers - 1 and not dp.staged:
+            layer_output = output.transpose(1, 0, 2)
         else:
-            layer_output = output.transpose(1, 0, 2) if last else np.empty(
-                (T, B, output.shape[2]), dp.dtype)  # fmt: skip
+            layer_output = np.empty((T, B, output.shape[2]), buffers)
         _run_layer(dp, index, layer_input, layer_output, h0, c0, h_n, c_n, sat, traces, trace)
         layer_input = layer_output
+    if dp.staged:
+        np.copyto(output, layer_input.transpose(1, 0, 2))
     head = None
     if model.head is not None:
         head = _run_head(dp, output, sat)
@@ -212,7 +210,7 @@ def _run_layer(dp, index, layer_input, layer_output, h0, c0, h_n, c_n, sat, trac
     """Run both directions of layer ``index`` on ``(T, B, K)`` codes into ``layer_output``
     ``(T, B, D*H_out)``; store final states in ``h_n``/``c_n`` and traces."""
     model = dp.model
-    T, B = layer_input.shape[1::-1] if dp.batch_major else layer_input.shape[:2]
+    T, B = layer_input.shape[:2]
     H, H_out, D = model.hidden_size, model.output_size, model.num_directions
     for d, q in enumerate(model.layers[index]):
         state = index * D + d
@@ -223,14 +221,13 @@ def _run_layer(dp, index, layer_input, layer_output, h0, c0, h_n, c_n, sat, trac
                    (("preact", 4 * H), ("gates", 4 * H), ("c", H), ("m", H))}  # fmt: skip
         steps = range(T - 1, -1, -1) if d else range(T)
         args = index, d, q, layer_input, h0[state], c0[state], steps
-        if dp.batch_major:
+        if dp.staged:
             h, c = dp.direction(*args, layer_output, columns.start, rec, sat)
         else:
             h, c = dp.direction(*args, layer_output[:, :, columns], rec, sat)
         h_n[state], c_n[state] = h, c
         if trace:
-            out = layer_output[:, :, columns]
-            rec["h"] = out.copy() if dp.batch_major else _batch_major(out)
+            rec["h"] = _batch_major(layer_output[:, :, columns])
             traces[(index, d)] = rec
 
 
@@ -251,7 +248,7 @@ def _run_head(dp, output: np.ndarray, sat: Saturation) -> np.ndarray:
 
 
 def _batch_major(codes: np.ndarray) -> np.ndarray:
-    """``(time, batch, feature)`` codes (int64 or float64) → ``(batch, time, feature)`` int64
+    """``(time, batch, feature)`` codes (integers or float64) → ``(batch, time, feature)`` int64
     (one copy: each (time, batch) row of features moves as a whole)."""
     T, B, F = codes.shape
     out = np.empty((B, T, F), np.int64)
