@@ -47,12 +47,19 @@ class FloatDatapath(IntDatapath):
     """
 
     dtype = np.float64
+    #: Whether the step reads the float table maps built here (the compiled subclass reads
+    #: integer code maps of its own, and skips building these).
+    uses_float_maps = True
 
     def __init__(self, model: QuantizedModel):
         super().__init__(model)
-        a = self.cell
         self.bounds = {r: (float(f.min_code), float(f.max_code)) for r, f in model.formats.items()}
         self.round = ROUNDERS[model.rounding]
+        if self.uses_float_maps:
+            self._float_maps(model)
+
+    def _float_maps(self, model: QuantizedModel) -> None:
+        a = self.cell
         # Table maps indexed by ``code - min_code``, with the scale of each gate's product
         # folded in: f * 2**-gate.frac, g * 2**(cell.frac - 2*gate.frac) and tanh_cell(c) *
         # 2**-m_shift (i and o are plain sigmoid codes). Traces multiply the scale back out.

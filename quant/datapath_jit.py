@@ -184,6 +184,7 @@ class JitDatapath(FloatDatapath):
     writing the result a step at a time, a 512-byte row per batch row and step)."""
 
     staged = True
+    uses_float_maps = False
 
     def __init__(self, model: QuantizedModel):
         super().__init__(model)
