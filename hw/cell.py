@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,7 +19,14 @@ from .requant import (
     rounding_up,
 )
 
-__all__ = ["CellDatapath", "UnitPipeline", "cell_latency", "check_arith"]
+__all__ = [
+    "CellDatapath",
+    "UnitPipeline",
+    "cell_latency",
+    "check_arith",
+    "rounding_up_sticky",
+    "sum_low_nonzero",
+]
 
 #: Stages before the tanh lookup: input registers, products, aligned sum, requantized ``c``.
 _PRE_STAGES = 4
@@ -146,15 +153,18 @@ class CellDatapath(UnitPipeline):
         fc2 = register(m, advance, f1 * cp1, name="fc2")
         ig2 = register(m, advance, i1 * g1, name="ig2")
         o2 = register(m, advance, o1, name="o2")
-        # Stage 3: aligned sum.
-        # (its rounding increment beside it: it reads only the sum's low bits, which leave
-        # the carry chain first, and stage 4 keeps one carry chain)
-        total = (fc2 << a.fc_shift) + (ig2 << a.ig_shift)
-        total3 = register(m, advance, total, name="total3")
-        up3 = register(m, advance, rounding_up(total, a.c_shift, a.rounding), name="up3")
+        # Stage 3: aligned sum, and beside it the sticky bit of its rounding (the dropped
+        # bits below the half are not all zero) from the two terms' bits, without a carry
+        # chain (:func:`sum_low_nonzero`): the products' DSP output registers then feed one
+        # carry chain and nothing behind it.
+        fc_al, ig_al = fc2 << a.fc_shift, ig2 << a.ig_shift
+        total3 = register(m, advance, fc_al + ig_al, name="total3")
+        rest3 = register(m, advance, sum_low_nonzero(fc_al, ig_al, a.c_shift - 1), name="rest3")
         o3 = register(m, advance, o2, name="o3")
-        # Stage 4: requantized c.
-        c_code, c_over = requantize(total3, a.c_shift, a.cell, a.rounding, a.overflow, up=up3)
+        # Stage 4: requantized c (the rounding increment from the sum's two bits at the
+        # half and the sticky bit: one LUT before the increment's carry chain).
+        up4 = rounding_up_sticky(total3, a.c_shift, a.rounding, rest3)
+        c_code, c_over = requantize(total3, a.c_shift, a.cell, a.rounding, a.overflow, up=up4)
         c4 = register(m, advance, c_code, name="c4")
         sat_c4 = register(m, advance, c_over, name="sat_c4")
         o4 = register(m, advance, o3, name="o4")
@@ -195,6 +205,36 @@ class CellDatapath(UnitPipeline):
         ]
         skid_out.drive(valid, result)
         return m
+
+
+def sum_low_nonzero(a, b, k: int) -> Value:
+    """``(a + b) mod 2**k != 0`` (1 bit) from the bits of ``a`` and ``b``, without a carry
+    chain: the low ``k`` bits of a sum are all zero exactly when ``a_0 == b_0`` and, for
+    every ``i >= 1``, ``a_i ^ b_i == a_{i-1} | b_{i-1}`` (each carry into bit ``i`` must then
+    be ``a_i ^ b_i``, and it is ``a_{i-1} | b_{i-1}``): one LUT per bit and an OR tree."""
+    if k <= 0:
+        return Const(0, 1)
+    a, b = (_bits(Value.cast(v).as_signed(), k) for v in (a, b))
+    terms = [a[0] ^ b[0]] + [(a[i] ^ b[i]) ^ (a[i - 1] | b[i - 1]) for i in range(1, k)]
+    return Cat(*terms).any()
+
+
+def rounding_up_sticky(value, shift: int, rounding: str, rest) -> Value:
+    """:func:`~.requant.rounding_up` of ``value`` with its sticky bit ``rest`` (the bits of
+    ``value`` below ``shift - 1`` are not all zero) given: only ``half_even`` reads it."""
+    if shift <= 0 or rounding == "truncate":
+        return rounding_up(value, shift, rounding)
+    bits = _bits(Value.cast(value).as_signed(), shift + 1)
+    if rounding == "half_up":
+        return bits[shift - 1]
+    if rounding == "half_even":
+        return bits[shift - 1] & (rest | bits[shift])
+    return rounding_up(value, shift, rounding)  # refuses the mode
+
+
+def _bits(value: Value, k: int) -> Value:
+    """The low ``k`` bits of signed ``value``, sign-extended when it is narrower."""
+    return Cat(value, *([value[-1]] * max(0, k - len(value))))[:k]
 
 
 def cell_latency(tanh_cell) -> int:

@@ -181,3 +181,54 @@ def test_converts_to_verilog():
     dut = CellDatapath(_arith(CELLS["s16.11"], HIDDENS["s16.15"]))
     text = verilog.convert(dut, name="cell_datapath")  # ("cell" is a Verilog keyword)
     assert "module cell_datapath" in text
+
+
+def test_the_sticky_bit_of_a_sum_needs_no_carry_chain():
+    # sum_low_nonzero(a, b, k) == ((a + b) mod 2**k != 0) for every pair of 5-bit codes and
+    # every k up to 6 (past the operands' width: their sign extension); it is the half_even
+    # sticky bit of the cell's c
+    from amaranth.hdl import Module, Signal
+    from amaranth.sim import Simulator
+
+    from lstmfpga.hw.cell import sum_low_nonzero
+
+    a, b = Signal(signed(5)), Signal(signed(5))
+    outs = {k: Signal(name=f"nz{k}") for k in range(7)}
+    m = Module()
+    m.d.comb += [outs[k].eq(sum_low_nonzero(a, b, k)) for k in outs]
+    seen = {}
+
+    async def bench(ctx):
+        for x, y in itertools.product(range(-16, 16), repeat=2):
+            ctx.set(a, x)
+            ctx.set(b, y)
+            for k, out in outs.items():
+                seen[x, y, k] = ctx.get(out)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    for (x, y, k), value in seen.items():
+        assert value == int((x + y) % (1 << k) != 0), (x, y, k)
+
+
+def test_half_even_ties_of_c_round_to_even():
+    # c = (f * c_prev + i * g) >> 14 with the dropped bits exactly one half, or one above or
+    # below it: the sum's low bits decide (its sticky bit is computed from the two terms)
+    arith = _arith(CELLS["s16.14"], HIDDENS["s16.15"], "half_even")
+    rng = np.random.default_rng(7)
+    f, cp = (rng.integers(-(1 << 13), 1 << 13, 200) for _ in range(2))
+    low = (1 << 13) + rng.integers(-1, 2, 200) + (rng.integers(0, 2, 200) << 14)  # 15 bits
+    g = (low - f * cp) % (1 << 15) - (1 << 14)  # with i = 1: i * g == g
+    v = {
+        "i": np.ones(200, dtype=np.int64),
+        "f": f,
+        "g": g,
+        "o": rng.integers(-(1 << 14), 1 << 14, 200),
+        "c_prev": cp,
+    }
+    ties = (f * cp + g) % (1 << 14) == 1 << 13
+    assert {0, 1} <= set(((f * cp + g) >> 14)[ties] & 1)  # ties onto even and odd floors
+    payloads = [{k: int(v[k][j]) for k in FIELDS} for j in range(200)]
+    result = run_stream(CellDatapath(arith), payloads, seed=8, idle=0.2, stall=0.2)
+    assert result.outputs == _expect(arith, v)
