@@ -17,8 +17,11 @@ the hardware is the same as for the trained model but for the memory contents). 
 configuration is generated with ``max_seq_len=16`` and ``$readmemh`` memories, then
 ``lstmfpga.synth.synthesize`` on ECP5 (Yosys ``synth_ecp5``, nextpnr-ecp5 on the smallest
 fitting device, a 150 MHz constraint, one run per seed). With ``--workdir`` every finished
-run is kept as ``W/PxS/seedN.json`` and reused by a later call, so the table can be filled
-by several processes and assembled at the end.
+run is kept as ``W/PxS/HASH/seedN.json``, ``HASH`` the first 16 hex digits of the SHA-256 of
+the generated design's Verilog and memory files (``design_hash``), and reused by a later
+call only for that same design: every call generates the design again (``--cached-only``
+too), so a run of older code is never tabulated as the current one, and the table can be
+filled by several processes and assembled at the end.
 
 Default configurations (``DEFAULT_CONFIGS``): (8, 1), (16, 1), (16, 4), (32, 4), (64, 2) and
 (16, 8) (128 MVU multipliers like (32, 4), with fewer lanes; with the activation and cell units'
@@ -41,9 +44,12 @@ Definitions:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
+import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -92,35 +98,62 @@ def parse_config(text: str) -> tuple[int, int]:
     return lanes, simd
 
 
+def design_hash(outdir: Path, info: dict) -> str:
+    """16 hex digits of the SHA-256 over the names and contents of the design's files that
+    synthesis reads (``info["files"]`` but the manifests)."""
+    digest = hashlib.sha256()
+    for name in sorted(info["files"]):
+        if not name.startswith("manifest."):
+            digest.update(f"{name}\0{(outdir / name).stat().st_size}\0".encode())
+            digest.update((outdir / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def design_dir(workdir: Path, config: tuple[int, int], model_kwargs: dict) -> Path:
+    """Generate the configuration's design and return its folder ``W/PxS/HASH`` (a new one
+    moved there, an existing one for the same design kept with its finished runs)."""
+    lanes, simd = config
+    parent = workdir / f"{lanes}x{simd}"
+    parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=".new-", dir=parent))
+    _, qmodel = random_qmodel(0, **model_kwargs)
+    info = generate(
+        qmodel, fresh, lanes=lanes, simd=simd, max_seq_len=MAX_SEQ_LEN, memories="readmemh"
+    )
+    outdir = parent / design_hash(fresh, info)
+    if not (outdir / "manifest.json").is_file():
+        shutil.rmtree(outdir, ignore_errors=True)  # an unfinished folder of this design
+        try:
+            fresh.rename(outdir)
+        except OSError:  # another process moved the same design there first
+            pass
+    shutil.rmtree(fresh, ignore_errors=True)
+    return outdir
+
+
 def run_one(
     workdir: Path, config: tuple[int, int], model_kwargs: dict, seeds: list[int], cached_only=False
 ) -> dict | None:
     """One configuration's row; with ``cached_only`` only the seeds already finished in
-    ``workdir`` (None when there is none)."""
+    ``workdir`` for the design the current code generates (None when there is none)."""
     lanes, simd = config
-    outdir = workdir / f"{lanes}x{simd}"
-    manifest = outdir / "manifest.json"
+    outdir = design_dir(workdir, config, model_kwargs)
     if cached_only:
         seeds = [s for s in seeds if (outdir / f"seed{s}.json").is_file()]
-        if not seeds or not manifest.is_file():
+        if not seeds:
             return None
-    if manifest.is_file():
-        info = json.loads(manifest.read_text())
-    else:
-        _, qmodel = random_qmodel(0, **model_kwargs)
-        info = generate(
-            qmodel, outdir, lanes=lanes, simd=simd, max_seq_len=MAX_SEQ_LEN, memories="readmemh"
-        )
-        info = json.loads(manifest.read_text())
+    info = json.loads((outdir / "manifest.json").read_text())
     runs = []
     for seed in seeds:
         cached = outdir / f"seed{seed}.json"
         if cached.is_file():
             runs.append(json.loads(cached.read_text()))
             continue
-        print(f"  P={lanes} S={simd} seed {seed} ...", file=sys.stderr, flush=True)
+        print(f"  P={lanes} S={simd} seed {seed} ({outdir}) ...", file=sys.stderr, flush=True)
         result = synthesize(outdir, "ecp5", freq_mhz=FREQ_MHZ, seed=seed)
-        cached.write_text(json.dumps(result))
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+        partial.write_text(json.dumps(result))
+        partial.replace(cached)
         runs.append(result)
     fmaxes = [r["fmax_mhz"] for r in runs]
     cycles = info["cycles"]["per_sequence"][str(T)]
@@ -131,6 +164,7 @@ def run_one(
     return {
         "lanes": lanes,
         "simd": simd,
+        "design": outdir.name,
         "seeds": seeds,
         "device": first["device"],
         "resources": {k: first[k] for k in ("luts", "ffs", "dsps", "brams")},
@@ -242,7 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for r in rows:
         for seed, cp in zip(r["seeds"], r["critical"], strict=True):
-            body.append(f"- P={r['lanes']}, S={r['simd']}, seed {seed}: {_path(cp)}")
+            body.append(
+                f"- P={r['lanes']}, S={r['simd']} (design {r['design']}), seed {seed}: {_path(cp)}"
+            )
     if not args.smoke:
         body += ["", f"Target (issue 16): >= {FREQ_MHZ} MHz on every seed at (8, 1) and (32, 4):"]
         for r in rows:

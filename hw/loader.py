@@ -155,7 +155,10 @@ class InputLoader(wiring.Component):
         elem = self.i.payload
         # Flags of the counters, registered with them (timing: ``start`` restarts every
         # schedule cursor, so it follows flip-flops through two LUT levels, no comparator):
-        # ``feat == I - 1``, ``tpos < Tmax``, ``tpos != 0``.
+        # ``feat == I - 1``, ``tpos < Tmax``, ``tpos != 0``; their next values are signals
+        # (``nxt``), so that what a ``last`` element would do is registered beside them:
+        # ``completes_ok`` (it completes a kept vector) and ``start_ok`` (it starts a
+        # computation), and ``start`` is the transfer and these flip-flops only.
         feat_last = Signal(init=int(I == 1))
         room = Signal(init=1)
         nonempty = Signal()
@@ -166,11 +169,28 @@ class InputLoader(wiring.Component):
         ]
         if n_h0 + n_c0:  # a register: init_idx < n_h0 + n_c0
             in_init = Signal(init=1)
+        flags = [feat_last, room, nonempty] + ([in_init] if n_h0 + n_c0 else [])
+        nxt = {id(f): Signal.like(f, name=f"{f.name}_next") for f in flags}
+        m.d.comb += [nxt[id(f)].eq(f) for f in flags]
+        m.d.sync += [f.eq(nxt[id(f)]) for f in flags]
+
+        def update(flag, value):
+            return nxt[id(flag)].eq(value)
+
+        ok_init = int(n_h0 + n_c0 == 0 and I == 1)
+        completes_ok = Signal(init=ok_init)  # ~in_init & feat_last & room
+        start_ok = Signal(init=ok_init)  # nonempty | completes_ok
+        completes_next = Signal()
+        m.d.comb += completes_next.eq(nxt[id(feat_last)] & nxt[id(room)])
+        if n_h0 + n_c0:
+            m.d.comb += completes_next.eq(~nxt[id(in_init)] & nxt[id(feat_last)] & nxt[id(room)])
+        m.d.sync += [completes_ok.eq(completes_next),
+                     start_ok.eq(nxt[id(nonempty)] | completes_next)]  # fmt: skip
         with m.If(accept):
             with m.If(in_init):
                 m.d.sync += init_idx.eq(init_idx + 1)
                 if n_h0 + n_c0:
-                    m.d.sync += in_init.eq(init_idx != n_h0 + n_c0 - 1)
+                    m.d.comb += update(in_init, init_idx != n_h0 + n_c0 - 1)
                 if n_h0:
                     with m.If(init_idx < n_h0):
                         m.d.comb += [
@@ -194,18 +214,18 @@ class InputLoader(wiring.Component):
                     ]
                     m.d.sync += x_addr.eq(x_addr + 1)
                 with m.If(feat_last):
-                    m.d.sync += [feat.eq(0), feat_last.eq(int(I == 1))]
+                    m.d.sync += feat.eq(0)
+                    m.d.comb += update(feat_last, int(I == 1))
                     with m.If(room):
-                        m.d.sync += [tpos.eq(tpos + 1), room.eq(tpos != Tmax - 1),
-                                     nonempty.eq(1)]  # fmt: skip
+                        m.d.sync += tpos.eq(tpos + 1)
+                        m.d.comb += [update(room, tpos != Tmax - 1), update(nonempty, 1)]
                 with m.Else():
-                    m.d.sync += [feat.eq(feat + 1), feat_last.eq(feat == I - 2)]
+                    m.d.sync += feat.eq(feat + 1)
+                    m.d.comb += update(feat_last, feat == I - 2)
             with m.If(elem.last):
                 whole = Signal.like(tpos)
-                completes = Signal()  # this element completes a vector that is kept
-                m.d.comb += [completes.eq(~in_init & feat_last & room),
-                             whole.eq(Mux(completes, tpos + 1, tpos))]  # fmt: skip
-                with m.If(in_init | ~feat_last | ~room):
+                m.d.comb += whole.eq(Mux(completes_ok, tpos + 1, tpos))
+                with m.If(~completes_ok):
                     m.d.sync += error.eq(1)
                 m.d.sync += [
                     init_idx.eq(0),
@@ -213,13 +233,11 @@ class InputLoader(wiring.Component):
                     tpos.eq(0),
                     x_addr.eq(0),
                     self.T.eq(whole),
-                    feat_last.eq(int(I == 1)),
-                    room.eq(1),
-                    nonempty.eq(0),
                 ]
+                m.d.comb += [update(feat_last, int(I == 1)), update(room, 1), update(nonempty, 0)]
                 if n_h0 + n_c0:
-                    m.d.sync += in_init.eq(1)
-                m.d.comb += self.start.eq(nonempty | completes)
+                    m.d.comb += update(in_init, 1)
+                m.d.comb += self.start.eq(start_ok)
                 if "T_now" in self.signature.members:
                     m.d.comb += self.T_now.eq(whole)
         return m

@@ -115,8 +115,13 @@ def _phase(m, n, acc):
     cursors = {name: ScheduleCursor(sched, Tmax) for name in ("issue", "post")}
     for name, cur in cursors.items():
         m.submodules[f"{name}_cursor"] = cur
+    # Every cursor is held at the schedule's start while no computation runs (from a
+    # register, not from the start condition: a wide fan-out), so it is there when one
+    # starts, as a restart with the start would put it.
+    n.restart = Signal()
+    m.d.comb += n.restart.eq(~n.computing)
     for cur in (*cursors.values(), n.wb):
-        m.d.comb += [cur.T.eq(n.T), cur.restart.eq(n.start)]
+        m.d.comb += [cur.T.eq(n.T), cur.restart.eq(n.restart)]
     issue, n.post = cursors["issue"], cursors["post"]
 
     n.drain_done = Signal()
@@ -159,11 +164,18 @@ def _phase(m, n, acc):
     ]
 
     # ---- issue: matrix commands → weight memory -----------------------------------------
+    # ``cmd.valid`` is ``computing & ~issue.done``, kept in a register (timing: it selects
+    # the weight memory's next read address): set with the start, cleared when the last
+    # item's command is taken.
+    cmd_valid, last_item, accept = Signal(), Signal(), Signal()
     m.d.comb += [
-        n.wmem.cmd.valid.eq(n.computing & ~issue.done),
+        last_item.eq((issue.p == len(sched.passes) - 1) & issue.last_sub & issue.last_step),
+        accept.eq(cmd_valid & n.wmem.cmd.ready),
+        n.wmem.cmd.valid.eq(cmd_valid),
         n.wmem.cmd.payload.eq(issue.matrix),
-        issue.advance.eq(n.wmem.cmd.valid & n.wmem.cmd.ready),
+        issue.advance.eq(accept),
     ]
+    m.d.sync += cmd_valid.eq(Mux(n.start, 1, cmd_valid & ~(accept & last_item)))
 
 
 def _phase_register(m, n, acc):
@@ -219,7 +231,7 @@ def _fetch(m, n, acc):
     )  # fmt: skip
     m.d.comb += [
         fetch.T.eq(n.T),
-        fetch.restart.eq(n.start),
+        fetch.restart.eq(n.restart),
         fetch.enable.eq(n.computing),
         fetch.wb_p.eq(n.wb.p),
         fetch.wb_s.eq(n.wb.s),

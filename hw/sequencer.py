@@ -55,7 +55,7 @@ class OverlapControl(wiring.Component):
         sequences it finished, modulo 2 (a sequence that is dropped, with no whole vector,
         leaves the loader's bank as it is).
     busy : ``Out(1)``
-        A sequence waits for the computation, is computed or drained.
+        A sequence waits for the computation, is computed or drained (a register).
 
     Timing: for a sequence that finds the pipeline idle, the same cycles as the phase
     register (computation from the ``start`` cycle on, the drain from the cycle after
@@ -78,29 +78,35 @@ class OverlapControl(wiring.Component):
         m = Module()
         pending = Signal()  # a loaded sequence waits for the computation
         handoff = Signal()
+        # the next values of the state bits, so that ``busy`` is a register of its own
+        # (timing: it gates the weight port's writes, a wide fan-out)
+        pending_n, computing_n, draining_n, busy = Signal(), Signal(), Signal(), Signal()
         m.d.comb += [
             self.load_enable.eq(~pending),
             self.compute_start.eq(~self.computing & (pending | self.start)),
             handoff.eq(self.computing & self.done & ~self.draining),
-            self.busy.eq(pending | self.computing | self.draining),
+            self.busy.eq(busy),
+            pending_n.eq(pending),
+            computing_n.eq(self.computing),
+            draining_n.eq(self.draining),
         ]
         with m.If(self.compute_start):
-            m.d.sync += [
-                self.T.eq(Mux(pending, self.T_loaded, self.T_now)),
-                pending.eq(0),
-                self.computing.eq(1),
-            ]
+            m.d.sync += self.T.eq(Mux(pending, self.T_loaded, self.T_now))
+            m.d.comb += [pending_n.eq(0), computing_n.eq(1)]
         with m.Elif(self.start):
-            m.d.sync += pending.eq(1)
+            m.d.comb += pending_n.eq(1)
         with m.If(handoff):
-            m.d.sync += [
-                self.computing.eq(0),
-                self.draining.eq(1),
-                self.T_drain.eq(self.T),
-                self.compute_bank.eq(~self.compute_bank),
-            ]
+            m.d.sync += [self.T_drain.eq(self.T), self.compute_bank.eq(~self.compute_bank)]
+            m.d.comb += [computing_n.eq(0), draining_n.eq(1)]
         with m.If(self.drain_done):
-            m.d.sync += [self.draining.eq(0), self.drain_bank.eq(~self.drain_bank)]
+            m.d.sync += self.drain_bank.eq(~self.drain_bank)
+            m.d.comb += draining_n.eq(0)
         with m.If(self.start):
             m.d.sync += self.load_bank.eq(~self.load_bank)
+        m.d.sync += [
+            pending.eq(pending_n),
+            self.computing.eq(computing_n),
+            self.draining.eq(draining_n),
+            busy.eq(pending_n | computing_n | draining_n),
+        ]
         return m
