@@ -167,3 +167,40 @@ def test_the_path_depends_on_numba_the_environment_and_the_run_size(monkeypatch)
     assert type(golden.datapath(model, cells)) is JitDatapath
     wrap = quantize(spec, x, dataclasses.replace(QuantConfig.preset("q16"), overflow="wrap"))
     assert type(golden.datapath(wrap, cells)) is IntDatapath
+
+
+def test_the_float64_product_runs_on_torch_blas_when_torch_is_imported(monkeypatch):
+    """With torch imported (and ``TORCH_BLAS`` set) the compiled path's float64 gate product
+    is ``torch.mm`` on the operands' memory, exact at the accumulator's bound (every term at
+    its largest magnitude); float32 products, or ``TORCH_BLAS`` unset, stay NumPy's. A q16
+    model gives the same codes either way, and the NumPy path's."""
+    import torch  # noqa: F401  (the path needs torch imported; it never imports it)
+
+    from lstmfpga.quant import datapath_jit
+
+    rng = np.random.default_rng(4)
+    v = rng.choice([-(2.0**15), 2.0**15 - 1], (6, 81))
+    wt = rng.choice([-(2.0**15), 2.0**15 - 1], (81, 8)) * 2.0**-9
+    acc = np.empty((6, 8))
+    product = datapath_jit.torch_product(v, wt, acc)
+    product()
+    exact = v.astype(np.int64) @ (wt * 2.0**9).astype(np.int64)  # below 2**38: no rounding
+    assert np.array_equal(acc * 2.0**9, exact.astype(np.float64))
+    assert datapath_jit.torch_product(*(a.astype(np.float32) for a in (v, wt, acc))) is None
+    spec = random_spec(2, input_size=5, hidden_size=12, num_layers=2, bidirectional=True)
+    x = random_inputs(2, 9, 7, 5)
+    model = quantize(spec, x)
+    assert model.acc.bits > 25  # a float64 product
+    x_codes = golden.quantize_inputs(model, x * 3.0)
+    products = []
+    real = datapath_jit.torch_product
+    record = lambda *a: products.append(real(*a)) or products[-1]  # noqa: E731
+    monkeypatch.setattr(datapath_jit, "torch_product", record)
+    numpy_result, torch_result = _run_both(monkeypatch, model, x_codes)
+    assert len(products) == 4 and None not in products  # 2 layers x 2 directions
+    monkeypatch.setattr(datapath_jit, "TORCH_BLAS", False)
+    products.clear()
+    _, openblas_result = _run_both(monkeypatch, model, x_codes)
+    assert products == [None] * 4
+    _assert_identical(numpy_result, torch_result)
+    _assert_identical(numpy_result, openblas_result)
