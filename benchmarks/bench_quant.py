@@ -3,6 +3,8 @@
     python benchmarks/bench_quant.py            # full sizes; rewrites the "quant" section
                                                 # of benchmarks/RESULTS.md
     python benchmarks/bench_quant.py --smoke    # tiny sizes, prints only (what CI runs)
+    python benchmarks/bench_quant.py --speed    # only the speed case (about a minute);
+                                                # rewrites only the speed part of "quant"
 
 Sections (all measured in one run, on this machine):
 
@@ -32,7 +34,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
+from results_md import (  # benchmarks/results_md.py
+    benchmark_parser,
+    command_line,
+    publish_run,
+    results_path,
+    update_section,
+)
 
 from lstmfpga.export.reference import forward
 from lstmfpga.quant import golden
@@ -176,10 +184,14 @@ def bench_tolerance(smoke: bool) -> list[str]:
 # -- speed -----------------------------------------------------------------------------------------
 def bench_speed(smoke: bool) -> tuple[list[str], float, dict]:
     """Golden model vs torch, interleaved; also, in the same loop, the golden model on the
-    w8a8 preset (float32 gate product) and the exact float64 gate product alone (the floor:
-    one ``(4H, K + H + 1) x (K + H + 1, B)`` product per step, what every q16 step does)."""
+    w8a8 preset (float32 gate product), with NumPy's BLAS instead of torch's for its float64
+    product, on the NumPy path, and the exact float64 gate product alone on either BLAS (the
+    floor: one ``(B, K + H + 1) x (K + H + 1, 4H)`` product per step, what every q16 step
+    does)."""
     import torch
     from threadpoolctl import threadpool_limits
+
+    from lstmfpga.quant import datapath_jit
 
     batch, seq, inputs, hidden, repeats = (8, 5, 4, 8, 3) if smoke else (256, 50, 16, 64, 21)
     spec = random_spec(0, input_size=inputs, hidden_size=hidden)
@@ -191,13 +203,18 @@ def bench_speed(smoke: bool) -> tuple[list[str], float, dict]:
     lstm = torch.nn.LSTM(inputs, hidden, batch_first=True)
     xt = torch.as_tensor(x, dtype=torch.float32)
     rng = np.random.default_rng(0)
-    w = rng.integers(-(2**15), 2**15, (4 * hidden, inputs + hidden + 1)).astype(np.float64)
     v = rng.integers(-(2**15), 2**15, (batch, inputs + hidden + 1)).astype(np.float64)
-    acc = np.empty((4 * hidden, batch))
+    wt = rng.integers(-(2**15), 2**15, (inputs + hidden + 1, 4 * hidden)).astype(np.float64)
+    acc = np.empty((batch, 4 * hidden))
+    tv, twt, tacc = torch.from_numpy(v), torch.from_numpy(wt), torch.from_numpy(acc)
 
     def product():
         for _ in range(seq):
-            np.matmul(w, v.T, out=acc)
+            np.matmul(v, wt, out=acc)
+
+    def torch_product():
+        for _ in range(seq):
+            torch.mm(tv, twt, out=tacc)
 
     def numpy_path():
         os.environ["LSTMFPGA_NO_JIT"] = "1"
@@ -206,15 +223,25 @@ def bench_speed(smoke: bool) -> tuple[list[str], float, dict]:
         finally:
             del os.environ["LSTMFPGA_NO_JIT"]
 
+    def openblas():
+        datapath_jit.TORCH_BLAS = False
+        try:
+            golden.run(model, codes)
+        finally:
+            datapath_jit.TORCH_BLAS = True
+
     runs = {
         "golden": lambda: golden.run(model, codes),
         "torch": lambda: lstm(xt),
         "golden w8a8": lambda: golden.run(model8, codes8),
         "float64 product": product,
+        "float64 product torch": torch_product,
+        "golden openblas": openblas,
         "golden numpy": numpy_path,
     }
     path = type(golden.datapath(model, batch * seq * hidden)).__name__
     default_threads = torch.get_num_threads()
+    load_before = _load()
     rows, ratios, floors = [], {}, {}
     for threads in sorted({1, default_threads}):
         wall = {name: [] for name in runs}
@@ -236,20 +263,27 @@ def bench_speed(smoke: bool) -> tuple[list[str], float, dict]:
         g, t, gc, tc = med["golden"], med["torch"], cmed["golden"], cmed["torch"]
         ratios[threads] = g / t
         floors[threads] = {name: (med[name] / t, cmed[name] / tc) for name in runs}
+        extra = " | ".join(
+            f"{cmed[name] * 1e3:.1f} ms ({cmed[name] / tc:.1f}x)"
+            for name in ("float64 product", "float64 product torch", "golden w8a8",
+                         "golden openblas", "golden numpy")
+        )  # fmt: skip
         rows.append(
             f"| {threads} | {g * 1e3:.1f} ms | {t * 1e3:.1f} ms | **{g / t:.1f}x** | "
             f"{min(wall['golden']) * 1e3:.1f} ms | {min(wall['torch']) * 1e3:.1f} ms | "
             f"{min(wall['golden']) / min(wall['torch']):.1f}x | {gc * 1e3:.1f} ms | "
-            f"{tc * 1e3:.1f} ms | {gc / tc:.1f}x | {cmed['float64 product'] * 1e3:.1f} ms "
-            f"({cmed['float64 product'] / tc:.1f}x) | {cmed['golden w8a8'] * 1e3:.1f} ms "
-            f"({cmed['golden w8a8'] / tc:.1f}x) | {cmed['golden numpy'] * 1e3:.1f} ms "
-            f"({cmed['golden numpy'] / tc:.1f}x) |"
+            f"{tc * 1e3:.1f} ms | {gc / tc:.1f}x | {extra} |"
         )
-    lines = _speed_lines(rows, batch, seq, inputs, hidden, repeats, path, smoke)
+    load = f"load averages (1, 5, 15 min) {load_before} before, {_load()} after"
+    lines = _speed_lines(rows, batch, seq, inputs, hidden, repeats, path, smoke, load)
     return lines, ratios[1], floors[1]
 
 
-def _speed_lines(rows, batch, seq, inputs, hidden, repeats, path, smoke) -> list[str]:
+def _load() -> str:
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def _speed_lines(rows, batch, seq, inputs, hidden, repeats, path, smoke, load) -> list[str]:
     """The "Golden model speed" section: what was timed, and the table ``rows``."""
     import torch
 
@@ -260,29 +294,31 @@ def _speed_lines(rows, batch, seq, inputs, hidden, repeats, path, smoke) -> list
         (
             f"`golden.run` (q16, integer codes in and out) against `torch.nn.LSTM` (float32, "
             f"`inference_mode`): batch {batch}, {seq} steps, input {inputs}, hidden {hidden}; "
-            f"{repeats} interleaved runs after 2 warm-up runs each, with the BLAS (NumPy) and "
-            f"torch thread counts limited alike; torch {torch.__version__}, NumPy "
-            f"{np.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), "
-            f"load average {os.getloadavg()[0]:.1f} when done (the machine is shared with "
-            f"other engineers' jobs, so single runs vary; the medians of interleaved runs are "
-            f"the comparison; the CPU columns are process CPU time, less disturbed by other "
-            f"jobs). NumPy's BLAS: {blas}. The golden model's element-wise work is "
-            "single-threaded in any case. In the same loop: the exact float64 gate product "
-            f"alone ({seq} products of {4 * hidden} x {inputs + hidden + 1} by "
-            f"{inputs + hidden + 1} x {batch}, what the q16 steps multiply: the floor of "
-            "any exact float64 datapath) and `golden.run` on the same model quantized with "
-            "`w8a8` (its accumulator has at most 25 bits, so its gate product is float32), "
-            "and `golden.run` on q16 with `LSTMFPGA_NO_JIT=1` (the NumPy float path), as CPU "
-            f"medians and their ratio to torch's. The golden columns ran {path} (numba "
-            f"{_numba_version()})."
+            f"{repeats} interleaved runs after 2 warm-up runs each, with the BLAS (NumPy and "
+            f"torch) and torch thread counts limited alike; torch {torch.__version__}, NumPy "
+            f"{np.__version__}, {os.cpu_count()} CPUs ({platform.machine()}), {load} (the "
+            f"machine is shared with other engineers' jobs, so single runs vary; the medians "
+            f"of interleaved runs are the comparison; the CPU columns are process CPU time, "
+            f"less disturbed by other jobs). NumPy's BLAS: {blas}; torch's: MKL. The golden "
+            "model's element-wise work is single-threaded in any case. In the same loop, as "
+            "CPU medians and their ratio to torch's: the exact float64 gate product alone "
+            f"({seq} products of {batch} x {inputs + hidden + 1} by {inputs + hidden + 1} x "
+            f"{4 * hidden}, what the q16 steps multiply: the floor of any exact float64 "
+            "datapath) with NumPy's `matmul` and with `torch.mm`; `golden.run` on the same "
+            "model quantized with `w8a8` (its accumulator has at most 25 bits, so its gate "
+            "product is float32, in NumPy); `golden.run` on q16 with its float64 product on "
+            "NumPy's BLAS (`datapath_jit.TORCH_BLAS = False`: what a process that has not "
+            "imported torch gets); and with `LSTMFPGA_NO_JIT=1` (the NumPy float path). The "
+            f"golden columns ran {path} (numba {_numba_version()})."
         ),
         "",
         (
             "| threads | golden (median) | torch (median) | ratio | golden (fastest) | torch "
             "(fastest) | ratio | golden CPU (median) | torch CPU (median) | CPU ratio | "
-            "float64 product alone (CPU) | golden w8a8 (CPU) | golden NumPy path (CPU) |"
+            "float64 product alone, NumPy (CPU) | float64 product alone, torch.mm (CPU) | "
+            "golden w8a8 (CPU) | golden, NumPy's BLAS (CPU) | golden NumPy path (CPU) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "First call: not measured (--smoke)." if smoke else _first_call(),
@@ -364,8 +400,85 @@ def _blas_kernel() -> str:
 
 
 # -- RESULTS.md ------------------------------------------------------------------------------------
+SPEED_HEADING = "### Golden model speed"
+
+
+def speed_section(args) -> list[str]:
+    """The speed part of the section: :func:`bench_speed`'s table, the command that wrote it
+    (with ``--speed``, apart from the rest) and the verdict on issue 13's target."""
+    speed, ratio, floors = bench_speed(args.smoke)
+    verdict = "met" if ratio <= 2 else "missed"
+    floor_cpu = floors["float64 product"][1]
+    torch_floor_cpu = floors["float64 product torch"][1]
+    written = []
+    if args.speed:
+        command = command_line("bench_quant.py", args, "--speed")
+        written = ["", f"(Written by `{command}` on {time.strftime('%Y-%m-%d %H:%M')}.)"]
+    return [
+        speed[0],
+        *written,
+        *speed[1:],
+        "",
+        (
+            f"Target (issue 13): median ratio <= 2x on one thread ({verdict}). One thread each "
+            "is the fair and stable comparison: on a busy machine multi-threaded torch stalls "
+            "on small matrices. The floor of an exact datapath in float64 is its gate "
+            f"product alone, {floor_cpu:.1f}x torch's whole LSTM in CPU time here with "
+            f"NumPy's OpenBLAS and {torch_floor_cpu:.1f}x with torch's MKL (`torch.mm`, which "
+            "the compiled path uses when the process has imported torch, as here: exact "
+            "either way, every partial sum is an integer multiple of a power of two below "
+            "2^52): the same shapes in float32, torch's precision, run about twice as fast, "
+            "but a q16 sum needs 39 bits (float32 holds 24), and splitting its 16-bit "
+            "operands into float32-exact parts costs at least three float32 products (8-bit "
+            "halves, Karatsuba). The narrower presets do use a float32 product (w8a8 "
+            "column). The rest of a step is one compiled pass per batch row "
+            "(quant/datapath_jit.py, numba: rounding, saturation counts, table reads, cell "
+            "update; about fifteen element-wise passes and four table reads on the NumPy "
+            "path, its column), writing each step's `h` as int16 into a time-major layer "
+            "buffer (one contiguous 32 KB block per step; the int64 result, four times the "
+            "bytes, is written once at the end by one widening copy: writing it a row per "
+            "batch row and step cost about 2 ms more). Measured while developing it "
+            "(interleaved CPU medians, load 7-13): the kernel about 5-6 ms of the run, of "
+            "which about 2 ms are the five scalar table reads per cell (int16 maps; the "
+            "compiler vectorizes the arithmetic loops but not the reads: a gather beside a "
+            "store it cannot prove apart), the widening copy 0.4 ms idle (1-2 ms loaded), "
+            "the product 8-10 ms."
+        ),
+    ]
+
+
+def replace_speed(path: Path, speed: str) -> None:
+    """Replace the speed part of ``path``'s quant section (from its ``### Golden model
+    speed`` heading to the section's end) with ``speed``, keeping the rest."""
+    begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
+    text = path.read_text() if path.exists() else ""
+    if begin not in text or end not in text:
+        raise SystemExit(f"bench_quant.py: --speed needs a quant section in {path}: run without it")
+    body = text.split(begin, 1)[1].split(end, 1)[0]
+    if SPEED_HEADING not in body:
+        raise SystemExit(f"bench_quant.py: no {SPEED_HEADING!r} in the quant section of {path}")
+    update_section(path, SECTION, body.split(SPEED_HEADING, 1)[0].lstrip("\n") + speed)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = benchmark_parser(__doc__, "tiny sizes, seconds (CI)").parse_args(argv)
+    parser = benchmark_parser(__doc__, "tiny sizes, seconds (CI)")
+    parser.add_argument(
+        "--speed",
+        action="store_true",
+        help="only the golden-model speed case (about a minute): rewrites the speed part of "
+        "the quant section, keeping the rest",
+    )
+    args = parser.parse_args(argv)
+    if args.speed:
+        speed = "\n".join(speed_section(args))
+        print(speed)
+        results = results_path(args)
+        if results is not None:
+            replace_speed(results, speed)
+            print(
+                f"\nupdated the speed part of the {SECTION} section of {results}", file=sys.stderr
+            )
+        return 0
     command = command_line("bench_quant.py", args)
     digits, models = bench_digits(args.smoke)
     sections = [
@@ -382,39 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *bench_tolerance(args.smoke),
         "",
-    ]
-    speed, ratio, floors = bench_speed(args.smoke)
-    verdict = "met" if ratio <= 2 else "missed"
-    floor_wall, floor_cpu = floors["float64 product"]
-    sections += [
-        *speed,
-        "",
-        (
-            f"Target (issue 13): median ratio <= 2x on one thread ({verdict}). One thread each "
-            "is the fair and stable comparison: on a busy machine multi-threaded torch stalls "
-            "on small matrices. The floor of an exact datapath in float64 is its gate "
-            f"product alone, {floor_cpu:.1f}x torch's whole LSTM in CPU time here "
-            f"({floor_wall:.1f}x wall): the same shapes in float32, torch's precision, run "
-            "2-4x faster, but a q16 sum needs 39 bits (float32 holds 24) and no split of its "
-            "16-bit operands into float32-exact products costs fewer than four float32 "
-            "products"
-            + (
-                ". So no exact float64 datapath reaches 2x on this machine; "
-                if verdict == "missed"
-                else "; "
-            )
-            + "the narrower presets do use a float32 product (w8a8 column). The rest of a "
-            "step is one compiled pass per batch row (quant/datapath_jit.py, numba: the "
-            "rounding, saturation counts, table reads, cell update and the int64 result "
-            "written as it is computed; about fifteen element-wise passes and four table reads "
-            "on the NumPy path, its column). Measured while developing it (interleaved CPU "
-            "medians, load 16-22): the compiled kernel alone about 8 ms of the run, of which "
-            "about 3 ms are the int64 result's writes (256 rows of 512 bytes per step, one "
-            "per page of the 6.5 MB result; the same with a time-major buffer or a staging "
-            "chunk of 4-16 steps) and about 2.5 ms the five table reads per cell (int16 code "
-            "maps; int32 0.6 ms slower, float64 2 ms; interpolating from the ROM entries in "
-            "the kernel twice as slow as reading the maps)."
-        ),
+        *speed_section(args),
     ]
     return publish_run(args, SECTION, "\n".join(sections))
 
