@@ -27,7 +27,8 @@ rounding is then exact, so the codes are those of the int64 path
 The tests check that both paths agree bit for bit. When numba is importable (and
 ``LSTMFPGA_NO_JIT`` is unset) runs of at least :data:`JIT_MIN_CELLS` cell updates take the
 float path with each step's element-wise work compiled into one pass
-(:mod:`lstmfpga.quant.datapath_jit`), which gives the NumPy float path's codes.
+(:mod:`lstmfpga.quant.datapath_jit`: narrow time-major layer buffers, the float64 product on
+torch's BLAS when the process has imported torch), which gives the NumPy float path's codes.
 
 Modules: :mod:`~lstmfpga.quant.arithmetic` (the primitives), ``datapath_int``,
 ``float_codes`` (exact float64 codes: rounding, table indices, maps), ``datapath_float``,
