@@ -18,16 +18,41 @@ from amaranth.lib.wiring import In, Out
 
 from ..quant.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedFormat
 from .layout import Target, WeightLayout, select_bits
-from .pipeline import SkidOutput, adder_tree
+from .pipeline import SkidOutput
 from .requant import requant_parts_layout, requantize_finish, requantize_parts
 
-__all__ = ["MatrixVectorUnit", "mvu_latency"]
+__all__ = ["MULTIPLIER_BITS", "MatrixVectorUnit", "mvu_latency"]
+
+#: Operand width of the FPGA's hardware multiplier (ECP5 ``MULT18X18D``: 18 x 18 signed).
+MULTIPLIER_BITS = 18
 
 
 def mvu_latency(simd: int) -> int:
     """:attr:`MatrixVectorUnit.latency` for ``simd`` columns per beat: 5, plus the adder-tree
     register when ``simd > 1``."""
     return 5 + (simd > 1)
+
+
+def _tree(m: Module, values: list, max_bits: int, name: str):
+    """The sum of the signed ``values`` as a balanced tree of two-input adders, each partial
+    sum in a signal of its exact width (at most ``max_bits``: the total fits it, so wrapping
+    there cannot change it) marked ``keep``: Yosys' ``alumacc`` would otherwise merge the
+    tree into one ``$macc``, which it builds as a carry-save array in LUTs (about 5x the LUTs
+    of the adders' carry chains on ECP5)."""
+    level = list(values)
+    depth = 0
+    while len(level) > 1:
+        pairs = []
+        for i in range(0, len(level) - 1, 2):
+            a, b = level[i], level[i + 1]
+            width = min(max(len(a), len(b)) + 1, max_bits)
+            total = Signal(signed(width), name=f"{name}_{depth}_{i // 2}", attrs={"keep": 1})
+            m.d.comb += total.eq(a + b)
+            pairs.append(total)
+        if len(level) % 2:
+            pairs.append(level[-1])
+        level, depth = pairs, depth + 1
+    return level[0]
 
 
 def _check_int(name: str, value, minimum: int, maximum: int | None = None) -> int:
@@ -243,6 +268,18 @@ class MatrixVectorUnit(wiring.Component):
         return self._simd
 
     @property
+    def preshift(self) -> bool:
+        """True when the product shifts are applied to the vector elements before the
+        multipliers (once per slot, shared by the ``P`` lanes) rather than to the ``P * S``
+        products: when there are several shifts and the shifted element still fits
+        :data:`MULTIPLIER_BITS`."""
+        shifts = self._product_shifts
+        widest = self._vector_bits + max(shifts)
+        return (
+            len(shifts) > 1 and widest <= MULTIPLIER_BITS and self._weight_bits <= MULTIPLIER_BITS
+        )
+
+    @property
     def latency(self) -> int:
         """Cycles from a row group's ``last`` beat accepted to its result valid: 5, plus the
         adder-tree register when ``simd > 1``."""
@@ -289,10 +326,10 @@ class MatrixVectorUnit(wiring.Component):
     def out_layout(self) -> data.StructLayout:
         return self._out_layout
 
-    def _shifted(self, m: Module, product, sel, name: str) -> Signal:
-        """``product << product_shifts[sel]`` at the accumulator's width."""
+    def _shifted(self, m: Module, product, sel, name: str, shape=None) -> Signal:
+        """``product << product_shifts[sel]`` at the accumulator's width (or ``shape``)."""
         shifts = self._product_shifts
-        shifted = Signal(signed(self._acc.bits), name=f"shifted{name}")
+        shifted = Signal(shape or signed(self._acc.bits), name=f"shifted{name}")
         if len(shifts) == 1:
             m.d.comb += shifted.eq(product << shifts[0])
             return shifted
@@ -305,7 +342,6 @@ class MatrixVectorUnit(wiring.Component):
     def elaborate(self, platform):
         P = self._lanes
         acc_bits = self._acc.bits
-        prod_shape = signed(self._weight_bits + self._vector_bits)
         m = Module()
 
         # The stages advance unless the skid register holds a result: ``adv`` (and so
@@ -315,14 +351,37 @@ class MatrixVectorUnit(wiring.Component):
         m.d.comb += self.i.ready.eq(adv)
 
         # -- stage 1: operand registers (the multiplier's input registers) ------------------
+        # With ``preshift`` each slot's vector element is shifted by its product shift here,
+        # once for all P lanes ((w * v) << k == w * (v << k)), instead of P * S product
+        # multiplexers behind the multipliers.
+        S = self._simd
+        preshift = self.preshift
         valid1 = Signal()
         s1 = Signal(self._in_layout, reset_less=True)
+        in_vector = (
+            [self.i.payload.vector] if S == 1 else [self.i.payload.vector[k] for k in range(S)]
+        )
+        in_sels = (
+            [self.i.payload.shift_sel]
+            if S == 1
+            else [self.i.payload.shift_sel[k] for k in range(S)]
+        )
+        if preshift:
+            vec_shape = signed(self._vector_bits + max(self._product_shifts))
+            vector = [Signal(vec_shape, name=f"vec{k}", reset_less=True) for k in range(S)]
         with m.If(adv):
             m.d.sync += [valid1.eq(self.i.valid), s1.eq(self.i.payload)]
+            if preshift:
+                m.d.sync += [
+                    vec.eq(self._shifted(m, v, sel, f"v{k}", vec_shape))
+                    for k, (vec, v, sel) in enumerate(zip(vector, in_vector, in_sels, strict=True))
+                ]
+        if not preshift:
+            vector = [s1.vector] if S == 1 else [s1.vector[k] for k in range(S)]
 
         # -- stage 2: product registers (P * S multipliers) ----------------------------------
-        S = self._simd
         valid2 = Signal()
+        prod_shape = signed(len(vector[0]) + self._weight_bits)
         prods = [
             [Signal(prod_shape, name=f"prod{p}_{k}", reset_less=True) for k in range(S)]
             for p in range(P)
@@ -332,7 +391,6 @@ class MatrixVectorUnit(wiring.Component):
              for name in ("bias", "shift_sel", "target_sel", "first", "last")}
         )  # fmt: skip
         s2 = Signal(ctrl, reset_less=True)
-        vector = [s1.vector] if S == 1 else [s1.vector[k] for k in range(S)]
         with m.If(adv):
             m.d.sync += valid2.eq(valid1)
             m.d.sync += [getattr(s2, name).eq(getattr(s1, name)) for name in ctrl.members]
@@ -345,11 +403,12 @@ class MatrixVectorUnit(wiring.Component):
         # -- (S > 1) stage 2b: shifted products summed by an adder tree, registered -----------
         acc_shape = signed(acc_bits)
         sels = [s2.shift_sel] if S == 1 else [s2.shift_sel[k] for k in range(S)]
-        terms = [
-            adder_tree([self._shifted(m, prods[p][k], sels[k], f"{p}_{k}") for k in range(S)],
-                       acc_shape)
+        shifted = [
+            [prods[p][k] if preshift else self._shifted(m, prods[p][k], sels[k], f"{p}_{k}")
+             for k in range(S)]
             for p in range(P)
         ]  # fmt: skip
+        terms = [_tree(m, shifted[p], acc_bits, f"tree{p}") for p in range(P)]
         valid3, s3 = valid2, s2
         if S > 1:
             valid3, s3 = Signal(), Signal(ctrl, reset_less=True)

@@ -78,11 +78,11 @@ def _pad(rows, lanes):
     return -(-rows // lanes) * lanes
 
 
-def make_case(lanes, I, H, seed, patterns=("random", "random")):
+def make_case(lanes, I, H, seed, patterns=("random", "random"), vector_bits=VECTOR_BITS):
     """Three matrices like an LSTM's: gates (4H x I+H, two segments), proj, head."""
     rng = np.random.default_rng(seed)
     w_pat, v_pat = patterns
-    wmag, vmag = 1 << (WEIGHT_BITS - 1), 1 << (VECTOR_BITS - 1)
+    wmag, vmag = 1 << (WEIGHT_BITS - 1), 1 << (vector_bits - 1)
     bias_mag = (wmag * vmag) << max(PRODUCT_SHIFTS)
     H_out = max(1, H - 1)
     shapes = [(4 * H, [(I, 2), (H, 1)]), (H_out, [(H, 0)]), (3, [(H, 1)])]
@@ -99,7 +99,7 @@ def make_case(lanes, I, H, seed, patterns=("random", "random")):
             bias[:rows] = rng.integers(-7, 8, rows)
         else:
             bias[:rows] = rng.integers(-bias_mag, bias_mag + 1, rows)
-        vector = _codes(rng, VECTOR_BITS, (cols,), v_pat)
+        vector = _codes(rng, vector_bits, (cols,), v_pat)
         jobs.append(Job(weights, vector, sel, bias, target))
         bound = max(bound, sum(wmag * vmag << PRODUCT_SHIFTS[s] for s in sel) + bias_mag)
     acc = FixedFormat(bits_for_range(-bound, bound), 0)
@@ -244,6 +244,67 @@ def test_back_to_back_throughput_and_latency(lanes, I, H):
         assert span == groups * cols + dut.latency
         start_beat += groups * cols
         start_group += groups
+
+
+class ChunkedJob:
+    """A :class:`Job` for a ``simd``-column unit: columns in chunks of ``simd``, the last
+    chunk padded with zero weights (its vector elements the most negative code, which must
+    not matter)."""
+
+    def __init__(self, job, simd, vector_bits):
+        self.job, self.weights, self.simd, self.pad = (
+            job,
+            job.weights,
+            simd,
+            -(1 << (vector_bits - 1)),
+        )
+
+    def beats(self, lanes):
+        job, S = self.job, self.simd
+        rows, cols = job.weights.shape
+        width = -(-cols // S) * S
+        wide = np.zeros((rows, width), np.int64)
+        wide[:, :cols] = job.weights
+        vector, sel = np.full(width, self.pad, np.int64), np.zeros(width, np.int64)
+        vector[:cols], sel[:cols] = job.vector, job.shift_sel
+        yield from Job(wide, vector, sel, job.bias, job.target).beats(lanes)  # one column each
+
+    def chunks(self, lanes):
+        beats = list(self.beats(lanes))
+        S = self.simd
+        for c in range(0, len(beats), S):
+            group = beats[c : c + S]
+            yield {
+                "weights": [w for p in range(lanes) for w in (b["weights"][p] for b in group)],
+                "vector": [b["vector"] for b in group],
+                "bias": group[0]["bias"],
+                "shift_sel": [b["shift_sel"] for b in group],
+                "target_sel": group[0]["target_sel"],
+                "first": group[0]["first"],
+                "last": group[-1]["last"],
+            }
+
+
+@pytest.mark.parametrize(("lanes", "simd"), [(1, 1), (4, 1), (3, 2), (4, 3), (8, 4)])
+def test_preshifted_vector_matches_golden_with_stalls(lanes, simd):
+    """Product shifts that fit the multiplier with the vector element (12 + 5 <= 18 bits)
+    are applied to the element once per slot instead of to every lane's product: the same
+    results, for one and several columns per beat."""
+    seed = 50 * lanes + simd
+    jobs, acc, targets = make_case(lanes, 5, 3, seed, vector_bits=12)
+    dut = MatrixVectorUnit(lanes, WEIGHT_BITS, 12, acc, PRODUCT_SHIFTS, targets, simd=simd)
+    assert dut.preshift
+    assert not build(lanes, acc, targets).preshift  # 16 + 5 bits: shifted behind the product
+
+    class Beats:  # run_mvu streams job.beats(lanes)
+        def __init__(self, job):
+            self.chunked, self.weights = ChunkedJob(job, simd, 12), job.weights
+
+        def beats(self, lanes):
+            return self.chunked.chunks(lanes) if simd > 1 else self.chunked.job.beats(lanes)
+
+    _, outputs = run_mvu(dut, [Beats(j) for j in jobs], seed, idle=0.3, stall=0.5)
+    check(dut, jobs, outputs, seed)
 
 
 def test_single_shift_single_target():
