@@ -204,3 +204,24 @@ def test_the_float64_product_runs_on_torch_blas_when_torch_is_imported(monkeypat
     assert products == [None] * 4
     _assert_identical(numpy_result, torch_result)
     _assert_identical(numpy_result, openblas_result)
+
+
+@pytest.mark.parametrize(("bits", "dtype"), [(8, np.int16), (17, np.int32), (32, np.int32)])
+def test_layer_buffers_hold_every_code_of_x_and_hidden(monkeypatch, bits, dtype):
+    """The compiled path's layer buffers are the narrowest integers holding every ``x`` and
+    ``hidden`` code; inputs beyond the range (codes at both ends of the formats) and two
+    bidirectional layers with a projection give the NumPy path's codes at every width."""
+    from lstmfpga.quant.datapath_jit import layer_dtype
+
+    spec = random_spec(5, input_size=3, hidden_size=6, num_layers=2, bidirectional=True,
+                       proj_size=4, head="all")  # fmt: skip
+    x = random_inputs(5, 4, 6, 3)
+    config = QuantConfig.preset("w8a8")
+    roles = {**config.roles, "x": RoleRule(bits), "hidden": RoleRule(bits)}
+    model = quantize(spec, x, dataclasses.replace(config, roles=roles))
+    assert FloatDatapath.exact_for(model) and layer_dtype(model) == dtype
+    x_codes = golden.quantize_inputs(model, x * 4.0)
+    fmt = model.formats["x"]
+    assert x_codes.min() == fmt.min_code and x_codes.max() == fmt.max_code
+    h0, c0 = random_states(model, 4, np.random.default_rng(5))
+    _assert_identical(*_run_both(monkeypatch, model, x_codes, h0, c0))
