@@ -3,7 +3,8 @@
 
 Imported only when numba is importable (:func:`lstmfpga.quant.golden.datapath` falls back to
 :class:`~lstmfpga.quant.datapath_float.FloatDatapath` otherwise, or when the environment sets
-``LSTMFPGA_NO_JIT=1``). The gate product stays one exact BLAS product per step (NumPy); the
+``LSTMFPGA_NO_JIT=1``). The gate product stays one exact BLAS product per step (NumPy's, or
+torch's when the process has imported torch: :func:`torch_product`); the
 kernel :func:`lstm_cells` then does, per cell, what ``FloatDirection`` does in passes: round
 the four pre-activations (the model's rounding of an exact float ``y = acc * 2**-shift``:
 ``rint(y)``, ``floor(y + 1/2)`` or ``floor(y)``), count and clamp the codes outside
@@ -11,15 +12,17 @@ the four pre-activations (the model's rounding of an exact float ``y = acc * 2**
 to every input code, interpolation included), compute ``f * c_prev + i * g`` in cell LSBs
 (scales ``2**-gate.frac`` and ``2**(cell.frac - 2*gate.frac)``, exact), round, count and clamp
 ``c``, read ``tanh_cell``, round ``o * tanh_cell(c) * 2**-m_shift`` to ``hidden`` (counted and
-clamped), and write ``h`` into the next product's operand and the int64 layer output, and the
-next step's input beside it. With a projection the kernel writes ``m``, NumPy multiplies by
+clamped), and write ``h`` into the next product's operand and the layer output, and the next
+step's input beside it. With a projection the kernel writes ``m``, NumPy multiplies by
 ``W_hr`` and :func:`project` rounds, clamps and writes ``h``. Every value is an integer (or an
 exact multiple of a power of two) below ``2**52`` in magnitude, as in the NumPy float path
 (:meth:`FloatDatapath.exact_for`), so the codes are the same; the tests compare both paths.
 
 Layout: the product is ``v @ W.T`` into a ``(batch, 4H)`` accumulator, gates in PyTorch's
 ``(i, f, g, o)`` order, so that each batch row's gates, state and outputs are contiguous; the
-layers' inputs and outputs are ``(batch, time, feature)`` int64 arrays (the result itself).
+layers' inputs and outputs are time-major ``(time, batch, feature)`` arrays of
+:func:`layer_dtype` (int16 for the presets), so that each step reads and writes one contiguous
+block; ``golden.run`` widens the last into the ``(batch, time, feature)`` int64 result.
 """
 
 from __future__ import annotations
