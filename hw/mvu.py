@@ -102,6 +102,12 @@ class MatrixVectorUnit(wiring.Component):
         ``weights`` has ``P * S`` elements (lane ``p``, slot ``s`` at ``p*S + s``), and
         ``vector`` and ``shift_sel`` are arrays of ``S`` (one per slot); the ``S``
         shifted products of a lane are summed by an adder tree before the accumulator.
+    min_group_beats : int
+        The fewest beats any row group of the input has (``>= 1``; :meth:`of` takes the
+        layout's shortest ``Matrix.chunks``). When it exceeds the stages from the operand
+        register to the accumulator (:attr:`held_bias`), a group's bias waits in one register
+        instead of travelling with the beat (``P * acc.bits`` flip-flops per stage saved); a
+        shorter group on ``i`` then gives wrong sums, so pass what the stream guarantees.
 
     Members
     -------
@@ -168,9 +174,11 @@ class MatrixVectorUnit(wiring.Component):
         rounding: str = "half_even",
         overflow: str = "saturate",
         simd: int = 1,
+        min_group_beats: int = 1,
     ):
         self._lanes = _check_int("lanes", lanes, 1)
         self._simd = _check_int("simd", simd, 1)
+        self._min_group_beats = _check_int("min_group_beats", min_group_beats, 1)
         self._weight_bits = _check_int("weight_bits", weight_bits, 2, 62)
         self._vector_bits = _check_int("vector_bits", vector_bits, 2, 62)
         self._acc = _check_format("acc", acc)
@@ -256,6 +264,7 @@ class MatrixVectorUnit(wiring.Component):
             layout.rounding if rounding is None else rounding,
             layout.overflow if overflow is None else overflow,
             layout.simd,
+            min(matrix.chunks for matrix in layout.matrices),
         )
 
     # -- read-only parameters ---------------------------------------------------------------
@@ -266,6 +275,19 @@ class MatrixVectorUnit(wiring.Component):
     @property
     def simd(self) -> int:
         return self._simd
+
+    @property
+    def min_group_beats(self) -> int:
+        return self._min_group_beats
+
+    @property
+    def held_bias(self) -> bool:
+        """True when every row group is longer (in beats) than the distance from the operand
+        register to the accumulator (1 stage, 2 with ``simd > 1``): then a first beat's
+        bias is kept in one register from the cycle it enters until the accumulator takes it
+        (the next group's first beat cannot arrive before), instead of travelling through
+        every stage beside the beat."""
+        return self._min_group_beats > 1 + (self._simd > 1)
 
     @property
     def preshift(self) -> bool:
@@ -386,10 +408,15 @@ class MatrixVectorUnit(wiring.Component):
             [Signal(prod_shape, name=f"prod{p}_{k}", reset_less=True) for k in range(S)]
             for p in range(P)
         ]
+        carried = ("shift_sel", "target_sel", "first", "last")
+        held = self.held_bias
+        if held:  # loaded with a first beat's bias as the beat enters stage 1
+            bias = Signal(self._in_layout["bias"].shape, name="bias", reset_less=True)
+            with m.If(adv & self.i.valid & self.i.payload.first):
+                m.d.sync += bias.eq(self.i.payload.bias)
         ctrl = data.StructLayout(
-            {name: self._in_layout[name].shape
-             for name in ("bias", "shift_sel", "target_sel", "first", "last")}
-        )  # fmt: skip
+            {name: self._in_layout[name].shape for name in carried + (() if held else ("bias",))}
+        )
         s2 = Signal(ctrl, reset_less=True)
         with m.If(adv):
             m.d.sync += valid2.eq(valid1)
@@ -428,7 +455,7 @@ class MatrixVectorUnit(wiring.Component):
             start = Signal(acc_shape, name=f"start{p}")
             m.d.comb += start.eq(accs[p])
             with m.If(s3.first):
-                m.d.comb += start.eq(s3.bias[p])
+                m.d.comb += start.eq(bias[p] if held else s3.bias[p])
             with m.If(adv & valid3):
                 m.d.sync += accs[p].eq(start + terms[p])
 

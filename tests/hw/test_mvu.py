@@ -307,6 +307,36 @@ def test_preshifted_vector_matches_golden_with_stalls(lanes, simd):
     check(dut, jobs, outputs, seed)
 
 
+@pytest.mark.parametrize("vector_bits", [16, 12])
+@pytest.mark.parametrize(
+    ("lanes", "simd", "I", "H"), [(1, 1, 5, 2), (4, 1, 1, 2), (3, 2, 5, 5), (8, 3, 2, 7)]
+)
+def test_held_bias_matches_golden_with_stalls(lanes, simd, I, H, vector_bits):
+    """Row groups of at least 3 beats (2 with one column per beat) let the unit keep a
+    group's bias in one register from its first beat on: the same results as carrying it
+    through the pipeline, back to back and under stalls."""
+    seed = 70 * lanes + simd
+    jobs, acc, targets = make_case(lanes, I, H, seed, vector_bits=vector_bits)
+    beats = min(-(-job.weights.shape[1] // simd) for job in jobs)
+    dut = MatrixVectorUnit(lanes, WEIGHT_BITS, vector_bits, acc, PRODUCT_SHIFTS, targets,
+                           simd=simd, min_group_beats=beats)  # fmt: skip
+    assert dut.held_bias and beats == (2 if simd == 1 else 3)
+    assert not MatrixVectorUnit(lanes, WEIGHT_BITS, vector_bits, acc, PRODUCT_SHIFTS, targets,
+                                simd=simd, min_group_beats=beats - 1).held_bias  # fmt: skip
+
+    class Beats:  # run_mvu streams job.beats(lanes)
+        def __init__(self, job):
+            self.chunked, self.weights = ChunkedJob(job, simd, vector_bits), job.weights
+
+        def beats(self, lanes):
+            return self.chunked.chunks(lanes) if simd > 1 else self.chunked.job.beats(lanes)
+
+    _, outputs = run_mvu(dut, [Beats(j) for j in jobs], seed, idle=0.3, stall=0.5)
+    check(dut, jobs, outputs, seed)
+    _, outputs = run_mvu(dut, [Beats(j) for j in jobs], seed)  # back to back
+    check(dut, jobs, outputs, seed)
+
+
 def test_single_shift_single_target():
     """No shift or target multiplexer: one product shift, one target, odd lane count."""
     rng = np.random.default_rng(21)
