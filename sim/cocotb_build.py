@@ -51,7 +51,7 @@ from .bench_top import TB_TOP, TIMESCALE, port_widths
 from .icarus_opt import SCRIPT as OPT_SCRIPT
 from .icarus_opt import optimized
 from .object_cache import FOLDER as OBJECT_FOLDER
-from .object_cache import enabled as runtime_objects
+from .object_cache import enabled as _objects_from
 from .simulators import (  # re-exported: the flow's one import point for them
     COCOTB_SIMULATORS,
     SIMULATORS,
@@ -77,6 +77,7 @@ __all__ = [
     "has_build",
     "last_error",
     "prepare",
+    "runtime_objects",
     "simulator_version",
     "tool_environment",
     "wave_format",
@@ -331,7 +332,7 @@ def prepare(
         started = time.perf_counter()
         from cocotb_tools.runner import get_runner
 
-        with tool_environment(simulator), _runtime_objects(simulator):
+        with tool_environment(simulator), runtime_objects(simulator):
             runner = get_runner(simulator)
             try:
                 _compile(runner, simulator, directory, design, waves, optimize)
@@ -350,12 +351,13 @@ def prepare(
     return Build(simulator, directory, design.top, waves, key, version, False, seconds)
 
 
-def _runtime_objects(simulator: str):
-    """Verilator's runtime objects from the user's object cache
-    (:mod:`lstmfpga.sim.object_cache`); nothing for Icarus."""
+def runtime_objects(simulator: str):
+    """While a build runs (inside :func:`tool_environment`): Verilator's runtime objects from
+    the default cache's object folder (:mod:`lstmfpga.sim.object_cache`); nothing for
+    Icarus."""
     if simulator != "verilator":
         return contextlib.nullcontext()
-    return runtime_objects(default_cache_dir() / OBJECT_FOLDER)
+    return _objects_from(default_cache_dir() / OBJECT_FOLDER)
 
 
 def has_build(design, simulator: str = "verilator", *, build_dir=None, **options) -> bool:

@@ -81,6 +81,7 @@ def build(acc, build_dir: Path, simulator: str = "verilator"):
     from cocotb_tools.runner import get_runner
 
     from lstmfpga.sim.bench_build import ICARUS_FLAGS, WAIVERS
+    from lstmfpga.sim.cocotb_build import runtime_objects
     from lstmfpga.sim.simulators import check_simulator, tool_environment
 
     check_simulator(simulator)
@@ -91,7 +92,7 @@ def build(acc, build_dir: Path, simulator: str = "verilator"):
         sources, build_args = [str(WAIVERS), str(source)], []
     else:
         sources, build_args = [str(source)], list(ICARUS_FLAGS)
-    with tool_environment(simulator):
+    with tool_environment(simulator), runtime_objects(simulator):  # Verilator's, as compiled
         runner.build(sources=sources, hdl_toplevel="top", build_args=build_args,
                      build_dir=build_dir, timescale=("1ns", "1ps"))  # fmt: skip
     return runner

