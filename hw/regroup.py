@@ -170,8 +170,14 @@ class GateRegrouper(wiring.Component):
         # ``row_last[code]``: the row at ``j`` is the last of a ``code`` item (registered)
         row_last = {code: Signal(name=f"row_last{code}", init=int(rows == 1))
                     for code, rows in row_kinds.items()}  # fmt: skip
-        last_row = Signal()
-        m.d.comb += last_row.eq(Cat(*((self.kind == c) & f for c, f in row_last.items())).any())
+        last_row = Signal(name="last_row")
+        # With every row item at least 2 rows long, ``last_row`` is a register of its own
+        # (timing: it selects what leaves, the head of the ready logic): cleared with an
+        # item's end, set when the row before the item's last one leaves (``kind`` changes
+        # only after an item's end, so the kind it was computed for stays).
+        self._last_row_reg = bool(row_kinds) and min(row_kinds.values()) >= 2
+        if not self._last_row_reg:
+            m.d.comb += last_row.eq(Cat(*((self.kind == c) & f for c, f in row_last.items())).any())
 
         unit_fire, row_fire = Signal(), Signal()
         enabled = Signal()  # ``enable`` one cycle late: a flip-flop at the head of the logic
@@ -202,6 +208,15 @@ class GateRegrouper(wiring.Component):
         # the next units are always rowbuf[0 ..] (the buffer shifts down as rows leave)
         m.d.comb += [self.unit.payload.rows[r].eq(rowbuf[r]) for r in range(min(4 * V, cap))]
         self._indices(m, j, left, ge, eq, n_is, unit_fire, row_fire, row_last)
+        if self._last_row_reg:
+            with m.If(self.item_end):
+                m.d.sync += last_row.eq(0)
+            with m.Elif(row_fire):
+                m.d.sync += last_row.eq(
+                    Cat(
+                        *((self.kind == c) & _equals(j, rows - 2) for c, rows in row_kinds.items())
+                    ).any()
+                )
         self._departures(
             m, rowbuf, full, n_is, eq, last_row, row_kinds, row_last, unit_fire, row_fire, spare
         )
@@ -224,14 +239,24 @@ class GateRegrouper(wiring.Component):
         # from flip-flops and the kind; an item's last unit or row takes its group's padding
         # rows with it), and ``kept[v]``: at least v rows stay after this cycle's departure.
         gate_pad = self._pad(4 * H)
-        unit_out = [(4 * k + (gate_pad if end else 0), n_is[k] & (eq[k - 1] if end else ~eq[k - 1]))
+        # (with V = 1 a unit beat fires only with one unit complete and left: ``n_is[1]``
+        # holds, and saying so keeps those flags out of the logic)
+        n_fired = [None, Const(1, 1)] if V == 1 else n_is
+        unit_out = [(4 * k + (gate_pad if end else 0),
+                     n_fired[k] & (eq[k - 1] if end else ~eq[k - 1]))
                     for k in range(1, V + 1) for end in ((0, 1) if gate_pad else (0,))]  # fmt: skip
         if not gate_pad:
-            unit_out = [(4 * k, n_is[k]) for k in range(1, V + 1)]
-        row_out = [(1, ~last_row)] + [
-            (1 + self._pad(rows), (self.kind == code) & row_last[code])
-            for code, rows in row_kinds.items()
-        ]
+            unit_out = [(4 * k, n_fired[k]) for k in range(1, V + 1)]
+        if self._last_row_reg:  # (with one row kind, a row fires only in its items)
+            row_out = [(1, ~last_row)] + [
+                (1 + self._pad(rows), last_row & (len(row_kinds) == 1 or self.kind == code))
+                for code, rows in row_kinds.items()
+            ]
+        else:
+            row_out = [(1, ~last_row)] + [
+                (1 + self._pad(rows), (self.kind == code) & row_last[code])
+                for code, rows in row_kinds.items()
+            ]
         kept = [None] + [Signal(name=f"kept{v}") for v in range(1, cap + 1)]
         for v in range(1, cap + 1):
             if_unit = Cat(*(cond & at_least(v + out) for out, cond in unit_out)).any()
@@ -250,12 +275,18 @@ class GateRegrouper(wiring.Component):
             for v in range(1, cap + 1)
         ]
         # Each row loads when a beat is taken or a unit/row fires: rows past the ones kept are
-        # don't-cares, so the shifts need no further condition (``fire`` is the enable).
-        fire = Signal()
-        m.d.comb += fire.eq(unit_fire | row_fire)
+        # don't-cares, so the shifts need no further condition (``fire`` is the enable). An
+        # item's last unit or row leaves with its padding rows and no row behind them when
+        # those rows exceed ``spare`` (no beat is taken while they are buffered), so the
+        # shift then ignores the padding: a unit's last rows and padding are at least 4 >
+        # spare; a row item's ``1 + pad`` may not be.
+        gates, fire = Signal(), Signal()
+        m.d.comb += [fire.eq(unit_fire | row_fire), gates.eq(self.kind == KIND_GATES)]
+        unit_shift = [(4 * k, n_fired[k]) for k in range(1, V + 1)]
+        row_shift = [(1, ~last_row)] + [(out, cond) for out, cond in row_out[1:] if out <= spare]
         for k in range(cap):
             shifted = {}
-            for which, outs in (("unit", unit_out), ("row", row_out)):
+            for which, outs in (("unit", unit_shift), ("row", row_shift)):
                 value = Signal(signed(bits), name=f"row{k}_{which}_shift")
                 m.d.comb += value.eq(rowbuf[min(k + outs[0][0], cap - 1)])
                 for out, cond in outs[1:]:
@@ -273,7 +304,8 @@ class GateRegrouper(wiring.Component):
                         with m.If(kept_at_least(off) & ~kept_at_least(off + 1)):
                             m.d.sync += rowbuf[k].eq(self.i.payload[k - off])
             with m.Elif(fire):
-                m.d.sync += rowbuf[k].eq(Mux(unit_fire, shifted["unit"], shifted["row"]))
+                # (a unit beat fires only in a gates item, a row only in the others)
+                m.d.sync += rowbuf[k].eq(Mux(gates, shifted["unit"], shifted["row"]))
 
     def _indices(self, m, j, left, ge, eq, n_is, unit_fire, row_fire, row_last):
         """The item's unit/row index ``j`` and its units left (``left``, ``ge``, ``eq``):
