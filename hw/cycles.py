@@ -22,13 +22,36 @@ result is written back.
 * ``tail_rows = L_fetch + L_mvu + 1 + (rows - 1) mod P`` (projection and head rows are written one
   per cycle).
 
-Stalls before an item (nothing else ever waits):
+Stalls before an item (nothing else ever waits). A row group reads the vector's columns in
+index order, and the write-back writes an item's results (units, rows) in index order, so a
+beat that reads results of the item being written waits only for the results it reads (the
+fetch compares the write-back's ``written`` count with the beat's last column). Result ``k``
+of a producing item may be read ``A(k)`` cycles after its last beat: for a ``gates``
+producer, unit ``u`` completes in group ``g = (4u + 3) // P`` (its last row) as the ``j``-th
+unit that group completes, so ``A(u) = ready_gates + floor(j / V) - (groups - 1 - g) *
+max(chunks, spacing)`` with ``ready_gates = L_fetch + L_mvu + 1 + L_act + L_cell``; for a row
+producer (projection) ``A(r) = L_fetch + L_mvu + 1 + r mod P - (groups - 1 - r // P) *
+max(chunks, spacing)``; ``A`` of the last result is the producer's tail. Beat ``i`` of a row
+group (last column ``c = i*S + S - 1``) reads result ``k_i = c - first`` (``first = I_l``
+for the recurrent ``h`` of a gates item, 0 for a projection's ``m`` and the head's ``h``;
+the last result when its last slot is padding). The fetch sees a partly written producer
+through a registered flag, one cycle late, and an item's first beat not in the cycle it
+arrives, so beat ``i`` goes at the earliest ``A'(k_i) = min(A(k_i) + 1, tail)`` cycles
+after the producer's last beat (``min(max(A(k_0) + 1, 1), tail)`` for beat 0): with the
+producer the previous item the stall is ``max(0, max_i (A'(k_i) - i))``
+(:func:`dep_stall`, which also takes a producer that ended earlier, for stream mode):
 
-* gates of step ``s > 0``: ``max(0, tail(previous item) - I_l)``: the input part ``W_ih·u``
-  (``I_l`` beats) overlaps the previous step's tail; only the recurrent part waits;
-* gates of step 0 of a new layer: ``tail(previous item)`` (its input is the previous layer);
+* gates of step ``s > 0``: that stall against the previous step's last item of the
+  same pass (gates, or the projection); with one unit per row group and the tail shorter
+  than a group this is ``max(0, tail_gates - (chunks - 1))``: only the first group's last
+  beats can wait (the whole-vector wait it replaces was ``tail - I_l``);
+* gates of step 0 of a new layer: ``tail(previous item)`` (its input is the previous layer,
+  read at time ``t``, not in the order it was written: whole-vector);
   step 0 of the reverse direction of the same layer: no stall (``h0`` does not wait);
-* projection: ``tail_gates`` of the same step; first head item: ``tail(previous item)``.
+* projection: that stall against the gates of the same step;
+* first head item: that stall against the top layer's last item of a unidirectional
+  model (its ``h`` is the head's input vector, in index order); ``tail(previous item)``
+  with two directions (the head reads both passes' ``h``: whole-vector).
 
 An item then ends ``max(stall + cols, spacing(previous group)) + (groups - 1) * max(cols,
 spacing)`` cycles after the previous one (``stall + groups * cols`` whenever the spacing does
@@ -39,9 +62,9 @@ results take one cycle per element (without back-pressure). Loading takes one cy
 element. The model is exact for every ``P`` in ``1 .. 4H``: tests compare it with simulated
 cycle counts.
 
-For one layer step without projection this is ``ceil(4H/P) * (I_l + H_out) +
-max(0, tail_gates - I_l)``: within 10 % of the ideal ``ceil(4H/P) * (I_l + H_out)`` whenever
-the tail is small against the step (H >= 32 with P <= H/2 for typical I).
+For one layer step without projection this is ``ceil(4H/P) * ceil((I_l + H_out)/S)`` plus
+that stall: the ideal whenever the first row group's beats outlast the previous step's
+tail (the digits model at P = 8: 640 cycles, the ideal; 660 with the whole-vector wait).
 """
 
 from __future__ import annotations
@@ -60,7 +83,8 @@ DRAIN_START = 2
 class CycleModel:
     lanes: int
     #: per schedule pass: ``(kind, layer, single_step, entries)``, one entry per item of a
-    #: step: ``(kind, beats, tail, cols, spacing, last_spacing)`` (see the module docstring)
+    #: step: ``(kind, beats, tail, cols, spacing, last_spacing, dep)`` (see the module
+    #: docstring; ``dep``: :func:`_offset`'s, None for a bidirectional model's head)
     items: tuple
     input_sizes: tuple[int, ...]  # per layer: input-only beats of a gates item, I_l // S
     output_elements: int  # per sequence, excluding T-dependence (see result_length)
@@ -90,11 +114,13 @@ class CycleModel:
         unit_beats_last = emitter_cycles("gates", P, gates.last_group_rows, V)
         l_fetch = VectorFetch.latency
         tail_gates = l_fetch + l_mvu + 1 + (unit_beats_last - 1) + l_act + l_cell
-        passes = []
-        for p in accelerator.schedule.passes:
+        S = layout.simd
+        ready = {"gates": l_fetch + l_mvu + 1 + l_act + l_cell, "rows": l_fetch + l_mvu + 1}
+        passes, passes_in = [], accelerator.schedule.passes
+        for p in passes_in:
             entries = []
-            for index in p.matrices:
-                mx = layout.matrices[index]
+            mxs = [layout.matrices[index] for index in p.matrices]
+            for sub, mx in enumerate(mxs):
                 beats = mx.groups * mx.chunks
                 last_rows = mx.last_group_rows
                 if mx.kind == "gates":
@@ -103,7 +129,18 @@ class CycleModel:
                     tail = l_fetch + l_mvu + 1 + (last_rows - 1)
                 spacing = emitter_cycles(mx.kind, P, P, V)
                 last_spacing = emitter_cycles(mx.kind, P, last_rows, V)
-                entries.append((mx.kind, beats, tail, mx.chunks, spacing, last_spacing))
+                offset = None  # the dependency on the item that writes this one's vector
+                if mx.kind != "head":
+                    producer = mxs[sub - 1]  # gates: the last item of the pass (previous step)
+                elif q.num_directions == 1:  # the top layer's last item
+                    producer = layout.matrices[passes_in[len(passes) - 1].matrices[-1]]
+                else:  # both directions' h: whole passes
+                    producer = None
+                if producer is not None:
+                    times = _ready_times(producer, P, V, ready, emitter_cycles)
+                    first = mx.in_cols if mx.kind == "gates" else 0
+                    offset = _offset(times, mx.chunks, S, first, mx.cols)
+                entries.append((mx.kind, beats, tail, mx.chunks, spacing, last_spacing, offset))
             passes.append((p.kind, p.layer, p.single_step, tuple(entries)))
         # beats of a gates item before its first recurrent column: the input-only chunks
         sizes = tuple(q.layer_input_size(layer) // layout.simd for layer in range(q.num_layers))
@@ -112,7 +149,7 @@ class CycleModel:
     @staticmethod
     def _item(stall: int, previous_spacing: int, entry: tuple) -> int:
         """Cycles from the previous item's last beat to this item's last beat."""
-        _, beats, _, cols, spacing, _ = entry
+        _, beats, _, cols, spacing, _, _ = entry
         groups = beats // cols
         return max(stall + cols, previous_spacing) + (groups - 1) * max(cols, spacing)
 
@@ -129,15 +166,17 @@ class CycleModel:
                     item_kind, tail = entry[0], entry[2]
                     if item_kind == "gates":
                         if s > 0:
-                            stall = max(0, previous_tail - self.input_sizes[layer])
+                            stall = dep_stall(entry[6], 0)
                         elif previous_layer is not None and layer != previous_layer:
                             stall = previous_tail
                         else:
                             stall = 0
                     elif item_kind == "proj":
-                        stall = previous_tail
-                    else:  # head
-                        stall = previous_tail if s == 0 else 0
+                        stall = dep_stall(entry[6], 0)
+                    elif s > 0:  # head
+                        stall = 0
+                    else:
+                        stall = previous_tail if entry[6] is None else dep_stall(entry[6], 0)
                     t += self._item(stall, previous_spacing, entry)
                     previous_tail, previous_spacing = tail, entry[5]
             previous_layer = layer
@@ -199,14 +238,10 @@ class CycleModel:
         for kind, lay, _, entries in self.items:
             if kind == "lstm" and lay == layer:
                 total = 0
-                previous_tail, previous_spacing = entries[-1][2], entries[-1][5]
+                previous_spacing = entries[-1][5]
                 for entry in entries:
-                    if entry[0] == "gates":
-                        stall = max(0, previous_tail - self.input_sizes[layer])
-                    else:
-                        stall = previous_tail
-                    total += self._item(stall, previous_spacing, entry)
-                    previous_tail, previous_spacing = entry[2], entry[5]
+                    total += self._item(dep_stall(entry[6], 0), previous_spacing, entry)
+                    previous_spacing = entry[5]
                 return total
         raise ValueError(f"layer must be in 0..{len(self.input_sizes) - 1}, not {layer!r}")
 
@@ -242,3 +277,63 @@ class CycleModel:
                        "2, load, drain + 2) each (the first load and the last drain besides)",
             "interval": {str(T): self.interval(T) for T in samples},
         })  # fmt: skip
+
+
+def _ready_times(mx, P: int, V: int, ready: dict, emitter_cycles) -> list[int]:
+    """For each result (hidden unit of a ``gates`` item, row of a ``proj`` item) of ``mx``:
+    the cycles from the item's last beat until a beat reading it may be taken (the item's
+    tail for its last result). Group ``g``'s last beat leaves ``(groups - 1 - g) *
+    max(chunks, spacing)`` cycles before the item's last one; a unit completes in the group
+    of its last row (``(4u + 3) // P``) and the units a group completes leave ``V`` per cycle,
+    a row group's rows one per cycle."""
+    step = max(mx.chunks, emitter_cycles(mx.kind, P, P, V))
+    times = []
+    if mx.kind == "gates":
+        for u in range(mx.rows // 4):
+            g = (4 * u + 3) // P
+            first = max(0, -(-(g * P - 3) // 4))  # the first unit group g completes
+            times.append(ready["gates"] + (u - first) // V - (mx.groups - 1 - g) * step)
+    else:
+        for r in range(mx.rows):
+            g = r // P
+            times.append(ready["rows"] + r % P - (mx.groups - 1 - g) * step)
+    return times
+
+
+def _offset(times: list[int], chunks: int, S: int, first: int, cols: int) -> tuple:
+    """The dependency of a row group's beats on the producing item's results ``times``
+    (:func:`_ready_times`): beat ``i``'s last column ``c = i*S + S - 1`` reads result
+    ``k_i = c - first`` (``first``: the columns before the producer's, the layer input's;
+    the last result when ``c >= cols``, padding). The fetch sees a partly written producer
+    one cycle late (a registered flag), so beat ``i`` may go ``min(times[k_i] + 1, tail)``
+    cycles after the producer's last beat (the whole item at ``tail``); an item's first beat,
+    not in the cycle it arrives. Returns ``(rest, first_beat, tail)``: ``rest`` the largest
+    ``min(times[k_i] + 1, tail) - i`` over the beats ``i >= 1`` that read the producer,
+    ``first_beat`` ``times[k_0]`` when beat 0 reads it (else None); :func:`dep_stall`
+    turns it into a stall."""
+    tail = times[-1]
+    rest, first_beat = None, None
+    for i in range(chunks):
+        c = i * S + S - 1
+        if c < first:
+            continue
+        a = times[c - first] if c < cols else tail
+        if i == 0:
+            first_beat = a
+        else:
+            value = min(a + 1, tail) - i
+            rest = value if rest is None else max(rest, value)
+    return rest, first_beat, tail
+
+
+def dep_stall(dep: tuple, delta: int) -> int:
+    """Stall of an item (cycles added before its first beat) whose beats read a producing
+    item (:func:`_offset`'s ``dep``) that ended ``-delta`` cycles before the previous
+    item (``delta = 0``: the producer is the previous item)."""
+    rest, first_beat, tail = dep
+    stall = 0
+    if rest is not None:
+        stall = max(stall, delta + rest)
+    if first_beat is not None:
+        stall = max(stall, min(max(1, delta + first_beat + 1), delta + tail))
+    return stall

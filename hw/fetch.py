@@ -10,7 +10,7 @@ groups for the regrouper (:func:`~.regroup.emitter_cycles`).
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import ReadPort
 from amaranth.lib.wiring import In, Out
@@ -62,6 +62,9 @@ class VectorFetch(wiring.Component):
     wb_p, wb_s, wb_sub : ``In``
         The write-back cursor's position: every item before it is written (it is never past
         the item the fetch is at).
+    wb_written : ``In``
+        Units or rows of the item at that position written so far (``WriteBack.written``;
+        they are written in increasing index order).
     i : ``In(stream.Signature(WeightMemory.beat_layout))``
         The weight beats, in schedule order.
     o : ``Out(stream.Signature(out_layout))``
@@ -85,11 +88,15 @@ class VectorFetch(wiring.Component):
 
     Dependencies (a beat is taken only when they hold): a gates beat with input columns of
     a layer above 0 waits until every pass of the layer below is written; one with
-    recurrent columns, at a step above 0, until the previous step of its pass is written;
-    a projection until the gates of its step; the head until every LSTM pass. In stream
-    mode the same at step granularity: layer 0's input columns wait for ``x_ready``, the
-    recurrent columns (unless ``step_reset``) for the layer of step ``n - 1``, and every
-    beat for ``out_free``. Pacing: the
+    recurrent columns, at a step above 0, until the previous step of its pass has written
+    the units (rows, with a projection) it reads: ``wb_written`` above its last slot's
+    ``rec_col`` while the write-back is at that step's last item (a beat ending in padding
+    waits for the whole item); a projection beat until the gates of its step have written
+    the units it reads; the head until every LSTM pass (a unidirectional model's: until
+    the top layer's last item has written the units it reads). In stream mode the same:
+    layer 0's input columns wait for ``x_ready``, a layer above for the layer below in the
+    same step, the recurrent columns (unless ``step_reset``) for the units they read of the
+    layer's step ``n - 1``, and every beat for ``out_free``. Pacing: the
     last beat of a row group is taken at least :func:`~.regroup.emitter_cycles` cycles
     after the previous group's.
 
@@ -128,6 +135,7 @@ class VectorFetch(wiring.Component):
         vec = out_layout["vector"].shape
         self._vec_shape = vec.elem_shape if isinstance(vec, data.ArrayLayout) else vec
         cur = self._cursor.signature.members
+        head_rows = model.head.out_features if model.head is not None else 0
         members = {
             "T": In(range(max_seq_len + 1)),
             "restart": In(1),
@@ -135,6 +143,7 @@ class VectorFetch(wiring.Component):
             "wb_p": In(cur["p"].shape),
             "wb_s": In(cur["s"].shape),
             "wb_sub": In(cur["sub"].shape),
+            "wb_written": In(range(max(model.hidden_size, model.output_size, head_rows, 1) + 1)),
             "i": In(stream.Signature(beat_layout(layout))),
             "o": Out(stream.Signature(out_layout)),
         }
@@ -161,12 +170,12 @@ class VectorFetch(wiring.Component):
         m = Module()
         m.submodules.cursor = cur = self._cursor
         m.d.comb += [cur.T.eq(self.T), cur.restart.eq(self.restart)]
-        if self._stream:
-            dep_ok = self._stream_dependencies(m, cur)
-        else:
-            dep_ok = self._dependencies(m, cur)
-        srcs = self._sources(m, cur)
         take = Signal()
+        if self._stream:
+            dep_ok = self._stream_dependencies(m, cur, take)
+        else:
+            dep_ok = self._dependencies(m, cur, take)
+        srcs = self._sources(m, cur)
         paced = self._pacing(m, cur, take)
         self._stage(m, cur, srcs, dep_ok, paced, take)
         return m
@@ -183,7 +192,41 @@ class VectorFetch(wiring.Component):
         m.d.comb += [any_in.eq(~rec[0]), any_rec.eq(rec[-1])]
         return any_in, any_rec
 
-    def _dependencies(self, m, cur):
+    def _early(self, m, cur, take, at_producer) -> Signal:
+        """1 when the write-back, at the item that writes the vector the beat on ``i`` reads
+        (``at_producer``, per kind), had written every result the beat reads one cycle ago:
+        a flip-flop, so no comparator stands before ``i.ready``.
+
+        The beat's last column ``need`` (``col + S - 1``; a register the fetch keeps itself:
+        every row group starts at column 0 and goes up by ``S``, so it never reads the beat's
+        fields) reads result ``need - first`` (``first``: the layer input's columns before
+        ``h`` in a gates row, else 0), written once ``written + first > need``. Each cycle
+        registers that for the beat that will be on ``i`` next: this one if it is not taken,
+        else its successor (``need + S``, or ``S - 1`` after a row group's last beat); after
+        an item's last beat, 0 (the next item's first beat waits a cycle). A beat ending in
+        padding reads past the last result, so it never goes early."""
+        q, S, beat = self._model, self._layout.simd, self.i.payload
+        first = Signal(range(max(q.input_size, self._dho) + 1), name="early_first")
+        with m.If(cur.kind == KIND_GATES):
+            m.d.comb += first.eq(Mux(cur.layer == 0, q.input_size, self._dho))
+        longest = max(mx.chunks for mx in self._layout.matrices) * S
+        need = Signal(range(longest + S), name="early_need", init=S - 1)
+        lhs = Signal(range(2 * max(q.input_size, self._dho, q.hidden_size) + 2), name="early_lhs")
+        m.d.comb += lhs.eq(self.wb_written + first)
+        with m.If(take):
+            m.d.sync += need.eq(Mux(beat.last, S - 1, need + S))
+        with m.If(self.restart):
+            m.d.sync += need.eq(S - 1)
+        same, succ, group = (Signal(name=f"early_{n}") for n in ("same", "succ", "group"))
+        m.d.comb += [same.eq(lhs > need), succ.eq(lhs > need + S), group.eq(lhs > S - 1)]
+        early = Signal(name="early")
+        with m.If(take):
+            m.d.sync += early.eq(at_producer & ~beat.end & Mux(beat.last, group, succ))
+        with m.Else():
+            m.d.sync += early.eq(at_producer & same)
+        return early
+
+    def _dependencies(self, m, cur, take):
         """``dep_ok``: the beat on ``i`` has its true dependencies written."""
         sched = self._schedule
         wb = (self.wb_p, self.wb_s, self.wb_sub)
@@ -200,21 +243,48 @@ class VectorFetch(wiring.Component):
         # The write-back is never past the fetch's own item (it writes only what was
         # fetched), so "at or past (p, s[, 1])" of the item itself is an equality: no
         # magnitude comparator before ``i.ready``.
-        same_step = Signal()
-        m.d.comb += same_step.eq((self.wb_p == cur.p) & (self.wb_s == cur.s))
+        same_p, same_step = Signal(), Signal()
+        m.d.comb += [same_p.eq(self.wb_p == cur.p), same_step.eq(same_p & (self.wb_s == cur.s))]
+        # Finer: unit ``u`` of the item being written may be read once ``written > u``. The
+        # recurrent ``h`` of step ``s > 0`` is the previous step's last item of the same pass
+        # (gates, or the projection: ``sub`` = its items - 1); with the write-back in the same
+        # pass and not at step ``s``, it is exactly there (the fetch took every beat of step
+        # ``s - 1``, whose last columns needed all of step ``s - 2``). A projection reads
+        # ``m`` of its own step's gates, in index order too.
+        last_sub = sched.items_per_step - 1
+        at_producer = Signal()
+        with m.Switch(cur.kind):
+            with m.Case(KIND_GATES):
+                m.d.comb += at_producer.eq(same_p & (self.wb_sub == last_sub))
+            with m.Case(KIND_PROJ):
+                m.d.comb += at_producer.eq(same_step & (self.wb_sub == 0))
+            if sched.head_pass is not None:
+                with m.Case(KIND_HEAD):
+                    m.d.comb += at_producer.eq(self._at_top(sched))
+        early = self._early(m, cur, take, at_producer)
         dep_ok = Signal()
         with m.Switch(cur.kind):
             with m.Case(KIND_GATES):
-                rec_ready = cur.first_step | same_step
+                rec_ready = cur.first_step | same_step | early
                 m.d.comb += dep_ok.eq((~any_in | layer_ready) & (~any_rec | rec_ready))
             with m.Case(KIND_PROJ):
-                m.d.comb += dep_ok.eq(same_step & (self.wb_sub != 0))
+                m.d.comb += dep_ok.eq(same_step & ((self.wb_sub != 0) | early))
             if sched.head_pass is not None:
                 with m.Case(KIND_HEAD):
-                    m.d.comb += dep_ok.eq(at_or_past(m, wb, sched.head_pass))
+                    m.d.comb += dep_ok.eq(at_or_past(m, wb, sched.head_pass) | early)
         return dep_ok
 
-    def _stream_dependencies(self, m, cur):
+    def _at_top(self, sched):
+        """The write-back at the item a unidirectional model's head reads: the top layer's
+        last item (at its last step: the fetch took every beat of that step, whose last
+        columns needed all of the step before). Two directions: never (the head's columns
+        are both passes' ``h``, not one item's)."""
+        if self._model.num_directions != 1:
+            return Const(0, 1)
+        top = sched.head_pass - 1
+        return (self.wb_p == top) & (self.wb_sub == len(sched.passes[top].matrices) - 1)
+
+    def _stream_dependencies(self, m, cur, take):
         """``dep_ok`` in stream mode (see the class docstring)."""
         wb_p, wb_sub = self.wb_p, self.wb_sub
         any_in, any_rec = self._any_columns(m)
@@ -225,16 +295,32 @@ class VectorFetch(wiring.Component):
             for layer in range(self._model.num_layers):
                 with m.Case(layer):  # pass index == layer (one direction)
                     m.d.comb += in_ready.eq(self.x_ready if layer == 0 else same & (wb_p >= layer))
-        rec_ready = self.step_reset | same | (prev & (wb_p > cur.layer))
+        # finer, as in sequence mode: the previous step's last item of this layer's pass
+        # (pass index == layer) being written, far enough (``written``), or a projection's own
+        # gates
+        sched = self._schedule
+        last_sub = sched.items_per_step - 1
+        at_producer = Signal()
+        with m.Switch(cur.kind):
+            with m.Case(KIND_GATES):
+                m.d.comb += at_producer.eq(prev & (wb_p == cur.p) & (wb_sub == last_sub))
+            with m.Case(KIND_PROJ):
+                m.d.comb += at_producer.eq(same & (wb_p == cur.p) & (wb_sub == 0))
+            if sched.head_pass is not None:
+                with m.Case(KIND_HEAD):
+                    m.d.comb += at_producer.eq(same & self._at_top(sched))
+        early = self._early(m, cur, take, at_producer)
+        rec_ready = self.step_reset | same | (prev & (wb_p > cur.layer)) | early
         dep_ok = Signal()
         with m.Switch(cur.kind):
             with m.Case(KIND_GATES):
                 m.d.comb += dep_ok.eq((~any_in | in_ready) & (~any_rec | rec_ready))
             with m.Case(KIND_PROJ):
-                m.d.comb += dep_ok.eq(same & ((wb_p > cur.p) | ((wb_p == cur.p) & (wb_sub >= 1))))
-            if self._schedule.head_pass is not None:
+                gates_done = (wb_p > cur.p) | ((wb_p == cur.p) & (wb_sub >= 1))
+                m.d.comb += dep_ok.eq((same & gates_done) | early)
+            if sched.head_pass is not None:
                 with m.Case(KIND_HEAD):
-                    m.d.comb += dep_ok.eq(same & (wb_p >= self._schedule.head_pass))
+                    m.d.comb += dep_ok.eq((same & (wb_p >= sched.head_pass)) | early)
         ok = Signal()
         m.d.comb += ok.eq(dep_ok & self.out_free)
         return ok

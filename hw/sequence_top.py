@@ -236,6 +236,7 @@ def _fetch(m, n, acc):
         fetch.wb_p.eq(n.wb.p),
         fetch.wb_s.eq(n.wb.s),
         fetch.wb_sub.eq(n.wb.sub),
+        fetch.wb_written.eq(n.wb.written),
     ]
     wiring.connect(m, n.wmem.o, fetch.i)
     wiring.connect(m, fetch.o, n.mvu.i)

@@ -14,9 +14,10 @@ this module reads, so the two stay in step). Two figures:
 * :attr:`StreamCycleModel.interval`: the steady state with inputs always available and
   outputs always accepted: cycles between the ends of consecutive steps. Each item of a step
   waits only for true dependencies, the *tail* after the dependency's last beat: a gates
-  item's input columns for the layer below (same step), its recurrent columns for its own
-  layer's last item of the previous step (the first ``floor(I_l / S)`` input-only beats go
-  first), a projection for its gates, the head for the top layer. Then each item ends
+  item's input columns for the layer below (same step), the head for the top layer; a
+  gates item's recurrent columns for its own layer's last item of the previous step and a
+  projection for its gates as in sequence mode, unit by unit (``offset`` cycles after the
+  producer's last beat, :mod:`.cycles`). Then each item ends
   ``max(stall + cols, spacing) + (groups - 1) * max(cols, spacing)`` cycles after the
   previous one (``CycleModel._item``). When the input (``I`` elements per step, one per
   cycle) or the output (one element per cycle) is slower, they set the interval instead.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .cycles import CycleModel
+from .cycles import CycleModel, dep_stall
 
 __all__ = ["FINAL_EXTRA", "StreamCycleModel"]
 
@@ -96,22 +97,28 @@ def _steady_interval(model: CycleModel, steps: int = 12) -> int:
     ends = []
     for s in range(steps):
         current: dict = {}
-        for p, (kind, layer, entries) in enumerate(passes):
+        for p, (kind, _layer, entries) in enumerate(passes):
             for sub, entry in enumerate(entries):
-                deps = []  # (end, tail, beats before the first waiting one)
-                if kind == "head":
-                    deps.append((*current[(p - 1, len(passes[p - 1][2]) - 1)], 0))
-                elif entry[0] == "proj":
-                    deps.append((*current[(p, 0)], 0))
+                deps = []  # (end of the item depended on, its tail, or its results' times)
+                if kind == "head":  # the top layer's units as they are written
+                    deps.append((current[(p - 1, len(passes[p - 1][2]) - 1)][0], entry[6]))
+                elif entry[0] == "proj":  # its gates' units as they are written
+                    deps.append((current[(p, 0)][0], entry[6]))
                 else:
                     if p > 0:
-                        deps.append((*current[(p - 1, len(passes[p - 1][2]) - 1)], 0))
-                    if s > 0:
-                        deps.append((*last_end[(p, len(entries) - 1)], model.input_sizes[layer]))
-                stall = max([0] + [end + tail - t - before for end, tail, before in deps])
+                        deps.append(current[(p - 1, len(passes[p - 1][2]) - 1)])
+                    if s > 0:  # the previous step's h, unit by unit
+                        deps.append((last_end[(p, len(entries) - 1)][0], entry[6]))
+                stall = max([0] + [_stall(end - t, dep) for end, dep in deps])
                 t += CycleModel._item(stall, spacing, entry)
                 spacing = entry[5]
                 current[(p, sub)] = (t, entry[2])
         last_end = current
         ends.append(t)
     return ends[-1] - ends[-2]
+
+
+def _stall(delta: int, dep) -> int:
+    """The stall for a dependency on an item that ended ``-delta`` cycles before the
+    previous item: ``dep`` its tail (the whole item) or :func:`.cycles.dep_stall`'s."""
+    return delta + dep if isinstance(dep, int) else dep_stall(dep, delta)

@@ -180,6 +180,7 @@ def _fetch(m, n, acc):
         fetch.wb_p.eq(n.wb.p),
         fetch.wb_s.eq(n.wb.s),
         fetch.wb_sub.eq(n.wb.sub),
+        fetch.wb_written.eq(n.wb.written),
         fetch.wb_n.eq(n.n_wb),
         fetch.x_ready.eq(x_ready),
         fetch.step_reset.eq(n.flag(n.loader.reset, fetch.n, "fetch_reset")),

@@ -39,6 +39,10 @@ class WriteBack(wiring.Component):
         The sequence length and the restart of the schedule (the cursor's inputs).
     p, s, sub, done : ``Out``
         The position: every item before it is written (``done``: all of them).
+    written : ``Out``
+        Units (``gates``) or rows (``proj``, ``head``) of the item at the position written so
+        far, a register: they are written in increasing index order, so the fetch stage may
+        read unit ``u`` of the item being written once ``written > u``.
     units : ``In(stream.Signature(StructLayout({"c": ArrayLayout(signed(cell), V), "m":
     ArrayLayout(signed(hidden), V), "count": range(V + 1)})))``
         The next ``count`` hidden units of the current ``gates`` item (unit ``j + k`` in
@@ -96,6 +100,7 @@ class WriteBack(wiring.Component):
             "s": Out(cur["s"].shape),
             "sub": Out(cur["sub"].shape),
             "done": Out(1),
+            "written": Out(range(max(q.hidden_size, q.output_size, self._head_rows, 1) + 1)),
             "units": In(stream.Signature(units)),
             "rows": In(stream.Signature(signed(row_bits))),
             "c0": Out(
@@ -127,6 +132,7 @@ class WriteBack(wiring.Component):
         m.d.comb += [cur.T.eq(self.T), cur.restart.eq(self.restart), self.done.eq(cur.done),
                      self.p.eq(cur.p), self.s.eq(cur.s), self.sub.eq(cur.sub)]  # fmt: skip
         j = Signal(range(max(H, Ho, self._head_rows, 1) + 1))  # units or rows of the item so far
+        m.d.comb += self.written.eq(j)
         unit_fire, row_fire, item_end = Signal(), Signal(), Signal()
         count = self.units.payload.count
         m.d.comb += [

@@ -53,7 +53,21 @@ def test_step_cost_is_the_difference_between_consecutive_lengths():
     model = CycleModel.of(acc)
     assert model.compute(4) - model.compute(3) == model.step(0)
     assert model.ideal_step(0) == (4 * 8 // 4) * (5 + 8)
-    assert model.step(0) == model.ideal_step(0) + max(0, model.tail_gates - 5)
+    # The recurrent columns of step s read h_{s-1} unit by unit as it is written: P = 4 rows
+    # are one unit per row group, so only the first group's last beat (column 5 + 8 - 1, the
+    # last unit) waits for the previous step's last unit, tail_gates after its last beat.
+    assert model.step(0) == model.ideal_step(0) + max(0, model.tail_gates - (5 + 8 - 1))
+
+
+def test_the_recurrent_fetch_of_a_step_waits_only_for_the_units_it_reads():
+    # digits-sized (I = 8, H = 32, P = 8): 16 row groups of 40 beats, 2 units per group. A
+    # step's first group reads unit k in beat 8 + k; the previous step wrote unit k (group
+    # k // 2) (15 - k // 2) * 40 cycles before its last unit, so only beats near the end
+    # of the first group can wait: for unit 31 (beat 39), tail_gates - 39 <= 0.
+    _, q = random_qmodel(2, input_size=8, hidden_size=32)
+    model = CycleModel.of(LSTMAccelerator(q, lanes=8, max_seq_len=8))
+    assert model.tail_gates > 8  # the whole-vector wait would stall tail_gates - 8 cycles
+    assert model.step(0) == model.ideal_step(0) == 16 * 40
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,12 @@
 
 The weight beats of a whole sequence's schedule (random weights, so that they can be traced)
 come in with random idle cycles; the data buffers hold random codes; the write-back position
-walks the schedule at random, never past an item the fetch stage has not passed on; the MVU
-side is first always ready, then slow. Every beat leaves with its weights and the vector
-elements the reference reads, in order; no beat is taken before the write-back position
-has reached what it depends on; the last beats of consecutive row groups are taken at least
+walks the schedule at random, never past an item the fetch stage has not passed on, and
+counts the results of its item written (``wb_written``, in index order, once the item's
+beats are out); the MVU side is first always ready, then slow. Every beat leaves with its
+weights and the vector elements the reference reads, in order; no beat is taken before the
+write-back position has reached what it depends on, or has written the results it reads of
+the item it is at; the recurrent and projection beats do go early; the last beats of consecutive row groups are taken at least
 ``emitter_cycles`` apart; nothing more comes out.
 """
 
@@ -62,7 +64,7 @@ def beats_of(layout, schedule, want, rng):
     P, S, wbits = layout.lanes, layout.simd, layout.weight_bits
     sel = 0 if S == 1 else [0] * S
     beats = []
-    for (p, _, sub), g, col, _, _ in want:
+    for (p, _, sub), g, col, _, _, _ in want:
         mx = layout.matrices[schedule.passes[p].matrices[sub]]
         last = col == (mx.chunks - 1) * S
         beats.append({
@@ -91,6 +93,8 @@ def rtl_fetch(name, *, idle, stall):
     harness = Harness(dut, buffers)
     positions = [*sorted({w[0] for w in want}), (len(schedule.passes), 0, 0)]
     per_item = {pos: sum(1 for w in want if w[0] == pos) for pos in positions}
+    results = {pos: _results(q, layout, schedule, pos) for pos in positions[:-1]}
+    results[positions[-1]] = 1  # past the last item: nothing written
     seen = {"out": [], "takes": [], "wb": {}}
 
     async def producer(ctx):
@@ -109,22 +113,33 @@ def rtl_fetch(name, *, idle, stall):
         await expect_quiet(ctx, dut.o, 8)
 
     async def write_back(ctx):  # the write-back position: never past an item not yet out
-        index = 0
+        index, written = 0, 0
         while index < len(positions) - 1:
             pos = positions[index]
             out_so_far = sum(1 for w, _ in zip(want, seen["out"], strict=False) if w[0] <= pos)
             done = out_so_far >= sum(per_item[x] for x in positions[: index + 1])
-            if done and rng_wb.random() < 0.3:
-                index += 1
+            if done and written < results[pos] and rng_wb.random() < 0.5:
+                written += 1  # the item's results, in index order (never all: that is the end)
+            if done and written == results[pos] and rng_wb.random() < 0.5:
+                index, written = index + 1, 0
             p, s, sub = positions[index]
             ctx.set(dut.wb_p, p)
             ctx.set(dut.wb_s, s)
             ctx.set(dut.wb_sub, sub)
+            shown = min(written, results[positions[index]] - 1)
+            ctx.set(dut.wb_written, shown)
             *_, cycle = await ctx.tick().sample(harness.cycle)
-            seen["wb"][int(cycle)] = positions[index]
+            seen["wb"][int(cycle)] = (positions[index], shown)
 
     simulate(harness, producer, consumer, write_back)
     return q, layout, schedule, beats, want, seen
+
+
+def _results(q, layout, schedule, pos) -> int:
+    """Results the item at ``pos`` writes: units of a gates item, rows of the others."""
+    p, _, sub = pos
+    mx = layout.matrices[schedule.passes[p].matrices[sub]]
+    return q.hidden_size if mx.kind == "gates" else mx.rows
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -137,12 +152,19 @@ def test_fetch_passes_on_what_the_reference_says(name, idle, stall):
         vector = payload["vector"] if S > 1 else [payload["vector"]]
         assert vector == ref[3], f"beat {k} {ref[:3]}: vector {vector} != {ref[3]}"
         assert payload["weights"] == beat["weights"] and payload["last"] == beat["last"]
-    # no beat is taken before the write-back position reaches what it depends on
+    # no beat is taken before the write-back position reaches what it depends on, or has
+    # written the results it reads of the item it is at; some do go early
+    went_early = 0
     for k, (take, ref) in enumerate(zip(seen["takes"], want, strict=True)):
-        needs = ref[4]
+        needs, early = ref[4], ref[5]
         if needs is not None:
-            wb = seen["wb"].get(take, (0, 0, 0))
-            assert wb[: len(needs)] >= needs, f"beat {k} taken at {take} with wb {wb} < {needs}"
+            wb, written = seen["wb"].get(take, ((0, 0, 0), 0))
+            if early is not None and wb == early[0]:
+                went_early += 1
+                assert written >= early[1], f"beat {k} taken at {take}: {written} < {early}"
+            else:
+                assert wb[: len(needs)] >= needs, f"beat {k} taken at {take}: wb {wb} < {needs}"
+    assert went_early > 0 or not any(ref[5] for ref in want)
     # the last beats of consecutive row groups are paced for the regrouper
     P, V = layout.lanes, CASES[name][3]
     previous = None
