@@ -77,9 +77,17 @@ def enabled(folder: Path):
 
 
 def _launcher(folder: Path) -> Path:
-    """``folder/cxx``: runs this file with this Python (written atomically when it differs)."""
+    """``folder/cxx`` (written atomically when it differs): a compile whose last argument is
+    a runtime source runs this file with this Python, any other compile runs as it is
+    (no Python started for the model's files)."""
     path = folder / "cxx"
-    text = f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(__file__)} "$@"\n'
+    text = (
+        "#!/bin/sh\n"
+        'for last; do :; done\ncase "$last" in\n'
+        f'    "$VERILATOR_ROOT"/include/*.cpp) exec {shlex.quote(sys.executable)} '
+        f'{shlex.quote(__file__)} "$@" ;;\n'
+        'esac\nexec "$@"\n'
+    )
     try:
         if path.read_text() == text:
             return path

@@ -118,3 +118,18 @@ def test_two_builds_missing_at_once_store_one_object(runtime, tmp_path):
     (cached,) = stored(folder)
     assert outputs[0].read_bytes() == outputs[1].read_bytes() == cached.read_bytes()
     assert sys.executable in (folder / "cxx").read_text()
+
+
+def test_the_launcher_hands_only_runtime_sources_to_the_cache(runtime, tmp_path):
+    include, folder = runtime
+    with object_cache.enabled(folder):
+        launcher = os.environ["MAKEFLAGS"].split()[0].split("=", 1)[1]
+        env = dict(os.environ)
+    model = tmp_path / "Vtop.cpp"
+    model.write_text("int vtop() { return ONE; }\n")
+    for source, output in ((model, tmp_path / "Vtop.o"), (include / "rt.cpp", tmp_path / "rt.o")):
+        command = compile_command(source, output)
+        assert subprocess.run([launcher, *command], env=env, cwd=tmp_path).returncode == 0
+        assert output.is_file()
+    (cached,) = stored(folder)  # the runtime object only
+    assert cached.read_bytes() == (tmp_path / "rt.o").read_bytes()
