@@ -34,6 +34,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 __all__ = ["CACHE_ENV", "FOLDER", "enabled"]
@@ -77,10 +78,10 @@ def enabled(folder: Path):
 
 
 def _launcher(folder: Path) -> Path:
-    """``folder/cxx`` (written atomically when it differs): a compile whose last argument is
-    a runtime source runs this file with this Python, any other compile runs as it is
-    (no Python started for the model's files)."""
-    path = folder / "cxx"
+    """``folder/cxx-<hash>`` (written atomically, named by its text, so installations
+    sharing the folder never run each other's): a compile whose last argument is a runtime
+    source runs this file with this Python, any other compile runs as it is (no Python
+    started for the model's files)."""
     text = (
         "#!/bin/sh\n"
         'for last; do :; done\ncase "$last" in\n'
@@ -88,12 +89,13 @@ def _launcher(folder: Path) -> Path:
         f'{shlex.quote(__file__)} "$@" ;;\n'
         'esac\nexec "$@"\n'
     )
+    path = folder / f"cxx-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
     try:
         if path.read_text() == text:
             return path
     except OSError:
         pass
-    temporary = folder / f".cxx.{os.getpid()}"
+    temporary = folder / f".cxx.{os.getpid()}.{threading.get_ident()}"
     temporary.write_text(text)
     temporary.chmod(0o755)
     os.replace(temporary, path)
