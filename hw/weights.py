@@ -287,6 +287,9 @@ class WeightMemory(wiring.Component):
         # (The bias memory, small and often distributed RAM, keeps its address register: an
         # asynchronous LUT-RAM read behind the next-address logic would be a long path.)
         addr_next, baddr_next = Signal(addr_shape), Signal(baddr_shape)
+        # ``addr + 1`` in a register beside ``addr`` (loaded with ``addr_next + 1``): no
+        # carry chain between the address register and the block RAMs' address inputs
+        addr_p1 = Signal(addr_shape, name="addr_p1", init=1)
         k_next, g_next, cur_next = Signal.like(k), Signal.like(g), Signal.like(cur)
         m.d.comb += [
             addr_next.eq(addr),
@@ -325,13 +328,14 @@ class WeightMemory(wiring.Component):
                     k_next.eq(0),
                     g_next.eq(g + 1),
                     baddr_next.eq(baddr + 1),
-                    addr_next.eq(addr + 1),
+                    addr_next.eq(addr_p1),
                 ]
             with m.Else():
                 m.d.sync += [at_last.eq(penult_k), at_end.eq(penult_k & last_g)]
-                m.d.comb += [k_next.eq(k + S), addr_next.eq(addr + 1)]
+                m.d.comb += [k_next.eq(k + S), addr_next.eq(addr_p1)]
         m.d.sync += [
             addr.eq(addr_next),
+            addr_p1.eq(addr_next + 1),
             baddr.eq(baddr_next),
             k.eq(k_next),
             g.eq(g_next),
