@@ -210,15 +210,18 @@ class VectorFetch(wiring.Component):
         with m.If(cur.kind == KIND_GATES):
             m.d.comb += first.eq(Mux(cur.layer == 0, q.input_size, self._dho))
         longest = max(mx.chunks for mx in self._layout.matrices) * S
+        # ``need`` and ``need + S`` both registers (no adder before the comparison)
         need = Signal(range(longest + S), name="early_need", init=S - 1)
+        need_succ = Signal(range(longest + 2 * S), name="early_need_succ", init=2 * S - 1)
         lhs = Signal(range(2 * max(q.input_size, self._dho, q.hidden_size) + 2), name="early_lhs")
         m.d.comb += lhs.eq(self.wb_written + first)
         with m.If(take):
-            m.d.sync += need.eq(Mux(beat.last, S - 1, need + S))
+            m.d.sync += [need.eq(Mux(beat.last, S - 1, need_succ)),
+                         need_succ.eq(Mux(beat.last, 2 * S - 1, need_succ + S))]  # fmt: skip
         with m.If(self.restart):
-            m.d.sync += need.eq(S - 1)
+            m.d.sync += [need.eq(S - 1), need_succ.eq(2 * S - 1)]
         same, succ, group = (Signal(name=f"early_{n}") for n in ("same", "succ", "group"))
-        m.d.comb += [same.eq(lhs > need), succ.eq(lhs > need + S), group.eq(lhs > S - 1)]
+        m.d.comb += [same.eq(lhs > need), succ.eq(lhs > need_succ), group.eq(lhs > S - 1)]
         early = Signal(name="early")
         with m.If(take):
             m.d.sync += early.eq(at_producer & ~beat.end & Mux(beat.last, group, succ))
