@@ -64,17 +64,12 @@ def enabled(folder: Path):
     if launcher is None or any(c.isspace() for c in str(launcher)):
         yield
         return
-    saved = {key: os.environ.get(key) for key in (CACHE_ENV, "MAKEFLAGS")}
-    os.environ[CACHE_ENV] = str(folder)
-    os.environ["MAKEFLAGS"] = " ".join(filter(None, [f"OBJCACHE={launcher}", saved["MAKEFLAGS"]]))
-    try:
+    # imported here: this file also runs as a plain script (the launcher), without its package
+    from .environ import patched_environ
+
+    makeflags = " ".join(filter(None, [f"OBJCACHE={launcher}", os.environ.get("MAKEFLAGS")]))
+    with patched_environ({CACHE_ENV: str(folder), "MAKEFLAGS": makeflags}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _launcher(folder: Path) -> Path:

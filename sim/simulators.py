@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..errors import SimulationError
 from .bench_build import VERILATOR_MAKE_OVERRIDES
+from .environ import patched_environ
 
 __all__ = [
     "COCOTB_SIMULATORS",
@@ -88,18 +89,13 @@ def tool_environment(simulator: str):
         yield
         return
     root = _verilator_root()
-    saved = {key: os.environ.get(key) for key in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")}
-    os.environ["VERILATOR_ROOT"] = str(root)
-    os.environ["PATH"] = os.pathsep.join([str(root / "bin"), saved["PATH"] or ""])
-    os.environ["MAKEFLAGS"] = " ".join([*VERILATOR_MAKE_OVERRIDES, saved["MAKEFLAGS"] or ""])
-    try:
+    values = {
+        "VERILATOR_ROOT": str(root),
+        "PATH": os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")]),
+        "MAKEFLAGS": " ".join([*VERILATOR_MAKE_OVERRIDES, os.environ.get("MAKEFLAGS", "")]),
+    }
+    with patched_environ(values):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 _VERSIONS: dict[str, str] = {}
