@@ -16,11 +16,11 @@ import ast
 import zipfile
 from pathlib import Path
 
-from helpers import forward_models as fm
 import numpy as np
 import pytest
 import torch
 from export_models import TORCH_WARNINGS
+from helpers import forward_models as fm
 
 from lstmfpga.export import forward_check, reference
 from lstmfpga.export.model_files import load_model
