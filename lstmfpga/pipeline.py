@@ -137,6 +137,7 @@ def run_flow(
     lanes: int = 8,
     simd: int = 1,
     cells: int | None = None,
+    buffers: int = 2,
     preset: str = "q16",
     simulator: str = "verilator",
     amaranth_sequences: int = 0,
@@ -152,7 +153,8 @@ def run_flow(
     ``simulator``); ``amaranth_sequences``: how many of them to run again in Amaranth's
     simulator (a cross-check of the generated Verilog against the Amaranth design);
     ``synthesize``: run Yosys + nextpnr for ``target`` and merge the result. ``lanes``,
-    ``simd``, ``cells``: the accelerator's (``cells`` None: the fewest that keep the MVU busy).
+    ``simd``, ``cells``, ``buffers``: the accelerator's (``cells`` None: the fewest that keep
+    the MVU busy).
     """
     from lstmfpga.export.files import write_text
     from lstmfpga.hw.verilog import generate
@@ -171,7 +173,8 @@ def run_flow(
 
     inputs = np.asarray(inputs, dtype=np.float64)
     T = inputs.shape[1]
-    datapath = {"lanes": lanes, "simd": simd, "cells": cells}  # the accelerator's, everywhere
+    # the accelerator's, everywhere
+    datapath = {"lanes": lanes, "simd": simd, "cells": cells, "buffers": buffers}
     stages.start("generate")
     # $readmemh memory files: the form Yosys maps reliably (see lstmfpga.synth).
     manifest = generate(
@@ -333,6 +336,7 @@ def run_demo(
     lanes: int = 8,
     simd: int = 1,
     cells: int | None = None,
+    buffers: int = 1,
     synthesize: bool = True,
     amaranth_sequences: int = 2,
     log: Callable[[str], None] = print,
@@ -341,7 +345,11 @@ def run_demo(
     :func:`run_flow` with every test image simulated in Verilator, a few in Amaranth, and
     ECP5 synthesis (beside the simulations, reused from the synthesis cache when the design
     was synthesized before). ``stages`` of the result (and ``stages_seconds`` of the report)
-    hold each stage's seconds, ``train`` included."""
+    hold each stage's seconds, ``train`` included.
+
+    ``buffers`` is 1 here (the accelerator's default is 2): the flow simulates one sequence
+    at a time, so a second bank would buy the demo nothing, and nextpnr places the
+    double-buffered digits design 3-9x slower (benchmarks/RESULTS.md, "Demo wall time")."""
     from lstmfpga.digits import train_digits_model
     from lstmfpga.sim.report import save_report
 
@@ -362,6 +370,7 @@ def run_demo(
         lanes=lanes,
         simd=simd,
         cells=cells,
+        buffers=buffers,
         simulator="verilator",
         amaranth_sequences=amaranth_sequences,
         synthesize=synthesize,

@@ -28,6 +28,9 @@ def test_demo_flow_is_bit_exact_and_keeps_accuracy(tmp_path):
     for name in ("report", "html"):
         assert result.paths[name].is_file()
     assert (result.paths["verilog"] / "lstm_accel.v").is_file()
+    # one sequence buffer: the flow sends one sequence at a time (run_demo's docstring)
+    design = json.loads((result.paths["verilog"] / "manifest.json").read_text())
+    assert design.get("buffers", 1) == 1  # the manifest leaves the key out for one buffer
     assert json.loads(result.paths["report"].read_text())["bit_exact"] is True
     assert "bit-exact: yes" in summary(report)
 
