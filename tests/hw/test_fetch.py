@@ -8,8 +8,8 @@ counts the results of its item written (``wb_written``, in index order, once the
 beats are out); the MVU side is first always ready, then slow. Every beat leaves with its
 weights and the vector elements the reference reads, in order; no beat is taken before the
 write-back position has reached what it depends on, or has written the results it reads of
-the item it is at; the recurrent and projection beats do go early; the last beats of consecutive row groups are taken at least
-``emitter_cycles`` apart; nothing more comes out.
+the item it is at; the recurrent and projection beats do go early; the last beats of
+consecutive row groups are taken at least ``emitter_cycles`` apart; nothing more comes out.
 """
 
 import numpy as np
