@@ -189,6 +189,15 @@ def _result(target, dev, top, serial, syn, pnr, freq_mhz, tools, seconds, wall, 
     }
 
 
+def _too_small(target, dev, folder, error, tried) -> None:
+    """After a failed nextpnr run in ``folder``: a capacity error records ``dev`` in
+    ``tried`` (the caller goes on with the next device); any other error is raised."""
+    if not CAPACITY_ERROR.search(error):
+        log = folder / f"nextpnr_{target}_{dev.name}.log"
+        raise SynthesisError(f"nextpnr failed ({target} {dev.name}, see {log}): {error}")
+    tried.append({"device": dev.name, "reason": f"nextpnr: {error}"})
+
+
 def _no_fit(target, device, tried):
     why = "; ".join(f"{t['device']}: {t['reason']}" for t in tried)
     if device is not None:
@@ -246,11 +255,8 @@ def synthesize(
             seconds["nextpnr"] += secs
             tools["nextpnr"] = tool_version(NEXTPNR[target])
             if pnr is None:
-                log = outdir / f"nextpnr_{target}_{dev.name}.log"
-                if CAPACITY_ERROR.search(error):
-                    tried.append({"device": dev.name, "reason": f"nextpnr: {error}"})
-                    continue
-                raise SynthesisError(f"nextpnr failed ({target} {dev.name}, see {log}): {error}")
+                _too_small(target, dev, outdir, error, tried)
+                continue
         return _result(target, dev, top, serial, syn, pnr, freq_mhz, tools, seconds, wall,
                        commands, tried)  # fmt: skip
     raise _no_fit(target, device, tried)
@@ -310,11 +316,8 @@ def synthesize_seeds(
         ]
         if errors:
             seed, error = errors[0]
-            log = folders[seed] / f"nextpnr_{target}_{dev.name}.log"
-            if CAPACITY_ERROR.search(error):
-                tried.append({"device": dev.name, "reason": f"nextpnr: {error}"})
-                continue
-            raise SynthesisError(f"nextpnr failed ({target} {dev.name}, see {log}): {error}")
+            _too_small(target, dev, folders[seed], error, tried)
+            continue
         return [
             _result(
                 target,
